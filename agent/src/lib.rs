@@ -1,0 +1,1 @@
+//! Agent library (being written).

@@ -1,0 +1,2 @@
+//! `chitti-agent` binary.
+fn main() {}

@@ -1,0 +1,15 @@
+//! Chitti's shared core: FLIR radiometric file parsing, raw counts → °C, hotspot
+//! segmentation, severity tables and palette rendering.
+//!
+//! This crate is deliberately pure: no async runtime, no network, no database and no
+//! file-system access beyond what a caller hands in as bytes or a [`std::io::Read`].
+//! The agent (cameras, drone drops) and the hub (hand uploads) both call it, so a
+//! frame gives the same temperatures and the same findings wherever it is analysed.
+
+pub mod flir;
+pub mod geometry;
+pub mod hotspot;
+pub mod image;
+pub mod radiometry;
+pub mod render;
+pub mod severity;

@@ -1,0 +1,1 @@
+//! Severity tables (being written).

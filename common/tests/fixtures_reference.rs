@@ -1,0 +1,90 @@
+//! Every FLIR fixture parses and matches the `exiftool+thermimage` reference in
+//! `tests/fixtures/flir/reference.json` to within 0.01 °C.
+
+use chitti_common::flir::{FlirFile, ParseLimits};
+use chitti_common::radiometry::ParamOverrides;
+use serde_json::Value;
+use std::path::PathBuf;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/flir")
+}
+
+fn reference() -> Value {
+    let text = std::fs::read_to_string(fixtures().join("reference.json")).expect("reference.json");
+    serde_json::from_str(&text).expect("valid json")
+}
+
+const TOLERANCE_C: f64 = 0.01;
+
+fn close(what: &str, got: f64, want: f64) -> Option<String> {
+    ((got - want).abs() > TOLERANCE_C).then(|| format!("{what}: got {got:.4}, want {want:.4}"))
+}
+
+#[test]
+fn every_fixture_matches_the_reference() {
+    let reference = reference();
+    let samples = reference["samples"].as_object().expect("samples");
+    assert_eq!(samples.len(), 13, "all 13 fixtures are covered");
+    let mut failures = Vec::new();
+    for (name, sample) in samples {
+        let file = std::fs::File::open(fixtures().join(name)).expect("fixture");
+        let mut flir = FlirFile::open(file, ParseLimits::default()).expect(name);
+        let frame = flir.frame(0).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (image, report) = frame.temperatures(&ParamOverrides::default()).expect(name);
+        let [h, w] = [&sample["shape_HxW"][0], &sample["shape_HxW"][1]].map(|v| v.as_u64().unwrap() as u32);
+        assert_eq!((image.width(), image.height()), (w, h), "{name}: shape");
+        assert_eq!(report.clamped_below_floor_px, 0, "{name}");
+        let r = &sample["references"]["exiftool+thermimage"];
+        let stats = image.stats();
+        let mut f = vec![
+            close("min_c", stats.min_c, r["min_C"].as_f64().unwrap()),
+            close("max_c", stats.max_c, r["max_C"].as_f64().unwrap()),
+            close("mean_c", stats.mean_c, r["mean_C"].as_f64().unwrap()),
+        ];
+        for px in ["center", "p10_10", "argmax"] {
+            let rc = &sample["pixels_rc"][px];
+            let (row, col) = (rc[0].as_u64().unwrap() as u32, rc[1].as_u64().unwrap() as u32);
+            let got = f64::from(image.get(col, row).expect("pixel inside"));
+            f.push(close(px, got, r["pixels_C"][px].as_f64().unwrap()));
+            let raw_want = sample["raw"]["pixels"][px].as_u64().unwrap();
+            if u64::from(frame.raw.get(col, row).unwrap()) != raw_want {
+                f.push(Some(format!("{px}: raw {} != {raw_want}", frame.raw.get(col, row).unwrap())));
+            }
+        }
+        let kind = sample["raw_record"]["raw_subtype"].as_u64().unwrap();
+        if u64::from(frame.raw_subtype) != kind {
+            f.push(Some(format!("raw subtype {} != {kind}", frame.raw_subtype)));
+        }
+        for msg in f.into_iter().flatten() {
+            failures.push(format!("{name}: {msg}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn every_frame_of_the_sequences_matches_the_reference() {
+    let reference = reference();
+    for name in ["flir_sc660_2frames.seq", "flir_t1030sc_8frames_jpegls.csq"] {
+        let frames_ref = reference["samples"][name]["frames"].as_array().expect("frames");
+        let file = std::fs::File::open(fixtures().join(name)).expect("fixture");
+        let mut flir = FlirFile::open(file, ParseLimits::default()).expect(name);
+        assert_eq!(flir.frame_count().expect(name), frames_ref.len(), "{name}: frame count");
+        let mut seen = 0;
+        for (frame, want) in flir.frames().zip(frames_ref) {
+            let frame = frame.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(frame.offset, want["offset"].as_u64().unwrap(), "{name} frame {}", frame.index);
+            let (lo, hi) = frame.raw.min_max();
+            assert_eq!(u64::from(lo), want["raw_min"].as_u64().unwrap());
+            assert_eq!(u64::from(hi), want["raw_max"].as_u64().unwrap());
+            let stats = frame.temperatures(&ParamOverrides::default()).unwrap().0.stats();
+            for (what, got, key) in [("min", stats.min_c, "min_C"), ("max", stats.max_c, "max_C"), ("mean", stats.mean_c, "mean_C")] {
+                let want = want[key].as_f64().unwrap();
+                assert!((got - want).abs() <= TOLERANCE_C, "{name} frame {}: {what} {got} vs {want}", frame.index);
+            }
+            seen += 1;
+        }
+        assert_eq!(seen, frames_ref.len(), "{name}: every frame iterated");
+    }
+}

@@ -1,0 +1,2 @@
+//! `chitti-hub` binary.
+fn main() {}
