@@ -138,9 +138,19 @@ impl RadiometricParams {
             check(name, v, v > -KELVIN_OFFSET, "above absolute zero");
         }
         let t = self.ir_window_transmission;
-        check("ir_window_transmission", t, t > 0.0 && t <= 1.0, "0 < IRT <= 1");
+        check(
+            "ir_window_transmission",
+            t,
+            t > 0.0 && t <= 1.0,
+            "0 < IRT <= 1",
+        );
         let rh = self.relative_humidity;
-        check("relative_humidity", rh, (0.0..=1.0).contains(&rh), "a fraction 0..=1");
+        check(
+            "relative_humidity",
+            rh,
+            (0.0..=1.0).contains(&rh),
+            "a fraction 0..=1",
+        );
         check("planck_r1", self.planck_r1, self.planck_r1 > 0.0, "> 0");
         check("planck_r2", self.planck_r2, self.planck_r2 > 0.0, "> 0");
         check("planck_b", self.planck_b, self.planck_b > 0.0, "> 0");
@@ -164,7 +174,8 @@ impl RadiometricParams {
 
     /// Raw signal a black body at `celsius` produces (the Planck curve, no atmosphere).
     fn planck_raw(&self, celsius: f64) -> f64 {
-        self.planck_r1 / (self.planck_r2 * ((self.planck_b / (celsius + KELVIN_OFFSET)).exp() - self.planck_f))
+        self.planck_r1
+            / (self.planck_r2 * ((self.planck_b / (celsius + KELVIN_OFFSET)).exp() - self.planck_f))
             - self.planck_o
     }
 
@@ -176,7 +187,8 @@ impl RadiometricParams {
         let half_path = (self.object_distance_m / 2.0).sqrt();
         let sqrt_h2o = h2o.sqrt();
         self.atm_x * (-half_path * (self.atm_alpha1 + self.atm_beta1 * sqrt_h2o)).exp()
-            + (1.0 - self.atm_x) * (-half_path * (self.atm_alpha2 + self.atm_beta2 * sqrt_h2o)).exp()
+            + (1.0 - self.atm_x)
+                * (-half_path * (self.atm_alpha2 + self.atm_beta2 * sqrt_h2o)).exp()
     }
 }
 
@@ -274,7 +286,8 @@ impl RawToCelsius {
     /// the largest count (65535) is colder. Thresholds are applied in the raw domain
     /// with this: `raw >= threshold_raw ⇔ °C >= threshold` (the mapping is monotonic).
     pub fn min_raw_at_or_above(&self, celsius: f64) -> Option<u16> {
-        let at_least = |r: u16| matches!(self.celsius(f64::from(r)), Celsius::Valid(c) if c >= celsius);
+        let at_least =
+            |r: u16| matches!(self.celsius(f64::from(r)), Celsius::Valid(c) if c >= celsius);
         if !at_least(u16::MAX) {
             return None;
         }

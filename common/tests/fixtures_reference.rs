@@ -32,7 +32,8 @@ fn every_fixture_matches_the_reference() {
         let mut flir = FlirFile::open(file, ParseLimits::default()).expect(name);
         let frame = flir.frame(0).unwrap_or_else(|e| panic!("{name}: {e}"));
         let (image, report) = frame.temperatures(&ParamOverrides::default()).expect(name);
-        let [h, w] = [&sample["shape_HxW"][0], &sample["shape_HxW"][1]].map(|v| v.as_u64().unwrap() as u32);
+        let [h, w] =
+            [&sample["shape_HxW"][0], &sample["shape_HxW"][1]].map(|v| v.as_u64().unwrap() as u32);
         assert_eq!((image.width(), image.height()), (w, h), "{name}: shape");
         assert_eq!(report.clamped_below_floor_px, 0, "{name}");
         let r = &sample["references"]["exiftool+thermimage"];
@@ -44,12 +45,18 @@ fn every_fixture_matches_the_reference() {
         ];
         for px in ["center", "p10_10", "argmax"] {
             let rc = &sample["pixels_rc"][px];
-            let (row, col) = (rc[0].as_u64().unwrap() as u32, rc[1].as_u64().unwrap() as u32);
+            let (row, col) = (
+                rc[0].as_u64().unwrap() as u32,
+                rc[1].as_u64().unwrap() as u32,
+            );
             let got = f64::from(image.get(col, row).expect("pixel inside"));
             f.push(close(px, got, r["pixels_C"][px].as_f64().unwrap()));
             let raw_want = sample["raw"]["pixels"][px].as_u64().unwrap();
             if u64::from(frame.raw.get(col, row).unwrap()) != raw_want {
-                f.push(Some(format!("{px}: raw {} != {raw_want}", frame.raw.get(col, row).unwrap())));
+                f.push(Some(format!(
+                    "{px}: raw {} != {raw_want}",
+                    frame.raw.get(col, row).unwrap()
+                )));
             }
         }
         let kind = sample["raw_record"]["raw_subtype"].as_u64().unwrap();
@@ -67,21 +74,44 @@ fn every_fixture_matches_the_reference() {
 fn every_frame_of_the_sequences_matches_the_reference() {
     let reference = reference();
     for name in ["flir_sc660_2frames.seq", "flir_t1030sc_8frames_jpegls.csq"] {
-        let frames_ref = reference["samples"][name]["frames"].as_array().expect("frames");
+        let frames_ref = reference["samples"][name]["frames"]
+            .as_array()
+            .expect("frames");
         let file = std::fs::File::open(fixtures().join(name)).expect("fixture");
         let mut flir = FlirFile::open(file, ParseLimits::default()).expect(name);
-        assert_eq!(flir.frame_count().expect(name), frames_ref.len(), "{name}: frame count");
+        assert_eq!(
+            flir.frame_count().expect(name),
+            frames_ref.len(),
+            "{name}: frame count"
+        );
         let mut seen = 0;
         for (frame, want) in flir.frames().zip(frames_ref) {
             let frame = frame.unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(frame.offset, want["offset"].as_u64().unwrap(), "{name} frame {}", frame.index);
+            assert_eq!(
+                frame.offset,
+                want["offset"].as_u64().unwrap(),
+                "{name} frame {}",
+                frame.index
+            );
             let (lo, hi) = frame.raw.min_max();
             assert_eq!(u64::from(lo), want["raw_min"].as_u64().unwrap());
             assert_eq!(u64::from(hi), want["raw_max"].as_u64().unwrap());
-            let stats = frame.temperatures(&ParamOverrides::default()).unwrap().0.stats();
-            for (what, got, key) in [("min", stats.min_c, "min_C"), ("max", stats.max_c, "max_C"), ("mean", stats.mean_c, "mean_C")] {
+            let stats = frame
+                .temperatures(&ParamOverrides::default())
+                .unwrap()
+                .0
+                .stats();
+            for (what, got, key) in [
+                ("min", stats.min_c, "min_C"),
+                ("max", stats.max_c, "max_C"),
+                ("mean", stats.mean_c, "mean_C"),
+            ] {
                 let want = want[key].as_f64().unwrap();
-                assert!((got - want).abs() <= TOLERANCE_C, "{name} frame {}: {what} {got} vs {want}", frame.index);
+                assert!(
+                    (got - want).abs() <= TOLERANCE_C,
+                    "{name} frame {}: {what} {got} vs {want}",
+                    frame.index
+                );
             }
             seen += 1;
         }

@@ -96,7 +96,10 @@ pub(crate) fn scan(bytes: &[u8]) -> Result<JpegScan, FlirError> {
                     }
                     Some(_) => {}
                 }
-                if chunks.insert(index, &payload[FLIR_CHUNK_HEADER..]).is_some() {
+                if chunks
+                    .insert(index, &payload[FLIR_CHUNK_HEADER..])
+                    .is_some()
+                {
                     return Err(FlirError::Chunks {
                         reason: format!("duplicate chunk {index} at file offset {marker_at:#x}"),
                     });

@@ -187,7 +187,8 @@ pub struct FlirFrame {
 impl FlirFrame {
     /// The raw → °C converter for this frame, with the thermographer's corrections.
     pub fn converter(&self, overrides: &ParamOverrides) -> Result<RawToCelsius, FlirError> {
-        RawToCelsius::new(self.camera.params.with_overrides(overrides)).map_err(FlirError::InvalidParams)
+        RawToCelsius::new(self.camera.params.with_overrides(overrides))
+            .map_err(FlirError::InvalidParams)
     }
 
     /// Converts the whole frame to °C (lookup table over the frame's raw range).
@@ -213,7 +214,11 @@ fn parse_frame(blob: &[u8], offset: u64, index: usize) -> Result<FlirFrame, Flir
             available: (blob.len() as u64).saturating_sub(dir_start as u64),
         });
     }
-    let entries = fff::parse_directory(&header, &blob[dir_start..dir_end as usize], offset + dir_start as u64)?;
+    let entries = fff::parse_directory(
+        &header,
+        &blob[dir_start..dir_end as usize],
+        offset + dir_start as u64,
+    )?;
     let extent = fff::frame_extent(&header, &entries);
     let truncated_bytes = extent.saturating_sub(blob.len() as u64);
     let record_bytes = |e: &fff::RecordEntry, what: &'static str| -> Result<&[u8], FlirError> {
@@ -222,7 +227,10 @@ fn parse_frame(blob: &[u8], offset: u64, index: usize) -> Result<FlirFrame, Flir
             return Err(FlirError::Record {
                 record: what,
                 offset: offset + u64::from(e.offset),
-                reason: format!("record offset lies outside the frame ({} bytes)", blob.len()),
+                reason: format!(
+                    "record offset lies outside the frame ({} bytes)",
+                    blob.len()
+                ),
             });
         }
         // A record running past the end of the data is clipped; the decoders then
@@ -330,7 +338,12 @@ impl<R: Read + Seek> FlirFile<R> {
             let mut bytes = Vec::with_capacity(len as usize);
             reader
                 .seek(SeekFrom::Start(0))
-                .and_then(|_| reader.by_ref().take(limits.max_jpeg_bytes).read_to_end(&mut bytes))
+                .and_then(|_| {
+                    reader
+                        .by_ref()
+                        .take(limits.max_jpeg_bytes)
+                        .read_to_end(&mut bytes)
+                })
                 .map_err(|source| FlirError::Io { offset: 0, source })?;
             let scan = jpeg::scan(&bytes)?;
             return Ok(Self {

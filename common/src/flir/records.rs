@@ -33,7 +33,8 @@ pub enum RawEncoding {
 /// Decides a record's byte order from its check word, as exiftool does: the word reads
 /// a small number (2 for RawData/CameraInfo, 3 for EmbeddedImage) in the record's order.
 fn record_order(bytes: &[u8], base: u64, what: &'static str) -> Result<ByteOrder, FlirError> {
-    let le = StructView::new(bytes, ByteOrder::Little, base, what).u16(0, "byte-order check word")?;
+    let le =
+        StructView::new(bytes, ByteOrder::Little, base, what).u16(0, "byte-order check word")?;
     Ok(if le < 0x100 {
         ByteOrder::Little
     } else {
@@ -56,7 +57,11 @@ pub(crate) fn decode_raw_data(
         offset: base + 2,
         reason: e.to_string(),
     })?;
-    let payload = view.slice(PAYLOAD_AT, record.len().saturating_sub(PAYLOAD_AT), "payload")?;
+    let payload = view.slice(
+        PAYLOAD_AT,
+        record.len().saturating_sub(PAYLOAD_AT),
+        "payload",
+    )?;
     let payload_base = base + PAYLOAD_AT as u64;
     let bad = |reason: String| FlirError::Record {
         record: WHAT,
@@ -64,11 +69,19 @@ pub(crate) fn decode_raw_data(
         reason,
     };
     let (counts, encoding) = if payload.starts_with(PNG_MAGIC) {
-        (decode_png(payload, width, height, order).map_err(bad)?, RawEncoding::Png)
+        (
+            decode_png(payload, width, height, order).map_err(bad)?,
+            RawEncoding::Png,
+        )
     } else if payload.starts_with(JPEG_LS_MAGIC) {
-        (decode_jpeg_ls(payload, width, height).map_err(bad)?, RawEncoding::JpegLs)
+        (
+            decode_jpeg_ls(payload, width, height).map_err(bad)?,
+            RawEncoding::JpegLs,
+        )
     } else if payload.starts_with(JPEG_MAGIC) {
-        return Err(bad("raw data is a lossy JPEG, which carries no radiometric counts".into()));
+        return Err(bad(
+            "raw data is a lossy JPEG, which carries no radiometric counts".into(),
+        ));
     } else {
         let needed = pixels * 2;
         if payload.len() < needed {
@@ -101,7 +114,12 @@ pub(crate) fn decode_raw_data(
 /// without converting, so when the RawData record is little-endian each sample must be
 /// byte-swapped; a big-endian record (ThermaCAM EX320) stores them correctly. Reading
 /// the PNG's sample bytes in the record's order does exactly that.
-fn decode_png(payload: &[u8], width: u32, height: u32, order: ByteOrder) -> Result<Vec<u16>, String> {
+fn decode_png(
+    payload: &[u8],
+    width: u32,
+    height: u32,
+    order: ByteOrder,
+) -> Result<Vec<u16>, String> {
     let pixels = width as usize * height as usize;
     // The decoder may not allocate more than the expected image plus slack, whatever
     // the PNG header claims.
@@ -127,9 +145,15 @@ fn decode_png(payload: &[u8], width: u32, height: u32, order: ByteOrder) -> Resu
         ));
     }
     let mut buf = vec![0u8; pixels * 2];
-    let frame = reader.next_frame(&mut buf).map_err(|e| format!("png: {e}"))?;
+    let frame = reader
+        .next_frame(&mut buf)
+        .map_err(|e| format!("png: {e}"))?;
     if frame.buffer_size() != buf.len() {
-        return Err(format!("png decoded {} bytes, expected {}", frame.buffer_size(), buf.len()));
+        return Err(format!(
+            "png decoded {} bytes, expected {}",
+            frame.buffer_size(),
+            buf.len()
+        ));
     }
     let words = buf.chunks_exact(2);
     Ok(match order {
@@ -164,12 +188,19 @@ fn decode_jpeg_ls(payload: &[u8], width: u32, height: u32) -> Result<Vec<u16>, S
         .map_err(|e| format!("jpeg-ls: {e}"))?;
     if info.bits_per_sample <= 8 {
         if bytes.len() != pixels {
-            return Err(format!("jpeg-ls decoded {} bytes, expected {pixels}", bytes.len()));
+            return Err(format!(
+                "jpeg-ls decoded {} bytes, expected {pixels}",
+                bytes.len()
+            ));
         }
         return Ok(bytes.into_iter().map(u16::from).collect());
     }
     if bytes.len() != pixels * 2 {
-        return Err(format!("jpeg-ls decoded {} bytes, expected {}", bytes.len(), pixels * 2));
+        return Err(format!(
+            "jpeg-ls decoded {} bytes, expected {}",
+            bytes.len(),
+            pixels * 2
+        ));
     }
     // CharLS writes samples wider than 8 bits in native byte order.
     Ok(bytes
@@ -274,7 +305,10 @@ pub(crate) fn parse_camera_info(record: &[u8], base: u64) -> Result<CameraInfo, 
         planck_r2: f(0x30c, "PlanckR2")?,
     };
     let captured_at = capture_time(&v);
-    let raw_value_range = match (v.opt_u16(0x310, "RawValueRangeMin"), v.opt_u16(0x312, "RawValueRangeMax")) {
+    let raw_value_range = match (
+        v.opt_u16(0x310, "RawValueRangeMin"),
+        v.opt_u16(0x312, "RawValueRangeMax"),
+    ) {
         (Some(lo), Some(hi)) => Some((lo, hi)),
         _ => None,
     };
@@ -283,7 +317,9 @@ pub(crate) fn parse_camera_info(record: &[u8], base: u64) -> Result<CameraInfo, 
         params,
         model: v.opt_text(0xd4, 32, "CameraModel").unwrap_or_default(),
         part_number: v.opt_text(0xf4, 16, "CameraPartNumber").unwrap_or_default(),
-        serial: v.opt_text(0x104, 16, "CameraSerialNumber").unwrap_or_default(),
+        serial: v
+            .opt_text(0x104, 16, "CameraSerialNumber")
+            .unwrap_or_default(),
         software: v.opt_text(0x114, 16, "CameraSoftware").unwrap_or_default(),
         lens_model: non_empty(v.opt_text(0x170, 32, "LensModel")),
         lens_part_number: non_empty(v.opt_text(0x190, 16, "LensPartNumber")),
@@ -357,7 +393,10 @@ pub(crate) fn parse_gps(record: &[u8], base: u64) -> Result<Option<GpsInfo>, Fli
     Ok(Some(GpsInfo {
         latitude_deg: lat,
         longitude_deg: lon,
-        altitude_m: v.opt_f32(0x20, "GPSAltitude").map(f64::from).filter(|a| a.is_finite()),
+        altitude_m: v
+            .opt_f32(0x20, "GPSAltitude")
+            .map(f64::from)
+            .filter(|a| a.is_finite()),
     }))
 }
 
