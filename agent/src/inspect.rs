@@ -262,10 +262,10 @@ pub fn run(args: &InspectArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let path = args.file.display().to_string();
     let file = std::fs::File::open(&args.file).with_context(|| format!("cannot open {path}"))?;
     let mut flir = FlirFile::open(std::io::BufReader::new(file), ParseLimits::default())
-        .with_context(|| format!("{path}"))?;
-    let frames = flir.frame_count().with_context(|| format!("{path}"))?;
+        .with_context(|| path.clone())?;
+    let frames = flir.frame_count().with_context(|| path.clone())?;
     let index = args.frame.unwrap_or(0);
-    let frame = flir.frame(index).with_context(|| format!("{path}"))?;
+    let frame = flir.frame(index).with_context(|| path.clone())?;
     let options = AnalysisOptions {
         overrides,
         threshold_c: args.threshold,
@@ -276,7 +276,7 @@ pub fn run(args: &InspectArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         }),
         ..AnalysisOptions::default()
     };
-    let analysis = analyze_frame(&frame, table, &options).with_context(|| format!("{path}"))?;
+    let analysis = analyze_frame(&frame, table, &options).with_context(|| path.clone())?;
     let converter = frame.converter(&overrides)?;
     let mut pixels = Vec::new();
     for p in &args.pixels {
@@ -484,9 +484,16 @@ fn render_png(analysis: &FrameAnalysis, args: &InspectArgs, target: &Path) -> an
     let mut overlays: Vec<Overlay> = analysis
         .hotspots
         .iter()
-        .map(|a| Overlay {
+        .enumerate()
+        .map(|(i, a)| Overlay {
             rect: a.hotspot.bbox,
-            label: format!("{:.1}°C L{}", a.hotspot.max_c, a.severity.level),
+            // Labels on every box of a busy scene would hide the image; the hottest ones
+            // are labelled, the rest are boxed (and all are in the summary and JSON).
+            label: if i < SUMMARY_HOTSPOTS {
+                format!("{:.1}°C L{}", a.hotspot.max_c, a.severity.level)
+            } else {
+                String::new()
+            },
             level: a.severity.level,
         })
         .collect();
