@@ -20,7 +20,9 @@ pub fn binary(name: &str) -> PathBuf {
     if !path.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
-        build.args(["build", "--bin", name]).current_dir(workspace_root());
+        build
+            .args(["build", "--bin", name])
+            .current_dir(workspace_root());
         if profile_dir.file_name().is_some_and(|p| p == "release") {
             build.arg("--release");
         }

@@ -13,14 +13,19 @@ fn inspect(file: &str, extra: &[String]) -> Value {
         .args(extra)
         .output()
         .expect("run chitti-agent");
-    assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{file}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("json")
 }
 
 #[test]
 fn every_fixture_through_the_binary_matches_the_reference() {
     let reference: Value =
-        serde_json::from_str(&std::fs::read_to_string(flir_fixture("reference.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(flir_fixture("reference.json")).unwrap())
+            .unwrap();
     let samples = reference["samples"].as_object().unwrap();
     let mut failures = Vec::new();
     for (name, sample) in samples {
@@ -46,7 +51,10 @@ fn every_fixture_through_the_binary_matches_the_reference() {
         for (i, px) in names.iter().enumerate() {
             check(px, &v["pixels"][i]["c"], &r["pixels_C"][px]);
         }
-        let frames = sample.get("frames").and_then(Value::as_array).map_or(1, Vec::len);
+        let frames = sample
+            .get("frames")
+            .and_then(Value::as_array)
+            .map_or(1, Vec::len);
         assert_eq!(v["frames"].as_u64(), Some(frames as u64), "{name}");
         if let Some(frames) = sample.get("frames").and_then(Value::as_array) {
             for (i, want) in frames.iter().enumerate().skip(1) {
