@@ -6,6 +6,7 @@
 //! The agent (cameras, drone drops) and the hub (hand uploads) both call it, so a
 //! frame gives the same temperatures and the same findings wherever it is analysed.
 
+pub mod analysis;
 pub mod flir;
 pub mod geometry;
 pub mod hotspot;

@@ -30,6 +30,27 @@ pub enum RawEncoding {
     JpegLs,
 }
 
+impl std::fmt::Display for RawEncoding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::RawLittleEndian => "uncompressed little-endian",
+            Self::RawBigEndian => "uncompressed big-endian",
+            Self::Png => "PNG",
+            Self::JpegLs => "JPEG-LS",
+        })
+    }
+}
+
+impl std::fmt::Display for VisualImageKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Jpeg => "JPEG",
+            Self::Png => "PNG",
+            Self::Raw => "uncompressed",
+        })
+    }
+}
+
 /// Decides a record's byte order from its check word, as exiftool does: the word reads
 /// a small number (2 for RawData/CameraInfo, 3 for EmbeddedImage) in the record's order.
 fn record_order(bytes: &[u8], base: u64, what: &'static str) -> Result<ByteOrder, FlirError> {

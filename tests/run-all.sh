@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every test of the Chitti workspace: the README's second command.
+#
+# It prepares what the tests need on this machine, then runs the whole suite with
+# cargo-nextest (falling back to `cargo test` where nextest is not installed) and the
+# doc tests. Later issues add their prerequisites here (Postgres, Mosquitto, the ONNX
+# Runtime library, Chromium), so one command keeps running everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System libraries the crates build against (the charls crate builds CharLS with cmake
+# and g++). Installed only when missing and we are root; otherwise say what is missing.
+missing=()
+for pkg in pkg-config cmake g++ libclang-dev libudev-dev libcharls-dev; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    echo "run-all: installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "run-all: missing system packages: ${missing[*]} (install them with apt-get)" >&2
+    exit 1
+  fi
+fi
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast --lib --bins --tests
+fi
+# nextest does not run doc tests.
+cargo test --workspace --locked --doc
