@@ -114,17 +114,19 @@ print()
 
 print("### File bytes → full °C matrix (`parse_to_celsius` ≈ `parse_only` + `celsius_only`)")
 print()
-print("| fixture | raw | H×W | parse_to_celsius | parse_only | celsius_only "
+print("| fixture | raw | H×W | parse_to_celsius | parse_only | celsius_only | analyze_frame "
       "| peers: flirref / flyr / thermal-rs / flirpy |")
-print("|---|---|---|---|---|---|---|")
+print("|---|---|---|---|---|---|---|---|")
 for name in sorted(ref):
     s = ref[name]
     print(f"| {name} | {s['raw_record']['raw_kind']} | {s['shape_HxW'][0]}×{s['shape_HxW'][1]} "
           f"| {ms('parse_to_celsius', name, True)} | {ms('parse_only', name)} "
-          f"| {ms('celsius_only', name)} | {peer(s, 'flirref')} / {peer(s, 'flyr')} / "
+          f"| {ms('celsius_only', name)} | {ms('analyze_frame', name)} | {peer(s, 'flirref')} / {peer(s, 'flyr')} / "
           f"{peer(s, 'thermal-rs-0.3.1')} / {peer(s, 'flirpy')} |")
 print()
-print("(peers: reference.json time_ms_median, path → °C matrix, another 2-vCPU machine)")
+print("(analyze_frame: parsed frame → °C, statistics, hotspots at the utility-absolute table's "
+      "default threshold, severity — what `chitti-agent inspect` does after parsing. "
+      "Peers: reference.json time_ms_median, path → °C matrix, in-process, another 2-vCPU machine.)")
 print()
 
 print("### PNG R-JPEG: parse → °C vs decoding the embedded PNG alone (target ≤ 1.5×)")

@@ -8,10 +8,12 @@
 //! Inputs are `tests/fixtures/flir/*` (real camera files, see its MANIFEST.md), read
 //! into memory once, outside the timed loops: file IO is not measured.
 
+use chitti_common::analysis::{analyze_frame, AnalysisOptions};
 use chitti_common::flir::{parse_bytes, raw_data_payload, FlirFrame, RawEncoding};
 use chitti_common::hotspot::{SegmentOptions, Segmenter};
 use chitti_common::image::RawFrame;
 use chitti_common::radiometry::{frame_to_celsius, CelsiusLut, ParamOverrides, RawToCelsius};
+use chitti_common::severity::SeverityCatalog;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -86,6 +88,23 @@ fn parse_to_celsius(c: &mut Criterion) {
         let frame = first_frame(name, bytes);
         group.bench_with_input(BenchmarkId::from_parameter(name), &frame, |b, frame| {
             b.iter(|| black_box(frame).temperatures(&overrides).expect("converts"))
+        });
+    }
+    group.finish();
+}
+
+/// A parsed frame → `analyze_frame` with the default table and options: °C matrix,
+/// statistics, hotspots at the table's default threshold and their severity — what
+/// `chitti-agent inspect` does after parsing.
+fn analyze(c: &mut Criterion) {
+    let catalog = SeverityCatalog::builtin();
+    let table = catalog.get("utility-absolute").expect("built-in table");
+    let options = AnalysisOptions::default();
+    let mut group = c.benchmark_group("analyze_frame");
+    for (name, bytes) in fixtures() {
+        let frame = first_frame(&name, &bytes);
+        group.bench_with_input(BenchmarkId::from_parameter(&name), &frame, |b, frame| {
+            b.iter(|| analyze_frame(black_box(frame), table, &options).expect("analyses"))
         });
     }
     group.finish();
@@ -220,6 +239,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = parse_to_celsius, png_decode_only, raw_to_celsius_and_hotspots, lut_build
+    targets = parse_to_celsius, analyze, png_decode_only, raw_to_celsius_and_hotspots, lut_build
 }
 criterion_main!(benches);
