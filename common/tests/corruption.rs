@@ -5,7 +5,8 @@
 //! Three families of inputs:
 //! - every fixture truncated at many offsets: each of the first 64 bytes, both sides of
 //!   every JPEG segment and FFF structure boundary, and 200 evenly spaced offsets over
-//!   the bytes the parser reads;
+//!   the bytes the parser reads, except inside JPEG-LS scans, where CharLS takes
+//!   seconds to give up (`common/fuzz/open-issues/README.md`);
 //! - random byte flips and overwrites, biased towards the headers (proptest);
 //! - hand-made malformed files whose error variant and message are asserted.
 //!
