@@ -120,6 +120,31 @@ fn every_frame_of_the_sequences_matches_the_reference() {
 }
 
 #[test]
+fn raw_data_payload_is_what_the_decoder_reads() {
+    use chitti_common::flir::{parse_bytes, raw_data_payload, RawEncoding};
+    let reference = reference();
+    for name in reference["samples"].as_object().expect("samples").keys() {
+        let bytes = std::fs::read(fixtures().join(name)).expect("fixture");
+        let payload = raw_data_payload(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let frame = parse_bytes(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let pixels = frame.raw.counts().len();
+        match frame.raw_encoding {
+            RawEncoding::Png => assert!(payload.starts_with(b"\x89PNG\r\n\x1a\n"), "{name}"),
+            RawEncoding::JpegLs => {
+                assert!(payload.starts_with(&[0xFF, 0xD8, 0xFF, 0xF7]), "{name}")
+            }
+            RawEncoding::RawLittleEndian | RawEncoding::RawBigEndian => {
+                assert!(
+                    payload.len() >= pixels * 2,
+                    "{name}: {} bytes",
+                    payload.len()
+                )
+            }
+        }
+    }
+}
+
+#[test]
 fn metadata_matches_exiftool() {
     let reference = reference();
     for (name, sample) in reference["samples"].as_object().unwrap() {

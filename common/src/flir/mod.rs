@@ -302,6 +302,41 @@ pub fn parse_bytes(bytes: &[u8]) -> Result<FlirFrame, FlirError> {
     file.frame(0)
 }
 
+/// The encoded payload of the first frame's RawData record (the 16-bit PNG, JPEG-LS
+/// stream or uncompressed words, without the record's 32-byte header), exactly the
+/// bytes [`parse_bytes`] hands to the decoder. For an R-JPEG the FFF stream is first
+/// reassembled from its `APP1` chunks, so a PNG split across segments comes back whole.
+///
+/// Not part of the API: benchmarks use it to time the codec alone.
+#[doc(hidden)]
+pub fn raw_data_payload(bytes: &[u8]) -> Result<Vec<u8>, FlirError> {
+    let scanned;
+    let fff_stream = if jpeg::looks_like_jpeg(bytes) {
+        scanned = jpeg::scan(bytes)?.fff;
+        &scanned[..]
+    } else {
+        bytes
+    };
+    let header = fff::parse_header(fff_stream, 0)?;
+    let dir = fff_stream
+        .get(header.directory_offset as usize..fff::directory_end(&header) as usize)
+        .ok_or_else(|| FlirError::NotFlir {
+            reason: "fff directory lies past the end of the data".into(),
+        })?;
+    let entries = fff::parse_directory(&header, dir, u64::from(header.directory_offset))?;
+    entries
+        .iter()
+        .find(|e| e.kind == fff::record_type::RAW_DATA)
+        .and_then(|e| {
+            let end = e.end().min(fff_stream.len() as u64) as usize;
+            fff_stream.get(e.offset as usize + records::PAYLOAD_AT..end)
+        })
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| FlirError::NotFlir {
+            reason: "no readable RawData record".into(),
+        })
+}
+
 /// An open FLIR file. Frames are read on demand; a sequence never sits in memory whole.
 pub struct FlirFile<R> {
     reader: R,

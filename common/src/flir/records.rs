@@ -10,7 +10,7 @@ use chrono::{DateTime, FixedOffset, TimeZone};
 use serde::{Deserialize, Serialize};
 
 /// Offset of the image payload inside RawData and EmbeddedImage records.
-const PAYLOAD_AT: usize = 0x20;
+pub(crate) const PAYLOAD_AT: usize = 0x20;
 
 const PNG_MAGIC: &[u8] = &[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
 const JPEG_LS_MAGIC: &[u8] = &[0xFF, 0xD8, 0xFF, 0xF7];
