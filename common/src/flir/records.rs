@@ -114,11 +114,7 @@ pub(crate) fn decode_raw_data(
                 available: payload.len() as u64,
             });
         }
-        let words = payload[..needed].chunks_exact(2);
-        let counts: Vec<u16> = match order {
-            ByteOrder::Little => words.map(|w| u16::from_le_bytes([w[0], w[1]])).collect(),
-            ByteOrder::Big => words.map(|w| u16::from_be_bytes([w[0], w[1]])).collect(),
-        };
+        let counts = words(&payload[..needed], order);
         let encoding = match order {
             ByteOrder::Little => RawEncoding::RawLittleEndian,
             ByteOrder::Big => RawEncoding::RawBigEndian,
@@ -127,6 +123,15 @@ pub(crate) fn decode_raw_data(
     };
     let frame = RawFrame::new(width, height, counts).map_err(|e| bad(e.to_string()))?;
     Ok((frame, encoding, order))
+}
+
+/// 16-bit words from bytes in the given order (an odd last byte is ignored).
+fn words(bytes: &[u8], order: ByteOrder) -> Vec<u16> {
+    let pairs = bytes.chunks_exact(2);
+    match order {
+        ByteOrder::Little => pairs.map(|w| u16::from_le_bytes([w[0], w[1]])).collect(),
+        ByteOrder::Big => pairs.map(|w| u16::from_be_bytes([w[0], w[1]])).collect(),
+    }
 }
 
 /// Decodes a 16-bit greyscale PNG of exactly `width × height`.
@@ -176,11 +181,7 @@ fn decode_png(
             buf.len()
         ));
     }
-    let words = buf.chunks_exact(2);
-    Ok(match order {
-        ByteOrder::Little => words.map(|w| u16::from_le_bytes([w[0], w[1]])).collect(),
-        ByteOrder::Big => words.map(|w| u16::from_be_bytes([w[0], w[1]])).collect(),
-    })
+    Ok(words(&buf, order))
 }
 
 /// Decodes a single-component lossless JPEG-LS stream of exactly `width × height`.
