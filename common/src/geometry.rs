@@ -5,8 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
-/// One pixel position: `x` = column, `y` = row.
+/// One pixel position: `x` = column, `y` = row. Serialised as `[x, y]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "[u32; 2]", into = "[u32; 2]")]
 pub struct PixelPoint {
     /// Column, zero-based.
     pub x: u32,
@@ -37,6 +38,18 @@ impl PixelRect {
             && p.y >= self.y
             && u64::from(p.x) < u64::from(self.x) + u64::from(self.w)
             && u64::from(p.y) < u64::from(self.y) + u64::from(self.h)
+    }
+}
+
+impl From<[u32; 2]> for PixelPoint {
+    fn from([x, y]: [u32; 2]) -> Self {
+        Self { x, y }
+    }
+}
+
+impl From<PixelPoint> for [u32; 2] {
+    fn from(p: PixelPoint) -> Self {
+        [p.x, p.y]
     }
 }
 

@@ -7,10 +7,12 @@
 //! frame gives the same temperatures and the same findings wherever it is analysed.
 
 pub mod analysis;
+pub mod finding;
 pub mod flir;
 pub mod geometry;
 pub mod hotspot;
 pub mod image;
+pub mod protocol;
 pub mod radiometry;
 pub mod render;
 pub mod severity;

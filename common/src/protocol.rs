@@ -1,0 +1,543 @@
+//! The MQTT wire protocol between agents and the hub (DESIGN.md §2): topic names,
+//! identifiers and payloads. JSON, versioned by the topic prefix `chitti/v1/`.
+//!
+//! | suffix | direction | QoS | retain | payload |
+//! |---|---|---|---|---|
+//! | `status` | agent → hub | 1 | yes | [`AgentStatus`] (also the Last Will, `online: false`) |
+//! | `findings` | agent → hub | 1 | no | [`FindingBatch`] |
+//! | `telemetry` | agent → hub | 0 | no | [`Telemetry`] |
+//! | `ack` | hub → agent | 1 | no | [`Ack`]: findings durably committed by the hub |
+//! | `config/set` | hub → agent | 1 | yes | desired configuration document |
+//! | `config/state` | agent → hub | 1 | yes | [`ConfigState`] |
+//!
+//! A broker's PUBACK only says the broker has a message; an agent keeps a finding until
+//! an [`Ack`] names it, so delivery is at-least-once on the wire and exactly-once in the
+//! hub's database (insert on conflict do nothing, keyed by the finding's UUIDv7).
+
+use crate::finding::Finding;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Protocol version, part of every topic.
+pub const PROTOCOL_VERSION: &str = "v1";
+
+/// Topic prefix before site and gateway.
+pub const TOPIC_ROOT: &str = "chitti";
+
+/// Longest site, gateway or camera id.
+pub const MAX_ID_LEN: usize = 64;
+
+/// An id is not `[a-z0-9-]{1,64}`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} id {value:?} is invalid: use 1 to 64 characters of a-z, 0-9 and '-'")]
+pub struct InvalidId {
+    /// Which id ("site", "gateway", "camera").
+    pub what: &'static str,
+    /// The offending value.
+    pub value: String,
+}
+
+/// Checks a site, gateway or camera id: `[a-z0-9-]{1,64}`, which also keeps MQTT's
+/// `+`, `/` and `#` out of topic levels.
+pub fn validate_id(what: &'static str, value: &str) -> Result<(), InvalidId> {
+    let ok = !value.is_empty()
+        && value.len() <= MAX_ID_LEN
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidId {
+            what,
+            value: value.to_string(),
+        })
+    }
+}
+
+/// What a topic carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TopicKind {
+    /// Retained agent status.
+    Status,
+    /// Finding batches.
+    Findings,
+    /// Periodic health.
+    Telemetry,
+    /// Hub acknowledgements.
+    Ack,
+    /// Desired configuration.
+    ConfigSet,
+    /// Applied configuration.
+    ConfigState,
+}
+
+impl TopicKind {
+    /// Every kind.
+    pub const ALL: [TopicKind; 6] = [
+        Self::Status,
+        Self::Findings,
+        Self::Telemetry,
+        Self::Ack,
+        Self::ConfigSet,
+        Self::ConfigState,
+    ];
+
+    /// The topic suffix after `chitti/v1/{site}/{gateway}/`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Self::Status => "status",
+            Self::Findings => "findings",
+            Self::Telemetry => "telemetry",
+            Self::Ack => "ack",
+            Self::ConfigSet => "config/set",
+            Self::ConfigState => "config/state",
+        }
+    }
+}
+
+/// A parsed Chitti topic.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Topic {
+    /// Site id.
+    pub site: String,
+    /// Gateway id.
+    pub gateway: String,
+    /// What it carries.
+    pub kind: TopicKind,
+}
+
+/// A topic is not a Chitti v1 topic.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicError {
+    /// Wrong root or version.
+    #[error("topic {0:?} is not under chitti/v1/")]
+    NotChitti(String),
+    /// Site or gateway id invalid.
+    #[error("topic {topic:?}: {source}")]
+    BadId {
+        /// The topic.
+        topic: String,
+        /// Which id.
+        source: InvalidId,
+    },
+    /// Unknown suffix.
+    #[error("topic {0:?} has an unknown suffix")]
+    UnknownSuffix(String),
+}
+
+impl Topic {
+    /// A topic for a validated site and gateway.
+    pub fn new(site: &str, gateway: &str, kind: TopicKind) -> Result<Self, InvalidId> {
+        validate_id("site", site)?;
+        validate_id("gateway", gateway)?;
+        Ok(Self {
+            site: site.to_string(),
+            gateway: gateway.to_string(),
+            kind,
+        })
+    }
+
+    /// Parses `chitti/v1/{site}/{gateway}/{suffix}`.
+    pub fn parse(topic: &str) -> Result<Self, TopicError> {
+        let rest = topic
+            .strip_prefix(TOPIC_ROOT)
+            .and_then(|r| r.strip_prefix('/'))
+            .and_then(|r| r.strip_prefix(PROTOCOL_VERSION))
+            .and_then(|r| r.strip_prefix('/'))
+            .ok_or_else(|| TopicError::NotChitti(topic.to_string()))?;
+        let mut parts = rest.splitn(3, '/');
+        let (Some(site), Some(gateway), Some(suffix)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TopicError::UnknownSuffix(topic.to_string()));
+        };
+        let bad = |source| TopicError::BadId {
+            topic: topic.to_string(),
+            source,
+        };
+        validate_id("site", site).map_err(bad)?;
+        validate_id("gateway", gateway).map_err(bad)?;
+        let kind = TopicKind::ALL
+            .into_iter()
+            .find(|k| k.suffix() == suffix)
+            .ok_or_else(|| TopicError::UnknownSuffix(topic.to_string()))?;
+        Ok(Self {
+            site: site.to_string(),
+            gateway: gateway.to_string(),
+            kind,
+        })
+    }
+
+    /// The hub's subscription filter for one kind from every gateway, e.g.
+    /// `chitti/v1/+/+/findings`.
+    pub fn filter_all(kind: TopicKind) -> String {
+        format!("{TOPIC_ROOT}/{PROTOCOL_VERSION}/+/+/{}", kind.suffix())
+    }
+}
+
+impl std::fmt::Display for Topic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{TOPIC_ROOT}/{PROTOCOL_VERSION}/{}/{}/{}",
+            self.site,
+            self.gateway,
+            self.kind.suffix()
+        )
+    }
+}
+
+/// A batch of findings on `/findings`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FindingBatch {
+    /// Batch id (for logs; findings are deduplicated by their own ids).
+    pub batch_id: Uuid,
+    /// When the batch was sent.
+    pub sent_at: DateTime<Utc>,
+    /// The findings.
+    pub findings: Vec<Finding>,
+}
+
+/// The hub's acknowledgement on `/ack`: these findings are durably committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ack {
+    /// Committed finding ids.
+    pub ids: Vec<Uuid>,
+}
+
+/// State of one camera in `/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CameraStatus {
+    /// Camera id.
+    pub id: String,
+    /// `streaming`, `reconnecting`, `idle`, `failed` …
+    pub state: String,
+    /// Frames per second over the last interval.
+    pub fps: f64,
+    /// Last frame time.
+    pub last_frame_at: Option<DateTime<Utc>>,
+}
+
+/// Outbox state in `/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BufferStatus {
+    /// Findings waiting for an ack.
+    pub depth: u64,
+    /// Bytes stored.
+    pub bytes: u64,
+    /// Oldest unacknowledged finding.
+    pub oldest_at: Option<DateTime<Utc>>,
+    /// Evictions since start, by what was evicted.
+    #[serde(default)]
+    pub evicted: EvictionCounts,
+}
+
+/// Counts of what the outbox evicted to stay within its byte cap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvictionCounts {
+    /// Evidence blobs of low-severity findings.
+    pub evidence: u64,
+    /// Findings (never critical ones).
+    pub findings: u64,
+}
+
+/// Retained `/status` (and the Last Will with `online: false`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentStatus {
+    /// Whether the agent is connected and running.
+    pub online: bool,
+    /// Agent version.
+    pub agent_version: String,
+    /// Cameras.
+    #[serde(default)]
+    pub cameras: Vec<CameraStatus>,
+    /// Outbox.
+    pub buffer: Option<BufferStatus>,
+    /// Detection model, or `None` when running on thresholds alone.
+    pub model: Option<crate::finding::ModelIdentity>,
+    /// Applied configuration version.
+    pub config_version: Option<u32>,
+    /// When this status was produced.
+    pub ts: DateTime<Utc>,
+}
+
+/// Periodic health on `/telemetry`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Telemetry {
+    /// When measured.
+    pub ts: DateTime<Utc>,
+    /// CPU temperature, °C.
+    pub cpu_temp_c: Option<f64>,
+    /// GPU temperature, °C.
+    pub gpu_temp_c: Option<f64>,
+    /// Free disk where the outbox lives, bytes.
+    pub disk_free_bytes: Option<u64>,
+    /// Median analysis latency over the interval, ms.
+    pub analysis_latency_ms: Option<f64>,
+    /// Frames dropped over the interval, all cameras.
+    pub frame_drops: u64,
+}
+
+/// `/config/state`: what the agent did with a `/config/set` document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigState {
+    /// The version now applied.
+    pub applied_version: Option<u32>,
+    /// Validation errors that rejected the last document, one per key path.
+    #[serde(default)]
+    pub errors: Vec<String>,
+    /// When.
+    pub ts: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::finding::*;
+    use crate::geometry::{PixelPoint, PixelRect};
+    use crate::severity::{ReferenceTemperature, SeverityCatalog, SeverityInputs};
+    use expect_test::expect;
+
+    #[test]
+    fn ids_are_lowercase_digits_and_dashes() {
+        for ok in ["a", "sub-220kv-01", &"x".repeat(64)] {
+            assert!(validate_id("site", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "A", "a/b", "a+b", "#", "a b", "ü", &"x".repeat(65)] {
+            assert!(validate_id("site", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn topics_round_trip_and_reject_strangers() {
+        for kind in TopicKind::ALL {
+            let t = Topic::new("north-yard", "gw-07", kind).unwrap();
+            assert_eq!(Topic::parse(&t.to_string()).unwrap(), t);
+        }
+        expect!["chitti/v1/north-yard/gw-07/config/set"].assert_eq(
+            &Topic::new("north-yard", "gw-07", TopicKind::ConfigSet)
+                .unwrap()
+                .to_string(),
+        );
+        expect!["chitti/v1/+/+/findings"].assert_eq(&Topic::filter_all(TopicKind::Findings));
+        expect![[r#"NotChitti("chitti/v2/a/b/status")"#]]
+            .assert_debug_eq_str(Topic::parse("chitti/v2/a/b/status").unwrap_err());
+        assert!(matches!(
+            Topic::parse("chitti/v1/a/b/other"),
+            Err(TopicError::UnknownSuffix(_))
+        ));
+        assert!(matches!(
+            Topic::parse("chitti/v1/A/b/status"),
+            Err(TopicError::BadId { .. })
+        ));
+        assert!(matches!(
+            Topic::parse("chitti/v1/a/b"),
+            Err(TopicError::UnknownSuffix(_))
+        ));
+        assert!(matches!(
+            Topic::parse("chitti/v1/+/b/ack"),
+            Err(TopicError::BadId { .. })
+        ));
+    }
+
+    trait DebugEqStr {
+        fn assert_debug_eq_str(&self, value: TopicError);
+    }
+    impl DebugEqStr for expect_test::Expect {
+        fn assert_debug_eq_str(&self, value: TopicError) {
+            self.assert_eq(&format!("{value:?}"));
+        }
+    }
+
+    fn sample_finding() -> Finding {
+        let table = SeverityCatalog::builtin();
+        let severity = table.get("neta-similar").unwrap().assess(&SeverityInputs {
+            max_c: 81.4,
+            reference: Some(ReferenceTemperature::similar_component(
+                58.4,
+                "phase A bushing",
+            )),
+        });
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap();
+        Finding {
+            id: Uuid::parse_str("0192d4f0-8f8e-7cc2-9d6a-3b1f6f0e8a11").unwrap(),
+            site: "north-yard".into(),
+            gateway: "gw-07".into(),
+            camera: "cam-1".into(),
+            asset: Some("bay3-breaker-b".into()),
+            preset: Some("p4".into()),
+            captured_at: at("2026-11-23T03:12:45.120+05:30"),
+            observed_at: at("2026-11-22T21:42:45.300Z").with_timezone(&Utc),
+            source: FindingSource::Stream,
+            component: Some(DetectedComponent {
+                class: "bushing".into(),
+                confidence: 0.91,
+                bbox: PixelRect {
+                    x: 300,
+                    y: 120,
+                    w: 40,
+                    h: 90,
+                },
+            }),
+            hotspot: HotspotSummary {
+                bbox: PixelRect {
+                    x: 310,
+                    y: 130,
+                    w: 12,
+                    h: 18,
+                },
+                max_c: 81.4,
+                mean_c: 74.2,
+                max_at: PixelPoint { x: 316, y: 139 },
+                area_px: 171,
+            },
+            reference: ReferenceSummary {
+                ambient_c: 21.0,
+                ambient_source: "camera atmospheric temperature".into(),
+                similar: Some(SimilarComponent {
+                    label: "phase A bushing".into(),
+                    celsius: 58.4,
+                }),
+            },
+            severity,
+            measurement: Measurement {
+                emissivity: 0.95,
+                distance_m: 12.0,
+                reflected_c: 20.0,
+                atmosphere_c: 21.0,
+                relative_humidity: 0.6,
+                qualitative: false,
+            },
+            track: TrackSummary {
+                id: Uuid::parse_str("0192d4f0-8000-7000-8000-000000000001").unwrap(),
+                first_seen: at("2026-11-22T21:40:00Z").with_timezone(&Utc),
+                last_seen: at("2026-11-22T21:42:45.300Z").with_timezone(&Utc),
+                frames: 4950,
+                state: TrackState::Raised,
+            },
+            model: None,
+            evidence: Some(EvidenceRef {
+                sha256: "ab".repeat(32),
+            }),
+            historical: false,
+        }
+    }
+
+    #[test]
+    fn finding_batch_wire_shape() {
+        let batch = FindingBatch {
+            batch_id: Uuid::parse_str("0192d4f0-9000-7000-8000-0000000000aa").unwrap(),
+            sent_at: DateTime::parse_from_rfc3339("2026-11-22T21:42:46Z")
+                .unwrap()
+                .with_timezone(&Utc),
+            findings: vec![sample_finding()],
+        };
+        let json = serde_json::to_string_pretty(&batch).unwrap();
+        expect![[r#"
+            {
+              "batch_id": "0192d4f0-9000-7000-8000-0000000000aa",
+              "sent_at": "2026-11-22T21:42:46Z",
+              "findings": [
+                {
+                  "id": "0192d4f0-8f8e-7cc2-9d6a-3b1f6f0e8a11",
+                  "site": "north-yard",
+                  "gateway": "gw-07",
+                  "camera": "cam-1",
+                  "asset": "bay3-breaker-b",
+                  "preset": "p4",
+                  "captured_at": "2026-11-23T03:12:45.120+05:30",
+                  "observed_at": "2026-11-22T21:42:45.300Z",
+                  "source": "stream",
+                  "component": {
+                    "class": "bushing",
+                    "confidence": 0.91,
+                    "bbox": [
+                      300,
+                      120,
+                      40,
+                      90
+                    ]
+                  },
+                  "hotspot": {
+                    "bbox": [
+                      310,
+                      130,
+                      12,
+                      18
+                    ],
+                    "max_c": 81.4,
+                    "mean_c": 74.2,
+                    "max_at": [
+                      316,
+                      139
+                    ],
+                    "area_px": 171
+                  },
+                  "reference": {
+                    "ambient_c": 21.0,
+                    "ambient_source": "camera atmospheric temperature",
+                    "similar": {
+                      "label": "phase A bushing",
+                      "celsius": 58.4
+                    }
+                  },
+                  "severity": {
+                    "table": "neta-similar",
+                    "table_version": 1,
+                    "level": 3,
+                    "level_name": "major discrepancy",
+                    "action": "repair immediately",
+                    "inputs": {
+                      "max_c": 81.4,
+                      "reference_c": 58.4,
+                      "reference_kind": "similar_component",
+                      "reference_source": "phase A bushing",
+                      "delta_c": 23.000000000000007,
+                      "compared_c": 23.000000000000007
+                    },
+                    "cool_exception": false,
+                    "not_assessed": null
+                  },
+                  "measurement": {
+                    "emissivity": 0.95,
+                    "distance_m": 12.0,
+                    "reflected_c": 20.0,
+                    "atmosphere_c": 21.0,
+                    "relative_humidity": 0.6,
+                    "qualitative": false
+                  },
+                  "track": {
+                    "id": "0192d4f0-8000-7000-8000-000000000001",
+                    "first_seen": "2026-11-22T21:40:00Z",
+                    "last_seen": "2026-11-22T21:42:45.300Z",
+                    "frames": 4950,
+                    "state": "raised"
+                  },
+                  "evidence": {
+                    "sha256": "abababababababababababababababababababababababababababababababab"
+                  },
+                  "historical": false
+                }
+              ]
+            }"#]]
+        .assert_eq(&json);
+        let back: FindingBatch = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, batch);
+    }
+
+    #[test]
+    fn malformed_payloads_are_rejected_with_a_reason() {
+        let err = serde_json::from_str::<Ack>(r#"{"ids": ["not-a-uuid"]}"#).unwrap_err();
+        assert!(err.to_string().contains("UUID"), "{err}");
+        let err = serde_json::from_str::<Ack>(r#"{"ids": [], "extra": 1}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field `extra`"), "{err}");
+        let err = serde_json::from_str::<FindingBatch>(
+            r#"{"batch_id": "0192d4f0-9000-7000-8000-0000000000aa"}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("missing field"), "{err}");
+    }
+}
