@@ -1,7 +1,13 @@
 //! Command-line interface.
 
+use crate::config::{AgentConfig, ConfigErrors, DEFAULT_CONFIG_TOML};
 use crate::inspect::{self, InspectArgs};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Exit status for a configuration error (`EX_USAGE` / `EX_CONFIG` family: 64).
+pub const EXIT_CONFIG: u8 = 64;
 
 /// Chitti edge agent: finds overheating electrical equipment in FLIR thermal images.
 #[derive(Debug, Parser)]
@@ -17,12 +23,103 @@ pub struct Cli {
 pub enum Command {
     /// Read a FLIR radiometric file (R-JPEG, .fff, .seq, .csq) and report its
     /// temperatures, hotspots and their severity.
-    Inspect(InspectArgs),
+    Inspect(Box<InspectArgs>),
+    /// Run the agent: cameras → analysis → outbox → MQTT.
+    Run {
+        /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a configuration file and report every problem in it.
+    Validate {
+        /// Configuration file (TOML).
+        file: PathBuf,
+        /// Check the file only, not the folders, devices and files it names (for
+        /// checking a configuration away from its gateway).
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Print a commented default configuration.
+    PrintDefaultConfig,
 }
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Inspect(args) => inspect::run(&args, &mut std::io::stdout().lock()),
+        Command::Validate { file, offline } => {
+            let config = AgentConfig::load(&file)?;
+            if !offline {
+                config.preflight(&file.display().to_string())?;
+            }
+            println!(
+                "{}: valid (site {}, gateway {}, {} camera(s))",
+                file.display(),
+                config.identity.site,
+                config.identity.gateway,
+                config.cameras.len()
+            );
+            Ok(())
+        }
+        Command::PrintDefaultConfig => {
+            print!("{DEFAULT_CONFIG_TOML}");
+            Ok(())
+        }
+        Command::Run { config } => {
+            // Every configuration problem is reported before any device opens.
+            let origin = config.display().to_string();
+            let config = AgentConfig::load(&config)?;
+            config.preflight(&origin)?;
+            init_tracing();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("chitti-agent")
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(async move {
+                let (tx, rx) = tokio::sync::watch::channel(false);
+                tokio::spawn(async move {
+                    wait_for_signal().await;
+                    let _ = tx.send(true);
+                });
+                crate::topology::run(config, rx).await.map(|_| ())
+            })
+        }
     }
+}
+
+/// Exit status for an error: [`EXIT_CONFIG`] for configuration problems, 1 otherwise.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<ConfigErrors>().is_some() {
+        EXIT_CONFIG
+    } else {
+        1
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CHITTI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    tracing::info!("signal received");
 }

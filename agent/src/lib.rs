@@ -1,8 +1,14 @@
-//! The Chitti edge agent.
-//!
-//! Today the agent offers `inspect`, the thermographer's view of one FLIR file; the
-//! camera pipeline (sources → analysis → outbox → MQTT) builds on the same `common`
-//! analysis (see ARCHITECTURE.md).
+//! The Chitti edge agent: camera sources → analysis → durable outbox → MQTT, with
+//! end-to-end acknowledgement from the hub. `inspect` is the thermographer's view of
+//! one FLIR file. See ARCHITECTURE.md for the map.
 
+pub mod analysis;
 pub mod cli;
+pub mod config;
+pub mod health;
 pub mod inspect;
+pub mod outbox;
+pub mod patrol;
+pub mod sinks;
+pub mod sources;
+pub mod topology;

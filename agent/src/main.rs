@@ -1,6 +1,6 @@
 //! `chitti-agent`: the edge agent's command line. Everything testable lives in the
 //! library; this file parses arguments, runs the command and turns an error into one
-//! line on stderr and a non-zero exit status.
+//! line on stderr (a list, for configuration errors) and a non-zero exit status.
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -12,7 +12,7 @@ fn main() -> ExitCode {
         Err(err) => {
             // `{:#}` prints the whole context chain on one line: "cannot open x.jpg: No such file".
             eprintln!("chitti-agent: error: {err:#}");
-            ExitCode::FAILURE
+            ExitCode::from(chitti_agent::cli::exit_code(&err))
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::flir::{FlirError, FlirFrame};
 use crate::hotspot::{
     Hotspot, RegionOfInterest, RoiError, RoiMask, SegmentOptions, Segmenter, ThresholdSide,
 };
-use crate::image::{TemperatureImage, TemperatureStats};
+use crate::image::{RawFrame, TemperatureImage, TemperatureStats};
 use crate::radiometry::{
     CelsiusLut, ConversionReport, ParamOverrides, RadiometricParams, RawToCelsius,
 };
@@ -108,17 +108,101 @@ pub struct FrameAnalysis {
     pub saturated_px: u64,
 }
 
-/// Analyses one frame against one severity table.
+/// Analyses one frame of a file against one severity table.
 pub fn analyze_frame(
     frame: &FlirFrame,
     table: &SeverityTable,
     options: &AnalysisOptions,
 ) -> Result<FrameAnalysis, AnalysisError> {
     let converter = frame.converter(&options.overrides)?;
-    let params = *converter.params();
     let (lo, hi) = frame.raw.min_max();
+    // A file is analysed once: a table over its own raw range is cheaper than a full one.
     let lut = CelsiusLut::for_range(&converter, lo, hi);
-    let (image, conversion) = lut.convert(&frame.raw);
+    let saturated_px = count_at_or_above(
+        &frame.raw,
+        saturation_raw(&frame.camera.params, frame.camera.limits.saturated_max_c),
+    );
+    analyze_converted(&frame.raw, &converter, &lut, saturated_px, table, options)
+}
+
+/// The raw → °C conversion of one camera configuration, prepared once and reused for
+/// every frame of a stream while the parameters hold (a full 65 536-entry table).
+#[derive(Debug, Clone)]
+pub struct PreparedRadiometry {
+    converter: RawToCelsius,
+    lut: CelsiusLut,
+    camera_params: RadiometricParams,
+    saturated_max_c: Option<f64>,
+    saturation_raw: Option<u16>,
+}
+
+impl PreparedRadiometry {
+    /// Prepares `camera` parameters with the thermographer's `overrides`;
+    /// `saturated_max_c` is the camera's upper saturation limit when known.
+    pub fn new(
+        camera: RadiometricParams,
+        overrides: &ParamOverrides,
+        saturated_max_c: Option<f64>,
+    ) -> Result<Self, AnalysisError> {
+        let converter = RawToCelsius::new(camera.with_overrides(overrides))
+            .map_err(|e| AnalysisError::Flir(FlirError::InvalidParams(e)))?;
+        Ok(Self {
+            lut: CelsiusLut::full(&converter),
+            converter,
+            camera_params: camera,
+            saturated_max_c,
+            saturation_raw: saturation_raw(&camera, saturated_max_c),
+        })
+    }
+
+    /// True when this preparation was made from these inputs (so it can be reused).
+    pub fn matches(
+        &self,
+        camera: &RadiometricParams,
+        overrides: &ParamOverrides,
+        saturated_max_c: Option<f64>,
+    ) -> bool {
+        self.camera_params == *camera
+            && *self.converter.params() == camera.with_overrides(overrides)
+            && self.saturated_max_c == saturated_max_c
+    }
+
+    /// The converter (parameters with overrides applied).
+    pub fn converter(&self) -> &RawToCelsius {
+        &self.converter
+    }
+}
+
+/// Analyses one stream frame with a prepared conversion; `options.overrides` are the
+/// ones `prepared` was made with and are not applied again.
+pub fn analyze_prepared(
+    raw: &RawFrame,
+    prepared: &PreparedRadiometry,
+    table: &SeverityTable,
+    options: &AnalysisOptions,
+) -> Result<FrameAnalysis, AnalysisError> {
+    let saturated_px = count_at_or_above(raw, prepared.saturation_raw);
+    analyze_converted(
+        raw,
+        &prepared.converter,
+        &prepared.lut,
+        saturated_px,
+        table,
+        options,
+    )
+}
+
+/// The steps after conversion is decided: the one place they are wired.
+fn analyze_converted(
+    raw: &RawFrame,
+    converter: &RawToCelsius,
+    lut: &CelsiusLut,
+    saturated_px: u64,
+    table: &SeverityTable,
+    options: &AnalysisOptions,
+) -> Result<FrameAnalysis, AnalysisError> {
+    let params = *converter.params();
+    let (image, conversion) = lut.convert(raw);
     let stats = image.stats();
 
     let reference = options.reference.clone().unwrap_or_else(|| {
@@ -134,10 +218,7 @@ pub fn analyze_frame(
     let roi = if options.rois.is_empty() {
         None
     } else {
-        Some(
-            RoiMask::build(frame.raw.width(), frame.raw.height(), &options.rois)
-                .map_err(AnalysisError::Roi)?,
-        )
+        Some(RoiMask::build(raw.width(), raw.height(), &options.rois).map_err(AnalysisError::Roi)?)
     };
     let segment_options = SegmentOptions {
         threshold_c,
@@ -145,7 +226,7 @@ pub fn analyze_frame(
         min_area_px: options.min_area_px,
         max_regions: options.max_hotspots,
     };
-    let hot = Segmenter::new(&converter, segment_options).segment(&frame.raw, &lut, roi.as_ref());
+    let hot = Segmenter::new(converter, segment_options).segment(raw, lut, roi.as_ref());
     let assess = |h: Hotspot| {
         let severity = table.assess(&SeverityInputs {
             max_c: h.max_c,
@@ -165,14 +246,14 @@ pub fn analyze_frame(
         (reference.kind, table.cool_exception_delta_c)
     {
         let cold = Segmenter::new(
-            &converter,
+            converter,
             SegmentOptions {
                 threshold_c: reference.celsius - delta,
                 side: ThresholdSide::AtOrBelow,
                 ..segment_options
             },
         )
-        .segment(&frame.raw, &lut, roi.as_ref());
+        .segment(raw, lut, roi.as_ref());
         cool_exceptions = cold
             .regions
             .into_iter()
@@ -192,7 +273,7 @@ pub fn analyze_frame(
         cool_exceptions,
         below_min_area: hot.below_min_area,
         dropped_hotspots: hot.dropped_regions,
-        saturated_px: saturated_pixels(frame),
+        saturated_px,
     })
 }
 
@@ -205,17 +286,18 @@ pub fn default_threshold(table: &SeverityTable, reference: &ReferenceTemperature
     }
 }
 
-/// Pixels at or above the camera's upper saturation limit, judged with the camera's own
-/// parameters (the limit is the detector's, whatever emissivity the user corrects to).
-fn saturated_pixels(frame: &FlirFrame) -> u64 {
-    let Some(limit_c) = frame.camera.limits.saturated_max_c else {
-        return 0;
-    };
-    let Ok(camera) = RawToCelsius::new(frame.camera.params) else {
-        return 0;
-    };
-    match camera.min_raw_at_or_above(limit_c) {
-        Some(r) => frame.raw.counts().iter().filter(|&&c| c >= r).count() as u64,
-        None => 0,
-    }
+/// The smallest raw count at or above the camera's upper saturation limit, judged with
+/// the camera's own parameters (the limit is the detector's, whatever emissivity the
+/// user corrects to).
+fn saturation_raw(camera: &RadiometricParams, limit_c: Option<f64>) -> Option<u16> {
+    RawToCelsius::new(*camera)
+        .ok()?
+        .min_raw_at_or_above(limit_c?)
+}
+
+/// Pixels at or above `raw_limit` (none when there is no limit).
+fn count_at_or_above(raw: &RawFrame, raw_limit: Option<u16>) -> u64 {
+    raw_limit.map_or(0, |r| {
+        raw.counts().iter().filter(|&&c| c >= r).count() as u64
+    })
 }

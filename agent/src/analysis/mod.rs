@@ -1,0 +1,395 @@
+//! The analysis chain of one camera: radiometry (a prepared lookup table per parameter
+//! set) → detector → hotspots and severity (the thermal core's one analysis) → tracker
+//! → [`Finding`]s with their evidence.
+//!
+//! One [`CameraAnalyzer`] per camera, driven from that camera's analysis thread: it is
+//! CPU work (a 640×480 frame is ~1 ms), so it never runs on an async worker.
+
+pub mod tracker;
+
+use crate::config::{AgentConfig, CameraConfig, TrackingConfig};
+use crate::sources::{FramePayload, SourceFrame};
+use chitti_common::analysis::{
+    analyze_prepared, AnalysisError, AnalysisOptions, AssessedHotspot, FrameAnalysis,
+    PreparedRadiometry,
+};
+use chitti_common::evidence::{encode_radiometric_png, RadiometricPngMeta};
+use chitti_common::finding::{
+    DetectedComponent, EvidenceRef, Finding, HotspotSummary, Measurement, ModelIdentity,
+    ReferenceSummary, SimilarComponent,
+};
+use chitti_common::geometry::PixelRect;
+use chitti_common::hotspot::RegionOfInterest;
+use chitti_common::image::TemperatureImage;
+use chitti_common::radiometry::ParamOverrides;
+use chitti_common::severity::{ReferenceKind, ReferenceTemperature, SeverityTable};
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracker::{still_events, TrackEvent, Tracker};
+use uuid::Uuid;
+
+/// A component found in a frame by a [`Detector`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detection {
+    /// Class name.
+    pub class: String,
+    /// Confidence 0..1.
+    pub confidence: f64,
+    /// Box in raw image pixels.
+    pub bbox: PixelRect,
+}
+
+/// Finds components (bushings, clamps, insulators …) in a frame. Until the ONNX
+/// detector arrives, [`NoDetector`] finds none and hotspots stand on thresholds alone.
+pub trait Detector: Send {
+    /// Components in the frame.
+    fn detect(&mut self, image: &TemperatureImage) -> Vec<Detection>;
+    /// The model, when one runs.
+    fn model(&self) -> Option<ModelIdentity>;
+}
+
+/// The detector of a gateway without a model: finds nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoDetector;
+
+impl Detector for NoDetector {
+    fn detect(&mut self, _image: &TemperatureImage) -> Vec<Detection> {
+        Vec::new()
+    }
+    fn model(&self) -> Option<ModelIdentity> {
+        None
+    }
+}
+
+/// A blob of evidence: the original file, or a radiometric PNG of a stream frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvidenceBlob {
+    /// SHA-256 of `bytes`, lowercase hex.
+    pub sha256: String,
+    /// The blob.
+    pub bytes: Arc<Vec<u8>>,
+}
+
+impl EvidenceBlob {
+    /// Hashes `bytes`.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self {
+            sha256: sha256_hex(&bytes),
+            bytes: Arc::new(bytes),
+        }
+    }
+}
+
+/// Lowercase hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A finding ready for the outbox.
+#[derive(Debug, Clone)]
+pub struct NewFinding {
+    /// The finding.
+    pub finding: Finding,
+    /// True when at the top level of its table: never evicted from the outbox.
+    pub critical: bool,
+    /// Its evidence (shared by every finding of the same frame).
+    pub evidence: Option<EvidenceBlob>,
+}
+
+/// What one frame produced.
+#[derive(Debug, Default)]
+pub struct FrameOutcome {
+    /// New findings (raised, updated, cleared).
+    pub findings: Vec<NewFinding>,
+    /// Regions found in the frame.
+    pub regions: usize,
+    /// Time spent analysing it.
+    pub latency: Duration,
+    /// True when the frame was skipped (patrol head moving).
+    pub skipped: bool,
+}
+
+/// The analysis state of one camera.
+pub struct CameraAnalyzer {
+    site: String,
+    gateway: String,
+    camera: String,
+    asset: Option<String>,
+    patrols: bool,
+    table: SeverityTable,
+    overrides: ParamOverrides,
+    options: AnalysisOptions,
+    preset_rois: HashMap<String, Vec<RegionOfInterest>>,
+    preset_assets: HashMap<String, Option<String>>,
+    tracking: TrackingConfig,
+    prepared: Option<PreparedRadiometry>,
+    trackers: HashMap<Option<String>, Tracker>,
+    detector: Box<dyn Detector>,
+}
+
+impl std::fmt::Debug for CameraAnalyzer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CameraAnalyzer")
+            .field("camera", &self.camera)
+            .field("table", &self.table.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CameraAnalyzer {
+    /// The analyzer of one configured camera. `table` is the camera's severity table.
+    pub fn new(
+        config: &AgentConfig,
+        camera: &CameraConfig,
+        table: SeverityTable,
+        detector: Box<dyn Detector>,
+    ) -> Self {
+        let a = &config.analysis;
+        let options = AnalysisOptions {
+            overrides: camera.radiometry.to_param_overrides(),
+            threshold_c: a.threshold_c,
+            min_area_px: a.min_area_px,
+            max_hotspots: a.max_hotspots,
+            rois: camera.rois.clone(),
+            reference: a.reference.as_ref().map(|r| ReferenceTemperature {
+                celsius: r.celsius,
+                kind: r.kind,
+                source: r.source.clone(),
+            }),
+        };
+        let presets = camera
+            .patrol
+            .as_ref()
+            .map(|p| p.presets.as_slice())
+            .unwrap_or(&[]);
+        Self {
+            site: config.identity.site.clone(),
+            gateway: config.identity.gateway.clone(),
+            camera: camera.id.clone(),
+            asset: camera.asset.clone(),
+            patrols: camera.patrol.is_some(),
+            table,
+            overrides: camera.radiometry.to_param_overrides(),
+            options,
+            preset_rois: presets
+                .iter()
+                .filter(|p| !p.rois.is_empty())
+                .map(|p| (p.id.clone(), p.rois.clone()))
+                .collect(),
+            preset_assets: presets
+                .iter()
+                .map(|p| (p.id.clone(), p.asset.clone()))
+                .collect(),
+            tracking: a.tracking.clone(),
+            prepared: None,
+            trackers: HashMap::new(),
+            detector,
+        }
+    }
+
+    /// The camera id.
+    pub fn camera(&self) -> &str {
+        &self.camera
+    }
+
+    /// The detection model in use.
+    pub fn model(&self) -> Option<ModelIdentity> {
+        self.detector.model()
+    }
+
+    /// Analyses one frame.
+    pub fn process(&mut self, frame: &SourceFrame) -> Result<FrameOutcome, AnalysisError> {
+        let started = Instant::now();
+        if self.patrols && frame.position.is_none() {
+            // The head is moving or settling: the picture is smeared and its framing
+            // unknown, so nothing in it is attributed to any asset.
+            return Ok(FrameOutcome {
+                skipped: true,
+                ..FrameOutcome::default()
+            });
+        }
+        let FramePayload::Radiometric(rad) = &frame.payload;
+        let reuse = self
+            .prepared
+            .as_ref()
+            .is_some_and(|p| p.matches(&rad.params, &self.overrides, rad.saturated_max_c));
+        if !reuse {
+            self.prepared = Some(PreparedRadiometry::new(
+                rad.params,
+                &self.overrides,
+                rad.saturated_max_c,
+            )?);
+        }
+        let prepared = self.prepared.as_ref().expect("prepared above");
+        let preset = frame.position.as_ref().map(|p| p.preset.clone());
+        let mut options_for_preset;
+        let options = match preset.as_ref().and_then(|p| self.preset_rois.get(p)) {
+            Some(rois) => {
+                options_for_preset = self.options.clone();
+                options_for_preset.rois = rois.clone();
+                &options_for_preset
+            }
+            None => &self.options,
+        };
+        let analysis = analyze_prepared(&rad.raw, prepared, &self.table, options)?;
+        let detections = self.detector.detect(&analysis.image);
+        let regions = analysis.hotspots.len() + analysis.cool_exceptions.len();
+        let observed: Vec<AssessedHotspot> = analysis
+            .hotspots
+            .iter()
+            .chain(&analysis.cool_exceptions)
+            .cloned()
+            .collect();
+        let now = Utc::now();
+        let events = match frame.file {
+            Some(_) if frame.source == chitti_common::finding::FindingSource::Rjpeg => {
+                still_events(observed, now)
+            }
+            _ => {
+                let tracking = self.tracking.clone();
+                self.trackers
+                    .entry(preset.clone())
+                    .or_insert_with(|| Tracker::new(tracking))
+                    .observe(observed, &self.table, &analysis.reference, now)
+            }
+        };
+        let mut findings = Vec::with_capacity(events.len());
+        if !events.is_empty() {
+            let evidence = self.evidence(frame, rad);
+            for event in events {
+                findings.push(self.finding(frame, &analysis, &detections, event, evidence.clone()));
+            }
+        }
+        Ok(FrameOutcome {
+            findings,
+            regions,
+            latency: started.elapsed(),
+            skipped: false,
+        })
+    }
+
+    fn evidence(
+        &self,
+        frame: &SourceFrame,
+        rad: &crate::sources::RadiometricFrame,
+    ) -> Option<EvidenceBlob> {
+        if let Some(file) = &frame.file {
+            return Some(EvidenceBlob {
+                sha256: file.sha256.clone(),
+                bytes: Arc::clone(&file.bytes),
+            });
+        }
+        let meta = RadiometricPngMeta {
+            version: 1,
+            camera: self.camera.clone(),
+            captured_at: frame.captured_at,
+            params: rad.params,
+            saturated_max_c: rad.saturated_max_c,
+        };
+        match encode_radiometric_png(&rad.raw, &meta) {
+            Ok(png) => Some(EvidenceBlob::new(png)),
+            Err(err) => {
+                tracing::warn!(camera = %self.camera, %err, "evidence not kept");
+                None
+            }
+        }
+    }
+
+    fn finding(
+        &self,
+        frame: &SourceFrame,
+        analysis: &FrameAnalysis,
+        detections: &[Detection],
+        event: TrackEvent,
+        evidence: Option<EvidenceBlob>,
+    ) -> NewFinding {
+        let h = &event.observation.hotspot;
+        let p = &analysis.params;
+        let reference = &analysis.reference;
+        let component = detections
+            .iter()
+            .filter(|d| d.bbox.contains(h.max_at))
+            .max_by(|a, b| a.confidence.total_cmp(&b.confidence))
+            .map(|d| DetectedComponent {
+                class: d.class.clone(),
+                confidence: d.confidence,
+                bbox: d.bbox,
+            });
+        let preset = frame.position.as_ref().map(|p| p.preset.clone());
+        let asset = match &frame.position {
+            Some(pos) => pos
+                .asset
+                .clone()
+                .or_else(|| self.preset_assets.get(&pos.preset).cloned().flatten()),
+            None => None,
+        }
+        .or_else(|| self.asset.clone());
+        let severity = event.observation.severity;
+        let critical = severity.level > 0 && severity.level >= self.table.highest_rank();
+        let finding = Finding {
+            id: Uuid::now_v7(),
+            site: self.site.clone(),
+            gateway: self.gateway.clone(),
+            camera: self.camera.clone(),
+            asset,
+            preset,
+            captured_at: frame.captured_at,
+            observed_at: Utc::now(),
+            source: frame.source,
+            component,
+            hotspot: HotspotSummary {
+                bbox: h.bbox,
+                max_c: round3(h.max_c),
+                mean_c: round3(h.mean_c),
+                max_at: h.max_at,
+                area_px: h.area_px,
+            },
+            reference: ReferenceSummary {
+                ambient_c: if reference.kind == ReferenceKind::Ambient {
+                    reference.celsius
+                } else {
+                    p.atmosphere_c
+                },
+                ambient_source: if reference.kind == ReferenceKind::Ambient {
+                    reference.source.clone()
+                } else {
+                    chitti_common::analysis::CAMERA_ATMOSPHERE_SOURCE.to_string()
+                },
+                similar: (reference.kind == ReferenceKind::SimilarComponent).then(|| {
+                    SimilarComponent {
+                        label: reference.source.clone(),
+                        celsius: reference.celsius,
+                    }
+                }),
+            },
+            severity,
+            measurement: Measurement {
+                emissivity: p.emissivity,
+                distance_m: p.object_distance_m,
+                reflected_c: p.reflected_c,
+                atmosphere_c: p.atmosphere_c,
+                relative_humidity: p.relative_humidity,
+                qualitative: false,
+            },
+            track: event.track,
+            model: self.detector.model(),
+            evidence: evidence.as_ref().map(|e| EvidenceRef {
+                sha256: e.sha256.clone(),
+            }),
+            historical: false,
+        };
+        NewFinding {
+            finding,
+            critical,
+            evidence,
+        }
+    }
+}
+
+/// Temperatures travel with a millidegree: the f32 image's noise digits carry nothing.
+fn round3(c: f64) -> f64 {
+    (c * 1000.0).round() / 1000.0
+}

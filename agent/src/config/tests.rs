@@ -1,0 +1,164 @@
+use super::*;
+
+fn parse(text: &str) -> Result<AgentConfig, ConfigErrors> {
+    AgentConfig::from_toml(text, "test.toml", Path::new("/etc/chitti-agent"))
+}
+
+#[test]
+fn the_default_configuration_is_valid_and_matches_the_serde_defaults() {
+    let config = parse(DEFAULT_CONFIG_TOML).unwrap();
+    assert_eq!(config.version, CONFIG_VERSION);
+    assert_eq!(config.analysis, AnalysisConfig::default());
+    assert_eq!(config.outbox, OutboxConfig::default());
+    assert_eq!(config.mqtt, MqttConfig::default());
+    assert_eq!(config.health, HealthConfig::default());
+    assert_eq!(config.cameras.len(), 1);
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_its_key_path() {
+    let text = r#"
+version = 2
+colour = "blue"
+[identity]
+site = "North Yard"
+gateway = "gw-1"
+[[camera]]
+id = "cam-1"
+[camera.source]
+kind = "simulated"
+fps = 0
+[[camera]]
+id = "cam-1"
+table = "no-such-table"
+[camera.source]
+kind = "webcam"
+[outbox]
+max_bytes = "lots"
+[mqtt]
+url = "http://broker"
+keep_alive_s = 0
+pasword = "x"
+[analysis.tracking]
+raise_after_frames = 0
+"#;
+    let err = parse(text).unwrap_err();
+    let paths = err.paths();
+    for expected in ["colour", "camera[1].source", "outbox.max_bytes", "mqtt"] {
+        assert!(
+            paths.iter().any(|p| p.starts_with(expected)),
+            "{expected} missing in {paths:?}\n{err}"
+        );
+    }
+    let text_ok_sections = r#"
+version = 2
+[identity]
+site = "North Yard"
+gateway = "gw-1"
+[[camera]]
+id = "cam-1"
+[camera.source]
+kind = "simulated"
+fps = 0
+[[camera]]
+id = "cam-1"
+table = "no-such-table"
+[camera.source]
+kind = "simulated"
+[mqtt]
+url = "http://broker"
+keep_alive_s = 0
+[analysis.tracking]
+raise_after_frames = 0
+"#;
+    let err = parse(text_ok_sections).unwrap_err();
+    let message = err.to_string();
+    for expected in [
+        "version: unsupported version 2",
+        "identity.site: site id \"North Yard\" is invalid",
+        "camera[0].source.fps: must be > 0",
+        "camera[1].id: duplicate camera id",
+        "camera[1].table: unknown severity table \"no-such-table\"",
+        "mqtt.url: \"http://broker\" must start with mqtt:// or mqtts://",
+        "mqtt.keep_alive_s: must be at least 1",
+        "analysis.tracking.raise_after_frames: must be at least 1",
+    ] {
+        assert!(
+            message.contains(expected),
+            "{expected:?} missing in\n{message}"
+        );
+    }
+    assert_eq!(err.errors.len(), 8, "{message}");
+}
+
+#[test]
+fn unknown_keys_name_the_section_and_the_key() {
+    let text = r#"
+version = 1
+[identity]
+site = "a"
+gateway = "b"
+[[camera]]
+id = "c"
+[camera.source]
+kind = "simulated"
+widht = 640
+[mqtt]
+pasword = "x"
+"#;
+    let err = parse(text).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("camera[0].source: unknown field `widht`"),
+        "{message}"
+    );
+    assert!(
+        message.contains("mqtt.pasword: unknown field `pasword`"),
+        "{message}"
+    );
+    assert_eq!(err.errors.len(), 2, "{message}");
+}
+
+#[test]
+fn syntax_errors_give_line_and_column() {
+    let err = parse("version = 1\n[identity\nsite = 1").unwrap_err();
+    assert_eq!(err.errors.len(), 1);
+    assert!(err.errors[0].message.starts_with("line 2, column"), "{err}");
+}
+
+#[test]
+fn relative_paths_are_taken_from_the_file_folder() {
+    let text = r#"
+version = 1
+[identity]
+site = "a"
+gateway = "b"
+[[camera]]
+id = "c"
+[camera.source]
+kind = "rjpeg_dir"
+path = "drop"
+[outbox]
+path = "/var/lib/x"
+"#;
+    let config = parse(text).unwrap();
+    let SourceConfig::RjpegDir(dir) = &config.cameras[0].source else {
+        panic!("rjpeg_dir expected");
+    };
+    assert_eq!(dir.path, Path::new("/etc/chitti-agent/drop"));
+    assert_eq!(config.outbox.path, Path::new("/var/lib/x"));
+    let err = config.preflight("test.toml").unwrap_err();
+    assert_eq!(err.paths(), ["camera[0].source.path"]);
+}
+
+#[test]
+fn mqtt_urls_are_parsed_with_default_ports() {
+    let mut m = MqttConfig::default();
+    assert_eq!(m.endpoint(), Ok(("127.0.0.1".into(), 1883, false)));
+    m.url = "mqtts://broker.example.net".into();
+    assert_eq!(m.endpoint(), Ok(("broker.example.net".into(), 8883, true)));
+    m.url = "mqtt://[::1]:1884".into();
+    assert_eq!(m.endpoint(), Ok(("::1".into(), 1884, false)));
+    m.url = "mqtt://host:port".into();
+    assert!(m.endpoint().unwrap_err().contains("not a number"));
+}

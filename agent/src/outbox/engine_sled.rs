@@ -1,0 +1,63 @@
+//! The outbox on sled 0.34: one tree, each commit an atomic `apply_batch` followed by
+//! `flush` (which, on Linux, sled implements with `sync_file_range`; see the outbox
+//! module header and ARCHITECTURE.md for what that means after a power cut).
+
+use super::{ensure_folder, Op, OutboxError, StoreEngine, Visit};
+use std::path::Path;
+
+/// sled database folder `sled/` in the outbox folder.
+#[derive(Debug)]
+pub struct SledEngine {
+    db: sled::Db,
+}
+
+fn fail(operation: &'static str) -> impl Fn(sled::Error) -> OutboxError {
+    move |e| OutboxError::Engine {
+        engine: "sled",
+        operation,
+        message: e.to_string(),
+    }
+}
+
+impl SledEngine {
+    /// Opens (or creates) the database in `folder`.
+    pub fn open(folder: &Path) -> Result<Self, OutboxError> {
+        ensure_folder(folder)?;
+        let db = sled::Config::new()
+            .path(folder.join("sled"))
+            .open()
+            .map_err(fail("open"))?;
+        Ok(Self { db })
+    }
+}
+
+impl StoreEngine for SledEngine {
+    fn name(&self) -> &'static str {
+        "sled"
+    }
+
+    fn commit(&self, ops: Vec<Op>) -> Result<(), OutboxError> {
+        let mut batch = sled::Batch::default();
+        for op in ops {
+            match op {
+                Op::Put(k, v) => batch.insert(k, v),
+                Op::Delete(k) => batch.remove(k),
+            }
+        }
+        self.db.apply_batch(batch).map_err(fail("commit"))?;
+        self.db.flush().map_err(fail("flush"))?;
+        Ok(())
+    }
+
+    fn scan(&self, prefix: u8, visit: &mut Visit<'_>) -> Result<(), OutboxError> {
+        for item in self.db.scan_prefix([prefix]) {
+            let (k, v) = item.map_err(fail("scan"))?;
+            visit(&k, &v)?;
+        }
+        Ok(())
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, OutboxError> {
+        Ok(self.db.get(key).map_err(fail("read"))?.map(|v| v.to_vec()))
+    }
+}

@@ -1,0 +1,454 @@
+//! The MQTT link to the hub, with rumqttc.
+//!
+//! rumqttc's `publish()` returns when a message is queued, not when the broker has it;
+//! on a reconnect without a saved session it discards what was queued or in flight. So
+//! the [outbox](crate::outbox) is the source of truth and this sink only moves findings
+//! out of it: a finding leaves the outbox when the hub's `/ack` names it, never when a
+//! PUBACK arrives.
+//!
+//! - **Connect**: MQTT 3.1.1, persistent session (`clean_session = false`), keep-alive
+//!   from the configuration (never 0: rumqttd rejects it), Last Will = retained
+//!   `/status` with `online: false`; TLS through rustls (CA file or the system roots,
+//!   optional client certificate), or user name and password.
+//! - **On every ConnAck**: subscribe to `/ack` (QoS 1), publish the retained `/status`,
+//!   forget what was in flight and send the whole backlog again, oldest first, in
+//!   bounded batches (count, bytes, in-flight window).
+//! - **Acks**: `/ack` payloads are parsed strictly; a malformed one is logged with the
+//!   reason and ignored (the findings stay and are resent); the named findings are
+//!   deleted from the outbox.
+//! - **Reconnect** after a failure with jittered exponential backoff between
+//!   `reconnect_min_ms` and `reconnect_max_ms`.
+//! - **Shutdown**: publish `online: false` (retained), disconnect cleanly.
+
+mod tls;
+
+use crate::config::AgentConfig;
+use crate::health::StatusBoard;
+use crate::outbox::{BatchLimits, Outbox};
+use chitti_common::protocol::{Ack, FindingBatch, Topic, TopicKind};
+use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS, Transport};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch, Notify};
+use uuid::Uuid;
+
+/// The sink could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum MqttSinkError {
+    /// The configuration cannot be used.
+    #[error("mqtt: {0}")]
+    Config(String),
+    /// TLS material cannot be loaded.
+    #[error("mqtt tls: {0}")]
+    Tls(String),
+}
+
+/// Whether the link to the broker is up: shared with the outbox writer, which marks
+/// findings stored while it is down as backlog.
+#[derive(Debug, Default)]
+pub struct LinkState {
+    up: AtomicBool,
+    connects: std::sync::atomic::AtomicU64,
+}
+
+impl LinkState {
+    /// True while connected.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::SeqCst)
+    }
+
+    /// Successful connections since start.
+    pub fn connects(&self) -> u64 {
+        self.connects.load(Ordering::SeqCst)
+    }
+
+    fn set(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
+        if up {
+            self.connects.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Topics of this gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayTopics {
+    /// `/status`.
+    pub status: String,
+    /// `/findings`.
+    pub findings: String,
+    /// `/telemetry`.
+    pub telemetry: String,
+    /// `/ack`.
+    pub ack: String,
+}
+
+impl GatewayTopics {
+    /// The topics of `site`/`gateway` (ids already validated by the configuration).
+    pub fn new(site: &str, gateway: &str) -> Result<Self, MqttSinkError> {
+        let t = |kind| {
+            Topic::new(site, gateway, kind)
+                .map(|t| t.to_string())
+                .map_err(|e| MqttSinkError::Config(e.to_string()))
+        };
+        Ok(Self {
+            status: t(TopicKind::Status)?,
+            findings: t(TopicKind::Findings)?,
+            telemetry: t(TopicKind::Telemetry)?,
+            ack: t(TopicKind::Ack)?,
+        })
+    }
+}
+
+/// The MQTT sink.
+pub struct MqttSink {
+    options: MqttOptions,
+    topics: GatewayTopics,
+    outbox: Arc<Outbox>,
+    board: Arc<StatusBoard>,
+    link: Arc<LinkState>,
+    new_findings: Arc<Notify>,
+    limits: BatchLimits,
+    reconnect_min: Duration,
+    reconnect_max: Duration,
+    status_every: Duration,
+    telemetry_every: Duration,
+}
+
+impl std::fmt::Debug for MqttSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttSink")
+            .field("broker", &self.options.broker_address())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MqttSink {
+    /// Builds the sink from the configuration (reads TLS files and the password file).
+    pub fn new(
+        config: &AgentConfig,
+        outbox: Arc<Outbox>,
+        board: Arc<StatusBoard>,
+        link: Arc<LinkState>,
+        new_findings: Arc<Notify>,
+    ) -> Result<Self, MqttSinkError> {
+        let m = &config.mqtt;
+        let (host, port, use_tls) = m.endpoint().map_err(MqttSinkError::Config)?;
+        let topics = GatewayTopics::new(&config.identity.site, &config.identity.gateway)?;
+        let mut options = MqttOptions::new(config.client_id(), host, port);
+        options.set_keep_alive(Duration::from_secs(m.keep_alive_s));
+        // A persistent session lets the broker queue our acks while we are away; we
+        // never rely on it for durability (rumqttd keeps sessions in memory only).
+        options.set_clean_session(false);
+        let max_packet = usize::try_from(m.max_packet_bytes.0).unwrap_or(usize::MAX);
+        options.set_max_packet_size(max_packet, max_packet);
+        options.set_inflight(100);
+        let offline = board.status(false);
+        options.set_last_will(LastWill::new(
+            topics.status.clone(),
+            serde_json::to_vec(&offline).expect("status serialises"),
+            QoS::AtLeastOnce,
+            true,
+        ));
+        if let Some(user) = &m.username {
+            let password = match (&m.password, &m.password_file) {
+                (Some(p), _) => p.clone(),
+                (None, Some(file)) => std::fs::read_to_string(file)
+                    .map_err(|e| {
+                        MqttSinkError::Config(format!("cannot read {}: {e}", file.display()))
+                    })?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string(),
+                (None, None) => String::new(),
+            };
+            options.set_credentials(user.clone(), password);
+        }
+        if use_tls {
+            let tls = tls::client_config(
+                m.ca_file.as_deref(),
+                m.client_cert_file.as_deref(),
+                m.client_key_file.as_deref(),
+            )?;
+            options.set_transport(Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(Arc::new(tls)),
+            ));
+        }
+        let o = &config.outbox;
+        Ok(Self {
+            options,
+            topics,
+            outbox,
+            board,
+            link,
+            new_findings,
+            limits: BatchLimits {
+                max_findings: o.batch_max_findings,
+                // Leave room for the batch envelope under the packet limit.
+                max_bytes: usize::try_from(o.batch_max_bytes.0)
+                    .unwrap_or(usize::MAX)
+                    .min(max_packet.saturating_sub(1024)),
+                max_inflight: o.max_inflight,
+                resend_after: Duration::from_secs(o.resend_after_s),
+            },
+            reconnect_min: Duration::from_millis(m.reconnect_min_ms),
+            reconnect_max: Duration::from_millis(m.reconnect_max_ms),
+            status_every: Duration::from_secs(config.health.status_interval_s),
+            telemetry_every: Duration::from_secs(config.health.telemetry_interval_s),
+        })
+    }
+
+    /// The gateway's topics.
+    pub fn topics(&self) -> &GatewayTopics {
+        &self.topics
+    }
+
+    /// Runs until `shutdown` turns true; then publishes the offline status and
+    /// disconnects.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let (client, eventloop) = AsyncClient::new(self.options.clone(), 64);
+        let (events_tx, mut events) = mpsc::channel(256);
+        let poller = tokio::spawn(poll_events(
+            eventloop,
+            events_tx,
+            self.reconnect_min,
+            self.reconnect_max,
+        ));
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut status_tick = tokio::time::interval(self.status_every);
+        let mut telemetry_tick = tokio::time::interval(self.telemetry_every);
+        loop {
+            tokio::select! {
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        break;
+                    }
+                }
+                event = events.recv() => match event {
+                    Some(LinkEvent::Connected) => {
+                        self.link.set(true);
+                        tracing::info!(broker = ?self.options.broker_address(), pending = self.outbox.status().depth, "mqtt connected");
+                        self.outbox.reset_inflight();
+                        if let Err(err) = client.subscribe(self.topics.ack.clone(), QoS::AtLeastOnce).await {
+                            tracing::warn!(%err, "cannot subscribe to acks");
+                        }
+                        self.publish_status(&client).await;
+                        self.send_due(&client).await;
+                    }
+                    Some(LinkEvent::Disconnected(reason)) => {
+                        if self.link.is_up() {
+                            tracing::warn!(%reason, "mqtt link down; findings stay in the outbox");
+                        }
+                        self.link.set(false);
+                    }
+                    Some(LinkEvent::Publish(topic, payload)) => {
+                        if topic == self.topics.ack {
+                            self.on_ack(&payload).await;
+                            self.send_due(&client).await;
+                        }
+                    }
+                    None => break,
+                },
+                () = self.new_findings.notified() => self.send_due(&client).await,
+                _ = tick.tick() => self.send_due(&client).await,
+                _ = status_tick.tick() => {
+                    if self.link.is_up() {
+                        self.publish_status(&client).await;
+                    }
+                }
+                _ = telemetry_tick.tick() => {
+                    if self.link.is_up() {
+                        let telemetry = self.board.telemetry();
+                        if let Ok(json) = serde_json::to_vec(&telemetry) {
+                            let _ = client.publish(self.topics.telemetry.clone(), QoS::AtMostOnce, false, json).await;
+                        }
+                    }
+                }
+            }
+        }
+        // Graceful end: the hub sees us go offline on purpose, not by the Last Will.
+        if self.link.is_up() {
+            let offline = serde_json::to_vec(&self.board.status(false)).expect("status serialises");
+            let _ = client
+                .publish(self.topics.status.clone(), QoS::AtLeastOnce, true, offline)
+                .await;
+            let _ = client.disconnect().await;
+            // Let the event loop write the last packets out.
+            let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                while let Some(event) = events.recv().await {
+                    if matches!(event, LinkEvent::Disconnected(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+        self.link.set(false);
+        poller.abort();
+    }
+
+    async fn publish_status(&self, client: &AsyncClient) {
+        let status = self.board.status(true);
+        match serde_json::to_vec(&status) {
+            Ok(json) => {
+                if let Err(err) = client
+                    .publish(self.topics.status.clone(), QoS::AtLeastOnce, true, json)
+                    .await
+                {
+                    tracing::warn!(%err, "cannot queue status");
+                }
+            }
+            Err(err) => tracing::warn!(%err, "cannot encode status"),
+        }
+    }
+
+    async fn on_ack(&self, payload: &[u8]) {
+        let ack: Ack = match serde_json::from_slice(payload) {
+            Ok(a) => a,
+            Err(err) => {
+                tracing::warn!(bytes = payload.len(), %err, "malformed /ack ignored");
+                return;
+            }
+        };
+        let outbox = Arc::clone(&self.outbox);
+        let count = ack.ids.len();
+        // A deletion commits with fsync: off the async workers.
+        match tokio::task::spawn_blocking(move || outbox.acknowledge(&ack.ids)).await {
+            Ok(Ok(deleted)) => tracing::debug!(acked = count, deleted, "ack"),
+            Ok(Err(err)) => {
+                tracing::error!(%err, "cannot delete acknowledged findings; they will be resent")
+            }
+            Err(err) => tracing::error!(%err, "ack task failed"),
+        }
+    }
+
+    /// Publishes due findings while the link is up and the window has room.
+    async fn send_due(&self, client: &AsyncClient) {
+        // At most one window per call, so a long backlog does not starve acks.
+        let mut budget = self.limits.max_inflight;
+        while self.link.is_up() && budget > 0 {
+            let outbox = Arc::clone(&self.outbox);
+            let limits = self.limits;
+            let batch = match tokio::task::spawn_blocking(move || {
+                outbox.take_batch(Instant::now(), limits)
+            })
+            .await
+            {
+                Ok(Ok(b)) => b,
+                Ok(Err(err)) => {
+                    tracing::error!(%err, "cannot read the outbox");
+                    return;
+                }
+                Err(_) => return,
+            };
+            if batch.is_empty() {
+                return;
+            }
+            budget = budget.saturating_sub(batch.len());
+            let message = FindingBatch {
+                batch_id: Uuid::now_v7(),
+                sent_at: chrono::Utc::now(),
+                findings: batch,
+            };
+            let json = match serde_json::to_vec(&message) {
+                Ok(j) => j,
+                Err(err) => {
+                    tracing::error!(%err, "cannot encode a finding batch");
+                    return;
+                }
+            };
+            tracing::debug!(batch = %message.batch_id, findings = message.findings.len(), bytes = json.len(), "publish findings");
+            if let Err(err) = client
+                .publish(self.topics.findings.clone(), QoS::AtLeastOnce, false, json)
+                .await
+            {
+                tracing::warn!(%err, "cannot queue findings; they stay in the outbox");
+                return;
+            }
+        }
+    }
+}
+
+/// What the event loop reports to the sink.
+#[derive(Debug)]
+enum LinkEvent {
+    Connected,
+    Disconnected(String),
+    Publish(String, Vec<u8>),
+}
+
+/// Polls rumqttc's event loop forever (it reconnects on the next poll after an error),
+/// waiting a jittered, growing delay after each failure.
+async fn poll_events(
+    mut eventloop: EventLoop,
+    tx: mpsc::Sender<LinkEvent>,
+    min: Duration,
+    max: Duration,
+) {
+    let mut delay = min;
+    let mut rng = Jitter::new();
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                delay = min;
+                if ack.code == rumqttc::ConnectReturnCode::Success
+                    && tx.send(LinkEvent::Connected).await.is_err()
+                {
+                    return;
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                if tx
+                    .send(LinkEvent::Publish(p.topic.clone(), p.payload.to_vec()))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
+                let _ = tx
+                    .send(LinkEvent::Disconnected("disconnect sent".into()))
+                    .await;
+            }
+            Ok(_) => {}
+            Err(err) => {
+                if tx
+                    .send(LinkEvent::Disconnected(err.to_string()))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                // Full jitter over [delay/2, delay]: gateways reconnecting after a broker
+                // restart do not stampede it in step.
+                let wait = delay.mul_f64(0.5 + 0.5 * rng.next_unit());
+                tokio::time::sleep(wait).await;
+                delay = (delay * 2).min(max);
+            }
+        }
+    }
+}
+
+/// A small generator for backoff jitter (no need for a cryptographic one).
+struct Jitter(u64);
+
+impl Jitter {
+    fn new() -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x1234_5678)
+            ^ u64::from(std::process::id());
+        Self(seed | 1)
+    }
+
+    fn next_unit(&mut self) -> f64 {
+        // xorshift64
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}

@@ -1,0 +1,393 @@
+//! A simulated radiometric camera: deterministic synthetic substation scenes.
+//!
+//! The scene is a bay seen from the front: a sky-to-ground gradient behind three
+//! phases of the same equipment (bushing or insulator stacks with their connectors),
+//! warmed by their load. Over a 20-minute cycle of scene time:
+//!
+//! | scene time (mod 1200 s) | what happens |
+//! |---|---|
+//! | 60 → 660 s | phase B's top connector heats from +0 to +75 °C above its phase (a loose joint) |
+//! | 660 → 780 s | it holds at its peak |
+//! | 780 → 1080 s | it cools back (repaired / load dropped) |
+//! | 300 → 900 s | phase C loses its load (open circuit): it falls to ambient |
+//!
+//! Ambient drifts ±3 °C over an hour of scene time, and every pixel carries sensor noise
+//! (`noise_c`, roughly Gaussian). The same seed gives the same counts: noise comes from a
+//! counter-based generator keyed by (seed, frame number), so a dropped frame does not
+//! change the ones after it. `speed` runs scene time faster than wall time.
+//!
+//! Temperatures are turned into raw counts with the inverse of the camera's own Planck
+//! calibration ([`RawToCelsius::raw`]) through a 0.01 °C table, so analysis sees counts
+//! exactly as it would from a real detector.
+
+use crate::health::{CameraHealth, CameraState};
+use crate::sources::{FramePayload, FrameSender, Offer, RadiometricFrame, SourceFrame, StopFlag};
+use chitti_common::finding::FindingSource;
+use chitti_common::image::RawFrame;
+use chitti_common::radiometry::{RadiometricParams, RawToCelsius};
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Which scene a simulated camera shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SceneKind {
+    /// Three phases; a connector heats up and cools down, a phase goes cold.
+    #[default]
+    Substation,
+    /// Three healthy phases: nothing should be reported.
+    Quiet,
+}
+
+/// Scene length of one fault cycle, seconds.
+pub const CYCLE_S: f64 = 1200.0;
+
+/// Parameters of one simulated camera.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimulatedCamera {
+    /// Camera id.
+    pub camera: String,
+    /// Frame width.
+    pub width: u32,
+    /// Frame height.
+    pub height: u32,
+    /// Frames per second (wall time).
+    pub fps: f64,
+    /// Noise seed.
+    pub seed: u64,
+    /// Scene seconds per wall second.
+    pub speed: f64,
+    /// Which scene.
+    pub scene: SceneKind,
+    /// Stop after this many frames.
+    pub frames: Option<u64>,
+    /// No pacing: produce as fast as the pipeline accepts, waiting instead of dropping.
+    pub unpaced: bool,
+    /// Radiometric parameters of the simulated camera.
+    pub params: RadiometricParams,
+    /// Mean ambient temperature, °C.
+    pub ambient_c: f64,
+    /// Sensor noise, °C (standard deviation).
+    pub noise_c: f64,
+}
+
+/// The scene's temperatures at one instant.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SceneState {
+    /// Ambient air, °C.
+    pub ambient_c: f64,
+    /// Rise of each phase's body over ambient (A, B, C), °C.
+    pub phase_rise_c: [f64; 3],
+    /// Extra rise of phase B's top connector over its phase, °C.
+    pub connector_rise_c: f64,
+}
+
+/// Precomputed scene geometry and the °C → counts table.
+#[derive(Debug, Clone)]
+pub struct Scene {
+    config: SimulatedCamera,
+    /// Per pixel: background offset from ambient (sky gradient), °C.
+    background: Vec<f32>,
+    /// Per pixel: which phase body it belongs to (0 = none, 1..=3 = A..C).
+    phase: Vec<u8>,
+    /// Per pixel: weight of the hot connector (0..1).
+    connector: Vec<f32>,
+    /// Counts for °C from `TABLE_MIN_C` in 0.01 °C steps.
+    counts: Vec<u16>,
+}
+
+const TABLE_MIN_C: f64 = -60.0;
+const TABLE_MAX_C: f64 = 250.0;
+const TABLE_STEP_C: f64 = 0.01;
+/// Rise of a loaded phase over ambient, °C.
+const LOADED_RISE_C: f64 = 14.0;
+/// Peak rise of the failing connector over its phase, °C.
+const CONNECTOR_PEAK_C: f64 = 75.0;
+
+impl Scene {
+    /// Lays out the scene for the camera's size and builds the count table.
+    pub fn new(config: SimulatedCamera) -> Result<Self, String> {
+        let converter = RawToCelsius::new(config.params).map_err(|e| {
+            format!(
+                "simulated camera {}: {}",
+                config.camera,
+                e.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        })?;
+        let (w, h) = (config.width as usize, config.height as usize);
+        let n = w * h;
+        let mut background = vec![0f32; n];
+        let mut phase = vec![0u8; n];
+        let mut connector = vec![0f32; n];
+        let bar_half_w = (w as f64 * 0.03).max(1.0);
+        let top = h as f64 * 0.35;
+        let bottom = h as f64 * 0.85;
+        let blob_r = (w.min(h) as f64 * 0.035).max(1.5);
+        let centres = [0.25, 0.5, 0.75].map(|f| w as f64 * f);
+        for y in 0..h {
+            // Sky at the top reads colder than air; the ground near the bottom warmer.
+            let fy = y as f64 / h as f64;
+            let gradient = -6.0 + 7.0 * fy;
+            for x in 0..w {
+                let i = y * w + x;
+                background[i] = gradient as f32;
+                let (xf, yf) = (x as f64 + 0.5, y as f64 + 0.5);
+                for (k, cx) in centres.iter().enumerate() {
+                    if (xf - cx).abs() <= bar_half_w && yf >= top && yf <= bottom {
+                        phase[i] = k as u8 + 1;
+                    }
+                }
+                let d2 = (xf - centres[1]).powi(2) + (yf - top).powi(2);
+                let weight = (-d2 / (2.0 * (blob_r / 1.5).powi(2))).exp();
+                if weight > 0.02 {
+                    connector[i] = weight as f32;
+                }
+            }
+        }
+        let steps = ((TABLE_MAX_C - TABLE_MIN_C) / TABLE_STEP_C) as usize + 1;
+        let counts = (0..steps)
+            .map(|s| {
+                let c = TABLE_MIN_C + s as f64 * TABLE_STEP_C;
+                converter.raw(c).round().clamp(0.0, 65535.0) as u16
+            })
+            .collect();
+        Ok(Self {
+            config,
+            background,
+            phase,
+            connector,
+            counts,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SimulatedCamera {
+        &self.config
+    }
+
+    /// Scene time of frame `n`, seconds.
+    pub fn scene_time_s(&self, n: u64) -> f64 {
+        n as f64 / self.config.fps * self.config.speed
+    }
+
+    /// The scene's temperatures at scene time `t` seconds.
+    pub fn state_at(&self, t: f64) -> SceneState {
+        let ambient_c =
+            self.config.ambient_c + 3.0 * (2.0 * std::f64::consts::PI * t / 3600.0).sin();
+        let mut state = SceneState {
+            ambient_c,
+            phase_rise_c: [LOADED_RISE_C; 3],
+            connector_rise_c: 0.0,
+        };
+        if self.config.scene == SceneKind::Quiet {
+            return state;
+        }
+        let u = t.rem_euclid(CYCLE_S);
+        state.connector_rise_c = CONNECTOR_PEAK_C
+            * if (60.0..660.0).contains(&u) {
+                (u - 60.0) / 600.0
+            } else if (660.0..780.0).contains(&u) {
+                1.0
+            } else if (780.0..1080.0).contains(&u) {
+                1.0 - (u - 780.0) / 300.0
+            } else {
+                0.0
+            };
+        // Open circuit on phase C: the load (and its heat) goes within 30 s and returns.
+        let cold = if (300.0..900.0).contains(&u) {
+            ((u - 300.0) / 30.0).min(1.0).min((900.0 - u) / 30.0)
+        } else {
+            0.0
+        };
+        state.phase_rise_c[2] = LOADED_RISE_C * (1.0 - cold.clamp(0.0, 1.0));
+        state
+    }
+
+    /// Renders frame `n` as raw counts.
+    pub fn render(&self, n: u64) -> RawFrame {
+        let s = self.state_at(self.scene_time_s(n));
+        let mut rng = SplitMix64::new(self.config.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let noise = self.config.noise_c as f32;
+        let rises = [
+            0.0,
+            s.phase_rise_c[0] as f32,
+            s.phase_rise_c[1] as f32,
+            s.phase_rise_c[2] as f32,
+        ];
+        let ambient = s.ambient_c as f32;
+        let connector = s.connector_rise_c as f32;
+        let last = self.counts.len() - 1;
+        let counts: Vec<u16> = (0..self.background.len())
+            .map(|i| {
+                let w = self.connector[i];
+                // The connector sits on top of phase B: it carries B's body rise where
+                // it overlaps it, plus its own fault heating.
+                let body = rises[usize::from(self.phase[i])].max(w * rises[2]);
+                let mut c = ambient + self.background[i] + body + w * connector;
+                c += noise * rng.next_gaussianish();
+                let step = ((f64::from(c) - TABLE_MIN_C) / TABLE_STEP_C).round();
+                self.counts[(step.max(0.0) as usize).min(last)]
+            })
+            .collect();
+        RawFrame::new(self.config.width, self.config.height, counts)
+            .expect("the scene has the configured shape") // sizes validated by config
+    }
+}
+
+/// SplitMix64: tiny, fast and the same on every platform and version (the noise must
+/// not change when a dependency does).
+#[derive(Debug, Clone)]
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Sum of four uniforms, scaled to unit variance: close enough to Gaussian for
+    /// sensor noise, and cheap.
+    fn next_gaussianish(&mut self) -> f32 {
+        let r = self.next_u64();
+        let sum: u32 = (0..4).map(|k| ((r >> (16 * k)) & 0xFFFF) as u32).sum();
+        // Mean 2·65535, variance 4·65536²/12 ⇒ σ = 65536/√3.
+        ((sum as f32 - 131_070.0) / 37_837.0).clamp(-4.0, 4.0)
+    }
+}
+
+/// Starts the camera on its own thread.
+pub fn spawn(
+    scene: Scene,
+    sender: FrameSender,
+    stop: StopFlag,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let name = format!("sim-{}", scene.config.camera);
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || run(&scene, &sender, &stop))
+}
+
+fn run(scene: &Scene, sender: &FrameSender, stop: &StopFlag) {
+    let health: &Arc<CameraHealth> = sender.health();
+    health.set_state(CameraState::Streaming);
+    let c = &scene.config;
+    let period = Duration::from_secs_f64(1.0 / c.fps);
+    let started = Instant::now();
+    let started_at: DateTime<Utc> = Utc::now();
+    let mut n = 0u64;
+    while !stop.is_raised() && c.frames.is_none_or(|limit| n < limit) {
+        let frame = SourceFrame {
+            camera: c.camera.clone(),
+            seq: n,
+            captured_at: (started_at
+                + ChronoDuration::microseconds((n as f64 / c.fps * 1e6) as i64))
+            .fixed_offset(),
+            source: FindingSource::Stream,
+            payload: FramePayload::Radiometric(RadiometricFrame {
+                raw: scene.render(n),
+                params: c.params,
+                saturated_max_c: Some(180.0),
+            }),
+            file: None,
+            position: None,
+        };
+        if c.unpaced {
+            if !sender.send_blocking(frame) {
+                break;
+            }
+        } else {
+            if sender.offer(frame) == Offer::Closed {
+                break;
+            }
+            // Pace by deadline, not by sleeping a period: rendering time is absorbed.
+            let due = started + period.mul_f64((n + 1) as f64);
+            let now = Instant::now();
+            if due > now && stop.sleep(due - now) {
+                break;
+            }
+        }
+        n += 1;
+    }
+    health.set_state(CameraState::Finished);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::nominal_camera_params;
+
+    fn camera(scene: SceneKind) -> SimulatedCamera {
+        SimulatedCamera {
+            camera: "sim".into(),
+            width: 160,
+            height: 120,
+            fps: 1.0,
+            seed: 7,
+            speed: 60.0,
+            scene,
+            frames: None,
+            unpaced: true,
+            params: nominal_camera_params(),
+            ambient_c: 15.0,
+            noise_c: 0.1,
+        }
+    }
+
+    #[test]
+    fn same_seed_same_counts_other_seed_other_noise() {
+        let a = Scene::new(camera(SceneKind::Substation)).unwrap();
+        let b = Scene::new(camera(SceneKind::Substation)).unwrap();
+        assert_eq!(a.render(5), b.render(5));
+        let mut other = camera(SceneKind::Substation);
+        other.seed = 8;
+        let c = Scene::new(other).unwrap();
+        assert_ne!(a.render(5), c.render(5));
+    }
+
+    #[test]
+    fn connector_heats_and_phase_c_goes_cold_on_schedule() {
+        let scene = Scene::new(camera(SceneKind::Substation)).unwrap();
+        let s0 = scene.state_at(0.0);
+        assert_eq!(s0.connector_rise_c, 0.0);
+        assert_eq!(s0.phase_rise_c, [LOADED_RISE_C; 3]);
+        let peak = scene.state_at(700.0);
+        assert_eq!(peak.connector_rise_c, CONNECTOR_PEAK_C);
+        assert_eq!(peak.phase_rise_c[2], 0.0, "phase C is open at 700 s");
+        let later = scene.state_at(CYCLE_S + 100.0);
+        assert!(later.connector_rise_c < 10.0 && later.phase_rise_c[2] == LOADED_RISE_C);
+        let quiet = Scene::new(camera(SceneKind::Quiet)).unwrap();
+        assert_eq!(quiet.state_at(700.0).connector_rise_c, 0.0);
+    }
+
+    #[test]
+    fn rendered_counts_read_back_as_the_scene_temperatures() {
+        let scene = Scene::new(camera(SceneKind::Substation)).unwrap();
+        // Frame 12 at speed 60, 1 fps: 720 s, connector at peak.
+        let raw = scene.render(12);
+        let conv = RawToCelsius::new(nominal_camera_params()).unwrap();
+        let s = scene.state_at(720.0);
+        let (w, h) = (160u32, 120u32);
+        let connector_c =
+            conv.celsius_or_nan(f64::from(raw.get(w / 2, (h as f64 * 0.35) as u32).unwrap()));
+        // The pixel centre is half a pixel off the blob's centre: weight ≈ 0.97.
+        let expected = s.ambient_c - 6.0 + 7.0 * 0.35 + LOADED_RISE_C + 0.97 * CONNECTOR_PEAK_C;
+        assert!(
+            (connector_c - expected).abs() < 1.0,
+            "{connector_c} vs {expected}"
+        );
+        let sky_c = conv.celsius_or_nan(f64::from(raw.get(5, 0).unwrap()));
+        assert!((sky_c - (s.ambient_c - 6.0)).abs() < 0.6, "{sky_c}");
+    }
+}

@@ -1,0 +1,355 @@
+//! The one place the agent's components are wired:
+//!
+//! ```text
+//! source thread ──frames (bounded, drop+count)──▶ analysis thread ─┐   (one pair per camera)
+//! patrol thread ──PatrolPosition (stamps frames)──┘               │
+//!                       findings (bounded, back-pressure) ◀────────┘
+//!                                   │
+//!                        outbox writer thread ──durable append──▶ Outbox (redb | sled)
+//!                                   │ notify                        ▲  │
+//!                                   ▼                               │  ▼
+//!                          MQTT sink task ──/findings──▶ broker ──/ack┘  status, telemetry
+//! ```
+//!
+//! Shutdown runs in two phases: sources stop, the pipeline drains into the outbox
+//! under the configured deadline (what is still running is logged), then the sink
+//! publishes `online: false` and disconnects.
+
+use crate::analysis::{CameraAnalyzer, NewFinding, NoDetector};
+use crate::config::{nominal_camera_params, AgentConfig, SourceConfig};
+use crate::health::{CameraHealth, LatencyWindow, StatusBoard};
+use crate::outbox::Outbox;
+use crate::patrol::{
+    spawn_patrol, PatrolConfig as PatrolRun, PatrolPosition, PatrolStop, SerialPanTiltPort,
+};
+use crate::sinks::mqtt::{LinkState, MqttSink};
+use crate::sources::rjpeg_dir::RjpegDirSource;
+use crate::sources::simulated::{Scene, SimulatedCamera};
+use crate::sources::{FileDone, FrameSender, SourceFrame, StopFlag};
+use anyhow::Context;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch, Notify};
+
+/// Frames queued per camera before new ones are dropped.
+pub const FRAME_QUEUE: usize = 4;
+/// Findings queued between analysis and the outbox writer (back-pressure beyond).
+pub const FINDING_QUEUE: usize = 1024;
+/// Most findings the writer commits in one transaction.
+pub const MAX_GROUP_COMMIT: usize = 2048;
+
+/// Findings of one frame on their way to the outbox.
+struct FrameFindings {
+    findings: Vec<NewFinding>,
+    done: Option<Arc<FileDone>>,
+}
+
+/// What a run did, for logs and tests.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    /// Frames analysed.
+    pub frames: u64,
+    /// Findings stored in the outbox.
+    pub findings_stored: u64,
+}
+
+/// Runs the agent until `shutdown` turns true.
+pub async fn run(
+    config: AgentConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<RunSummary> {
+    let catalog = config
+        .severity_catalog()
+        .map_err(|e| anyhow::anyhow!("severity tables: {e}"))?;
+    let uploads_evidence = config.evidence.hub_url.is_some();
+    let outbox_config = config.outbox.clone();
+    let outbox = tokio::task::spawn_blocking(move || {
+        Outbox::open_configured(&outbox_config, uploads_evidence)
+    })
+    .await?
+    .context("cannot open the outbox")?;
+    let outbox = Arc::new(outbox);
+    tracing::info!(engine = outbox.engine_name(), path = %config.outbox.path.display(),
+        pending = outbox.status().depth, "outbox open");
+
+    let stop = StopFlag::new();
+    let link = Arc::new(LinkState::default());
+    let new_findings = Arc::new(Notify::new());
+    let latency = Arc::new(LatencyWindow::default());
+    let (findings_tx, findings_rx) = std::sync::mpsc::sync_channel::<FrameFindings>(FINDING_QUEUE);
+
+    let mut cameras = Vec::new();
+    let mut sources: Vec<(String, JoinHandle<()>)> = Vec::new();
+    let mut analyzers: Vec<JoinHandle<u64>> = Vec::new();
+    let mut patrols = Vec::new();
+    for camera in &config.cameras {
+        let health = Arc::new(CameraHealth::new(&camera.id));
+        cameras.push(Arc::clone(&health));
+        let (tx, rx) = mpsc::channel::<SourceFrame>(FRAME_QUEUE);
+        let mut sender = FrameSender::new(tx, Arc::clone(&health));
+        if let Some(p) = &camera.patrol {
+            let position = PatrolPosition::new();
+            sender = sender.with_position(position.clone());
+            let run = PatrolRun {
+                device: p.serial.display().to_string(),
+                baud_rate: p.baud,
+                address: p.address,
+                stops: p
+                    .presets
+                    .iter()
+                    .map(|s| PatrolStop {
+                        preset: s.id.clone(),
+                        pelco_preset: s.pelco_preset,
+                        asset: s.asset.clone(),
+                        settle: Duration::from_millis(s.settle_ms),
+                        dwell: Duration::from_millis(s.dwell_ms),
+                    })
+                    .collect(),
+                repeat: p.repeat,
+                ..PatrolRun::new(String::new(), p.address, Vec::new())
+            };
+            let port = SerialPanTiltPort::from_config(&run)
+                .with_context(|| format!("camera {}: pan-tilt unit", camera.id))?;
+            patrols.push(
+                spawn_patrol(port, run, position)
+                    .with_context(|| format!("camera {}: patrol", camera.id))?,
+            );
+        }
+        let handle = match &camera.source {
+            SourceConfig::Simulated(sim) => {
+                let scene = Scene::new(SimulatedCamera {
+                    camera: camera.id.clone(),
+                    width: sim.width,
+                    height: sim.height,
+                    fps: sim.fps,
+                    seed: sim.seed,
+                    speed: sim.speed,
+                    scene: sim.scene,
+                    frames: sim.frames,
+                    unpaced: sim.unpaced,
+                    params: nominal_camera_params(),
+                    ambient_c: sim.ambient_c,
+                    noise_c: sim.noise_c,
+                })
+                .map_err(anyhow::Error::msg)?;
+                crate::sources::simulated::spawn(scene, sender, stop.clone())?
+            }
+            SourceConfig::RjpegDir(dir) => {
+                let registry = config
+                    .outbox
+                    .path
+                    .join(format!("processed-{}.log", camera.id));
+                RjpegDirSource::new(&camera.id, dir, &registry)?.spawn(sender, stop.clone())?
+            }
+        };
+        sources.push((camera.id.clone(), handle));
+        let table = catalog
+            .get(config.table_for(camera))
+            .cloned()
+            .context("severity table vanished after validation")?;
+        let analyzer = CameraAnalyzer::new(&config, camera, table, Box::new(NoDetector));
+        analyzers.push(spawn_analysis(
+            analyzer,
+            rx,
+            findings_tx.clone(),
+            Arc::clone(&latency),
+        )?);
+    }
+    drop(findings_tx);
+
+    let writer = spawn_writer(
+        findings_rx,
+        Arc::clone(&outbox),
+        Arc::clone(&link),
+        Arc::clone(&new_findings),
+    )?;
+
+    let board = Arc::new(StatusBoard::new(
+        cameras,
+        Arc::clone(&outbox),
+        latency,
+        config.health.thermal_zones.clone(),
+        config.outbox.path.clone(),
+    ));
+    let sink = MqttSink::new(
+        &config,
+        Arc::clone(&outbox),
+        Arc::clone(&board),
+        Arc::clone(&link),
+        Arc::clone(&new_findings),
+    )?;
+    let (sink_stop_tx, sink_stop_rx) = watch::channel(false);
+    let sink_task = tokio::spawn(sink.run(sink_stop_rx));
+
+    // Phase 0: running. Sources that end by themselves (a replay, a test's frame limit)
+    // do not stop the agent: the findings still have to reach the hub.
+    while !*shutdown.borrow() {
+        if shutdown.changed().await.is_err() {
+            break;
+        }
+    }
+    tracing::info!("shutting down: stopping sources");
+    let deadline = Instant::now() + Duration::from_secs(config.health.shutdown_deadline_s);
+
+    // Phase 1: stop sources and patrols, drain analysis and the writer into the outbox.
+    stop.raise();
+    for p in &patrols {
+        p.request_stop();
+    }
+    let drained = tokio::task::spawn_blocking(move || {
+        let mut frames = 0;
+        for (camera, handle) in sources {
+            if join_until(handle, deadline).is_none() {
+                tracing::warn!(camera, "source still running at the shutdown deadline");
+            }
+        }
+        for handle in analyzers {
+            match join_until(handle, deadline) {
+                Some(n) => frames += n,
+                None => tracing::warn!("analysis still running at the shutdown deadline"),
+            }
+        }
+        let stored = join_until(writer, deadline);
+        if stored.is_none() {
+            tracing::warn!("outbox writer still running at the shutdown deadline");
+        }
+        for p in patrols {
+            let _ = p.join();
+        }
+        RunSummary {
+            frames,
+            findings_stored: stored.unwrap_or(0),
+        }
+    })
+    .await?;
+
+    // Phase 2: tell the hub we are going, on purpose.
+    let _ = sink_stop_tx.send(true);
+    let remaining = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_secs(1));
+    if tokio::time::timeout(remaining, sink_task).await.is_err() {
+        tracing::warn!("mqtt sink still running at the shutdown deadline");
+    }
+    tracing::info!(
+        frames = drained.frames,
+        stored = drained.findings_stored,
+        pending = outbox.status().depth,
+        "stopped"
+    );
+    Ok(drained)
+}
+
+/// Joins a thread, giving up (and leaving it detached) at `deadline`.
+fn join_until<T: Send + 'static>(handle: JoinHandle<T>, deadline: Instant) -> Option<T> {
+    while !handle.is_finished() {
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    handle.join().ok()
+}
+
+fn spawn_analysis(
+    mut analyzer: CameraAnalyzer,
+    mut frames: mpsc::Receiver<SourceFrame>,
+    findings: std::sync::mpsc::SyncSender<FrameFindings>,
+    latency: Arc<LatencyWindow>,
+) -> std::io::Result<JoinHandle<u64>> {
+    std::thread::Builder::new()
+        .name(format!("analysis-{}", analyzer.camera()))
+        .spawn(move || {
+            let mut analysed = 0u64;
+            while let Some(frame) = frames.blocking_recv() {
+                let done = frame.file.as_ref().map(|f| Arc::clone(&f.done));
+                let span = tracing::debug_span!("frame", camera = %frame.camera, seq = frame.seq);
+                let _enter = span.enter();
+                match analyzer.process(&frame) {
+                    Ok(outcome) => {
+                        analysed += 1;
+                        latency.record(outcome.latency);
+                        for f in &outcome.findings {
+                            tracing::info!(finding = %f.finding.id, track = %f.finding.track.id,
+                                state = ?f.finding.track.state, level = f.finding.severity.level,
+                                max_c = f.finding.hotspot.max_c, "finding");
+                        }
+                        if outcome.findings.is_empty() {
+                            if let Some(done) = done {
+                                done.frame_finished();
+                            }
+                        } else if findings
+                            .send(FrameFindings {
+                                findings: outcome.findings,
+                                done,
+                            })
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                    Err(err) => {
+                        tracing::error!(camera = %analyzer.camera(), seq = frame.seq, %err, "frame not analysed");
+                        if let Some(done) = done {
+                            done.frame_finished();
+                        }
+                    }
+                }
+            }
+            analysed
+        })
+}
+
+fn spawn_writer(
+    rx: std::sync::mpsc::Receiver<FrameFindings>,
+    outbox: Arc<Outbox>,
+    link: Arc<LinkState>,
+    notify: Arc<Notify>,
+) -> std::io::Result<JoinHandle<u64>> {
+    std::thread::Builder::new().name("outbox-writer".into()).spawn(move || {
+        let mut stored = 0u64;
+        while let Ok(first) = rx.recv() {
+            // Group commit: everything already queued goes into one transaction.
+            let mut group = vec![first];
+            let mut count = group[0].findings.len();
+            while count < MAX_GROUP_COMMIT {
+                match rx.try_recv() {
+                    Ok(more) => {
+                        count += more.findings.len();
+                        group.push(more);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let items: Vec<NewFinding> = group.iter().flat_map(|g| g.findings.iter().cloned()).collect();
+            let mut wait = Duration::from_millis(100);
+            loop {
+                match outbox.append(&items, link.is_up()) {
+                    Ok(report) => {
+                        stored += report.stored as u64;
+                        if report.evicted.evidence + report.evicted.findings > 0 {
+                            tracing::warn!(evidence = report.evicted.evidence, findings = report.evicted.findings,
+                                "outbox full: evicted");
+                        }
+                        break;
+                    }
+                    Err(err) => {
+                        // Keep the findings in memory and retry: the disk may come back
+                        // (full, remounted). Analysis backs up behind us meanwhile.
+                        tracing::error!(%err, findings = items.len(), retry_in_ms = wait.as_millis() as u64, "outbox append failed");
+                        std::thread::sleep(wait);
+                        wait = (wait * 2).min(Duration::from_secs(10));
+                    }
+                }
+            }
+            for g in group {
+                if let Some(done) = g.done {
+                    done.frame_finished();
+                }
+            }
+            notify.notify_one();
+        }
+        stored
+    })
+}

@@ -1,0 +1,196 @@
+//! Evidence of a stream finding: the radiometric frame as a 16-bit greyscale PNG of raw
+//! counts, with the parameters that turn them into °C in a `tEXt` chunk, so the hub can
+//! recompute every temperature from the evidence alone (provenance). Files (R-JPEG,
+//! .seq, .csq) are their own evidence and are sent as they are.
+
+use crate::image::RawFrame;
+use crate::radiometry::RadiometricParams;
+use chrono::{DateTime, FixedOffset};
+use serde::{Deserialize, Serialize};
+
+/// The `tEXt` keyword holding [`RadiometricPngMeta`] as JSON.
+pub const RADIOMETRY_KEYWORD: &str = "chitti-radiometry";
+
+/// Largest side accepted when decoding, pixels.
+pub const MAX_SIDE: u32 = 8192;
+
+/// What travels with the counts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RadiometricPngMeta {
+    /// Format version of this record (1).
+    pub version: u32,
+    /// Camera id.
+    pub camera: String,
+    /// Capture time by the camera's clock.
+    pub captured_at: DateTime<FixedOffset>,
+    /// The parameters the counts were taken with (before the thermographer's
+    /// overrides, which the finding records separately).
+    pub params: RadiometricParams,
+    /// The camera's upper saturation limit, °C.
+    pub saturated_max_c: Option<f64>,
+}
+
+/// Evidence could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum EvidenceError {
+    /// PNG encoding failed.
+    #[error("cannot encode the evidence png: {0}")]
+    Encode(String),
+    /// Not a 16-bit greyscale PNG, or damaged.
+    #[error("not a radiometric evidence png: {0}")]
+    Decode(String),
+    /// The radiometry chunk is missing or malformed.
+    #[error("evidence png has no valid {RADIOMETRY_KEYWORD} chunk: {0}")]
+    Meta(String),
+}
+
+/// Encodes raw counts and their parameters as a 16-bit greyscale PNG.
+pub fn encode_radiometric_png(
+    raw: &RawFrame,
+    meta: &RadiometricPngMeta,
+) -> Result<Vec<u8>, EvidenceError> {
+    let mut out = Vec::new();
+    let json = serde_json::to_string(meta).map_err(|e| EvidenceError::Encode(e.to_string()))?;
+    {
+        let mut encoder = png::Encoder::new(&mut out, raw.width(), raw.height());
+        encoder.set_color(png::ColorType::Grayscale);
+        encoder.set_depth(png::BitDepth::Sixteen);
+        // Fast compression: evidence is written on the gateway, per raised finding.
+        encoder.set_compression(png::Compression::Fast);
+        encoder
+            .add_text_chunk(RADIOMETRY_KEYWORD.to_string(), json)
+            .map_err(|e| EvidenceError::Encode(e.to_string()))?;
+        let mut writer = encoder
+            .write_header()
+            .map_err(|e| EvidenceError::Encode(e.to_string()))?;
+        // PNG samples are big-endian.
+        let bytes: Vec<u8> = raw.counts().iter().flat_map(|c| c.to_be_bytes()).collect();
+        writer
+            .write_image_data(&bytes)
+            .map_err(|e| EvidenceError::Encode(e.to_string()))?;
+        writer
+            .finish()
+            .map_err(|e| EvidenceError::Encode(e.to_string()))?;
+    }
+    Ok(out)
+}
+
+/// Decodes evidence written by [`encode_radiometric_png`].
+pub fn decode_radiometric_png(
+    bytes: &[u8],
+) -> Result<(RawFrame, RadiometricPngMeta), EvidenceError> {
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    decoder.set_limits(png::Limits {
+        bytes: (MAX_SIDE as usize) * (MAX_SIDE as usize) * 2,
+    });
+    let mut reader = decoder
+        .read_info()
+        .map_err(|e| EvidenceError::Decode(e.to_string()))?;
+    let info = reader.info();
+    if info.color_type != png::ColorType::Grayscale || info.bit_depth != png::BitDepth::Sixteen {
+        return Err(EvidenceError::Decode(format!(
+            "{:?} {:?}, expected 16-bit greyscale",
+            info.color_type, info.bit_depth
+        )));
+    }
+    let (width, height) = (info.width, info.height);
+    if width > MAX_SIDE || height > MAX_SIDE {
+        return Err(EvidenceError::Decode(format!(
+            "{width}x{height} is too large"
+        )));
+    }
+    let meta_text = info
+        .uncompressed_latin1_text
+        .iter()
+        .find(|t| t.keyword == RADIOMETRY_KEYWORD)
+        .map(|t| t.text.clone())
+        .ok_or_else(|| EvidenceError::Meta("chunk missing".into()))?;
+    let meta: RadiometricPngMeta =
+        serde_json::from_str(&meta_text).map_err(|e| EvidenceError::Meta(e.to_string()))?;
+    let mut buf = vec![
+        0u8;
+        reader
+            .output_buffer_size()
+            .ok_or_else(|| EvidenceError::Decode("image too large".into()))?
+    ];
+    let frame = reader
+        .next_frame(&mut buf)
+        .map_err(|e| EvidenceError::Decode(e.to_string()))?;
+    let counts = buf[..frame.buffer_size()]
+        .chunks_exact(2)
+        .map(|b| u16::from_be_bytes([b[0], b[1]]))
+        .collect();
+    let raw =
+        RawFrame::new(width, height, counts).map_err(|e| EvidenceError::Decode(e.to_string()))?;
+    Ok((raw, meta))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params() -> RadiometricParams {
+        RadiometricParams {
+            emissivity: 0.95,
+            object_distance_m: 1.0,
+            reflected_c: 20.0,
+            atmosphere_c: 20.0,
+            ir_window_c: 20.0,
+            ir_window_transmission: 1.0,
+            relative_humidity: 0.5,
+            planck_r1: 15848.854,
+            planck_r2: 0.014533112,
+            planck_b: 1414.9,
+            planck_f: 1.0,
+            planck_o: -4405.0,
+            atm_alpha1: 0.006569,
+            atm_alpha2: 0.01262,
+            atm_beta1: -0.002276,
+            atm_beta2: -0.00667,
+            atm_x: 1.9,
+        }
+    }
+
+    #[test]
+    fn counts_and_parameters_round_trip_exactly() {
+        let counts: Vec<u16> = (0..64 * 48).map(|i| (i * 37 % 65536) as u16).collect();
+        let raw = RawFrame::new(64, 48, counts).unwrap();
+        let meta = RadiometricPngMeta {
+            version: 1,
+            camera: "cam-1".into(),
+            captured_at: DateTime::parse_from_rfc3339("2026-11-30T03:12:45.120+05:30").unwrap(),
+            params: params(),
+            saturated_max_c: Some(180.0),
+        };
+        let png = encode_radiometric_png(&raw, &meta).unwrap();
+        assert_eq!(&png[1..4], b"PNG");
+        let (back, back_meta) = decode_radiometric_png(&png).unwrap();
+        assert_eq!(back, raw);
+        assert_eq!(back_meta, meta);
+    }
+
+    #[test]
+    fn other_images_are_rejected_with_a_reason() {
+        let err = decode_radiometric_png(b"not a png at all").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("not a radiometric evidence png"),
+            "{err}"
+        );
+        // An 8-bit PNG without the chunk.
+        let mut out = Vec::new();
+        {
+            let mut e = png::Encoder::new(&mut out, 2, 2);
+            e.set_color(png::ColorType::Grayscale);
+            e.set_depth(png::BitDepth::Eight);
+            let mut w = e.write_header().unwrap();
+            w.write_image_data(&[0, 1, 2, 3]).unwrap();
+        }
+        let err = decode_radiometric_png(&out).unwrap_err();
+        assert!(
+            err.to_string().contains("expected 16-bit greyscale"),
+            "{err}"
+        );
+    }
+}
