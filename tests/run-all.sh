@@ -25,6 +25,35 @@ if ((${#missing[@]})); then
   fi
 fi
 
+# Services the tests talk to for real: Mosquitto on 127.0.0.1:1883 (the agent's
+# delivery tests) and PostgreSQL on 127.0.0.1:5432 (the hub's store tests). Started
+# when installed but stopped; installed with apt when missing and we are root.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_port() {
+  for _ in $(seq 1 100); do port_open "$1" && return 0; sleep 0.1; done
+  echo "run-all: nothing listens on 127.0.0.1:$1 ($2)" >&2
+  exit 1
+}
+if ! port_open 1883; then
+  if ! command -v mosquitto >/dev/null && [[ $(id -u) == 0 ]]; then
+    echo "run-all: installing mosquitto"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto >/dev/null
+  fi
+  echo "run-all: starting mosquitto"
+  if [[ -f /etc/mosquitto/mosquitto.conf ]]; then
+    mosquitto -d -c /etc/mosquitto/mosquitto.conf
+  else
+    mosquitto -d -p 1883
+  fi
+  wait_port 1883 mosquitto
+fi
+if ! port_open 5432 && command -v pg_ctlcluster >/dev/null; then
+  echo "run-all: starting postgresql"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start
+  wait_port 5432 postgresql
+fi
+
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
 else

@@ -319,3 +319,58 @@ fn bad_inputs_fail_with_one_clear_line() {
     assert_one_line_error(&inspect(&[tmp.to_str().unwrap()]), "no FLIR APP1 segment");
     std::fs::remove_file(&tmp).unwrap();
 }
+
+#[test]
+fn a_bad_configuration_lists_every_problem_and_exits_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        "version = 1\nfoo = 1\n[identity]\nsite = \"Bad Site\"\ngateway = \"g\"\n[[camera]]\nid = \"c\"\n[camera.source]\nkind = \"simulated\"\nfps = -1\n[mqtt]\nurl = \"tcp://x\"\n",
+    )
+    .unwrap();
+    for args in [vec!["validate", "--offline"], vec!["run", "--config"]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_chitti-agent"))
+            .args(&args)
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        for expected in [
+            "foo: unknown key",
+            "identity.site:",
+            "camera[0].source.fps:",
+            "mqtt.url:",
+        ] {
+            assert!(
+                stderr.contains(expected),
+                "{args:?}: {expected} missing in {stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn print_default_config_prints_a_valid_configuration() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chitti-agent"))
+        .arg("print-default-config")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("default.toml");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chitti-agent"))
+        .args(["validate", "--offline"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("valid (site demo-site, gateway gw-01, 1 camera(s))"));
+}

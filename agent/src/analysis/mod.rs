@@ -259,8 +259,25 @@ impl CameraAnalyzer {
         let mut findings = Vec::with_capacity(events.len());
         if !events.is_empty() {
             let evidence = self.evidence(frame, rad);
-            for event in events {
-                findings.push(self.finding(frame, &analysis, &detections, event, evidence.clone()));
+            for (i, mut event) in events.into_iter().enumerate() {
+                let mut finding = self.finding(
+                    frame,
+                    &analysis,
+                    &detections,
+                    event.clone(),
+                    evidence.clone(),
+                );
+                if let Some(file) = &frame.file {
+                    // A file gives the same ids every time it is analysed, so a file
+                    // processed again after a crash duplicates nothing downstream.
+                    let ms = frame.captured_at.timestamp_millis().max(0) as u64;
+                    let seed =
+                        format!("{}/{}/{}/{}", self.camera, file.sha256, file.frame_index, i);
+                    event.track.id = content_v7(ms, &format!("track/{seed}"));
+                    finding.finding.track.id = event.track.id;
+                    finding.finding.id = content_v7(ms, &format!("finding/{seed}"));
+                }
+                findings.push(finding);
             }
         }
         Ok(FrameOutcome {
@@ -389,7 +406,31 @@ impl CameraAnalyzer {
     }
 }
 
+/// A UUIDv7 whose time is `ms` and whose "random" bits come from hashing `seed`: the
+/// same input always gives the same id, still time-ordered like any other.
+pub fn content_v7(ms: u64, seed: &str) -> Uuid {
+    let digest = Sha256::digest(seed.as_bytes());
+    let mut bits = [0u8; 10];
+    bits.copy_from_slice(&digest[..10]);
+    uuid::Builder::from_unix_timestamp_millis(ms, &bits).into_uuid()
+}
+
 /// Temperatures travel with a millidegree: the f32 image's noise digits carry nothing.
 fn round3(c: f64) -> f64 {
     (c * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_v7;
+
+    #[test]
+    fn content_ids_are_stable_version_7_and_distinct() {
+        let a = content_v7(1_700_000_000_000, "finding/cam/abc/0/0");
+        assert_eq!(a, content_v7(1_700_000_000_000, "finding/cam/abc/0/0"));
+        assert_ne!(a, content_v7(1_700_000_000_000, "finding/cam/abc/0/1"));
+        assert_eq!(a.get_version_num(), 7);
+        let (secs, _) = a.get_timestamp().unwrap().to_unix();
+        assert_eq!(secs, 1_700_000_000);
+    }
 }

@@ -1,0 +1,170 @@
+//! End-to-end delivery from the agent process to a hub stand-in over real brokers: the
+//! embedded rumqttd and the machine's Mosquitto (127.0.0.1:1883).
+
+mod support;
+
+use support::*;
+
+async fn findings_arrive_exactly_once(broker_port: u16, site: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hub = TestHub::start(broker_port, site).await;
+    let config_text = simulated_config(site, "gw-1", broker_port, &dir.path().join("outbox"), 60);
+    let expected = expected_shapes(&config_text);
+    assert!(
+        expected.len() >= 10,
+        "the scene must produce findings: {expected:?}"
+    );
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, &config_text).unwrap();
+    let agent = AgentProcess::start(&config, &dir.path().join("agent.log"));
+    let ledger = hub
+        .wait_for("every expected finding and an empty outbox", |l| {
+            l.findings.len() >= expected.len()
+                && l.status
+                    .as_ref()
+                    .and_then(|s| s.buffer.as_ref())
+                    .is_some_and(|b| b.depth == 0)
+        })
+        .await;
+    assert_eq!(
+        ledger_shapes(&ledger),
+        expected,
+        "log: {}",
+        std::fs::read_to_string(dir.path().join("agent.log")).unwrap()
+    );
+    assert!(
+        ledger.findings.values().all(|f| !f.historical),
+        "a healthy link sends live"
+    );
+    assert!(ledger
+        .findings
+        .values()
+        .all(|f| f.site == site && f.gateway == "gw-1" && f.evidence.is_some()));
+    assert_eq!(ledger.malformed, 0);
+    let status = agent.terminate();
+    assert!(status.success(), "{status:?}");
+    let ledger = hub
+        .wait_for("offline status", |l| {
+            l.status.as_ref().is_some_and(|s| !s.online)
+        })
+        .await;
+    assert_eq!(
+        ledger.findings.len(),
+        expected.len(),
+        "nothing after the end"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn findings_arrive_exactly_once_through_embedded_rumqttd() {
+    let port = start_rumqttd();
+    findings_arrive_exactly_once(port, "rumqttd-once").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn findings_arrive_exactly_once_through_mosquitto() {
+    findings_arrive_exactly_once(1883, &format!("mosq-once-{}", std::process::id())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_built_while_the_broker_is_unreachable_replays_as_historical() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = format!("mosq-backlog-{}", std::process::id());
+    let mut hub = TestHub::start(1883, &site).await;
+    let proxy = CuttableProxy::start(1883, false).await;
+    let config_text = simulated_config(&site, "gw-1", proxy.port, &dir.path().join("outbox"), 60);
+    let expected = expected_shapes(&config_text);
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, &config_text).unwrap();
+    let log = dir.path().join("agent.log");
+    let agent = AgentProcess::start(&config, &log);
+    // The whole stream is analysed and stored while the broker is out of reach.
+    let deadline = std::time::Instant::now() + HANG_GUARD;
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.matches(" finding ").count() >= expected.len() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "agent did not analyse the stream:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(hub.ledger().findings.is_empty());
+    proxy.restore();
+    let ledger = hub
+        .wait_for("the replayed backlog", |l| {
+            l.findings.len() >= expected.len()
+                && l.status
+                    .as_ref()
+                    .and_then(|s| s.buffer.as_ref())
+                    .is_some_and(|b| b.depth == 0)
+        })
+        .await;
+    assert_eq!(ledger_shapes(&ledger), expected, "none lost, none invented");
+    assert!(
+        ledger.findings.values().all(|f| f.historical),
+        "replays are historical"
+    );
+    // Cut mid-stream of acks and restore: still exactly the same set.
+    proxy.cut();
+    proxy.restore();
+    drop(agent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn findings_stored_before_a_kill_9_are_delivered_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = format!("mosq-kill-{}", std::process::id());
+    let mut hub = TestHub::start(1883, &site).await;
+    // The hub "cannot commit" at first: findings pile up unacknowledged in the outbox.
+    hub.acking.store(false, std::sync::atomic::Ordering::SeqCst);
+    let outbox = dir.path().join("outbox");
+    let config_text = simulated_config(&site, "gw-1", 1883, &outbox, 60);
+    let expected = expected_shapes(&config_text);
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, &config_text).unwrap();
+    let log = dir.path().join("agent.log");
+    let agent = AgentProcess::start(&config, &log);
+    hub.wait_for("the agent sending", |l| {
+        l.status
+            .as_ref()
+            .and_then(|s| s.buffer.as_ref())
+            .is_some_and(|b| b.depth >= 5)
+    })
+    .await;
+    agent.kill9();
+    // What the outbox holds after the kill must all reach the hub.
+    let stored = {
+        let o = chitti_agent::outbox::Outbox::open(
+            Box::new(chitti_agent::outbox::RedbEngine::open(&outbox).unwrap()),
+            1 << 30,
+            false,
+        )
+        .unwrap();
+        o.stored_ids()
+    };
+    assert!(stored.len() >= 5);
+    hub.acking.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Restart on the same outbox, with no new frames: only the backlog goes out.
+    std::fs::write(&config, simulated_config(&site, "gw-1", 1883, &outbox, 0)).unwrap();
+    let agent = AgentProcess::start(&config, &log);
+    let ledger = hub
+        .wait_for("the stored findings", |l| {
+            stored.iter().all(|id| l.findings.contains_key(id))
+                && l.status
+                    .as_ref()
+                    .and_then(|s| s.buffer.as_ref())
+                    .is_some_and(|b| b.depth == 0)
+        })
+        .await;
+    assert_eq!(
+        ledger.findings.len(),
+        stored.len(),
+        "exactly the stored ones, each once"
+    );
+    assert!(ledger.findings.values().all(|f| f.historical));
+    assert!(stored.len() <= expected.len());
+    assert!(agent.terminate().success());
+}

@@ -1,0 +1,479 @@
+//! Real parts for the agent's black-box tests: an embedded rumqttd on a free port, a
+//! TCP proxy the test can cut, a hub stand-in that commits findings and then acks them
+//! (as the real hub does), and the agent binary as a child process.
+#![allow(dead_code)] // each test file uses a different part
+
+use chitti_agent::analysis::CameraAnalyzer;
+use chitti_agent::config::{nominal_camera_params, AgentConfig, SourceConfig};
+use chitti_agent::sources::simulated::{Scene, SimulatedCamera};
+use chitti_agent::sources::{FramePayload, RadiometricFrame, SourceFrame};
+use chitti_common::finding::{Finding, FindingSource};
+use chitti_common::protocol::{Ack, AgentStatus, FindingBatch, Topic, TopicKind};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use std::collections::HashMap;
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// Longest any wait in these tests may take before the test fails (a hang guard, not
+/// a timing assertion).
+pub const HANG_GUARD: Duration = Duration::from_secs(90);
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts rumqttd on a free port on its own thread (as its README hosts it); returns
+/// the port. The broker lives until the test process ends.
+pub fn start_rumqttd() -> u16 {
+    let port = free_port();
+    let config = format!(
+        r#"
+id = 0
+[router]
+id = 0
+max_connections = 100
+max_outgoing_packet_count = 200
+max_segment_size = 104857600
+max_segment_count = 10
+[v4.1]
+name = "v4-1"
+listen = "127.0.0.1:{port}"
+next_connection_delay_ms = 1
+[v4.1.connections]
+connection_timeout_ms = 60000
+max_payload_size = 2097152
+max_inflight_count = 100
+dynamic_filters = true
+"#
+    );
+    let config: rumqttd::Config = toml::from_str(&config).unwrap();
+    let mut broker = rumqttd::Broker::new(config);
+    std::thread::Builder::new()
+        .name("rumqttd".into())
+        .spawn(move || {
+            let _ = broker.start();
+        })
+        .unwrap();
+    // The listener binds on the broker thread: wait until it accepts.
+    wait_for_port(port);
+    port
+}
+
+/// Blocks until something accepts connections on `port`.
+pub fn wait_for_port(port: u16) {
+    let deadline = std::time::Instant::now() + HANG_GUARD;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing listens on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// What the hub stand-in has committed.
+#[derive(Debug, Default, Clone)]
+pub struct HubLedger {
+    /// Committed findings by id.
+    pub findings: HashMap<Uuid, Finding>,
+    /// Deliveries of an id already committed (at-least-once on the wire).
+    pub duplicate_deliveries: usize,
+    /// Batches received.
+    pub batches: usize,
+    /// Last retained status seen.
+    pub status: Option<AgentStatus>,
+    /// Malformed payloads seen.
+    pub malformed: usize,
+}
+
+/// A hub stand-in: subscribes to every gateway's findings and status, "commits" each
+/// finding (into the ledger), then acks the batch on the gateway's `/ack` — the
+/// contract of DESIGN.md §2.
+pub struct TestHub {
+    ledger: Arc<Mutex<HubLedger>>,
+    changed: watch::Receiver<u64>,
+    pub acking: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl TestHub {
+    /// Connects to the broker at `port` and serves the gateways of `site` (tests share
+    /// the machine's Mosquitto).
+    pub async fn start(port: u16, site: &str) -> Self {
+        let site = site.to_string();
+        let mut options = MqttOptions::new(
+            format!("test-hub-{}", Uuid::now_v7().simple()),
+            "127.0.0.1",
+            port,
+        );
+        options.set_keep_alive(Duration::from_secs(10));
+        options.set_max_packet_size(4 << 20, 4 << 20);
+        let (client, mut eventloop) = AsyncClient::new(options, 100);
+        let ledger = Arc::new(Mutex::new(HubLedger::default()));
+        let (tx, changed) = watch::channel(0u64);
+        let acking = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (subscribed_tx, mut subscribed) = tokio::sync::mpsc::channel(8);
+        {
+            let ledger = Arc::clone(&ledger);
+            let acking = Arc::clone(&acking);
+            tokio::spawn(async move {
+                let mut subs_sent = false;
+                loop {
+                    let event = match eventloop.poll().await {
+                        Ok(e) => e,
+                        Err(_) => {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
+                    match event {
+                        Event::Incoming(Packet::ConnAck(_)) if !subs_sent => {
+                            subs_sent = true;
+                            for kind in [TopicKind::Findings, TopicKind::Status] {
+                                let filter = format!("chitti/v1/{site}/+/{}", kind.suffix());
+                                client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+                            }
+                        }
+                        Event::Incoming(Packet::SubAck(_)) => {
+                            let _ = subscribed_tx.try_send(());
+                        }
+                        Event::Incoming(Packet::Publish(p)) => {
+                            let Ok(topic) = Topic::parse(&p.topic) else {
+                                continue;
+                            };
+                            match topic.kind {
+                                TopicKind::Findings => {
+                                    let Ok(batch) =
+                                        serde_json::from_slice::<FindingBatch>(&p.payload)
+                                    else {
+                                        ledger.lock().unwrap().malformed += 1;
+                                        continue;
+                                    };
+                                    if !acking.load(std::sync::atomic::Ordering::SeqCst) {
+                                        continue; // a hub that cannot commit does not ack
+                                    }
+                                    let ids: Vec<Uuid> = {
+                                        let mut l = ledger.lock().unwrap();
+                                        l.batches += 1;
+                                        for f in &batch.findings {
+                                            match l.findings.entry(f.id) {
+                                                std::collections::hash_map::Entry::Occupied(_) => {
+                                                    l.duplicate_deliveries += 1
+                                                }
+                                                std::collections::hash_map::Entry::Vacant(v) => {
+                                                    v.insert(f.clone());
+                                                }
+                                            }
+                                        }
+                                        batch.findings.iter().map(|f| f.id).collect()
+                                    };
+                                    let ack_topic =
+                                        Topic::new(&topic.site, &topic.gateway, TopicKind::Ack)
+                                            .unwrap()
+                                            .to_string();
+                                    let ack = serde_json::to_vec(&Ack { ids }).unwrap();
+                                    let _ = client
+                                        .publish(ack_topic, QoS::AtLeastOnce, false, ack)
+                                        .await;
+                                }
+                                TopicKind::Status => {
+                                    if let Ok(s) = serde_json::from_slice::<AgentStatus>(&p.payload)
+                                    {
+                                        ledger.lock().unwrap().status = Some(s);
+                                    }
+                                }
+                                _ => {}
+                            }
+                            tx.send_modify(|n| *n += 1);
+                        }
+                        _ => {}
+                    }
+                }
+            });
+        }
+        // Both subscriptions acknowledged before the test goes on.
+        for _ in 0..2 {
+            tokio::time::timeout(HANG_GUARD, subscribed.recv())
+                .await
+                .expect("hub subscribed");
+        }
+        Self {
+            ledger,
+            changed,
+            acking,
+        }
+    }
+
+    /// A copy of the ledger.
+    pub fn ledger(&self) -> HubLedger {
+        self.ledger.lock().unwrap().clone()
+    }
+
+    /// Waits until `done` holds for the ledger (re-checked on every message).
+    pub async fn wait_for(&mut self, what: &str, done: impl Fn(&HubLedger) -> bool) -> HubLedger {
+        let result = tokio::time::timeout(HANG_GUARD, async {
+            loop {
+                {
+                    let l = self.ledger.lock().unwrap();
+                    if done(&l) {
+                        return l.clone();
+                    }
+                }
+                self.changed.changed().await.unwrap();
+            }
+        })
+        .await;
+        match result {
+            Ok(l) => l,
+            Err(_) => panic!(
+                "hub: timed out waiting for {what}: {:?}",
+                summary(&self.ledger())
+            ),
+        }
+    }
+}
+
+fn summary(l: &HubLedger) -> String {
+    format!(
+        "{} findings, {} duplicate deliveries, {} batches, status depth {:?}",
+        l.findings.len(),
+        l.duplicate_deliveries,
+        l.batches,
+        l.status
+            .as_ref()
+            .and_then(|s| s.buffer.as_ref())
+            .map(|b| b.depth)
+    )
+}
+
+/// A TCP proxy between the agent and a broker that the test can cut and restore.
+pub struct CuttableProxy {
+    pub port: u16,
+    up: watch::Sender<bool>,
+}
+
+impl CuttableProxy {
+    /// Proxies 127.0.0.1:`port` → 127.0.0.1:`target`; starts up or down.
+    pub async fn start(target: u16, up: bool) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = watch::channel(up);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut state = rx.clone();
+                if !*state.borrow() {
+                    drop(inbound); // link down: connection refused in effect
+                    continue;
+                }
+                tokio::spawn(async move {
+                    let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = async { while *state.borrow_and_update() { if state.changed().await.is_err() { break } } } => {}
+                    }
+                });
+            }
+        });
+        Self { port, up: tx }
+    }
+
+    /// Cuts every connection and refuses new ones.
+    pub fn cut(&self) {
+        self.up.send_replace(false);
+    }
+
+    /// Lets connections through again.
+    pub fn restore(&self) {
+        self.up.send_replace(true);
+    }
+}
+
+/// The agent binary.
+pub fn agent_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_chitti-agent"))
+}
+
+/// A running agent process.
+pub struct AgentProcess {
+    pub child: Child,
+}
+
+impl AgentProcess {
+    /// Starts `chitti-agent run --config <config>`; its log goes to `log`.
+    pub fn start(config: &Path, log: &Path) -> Self {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let child = Command::new(agent_bin())
+            .args(["run", "--config"])
+            .arg(config)
+            .env("CHITTI_LOG", "info,chitti_agent=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Self { child }
+    }
+
+    /// `kill -9`.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A simulated-camera agent configuration: `frames` frames, produced as fast as the
+/// pipeline takes them (none dropped), so the findings are exactly predictable.
+pub fn simulated_config(
+    site: &str,
+    gateway: &str,
+    broker_port: u16,
+    outbox: &Path,
+    frames: u64,
+) -> String {
+    format!(
+        r#"
+version = 1
+[identity]
+site = "{site}"
+gateway = "{gateway}"
+[[camera]]
+id = "sim-1"
+asset = "bay-1"
+[camera.source]
+kind = "simulated"
+width = 160
+height = 120
+fps = 1.0
+speed = 20.0
+seed = 7
+frames = {frames}
+unpaced = true
+[analysis.tracking]
+raise_after_frames = 2
+clear_after_frames = 4
+update_delta_c = 5.0
+[outbox]
+path = "{outbox}"
+resend_after_s = 5
+batch_max_findings = 7
+[mqtt]
+url = "mqtt://127.0.0.1:{broker_port}"
+reconnect_min_ms = 50
+reconnect_max_ms = 500
+[health]
+status_interval_s = 1
+"#,
+        outbox = outbox.display()
+    )
+}
+
+/// What a finding says, without its random ids and clocks: what the tests compare.
+pub type FindingShape = (String, String, u8, String);
+
+/// The shape of a finding.
+pub fn shape(f: &Finding) -> FindingShape {
+    (
+        f.camera.clone(),
+        format!("{:?}", f.track.state),
+        f.severity.level,
+        format!("{:.3}", f.hotspot.max_c),
+    )
+}
+
+/// Runs the configuration's simulated frames through the same analysis in-process:
+/// the findings the agent must deliver, as shapes, sorted.
+pub fn expected_shapes(config_text: &str) -> Vec<FindingShape> {
+    let config = AgentConfig::from_toml(config_text, "expected", Path::new("/")).unwrap();
+    let catalog = config.severity_catalog().unwrap();
+    let mut shapes = Vec::new();
+    for camera in &config.cameras {
+        let SourceConfig::Simulated(sim) = &camera.source else {
+            continue;
+        };
+        let scene = Scene::new(SimulatedCamera {
+            camera: camera.id.clone(),
+            width: sim.width,
+            height: sim.height,
+            fps: sim.fps,
+            seed: sim.seed,
+            speed: sim.speed,
+            scene: sim.scene,
+            frames: sim.frames,
+            unpaced: true,
+            params: nominal_camera_params(),
+            ambient_c: sim.ambient_c,
+            noise_c: sim.noise_c,
+        })
+        .unwrap();
+        let table = catalog.get(config.table_for(camera)).unwrap().clone();
+        let mut analyzer = CameraAnalyzer::new(
+            &config,
+            camera,
+            table,
+            Box::new(chitti_agent::analysis::NoDetector),
+        );
+        for n in 0..sim.frames.unwrap() {
+            let frame = SourceFrame {
+                camera: camera.id.clone(),
+                seq: n,
+                captured_at: chrono::Utc::now().fixed_offset(),
+                source: FindingSource::Stream,
+                payload: FramePayload::Radiometric(RadiometricFrame {
+                    raw: scene.render(n),
+                    params: nominal_camera_params(),
+                    saturated_max_c: Some(180.0),
+                }),
+                file: None,
+                position: None,
+            };
+            for f in analyzer.process(&frame).unwrap().findings {
+                shapes.push(shape(&f.finding));
+            }
+        }
+    }
+    shapes.sort();
+    shapes
+}
+
+/// The shapes of the ledger's findings, sorted.
+pub fn ledger_shapes(l: &HubLedger) -> Vec<FindingShape> {
+    let mut v: Vec<_> = l.findings.values().map(shape).collect();
+    v.sort();
+    v
+}
