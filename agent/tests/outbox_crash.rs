@@ -44,7 +44,9 @@ fn child(engine: &str, dir: &Path) -> ! {
     writeln!(out, "ready").unwrap();
     for n in 0u64.. {
         let evidence = (n % 4 == 0).then(|| EvidenceBlob::new(vec![(n % 251) as u8; 8192]));
-        let batch: Vec<_> = (0..(1 + n % 5)).map(|k| finding(n * 10 + k, evidence.as_ref())).collect();
+        let batch: Vec<_> = (0..(1 + n % 5))
+            .map(|k| finding(n * 10 + k, evidence.as_ref()))
+            .collect();
         outbox.append(&batch, true).unwrap();
         for f in &batch {
             writeln!(out, "{}", f.finding.id).unwrap();
@@ -84,14 +86,24 @@ fn crash_and_recover(engine: &str, test_name: &str) {
         let outbox = Outbox::open(open_engine(engine, dir.path()), 1 << 30, true)
             .unwrap_or_else(|e| panic!("{engine}: the outbox does not open after kill -9: {e}"));
         let stored: std::collections::HashSet<Uuid> = outbox.stored_ids().into_iter().collect();
-        let lost: Vec<_> = acknowledged.iter().filter(|id| !stored.contains(id)).collect();
-        assert!(lost.is_empty(), "{engine} round {round}: {} of {} stored findings lost", lost.len(), acknowledged.len());
+        let lost: Vec<_> = acknowledged
+            .iter()
+            .filter(|id| !stored.contains(id))
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "{engine} round {round}: {} of {} stored findings lost",
+            lost.len(),
+            acknowledged.len()
+        );
         // Evidence referred to by stored findings is readable.
         for sha in outbox.evidence_to_upload(10) {
             assert_eq!(outbox.evidence(&sha).unwrap().map(|b| b.len()), Some(8192));
         }
         // Still usable: ack everything so far, append one more.
-        outbox.acknowledge(&stored.iter().copied().collect::<Vec<_>>()).unwrap();
+        outbox
+            .acknowledge(&stored.iter().copied().collect::<Vec<_>>())
+            .unwrap();
         assert_eq!(outbox.status().depth, 0);
         outbox.append(&[finding(0, None)], true).unwrap();
         assert_eq!(outbox.status().depth, 1);
