@@ -17,11 +17,13 @@
 
 use crate::analysis::{CameraAnalyzer, NewFinding, NoDetector};
 use crate::config::{nominal_camera_params, AgentConfig, SourceConfig};
-use crate::health::{CameraHealth, LatencyWindow, StatusBoard};
+use crate::health::metrics::{self as m, MetricsSource, MetricsWriter};
+use crate::health::{CameraHealth, FindingCounters, LatencyWindow, StatusBoard};
 use crate::outbox::Outbox;
 use crate::patrol::{
     spawn_patrol, PatrolConfig as PatrolRun, PatrolPosition, PatrolStop, SerialPanTiltPort,
 };
+use crate::sinks::evidence::{EvidenceStore, EvidenceUploaderConfig, UploaderHandle};
 use crate::sinks::mqtt::{LinkState, MqttSink};
 use crate::sources::rjpeg_dir::RjpegDirSource;
 use crate::sources::simulated::{Scene, SimulatedCamera};
@@ -77,6 +79,7 @@ pub async fn run(
     let link = Arc::new(LinkState::default());
     let new_findings = Arc::new(Notify::new());
     let latency = Arc::new(LatencyWindow::default());
+    let counters = Arc::new(FindingCounters::default());
     let (findings_tx, findings_rx) = std::sync::mpsc::sync_channel::<FrameFindings>(FINDING_QUEUE);
 
     let mut cameras = Vec::new();
@@ -135,6 +138,27 @@ pub async fn run(
                 .map_err(anyhow::Error::msg)?;
                 crate::sources::simulated::spawn(scene, sender, stop.clone())?
             }
+            SourceConfig::V4l2(v) => {
+                if !v.device.exists() {
+                    tracing::warn!(camera = %camera.id, device = %v.device.display(),
+                        "camera not present yet; the source keeps trying to open it");
+                }
+                crate::sources::v4l2::spawn(
+                    v4l2_source(&camera.id, v),
+                    v4l2_opener(v),
+                    sender,
+                    stop.clone(),
+                )
+            }
+            SourceConfig::SeqReplay(r) => crate::sources::seq_replay::SeqReplay {
+                camera: camera.id.clone(),
+                path: r.path.clone(),
+                speed: r.speed,
+                fallback_fps: r.fallback_fps,
+                repeat: r.repeat,
+                unpaced: r.unpaced,
+            }
+            .spawn(sender, stop.clone())?,
             SourceConfig::RjpegDir(dir) => {
                 let registry = config
                     .outbox
@@ -154,15 +178,20 @@ pub async fn run(
             rx,
             findings_tx.clone(),
             Arc::clone(&latency),
+            Arc::clone(&counters),
         )?);
     }
     drop(findings_tx);
 
+    let new_findings_evidence = Arc::new(Notify::new());
     let writer = spawn_writer(
         findings_rx,
         Arc::clone(&outbox),
         Arc::clone(&link),
-        Arc::clone(&new_findings),
+        [
+            Arc::clone(&new_findings),
+            Arc::clone(&new_findings_evidence),
+        ],
     )?;
 
     let board = Arc::new(StatusBoard::new(
@@ -172,6 +201,63 @@ pub async fn run(
         config.health.thermal_zones.clone(),
         config.outbox.path.clone(),
     ));
+    // Evidence upload (optional: without a hub URL, evidence stays until its findings go).
+    let uploader_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let uploader = match &config.evidence.hub_url {
+        Some(url) => {
+            let mut up = EvidenceUploaderConfig::new(url.clone());
+            up.timeout = Duration::from_secs(config.evidence.timeout_s);
+            if let Some(file) = &config.evidence.token_file {
+                let token = std::fs::read_to_string(file)
+                    .with_context(|| format!("evidence.token_file {}", file.display()))?;
+                up.token = Some(token.trim().to_string());
+            }
+            if let Some(file) = &config.evidence.ca_file {
+                up.ca_pem = Some(
+                    std::fs::read(file)
+                        .with_context(|| format!("evidence.ca_file {}", file.display()))?,
+                );
+            }
+            let store: Arc<dyn EvidenceStore> = Arc::clone(&outbox) as Arc<dyn EvidenceStore>;
+            let (handle, control) =
+                crate::sinks::evidence::spawn(up, store, Arc::clone(&uploader_stop))?;
+            Some((handle, control))
+        }
+        None => None,
+    };
+    let uploader_control = uploader.as_ref().map(|(_, c)| c.clone());
+    if let Some(control) = &uploader_control {
+        // New findings usually bring new evidence: upload it promptly.
+        let control = control.clone();
+        let notify = Arc::clone(&new_findings_evidence);
+        tokio::spawn(async move {
+            loop {
+                notify.notified().await;
+                control.wake();
+            }
+        });
+    }
+
+    // Prometheus /metrics on a local address.
+    let (metrics_stop_tx, metrics_stop_rx) = watch::channel(false);
+    let metrics_task = match config.health.metrics_listen {
+        Some(addr) => {
+            let listener = crate::health::metrics::bind(addr).await?;
+            let source = Arc::new(AgentMetrics {
+                board: Arc::clone(&board),
+                counters: Arc::clone(&counters),
+                link: Arc::clone(&link),
+                uploader: uploader_control.clone(),
+            });
+            Some(tokio::spawn(crate::health::metrics::serve(
+                listener,
+                source,
+                metrics_stop_rx,
+            )))
+        }
+        None => None,
+    };
+
     let sink = MqttSink::new(
         &config,
         Arc::clone(&outbox),
@@ -232,6 +318,19 @@ pub async fn run(
     if tokio::time::timeout(remaining, sink_task).await.is_err() {
         tracing::warn!("mqtt sink still running at the shutdown deadline");
     }
+    let _ = metrics_stop_tx.send(true);
+    if let Some(task) = metrics_task {
+        let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+    }
+    uploader_stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    if let Some((handle, control)) = uploader {
+        control.wake();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let joined = tokio::task::spawn_blocking(move || join_until(handle, deadline)).await;
+        if !matches!(joined, Ok(Some(()))) {
+            tracing::warn!("evidence uploader still running at the shutdown deadline");
+        }
+    }
     tracing::info!(
         frames = drained.frames,
         stored = drained.findings_stored,
@@ -239,6 +338,135 @@ pub async fn run(
         "stopped"
     );
     Ok(drained)
+}
+
+fn v4l2_source(
+    camera: &str,
+    v: &crate::config::V4l2SourceToml,
+) -> crate::sources::v4l2::V4l2SourceConfig {
+    use crate::config::V4l2Mode;
+    use crate::sources::v4l2::{format::CaptureMode, Backoff, V4l2SourceConfig};
+    let mode = match v.mode {
+        V4l2Mode::Preview => CaptureMode::Preview,
+        V4l2Mode::TemperatureLinear => CaptureMode::TemperatureLinear {
+            kelvin_per_count: v.kelvin_per_count.unwrap_or(0.01), // validated present
+        },
+        V4l2Mode::RadiometricCounts => {
+            let mut params = nominal_camera_params();
+            if let Some(pl) = v.planck {
+                params.planck_r1 = pl.r1;
+                params.planck_r2 = pl.r2;
+                params.planck_b = pl.b;
+                params.planck_f = pl.f;
+                params.planck_o = pl.o;
+            }
+            CaptureMode::RadiometricCounts { params }
+        }
+    };
+    let mut config =
+        V4l2SourceConfig::new(camera, v.device.clone(), (v.width, v.height), v.fps, mode);
+    config.saturated_max_c = v.saturated_max_c;
+    config.backoff = Backoff {
+        initial: Duration::from_millis(v.reconnect_min_ms),
+        max: Duration::from_millis(v.reconnect_max_ms),
+    };
+    config.stall_timeout = Duration::from_secs(v.stall_timeout_s);
+    config
+}
+
+fn v4l2_opener(v: &crate::config::V4l2SourceToml) -> crate::sources::v4l2::device::V4l2Opener {
+    crate::sources::v4l2::device::V4l2Opener {
+        path: v.device.clone(),
+        options: Default::default(),
+    }
+}
+
+/// What `/metrics` reports.
+struct AgentMetrics {
+    board: Arc<StatusBoard>,
+    counters: Arc<FindingCounters>,
+    link: Arc<LinkState>,
+    uploader: Option<UploaderHandle>,
+}
+
+impl MetricsSource for AgentMetrics {
+    fn render(&self, out: &mut MetricsWriter) {
+        use std::sync::atomic::Ordering::Relaxed;
+        for c in &self.board.cameras {
+            let labels = [(m::LABEL_CAMERA, c.id())];
+            out.counter(
+                m::FRAMES_TOTAL,
+                "Frames handed to analysis.",
+                &labels,
+                c.frames() as f64,
+            );
+            out.counter(
+                m::FRAME_DROPS_TOTAL,
+                "Frames dropped because analysis was behind.",
+                &labels,
+                c.drops() as f64,
+            );
+        }
+        let status = self.board.outbox.status();
+        out.gauge(
+            m::OUTBOX_FINDINGS,
+            "Findings in the outbox, not yet acknowledged by the hub.",
+            &[],
+            status.depth as f64,
+        );
+        out.gauge(
+            m::OUTBOX_BYTES,
+            "Bytes of findings and evidence in the outbox.",
+            &[],
+            status.bytes as f64,
+        );
+        out.counter(
+            m::OUTBOX_EVICTED_TOTAL,
+            "Outbox evictions to stay within its cap.",
+            &[(m::LABEL_KIND, "evidence")],
+            status.evicted.evidence as f64,
+        );
+        out.counter(
+            m::OUTBOX_EVICTED_TOTAL,
+            "Outbox evictions to stay within its cap.",
+            &[(m::LABEL_KIND, "findings")],
+            status.evicted.findings as f64,
+        );
+        for (state, n) in [
+            ("raised", &self.counters.raised),
+            ("updated", &self.counters.updated),
+            ("cleared", &self.counters.cleared),
+        ] {
+            out.counter(
+                m::FINDINGS_TOTAL,
+                "Findings produced, by track state.",
+                &[(m::LABEL_STATE, state)],
+                n.load(Relaxed) as f64,
+            );
+        }
+        out.gauge(
+            m::MQTT_CONNECTED,
+            "1 while connected to the broker.",
+            &[],
+            if self.link.is_up() { 1.0 } else { 0.0 },
+        );
+        if let Some(ms) = self.board.latency.last_median_ms() {
+            out.gauge(
+                m::ANALYSIS_LATENCY_SECONDS,
+                "Median analysis time per frame over the last telemetry interval.",
+                &[],
+                ms / 1000.0,
+            );
+        }
+        if let Some(u) = &self.uploader {
+            out.counter(
+                m::EVIDENCE_UPLOADED_TOTAL,
+                "Evidence blobs uploaded to the hub.",
+                &[],
+                u.stats().uploaded as f64,
+            );
+        }
+    }
 }
 
 /// Joins a thread, giving up (and leaving it detached) at `deadline`.
@@ -257,6 +485,7 @@ fn spawn_analysis(
     mut frames: mpsc::Receiver<SourceFrame>,
     findings: std::sync::mpsc::SyncSender<FrameFindings>,
     latency: Arc<LatencyWindow>,
+    counters: Arc<FindingCounters>,
 ) -> std::io::Result<JoinHandle<u64>> {
     std::thread::Builder::new()
         .name(format!("analysis-{}", analyzer.camera()))
@@ -271,6 +500,7 @@ fn spawn_analysis(
                         analysed += 1;
                         latency.record(outcome.latency);
                         for f in &outcome.findings {
+                            counters.count(f.finding.track.state);
                             tracing::info!(finding = %f.finding.id, track = %f.finding.track.id,
                                 state = ?f.finding.track.state, level = f.finding.severity.level,
                                 max_c = f.finding.hotspot.max_c, "finding");
@@ -305,7 +535,7 @@ fn spawn_writer(
     rx: std::sync::mpsc::Receiver<FrameFindings>,
     outbox: Arc<Outbox>,
     link: Arc<LinkState>,
-    notify: Arc<Notify>,
+    notify: [Arc<Notify>; 2],
 ) -> std::io::Result<JoinHandle<u64>> {
     std::thread::Builder::new().name("outbox-writer".into()).spawn(move || {
         let mut stored = 0u64;
@@ -348,7 +578,9 @@ fn spawn_writer(
                     done.frame_finished();
                 }
             }
-            notify.notify_one();
+            for n in &notify {
+                n.notify_one();
+            }
         }
         stored
     })

@@ -155,6 +155,30 @@ impl PreparedRadiometry {
         })
     }
 
+    /// Prepares temperature-linear counts (kelvin = count × `kelvin_per_count`);
+    /// `params` records the object parameters the camera applied.
+    pub fn temperature_linear(
+        kelvin_per_count: f64,
+        params: RadiometricParams,
+        saturated_max_c: Option<f64>,
+    ) -> Result<Self, AnalysisError> {
+        let converter = RawToCelsius::temperature_linear(kelvin_per_count, params)
+            .map_err(|e| AnalysisError::Flir(FlirError::InvalidParams(e)))?;
+        let saturation_raw = saturated_max_c.and_then(|c| converter.min_raw_at_or_above(c));
+        Ok(Self {
+            lut: CelsiusLut::full(&converter),
+            converter,
+            camera_params: params,
+            saturated_max_c,
+            saturation_raw,
+        })
+    }
+
+    /// True when this is a temperature-linear preparation with this scale.
+    pub fn is_linear_with(&self, kelvin_per_count: f64) -> bool {
+        self.converter.kelvin_per_count() == Some(kelvin_per_count)
+    }
+
     /// True when this preparation was made from these inputs (so it can be reused).
     pub fn matches(
         &self,
@@ -162,7 +186,8 @@ impl PreparedRadiometry {
         overrides: &ParamOverrides,
         saturated_max_c: Option<f64>,
     ) -> bool {
-        self.camera_params == *camera
+        self.converter.kelvin_per_count().is_none()
+            && self.camera_params == *camera
             && *self.converter.params() == camera.with_overrides(overrides)
             && self.saturated_max_c == saturated_max_c
     }

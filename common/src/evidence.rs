@@ -29,6 +29,10 @@ pub struct RadiometricPngMeta {
     pub params: RadiometricParams,
     /// The camera's upper saturation limit, °C.
     pub saturated_max_c: Option<f64>,
+    /// Set for temperature-linear counts (kelvin = count × this); the Planck
+    /// parameters then only record the object parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kelvin_per_count: Option<f64>,
 }
 
 /// Evidence could not be written or read.
@@ -162,6 +166,7 @@ mod tests {
             captured_at: DateTime::parse_from_rfc3339("2026-11-30T03:12:45.120+05:30").unwrap(),
             params: params(),
             saturated_max_c: Some(180.0),
+            kelvin_per_count: None,
         };
         let png = encode_radiometric_png(&raw, &meta).unwrap();
         assert_eq!(&png[1..4], b"PNG");

@@ -199,6 +199,8 @@ pub struct RawToCelsius {
     params: RadiometricParams,
     gain: f64,
     offset: f64,
+    /// Temperature-linear counts (kelvin = count × this) instead of the Planck curve.
+    kelvin_per_count: Option<f64>,
 }
 
 /// Result of converting one raw value.
@@ -244,7 +246,35 @@ impl RawToCelsius {
             params,
             gain,
             offset,
+            kelvin_per_count: None,
         })
+    }
+
+    /// A converter for temperature-linear counts (kelvin = count × `kelvin_per_count`,
+    /// as some radiometric streams deliver them: the camera has already applied its
+    /// calibration and object parameters). `params` records those parameters.
+    pub fn temperature_linear(
+        kelvin_per_count: f64,
+        params: RadiometricParams,
+    ) -> Result<Self, Vec<InvalidParam>> {
+        if !(kelvin_per_count.is_finite() && kelvin_per_count > 0.0) {
+            return Err(vec![InvalidParam {
+                name: "kelvin_per_count",
+                value: kelvin_per_count,
+                expected: "a positive number of kelvin per count",
+            }]);
+        }
+        Ok(Self {
+            params,
+            gain: 1.0,
+            offset: 0.0,
+            kelvin_per_count: Some(kelvin_per_count),
+        })
+    }
+
+    /// Kelvin per count when this is a temperature-linear converter.
+    pub fn kelvin_per_count(&self) -> Option<f64> {
+        self.kelvin_per_count
     }
 
     /// The parameters in use.
@@ -252,8 +282,15 @@ impl RawToCelsius {
         &self.params
     }
 
-    /// Converts one raw value (Thermimage `raw2temp`).
+    /// Converts one raw value (Thermimage `raw2temp`, or the linear scale).
     pub fn celsius(&self, raw: f64) -> Celsius {
+        if let Some(k) = self.kelvin_per_count {
+            return if raw >= 0.0 && raw.is_finite() {
+                Celsius::Valid(raw * k - KELVIN_OFFSET)
+            } else {
+                Celsius::BelowFloor
+            };
+        }
         let p = &self.params;
         let object_signal = raw * self.gain + self.offset;
         let arg = p.planck_r1 / (p.planck_r2 * (object_signal + p.planck_o)) + p.planck_f;
@@ -278,6 +315,9 @@ impl RawToCelsius {
     /// The raw value an object at `celsius` produces (Thermimage `temp2raw`), exact
     /// inverse of [`Self::celsius`]; not rounded.
     pub fn raw(&self, celsius: f64) -> f64 {
+        if let Some(k) = self.kelvin_per_count {
+            return (celsius + KELVIN_OFFSET) / k;
+        }
         let object_signal = self.params.planck_raw(celsius);
         (object_signal - self.offset) / self.gain
     }
@@ -422,4 +462,39 @@ pub fn frame_to_celsius(
 ) -> (TemperatureImage, ConversionReport) {
     let (lo, hi) = frame.min_max();
     CelsiusLut::for_range(converter, lo, hi).convert(frame)
+}
+
+#[cfg(test)]
+mod linear_tests {
+    use super::*;
+
+    #[test]
+    fn temperature_linear_counts_map_and_invert_exactly() {
+        let params = RadiometricParams {
+            emissivity: 1.0,
+            object_distance_m: 1.0,
+            reflected_c: 20.0,
+            atmosphere_c: 20.0,
+            ir_window_c: 20.0,
+            ir_window_transmission: 1.0,
+            relative_humidity: 0.5,
+            planck_r1: 1.0,
+            planck_r2: 1.0,
+            planck_b: 1.0,
+            planck_f: 1.0,
+            planck_o: 0.0,
+            atm_alpha1: 0.0,
+            atm_alpha2: 0.0,
+            atm_beta1: 0.0,
+            atm_beta2: 0.0,
+            atm_x: 0.0,
+        };
+        let c = RawToCelsius::temperature_linear(0.01, params).unwrap();
+        // 30000 counts × 0.01 K = 300 K = 26.85 °C.
+        assert!((c.celsius_or_nan(30000.0) - 26.85).abs() < 1e-9);
+        assert_eq!(c.min_raw_at_or_above(26.85), Some(30000));
+        assert_eq!(c.min_raw_at_or_above(26.851), Some(30001));
+        assert!(RawToCelsius::temperature_linear(0.0, params).is_err());
+        assert!(RawToCelsius::temperature_linear(f64::NAN, params).is_err());
+    }
 }

@@ -112,6 +112,14 @@ pub struct FrameOutcome {
     pub skipped: bool,
 }
 
+/// The counts of a frame and how to read them.
+struct FrameCounts<'a> {
+    raw: &'a chitti_common::image::RawFrame,
+    params: chitti_common::radiometry::RadiometricParams,
+    saturated_max_c: Option<f64>,
+    kelvin_per_count: Option<f64>,
+}
+
 /// The analysis state of one camera.
 pub struct CameraAnalyzer {
     site: String,
@@ -211,18 +219,57 @@ impl CameraAnalyzer {
                 ..FrameOutcome::default()
             });
         }
-        let FramePayload::Radiometric(rad) = &frame.payload;
-        let reuse = self
-            .prepared
-            .as_ref()
-            .is_some_and(|p| p.matches(&rad.params, &self.overrides, rad.saturated_max_c));
-        if !reuse {
-            self.prepared = Some(PreparedRadiometry::new(
-                rad.params,
-                &self.overrides,
-                rad.saturated_max_c,
-            )?);
-        }
+        let counts = match &frame.payload {
+            FramePayload::Radiometric(rad) => {
+                let reuse = self
+                    .prepared
+                    .as_ref()
+                    .is_some_and(|p| p.matches(&rad.params, &self.overrides, rad.saturated_max_c));
+                if !reuse {
+                    self.prepared = Some(PreparedRadiometry::new(
+                        rad.params,
+                        &self.overrides,
+                        rad.saturated_max_c,
+                    )?);
+                }
+                FrameCounts {
+                    raw: &rad.raw,
+                    params: rad.params,
+                    saturated_max_c: rad.saturated_max_c,
+                    kelvin_per_count: None,
+                }
+            }
+            FramePayload::TemperatureLinear(t) => {
+                let reuse = self
+                    .prepared
+                    .as_ref()
+                    .is_some_and(|p| p.is_linear_with(t.kelvin_per_count));
+                // The camera applied its own object parameters; the record keeps what
+                // the configuration says they are.
+                let params = crate::config::nominal_camera_params().with_overrides(&self.overrides);
+                if !reuse {
+                    self.prepared = Some(PreparedRadiometry::temperature_linear(
+                        t.kelvin_per_count,
+                        params,
+                        None,
+                    )?);
+                }
+                FrameCounts {
+                    raw: &t.counts,
+                    params,
+                    saturated_max_c: None,
+                    kelvin_per_count: Some(t.kelvin_per_count),
+                }
+            }
+            FramePayload::Preview(_) => {
+                // Rendered video has no temperatures: only a detector could report
+                // from it (qualitative findings), and none runs yet.
+                return Ok(FrameOutcome {
+                    latency: started.elapsed(),
+                    ..FrameOutcome::default()
+                });
+            }
+        };
         let prepared = self.prepared.as_ref().expect("prepared above");
         let preset = frame.position.as_ref().map(|p| p.preset.clone());
         let mut options_for_preset;
@@ -234,7 +281,7 @@ impl CameraAnalyzer {
             }
             None => &self.options,
         };
-        let analysis = analyze_prepared(&rad.raw, prepared, &self.table, options)?;
+        let analysis = analyze_prepared(counts.raw, prepared, &self.table, options)?;
         let detections = self.detector.detect(&analysis.image);
         let regions = analysis.hotspots.len() + analysis.cool_exceptions.len();
         let observed: Vec<AssessedHotspot> = analysis
@@ -245,10 +292,9 @@ impl CameraAnalyzer {
             .collect();
         let now = Utc::now();
         let events = match frame.file {
-            Some(_) if frame.source == chitti_common::finding::FindingSource::Rjpeg => {
-                still_events(observed, now)
-            }
-            _ => {
+            // A still image: each hotspot is its own episode.
+            Some(_) => still_events(observed, now),
+            None => {
                 let tracking = self.tracking.clone();
                 self.trackers
                     .entry(preset.clone())
@@ -258,7 +304,7 @@ impl CameraAnalyzer {
         };
         let mut findings = Vec::with_capacity(events.len());
         if !events.is_empty() {
-            let evidence = self.evidence(frame, rad);
+            let evidence = self.evidence(frame, &counts);
             for (i, mut event) in events.into_iter().enumerate() {
                 let mut finding = self.finding(
                     frame,
@@ -288,11 +334,7 @@ impl CameraAnalyzer {
         })
     }
 
-    fn evidence(
-        &self,
-        frame: &SourceFrame,
-        rad: &crate::sources::RadiometricFrame,
-    ) -> Option<EvidenceBlob> {
+    fn evidence(&self, frame: &SourceFrame, counts: &FrameCounts<'_>) -> Option<EvidenceBlob> {
         if let Some(file) = &frame.file {
             return Some(EvidenceBlob {
                 sha256: file.sha256.clone(),
@@ -303,10 +345,11 @@ impl CameraAnalyzer {
             version: 1,
             camera: self.camera.clone(),
             captured_at: frame.captured_at,
-            params: rad.params,
-            saturated_max_c: rad.saturated_max_c,
+            params: counts.params,
+            saturated_max_c: counts.saturated_max_c,
+            kelvin_per_count: counts.kelvin_per_count,
         };
-        match encode_radiometric_png(&rad.raw, &meta) {
+        match encode_radiometric_png(counts.raw, &meta) {
             Ok(png) => Some(EvidenceBlob::new(png)),
             Err(err) => {
                 tracing::warn!(camera = %self.camera, %err, "evidence not kept");

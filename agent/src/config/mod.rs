@@ -99,6 +99,96 @@ pub enum SourceConfig {
     Simulated(SimulatedSourceConfig),
     /// A watched folder of FLIR files.
     RjpegDir(RjpegDirSourceConfig),
+    /// A V4L2 (USB video) camera.
+    V4l2(V4l2SourceToml),
+    /// A recorded sequence played at its frame rate.
+    SeqReplay(SeqReplaySourceConfig),
+}
+
+/// A recorded sequence to replay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeqReplaySourceConfig {
+    /// The `.seq`/`.csq` (or any FLIR file).
+    pub path: PathBuf,
+    /// Replay speed: 2 plays twice as fast as recorded.
+    #[serde(default = "one")]
+    pub speed: f64,
+    /// Frame rate when the file carries no times.
+    #[serde(default = "default_fps")]
+    pub fallback_fps: f64,
+    /// Start again at the end.
+    #[serde(default)]
+    pub repeat: bool,
+    /// Produce frames as fast as the pipeline takes them.
+    #[serde(default)]
+    pub unpaced: bool,
+}
+
+/// What a V4L2 camera's stream is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum V4l2Mode {
+    /// `Y16` raw detector counts, turned into °C with `planck` and `radiometry`.
+    RadiometricCounts,
+    /// `Y16` counts where kelvin = count × `kelvin_per_count`.
+    TemperatureLinear,
+    /// Rendered 8-bit video (`YUYV`/`MJPG`): detection only, findings qualitative. A
+    /// FLIR T560's own USB video is this kind.
+    Preview,
+}
+
+/// The camera's Planck calibration (from its R-JPEGs: `exiftool -Planck*`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanckConfig {
+    /// R1.
+    pub r1: f64,
+    /// R2.
+    pub r2: f64,
+    /// B.
+    pub b: f64,
+    /// F.
+    pub f: f64,
+    /// O (counts).
+    pub o: f64,
+}
+
+/// A V4L2 camera.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct V4l2SourceToml {
+    /// Device node; prefer a stable `/dev/v4l/by-id/…` link or the udev name.
+    pub device: PathBuf,
+    /// Preferred width.
+    #[serde(default = "default_width")]
+    pub width: u32,
+    /// Preferred height.
+    #[serde(default = "default_height")]
+    pub height: u32,
+    /// Highest wanted frame rate.
+    #[serde(default = "default_fps")]
+    pub fps: f64,
+    /// What the stream carries.
+    pub mode: V4l2Mode,
+    /// Kelvin per count, for `temperature_linear` (often 0.01 or 0.04).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kelvin_per_count: Option<f64>,
+    /// Planck calibration, for `radiometric_counts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planck: Option<PlanckConfig>,
+    /// Upper saturation limit, °C.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saturated_max_c: Option<f64>,
+    /// First reopen delay after an unplug, ms (doubles up to `reconnect_max_ms`).
+    #[serde(default = "default_reconnect_min")]
+    pub reconnect_min_ms: u64,
+    /// Longest reopen delay, ms.
+    #[serde(default = "default_v4l2_reconnect_max")]
+    pub reconnect_max_ms: u64,
+    /// No frame for this long: the stream is treated as lost and reopened.
+    #[serde(default = "default_stall_s")]
+    pub stall_timeout_s: u64,
 }
 
 /// A simulated radiometric camera.
@@ -518,6 +608,12 @@ fn default_reconnect_max() -> u64 {
 fn default_max_packet() -> ByteSize {
     ByteSize(1 << 20)
 }
+fn default_v4l2_reconnect_max() -> u64 {
+    30_000
+}
+fn default_stall_s() -> u64 {
+    10
+}
 fn default_http_timeout() -> u64 {
     30
 }
@@ -676,6 +772,14 @@ impl AgentConfig {
                     );
                 }
             }
+            if let SourceConfig::SeqReplay(r) = &camera.source {
+                if !r.path.is_file() {
+                    p.push(
+                        format!("camera[{i}].source.path"),
+                        format!("{} is not a file", r.path.display()),
+                    );
+                }
+            }
             if let Some(patrol) = &camera.patrol {
                 if !patrol.serial.exists() {
                     p.push(
@@ -749,9 +853,13 @@ impl AgentConfig {
             }
         };
         for camera in &mut self.cameras {
-            if let SourceConfig::RjpegDir(dir) = &mut camera.source {
-                fix(&mut dir.path);
-                fix_opt(&mut dir.quarantine);
+            match &mut camera.source {
+                SourceConfig::RjpegDir(dir) => {
+                    fix(&mut dir.path);
+                    fix_opt(&mut dir.quarantine);
+                }
+                SourceConfig::SeqReplay(r) => fix(&mut r.path),
+                SourceConfig::V4l2(_) | SourceConfig::Simulated(_) => {}
             }
         }
         fix_opt(&mut self.analysis.tables_file);
@@ -859,6 +967,63 @@ impl CameraConfig {
                 }
                 if !(sim.speed > 0.0 && sim.speed <= 10_000.0) {
                     p.push(at("source.speed"), "must be > 0 and at most 10000");
+                }
+            }
+            SourceConfig::V4l2(v) => {
+                if !(v.fps > 0.0 && v.fps <= 240.0) {
+                    p.push(at("source.fps"), "must be > 0 and at most 240");
+                }
+                if v.width == 0 || v.height == 0 || v.width > 8192 || v.height > 8192 {
+                    p.push(at("source.width"), "width and height must be 1 to 8192");
+                }
+                match v.mode {
+                    V4l2Mode::TemperatureLinear => match v.kelvin_per_count {
+                        Some(k) if k.is_finite() && k > 0.0 => {}
+                        Some(_) => p.push(at("source.kelvin_per_count"), "must be > 0"),
+                        None => p.push(
+                            at("source.kelvin_per_count"),
+                            "temperature_linear needs kelvin_per_count (e.g. 0.01)",
+                        ),
+                    },
+                    V4l2Mode::RadiometricCounts => match v.planck {
+                        Some(pl) => {
+                            let mut params = nominal_camera_params();
+                            (
+                                params.planck_r1,
+                                params.planck_r2,
+                                params.planck_b,
+                                params.planck_f,
+                                params.planck_o,
+                            ) = (pl.r1, pl.r2, pl.b, pl.f, pl.o);
+                            if let Err(errors) = params.validate() {
+                                for e in errors {
+                                    p.push(at("source.planck"), e.to_string());
+                                }
+                            }
+                        }
+                        None => p.push(
+                            at("source.planck"),
+                            "radiometric_counts needs the camera's planck = { r1, r2, b, f, o }",
+                        ),
+                    },
+                    V4l2Mode::Preview => {}
+                }
+                if v.reconnect_min_ms == 0 || v.reconnect_min_ms > v.reconnect_max_ms {
+                    p.push(
+                        at("source.reconnect_min_ms"),
+                        "must be > 0 and at most reconnect_max_ms",
+                    );
+                }
+                if v.stall_timeout_s == 0 {
+                    p.push(at("source.stall_timeout_s"), "must be at least 1");
+                }
+            }
+            SourceConfig::SeqReplay(r) => {
+                if !(r.speed.is_finite() && r.speed > 0.0) {
+                    p.push(at("source.speed"), "must be > 0");
+                }
+                if !(r.fallback_fps.is_finite() && r.fallback_fps > 0.0) {
+                    p.push(at("source.fallback_fps"), "must be > 0");
                 }
             }
             SourceConfig::RjpegDir(dir) => {

@@ -649,6 +649,21 @@ impl Outbox {
     }
 }
 
+/// The uploader reads and deletes evidence through the outbox.
+impl crate::sinks::evidence::EvidenceStore for Outbox {
+    fn evidence_to_upload(&self, limit: usize) -> Vec<String> {
+        Outbox::evidence_to_upload(self, limit)
+    }
+
+    fn evidence(&self, sha256: &str) -> Result<Option<Vec<u8>>, String> {
+        Outbox::evidence(self, sha256).map_err(|e| e.to_string())
+    }
+
+    fn evidence_uploaded(&self, sha256: &str) -> Result<(), String> {
+        Outbox::evidence_uploaded(self, sha256).map_err(|e| e.to_string())
+    }
+}
+
 #[derive(Debug, Default)]
 struct Evictions {
     counts: EvictionCounts,

@@ -12,9 +12,13 @@
 //! |---|---|---|
 //! | `simulated` | [`simulated`] | deterministic synthetic substation scenes (demo, tests) |
 //! | `rjpeg_dir` | [`rjpeg_dir`] | a watched folder of FLIR files (tethered T560, drone SD card, FTP drop) |
+//! | `seq_replay` | [`seq_replay`] | a recorded `.seq`/`.csq` played at its frame rate (tracked like a stream) |
+//! | `v4l2` | [`v4l2`] | a live V4L2 (USB video) camera: `Y16` counts, or rendered preview video |
 
 pub mod rjpeg_dir;
+pub mod seq_replay;
 pub mod simulated;
+pub mod v4l2;
 
 use crate::health::CameraHealth;
 use chitti_common::finding::FindingSource;
@@ -50,6 +54,60 @@ pub struct SourceFrame {
 pub enum FramePayload {
     /// Raw detector counts and the camera parameters that turn them into °C.
     Radiometric(RadiometricFrame),
+    /// Temperature-linear counts: kelvin = count × resolution, no Planck parameters.
+    TemperatureLinear(TemperatureLinearFrame),
+    /// Rendered 8-bit video (palette, automatic gain): no temperatures. Findings from it
+    /// are qualitative, detection only.
+    Preview(PreviewFrame),
+}
+
+impl FramePayload {
+    /// True when the pixels carry temperatures (radiometric or temperature-linear);
+    /// false for preview video, whose findings are qualitative.
+    pub fn is_quantitative(&self) -> bool {
+        !matches!(self, Self::Preview(_))
+    }
+}
+
+/// Temperature-linear counts (a `Y16` stream whose counts are kelvin × a fixed factor).
+#[derive(Debug, Clone)]
+pub struct TemperatureLinearFrame {
+    /// Counts, row-major.
+    pub counts: RawFrame,
+    /// Kelvin per count (e.g. 0.01 or 0.04; per camera and range setting).
+    pub kelvin_per_count: f64,
+}
+
+impl TemperatureLinearFrame {
+    /// Kelvin of one count.
+    pub fn kelvin(&self, count: u16) -> f64 {
+        f64::from(count) * self.kelvin_per_count
+    }
+
+    /// °C of one count.
+    pub fn celsius(&self, count: u16) -> f64 {
+        self.kelvin(count) - chitti_common::radiometry::KELVIN_OFFSET
+    }
+}
+
+/// A frame of rendered preview video.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviewFrame {
+    /// Width, pixels.
+    pub width: u32,
+    /// Height, pixels.
+    pub height: u32,
+    /// The pixels.
+    pub pixels: PreviewPixels,
+}
+
+/// How a preview frame's pixels are held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PreviewPixels {
+    /// 8-bit luma, row-major, `width × height` bytes (from `YUYV`).
+    Luma(Vec<u8>),
+    /// The JPEG as the camera sent it (from `MJPG`; not decoded here).
+    Jpeg(Vec<u8>),
 }
 
 /// Raw counts with their radiometric parameters.

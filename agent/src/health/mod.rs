@@ -1,6 +1,8 @@
 //! Health the agent reports: camera states and counters, shared between a camera's
 //! source thread (which writes) and the status/telemetry publishers (which read).
 
+pub mod metrics;
+
 use chitti_common::protocol::CameraStatus;
 use chrono::{DateTime, Utc};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +19,10 @@ pub enum CameraState {
     Watching,
     /// Lost: trying to reopen, with the reason.
     Reconnecting(String),
+    /// Delivering rendered preview video although a radiometric mode was configured
+    /// (the device offers no radiometric format), with what the device offers: frames
+    /// flow, but findings are qualitative.
+    PreviewOnly(String),
     /// Finished (a replay reached its end).
     Finished,
     /// Gave up, with the reason.
@@ -31,6 +37,7 @@ impl CameraState {
             Self::Streaming => "streaming".into(),
             Self::Watching => "watching".into(),
             Self::Reconnecting(why) => format!("reconnecting: {why}"),
+            Self::PreviewOnly(why) => format!("streaming preview: {why}"),
             Self::Finished => "finished".into(),
             Self::Failed(why) => format!("failed: {why}"),
         }
@@ -122,9 +129,33 @@ impl CameraHealth {
     }
 }
 
+/// Findings produced since start, by track state.
+#[derive(Debug, Default)]
+pub struct FindingCounters {
+    /// Raised.
+    pub raised: AtomicU64,
+    /// Updated.
+    pub updated: AtomicU64,
+    /// Cleared.
+    pub cleared: AtomicU64,
+}
+
+impl FindingCounters {
+    /// Counts one finding.
+    pub fn count(&self, state: chitti_common::finding::TrackState) {
+        use chitti_common::finding::TrackState;
+        let c = match state {
+            TrackState::Raised => &self.raised,
+            TrackState::Updated => &self.updated,
+            TrackState::Cleared => &self.cleared,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Analysis latencies since the last telemetry message.
 #[derive(Debug, Default)]
-pub struct LatencyWindow(Mutex<Vec<f32>>);
+pub struct LatencyWindow(Mutex<Vec<f32>>, Mutex<Option<f64>>);
 
 impl LatencyWindow {
     /// Records one frame's analysis time.
@@ -143,7 +174,14 @@ impl LatencyWindow {
             return None;
         }
         v.sort_by(f32::total_cmp);
-        Some(f64::from(v[v.len() / 2]))
+        let median = f64::from(v[v.len() / 2]);
+        *self.1.lock().unwrap_or_else(|e| e.into_inner()) = Some(median);
+        Some(median)
+    }
+
+    /// The median of the last completed window, ms (for `/metrics`).
+    pub fn last_median_ms(&self) -> Option<f64> {
+        *self.1.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
