@@ -168,3 +168,139 @@ async fn findings_stored_before_a_kill_9_are_delivered_after_restart() {
     assert!(stored.len() <= expected.len());
     assert!(agent.terminate().success());
 }
+
+/// A minimal evidence endpoint: records every `PUT /api/v1/evidence/{sha}` and answers 201.
+fn evidence_server() -> (u16, std::sync::mpsc::Receiver<(String, Vec<u8>)>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut out = stream;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                    let mut length = 0usize;
+                    loop {
+                        let mut h = String::new();
+                        reader.read_line(&mut h).unwrap();
+                        if h.trim().is_empty() {
+                            break;
+                        }
+                        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap();
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    out.write_all(b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n")
+                        .unwrap();
+                    let _ = tx.send((path, body));
+                }
+            });
+        }
+    });
+    (port, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_is_uploaded_and_recomputes_the_findings_temperatures() {
+    use chitti_common::analysis::{analyze_prepared, AnalysisOptions, PreparedRadiometry};
+    let port = start_rumqttd();
+    let dir = tempfile::tempdir().unwrap();
+    let site = "rumqttd-evidence";
+    let mut hub = TestHub::start(port, site).await;
+    let (http_port, uploads) = evidence_server();
+    let metrics_port = free_port();
+    let mut config_text = simulated_config(site, "gw-1", port, &dir.path().join("outbox"), 30);
+    config_text = config_text.replace(
+        "[health]\n",
+        &format!("[evidence]\nhub_url = \"http://127.0.0.1:{http_port}\"\n[health]\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n"),
+    );
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, &config_text).unwrap();
+    let agent = AgentProcess::start(&config, &dir.path().join("agent.log"));
+    let expected = expected_shapes(&config_text);
+    let ledger = hub
+        .wait_for("the findings, the camera finished", |l| {
+            l.findings.len() >= expected.len()
+                && l.status.as_ref().is_some_and(|s| {
+                    s.buffer.as_ref().is_some_and(|b| b.depth == 0)
+                        && s.cameras.first().is_some_and(|c| c.state == "finished")
+                })
+        })
+        .await;
+    assert_eq!(ledger_shapes(&ledger), expected);
+    let shas: std::collections::BTreeSet<String> = ledger
+        .findings
+        .values()
+        .filter_map(|f| f.evidence.as_ref().map(|e| e.sha256.clone()))
+        .collect();
+    let mut received = std::collections::BTreeMap::new();
+    while received.len() < shas.len() {
+        let (path, body) = uploads.recv_timeout(HANG_GUARD).expect("evidence uploads");
+        let sha = path.strip_prefix("/api/v1/evidence/").unwrap().to_string();
+        assert_eq!(
+            chitti_agent::analysis::sha256_hex(&body),
+            sha,
+            "the body is what the name says"
+        );
+        received.insert(sha, body);
+    }
+    assert_eq!(
+        received
+            .keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>(),
+        shas
+    );
+    // Provenance: from the evidence alone, the same analysis gives the same peak.
+    let catalog = chitti_common::severity::SeverityCatalog::builtin();
+    let table = catalog.get("utility-absolute").unwrap();
+    for finding in ledger.findings.values() {
+        let body = &received[&finding.evidence.as_ref().unwrap().sha256];
+        let (raw, meta) = chitti_common::evidence::decode_radiometric_png(body).unwrap();
+        let prepared =
+            PreparedRadiometry::new(meta.params, &Default::default(), meta.saturated_max_c)
+                .unwrap();
+        let analysis =
+            analyze_prepared(&raw, &prepared, table, &AnalysisOptions::default()).unwrap();
+        let peak = analysis
+            .hotspots
+            .iter()
+            .chain(&analysis.cool_exceptions)
+            .map(|h| h.hotspot.max_c)
+            .find(|c| (c - finding.hotspot.max_c).abs() < 0.0015);
+        assert!(
+            peak.is_some(),
+            "finding {} max {} not recomputed from its evidence",
+            finding.id,
+            finding.hotspot.max_c
+        );
+    }
+    // /metrics tells the same story.
+    let body = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text
+    };
+    assert!(
+        body.contains("chitti_agent_frames_total{camera=\"sim-1\"} 30"),
+        "{body}"
+    );
+    assert!(body.contains("chitti_agent_outbox_findings 0"), "{body}");
+    assert!(body.contains("chitti_agent_mqtt_connected 1"), "{body}");
+    assert!(agent.terminate().success());
+}
