@@ -11,7 +11,6 @@
 //! sled is only required to open cleanly, and the test prints what it lost — the
 //! evidence behind the default (ARCHITECTURE.md, "Outbox engine").
 
-#[allow(dead_code)]
 #[path = "support/powercut.rs"]
 mod powercut;
 
