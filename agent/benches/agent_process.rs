@@ -11,7 +11,11 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn start_rumqttd() -> u16 {
@@ -68,7 +72,8 @@ fn status_kib(pid: u32, key: &str) -> u64 {
 
 fn metric(port: u16, name: &str) -> f64 {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     text.lines()
@@ -82,7 +87,12 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list` and friends
     }
-    let duration = Duration::from_secs(std::env::var("DURATION_S").ok().and_then(|v| v.parse().ok()).unwrap_or(20));
+    let duration = Duration::from_secs(
+        std::env::var("DURATION_S")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20),
+    );
     let port = start_rumqttd();
     let metrics_port = free_port();
     let dir = tempfile::tempdir().unwrap();
@@ -124,7 +134,10 @@ metrics_listen = "127.0.0.1:{metrics_port}"
             let mut o = MqttOptions::new("bench-hub", "127.0.0.1", port);
             o.set_max_packet_size(4 << 20, 4 << 20);
             let (client, mut el) = AsyncClient::new(o, 100);
-            client.subscribe("chitti/v1/bench/+/findings", QoS::AtLeastOnce).await.unwrap();
+            client
+                .subscribe("chitti/v1/bench/+/findings", QoS::AtLeastOnce)
+                .await
+                .unwrap();
             loop {
                 match el.poll().await {
                     Ok(Event::Incoming(Packet::SubAck(_))) => {
@@ -132,16 +145,26 @@ metrics_listen = "127.0.0.1:{metrics_port}"
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let now = chrono::Utc::now();
-                        let Ok(batch) = serde_json::from_slice::<chitti_common::protocol::FindingBatch>(&p.payload) else { continue };
+                        let Ok(batch) = serde_json::from_slice::<
+                            chitti_common::protocol::FindingBatch,
+                        >(&p.payload) else {
+                            continue;
+                        };
                         let ids = batch.findings.iter().map(|f| f.id).collect();
                         {
                             let mut l = latencies.lock().unwrap();
                             for f in &batch.findings {
-                                l.push((now - f.observed_at).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+                                l.push(
+                                    (now - f.observed_at).num_microseconds().unwrap_or(0) as f64
+                                        / 1000.0,
+                                );
                             }
                         }
-                        let ack = serde_json::to_vec(&chitti_common::protocol::Ack { ids }).unwrap();
-                        let _ = client.publish("chitti/v1/bench/gw-1/ack", QoS::AtLeastOnce, false, ack).await;
+                        let ack =
+                            serde_json::to_vec(&chitti_common::protocol::Ack { ids }).unwrap();
+                        let _ = client
+                            .publish("chitti/v1/bench/gw-1/ack", QoS::AtLeastOnce, false, ack)
+                            .await;
                     }
                     Ok(_) => {}
                     Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
@@ -179,19 +202,40 @@ metrics_listen = "127.0.0.1:{metrics_port}"
     );
     let rss = status_kib(pid, "VmRSS:");
     let hwm = status_kib(pid, "VmHWM:");
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
     let _ = agent.wait();
 
     let frames = frames1 - frames0;
     let cpu = cpu1 - cpu0;
     let mut lat = latencies.lock().unwrap().clone();
     lat.sort_by(f64::total_cmp);
-    let pick = |q: f64| lat.get(((lat.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN);
+    let pick = |q: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
     println!("agent process: simulated 640x480 camera at 30 fps (scene speed 10), no detector, embedded rumqttd, hub stand-in acking");
-    println!("  measured over     {elapsed:.1} s after a 2 s warm-up, on {} CPU(s)", std::thread::available_parallelism().map_or(0, |n| n.get()));
-    println!("  frames            {frames:.0} analysed ({:.1} fps), {:.0} dropped", frames / elapsed, drops1 - drops0);
+    println!(
+        "  measured over     {elapsed:.1} s after a 2 s warm-up, on {} CPU(s)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "  frames            {frames:.0} analysed ({:.1} fps), {:.0} dropped",
+        frames / elapsed,
+        drops1 - drops0
+    );
     println!("  CPU               {cpu:.2} s = {:.2} ms per frame ({:.0} % of one core), incl. rendering the synthetic scene", cpu / frames * 1000.0, cpu / elapsed * 100.0);
-    println!("  RSS               {:.1} MiB now, {:.1} MiB peak", rss as f64 / 1024.0, hwm as f64 / 1024.0);
+    println!(
+        "  RSS               {:.1} MiB now, {:.1} MiB peak",
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
     println!("  publish latency   {} findings: median {:.1} ms, p95 {:.1} ms, max {:.1} ms (observed_at -> hub receive)", lat.len(), pick(0.5), pick(0.95), lat.last().copied().unwrap_or(f64::NAN));
-    println!("  rerun: cargo bench -p chitti-agent --bench agent_process   (DURATION_S={})", duration.as_secs());
+    println!(
+        "  rerun: cargo bench -p chitti-agent --bench agent_process   (DURATION_S={})",
+        duration.as_secs()
+    );
 }

@@ -94,6 +94,8 @@ pub struct HubLedger {
     pub status: Option<AgentStatus>,
     /// Malformed payloads seen.
     pub malformed: usize,
+    /// Last telemetry seen.
+    pub telemetry: Option<chitti_common::protocol::Telemetry>,
 }
 
 /// A hub stand-in: subscribes to every gateway's findings and status, "commits" each
@@ -138,7 +140,9 @@ impl TestHub {
                     match event {
                         Event::Incoming(Packet::ConnAck(_)) if !subs_sent => {
                             subs_sent = true;
-                            for kind in [TopicKind::Findings, TopicKind::Status] {
+                            for kind in
+                                [TopicKind::Findings, TopicKind::Status, TopicKind::Telemetry]
+                            {
                                 let filter = format!("chitti/v1/{site}/+/{}", kind.suffix());
                                 client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
                             }
@@ -185,6 +189,11 @@ impl TestHub {
                                         .publish(ack_topic, QoS::AtLeastOnce, false, ack)
                                         .await;
                                 }
+                                TopicKind::Telemetry => {
+                                    if let Ok(t) = serde_json::from_slice(&p.payload) {
+                                        ledger.lock().unwrap().telemetry = Some(t);
+                                    }
+                                }
                                 TopicKind::Status => {
                                     if let Ok(s) = serde_json::from_slice::<AgentStatus>(&p.payload)
                                     {
@@ -201,7 +210,7 @@ impl TestHub {
             });
         }
         // Both subscriptions acknowledged before the test goes on.
-        for _ in 0..2 {
+        for _ in 0..3 {
             tokio::time::timeout(HANG_GUARD, subscribed.recv())
                 .await
                 .expect("hub subscribed");
