@@ -10,46 +10,9 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_rumqttd() -> u16 {
-    let port = free_port();
-    let config: rumqttd::Config = toml::from_str(&format!(
-        r#"
-id = 0
-[router]
-id = 0
-max_connections = 10
-max_outgoing_packet_count = 200
-max_segment_size = 104857600
-max_segment_count = 10
-[v4.1]
-name = "v4-1"
-listen = "127.0.0.1:{port}"
-next_connection_delay_ms = 1
-[v4.1.connections]
-connection_timeout_ms = 60000
-max_payload_size = 2097152
-max_inflight_count = 100
-dynamic_filters = true
-"#
-    ))
-    .unwrap();
-    let mut broker = rumqttd::Broker::new(config);
-    std::thread::spawn(move || {
-        let _ = broker.start();
-    });
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    port
-}
+#[path = "../tests/support/broker.rs"]
+mod broker;
+use broker::{free_port, start_rumqttd};
 
 /// utime + stime of a process, seconds.
 fn cpu_seconds(pid: u32) -> f64 {

@@ -9,8 +9,7 @@ use chitti_agent::analysis::{CameraAnalyzer, NewFinding, NoDetector};
 use chitti_agent::config::{nominal_camera_params, AgentConfig};
 use chitti_agent::outbox::{Outbox, RedbEngine, SledEngine, StoreEngine};
 use chitti_agent::sources::simulated::{Scene, SceneKind, SimulatedCamera};
-use chitti_agent::sources::{FramePayload, RadiometricFrame, SourceFrame};
-use chitti_common::finding::FindingSource;
+use chitti_agent::sources::SourceFrame;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::path::Path;
 
@@ -44,19 +43,7 @@ fn scene() -> Scene {
 }
 
 fn frame(scene: &Scene, n: u64) -> SourceFrame {
-    SourceFrame {
-        camera: "sim-1".into(),
-        seq: n,
-        captured_at: chrono::Utc::now().fixed_offset(),
-        source: FindingSource::Stream,
-        payload: FramePayload::Radiometric(RadiometricFrame {
-            raw: scene.render(n),
-            params: nominal_camera_params(),
-            saturated_max_c: Some(180.0),
-        }),
-        file: None,
-        position: None,
-    }
+    scene.source_frame(n, chrono::Utc::now().fixed_offset())
 }
 
 fn analysis(c: &mut Criterion) {

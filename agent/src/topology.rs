@@ -121,21 +121,8 @@ pub async fn run(
         }
         let handle = match &camera.source {
             SourceConfig::Simulated(sim) => {
-                let scene = Scene::new(SimulatedCamera {
-                    camera: camera.id.clone(),
-                    width: sim.width,
-                    height: sim.height,
-                    fps: sim.fps,
-                    seed: sim.seed,
-                    speed: sim.speed,
-                    scene: sim.scene,
-                    frames: sim.frames,
-                    unpaced: sim.unpaced,
-                    params: nominal_camera_params(),
-                    ambient_c: sim.ambient_c,
-                    noise_c: sim.noise_c,
-                })
-                .map_err(anyhow::Error::msg)?;
+                let scene = Scene::new(SimulatedCamera::from_config(&camera.id, sim))
+                    .map_err(anyhow::Error::msg)?;
                 crate::sources::simulated::spawn(scene, sender, stop.clone())?
             }
             SourceConfig::V4l2(v) => {

@@ -4,14 +4,12 @@
 #![allow(dead_code)] // each test file uses a different part
 
 use chitti_agent::analysis::CameraAnalyzer;
-use chitti_agent::config::{nominal_camera_params, AgentConfig, SourceConfig};
+use chitti_agent::config::{AgentConfig, SourceConfig};
 use chitti_agent::sources::simulated::{Scene, SimulatedCamera};
-use chitti_agent::sources::{FramePayload, RadiometricFrame, SourceFrame};
-use chitti_common::finding::{Finding, FindingSource};
+use chitti_common::finding::Finding;
 use chitti_common::protocol::{Ack, AgentStatus, FindingBatch, Topic, TopicKind};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::collections::HashMap;
-use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -19,67 +17,13 @@ use std::time::Duration;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+pub mod broker;
+#[allow(unused_imports)] // each test file uses a different part
+pub use broker::{free_port, start_rumqttd, wait_for_port};
+
 /// Longest any wait in these tests may take before the test fails (a hang guard, not
 /// a timing assertion).
 pub const HANG_GUARD: Duration = Duration::from_secs(90);
-
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts rumqttd on a free port on its own thread (as its README hosts it); returns
-/// the port. The broker lives until the test process ends.
-pub fn start_rumqttd() -> u16 {
-    let port = free_port();
-    let config = format!(
-        r#"
-id = 0
-[router]
-id = 0
-max_connections = 100
-max_outgoing_packet_count = 200
-max_segment_size = 104857600
-max_segment_count = 10
-[v4.1]
-name = "v4-1"
-listen = "127.0.0.1:{port}"
-next_connection_delay_ms = 1
-[v4.1.connections]
-connection_timeout_ms = 60000
-max_payload_size = 2097152
-max_inflight_count = 100
-dynamic_filters = true
-"#
-    );
-    let config: rumqttd::Config = toml::from_str(&config).unwrap();
-    let mut broker = rumqttd::Broker::new(config);
-    std::thread::Builder::new()
-        .name("rumqttd".into())
-        .spawn(move || {
-            let _ = broker.start();
-        })
-        .unwrap();
-    // The listener binds on the broker thread: wait until it accepts.
-    wait_for_port(port);
-    port
-}
-
-/// Blocks until something accepts connections on `port`.
-pub fn wait_for_port(port: u16) {
-    let deadline = std::time::Instant::now() + HANG_GUARD;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "nothing listens on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// What the hub stand-in has committed.
 #[derive(Debug, Default, Clone)]
@@ -435,21 +379,9 @@ pub fn expected_shapes(config_text: &str) -> Vec<FindingShape> {
         let SourceConfig::Simulated(sim) = &camera.source else {
             continue;
         };
-        let scene = Scene::new(SimulatedCamera {
-            camera: camera.id.clone(),
-            width: sim.width,
-            height: sim.height,
-            fps: sim.fps,
-            seed: sim.seed,
-            speed: sim.speed,
-            scene: sim.scene,
-            frames: sim.frames,
-            unpaced: true,
-            params: nominal_camera_params(),
-            ambient_c: sim.ambient_c,
-            noise_c: sim.noise_c,
-        })
-        .unwrap();
+        let mut camera_sim = SimulatedCamera::from_config(&camera.id, sim);
+        camera_sim.unpaced = true;
+        let scene = Scene::new(camera_sim).unwrap();
         let table = catalog.get(config.table_for(camera)).unwrap().clone();
         let mut analyzer = CameraAnalyzer::new(
             &config,
@@ -458,19 +390,7 @@ pub fn expected_shapes(config_text: &str) -> Vec<FindingShape> {
             Box::new(chitti_agent::analysis::NoDetector),
         );
         for n in 0..sim.frames.unwrap() {
-            let frame = SourceFrame {
-                camera: camera.id.clone(),
-                seq: n,
-                captured_at: chrono::Utc::now().fixed_offset(),
-                source: FindingSource::Stream,
-                payload: FramePayload::Radiometric(RadiometricFrame {
-                    raw: scene.render(n),
-                    params: nominal_camera_params(),
-                    saturated_max_c: Some(180.0),
-                }),
-                file: None,
-                position: None,
-            };
+            let frame = scene.source_frame(n, chrono::Utc::now().fixed_offset());
             for f in analyzer.process(&frame).unwrap().findings {
                 shapes.push(shape(&f.finding));
             }

@@ -73,6 +73,27 @@ pub struct SimulatedCamera {
     pub noise_c: f64,
 }
 
+impl SimulatedCamera {
+    /// The camera a configuration describes, with the nominal radiometric parameters
+    /// ([`nominal_camera_params`](crate::config::nominal_camera_params)).
+    pub fn from_config(camera: &str, c: &crate::config::SimulatedSourceConfig) -> Self {
+        Self {
+            camera: camera.to_string(),
+            width: c.width,
+            height: c.height,
+            fps: c.fps,
+            seed: c.seed,
+            speed: c.speed,
+            scene: c.scene,
+            frames: c.frames,
+            unpaced: c.unpaced,
+            params: crate::config::nominal_camera_params(),
+            ambient_c: c.ambient_c,
+            noise_c: c.noise_c,
+        }
+    }
+}
+
 /// The scene's temperatures at one instant.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SceneState {
@@ -103,6 +124,8 @@ const TABLE_MAX_C: f64 = 250.0;
 const TABLE_STEP_C: f64 = 0.01;
 /// Rise of a loaded phase over ambient, °C.
 const LOADED_RISE_C: f64 = 14.0;
+/// Upper saturation limit of the simulated detector, °C (the T640's).
+pub const SATURATED_MAX_C: f64 = 180.0;
 /// Peak rise of the failing connector over its phase, °C.
 const CONNECTOR_PEAK_C: f64 = 75.0;
 
@@ -208,6 +231,23 @@ impl Scene {
         state
     }
 
+    /// Frame `n` as the source hands it to analysis, stamped `captured_at`.
+    pub fn source_frame(&self, n: u64, captured_at: DateTime<chrono::FixedOffset>) -> SourceFrame {
+        SourceFrame {
+            camera: self.config.camera.clone(),
+            seq: n,
+            captured_at,
+            source: FindingSource::Stream,
+            payload: FramePayload::Radiometric(RadiometricFrame {
+                raw: self.render(n),
+                params: self.config.params,
+                saturated_max_c: Some(SATURATED_MAX_C),
+            }),
+            file: None,
+            position: None,
+        }
+    }
+
     /// Renders frame `n` as raw counts.
     pub fn render(&self, n: u64) -> RawFrame {
         let s = self.state_at(self.scene_time_s(n));
@@ -288,21 +328,10 @@ fn run(scene: &Scene, sender: &FrameSender, stop: &StopFlag) {
     let started_at: DateTime<Utc> = Utc::now();
     let mut n = 0u64;
     while !stop.is_raised() && c.frames.is_none_or(|limit| n < limit) {
-        let frame = SourceFrame {
-            camera: c.camera.clone(),
-            seq: n,
-            captured_at: (started_at
-                + ChronoDuration::microseconds((n as f64 / c.fps * 1e6) as i64))
-            .fixed_offset(),
-            source: FindingSource::Stream,
-            payload: FramePayload::Radiometric(RadiometricFrame {
-                raw: scene.render(n),
-                params: c.params,
-                saturated_max_c: Some(180.0),
-            }),
-            file: None,
-            position: None,
-        };
+        let captured_at = (started_at
+            + ChronoDuration::microseconds((n as f64 / c.fps * 1e6) as i64))
+        .fixed_offset();
+        let frame = scene.source_frame(n, captured_at);
         if c.unpaced {
             if !sender.send_blocking(frame) {
                 break;
