@@ -34,12 +34,21 @@ pub struct HubLedger {
     pub duplicate_deliveries: usize,
     /// Batches received.
     pub batches: usize,
-    /// Last retained status seen.
+    /// Last retained status seen (of any gateway of the site).
     pub status: Option<AgentStatus>,
+    /// Last status per gateway.
+    pub statuses: HashMap<String, AgentStatus>,
     /// Malformed payloads seen.
     pub malformed: usize,
     /// Last telemetry seen.
     pub telemetry: Option<chitti_common::protocol::Telemetry>,
+}
+
+impl HubLedger {
+    /// The last status of one gateway.
+    pub fn status_of(&self, gateway: &str) -> Option<&AgentStatus> {
+        self.statuses.get(gateway)
+    }
 }
 
 /// A hub stand-in: subscribes to every gateway's findings and status, "commits" each
@@ -55,6 +64,15 @@ impl TestHub {
     /// Connects to the broker at `port` and serves the gateways of `site` (tests share
     /// the machine's Mosquitto).
     pub async fn start(port: u16, site: &str) -> Self {
+        Self::start_inner(port, site, None).await
+    }
+
+    /// As [`Self::start`], logging in with a user name and password.
+    pub async fn start_with_login(port: u16, site: &str, user: &str, password: &str) -> Self {
+        Self::start_inner(port, site, Some((user, password))).await
+    }
+
+    async fn start_inner(port: u16, site: &str, login: Option<(&str, &str)>) -> Self {
         let site = site.to_string();
         let mut options = MqttOptions::new(
             format!("test-hub-{}", Uuid::now_v7().simple()),
@@ -63,6 +81,9 @@ impl TestHub {
         );
         options.set_keep_alive(Duration::from_secs(10));
         options.set_max_packet_size(4 << 20, 4 << 20);
+        if let Some((user, password)) = login {
+            options.set_credentials(user, password);
+        }
         let (client, mut eventloop) = AsyncClient::new(options, 100);
         let ledger = Arc::new(Mutex::new(HubLedger::default()));
         let (tx, changed) = watch::channel(0u64);
@@ -141,7 +162,9 @@ impl TestHub {
                                 TopicKind::Status => {
                                     if let Ok(s) = serde_json::from_slice::<AgentStatus>(&p.payload)
                                     {
-                                        ledger.lock().unwrap().status = Some(s);
+                                        let mut l = ledger.lock().unwrap();
+                                        l.statuses.insert(topic.gateway.clone(), s.clone());
+                                        l.status = Some(s);
                                     }
                                 }
                                 _ => {}

@@ -218,6 +218,7 @@ impl MqttSink {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut status_tick = tokio::time::interval(self.status_every);
         let mut telemetry_tick = tokio::time::interval(self.telemetry_every);
+        let mut last_reason: Option<String> = None;
         loop {
             tokio::select! {
                 changed = shutdown.changed() => {
@@ -228,6 +229,7 @@ impl MqttSink {
                 event = events.recv() => match event {
                     Some(LinkEvent::Connected) => {
                         self.link.set(true);
+                        last_reason = None;
                         tracing::info!(broker = ?self.options.broker_address(), pending = self.outbox.status().depth, "mqtt connected");
                         self.outbox.reset_inflight();
                         if let Err(err) = client.subscribe(self.topics.ack.clone(), QoS::AtLeastOnce).await {
@@ -237,8 +239,14 @@ impl MqttSink {
                         self.send_due(&client).await;
                     }
                     Some(LinkEvent::Disconnected(reason)) => {
-                        if self.link.is_up() {
-                            tracing::warn!(%reason, "mqtt link down; findings stay in the outbox");
+                        // Say why once per change of reason (a refused login or an
+                        // unreachable broker repeats at every retry), and every time
+                        // a working link drops.
+                        if self.link.is_up() || last_reason.as_deref() != Some(reason.as_str()) {
+                            tracing::warn!(broker = ?self.options.broker_address(), %reason,
+                                pending = self.outbox.status().depth,
+                                "mqtt link down; findings stay in the outbox");
+                            last_reason = Some(reason);
                         }
                         self.link.set(false);
                     }
