@@ -304,3 +304,59 @@ async fn evidence_is_uploaded_and_recomputes_the_findings_temperatures() {
     assert!(body.contains("chitti_agent_mqtt_connected 1"), "{body}");
     assert!(agent.terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_mid_stream_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let broker = OwnMosquitto::start(port, dir.path());
+    let site = "own-mosquitto-restart";
+    let mut hub = TestHub::start(port, site).await;
+    // A paced camera: 12 s of frames, so the stream is still running when the broker dies.
+    let config_text = simulated_config(site, "gw-1", port, &dir.path().join("outbox"), 240)
+        .replace("fps = 1.0\nspeed = 20.0", "fps = 20.0\nspeed = 100.0")
+        .replace("unpaced = true", "unpaced = false");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, &config_text).unwrap();
+    let log = dir.path().join("agent.log");
+    let agent = AgentProcess::start(&config, &log);
+    hub.wait_for("the first findings", |l| l.findings.len() >= 2)
+        .await;
+    broker.kill();
+    // Findings keep being made and stored while the broker is gone.
+    let seen_before = hub.ledger().findings.len();
+    let deadline = std::time::Instant::now() + HANG_GUARD;
+    while logged_finding_ids(&log).len() < seen_before + 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no findings while the broker was down"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _broker = OwnMosquitto::start(port, dir.path());
+    let ledger = hub
+        .wait_for(
+            "every logged finding, the camera finished, the outbox empty",
+            |l| {
+                l.status.as_ref().is_some_and(|s| {
+                    s.buffer.as_ref().is_some_and(|b| b.depth == 0)
+                        && s.cameras.first().is_some_and(|c| c.state == "finished")
+                }) && logged_finding_ids(&log)
+                    .iter()
+                    .all(|id| l.findings.contains_key(id))
+            },
+        )
+        .await;
+    let logged = logged_finding_ids(&log);
+    let received: std::collections::BTreeSet<_> = ledger.findings.keys().copied().collect();
+    assert_eq!(received, logged, "exactly the findings the agent made");
+    assert!(
+        ledger.findings.values().any(|f| f.historical),
+        "the backlog replays as historical"
+    );
+    assert!(
+        ledger.findings.values().any(|f| !f.historical),
+        "live ones before the crash are not"
+    );
+    assert!(agent.terminate().success());
+}

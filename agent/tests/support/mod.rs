@@ -93,7 +93,6 @@ impl TestHub {
             let ledger = Arc::clone(&ledger);
             let acking = Arc::clone(&acking);
             tokio::spawn(async move {
-                let mut subs_sent = false;
                 loop {
                     let event = match eventloop.poll().await {
                         Ok(e) => e,
@@ -103,8 +102,8 @@ impl TestHub {
                         }
                     };
                     match event {
-                        Event::Incoming(Packet::ConnAck(_)) if !subs_sent => {
-                            subs_sent = true;
+                        // Every (re)connect: a restarted broker has forgotten us.
+                        Event::Incoming(Packet::ConnAck(_)) => {
                             for kind in
                                 [TopicKind::Findings, TopicKind::Status, TopicKind::Telemetry]
                             {
@@ -428,4 +427,56 @@ pub fn ledger_shapes(l: &HubLedger) -> Vec<FindingShape> {
     let mut v: Vec<_> = l.findings.values().map(shape).collect();
     v.sort();
     v
+}
+
+/// The ids of the findings an agent logged as it created them.
+pub fn logged_finding_ids(log: &Path) -> std::collections::BTreeSet<Uuid> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(" finding=").nth(1))
+        .filter_map(|rest| Uuid::parse_str(rest.split_whitespace().next()?).ok())
+        .collect()
+}
+
+/// A Mosquitto of the test's own on `port` (the machine's binary, default settings but
+/// the listener); killed on drop.
+pub struct OwnMosquitto {
+    child: Child,
+    /// Its port.
+    pub port: u16,
+}
+
+impl OwnMosquitto {
+    /// Starts it and waits until it accepts connections.
+    pub fn start(port: u16, dir: &Path) -> Self {
+        let conf = dir.join(format!("mosquitto-{port}.conf"));
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
+        )
+        .unwrap();
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for_port(port);
+        Self { child, port }
+    }
+
+    /// Stops it (SIGKILL: a crash, no goodbye to clients).
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnMosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
