@@ -260,71 +260,7 @@ impl Outbox {
         max_bytes: u64,
         uploads_evidence: bool,
     ) -> Result<Self, OutboxError> {
-        let mut index = Index::default();
-        engine.scan(FINDING_PREFIX, &mut |key, value| {
-            let seq = key
-                .get(1..9)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_be_bytes)
-                .ok_or_else(|| OutboxError::Corrupt {
-                    key: hex::encode(key),
-                    message: "finding key is not 9 bytes".into(),
-                })?;
-            let stored: StoredFinding =
-                serde_json::from_slice(value).map_err(|e| OutboxError::Corrupt {
-                    key: format!("F{seq}"),
-                    message: e.to_string(),
-                })?;
-            let entry = Entry {
-                id: stored.finding.id,
-                bytes: (key.len() + value.len()) as u64,
-                level: stored.finding.severity.level,
-                critical: stored.critical,
-                evidence: stored
-                    .finding
-                    .evidence
-                    .as_ref()
-                    .and_then(|e| sha_bytes(&e.sha256)),
-                observed_at: stored.finding.observed_at,
-                sent_at: None,
-                attempts: 0,
-                backlog: true,
-            };
-            index.bytes += entry.bytes;
-            index.by_id.insert(entry.id, seq);
-            index.findings.insert(seq, entry);
-            index.next_seq = index.next_seq.max(seq + 1);
-            Ok(())
-        })?;
-        let mut blobs = Vec::new();
-        engine.scan(EVIDENCE_PREFIX, &mut |key, value| {
-            if let Some(sha) = key.get(1..33).and_then(|b| <[u8; 32]>::try_from(b).ok()) {
-                blobs.push((sha, value.len() as u64));
-            }
-            Ok(())
-        })?;
-        for (sha, bytes) in blobs {
-            let mut ev = EvidenceEntry {
-                bytes,
-                refs: 0,
-                max_level: 0,
-                critical: false,
-                first_seq: u64::MAX,
-            };
-            for (seq, e) in &index.findings {
-                if e.evidence == Some(sha) {
-                    ev.refs += 1;
-                    ev.max_level = ev.max_level.max(e.level);
-                    ev.critical |= e.critical;
-                    ev.first_seq = ev.first_seq.min(*seq);
-                }
-            }
-            index.bytes += bytes;
-            index.evidence.insert(sha, ev);
-        }
-        if let Some(v) = engine.get(META_EVICTED)? {
-            index.evicted = serde_json::from_slice(&v).unwrap_or_default();
-        }
+        let index = load_index(engine.as_ref())?;
         Ok(Self {
             engine,
             max_bytes,
@@ -399,9 +335,11 @@ impl Outbox {
             next.new_findings.push((seq, entry, key, value));
             report.stored += 1;
         }
-        let mut merged = index.clone_for_merge();
-        next.apply_to(&mut merged);
-        let evicted = self.evict_over_cap(&mut merged, &mut ops);
+        // The index takes the new entries now, so the eviction pass sees old and new
+        // alike; if the commit fails, the index is rebuilt from the store.
+        let merged = &mut *index;
+        next.apply_to(merged);
+        let evicted = self.evict_over_cap(merged, &mut ops);
         report.evicted = evicted.counts;
         report.over_cap = merged.bytes > self.max_bytes;
         // Writes of entries that survived eviction.
@@ -428,8 +366,7 @@ impl Outbox {
         if ops.is_empty() {
             return Ok(report);
         }
-        self.engine.commit(ops)?;
-        *index = merged;
+        self.commit_or_reload(&mut index, ops)?;
         if report.over_cap {
             tracing::warn!(
                 bytes = index.bytes,
@@ -504,13 +441,11 @@ impl Outbox {
         if seqs.is_empty() {
             return Ok(0);
         }
-        let mut merged = index.clone_for_merge();
         let mut ops = Vec::new();
         for &seq in &seqs {
-            merged.remove_finding(seq, &mut ops, !self.uploads_evidence);
+            index.remove_finding(seq, &mut ops, !self.uploads_evidence);
         }
-        self.engine.commit(ops)?;
-        *index = merged;
+        self.commit_or_reload(&mut index, ops)?;
         Ok(seqs.len())
     }
 
@@ -624,12 +559,24 @@ impl Outbox {
         if !index.evidence.contains_key(&sha) {
             return Ok(());
         }
-        let mut merged = index.clone_for_merge();
         let mut ops = Vec::new();
-        merged.remove_evidence(&sha, &mut ops);
-        self.engine.commit(ops)?;
-        *index = merged;
-        Ok(())
+        index.remove_evidence(&sha, &mut ops);
+        self.commit_or_reload(&mut index, ops)
+    }
+
+    /// Commits `ops`, which `index` already reflects; when the commit fails, the index
+    /// is rebuilt from the store, so memory never claims what the disk does not hold.
+    fn commit_or_reload(&self, index: &mut Index, ops: Vec<Op>) -> Result<(), OutboxError> {
+        let Err(err) = self.engine.commit(ops) else {
+            return Ok(());
+        };
+        match load_index(self.engine.as_ref()) {
+            Ok(fresh) => *index = fresh,
+            Err(reload) => {
+                tracing::error!(%reload, "outbox index cannot be rebuilt after a failed commit")
+            }
+        }
+        Err(err)
     }
 
     /// Depth, bytes, oldest and evictions, for `/status`.
@@ -720,17 +667,6 @@ impl IndexDelta {
 }
 
 impl Index {
-    fn clone_for_merge(&self) -> Index {
-        Index {
-            findings: self.findings.clone(),
-            by_id: self.by_id.clone(),
-            evidence: self.evidence.clone(),
-            bytes: self.bytes,
-            next_seq: self.next_seq,
-            evicted: self.evicted,
-        }
-    }
-
     fn remove_evidence(&mut self, sha: &[u8; 32], ops: &mut Vec<Op>) {
         if let Some(ev) = self.evidence.remove(sha) {
             self.bytes -= ev.bytes;
@@ -764,6 +700,80 @@ impl Index {
         }
         Some(entry)
     }
+}
+
+/// Rebuilds the in-memory index from what the store holds. Everything found is
+/// backlog: sent again, as historical.
+fn load_index(engine: &dyn StoreEngine) -> Result<Index, OutboxError> {
+    let mut index = Index::default();
+    engine.scan(FINDING_PREFIX, &mut |key, value| {
+        let seq = key
+            .get(1..9)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| OutboxError::Corrupt {
+                key: hex::encode(key),
+                message: "finding key is not 9 bytes".into(),
+            })?;
+        let stored: StoredFinding =
+            serde_json::from_slice(value).map_err(|e| OutboxError::Corrupt {
+                key: format!("F{seq}"),
+                message: e.to_string(),
+            })?;
+        let entry = Entry {
+            id: stored.finding.id,
+            bytes: (key.len() + value.len()) as u64,
+            level: stored.finding.severity.level,
+            critical: stored.critical,
+            evidence: stored
+                .finding
+                .evidence
+                .as_ref()
+                .and_then(|e| sha_bytes(&e.sha256)),
+            observed_at: stored.finding.observed_at,
+            sent_at: None,
+            attempts: 0,
+            backlog: true,
+        };
+        index.bytes += entry.bytes;
+        index.by_id.insert(entry.id, seq);
+        index.findings.insert(seq, entry);
+        index.next_seq = index.next_seq.max(seq + 1);
+        Ok(())
+    })?;
+    let mut blobs = Vec::new();
+    engine.scan(EVIDENCE_PREFIX, &mut |key, value| {
+        if let Some(sha) = key.get(1..33).and_then(|b| <[u8; 32]>::try_from(b).ok()) {
+            blobs.push((sha, value.len() as u64));
+        }
+        Ok(())
+    })?;
+    for (sha, bytes) in blobs {
+        index.bytes += bytes;
+        index.evidence.insert(
+            sha,
+            EvidenceEntry {
+                bytes,
+                refs: 0,
+                max_level: 0,
+                critical: false,
+                first_seq: u64::MAX,
+            },
+        );
+    }
+    // One pass over the findings gives every blob its references.
+    for (seq, e) in &index.findings {
+        if let Some(ev) = e.evidence.and_then(|sha| index.evidence.get_mut(&sha)) {
+            ev.refs += 1;
+            ev.max_level = ev.max_level.max(e.level);
+            ev.critical |= e.critical;
+            ev.first_seq = ev.first_seq.min(*seq);
+        }
+    }
+    if let Some(v) = engine.get(META_EVICTED)? {
+        index.evicted = serde_json::from_slice(&v).unwrap_or_default();
+    }
+    Ok(index)
 }
 
 /// Creates the outbox folder.

@@ -341,3 +341,71 @@ macro_rules! outbox_suite {
 
 outbox_suite!(redb_engine, |p: &Path| RedbEngine::open(p));
 outbox_suite!(sled_engine, |p: &Path| SledEngine::open(p));
+
+/// An engine whose commits fail on demand (a full disk, a remount read-only).
+struct FailingEngine {
+    inner: RedbEngine,
+    fail: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StoreEngine for FailingEngine {
+    fn name(&self) -> &'static str {
+        "failing"
+    }
+    fn commit(&self, ops: Vec<Op>) -> Result<(), OutboxError> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(OutboxError::Engine {
+                engine: "failing",
+                operation: "commit",
+                message: "no space left on device".into(),
+            });
+        }
+        self.inner.commit(ops)
+    }
+    fn scan(&self, prefix: u8, visit: &mut Visit<'_>) -> Result<(), OutboxError> {
+        self.inner.scan(prefix, visit)
+    }
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, OutboxError> {
+        self.inner.get(key)
+    }
+}
+
+#[test]
+fn a_failed_commit_leaves_memory_agreeing_with_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let fail = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let engine = FailingEngine {
+        inner: RedbEngine::open(dir.path()).unwrap(),
+        fail: fail.clone(),
+    };
+    let outbox = Outbox::open(Box::new(engine), 64 * 1024, true).unwrap();
+    let kept: Vec<_> = (0..3)
+        .map(|_| sample(95.0, Some(&blob(1, 10_000))))
+        .collect();
+    outbox.append(&kept, true).unwrap();
+    let before = outbox.status();
+    fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    // An append that would also evict: neither the new findings nor the evictions stick.
+    let flood: Vec<_> = (0..80)
+        .map(|_| sample(40.0, Some(&blob(2, 5_000))))
+        .collect();
+    let err = outbox.append(&flood, true).unwrap_err();
+    assert!(err.to_string().contains("no space left"), "{err}");
+    assert_eq!(outbox.status(), before);
+    assert_eq!(outbox.stored_ids(), ids(&kept));
+    assert!(outbox.acknowledge(&[kept[0].finding.id]).is_err());
+    assert_eq!(
+        outbox.stored_ids(),
+        ids(&kept),
+        "a failed ack deletes nothing"
+    );
+    // The disk is back: the same append goes through.
+    fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    let report = outbox.append(&flood, true).unwrap();
+    assert!(report.stored > 0);
+    let stored = outbox.stored_ids();
+    assert!(
+        kept.iter().all(|k| stored.contains(&k.finding.id)),
+        "critical findings stay"
+    );
+}
