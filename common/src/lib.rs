@@ -7,6 +7,7 @@
 //! frame gives the same temperatures and the same findings wherever it is analysed.
 
 pub mod analysis;
+pub mod config;
 pub mod evidence;
 pub mod finding;
 pub mod flir;

@@ -7,18 +7,15 @@
 //! with its key path (`camera[1].source.fps: must be > 0`). Nothing opens a device, a
 //! socket or a folder before the whole file is valid.
 
-mod bytesize;
-
-pub use bytesize::ByteSize;
+use chitti_common::config::{parse_table, Problems};
+pub use chitti_common::config::{ByteSize, ConfigError, ConfigErrors};
 
 use chitti_common::hotspot::RegionOfInterest;
 use chitti_common::protocol::validate_id;
 use chitti_common::radiometry::{ParamOverrides, RadiometricParams};
 use chitti_common::severity::{ReferenceKind, SeverityCatalog};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -649,75 +646,6 @@ defaults_from_serde!(
     HealthConfig
 );
 
-/// One problem in a configuration file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// Key path (`camera[0].source.fps`), or empty for the file as a whole.
-    pub path: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
-
-/// Every problem of a configuration file, in file order; never empty.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{} configuration error(s) in {}:\n{}", .errors.len(), .origin, .errors.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
-pub struct ConfigErrors {
-    /// Where the configuration came from (file name).
-    pub origin: String,
-    /// The problems.
-    pub errors: Vec<ConfigError>,
-}
-
-impl ConfigErrors {
-    /// The key paths, in order.
-    pub fn paths(&self) -> Vec<&str> {
-        self.errors.iter().map(|e| e.path.as_str()).collect()
-    }
-}
-
-/// Collects problems while a configuration is loaded.
-#[derive(Debug, Default)]
-struct Problems(Vec<ConfigError>);
-
-impl Problems {
-    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(ConfigError {
-            path: path.into(),
-            message: message.into(),
-        });
-    }
-
-    /// Decodes one section on its own, so that a problem in it does not hide problems
-    /// elsewhere; the error names the key path inside the section.
-    fn decode<T: DeserializeOwned>(&mut self, path: &str, value: toml::Value) -> Option<T> {
-        match serde_path_to_error::deserialize::<_, T>(value) {
-            Ok(v) => Some(v),
-            Err(err) => {
-                let inner = err.path().to_string();
-                let full = match (path.is_empty(), inner.as_str()) {
-                    (true, _) => inner.clone(),
-                    (false, ".") => path.to_string(),
-                    (false, p) if p.starts_with('[') => format!("{path}{p}"),
-                    (false, p) => format!("{path}.{p}"),
-                };
-                let message = err.into_inner().message().trim().replace('\n', " ");
-                self.push(full, message);
-                None
-            }
-        }
-    }
-}
-
 impl AgentConfig {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
@@ -736,26 +664,25 @@ impl AgentConfig {
     /// Parses and validates configuration text; relative paths in it are taken
     /// relative to `base` (the folder of the file).
     pub fn from_toml(text: &str, origin: &str, base: &Path) -> Result<Self, ConfigErrors> {
-        let fail = |errors| ConfigErrors {
-            origin: origin.to_string(),
-            errors,
-        };
-        let table: toml::Table = toml::from_str(text).map_err(|e: toml::de::Error| {
-            fail(vec![ConfigError {
-                path: String::new(),
-                message: toml_syntax_message(text, &e),
-            }])
-        })?;
+        let table = parse_table(text, origin)?;
         let mut problems = Problems::default();
         let config = decode_sections(table, &mut problems);
         if let Some(mut config) = config {
             config.resolve_paths(base);
             config.validate_into(&mut problems);
-            if problems.0.is_empty() {
+            if problems.is_empty() {
                 return Ok(config);
             }
         }
-        Err(fail(problems.0))
+        // A section that did not decode has reported why.
+        problems.into_result(origin)?;
+        Err(ConfigErrors {
+            origin: origin.to_string(),
+            errors: vec![ConfigError {
+                path: String::new(),
+                message: "the configuration could not be decoded".into(),
+            }],
+        })
     }
 
     /// Checks what the configuration refers to on this machine: watched folders, TLS
@@ -803,14 +730,7 @@ impl AgentConfig {
                 }
             }
         }
-        if p.0.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigErrors {
-                origin: origin.to_string(),
-                errors: p.0,
-            })
-        }
+        p.into_result(origin)
     }
 
     /// The id of the severity table a camera uses.
@@ -876,10 +796,10 @@ impl AgentConfig {
     pub fn validate(&self) -> Result<(), Vec<ConfigError>> {
         let mut problems = Problems::default();
         self.validate_into(&mut problems);
-        if problems.0.is_empty() {
+        if problems.is_empty() {
             Ok(())
         } else {
-            Err(problems.0)
+            Err(problems.into_inner())
         }
     }
 
@@ -1365,18 +1285,6 @@ fn decode_sections(mut table: toml::Table, p: &mut Problems) -> Option<AgentConf
         evidence: evidence?,
         health: health?,
     })
-}
-
-fn toml_syntax_message(text: &str, error: &toml::de::Error) -> String {
-    let message = error.message().trim().replace('\n', " ");
-    match error.span().and_then(|s| text.get(..s.start)) {
-        Some(before) => {
-            let line = before.matches('\n').count() + 1;
-            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-            format!("line {line}, column {column}: {message}")
-        }
-        None => message,
-    }
 }
 
 /// Radiometric parameters for sources that carry none of their own (a simulated

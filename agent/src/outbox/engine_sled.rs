@@ -23,11 +23,22 @@ impl SledEngine {
     /// Opens (or creates) the database in `folder`.
     pub fn open(folder: &Path) -> Result<Self, OutboxError> {
         ensure_folder(folder)?;
-        let db = sled::Config::new()
-            .path(folder.join("sled"))
-            .open()
-            .map_err(fail("open"))?;
-        Ok(Self { db })
+        // sled's background flusher holds the file lock for a moment after the last
+        // handle drops (a restart in the same process, or a previous process still
+        // exiting): retry a lock conflict briefly instead of failing the start.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match sled::Config::new().path(folder.join("sled")).open() {
+                Ok(db) => return Ok(Self { db }),
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(fail("open")(e)),
+            }
+        }
     }
 }
 
