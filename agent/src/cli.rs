@@ -41,6 +41,13 @@ pub enum Command {
     },
     /// Print a commented default configuration.
     PrintDefaultConfig,
+    /// Make a new signing key for this gateway: writes it to FILE (mode 0600) and
+    /// prints the public key to register with `chitti-hub gateway add --public-key`.
+    Keygen {
+        /// Where to write the key.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// Runs a parsed command line.
@@ -58,6 +65,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 config.identity.site,
                 config.identity.gateway,
                 config.cameras.len()
+            );
+            Ok(())
+        }
+        Command::Keygen { out } => {
+            let mut seed = [0u8; 32];
+            getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+            write_private(&out, format!("{}\n", hex::encode(seed)).as_bytes())
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            let key = chitti_common::signing::signing_key_from_seed(&seed);
+            println!(
+                "{}",
+                chitti_common::signing::public_key_hex(&key.verifying_key())
             );
             Ok(())
         }
@@ -95,6 +114,19 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     } else {
         1
     }
+}
+
+/// Writes a secret readable by the owner only; refuses to overwrite.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }
 
 fn init_tracing() {

@@ -374,3 +374,40 @@ fn print_default_config_prints_a_valid_configuration() {
     assert!(String::from_utf8_lossy(&out.stdout)
         .contains("valid (site demo-site, gateway gw-01, 1 camera(s))"));
 }
+
+#[test]
+fn keygen_writes_a_private_key_and_prints_its_public_half() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("signing.key");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chitti-agent"))
+        .args(["keygen", "--out"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let public = String::from_utf8(out.stdout).unwrap();
+    let public = public.trim();
+    assert_eq!(public.len(), 64);
+    let signing = chitti_agent::config::read_signing_key(&key).unwrap();
+    assert_eq!(
+        chitti_common::signing::public_key_hex(&signing.verifying_key()),
+        public
+    );
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // Never overwrites an existing key.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_chitti-agent"))
+        .args(["keygen", "--out"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("cannot write"));
+}

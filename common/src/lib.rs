@@ -18,3 +18,4 @@ pub mod protocol;
 pub mod radiometry;
 pub mod render;
 pub mod severity;
+pub mod signing;

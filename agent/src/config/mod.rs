@@ -452,6 +452,11 @@ pub struct MqttConfig {
     /// This gateway's private key (PEM), for mutual TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_key_file: Option<PathBuf>,
+    /// This gateway's Ed25519 signing key (64 hex characters; `chitti-agent keygen`,
+    /// or the file `chitti-hub gateway add` writes). Every finding batch is signed
+    /// with it so the hub can prove where it came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key_file: Option<PathBuf>,
     /// Keep-alive, seconds (rumqttd rejects 0).
     #[serde(default = "default_keep_alive")]
     pub keep_alive_s: u64,
@@ -721,6 +726,7 @@ impl AgentConfig {
             ("mqtt.ca_file", &self.mqtt.ca_file),
             ("mqtt.client_cert_file", &self.mqtt.client_cert_file),
             ("mqtt.client_key_file", &self.mqtt.client_key_file),
+            ("mqtt.signing_key_file", &self.mqtt.signing_key_file),
             ("evidence.ca_file", &self.evidence.ca_file),
             ("evidence.token_file", &self.evidence.token_file),
         ] {
@@ -788,6 +794,7 @@ impl AgentConfig {
         fix_opt(&mut self.mqtt.ca_file);
         fix_opt(&mut self.mqtt.client_cert_file);
         fix_opt(&mut self.mqtt.client_key_file);
+        fix_opt(&mut self.mqtt.signing_key_file);
         fix_opt(&mut self.evidence.ca_file);
         fix_opt(&mut self.evidence.token_file);
     }
@@ -1285,6 +1292,16 @@ fn decode_sections(mut table: toml::Table, p: &mut Problems) -> Option<AgentConf
         evidence: evidence?,
         health: health?,
     })
+}
+
+/// Reads a signing key file: 64 hex characters (the Ed25519 seed).
+pub fn read_signing_key(path: &Path) -> Result<ed25519_dalek::SigningKey, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut seed)
+        .map_err(|_| format!("{}: a signing key is 64 hex characters", path.display()))?;
+    Ok(chitti_common::signing::signing_key_from_seed(&seed))
 }
 
 /// Radiometric parameters for sources that carry none of their own (a simulated

@@ -114,6 +114,7 @@ pub struct MqttSink {
     reconnect_max: Duration,
     status_every: Duration,
     telemetry_every: Duration,
+    signing_key: Option<ed25519_dalek::SigningKey>,
 }
 
 impl std::fmt::Debug for MqttSink {
@@ -174,8 +175,15 @@ impl MqttSink {
                 rumqttc::TlsConfiguration::Rustls(Arc::new(tls)),
             ));
         }
+        let signing_key = match &m.signing_key_file {
+            Some(file) => {
+                Some(crate::config::read_signing_key(file).map_err(MqttSinkError::Config)?)
+            }
+            None => None,
+        };
         let o = &config.outbox;
         Ok(Self {
+            signing_key,
             options,
             topics,
             outbox,
@@ -359,7 +367,13 @@ impl MqttSink {
                 sent_at: chrono::Utc::now(),
                 findings: batch,
             };
-            let json = match serde_json::to_vec(&message) {
+            let encoded = match &self.signing_key {
+                Some(key) => {
+                    chitti_common::signing::sign_batch(&self.topics.findings, &message, key)
+                }
+                None => serde_json::to_vec(&message).map_err(|e| e.to_string()),
+            };
+            let json = match encoded {
                 Ok(j) => j,
                 Err(err) => {
                     tracing::error!(%err, "cannot encode a finding batch");

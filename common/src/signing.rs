@@ -1,0 +1,243 @@
+//! Signed finding batches: how the hub knows a batch really comes from the gateway
+//! whose topic it arrived on, whatever broker carried it.
+//!
+//! Brokers cannot be trusted to scope topics (rumqttd has no per-topic permissions;
+//! Mosquitto and EMQX ACLs exist only where someone configured them), so every
+//! `/findings` payload is a [`SignedBatch`]: the batch's exact JSON bytes, the gateway's
+//! Ed25519 public key, and a signature over
+//!
+//! ```text
+//! "chitti/v1/findings-batch" 0x00 <topic> 0x00 <batch JSON bytes>
+//! ```
+//!
+//! The topic is inside the signed message, so a batch signed for one gateway's topic
+//! cannot be replayed on another's; the hub also checks that every finding in it names
+//! the topic's site and gateway. The batch is carried as raw JSON (not re-serialised)
+//! so verification never depends on how a number or a date prints.
+
+use crate::protocol::{FindingBatch, Topic};
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// Version of the signed envelope.
+pub const SIGNED_BATCH_VERSION: u32 = 1;
+
+/// Domain separation: a signature over a batch is never valid for anything else.
+const CONTEXT: &[u8] = b"chitti/v1/findings-batch";
+
+/// The `/findings` payload.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedBatch<'a> {
+    /// Envelope version ([`SIGNED_BATCH_VERSION`]).
+    pub v: u32,
+    /// The signer's Ed25519 public key, lowercase hex.
+    pub key: String,
+    /// The Ed25519 signature, lowercase hex.
+    pub sig: String,
+    /// The [`FindingBatch`] exactly as signed.
+    #[serde(borrow)]
+    pub batch: &'a RawValue,
+}
+
+/// Why a `/findings` payload was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// Not JSON, or not a signed batch.
+    #[error("not a signed finding batch: {0}")]
+    Envelope(String),
+    /// An envelope version this hub does not read.
+    #[error("signed batch version {0} is not supported (expected {SIGNED_BATCH_VERSION})")]
+    Version(u32),
+    /// The key is not one registered for the topic's gateway (or it is revoked).
+    #[error("key {key} is not registered for gateway {site}/{gateway}")]
+    UnknownKey {
+        /// The key named in the envelope.
+        key: String,
+        /// Site of the topic.
+        site: String,
+        /// Gateway of the topic.
+        gateway: String,
+    },
+    /// The signature does not verify.
+    #[error("signature does not verify for {0}")]
+    BadSignature(String),
+    /// The signed bytes are not a valid batch.
+    #[error("invalid finding batch: {0}")]
+    Batch(String),
+    /// A finding names another site or gateway than the topic.
+    #[error("finding {id} claims {claimed} but arrived on {topic}")]
+    WrongIdentity {
+        /// The finding.
+        id: String,
+        /// `site/gateway` it names.
+        claimed: String,
+        /// The topic it came on.
+        topic: String,
+    },
+}
+
+fn message(topic: &str, batch: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(CONTEXT.len() + topic.len() + batch.len() + 2);
+    m.extend_from_slice(CONTEXT);
+    m.push(0);
+    m.extend_from_slice(topic.as_bytes());
+    m.push(0);
+    m.extend_from_slice(batch);
+    m
+}
+
+/// A signing key from its 32-byte seed.
+pub fn signing_key_from_seed(seed: &[u8; 32]) -> SigningKey {
+    SigningKey::from_bytes(seed)
+}
+
+/// The hex form of a public key.
+pub fn public_key_hex(key: &VerifyingKey) -> String {
+    hex::encode(key.as_bytes())
+}
+
+/// Parses a hex public key.
+pub fn parse_public_key(hex_key: &str) -> Result<VerifyingKey, String> {
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(hex_key.trim(), &mut bytes)
+        .map_err(|_| "a public key is 64 hex characters".to_string())?;
+    VerifyingKey::from_bytes(&bytes).map_err(|e| format!("not an Ed25519 public key: {e}"))
+}
+
+/// Serialises and signs a batch for `topic`: the `/findings` payload.
+pub fn sign_batch(topic: &str, batch: &FindingBatch, key: &SigningKey) -> Result<Vec<u8>, String> {
+    let batch_json = serde_json::to_string(batch).map_err(|e| e.to_string())?;
+    let signature = key.sign(&message(topic, batch_json.as_bytes()));
+    let raw = RawValue::from_string(batch_json).map_err(|e| e.to_string())?;
+    let envelope = SignedBatch {
+        v: SIGNED_BATCH_VERSION,
+        key: public_key_hex(&key.verifying_key()),
+        sig: hex::encode(signature.to_bytes()),
+        batch: &raw,
+    };
+    serde_json::to_vec(&envelope).map_err(|e| e.to_string())
+}
+
+/// Verifies a `/findings` payload that arrived on `topic` and returns its batch.
+/// `registered` gives the keys registered (and not revoked) for the topic's gateway.
+pub fn open_batch(
+    topic: &Topic,
+    payload: &[u8],
+    registered: &[VerifyingKey],
+) -> Result<FindingBatch, BatchError> {
+    let envelope: SignedBatch<'_> =
+        serde_json::from_slice(payload).map_err(|e| BatchError::Envelope(e.to_string()))?;
+    if envelope.v != SIGNED_BATCH_VERSION {
+        return Err(BatchError::Version(envelope.v));
+    }
+    let unknown = || BatchError::UnknownKey {
+        key: envelope.key.clone(),
+        site: topic.site.clone(),
+        gateway: topic.gateway.clone(),
+    };
+    let key = parse_public_key(&envelope.key).map_err(|_| unknown())?;
+    if !registered.contains(&key) {
+        return Err(unknown());
+    }
+    let mut sig = [0u8; 64];
+    hex::decode_to_slice(&envelope.sig, &mut sig)
+        .map_err(|_| BatchError::BadSignature(format!("{}/{}", topic.site, topic.gateway)))?;
+    key.verify(
+        &message(&topic.to_string(), envelope.batch.get().as_bytes()),
+        &Signature::from_bytes(&sig),
+    )
+    .map_err(|_| BatchError::BadSignature(format!("{}/{}", topic.site, topic.gateway)))?;
+    let batch: FindingBatch =
+        serde_json::from_str(envelope.batch.get()).map_err(|e| BatchError::Batch(e.to_string()))?;
+    check_identity(topic, &batch)?;
+    Ok(batch)
+}
+
+/// Every finding of a batch must name the site and gateway of its topic.
+pub fn check_identity(topic: &Topic, batch: &FindingBatch) -> Result<(), BatchError> {
+    for f in &batch.findings {
+        if f.site != topic.site || f.gateway != topic.gateway {
+            return Err(BatchError::WrongIdentity {
+                id: f.id.to_string(),
+                claimed: format!("{}/{}", f.site, f.gateway),
+                topic: topic.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::TopicKind;
+    use chrono::Utc;
+    use uuid::Uuid;
+
+    fn batch() -> FindingBatch {
+        FindingBatch {
+            batch_id: Uuid::now_v7(),
+            sent_at: Utc::now(),
+            findings: Vec::new(),
+        }
+    }
+
+    fn topic(site: &str, gw: &str) -> Topic {
+        Topic::new(site, gw, TopicKind::Findings).unwrap()
+    }
+
+    #[test]
+    fn a_signed_batch_opens_only_with_its_key_on_its_topic() {
+        let a = signing_key_from_seed(&[7; 32]);
+        let b = signing_key_from_seed(&[9; 32]);
+        let t = topic("north", "gw-a");
+        let payload = sign_batch(&t.to_string(), &batch(), &a).unwrap();
+        let opened = open_batch(&t, &payload, &[a.verifying_key()]).unwrap();
+        assert!(opened.findings.is_empty());
+        // Not registered for this gateway.
+        let err = open_batch(&t, &payload, &[b.verifying_key()]).unwrap_err();
+        assert!(matches!(err, BatchError::UnknownKey { .. }), "{err}");
+        // Replayed on another gateway's topic, with that gateway's key registered.
+        let other = topic("north", "gw-b");
+        let err = open_batch(&other, &payload, &[a.verifying_key()]).unwrap_err();
+        assert!(matches!(err, BatchError::BadSignature(_)), "{err}");
+    }
+
+    #[test]
+    fn tampered_or_malformed_payloads_are_rejected_with_a_reason() {
+        let a = signing_key_from_seed(&[7; 32]);
+        let t = topic("north", "gw-a");
+        let payload = String::from_utf8(sign_batch(&t.to_string(), &batch(), &a).unwrap()).unwrap();
+        let tampered = payload.replace("\"findings\":[]", "\"findings\":[ ]");
+        assert_ne!(tampered, payload);
+        assert!(matches!(
+            open_batch(&t, tampered.as_bytes(), &[a.verifying_key()]),
+            Err(BatchError::BadSignature(_))
+        ));
+        assert!(matches!(
+            open_batch(&t, b"{not json", &[a.verifying_key()]),
+            Err(BatchError::Envelope(_))
+        ));
+        let v2 = payload.replacen("\"v\":1", "\"v\":2", 1);
+        assert_eq!(
+            open_batch(&t, v2.as_bytes(), &[a.verifying_key()]).unwrap_err(),
+            BatchError::Version(2)
+        );
+        // An unsigned batch is not a signed one.
+        let plain = serde_json::to_vec(&batch()).unwrap();
+        assert!(matches!(
+            open_batch(&t, &plain, &[a.verifying_key()]),
+            Err(BatchError::Envelope(_))
+        ));
+    }
+
+    #[test]
+    fn public_keys_round_trip_as_hex() {
+        let a = signing_key_from_seed(&[3; 32]);
+        let hex_key = public_key_hex(&a.verifying_key());
+        assert_eq!(parse_public_key(&hex_key).unwrap(), a.verifying_key());
+        assert!(parse_public_key("zz").is_err());
+    }
+}
