@@ -1,0 +1,560 @@
+//! The hub's configuration: one TOML file, versioned and strict, every problem
+//! reported at once with its key path (the same machinery as the agent's,
+//! `chitti_common::config`). `serve` works with no file at all: embedded broker,
+//! SQLite and evidence in the data directory.
+
+use chitti_common::config::{parse_table, Problems};
+pub use chitti_common::config::{ByteSize, ConfigError, ConfigErrors};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The only configuration format version this hub reads.
+pub const CONFIG_VERSION: u32 = 1;
+
+/// The commented default configuration (`chitti-hub print-default-config`).
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("default.toml");
+
+/// The whole hub configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubConfig {
+    /// Format version, must be [`CONFIG_VERSION`].
+    pub version: u32,
+    /// Folder for the SQLite file, evidence and generated keys.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The database.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// The MQTT side.
+    #[serde(default)]
+    pub broker: BrokerConfig,
+    /// The HTTP side (health, metrics; the API in later issues).
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// Where evidence blobs live.
+    #[serde(default)]
+    pub evidence: EvidenceStoreConfig,
+    /// How finding batches are taken in.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+}
+
+/// The database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` or `postgres://user@host/db`; default: `chitti.db` in the data
+    /// directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Pool size.
+    #[serde(default = "default_pool")]
+    pub max_connections: u32,
+}
+
+/// How the hub meets the gateways.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BrokerMode {
+    /// The hub runs rumqttd itself (one site, the demo).
+    #[default]
+    Embedded,
+    /// The hub is a client of an existing broker (Mosquitto, EMQX) and shares the
+    /// work with other replicas through a shared subscription.
+    External,
+}
+
+/// The MQTT side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Embedded or external.
+    #[serde(default)]
+    pub mode: BrokerMode,
+    /// The embedded broker.
+    #[serde(default)]
+    pub embedded: EmbeddedBrokerConfig,
+    /// The external broker.
+    #[serde(default)]
+    pub external: ExternalBrokerConfig,
+}
+
+/// The embedded rumqttd.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddedBrokerConfig {
+    /// Plain TCP listener (gateways authenticate with user name and password).
+    #[serde(default = "default_mqtt_listen")]
+    pub listen: SocketAddr,
+    /// TLS listener (optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_listen: Option<SocketAddr>,
+    /// The broker's certificate chain (PEM), for `tls_listen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// The broker's private key (PEM), for `tls_listen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// CA whose certificates gateways present (mutual TLS), for `tls_listen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca_file: Option<PathBuf>,
+    /// Largest MQTT payload accepted.
+    #[serde(default = "default_max_payload")]
+    pub max_payload_bytes: ByteSize,
+    /// Most simultaneous connections.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+/// An external broker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalBrokerConfig {
+    /// `mqtt://host:port` or `mqtts://host:port`.
+    #[serde(default = "default_external_url")]
+    pub url: String,
+    /// Shared-subscription group: replicas with the same group split the messages.
+    #[serde(default = "default_group")]
+    pub group: String,
+    /// Client id (unique per replica); default `chitti-hub-{hostname}-{pid}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// User name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// File holding the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// CA of the broker's certificate (`mqtts://`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_file: Option<PathBuf>,
+    /// Client key (PEM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_file: Option<PathBuf>,
+}
+
+/// The HTTP listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address of `/healthz`, `/readyz`, `/metrics` (and the API).
+    #[serde(default = "default_http_listen")]
+    pub listen: SocketAddr,
+}
+
+/// Where evidence blobs are kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvidenceBackend {
+    /// A local folder (default: `evidence/` in the data directory).
+    #[default]
+    Local,
+    /// S3-compatible object storage.
+    S3,
+}
+
+/// Evidence storage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceStoreConfig {
+    /// Local folder or S3.
+    #[serde(default)]
+    pub backend: EvidenceBackend,
+    /// The folder, for `local`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// Bucket, for `s3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// Region, for `s3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Endpoint of an S3-compatible service (MinIO, Ceph), for `s3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Largest evidence blob accepted.
+    #[serde(default = "default_max_evidence")]
+    pub max_bytes: ByteSize,
+}
+
+/// Ingest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Accept only batches signed by the gateway's registered key (DESIGN.md §7).
+    #[serde(default = "yes")]
+    pub require_signatures: bool,
+    /// Most findings committed in one transaction.
+    #[serde(default = "default_commit_findings")]
+    pub commit_max_findings: usize,
+    /// Longest a batch waits for company before it is committed, ms.
+    #[serde(default = "default_commit_wait")]
+    pub commit_max_wait_ms: u64,
+    /// Messages queued between the broker and the database (back-pressure beyond).
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+    /// A gateway is offline when nothing was heard from it for this long, seconds.
+    #[serde(default = "default_offline_s")]
+    pub offline_after_s: u64,
+}
+
+fn default_data_dir() -> PathBuf {
+    "chitti-data".into()
+}
+fn default_pool() -> u32 {
+    8
+}
+fn default_mqtt_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 1883))
+}
+fn default_max_payload() -> ByteSize {
+    ByteSize(1 << 20)
+}
+fn default_max_connections() -> usize {
+    2000
+}
+fn default_external_url() -> String {
+    "mqtt://127.0.0.1:1883".into()
+}
+fn default_group() -> String {
+    "chitti-hub".into()
+}
+fn default_http_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_max_evidence() -> ByteSize {
+    ByteSize(64 << 20)
+}
+fn yes() -> bool {
+    true
+}
+fn default_commit_findings() -> usize {
+    5000
+}
+fn default_commit_wait() -> u64 {
+    20
+}
+fn default_queue() -> usize {
+    1024
+}
+fn default_offline_s() -> u64 {
+    120
+}
+
+macro_rules! defaults_from_serde {
+    ($($ty:ty),*) => {$(
+        impl Default for $ty {
+            fn default() -> Self {
+                // The serde defaults are the one source of truth for defaults.
+                toml::from_str("").expect("every field of this section has a default")
+            }
+        }
+    )*};
+}
+defaults_from_serde!(
+    StoreConfig,
+    BrokerConfig,
+    EmbeddedBrokerConfig,
+    ExternalBrokerConfig,
+    HttpConfig,
+    EvidenceStoreConfig,
+    IngestConfig
+);
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            version: CONFIG_VERSION,
+            data_dir: default_data_dir(),
+            store: StoreConfig::default(),
+            broker: BrokerConfig::default(),
+            http: HttpConfig::default(),
+            evidence: EvidenceStoreConfig::default(),
+            ingest: IngestConfig::default(),
+        }
+    }
+}
+
+impl HubConfig {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+            origin: origin.clone(),
+            errors: vec![ConfigError {
+                path: String::new(),
+                message: format!("cannot read the file: {e}"),
+            }],
+        })?;
+        Self::from_toml(&text, &origin, path.parent().unwrap_or(Path::new(".")))
+    }
+
+    /// Parses and validates configuration text; relative paths are taken from `base`.
+    pub fn from_toml(text: &str, origin: &str, base: &Path) -> Result<Self, ConfigErrors> {
+        let mut table = parse_table(text, origin)?;
+        let mut p = Problems::default();
+        let mut take = |key: &str| table.remove(key);
+        let (version, data_dir, store, broker, http, evidence, ingest) = (
+            take("version"),
+            take("data_dir"),
+            take("store"),
+            take("broker"),
+            take("http"),
+            take("evidence"),
+            take("ingest"),
+        );
+        for key in table.keys() {
+            p.push(
+                key.as_str(),
+                "unknown key (expected version, data_dir, store, broker, http, evidence, ingest)",
+            );
+        }
+        let or_empty = |v: Option<toml::Value>| v.unwrap_or_else(|| toml::Table::new().into());
+        let version = match version {
+            Some(v) => p.decode::<u32>("version", v),
+            None => {
+                p.push("version", "missing: the file must start with `version = 1`");
+                None
+            }
+        };
+        let data_dir = match data_dir {
+            Some(v) => p.decode::<PathBuf>("data_dir", v),
+            None => Some(default_data_dir()),
+        };
+        let store = p.decode::<StoreConfig>("store", or_empty(store));
+        let broker = p.decode::<BrokerConfig>("broker", or_empty(broker));
+        let http = p.decode::<HttpConfig>("http", or_empty(http));
+        let evidence = p.decode::<EvidenceStoreConfig>("evidence", or_empty(evidence));
+        let ingest = p.decode::<IngestConfig>("ingest", or_empty(ingest));
+        if let (
+            Some(version),
+            Some(data_dir),
+            Some(store),
+            Some(broker),
+            Some(http),
+            Some(evidence),
+            Some(ingest),
+        ) = (version, data_dir, store, broker, http, evidence, ingest)
+        {
+            let mut config = HubConfig {
+                version,
+                data_dir,
+                store,
+                broker,
+                http,
+                evidence,
+                ingest,
+            };
+            config.resolve_paths(base);
+            config.validate_into(&mut p);
+            p.into_result(origin)?;
+            return Ok(config);
+        }
+        p.into_result(origin)?;
+        Err(ConfigErrors {
+            origin: origin.to_string(),
+            errors: vec![ConfigError {
+                path: String::new(),
+                message: "the configuration could not be decoded".into(),
+            }],
+        })
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.data_dir);
+        for p in [
+            &mut self.broker.embedded.cert_file,
+            &mut self.broker.embedded.key_file,
+            &mut self.broker.embedded.client_ca_file,
+            &mut self.broker.external.password_file,
+            &mut self.broker.external.ca_file,
+            &mut self.broker.external.client_cert_file,
+            &mut self.broker.external.client_key_file,
+            &mut self.evidence.path,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            fix(p);
+        }
+    }
+
+    /// Checks every value; returns every problem.
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        let mut p = Problems::default();
+        self.validate_into(&mut p);
+        p.into_result("configuration")
+    }
+
+    fn validate_into(&self, p: &mut Problems) {
+        if self.version != CONFIG_VERSION {
+            p.push(
+                "version",
+                format!(
+                    "unsupported version {} (this hub reads version {CONFIG_VERSION})",
+                    self.version
+                ),
+            );
+        }
+        if let Some(url) = &self.store.url {
+            if !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+            {
+                p.push(
+                    "store.url",
+                    format!("{url:?} must be sqlite://PATH or postgres://…"),
+                );
+            }
+        }
+        if self.store.max_connections == 0 {
+            p.push("store.max_connections", "must be at least 1");
+        }
+        let e = &self.broker.embedded;
+        if e.tls_listen.is_some() && (e.cert_file.is_none() || e.key_file.is_none()) {
+            p.push("broker.embedded.tls_listen", "needs cert_file and key_file");
+        }
+        if e.tls_listen.is_none() && (e.cert_file.is_some() || e.client_ca_file.is_some()) {
+            p.push(
+                "broker.embedded.cert_file",
+                "certificates are set but tls_listen is not",
+            );
+        }
+        if e.max_payload_bytes.0 < 16 << 10 {
+            p.push(
+                "broker.embedded.max_payload_bytes",
+                "must be at least 16 KiB",
+            );
+        }
+        if e.max_connections == 0 {
+            p.push("broker.embedded.max_connections", "must be at least 1");
+        }
+        let x = &self.broker.external;
+        if !(x.url.starts_with("mqtt://") || x.url.starts_with("mqtts://")) {
+            p.push(
+                "broker.external.url",
+                format!("{:?} must start with mqtt:// or mqtts://", x.url),
+            );
+        }
+        if x.group.is_empty() || x.group.contains(['/', '+', '#']) {
+            p.push(
+                "broker.external.group",
+                "must be a non-empty name without / + #",
+            );
+        }
+        if x.client_cert_file.is_some() != x.client_key_file.is_some() {
+            p.push(
+                "broker.external.client_key_file",
+                "client_cert_file and client_key_file go together",
+            );
+        }
+        if self.evidence.backend == EvidenceBackend::S3 && self.evidence.bucket.is_none() {
+            p.push("evidence.bucket", "the s3 backend needs a bucket");
+        }
+        if self.evidence.max_bytes.0 == 0 {
+            p.push("evidence.max_bytes", "must be > 0");
+        }
+        let i = &self.ingest;
+        if i.commit_max_findings == 0 {
+            p.push("ingest.commit_max_findings", "must be at least 1");
+        }
+        if i.queue == 0 {
+            p.push("ingest.queue", "must be at least 1");
+        }
+        if i.offline_after_s == 0 {
+            p.push("ingest.offline_after_s", "must be at least 1");
+        }
+    }
+
+    /// The database URL: the configured one, or `chitti.db` in the data directory.
+    pub fn store_url(&self) -> String {
+        self.store.url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("chitti.db").display()
+            )
+        })
+    }
+
+    /// The evidence folder for the local backend.
+    pub fn evidence_dir(&self) -> PathBuf {
+        self.evidence
+            .path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("evidence"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_file_and_the_default_file_give_the_same_configuration() {
+        let parsed =
+            HubConfig::from_toml(DEFAULT_CONFIG_TOML, "default", Path::new("/srv")).unwrap();
+        let mut expected = HubConfig::default();
+        expected.resolve_paths(Path::new("/srv"));
+        assert_eq!(parsed, expected);
+        assert_eq!(
+            parsed.store_url(),
+            "sqlite:///srv/chitti-data/chitti.db?mode=rwc"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = r#"
+version = 3
+colour = 1
+[store]
+url = "mysql://x"
+[broker]
+mode = "embedded"
+[broker.embedded]
+tls_listen = "0.0.0.0:8883"
+max_payload_bytes = 10
+[broker.external]
+group = "a/b"
+[ingest]
+queue = 0
+[http]
+listn = "1.2.3.4:5"
+"#;
+        let err = HubConfig::from_toml(text, "hub.toml", Path::new("/")).unwrap_err();
+        let message = err.to_string();
+        for expected in ["colour: unknown key", "http.listn: unknown field"] {
+            assert!(
+                message.contains(expected),
+                "{expected} missing in\n{message}"
+            );
+        }
+        let text = text.replace("listn", "listen");
+        let message = HubConfig::from_toml(&text, "hub.toml", Path::new("/"))
+            .unwrap_err()
+            .to_string();
+        for expected in [
+            "version: unsupported version 3",
+            "store.url: \"mysql://x\" must be",
+            "broker.embedded.tls_listen: needs cert_file and key_file",
+            "broker.embedded.max_payload_bytes: must be at least 16 KiB",
+            "broker.external.group:",
+            "ingest.queue: must be at least 1",
+        ] {
+            assert!(
+                message.contains(expected),
+                "{expected} missing in\n{message}"
+            );
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! The Chitti hub: MQTT ingest (embedded rumqttd or an external broker), the store
+//! (SQLite or Postgres), evidence, health and metrics. See ARCHITECTURE.md.
+
+pub mod config;
+pub mod evidence;
