@@ -2,4 +2,5 @@
 //! (SQLite or Postgres), evidence, health and metrics. See ARCHITECTURE.md.
 
 pub mod config;
+pub mod credentials;
 pub mod evidence;
