@@ -293,6 +293,161 @@ pub struct ConfigState {
     pub ts: DateTime<Utc>,
 }
 
+/// Most findings in one batch a hub accepts.
+pub const MAX_FINDINGS_PER_BATCH: usize = 10_000;
+
+/// Longest free-text field (asset, preset, level name, action, sources) accepted.
+pub const MAX_TEXT_LEN: usize = 256;
+
+/// A finding batch that decodes but cannot be right.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("finding {index} ({id}): {field}: {problem}")]
+pub struct InvalidFinding {
+    /// Position in the batch.
+    pub index: usize,
+    /// The finding's id.
+    pub id: String,
+    /// The field, as a path (`hotspot.max_c`).
+    pub field: &'static str,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// Checks what a schema cannot: counts, ranges, lengths. The hub runs it on every
+/// batch before anything is stored.
+pub fn validate_batch(batch: &FindingBatch) -> Result<(), Vec<InvalidFinding>> {
+    let mut problems = Vec::new();
+    if batch.findings.len() > MAX_FINDINGS_PER_BATCH {
+        problems.push(InvalidFinding {
+            index: 0,
+            id: batch.batch_id.to_string(),
+            field: "findings",
+            problem: format!(
+                "{} findings in one batch, at most {MAX_FINDINGS_PER_BATCH}",
+                batch.findings.len()
+            ),
+        });
+        return Err(problems);
+    }
+    for (index, f) in batch.findings.iter().enumerate() {
+        let mut bad = |field: &'static str, problem: String| {
+            problems.push(InvalidFinding {
+                index,
+                id: f.id.to_string(),
+                field,
+                problem,
+            })
+        };
+        if f.id.get_version_num() != 7 {
+            bad(
+                "id",
+                format!("version {} uuid, expected a UUIDv7", f.id.get_version_num()),
+            );
+        }
+        for (field, what, value) in [
+            ("site", "site", &f.site),
+            ("gateway", "gateway", &f.gateway),
+            ("camera", "camera", &f.camera),
+        ] {
+            if let Err(e) = validate_id(what, value) {
+                bad(field, e.to_string());
+            }
+        }
+        for (field, value) in [
+            ("asset", f.asset.as_deref()),
+            ("preset", f.preset.as_deref()),
+            ("severity.level_name", Some(f.severity.level_name.as_str())),
+            ("severity.action", Some(f.severity.action.as_str())),
+            ("severity.table", Some(f.severity.table.as_str())),
+            (
+                "reference.ambient_source",
+                Some(f.reference.ambient_source.as_str()),
+            ),
+        ] {
+            if value.is_some_and(|v| v.len() > MAX_TEXT_LEN) {
+                bad(field, format!("longer than {MAX_TEXT_LEN} bytes"));
+            }
+        }
+        let plausible = |c: f64| c.is_finite() && (-273.15..=5000.0).contains(&c);
+        for (field, value) in [
+            ("hotspot.max_c", f.hotspot.max_c),
+            ("hotspot.mean_c", f.hotspot.mean_c),
+            ("reference.ambient_c", f.reference.ambient_c),
+            ("measurement.reflected_c", f.measurement.reflected_c),
+            ("measurement.atmosphere_c", f.measurement.atmosphere_c),
+        ] {
+            if !plausible(value) {
+                bad(field, format!("{value} is not a plausible temperature"));
+            }
+        }
+        if f.hotspot.area_px == 0 {
+            bad("hotspot.area_px", "must be at least 1".into());
+        }
+        let b = f.hotspot.bbox;
+        if b.w == 0 || b.h == 0 || b.x.saturating_add(b.w) > 8192 || b.y.saturating_add(b.h) > 8192
+        {
+            bad(
+                "hotspot.bbox",
+                format!(
+                    "{:?} is not a box inside an 8192-pixel frame",
+                    [b.x, b.y, b.w, b.h]
+                ),
+            );
+        }
+        let m = &f.measurement;
+        if !(m.emissivity > 0.0 && m.emissivity <= 1.0) {
+            bad(
+                "measurement.emissivity",
+                format!("{} is outside 0 < E <= 1", m.emissivity),
+            );
+        }
+        if !(m.distance_m.is_finite() && m.distance_m >= 0.0) {
+            bad(
+                "measurement.distance_m",
+                format!("{} is not a distance", m.distance_m),
+            );
+        }
+        if !(0.0..=1.0).contains(&m.relative_humidity) {
+            bad(
+                "measurement.relative_humidity",
+                format!("{} is not a fraction", m.relative_humidity),
+            );
+        }
+        if let Some(c) = &f.component {
+            if !(0.0..=1.0).contains(&c.confidence) {
+                bad(
+                    "component.confidence",
+                    format!("{} is not 0..1", c.confidence),
+                );
+            }
+            if c.class.len() > MAX_TEXT_LEN {
+                bad(
+                    "component.class",
+                    format!("longer than {MAX_TEXT_LEN} bytes"),
+                );
+            }
+        }
+        if let Some(e) = &f.evidence {
+            if e.sha256.len() != 64
+                || !e
+                    .sha256
+                    .bytes()
+                    .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+            {
+                bad("evidence.sha256", "not 64 lowercase hex characters".into());
+            }
+        }
+        if f.track.first_seen > f.track.last_seen {
+            bad("track.first_seen", "after last_seen".into());
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -526,6 +681,42 @@ mod tests {
         .assert_eq(&json);
         let back: FindingBatch = serde_json::from_str(&json).unwrap();
         assert_eq!(back, batch);
+    }
+
+    #[test]
+    fn batches_are_checked_for_what_the_schema_cannot_say() {
+        let mut batch = FindingBatch {
+            batch_id: Uuid::now_v7(),
+            sent_at: Utc::now(),
+            findings: vec![sample_finding()],
+        };
+        batch.findings[0].id = Uuid::now_v7();
+        assert_eq!(validate_batch(&batch), Ok(()));
+        let mut bad = batch.clone();
+        let f = &mut bad.findings[0];
+        f.id = Uuid::nil();
+        f.hotspot.max_c = f64::INFINITY;
+        f.measurement.emissivity = 1.5;
+        f.asset = Some("x".repeat(300));
+        f.hotspot.bbox.w = 0;
+        f.gateway = "GW".into();
+        let problems = validate_batch(&bad).unwrap_err();
+        let fields: Vec<&str> = problems.iter().map(|p| p.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "id",
+                "gateway",
+                "asset",
+                "hotspot.max_c",
+                "hotspot.bbox",
+                "measurement.emissivity"
+            ],
+            "{problems:?}"
+        );
+        assert!(problems[3]
+            .to_string()
+            .contains("inf is not a plausible temperature"));
     }
 
     #[test]
