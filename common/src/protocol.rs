@@ -279,6 +279,26 @@ pub struct Telemetry {
     pub analysis_latency_ms: Option<f64>,
     /// Frames dropped over the interval, all cameras.
     pub frame_drops: u64,
+    /// Findings in the outbox, not yet acknowledged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbox_depth: Option<u64>,
+    /// Age of the oldest unacknowledged finding, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbox_oldest_age_s: Option<f64>,
+    /// Per camera: frame rate and drops over the interval.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cameras: Vec<CameraTelemetry>,
+}
+
+/// One camera in `/telemetry`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CameraTelemetry {
+    /// Camera id.
+    pub id: String,
+    /// Frames per second over the interval.
+    pub fps: f64,
+    /// Frames dropped over the interval.
+    pub drops: u64,
 }
 
 /// `/config/state`: what the agent did with a `/config/set` document.

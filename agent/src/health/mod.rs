@@ -203,6 +203,8 @@ pub struct StatusBoard {
     /// Folder whose file system holds the outbox.
     pub outbox_path: std::path::PathBuf,
     drops_mark: Mutex<u64>,
+    // Per camera (frames, drops) at the previous telemetry message, and when.
+    camera_marks: Mutex<(Vec<(u64, u64)>, std::time::Instant)>,
 }
 
 impl StatusBoard {
@@ -223,6 +225,7 @@ impl StatusBoard {
             thermal_zones,
             outbox_path,
             drops_mark: Mutex::new(0),
+            camera_marks: Mutex::new((Vec::new(), std::time::Instant::now())),
         }
     }
 
@@ -250,7 +253,42 @@ impl StatusBoard {
             delta
         };
         let (cpu, gpu) = read_thermal_zones(&self.thermal_zones);
+        let cameras = {
+            let mut marks = self.camera_marks.lock().unwrap_or_else(|e| e.into_inner());
+            let elapsed = marks.1.elapsed().as_secs_f64();
+            let now: Vec<(u64, u64)> = self
+                .cameras
+                .iter()
+                .map(|c| (c.frames(), c.drops()))
+                .collect();
+            let out = self
+                .cameras
+                .iter()
+                .zip(&now)
+                .enumerate()
+                .map(|(i, (c, &(frames, drops)))| {
+                    let (f0, d0) = marks.0.get(i).copied().unwrap_or((0, 0));
+                    chitti_common::protocol::CameraTelemetry {
+                        id: c.id().to_string(),
+                        fps: if elapsed > 0.0 {
+                            ((frames - f0) as f64 / elapsed * 100.0).round() / 100.0
+                        } else {
+                            0.0
+                        },
+                        drops: drops - d0,
+                    }
+                })
+                .collect();
+            *marks = (now, std::time::Instant::now());
+            out
+        };
+        let outbox = self.outbox.status();
         chitti_common::protocol::Telemetry {
+            outbox_depth: Some(outbox.depth),
+            outbox_oldest_age_s: outbox
+                .oldest_at
+                .map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0),
+            cameras,
             ts: Utc::now(),
             cpu_temp_c: cpu,
             gpu_temp_c: gpu,
