@@ -4,3 +4,4 @@
 pub mod config;
 pub mod credentials;
 pub mod evidence;
+pub mod store;

@@ -1,0 +1,534 @@
+//! The values the store takes and returns.
+
+use chitti_common::finding::{Finding, ModelIdentity};
+use chitti_common::protocol::{AgentStatus, CameraStatus};
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+use uuid::Uuid;
+
+use super::cursor::Cursor;
+
+/// Most rows one page returns, whatever the query asks for.
+pub const MAX_PAGE_LIMIT: u32 = 1000;
+
+/// Page size when a query does not say.
+pub const DEFAULT_PAGE_LIMIT: u32 = 100;
+
+/// Connection settings shared by both backends.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Pool size.
+    pub max_connections: u32,
+    /// How long to wait for a connection (also bounds connecting to an unreachable
+    /// database, which sqlx otherwise retries).
+    pub acquire_timeout: Duration,
+    /// SQLite: how long a writer waits for the file lock before failing.
+    pub sqlite_busy_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+            sqlite_busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// One embedded migration and whether this database has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationInfo {
+    /// Version (the file name's timestamp).
+    pub version: i64,
+    /// Description (the rest of the file name).
+    pub description: String,
+    /// Whether it has been applied successfully.
+    pub applied: bool,
+}
+
+/// A finding as ingest hands it to the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestedFinding {
+    /// The finding as the agent sent it.
+    pub finding: Finding,
+    /// When the hub received it, by the hub's clock (stored to the microsecond).
+    pub received_at: DateTime<Utc>,
+    /// The batch it came in.
+    pub batch_id: Uuid,
+}
+
+/// What [`Store::insert_findings`](super::Store::insert_findings) did. Both lists are
+/// durably committed when it returns: acknowledge all of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InsertReport {
+    /// Ids stored by this call, in input order.
+    pub inserted: Vec<Uuid>,
+    /// Ids that were already stored (by an earlier call, or earlier in the same batch),
+    /// in input order, once per repeated occurrence.
+    pub duplicates: Vec<Uuid>,
+}
+
+impl InsertReport {
+    /// Every id now committed: what the `/ack` names.
+    pub fn committed(&self) -> impl Iterator<Item = Uuid> + '_ {
+        self.inserted.iter().chain(&self.duplicates).copied()
+    }
+}
+
+/// A stored finding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredFinding {
+    /// The finding as received.
+    pub finding: Finding,
+    /// When the hub received it (microsecond precision).
+    pub received_at: DateTime<Utc>,
+    /// The batch it came in.
+    pub batch_id: Uuid,
+}
+
+/// Which findings to list, newest received first.
+#[derive(Debug, Clone)]
+pub struct FindingQuery {
+    /// Only this site.
+    pub site: Option<String>,
+    /// Only this gateway id (in every site, unless `site` is set too).
+    pub gateway: Option<String>,
+    /// Only this camera id.
+    pub camera: Option<String>,
+    /// Only this asset.
+    pub asset: Option<String>,
+    /// Only severity levels at or above this.
+    pub min_level: Option<u8>,
+    /// Only findings received at or after this (hub clock).
+    pub since: Option<DateTime<Utc>>,
+    /// Only findings received before this (hub clock).
+    pub until: Option<DateTime<Utc>>,
+    /// Only this detected component class.
+    pub component_class: Option<String>,
+    /// Page size, clamped to `1..=`[`MAX_PAGE_LIMIT`].
+    pub limit: u32,
+    /// Continue after this cursor (from a previous page's `next_cursor`).
+    pub after: Option<Cursor>,
+}
+
+impl Default for FindingQuery {
+    fn default() -> Self {
+        Self {
+            site: None,
+            gateway: None,
+            camera: None,
+            asset: None,
+            min_level: None,
+            since: None,
+            until: None,
+            component_class: None,
+            limit: DEFAULT_PAGE_LIMIT,
+            after: None,
+        }
+    }
+}
+
+/// One page of a keyset-paginated listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The rows, in listing order.
+    pub items: Vec<T>,
+    /// Where the next page starts; `None` on the last page.
+    pub next_cursor: Option<Cursor>,
+}
+
+/// Where an alert is in its operator workflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AlertStatus {
+    /// Nobody has looked at it yet.
+    Open,
+    /// An operator has seen it.
+    Acknowledged,
+    /// Dealt with. A resolved alert stays resolved: a new episode gets a new track id,
+    /// and so a new alert.
+    Resolved,
+}
+
+impl AlertStatus {
+    /// The stored (and API) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Acknowledged => "acknowledged",
+            Self::Resolved => "resolved",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Result<Self, super::StoreError> {
+        match s {
+            "open" => Ok(Self::Open),
+            "acknowledged" => Ok(Self::Acknowledged),
+            "resolved" => Ok(Self::Resolved),
+            other => Err(super::StoreError::corrupt("alert status", other)),
+        }
+    }
+}
+
+/// One alert: the operator's view of one track (site, gateway, camera, track id).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRecord {
+    /// Alert id (assigned by the hub).
+    pub id: Uuid,
+    /// Site id.
+    pub site: String,
+    /// Gateway id.
+    pub gateway: String,
+    /// Camera id.
+    pub camera: String,
+    /// The agent's track (episode) id.
+    pub track_id: Uuid,
+    /// Asset, as the latest finding that named one said.
+    pub asset: Option<String>,
+    /// Component class, as the latest finding that named one said.
+    pub component_class: Option<String>,
+    /// Severity table of the track's findings.
+    pub severity_table: String,
+    /// Workflow status.
+    pub status: AlertStatus,
+    /// Highest severity level of any finding of the track.
+    pub worst_level: u8,
+    /// Highest max °C of any finding of the track.
+    pub worst_max_c: f64,
+    /// Severity level of the latest finding (by `observed_at`).
+    pub last_level: u8,
+    /// Max °C of the latest finding.
+    pub last_max_c: f64,
+    /// The earliest finding (by `observed_at`).
+    pub first_finding_id: Uuid,
+    /// Its `observed_at`.
+    pub first_finding_at: DateTime<Utc>,
+    /// The latest finding (by `observed_at`).
+    pub last_finding_id: Uuid,
+    /// Its `observed_at`.
+    pub last_finding_at: DateTime<Utc>,
+    /// Distinct findings stored for the track.
+    pub finding_count: u64,
+    /// `observed_at` of the first finding with track state `cleared`.
+    pub cleared_at: Option<DateTime<Utc>>,
+    /// When the first finding arrived (hub clock).
+    pub created_at: DateTime<Utc>,
+    /// When the latest finding arrived (hub clock).
+    pub updated_at: DateTime<Utc>,
+    /// When an operator last changed the status.
+    pub status_changed_at: Option<DateTime<Utc>>,
+}
+
+/// Which alerts to list, newest created first (creation time never changes, so pages
+/// stay stable while alerts are updated).
+#[derive(Debug, Clone)]
+pub struct AlertQuery {
+    /// Only this site.
+    pub site: Option<String>,
+    /// Only this gateway id.
+    pub gateway: Option<String>,
+    /// Only this asset.
+    pub asset: Option<String>,
+    /// Only this status.
+    pub status: Option<AlertStatus>,
+    /// Only alerts whose worst level is at or above this.
+    pub min_level: Option<u8>,
+    /// Page size, clamped to `1..=`[`MAX_PAGE_LIMIT`].
+    pub limit: u32,
+    /// Continue after this cursor.
+    pub after: Option<Cursor>,
+}
+
+impl Default for AlertQuery {
+    fn default() -> Self {
+        Self {
+            site: None,
+            gateway: None,
+            asset: None,
+            status: None,
+            min_level: None,
+            limit: DEFAULT_PAGE_LIMIT,
+            after: None,
+        }
+    }
+}
+
+/// What an operator does to an alert (the audit trail's `kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AlertEventKind {
+    /// Open → acknowledged.
+    Acknowledge,
+    /// Open or acknowledged → resolved.
+    Resolve,
+    /// Acknowledged or resolved → open.
+    Reopen,
+    /// A note; no status change.
+    Comment,
+    /// Assigned to someone (in `detail`); no status change.
+    Assign,
+}
+
+impl AlertEventKind {
+    /// The stored (and API) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Acknowledge => "acknowledge",
+            Self::Resolve => "resolve",
+            Self::Reopen => "reopen",
+            Self::Comment => "comment",
+            Self::Assign => "assign",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Result<Self, super::StoreError> {
+        match s {
+            "acknowledge" => Ok(Self::Acknowledge),
+            "resolve" => Ok(Self::Resolve),
+            "reopen" => Ok(Self::Reopen),
+            "comment" => Ok(Self::Comment),
+            "assign" => Ok(Self::Assign),
+            other => Err(super::StoreError::corrupt("alert event kind", other)),
+        }
+    }
+
+    /// The status this action moves an alert in `from` to (`from` itself when the
+    /// action does not change the status).
+    pub fn transition(self, from: AlertStatus) -> Result<AlertStatus, super::StoreError> {
+        use AlertStatus::*;
+        let to = match (self, from) {
+            (Self::Comment | Self::Assign, s) => Some(s),
+            (Self::Acknowledge, Open) => Some(Acknowledged),
+            (Self::Resolve, Open | Acknowledged) => Some(Resolved),
+            (Self::Reopen, Acknowledged | Resolved) => Some(Open),
+            _ => None,
+        };
+        to.ok_or(super::StoreError::InvalidTransition {
+            action: self.as_str(),
+            status: from.as_str(),
+        })
+    }
+}
+
+/// An operator action to record on an alert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAlertEvent {
+    /// The alert.
+    pub alert_id: Uuid,
+    /// What was done.
+    pub kind: AlertEventKind,
+    /// Who did it (username or token name).
+    pub actor: String,
+    /// When (hub clock).
+    pub at: DateTime<Utc>,
+    /// From where (client address).
+    pub from_address: Option<String>,
+    /// Free text.
+    pub note: Option<String>,
+    /// Structured detail (e.g. the assignee).
+    pub detail: Option<serde_json::Value>,
+}
+
+/// A recorded operator action.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertEvent {
+    /// Sequence number (increasing).
+    pub id: i64,
+    /// What was recorded.
+    pub event: NewAlertEvent,
+}
+
+/// A gateway to enrol.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewGateway {
+    /// Site id.
+    pub site: String,
+    /// Gateway id (unique within the site).
+    pub gateway: String,
+    /// Password hash (argon2 PHC string) for brokers without mTLS.
+    pub password_hash: String,
+    /// Ed25519 public key.
+    pub public_key: [u8; 32],
+}
+
+impl std::fmt::Debug for NewGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewGateway")
+            .field("site", &self.site)
+            .field("gateway", &self.gateway)
+            .field("password_hash", &"<redacted>")
+            .field("public_key", &hex::encode(self.public_key))
+            .finish()
+    }
+}
+
+/// The MQTT username of a gateway: `{site}/{gateway}`.
+///
+/// Gateway ids are unique only within a site, so the bare id is ambiguous; `/` cannot
+/// occur in an id and the form mirrors the topic prefix `chitti/v1/{site}/{gateway}/`,
+/// so a broker ACL can be the pattern `chitti/v1/%u/#` (Mosquitto) or
+/// `chitti/v1/${username}/#` (EMQX).
+pub fn gateway_username(site: &str, gateway: &str) -> String {
+    format!("{site}/{gateway}")
+}
+
+/// Splits a gateway username into (site, gateway); `None` when it is not one.
+pub fn parse_gateway_username(username: &str) -> Option<(&str, &str)> {
+    let (site, gateway) = username.split_once('/')?;
+    let valid = chitti_common::protocol::validate_id("site", site).is_ok()
+        && chitti_common::protocol::validate_id("gateway", gateway).is_ok();
+    valid.then_some((site, gateway))
+}
+
+/// Outbox state from the latest `/status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BufferStats {
+    /// Findings waiting for an ack.
+    pub depth: u64,
+    /// Bytes stored.
+    pub bytes: u64,
+    /// Oldest unacknowledged finding.
+    pub oldest_at: Option<DateTime<Utc>>,
+    /// Evidence blobs evicted since the agent started.
+    pub evicted_evidence: u64,
+    /// Findings evicted since the agent started.
+    pub evicted_findings: u64,
+}
+
+/// An enrolled gateway and what it last reported.
+#[derive(Clone, PartialEq)]
+pub struct GatewayRecord {
+    /// Site id.
+    pub site: String,
+    /// Gateway id.
+    pub gateway: String,
+    /// Password hash (argon2 PHC string). Redacted from `Debug`.
+    pub password_hash: String,
+    /// Ed25519 public key.
+    pub public_key: [u8; 32],
+    /// When enrolled.
+    pub created_at: DateTime<Utc>,
+    /// When revoked; a revoked gateway must not connect.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Online according to the latest status (the Last Will says `false`).
+    pub online: bool,
+    /// When the hub last received a status (hub clock).
+    pub last_seen_at: Option<DateTime<Utc>>,
+    /// The latest status' own timestamp (gateway clock).
+    pub status_at: Option<DateTime<Utc>>,
+    /// Agent version.
+    pub agent_version: Option<String>,
+    /// Applied configuration version.
+    pub config_version: Option<u32>,
+    /// Detection model.
+    pub model: Option<ModelIdentity>,
+    /// Outbox state.
+    pub buffer: Option<BufferStats>,
+    /// Cameras as the latest status listed them.
+    pub cameras: Vec<CameraStatus>,
+    /// The latest status as received.
+    pub last_status: Option<AgentStatus>,
+}
+
+impl GatewayRecord {
+    /// The MQTT username ([`gateway_username`]).
+    pub fn username(&self) -> String {
+        gateway_username(&self.site, &self.gateway)
+    }
+
+    /// Whether the gateway has been revoked.
+    pub fn is_revoked(&self) -> bool {
+        self.revoked_at.is_some()
+    }
+}
+
+impl std::fmt::Debug for GatewayRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayRecord")
+            .field("site", &self.site)
+            .field("gateway", &self.gateway)
+            .field("password_hash", &"<redacted>")
+            .field("public_key", &hex::encode(self.public_key))
+            .field("created_at", &self.created_at)
+            .field("revoked_at", &self.revoked_at)
+            .field("online", &self.online)
+            .field("last_seen_at", &self.last_seen_at)
+            .field("agent_version", &self.agent_version)
+            .field("buffer", &self.buffer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A camera as its gateway last reported it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CameraRecord {
+    /// Site id.
+    pub site: String,
+    /// Gateway id.
+    pub gateway: String,
+    /// Camera id.
+    pub camera: String,
+    /// `streaming`, `reconnecting`, `idle`, `failed` …
+    pub state: String,
+    /// Frames per second.
+    pub fps: f64,
+    /// Last frame time.
+    pub last_frame_at: Option<DateTime<Utc>>,
+    /// When a status last listed it (hub clock).
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One minute of a gateway's telemetry.
+///
+/// Downsampling rule: a sample belongs to the minute of its own `ts` (gateway clock,
+/// truncated to the minute). Temperatures and latency keep the mean and the maximum of
+/// the samples that had a value; free disk keeps the minimum (the worst moment); frame
+/// drops are summed (each sample counts the drops of its own interval).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetryMinute {
+    /// The minute.
+    pub bucket_start: DateTime<Utc>,
+    /// Samples aggregated.
+    pub samples: u64,
+    /// Mean CPU temperature, °C.
+    pub cpu_temp_avg_c: Option<f64>,
+    /// Highest CPU temperature, °C.
+    pub cpu_temp_max_c: Option<f64>,
+    /// Mean GPU temperature, °C.
+    pub gpu_temp_avg_c: Option<f64>,
+    /// Highest GPU temperature, °C.
+    pub gpu_temp_max_c: Option<f64>,
+    /// Least free disk, bytes.
+    pub disk_free_min_bytes: Option<u64>,
+    /// Mean of the samples' median analysis latency, ms.
+    pub analysis_latency_avg_ms: Option<f64>,
+    /// Highest median analysis latency, ms.
+    pub analysis_latency_max_ms: Option<f64>,
+    /// Frames dropped in the minute.
+    pub frame_drops: u64,
+    /// Earliest sample ts.
+    pub first_ts: DateTime<Utc>,
+    /// Latest sample ts.
+    pub last_ts: DateTime<Utc>,
+}
+
+/// A message ingest could not use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// When it arrived (hub clock).
+    pub received_at: DateTime<Utc>,
+    /// Its MQTT topic.
+    pub topic: String,
+    /// Why it was not used.
+    pub reason: String,
+    /// The payload, byte for byte.
+    pub payload: Vec<u8>,
+}
+
+/// A stored dead letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterRecord {
+    /// Sequence number.
+    pub id: i64,
+    /// The message.
+    pub letter: DeadLetter,
+}

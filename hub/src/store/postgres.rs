@@ -1,0 +1,864 @@
+//! [`PgStore`]: the fleet store.
+//!
+//! A batch is one `INSERT … SELECT FROM UNNEST($1::uuid[], …)`: one statement and 22
+//! array parameters whatever the batch size, so Postgres' 65 535-parameter limit never
+//! applies, and one round trip per batch. JSON goes over as text and is cast to jsonb.
+
+use super::cursor::{Cursor, Listing};
+use super::rows::{AlertDelta, PreparedBatch};
+use super::*;
+use chitti_common::finding::{Finding, ModelIdentity};
+use chitti_common::protocol::{validate_id, CameraStatus};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, QueryBuilder, Row};
+use std::collections::HashSet;
+use std::str::FromStr;
+
+static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
+
+const FINDING_INSERT: &str = "INSERT INTO findings (id, site, gateway, camera, asset, preset, \
+    captured_at, captured_offset_s, observed_at, received_at, batch_id, source, \
+    severity_level, severity_table, cool_exception, component_class, max_c, track_id, \
+    track_state, historical, evidence_sha256, doc) \
+    SELECT u.id, u.site, u.gateway, u.camera, u.asset, u.preset, u.captured_at, \
+    u.captured_offset_s, u.observed_at, u.received_at, u.batch_id, u.source, \
+    u.severity_level, u.severity_table, u.cool_exception, u.component_class, u.max_c, \
+    u.track_id, u.track_state, u.historical, u.evidence_sha256, u.doc::jsonb \
+    FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+    $7::timestamptz[], $8::int4[], $9::timestamptz[], $10::timestamptz[], $11::uuid[], \
+    $12::text[], $13::int2[], $14::text[], $15::bool[], $16::text[], $17::float8[], \
+    $18::uuid[], $19::text[], $20::bool[], $21::text[], $22::text[]) \
+    AS u(id, site, gateway, camera, asset, preset, captured_at, captured_offset_s, \
+    observed_at, received_at, batch_id, source, severity_level, severity_table, \
+    cool_exception, component_class, max_c, track_id, track_state, historical, \
+    evidence_sha256, doc) \
+    ON CONFLICT (id) DO NOTHING RETURNING id";
+
+// SET expressions see the row as it was before the update. GREATEST/LEAST ignore NULLs.
+const ALERT_UPSERT: &str = "INSERT INTO alerts AS a (id, site, gateway, camera, track_id, \
+    asset, component_class, severity_table, worst_level, worst_max_c, last_level, \
+    last_max_c, first_finding_id, first_finding_at, last_finding_id, last_finding_at, \
+    finding_count, cleared_at, created_at, updated_at) \
+    SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], \
+    $6::text[], $7::text[], $8::text[], $9::int2[], $10::float8[], $11::int2[], \
+    $12::float8[], $13::uuid[], $14::timestamptz[], $15::uuid[], $16::timestamptz[], \
+    $17::int8[], $18::timestamptz[], $19::timestamptz[], $19::timestamptz[]) \
+    ON CONFLICT (site, gateway, camera, track_id) DO UPDATE SET \
+    worst_level = GREATEST(a.worst_level, EXCLUDED.worst_level), \
+    worst_max_c = GREATEST(a.worst_max_c, EXCLUDED.worst_max_c), \
+    last_level = CASE WHEN EXCLUDED.last_finding_at >= a.last_finding_at \
+        THEN EXCLUDED.last_level ELSE a.last_level END, \
+    last_max_c = CASE WHEN EXCLUDED.last_finding_at >= a.last_finding_at \
+        THEN EXCLUDED.last_max_c ELSE a.last_max_c END, \
+    last_finding_id = CASE WHEN EXCLUDED.last_finding_at >= a.last_finding_at \
+        THEN EXCLUDED.last_finding_id ELSE a.last_finding_id END, \
+    last_finding_at = GREATEST(a.last_finding_at, EXCLUDED.last_finding_at), \
+    asset = CASE WHEN EXCLUDED.last_finding_at >= a.last_finding_at \
+        THEN COALESCE(EXCLUDED.asset, a.asset) ELSE COALESCE(a.asset, EXCLUDED.asset) END, \
+    component_class = CASE WHEN EXCLUDED.last_finding_at >= a.last_finding_at \
+        THEN COALESCE(EXCLUDED.component_class, a.component_class) \
+        ELSE COALESCE(a.component_class, EXCLUDED.component_class) END, \
+    first_finding_id = CASE WHEN EXCLUDED.first_finding_at < a.first_finding_at \
+        THEN EXCLUDED.first_finding_id ELSE a.first_finding_id END, \
+    first_finding_at = LEAST(a.first_finding_at, EXCLUDED.first_finding_at), \
+    finding_count = a.finding_count + EXCLUDED.finding_count, \
+    cleared_at = LEAST(a.cleared_at, EXCLUDED.cleared_at), \
+    updated_at = GREATEST(a.updated_at, EXCLUDED.updated_at)";
+
+const ALERT_COLUMNS: &str = "id, site, gateway, camera, track_id, asset, component_class, \
+    severity_table, status, worst_level, worst_max_c, last_level, last_max_c, \
+    first_finding_id, first_finding_at, last_finding_id, last_finding_at, finding_count, \
+    cleared_at, created_at, updated_at, status_changed_at";
+
+const GATEWAY_COLUMNS: &str = "site, gateway, password_hash, public_key, created_at, \
+    revoked_at, online, last_seen_at, status_at, agent_version, config_version, \
+    model::text AS model, buffer_depth, buffer_bytes, buffer_oldest_at, evicted_evidence, \
+    evicted_findings, cameras::text AS cameras, last_status::text AS last_status";
+
+/// The Postgres store.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+fn json<T: serde::de::DeserializeOwned>(what: &'static str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::corrupt(what, e))
+}
+
+fn level(v: i16) -> Result<u8, StoreError> {
+    u8::try_from(v).map_err(|_| StoreError::corrupt("severity level", v))
+}
+
+fn at_us(v: i64) -> Result<DateTime<Utc>, StoreError> {
+    rows::from_micros(v).ok_or_else(|| StoreError::corrupt("cursor timestamp", v))
+}
+
+impl PgStore {
+    /// Connects to a `postgres://` URL. Connecting is bounded by
+    /// [`StoreOptions::acquire_timeout`] (sqlx retries a refused connection until then).
+    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
+        let connect = PgConnectOptions::from_str(url).map_err(StoreError::Database)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// Wraps an existing pool.
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The connection pool, for what the trait does not cover (e.g. `COPY`).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn insert_alerts(
+        tx: &mut sqlx::PgConnection,
+        deltas: &[AlertDelta],
+    ) -> Result<(), StoreError> {
+        if deltas.is_empty() {
+            return Ok(());
+        }
+        let col = |f: fn(&AlertDelta) -> &str| deltas.iter().map(f).collect::<Vec<_>>();
+        sqlx::query(ALERT_UPSERT)
+            .bind(deltas.iter().map(|d| d.new_id).collect::<Vec<_>>())
+            .bind(col(|d| &d.site))
+            .bind(col(|d| &d.gateway))
+            .bind(col(|d| &d.camera))
+            .bind(deltas.iter().map(|d| d.track_id).collect::<Vec<_>>())
+            .bind(
+                deltas
+                    .iter()
+                    .map(|d| d.asset.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                deltas
+                    .iter()
+                    .map(|d| d.component_class.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(col(|d| &d.severity_table))
+            .bind(deltas.iter().map(|d| d.worst_level).collect::<Vec<_>>())
+            .bind(deltas.iter().map(|d| d.worst_max_c).collect::<Vec<_>>())
+            .bind(deltas.iter().map(|d| d.last_level).collect::<Vec<_>>())
+            .bind(deltas.iter().map(|d| d.last_max_c).collect::<Vec<_>>())
+            .bind(
+                deltas
+                    .iter()
+                    .map(|d| d.first_finding_id)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                deltas
+                    .iter()
+                    .map(|d| d.first_finding_at)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(deltas.iter().map(|d| d.last_finding_id).collect::<Vec<_>>())
+            .bind(deltas.iter().map(|d| d.last_finding_at).collect::<Vec<_>>())
+            .bind(deltas.iter().map(|d| d.finding_count).collect::<Vec<_>>())
+            .bind(deltas.iter().map(|d| d.cleared_at).collect::<Vec<_>>())
+            .bind(deltas.iter().map(|d| d.received_at).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn alert_in(
+        conn: &mut sqlx::PgConnection,
+        id: Uuid,
+    ) -> Result<Option<AlertRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        row.as_ref().map(alert_from_row).transpose()
+    }
+}
+
+fn stored_finding(row: &PgRow) -> Result<StoredFinding, StoreError> {
+    let doc: String = row.try_get("doc")?;
+    Ok(StoredFinding {
+        finding: json::<Finding>("finding", &doc)?,
+        received_at: row.try_get("received_at")?,
+        batch_id: row.try_get("batch_id")?,
+    })
+}
+
+fn alert_from_row(row: &PgRow) -> Result<AlertRecord, StoreError> {
+    let status: String = row.try_get("status")?;
+    Ok(AlertRecord {
+        id: row.try_get("id")?,
+        site: row.try_get("site")?,
+        gateway: row.try_get("gateway")?,
+        camera: row.try_get("camera")?,
+        track_id: row.try_get("track_id")?,
+        asset: row.try_get("asset")?,
+        component_class: row.try_get("component_class")?,
+        severity_table: row.try_get("severity_table")?,
+        status: AlertStatus::parse(&status)?,
+        worst_level: level(row.try_get("worst_level")?)?,
+        worst_max_c: row.try_get("worst_max_c")?,
+        last_level: level(row.try_get("last_level")?)?,
+        last_max_c: row.try_get("last_max_c")?,
+        first_finding_id: row.try_get("first_finding_id")?,
+        first_finding_at: row.try_get("first_finding_at")?,
+        last_finding_id: row.try_get("last_finding_id")?,
+        last_finding_at: row.try_get("last_finding_at")?,
+        finding_count: to_u64(row.try_get("finding_count")?),
+        cleared_at: row.try_get("cleared_at")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        status_changed_at: row.try_get("status_changed_at")?,
+    })
+}
+
+fn gateway_from_row(row: &PgRow) -> Result<GatewayRecord, StoreError> {
+    let key: Vec<u8> = row.try_get("public_key")?;
+    let public_key: [u8; 32] = key
+        .as_slice()
+        .try_into()
+        .map_err(|_| StoreError::corrupt("public key", format!("{} bytes", key.len())))?;
+    let model: Option<String> = row.try_get("model")?;
+    let cameras: Option<String> = row.try_get("cameras")?;
+    let last_status: Option<String> = row.try_get("last_status")?;
+    let depth: Option<i64> = row.try_get("buffer_depth")?;
+    let counter = |name: &str| -> Result<u64, StoreError> {
+        Ok(to_u64(row.try_get::<Option<i64>, _>(name)?.unwrap_or(0)))
+    };
+    let buffer = match depth {
+        Some(depth) => Some(BufferStats {
+            depth: to_u64(depth),
+            bytes: counter("buffer_bytes")?,
+            oldest_at: row.try_get("buffer_oldest_at")?,
+            evicted_evidence: counter("evicted_evidence")?,
+            evicted_findings: counter("evicted_findings")?,
+        }),
+        None => None,
+    };
+    let config_version: Option<i64> = row.try_get("config_version")?;
+    Ok(GatewayRecord {
+        site: row.try_get("site")?,
+        gateway: row.try_get("gateway")?,
+        password_hash: row.try_get("password_hash")?,
+        public_key,
+        created_at: row.try_get("created_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+        online: row.try_get("online")?,
+        last_seen_at: row.try_get("last_seen_at")?,
+        status_at: row.try_get("status_at")?,
+        agent_version: row.try_get("agent_version")?,
+        config_version: config_version.and_then(|v| u32::try_from(v).ok()),
+        model: model
+            .map(|m| json::<ModelIdentity>("gateway model", &m))
+            .transpose()?,
+        buffer,
+        cameras: match cameras {
+            Some(c) => json::<Vec<CameraStatus>>("gateway cameras", &c)?,
+            None => Vec::new(),
+        },
+        last_status: last_status
+            .map(|s| json::<AgentStatus>("gateway status", &s))
+            .transpose()?,
+    })
+}
+
+fn telemetry_from_row(row: &PgRow) -> Result<TelemetryMinute, StoreError> {
+    let avg = |sum: &str, n: &str| -> Result<Option<f64>, StoreError> {
+        let n: i64 = row.try_get(n)?;
+        let sum: f64 = row.try_get(sum)?;
+        Ok((n > 0).then(|| sum / n as f64))
+    };
+    Ok(TelemetryMinute {
+        bucket_start: row.try_get("bucket_start")?,
+        samples: to_u64(row.try_get("samples")?),
+        cpu_temp_avg_c: avg("cpu_temp_sum", "cpu_temp_n")?,
+        cpu_temp_max_c: row.try_get("cpu_temp_max")?,
+        gpu_temp_avg_c: avg("gpu_temp_sum", "gpu_temp_n")?,
+        gpu_temp_max_c: row.try_get("gpu_temp_max")?,
+        disk_free_min_bytes: row.try_get::<Option<i64>, _>("disk_free_min")?.map(to_u64),
+        analysis_latency_avg_ms: avg("latency_sum", "latency_n")?,
+        analysis_latency_max_ms: row.try_get("latency_max")?,
+        frame_drops: to_u64(row.try_get("frame_drops")?),
+        first_ts: row.try_get("first_ts")?,
+        last_ts: row.try_get("last_ts")?,
+    })
+}
+
+impl Store for PgStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn migration_status(&self) -> Result<Vec<MigrationInfo>, StoreError> {
+        let has_table: bool =
+            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+                .fetch_one(&self.pool)
+                .await?;
+        let applied: HashSet<i64> = if has_table {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .collect()
+        } else {
+            HashSet::new()
+        };
+        Ok(MIGRATOR
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+            .map(|m| MigrationInfo {
+                version: m.version,
+                description: m.description.to_string(),
+                applied: applied.contains(&m.version),
+            })
+            .collect())
+    }
+
+    async fn insert_findings(
+        &self,
+        findings: &[IngestedFinding],
+    ) -> Result<InsertReport, StoreError> {
+        if findings.is_empty() {
+            return Ok(InsertReport::default());
+        }
+        let batch = PreparedBatch::new(findings)?;
+        let rows = &batch.rows;
+        let text = |f: fn(&rows::FindingRow) -> &str| rows.iter().map(f).collect::<Vec<_>>();
+        let maybe =
+            |f: fn(&rows::FindingRow) -> Option<&str>| rows.iter().map(f).collect::<Vec<_>>();
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<Uuid> = sqlx::query_scalar(FINDING_INSERT)
+            .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+            .bind(text(|r| &r.site))
+            .bind(text(|r| &r.gateway))
+            .bind(text(|r| &r.camera))
+            .bind(maybe(|r| r.asset.as_deref()))
+            .bind(maybe(|r| r.preset.as_deref()))
+            .bind(rows.iter().map(|r| r.captured_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.captured_offset_s).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.observed_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.received_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.batch_id).collect::<Vec<_>>())
+            .bind(text(|r| r.source))
+            .bind(rows.iter().map(|r| r.severity_level).collect::<Vec<_>>())
+            .bind(text(|r| &r.severity_table))
+            .bind(rows.iter().map(|r| r.cool_exception).collect::<Vec<_>>())
+            .bind(maybe(|r| r.component_class.as_deref()))
+            .bind(rows.iter().map(|r| r.max_c).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.track_id).collect::<Vec<_>>())
+            .bind(text(|r| r.track_state))
+            .bind(rows.iter().map(|r| r.historical).collect::<Vec<_>>())
+            .bind(maybe(|r| r.evidence_sha256.as_deref()))
+            .bind(text(|r| &r.doc))
+            .fetch_all(&mut *tx)
+            .await?;
+        let inserted: HashSet<Uuid> = ids.into_iter().collect();
+        let deltas = batch.alert_deltas(&inserted);
+        Self::insert_alerts(&mut tx, &deltas).await?;
+        tx.commit().await?;
+        Ok(batch.report(&inserted))
+    }
+
+    async fn finding(&self, id: Uuid) -> Result<Option<StoredFinding>, StoreError> {
+        let row = sqlx::query(
+            "SELECT doc::text AS doc, received_at, batch_id FROM findings WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(stored_finding).transpose()
+    }
+
+    async fn count_findings(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM findings")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(to_u64(n))
+    }
+
+    async fn list_findings(&self, q: &FindingQuery) -> Result<Page<StoredFinding>, StoreError> {
+        let limit = page_limit(q.limit);
+        let mut qb = QueryBuilder::<Postgres>::new(
+            "SELECT id, doc::text AS doc, received_at, batch_id FROM findings WHERE true",
+        );
+        if let Some(site) = &q.site {
+            qb.push(" AND site = ").push_bind(site);
+        }
+        if let Some(gateway) = &q.gateway {
+            qb.push(" AND gateway = ").push_bind(gateway);
+        }
+        if let Some(camera) = &q.camera {
+            qb.push(" AND camera = ").push_bind(camera);
+        }
+        if let Some(asset) = &q.asset {
+            qb.push(" AND asset = ").push_bind(asset);
+        }
+        if let Some(min) = q.min_level {
+            qb.push(" AND severity_level >= ").push_bind(i16::from(min));
+        }
+        if let Some(since) = q.since {
+            qb.push(" AND received_at >= ").push_bind(since);
+        }
+        if let Some(until) = q.until {
+            qb.push(" AND received_at < ").push_bind(until);
+        }
+        if let Some(class) = &q.component_class {
+            qb.push(" AND component_class = ").push_bind(class);
+        }
+        if let Some(after) = &q.after {
+            let (at, id) = after.key(Listing::Findings)?;
+            qb.push(" AND (received_at, id) < (")
+                .push_bind(at_us(at)?)
+                .push(", ")
+                .push_bind(id)
+                .push(")");
+        }
+        qb.push(" ORDER BY received_at DESC, id DESC LIMIT ")
+            .push_bind(limit as i64 + 1);
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        let items = rows
+            .iter()
+            .map(stored_finding)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(into_page(items, limit, |f| {
+            Cursor::new(Listing::Findings, f.received_at, f.finding.id)
+        }))
+    }
+
+    async fn alert(&self, id: Uuid) -> Result<Option<AlertRecord>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        Self::alert_in(&mut conn, id).await
+    }
+
+    async fn list_alerts(&self, q: &AlertQuery) -> Result<Page<AlertRecord>, StoreError> {
+        let limit = page_limit(q.limit);
+        let mut qb =
+            QueryBuilder::<Postgres>::new(format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE true"));
+        if let Some(site) = &q.site {
+            qb.push(" AND site = ").push_bind(site);
+        }
+        if let Some(gateway) = &q.gateway {
+            qb.push(" AND gateway = ").push_bind(gateway);
+        }
+        if let Some(asset) = &q.asset {
+            qb.push(" AND asset = ").push_bind(asset);
+        }
+        if let Some(status) = q.status {
+            qb.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(min) = q.min_level {
+            qb.push(" AND worst_level >= ").push_bind(i16::from(min));
+        }
+        if let Some(after) = &q.after {
+            let (at, id) = after.key(Listing::Alerts)?;
+            qb.push(" AND (created_at, id) < (")
+                .push_bind(at_us(at)?)
+                .push(", ")
+                .push_bind(id)
+                .push(")");
+        }
+        qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(limit as i64 + 1);
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        let items = rows
+            .iter()
+            .map(alert_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(into_page(items, limit, |a| {
+            Cursor::new(Listing::Alerts, a.created_at, a.id)
+        }))
+    }
+
+    async fn record_alert_event(&self, event: &NewAlertEvent) -> Result<AlertRecord, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // FOR UPDATE: two operators acting at once serialize on the alert row.
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM alerts WHERE id = $1 FOR UPDATE")
+                .bind(event.alert_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let from = AlertStatus::parse(&status.ok_or(StoreError::AlertNotFound(event.alert_id))?)?;
+        let to = event.kind.transition(from)?;
+        if to != from {
+            sqlx::query("UPDATE alerts SET status = $1, status_changed_at = $2 WHERE id = $3")
+                .bind(to.as_str())
+                .bind(event.at)
+                .bind(event.alert_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO alert_events (alert_id, kind, actor, at, from_address, note, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
+        )
+        .bind(event.alert_id)
+        .bind(event.kind.as_str())
+        .bind(text_without_nul(&event.actor))
+        .bind(event.at)
+        .bind(event.from_address.as_deref().map(text_without_nul))
+        .bind(event.note.as_deref().map(text_without_nul))
+        .bind(event.detail.as_ref().map(|d| d.to_string()))
+        .execute(&mut *tx)
+        .await?;
+        let alert = Self::alert_in(&mut tx, event.alert_id)
+            .await?
+            .ok_or(StoreError::AlertNotFound(event.alert_id))?;
+        tx.commit().await?;
+        Ok(alert)
+    }
+
+    async fn alert_events(&self, alert_id: Uuid) -> Result<Vec<AlertEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, alert_id, kind, actor, at, from_address, note, detail::text AS detail \
+             FROM alert_events WHERE alert_id = $1 ORDER BY id",
+        )
+        .bind(alert_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let kind: String = row.try_get("kind")?;
+                let detail: Option<String> = row.try_get("detail")?;
+                Ok(AlertEvent {
+                    id: row.try_get("id")?,
+                    event: NewAlertEvent {
+                        alert_id: row.try_get("alert_id")?,
+                        kind: AlertEventKind::parse(&kind)?,
+                        actor: row.try_get("actor")?,
+                        at: row.try_get("at")?,
+                        from_address: row.try_get("from_address")?,
+                        note: row.try_get("note")?,
+                        detail: detail.map(|d| json("alert event detail", &d)).transpose()?,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn record_dead_letter(&self, letter: &DeadLetter) -> Result<i64, StoreError> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO dead_letters (received_at, topic, reason, payload) \
+             VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(letter.received_at)
+        .bind(text_without_nul(&letter.topic))
+        .bind(text_without_nul(&letter.reason))
+        .bind(letter.payload.as_slice())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    async fn dead_letter_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letters")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(to_u64(n))
+    }
+
+    async fn list_dead_letters(&self, limit: u32) -> Result<Vec<DeadLetterRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, received_at, topic, reason, payload FROM dead_letters \
+             ORDER BY received_at DESC, id DESC LIMIT $1",
+        )
+        .bind(page_limit(limit) as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(DeadLetterRecord {
+                    id: row.try_get("id")?,
+                    letter: DeadLetter {
+                        received_at: row.try_get("received_at")?,
+                        topic: row.try_get("topic")?,
+                        reason: row.try_get("reason")?,
+                        payload: row.try_get("payload")?,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn add_gateway(&self, new: &NewGateway) -> Result<GatewayRecord, StoreError> {
+        validate_id("site", &new.site)?;
+        validate_id("gateway", &new.gateway)?;
+        let now = rows::to_micros(Utc::now());
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO sites (id, name, created_at) VALUES ($1, $1, $2) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&new.site)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let done = sqlx::query(
+            "INSERT INTO gateways (site, gateway, password_hash, public_key, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (site, gateway) DO NOTHING",
+        )
+        .bind(&new.site)
+        .bind(&new.gateway)
+        .bind(&new.password_hash)
+        .bind(new.public_key.as_slice())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::GatewayExists {
+                site: new.site.clone(),
+                gateway: new.gateway.clone(),
+            });
+        }
+        let row = sqlx::query(&format!(
+            "SELECT {GATEWAY_COLUMNS} FROM gateways WHERE site = $1 AND gateway = $2"
+        ))
+        .bind(&new.site)
+        .bind(&new.gateway)
+        .fetch_one(&mut *tx)
+        .await?;
+        let record = gateway_from_row(&row)?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn list_gateways(&self) -> Result<Vec<GatewayRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {GATEWAY_COLUMNS} FROM gateways ORDER BY site, gateway"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(gateway_from_row).collect()
+    }
+
+    async fn gateway(
+        &self,
+        site: &str,
+        gateway: &str,
+    ) -> Result<Option<GatewayRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {GATEWAY_COLUMNS} FROM gateways WHERE site = $1 AND gateway = $2"
+        ))
+        .bind(site)
+        .bind(gateway)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(gateway_from_row).transpose()
+    }
+
+    async fn revoke_gateway(&self, site: &str, gateway: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE gateways SET revoked_at = $1 \
+             WHERE site = $2 AND gateway = $3 AND revoked_at IS NULL",
+        )
+        .bind(Utc::now())
+        .bind(site)
+        .bind(gateway)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn update_gateway_status(
+        &self,
+        site: &str,
+        gateway: &str,
+        status: &AgentStatus,
+        received_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        // A status is kept for display: NUL (which jsonb refuses) becomes U+FFFD.
+        let status_json = serde_json::to_string(status)
+            .map(rows::json_without_nul)
+            .map_err(|e| StoreError::corrupt("gateway status", e))?;
+        let cameras_json = status
+            .online
+            .then(|| serde_json::to_string(&status.cameras).map(rows::json_without_nul))
+            .transpose()
+            .map_err(|e| StoreError::corrupt("gateway cameras", e))?;
+        let model_json = status
+            .model
+            .as_ref()
+            .map(|m| serde_json::to_string(m).map(rows::json_without_nul))
+            .transpose()
+            .map_err(|e| StoreError::corrupt("gateway model", e))?;
+        let buffer = status.buffer.as_ref();
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE gateways SET online = $1, last_seen_at = $2, status_at = $3, \
+             agent_version = $4, config_version = COALESCE($5, config_version), \
+             model = COALESCE($6::jsonb, model), \
+             buffer_depth = COALESCE($7, buffer_depth), buffer_bytes = COALESCE($8, buffer_bytes), \
+             buffer_oldest_at = CASE WHEN $9 THEN $10 ELSE buffer_oldest_at END, \
+             evicted_evidence = COALESCE($11, evicted_evidence), \
+             evicted_findings = COALESCE($12, evicted_findings), \
+             cameras = COALESCE($13::jsonb, cameras), last_status = $14::jsonb \
+             WHERE site = $15 AND gateway = $16",
+        )
+        .bind(status.online)
+        .bind(received_at)
+        .bind(status.ts)
+        .bind(text_without_nul(&status.agent_version))
+        .bind(status.config_version.map(i64::from))
+        .bind(model_json)
+        .bind(buffer.map(|b| to_i64(b.depth)))
+        .bind(buffer.map(|b| to_i64(b.bytes)))
+        .bind(buffer.is_some())
+        .bind(buffer.and_then(|b| b.oldest_at))
+        .bind(buffer.map(|b| to_i64(b.evicted.evidence)))
+        .bind(buffer.map(|b| to_i64(b.evicted.findings)))
+        .bind(cameras_json)
+        .bind(status_json)
+        .bind(site)
+        .bind(gateway)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        if status.online && !status.cameras.is_empty() {
+            let cams = &status.cameras;
+            sqlx::query(
+                "INSERT INTO cameras (site, gateway, camera, state, fps, last_frame_at, updated_at) \
+                 SELECT $1, $2, u.camera, u.state, u.fps, u.last_frame_at, $3 \
+                 FROM UNNEST($4::text[], $5::text[], $6::float8[], $7::timestamptz[]) \
+                 AS u(camera, state, fps, last_frame_at) \
+                 ON CONFLICT (site, gateway, camera) DO UPDATE SET state = EXCLUDED.state, \
+                 fps = EXCLUDED.fps, \
+                 last_frame_at = COALESCE(EXCLUDED.last_frame_at, cameras.last_frame_at), \
+                 updated_at = EXCLUDED.updated_at",
+            )
+            .bind(site)
+            .bind(gateway)
+            .bind(received_at)
+            .bind(cams.iter().map(|c| text_without_nul(&c.id).into_owned()).collect::<Vec<_>>())
+            .bind(cams.iter().map(|c| text_without_nul(&c.state).into_owned()).collect::<Vec<_>>())
+            .bind(cams.iter().map(|c| if c.fps.is_finite() { c.fps } else { 0.0 }).collect::<Vec<_>>())
+            .bind(cams.iter().map(|c| c.last_frame_at).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn list_cameras(
+        &self,
+        site: &str,
+        gateway: &str,
+    ) -> Result<Vec<CameraRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT site, gateway, camera, state, fps, last_frame_at, updated_at FROM cameras \
+             WHERE site = $1 AND gateway = $2 ORDER BY camera",
+        )
+        .bind(site)
+        .bind(gateway)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(CameraRecord {
+                    site: row.try_get("site")?,
+                    gateway: row.try_get("gateway")?,
+                    camera: row.try_get("camera")?,
+                    state: row.try_get("state")?,
+                    fps: row.try_get("fps")?,
+                    last_frame_at: row.try_get("last_frame_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_telemetry(
+        &self,
+        site: &str,
+        gateway: &str,
+        t: &Telemetry,
+    ) -> Result<(), StoreError> {
+        let sample = |v: Option<f64>| v.filter(|v| v.is_finite());
+        let (cpu, gpu, latency) = (
+            sample(t.cpu_temp_c),
+            sample(t.gpu_temp_c),
+            sample(t.analysis_latency_ms),
+        );
+        sqlx::query(
+            "INSERT INTO telemetry_minutes AS m (site, gateway, bucket_start, samples, \
+             cpu_temp_sum, cpu_temp_n, cpu_temp_max, gpu_temp_sum, gpu_temp_n, gpu_temp_max, \
+             disk_free_min, latency_sum, latency_n, latency_max, frame_drops, first_ts, last_ts) \
+             VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15) \
+             ON CONFLICT (site, gateway, bucket_start) DO UPDATE SET \
+             samples = m.samples + 1, \
+             cpu_temp_sum = m.cpu_temp_sum + EXCLUDED.cpu_temp_sum, \
+             cpu_temp_n = m.cpu_temp_n + EXCLUDED.cpu_temp_n, \
+             cpu_temp_max = GREATEST(m.cpu_temp_max, EXCLUDED.cpu_temp_max), \
+             gpu_temp_sum = m.gpu_temp_sum + EXCLUDED.gpu_temp_sum, \
+             gpu_temp_n = m.gpu_temp_n + EXCLUDED.gpu_temp_n, \
+             gpu_temp_max = GREATEST(m.gpu_temp_max, EXCLUDED.gpu_temp_max), \
+             disk_free_min = LEAST(m.disk_free_min, EXCLUDED.disk_free_min), \
+             latency_sum = m.latency_sum + EXCLUDED.latency_sum, \
+             latency_n = m.latency_n + EXCLUDED.latency_n, \
+             latency_max = GREATEST(m.latency_max, EXCLUDED.latency_max), \
+             frame_drops = m.frame_drops + EXCLUDED.frame_drops, \
+             first_ts = LEAST(m.first_ts, EXCLUDED.first_ts), \
+             last_ts = GREATEST(m.last_ts, EXCLUDED.last_ts)",
+        )
+        .bind(site)
+        .bind(gateway)
+        .bind(minute_of(t.ts))
+        .bind(cpu.unwrap_or(0.0))
+        .bind(i64::from(cpu.is_some()))
+        .bind(cpu)
+        .bind(gpu.unwrap_or(0.0))
+        .bind(i64::from(gpu.is_some()))
+        .bind(gpu)
+        .bind(t.disk_free_bytes.map(to_i64))
+        .bind(latency.unwrap_or(0.0))
+        .bind(i64::from(latency.is_some()))
+        .bind(latency)
+        .bind(to_i64(t.frame_drops))
+        .bind(t.ts)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn telemetry(
+        &self,
+        site: &str,
+        gateway: &str,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<TelemetryMinute>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM telemetry_minutes WHERE site = $1 AND gateway = $2 \
+             AND bucket_start >= $3 AND bucket_start < $4 ORDER BY bucket_start",
+        )
+        .bind(site)
+        .bind(gateway)
+        .bind(since)
+        .bind(until)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(telemetry_from_row).collect()
+    }
+}

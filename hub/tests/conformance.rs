@@ -1,0 +1,1095 @@
+//! One suite, every backend: each test body below runs against SQLite (a temporary
+//! file) and Postgres (a fresh `chitti_test_<random>` database, dropped afterwards;
+//! `CHITTI_TEST_POSTGRES_URL` overrides the admin URL).
+
+mod support;
+
+use chitti_common::finding::{Finding, FindingSource, TrackState};
+use chitti_common::protocol::{AgentStatus, BufferStatus, CameraStatus, EvictionCounts, Telemetry};
+use chitti_hub::store::*;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use std::collections::HashSet;
+use support::{at, finding, ingested};
+use uuid::Uuid;
+
+/// Instantiates every body for both backends. `fresh` bodies get an unmigrated
+/// database, `migrated` ones a migrated one.
+macro_rules! conformance {
+    (fresh: [$($fresh:ident),* $(,)?], migrated: [$($test:ident),* $(,)?] $(,)?) => {
+        conformance!(@backend sqlite, "sqlite", [$($fresh),*], [$($test),*]);
+        conformance!(@backend postgres, "postgres", [$($fresh),*], [$($test),*]);
+    };
+    (@backend $module:ident, $backend:literal, [$($fresh:ident),*], [$($test:ident),*]) => {
+        mod $module {
+            $(
+                #[tokio::test]
+                async fn $fresh() {
+                    let db = crate::support::TestDb::fresh($backend).await;
+                    super::$fresh(&db.store).await;
+                }
+            )*
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let db = crate::support::TestDb::migrated($backend).await;
+                    super::$test(&db.store).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance! {
+    fresh: [migrations_apply_idempotently_and_report_status],
+    migrated: [
+        a_duplicate_batch_is_stored_once,
+        a_batch_mixing_new_and_known_ids,
+        a_finding_reads_back_with_both_clocks,
+        findings_of_one_track_make_one_alert,
+        operator_actions_move_the_alert_and_are_audited,
+        a_ten_thousand_finding_batch_is_one_call,
+        concurrent_batches_store_each_id_once,
+        keyset_pages_return_every_row_once_in_order,
+        filters_select_the_right_findings,
+        alerts_page_and_filter,
+        cursors_are_checked,
+        an_unstorable_finding_rejects_the_whole_batch,
+        gateways_enrol_list_revoke_and_look_up,
+        status_updates_gateway_and_cameras,
+        telemetry_is_downsampled_to_minutes,
+        dead_letters_are_kept_byte_exact,
+    ],
+}
+
+async fn migrations_apply_idempotently_and_report_status<S: Store>(s: &S) {
+    s.ping().await.unwrap();
+    let before = s.migration_status().await.unwrap();
+    assert!(!before.is_empty());
+    assert!(before.iter().all(|m| !m.applied), "{before:?}");
+    s.migrate().await.unwrap();
+    let after = s.migration_status().await.unwrap();
+    assert_eq!(after.len(), before.len());
+    assert!(after.iter().all(|m| m.applied), "{after:?}");
+    assert_eq!(after[0].description, "initial");
+    assert!(after.windows(2).all(|w| w[0].version < w[1].version));
+    s.migrate().await.unwrap();
+    assert_eq!(s.migration_status().await.unwrap(), after);
+    assert_eq!(s.count_findings().await.unwrap(), 0);
+}
+
+fn ids(findings: &[Finding]) -> Vec<Uuid> {
+    findings.iter().map(|f| f.id).collect()
+}
+
+async fn a_duplicate_batch_is_stored_once<S: Store>(s: &S) {
+    let track = Uuid::now_v7();
+    let fs: Vec<Finding> = (0..5)
+        .map(|i| finding(track, 1, 40.0 + i as f64, i * 1000))
+        .collect();
+    let first = s.insert_findings(&ingested(&fs, at(10_000))).await.unwrap();
+    assert_eq!(first.inserted, ids(&fs));
+    assert!(first.duplicates.is_empty());
+    let second = s.insert_findings(&ingested(&fs, at(20_000))).await.unwrap();
+    assert!(second.inserted.is_empty());
+    assert_eq!(second.duplicates, ids(&fs));
+    assert_eq!(second.committed().collect::<Vec<_>>(), ids(&fs));
+    assert_eq!(s.count_findings().await.unwrap(), 5);
+    // The first copy stays: a resend does not move the finding in time.
+    let stored = s.finding(fs[0].id).await.unwrap().unwrap();
+    assert_eq!(stored.received_at, at(10_000));
+    assert_eq!(stored.finding, fs[0]);
+    assert!(s.finding(Uuid::now_v7()).await.unwrap().is_none());
+}
+
+async fn a_batch_mixing_new_and_known_ids<S: Store>(s: &S) {
+    let track = Uuid::now_v7();
+    let known: Vec<Finding> = (0..3).map(|i| finding(track, 1, 40.0, i)).collect();
+    s.insert_findings(&ingested(&known, at(0))).await.unwrap();
+    let (new1, new2) = (finding(track, 2, 50.0, 10), finding(track, 2, 51.0, 11));
+    let batch = vec![
+        known[0].clone(),
+        new1.clone(),
+        known[1].clone(),
+        new2.clone(),
+        new1.clone(),
+    ];
+    let report = s
+        .insert_findings(&ingested(&batch, at(1000)))
+        .await
+        .unwrap();
+    assert_eq!(report.inserted, vec![new1.id, new2.id]);
+    assert_eq!(report.duplicates, vec![known[0].id, known[1].id, new1.id]);
+    assert_eq!(s.count_findings().await.unwrap(), 5);
+    assert_eq!(
+        s.insert_findings(&[]).await.unwrap(),
+        InsertReport::default()
+    );
+    // The repeat within the batch did not count twice on the alert either.
+    let alerts = s.list_alerts(&AlertQuery::default()).await.unwrap().items;
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].finding_count, 5);
+}
+
+async fn a_finding_reads_back_with_both_clocks<S: Store>(s: &S) {
+    let mut f = finding(Uuid::now_v7(), 3, 81.4, 0);
+    f.observed_at += Duration::nanoseconds(123_456_789);
+    f.captured_at = DateTime::parse_from_rfc3339("2026-11-23T03:12:45.120987654+05:30").unwrap();
+    f.source = FindingSource::Rjpeg;
+    f.historical = true;
+    f.component = None;
+    f.asset = None;
+    let received = at(5000) + Duration::nanoseconds(987_654_321);
+    let batch = ingested(std::slice::from_ref(&f), received);
+    s.insert_findings(&batch).await.unwrap();
+    let stored = s.finding(f.id).await.unwrap().unwrap();
+    // The finding is kept whole (its JSON keeps nanoseconds and the camera's offset).
+    assert_eq!(stored.finding, f);
+    assert_eq!(
+        stored.finding.captured_at.offset().local_minus_utc(),
+        19_800
+    );
+    // The hub's clock is stored to the microsecond on both backends.
+    assert_eq!(
+        stored.received_at,
+        at(5000) + Duration::microseconds(987_654)
+    );
+    assert_eq!(stored.batch_id, batch[0].batch_id);
+}
+
+fn with_state(mut f: Finding, state: TrackState) -> Finding {
+    f.track.state = state;
+    f
+}
+
+async fn alert_of<S: Store>(s: &S, track: Uuid) -> AlertRecord {
+    let all = s
+        .list_alerts(&AlertQuery {
+            limit: 1000,
+            ..AlertQuery::default()
+        })
+        .await
+        .unwrap()
+        .items;
+    let mine: Vec<_> = all.into_iter().filter(|a| a.track_id == track).collect();
+    assert_eq!(mine.len(), 1, "one alert per track");
+    mine.into_iter().next().unwrap()
+}
+
+async fn findings_of_one_track_make_one_alert<S: Store>(s: &S) {
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    let f1 = finding(a, 1, 40.0, 1000);
+    let f2 = with_state(finding(a, 3, 80.0, 2000), TrackState::Updated);
+    let f3 = with_state(finding(a, 2, 60.0, 3000), TrackState::Updated);
+    let g1 = finding(b, 1, 41.0, 1500);
+    s.insert_findings(&ingested(
+        &[f1.clone(), f2.clone(), f3.clone(), g1.clone()],
+        at(10_000),
+    ))
+    .await
+    .unwrap();
+    let alert = alert_of(s, a).await;
+    assert_eq!(
+        (
+            alert.worst_level,
+            alert.worst_max_c,
+            alert.last_level,
+            alert.last_max_c
+        ),
+        (3, 80.0, 2, 60.0)
+    );
+    assert_eq!(alert.finding_count, 3);
+    assert_eq!(
+        (alert.first_finding_id, alert.last_finding_id),
+        (f1.id, f3.id)
+    );
+    assert_eq!(
+        (alert.first_finding_at, alert.last_finding_at),
+        (at(1000), at(3000))
+    );
+    assert_eq!(alert.status, AlertStatus::Open);
+    assert_eq!(alert.cleared_at, None);
+    assert_eq!(alert.created_at, at(10_000));
+    assert_eq!(
+        (alert.site.as_str(), alert.camera.as_str()),
+        ("north-yard", "cam-1")
+    );
+    assert_eq!(alert.asset.as_deref(), Some("bay3-breaker-b"));
+    assert_eq!(s.alert(alert.id).await.unwrap().as_ref(), Some(&alert));
+    assert!(s.alert(Uuid::now_v7()).await.unwrap().is_none());
+    assert_eq!(alert_of(s, b).await.finding_count, 1);
+
+    // A resend changes nothing.
+    s.insert_findings(&ingested(&[f2.clone(), f3.clone()], at(20_000)))
+        .await
+        .unwrap();
+    assert_eq!(alert_of(s, a).await, alert);
+
+    // A late, older finding (replayed from an outbox) counts, but is not the "last".
+    let f0 = finding(a, 1, 45.0, 500);
+    s.insert_findings(&ingested(std::slice::from_ref(&f0), at(30_000)))
+        .await
+        .unwrap();
+    let late = alert_of(s, a).await;
+    assert_eq!(late.finding_count, 4);
+    assert_eq!((late.last_level, late.last_finding_id), (2, f3.id));
+    assert_eq!(
+        (late.first_finding_id, late.first_finding_at),
+        (f0.id, at(500))
+    );
+    assert_eq!(late.updated_at, at(30_000));
+    assert_eq!(late.created_at, at(10_000));
+    assert_eq!(late.id, alert.id);
+
+    // Cleared: recorded, the worst level stays, the status is the operator's.
+    let fc = with_state(finding(a, 0, 30.0, 4000), TrackState::Cleared);
+    s.insert_findings(&ingested(&[fc.clone(), fc.clone()], at(40_000)))
+        .await
+        .unwrap();
+    let cleared = alert_of(s, a).await;
+    assert_eq!(cleared.cleared_at, Some(at(4000)));
+    assert_eq!((cleared.worst_level, cleared.worst_max_c), (3, 80.0));
+    assert_eq!((cleared.last_level, cleared.last_finding_id), (0, fc.id));
+    assert_eq!(cleared.finding_count, 5);
+    assert_eq!(cleared.status, AlertStatus::Open);
+    // Another camera with the same track id is another alert.
+    let mut other = finding(a, 1, 40.0, 1000);
+    other.camera = "cam-2".into();
+    s.insert_findings(&ingested(&[other], at(50_000)))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.list_alerts(&AlertQuery::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        3
+    );
+}
+
+async fn operator_actions_move_the_alert_and_are_audited<S: Store>(s: &S) {
+    let track = Uuid::now_v7();
+    s.insert_findings(&ingested(&[finding(track, 2, 60.0, 0)], at(0)))
+        .await
+        .unwrap();
+    let alert = alert_of(s, track).await;
+    let event = |kind, ms| NewAlertEvent {
+        alert_id: alert.id,
+        kind,
+        actor: "asha".into(),
+        at: at(ms),
+        from_address: Some("10.0.0.7".into()),
+        note: Some("seen on the dashboard".into()),
+        detail: None,
+    };
+    let acked = s
+        .record_alert_event(&event(AlertEventKind::Acknowledge, 1000))
+        .await
+        .unwrap();
+    assert_eq!(acked.status, AlertStatus::Acknowledged);
+    assert_eq!(acked.status_changed_at, Some(at(1000)));
+    let again = s
+        .record_alert_event(&event(AlertEventKind::Acknowledge, 1500))
+        .await;
+    assert!(
+        matches!(
+            again,
+            Err(StoreError::InvalidTransition {
+                action: "acknowledge",
+                status: "acknowledged"
+            })
+        ),
+        "{again:?}"
+    );
+    let mut assign = event(AlertEventKind::Assign, 2000);
+    assign.detail = Some(serde_json::json!({"assignee": "ravi"}));
+    let assigned = s.record_alert_event(&assign).await.unwrap();
+    assert_eq!(assigned.status, AlertStatus::Acknowledged);
+    let resolved = s
+        .record_alert_event(&event(AlertEventKind::Resolve, 3000))
+        .await
+        .unwrap();
+    assert_eq!(resolved.status, AlertStatus::Resolved);
+    // A resolved alert stays resolved when a late finding of its track arrives.
+    s.insert_findings(&ingested(&[finding(track, 3, 90.0, 100)], at(4000)))
+        .await
+        .unwrap();
+    let after = alert_of(s, track).await;
+    assert_eq!(
+        (after.status, after.finding_count, after.worst_level),
+        (AlertStatus::Resolved, 2, 3)
+    );
+    let reopened = s
+        .record_alert_event(&event(AlertEventKind::Reopen, 5000))
+        .await
+        .unwrap();
+    assert_eq!(reopened.status, AlertStatus::Open);
+    let trail = s.alert_events(alert.id).await.unwrap();
+    let kinds: Vec<_> = trail.iter().map(|e| e.event.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            AlertEventKind::Acknowledge,
+            AlertEventKind::Assign,
+            AlertEventKind::Resolve,
+            AlertEventKind::Reopen
+        ]
+    );
+    assert_eq!(trail[1].event, assign);
+    assert!(trail.windows(2).all(|w| w[0].id < w[1].id));
+    let missing = s
+        .record_alert_event(&NewAlertEvent {
+            alert_id: Uuid::now_v7(),
+            ..event(AlertEventKind::Comment, 0)
+        })
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::AlertNotFound(_))),
+        "{missing:?}"
+    );
+}
+
+async fn a_ten_thousand_finding_batch_is_one_call<S: Store>(s: &S) {
+    let tracks: Vec<Uuid> = (0..100).map(|_| Uuid::now_v7()).collect();
+    let fs: Vec<Finding> = (0..10_000)
+        .map(|i| {
+            finding(
+                tracks[i % 100],
+                ((i / 100) % 4) as u8,
+                30.0 + (i % 50) as f64,
+                i as i64,
+            )
+        })
+        .collect();
+    let batch = ingested(&fs, at(0));
+    let report = s.insert_findings(&batch).await.unwrap();
+    assert_eq!(report.inserted.len(), 10_000);
+    assert_eq!(report.inserted, ids(&fs));
+    assert_eq!(s.count_findings().await.unwrap(), 10_000);
+    let alerts = s
+        .list_alerts(&AlertQuery {
+            limit: 1000,
+            ..AlertQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(alerts.items.len(), 100);
+    assert!(alerts.next_cursor.is_none());
+    assert!(alerts
+        .items
+        .iter()
+        .all(|a| a.finding_count == 100 && a.worst_level == 3));
+    let again = s.insert_findings(&batch).await.unwrap();
+    assert_eq!((again.inserted.len(), again.duplicates.len()), (0, 10_000));
+    assert_eq!(s.count_findings().await.unwrap(), 10_000);
+    let alerts = s
+        .list_alerts(&AlertQuery {
+            limit: 1000,
+            ..AlertQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(alerts.items.iter().all(|a| a.finding_count == 100));
+}
+
+async fn concurrent_batches_store_each_id_once<S: Store>(s: &S) {
+    let track = Uuid::now_v7();
+    let fs: Vec<Finding> = (0..600).map(|i| finding(track, 1, 40.0, i)).collect();
+    // Two overlapping batches, in opposite orders, at the same time.
+    let one = ingested(&fs[..400], at(0));
+    let mut two = ingested(&fs[200..], at(0));
+    two.reverse();
+    let (r1, r2) = tokio::join!(s.insert_findings(&one), s.insert_findings(&two));
+    let (r1, r2) = (r1.unwrap(), r2.unwrap());
+    let inserted: HashSet<Uuid> = r1.inserted.iter().chain(&r2.inserted).copied().collect();
+    assert_eq!(
+        r1.inserted.len() + r2.inserted.len(),
+        600,
+        "each id inserted by exactly one"
+    );
+    assert_eq!(inserted, ids(&fs).into_iter().collect());
+    assert_eq!(r1.duplicates.len() + r2.duplicates.len(), 200);
+    assert_eq!(s.count_findings().await.unwrap(), 600);
+    assert_eq!(alert_of(s, track).await.finding_count, 600);
+}
+
+/// Every id a query lists, page by page (cursors pass through their string form, as
+/// they do through the API).
+async fn all_pages<S: Store>(s: &S, query: &FindingQuery) -> (Vec<Uuid>, usize) {
+    let mut query = query.clone();
+    let mut out = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = s.list_findings(&query).await.unwrap();
+        pages += 1;
+        assert!(page.items.len() <= query.limit as usize);
+        out.extend(page.items.iter().map(|f| f.finding.id));
+        match page.next_cursor {
+            Some(c) => query.after = Some(Cursor::parse(&c.to_string()).unwrap()),
+            None => return (out, pages),
+        }
+        assert!(pages < 10_000, "pagination does not end");
+    }
+}
+
+/// Ingested findings with their own received_at each.
+fn received(f: &Finding, at: DateTime<Utc>) -> IngestedFinding {
+    IngestedFinding {
+        finding: f.clone(),
+        received_at: at,
+        batch_id: Uuid::now_v7(),
+    }
+}
+
+fn expected_order(rows: &[IngestedFinding], keep: impl Fn(&IngestedFinding) -> bool) -> Vec<Uuid> {
+    let mut kept: Vec<_> = rows.iter().filter(|r| keep(r)).collect();
+    kept.sort_by_key(|r| std::cmp::Reverse((r.received_at, r.finding.id)));
+    kept.iter().map(|r| r.finding.id).collect()
+}
+
+async fn keyset_pages_return_every_row_once_in_order<S: Store>(s: &S) {
+    let track = Uuid::now_v7();
+    // 25 distinct received_at values, 10 findings each: ties everywhere.
+    let rows: Vec<IngestedFinding> = (0..250)
+        .map(|i| received(&finding(track, 1, 40.0, i), at((i / 10) * 1000)))
+        .collect();
+    for chunk in rows.chunks(50) {
+        s.insert_findings(chunk).await.unwrap();
+    }
+    let want = expected_order(&rows, |_| true);
+    let (got, pages) = all_pages(
+        s,
+        &FindingQuery {
+            limit: 7,
+            ..FindingQuery::default()
+        },
+    )
+    .await;
+    assert_eq!(got, want);
+    assert_eq!(pages, 250_usize.div_ceil(7));
+    // Exactly one page when the limit covers everything; limits are clamped.
+    let (got, pages) = all_pages(
+        s,
+        &FindingQuery {
+            limit: 5000,
+            ..FindingQuery::default()
+        },
+    )
+    .await;
+    assert_eq!((got.len(), pages), (250, 1));
+    let one = s
+        .list_findings(&FindingQuery {
+            limit: 0,
+            ..FindingQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(one.items.len(), 1);
+    assert_eq!(one.items[0].finding.id, want[0]);
+    // Rows arriving while a client pages (newer received_at) do not disturb its pages.
+    let first = s
+        .list_findings(&FindingQuery {
+            limit: 100,
+            ..FindingQuery::default()
+        })
+        .await
+        .unwrap();
+    let newer: Vec<IngestedFinding> = (0..20)
+        .map(|i| received(&finding(track, 1, 40.0, 1000 + i), at(99_000)))
+        .collect();
+    s.insert_findings(&newer).await.unwrap();
+    let (rest, _) = all_pages(
+        s,
+        &FindingQuery {
+            limit: 100,
+            after: first.next_cursor,
+            ..FindingQuery::default()
+        },
+    )
+    .await;
+    let mut seen: Vec<Uuid> = first.items.iter().map(|f| f.finding.id).collect();
+    seen.extend(rest);
+    assert_eq!(seen, want);
+}
+
+async fn filters_select_the_right_findings<S: Store>(s: &S) {
+    let mut rows = Vec::new();
+    for i in 0..96_i64 {
+        let mut f = finding(Uuid::now_v7(), (i % 4) as u8, 30.0 + i as f64, i);
+        f.site = ["north-yard", "south-yard"][(i % 2) as usize].into();
+        f.gateway = ["gw-1", "gw-2", "gw-3"][(i % 3) as usize].into();
+        f.camera = ["cam-1", "cam-2"][((i / 2) % 2) as usize].into();
+        f.asset = (i % 5 != 0).then(|| format!("asset-{}", i % 3));
+        if i % 7 == 0 {
+            f.component = None;
+        } else if i % 2 == 1 {
+            f.component.as_mut().unwrap().class = "clamp".into();
+        }
+        rows.push(received(&f, at((i / 3) * 1000)));
+    }
+    for chunk in rows.chunks(40) {
+        s.insert_findings(chunk).await.unwrap();
+    }
+    type Keep = Box<dyn Fn(&IngestedFinding) -> bool>;
+    let class = |r: &IngestedFinding| r.finding.component.as_ref().map(|c| c.class.clone());
+    let cases: Vec<(FindingQuery, Keep)> = vec![
+        (
+            FindingQuery {
+                site: Some("south-yard".into()),
+                ..Default::default()
+            },
+            Box::new(|r| r.finding.site == "south-yard"),
+        ),
+        (
+            FindingQuery {
+                gateway: Some("gw-2".into()),
+                ..Default::default()
+            },
+            Box::new(|r| r.finding.gateway == "gw-2"),
+        ),
+        (
+            FindingQuery {
+                site: Some("north-yard".into()),
+                gateway: Some("gw-3".into()),
+                ..Default::default()
+            },
+            Box::new(|r| r.finding.site == "north-yard" && r.finding.gateway == "gw-3"),
+        ),
+        (
+            FindingQuery {
+                camera: Some("cam-2".into()),
+                ..Default::default()
+            },
+            Box::new(|r| r.finding.camera == "cam-2"),
+        ),
+        (
+            FindingQuery {
+                asset: Some("asset-1".into()),
+                ..Default::default()
+            },
+            Box::new(|r| r.finding.asset.as_deref() == Some("asset-1")),
+        ),
+        (
+            FindingQuery {
+                min_level: Some(2),
+                ..Default::default()
+            },
+            Box::new(|r| r.finding.severity.level >= 2),
+        ),
+        (
+            FindingQuery {
+                since: Some(at(10_000)),
+                ..Default::default()
+            },
+            Box::new(|r| r.received_at >= at(10_000)),
+        ),
+        (
+            FindingQuery {
+                until: Some(at(10_000)),
+                ..Default::default()
+            },
+            Box::new(|r| r.received_at < at(10_000)),
+        ),
+        (
+            FindingQuery {
+                since: Some(at(5_000)),
+                until: Some(at(20_000)),
+                min_level: Some(1),
+                ..Default::default()
+            },
+            Box::new(|r| {
+                r.received_at >= at(5_000)
+                    && r.received_at < at(20_000)
+                    && r.finding.severity.level >= 1
+            }),
+        ),
+        (
+            FindingQuery {
+                component_class: Some("clamp".into()),
+                ..Default::default()
+            },
+            Box::new(move |r| class(r).as_deref() == Some("clamp")),
+        ),
+        (
+            FindingQuery {
+                site: Some("nowhere".into()),
+                ..Default::default()
+            },
+            Box::new(|_| false),
+        ),
+    ];
+    for (mut query, keep) in cases {
+        query.limit = 4;
+        let want = expected_order(&rows, &keep);
+        let (got, _) = all_pages(s, &query).await;
+        assert_eq!(got, want, "{query:?}");
+        assert!(
+            !want.is_empty() || query.site.as_deref() == Some("nowhere"),
+            "{query:?} selects something"
+        );
+    }
+}
+
+async fn alerts_page_and_filter<S: Store>(s: &S) {
+    let mut all = Vec::new();
+    for i in 0..23_i64 {
+        let mut f = finding(Uuid::now_v7(), (i % 4) as u8, 40.0, i);
+        f.site = ["north-yard", "south-yard"][(i % 2) as usize].into();
+        all.push(f.clone());
+        s.insert_findings(&ingested(&[f], at((i / 2) * 1000)))
+            .await
+            .unwrap();
+    }
+    let mut query = AlertQuery {
+        limit: 4,
+        ..AlertQuery::default()
+    };
+    let mut seen = Vec::new();
+    loop {
+        let page = s.list_alerts(&query).await.unwrap();
+        seen.extend(page.items.iter().map(|a| (a.created_at, a.id, a.track_id)));
+        match page.next_cursor {
+            Some(c) => query.after = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 23);
+    assert!(seen.windows(2).all(|w| (w[0].0, w[0].1) > (w[1].0, w[1].1)));
+    let tracks: HashSet<Uuid> = seen.iter().map(|t| t.2).collect();
+    assert_eq!(tracks, all.iter().map(|f| f.track.id).collect());
+    let south = s
+        .list_alerts(&AlertQuery {
+            site: Some("south-yard".into()),
+            min_level: Some(2),
+            limit: 100,
+            ..AlertQuery::default()
+        })
+        .await
+        .unwrap()
+        .items;
+    let want = all
+        .iter()
+        .filter(|f| f.site == "south-yard" && f.severity.level >= 2)
+        .count();
+    assert_eq!(south.len(), want);
+    assert!(south
+        .iter()
+        .all(|a| a.site == "south-yard" && a.worst_level >= 2));
+    let resolved = s
+        .list_alerts(&AlertQuery {
+            status: Some(AlertStatus::Resolved),
+            ..AlertQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(resolved.items.is_empty());
+}
+
+async fn cursors_are_checked<S: Store>(s: &S) {
+    for i in 0..3 {
+        s.insert_findings(&ingested(&[finding(Uuid::now_v7(), 1, 40.0, i)], at(i)))
+            .await
+            .unwrap();
+    }
+    let alerts = s
+        .list_alerts(&AlertQuery {
+            limit: 1,
+            ..AlertQuery::default()
+        })
+        .await
+        .unwrap();
+    let alert_cursor = alerts.next_cursor.unwrap();
+    let wrong = s
+        .list_findings(&FindingQuery {
+            after: Some(alert_cursor),
+            ..FindingQuery::default()
+        })
+        .await;
+    assert!(matches!(wrong, Err(StoreError::InvalidCursor)), "{wrong:?}");
+    assert!(matches!(
+        Cursor::parse("not-a-cursor"),
+        Err(StoreError::InvalidCursor)
+    ));
+}
+
+async fn an_unstorable_finding_rejects_the_whole_batch<S: Store>(s: &S) {
+    let track = Uuid::now_v7();
+    let good = finding(track, 1, 40.0, 0);
+    let mut bad = finding(track, 1, 40.0, 1);
+    bad.camera = "cam\0one".into();
+    let err = s
+        .insert_findings(&ingested(&[good.clone(), bad.clone()], at(0)))
+        .await;
+    assert!(
+        matches!(err, Err(StoreError::InvalidFinding { id, .. }) if id == bad.id),
+        "{err:?}"
+    );
+    let mut hot = finding(track, 1, f64::NAN, 2);
+    hot.hotspot.mean_c = 1.0;
+    let err = s
+        .insert_findings(&ingested(&[good.clone(), hot.clone()], at(0)))
+        .await;
+    assert!(
+        matches!(err, Err(StoreError::InvalidFinding { id, .. }) if id == hot.id),
+        "{err:?}"
+    );
+    assert_eq!(s.count_findings().await.unwrap(), 0);
+    assert!(s
+        .list_alerts(&AlertQuery::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    // A literal backslash-u0000 is text, not NUL, and is stored.
+    let mut literal = good.clone();
+    literal.reference.ambient_source = r"typed \u0000 by hand".into();
+    s.insert_findings(&ingested(&[literal.clone()], at(0)))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.finding(literal.id).await.unwrap().unwrap().finding,
+        literal
+    );
+}
+
+fn new_gateway(site: &str, gateway: &str) -> NewGateway {
+    NewGateway {
+        site: site.into(),
+        gateway: gateway.into(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".into(),
+        public_key: [7; 32],
+    }
+}
+
+async fn gateways_enrol_list_revoke_and_look_up<S: Store>(s: &S) {
+    let new = new_gateway("north-yard", "gw-07");
+    let added = s.add_gateway(&new).await.unwrap();
+    assert_eq!(
+        (added.site.as_str(), added.gateway.as_str()),
+        ("north-yard", "gw-07")
+    );
+    assert_eq!(added.password_hash, new.password_hash);
+    assert_eq!(added.public_key, [7; 32]);
+    assert_eq!(added.username(), "north-yard/gw-07");
+    assert!(!added.online && added.revoked_at.is_none() && added.last_seen_at.is_none());
+    assert!(
+        !format!("{added:?}").contains("argon2"),
+        "debug redacts the hash"
+    );
+
+    let dup = s.add_gateway(&new).await;
+    match dup {
+        Err(err @ StoreError::GatewayExists { .. }) => {
+            assert_eq!(err.to_string(), "gateway north-yard/gw-07 already exists");
+        }
+        other => panic!("expected a duplicate error, got {other:?}"),
+    }
+    // Gateway ids are unique per site only.
+    let mut other_site = new_gateway("south-yard", "gw-07");
+    other_site.public_key = [9; 32];
+    s.add_gateway(&other_site).await.unwrap();
+    assert!(matches!(
+        s.add_gateway(&new_gateway("north-yard", "GW 7")).await,
+        Err(StoreError::InvalidId(_))
+    ));
+
+    let listed = s.list_gateways().await.unwrap();
+    let names: Vec<_> = listed.iter().map(|g| g.username()).collect();
+    assert_eq!(names, ["north-yard/gw-07", "south-yard/gw-07"]);
+    assert_eq!(listed[0], added);
+
+    let by_user = s
+        .gateway_by_username("south-yard/gw-07")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_user.public_key, [9; 32]);
+    for unknown in [
+        "gw-07",
+        "north-yard/gw-08",
+        "a/b/c",
+        "",
+        "north-yard/",
+        "/gw-07",
+    ] {
+        assert!(
+            s.gateway_by_username(unknown).await.unwrap().is_none(),
+            "{unknown:?}"
+        );
+    }
+
+    assert!(s.revoke_gateway("north-yard", "gw-07").await.unwrap());
+    assert!(
+        !s.revoke_gateway("north-yard", "gw-07").await.unwrap(),
+        "already revoked"
+    );
+    assert!(!s.revoke_gateway("north-yard", "gw-99").await.unwrap());
+    let revoked = s
+        .gateway_by_username("north-yard/gw-07")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(revoked.is_revoked());
+    assert_eq!(
+        s.list_gateways().await.unwrap().len(),
+        2,
+        "revoked gateways keep their record"
+    );
+    assert!(s
+        .gateway("south-yard", "gw-07")
+        .await
+        .unwrap()
+        .unwrap()
+        .revoked_at
+        .is_none());
+    assert!(matches!(
+        s.add_gateway(&new).await,
+        Err(StoreError::GatewayExists { .. })
+    ));
+}
+
+fn status(online: bool, cameras: Vec<CameraStatus>, buffer: Option<BufferStatus>) -> AgentStatus {
+    AgentStatus {
+        online,
+        agent_version: "0.1.0".into(),
+        cameras,
+        buffer,
+        model: online.then(|| chitti_common::finding::ModelIdentity {
+            name: "yolo-thermal".into(),
+            version: "3".into(),
+            sha256: "cd".repeat(32),
+        }),
+        config_version: online.then_some(3),
+        ts: at(500),
+    }
+}
+
+fn camera(id: &str, state: &str, fps: f64, last: Option<DateTime<Utc>>) -> CameraStatus {
+    CameraStatus {
+        id: id.into(),
+        state: state.into(),
+        fps,
+        last_frame_at: last,
+    }
+}
+
+async fn status_updates_gateway_and_cameras<S: Store>(s: &S) {
+    s.add_gateway(&new_gateway("north-yard", "gw-07"))
+        .await
+        .unwrap();
+    let online = status(
+        true,
+        vec![
+            camera("cam-1", "streaming", 8.7, Some(at(400))),
+            camera("cam-2", "reconnecting", 0.0, None),
+        ],
+        Some(BufferStatus {
+            depth: 12,
+            bytes: 3400,
+            oldest_at: Some(at(-60_000)),
+            evicted: EvictionCounts {
+                evidence: 2,
+                findings: 1,
+            },
+        }),
+    );
+    assert!(s
+        .update_gateway_status("north-yard", "gw-07", &online, at(1000))
+        .await
+        .unwrap());
+    let g = s.gateway("north-yard", "gw-07").await.unwrap().unwrap();
+    assert!(g.online);
+    assert_eq!(
+        (g.last_seen_at, g.status_at),
+        (Some(at(1000)), Some(at(500)))
+    );
+    assert_eq!(g.agent_version.as_deref(), Some("0.1.0"));
+    assert_eq!(g.config_version, Some(3));
+    assert_eq!(g.model, online.model);
+    let want_buffer = BufferStats {
+        depth: 12,
+        bytes: 3400,
+        oldest_at: Some(at(-60_000)),
+        evicted_evidence: 2,
+        evicted_findings: 1,
+    };
+    assert_eq!(g.buffer.as_ref(), Some(&want_buffer));
+    assert_eq!(g.cameras, online.cameras);
+    assert_eq!(g.last_status.as_ref(), Some(&online));
+    let cams = s.list_cameras("north-yard", "gw-07").await.unwrap();
+    assert_eq!(cams.len(), 2);
+    assert_eq!(
+        (cams[0].camera.as_str(), cams[0].state.as_str(), cams[0].fps),
+        ("cam-1", "streaming", 8.7)
+    );
+    assert_eq!(
+        (cams[0].last_frame_at, cams[0].updated_at),
+        (Some(at(400)), at(1000))
+    );
+
+    // The Last Will: offline, nothing else. What it does not carry is kept.
+    let will = status(false, vec![], None);
+    assert!(s
+        .update_gateway_status("north-yard", "gw-07", &will, at(2000))
+        .await
+        .unwrap());
+    let g = s.gateway("north-yard", "gw-07").await.unwrap().unwrap();
+    assert!(!g.online);
+    assert_eq!(g.last_seen_at, Some(at(2000)));
+    assert_eq!(g.buffer.as_ref(), Some(&want_buffer));
+    assert_eq!(g.cameras.len(), 2);
+    assert_eq!(g.model, online.model);
+    assert_eq!(g.last_status.as_ref(), Some(&will));
+
+    // Back online with one camera: the list follows, the camera table keeps history.
+    let back = status(true, vec![camera("cam-1", "idle", 0.0, None)], None);
+    s.update_gateway_status("north-yard", "gw-07", &back, at(3000))
+        .await
+        .unwrap();
+    let g = s.gateway("north-yard", "gw-07").await.unwrap().unwrap();
+    assert_eq!(g.cameras, back.cameras);
+    let cams = s.list_cameras("north-yard", "gw-07").await.unwrap();
+    assert_eq!(cams.len(), 2);
+    assert_eq!(
+        (
+            cams[0].state.as_str(),
+            cams[0].last_frame_at,
+            cams[0].updated_at
+        ),
+        ("idle", Some(at(400)), at(3000))
+    );
+    assert_eq!(cams[1].updated_at, at(1000));
+
+    assert!(!s
+        .update_gateway_status("north-yard", "gw-99", &online, at(1000))
+        .await
+        .unwrap());
+    assert!(s
+        .list_cameras("north-yard", "gw-99")
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+fn sample(
+    ts: DateTime<Utc>,
+    cpu: Option<f64>,
+    gpu: Option<f64>,
+    disk: Option<u64>,
+    latency: Option<f64>,
+    drops: u64,
+) -> Telemetry {
+    Telemetry {
+        ts,
+        cpu_temp_c: cpu,
+        gpu_temp_c: gpu,
+        disk_free_bytes: disk,
+        analysis_latency_ms: latency,
+        frame_drops: drops,
+        outbox_depth: None,
+        outbox_oldest_age_s: None,
+        cameras: Vec::new(),
+    }
+}
+
+async fn telemetry_is_downsampled_to_minutes<S: Store>(s: &S) {
+    let minute = Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap();
+    let sec = |n: i64| minute + Duration::seconds(n);
+    let t1 = sample(sec(10), Some(50.0), None, Some(1000), Some(20.0), 3);
+    let t2 = sample(sec(50), Some(60.0), Some(40.0), Some(800), Some(30.0), 2);
+    let t3 = sample(sec(65), Some(55.0), None, None, None, 0);
+    // Out of order on purpose: first/last follow the samples' ts.
+    for t in [&t2, &t1, &t3] {
+        s.insert_telemetry("north-yard", "gw-07", t).await.unwrap();
+    }
+    s.insert_telemetry("north-yard", "gw-08", &t1)
+        .await
+        .unwrap();
+    let rows = s
+        .telemetry("north-yard", "gw-07", minute, sec(120))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(
+        rows[0],
+        TelemetryMinute {
+            bucket_start: minute,
+            samples: 2,
+            cpu_temp_avg_c: Some(55.0),
+            cpu_temp_max_c: Some(60.0),
+            gpu_temp_avg_c: Some(40.0),
+            gpu_temp_max_c: Some(40.0),
+            disk_free_min_bytes: Some(800),
+            analysis_latency_avg_ms: Some(25.0),
+            analysis_latency_max_ms: Some(30.0),
+            frame_drops: 5,
+            first_ts: sec(10),
+            last_ts: sec(50),
+        }
+    );
+    assert_eq!(rows[1].bucket_start, sec(60));
+    assert_eq!(
+        (
+            rows[1].samples,
+            rows[1].cpu_temp_avg_c,
+            rows[1].gpu_temp_avg_c
+        ),
+        (1, Some(55.0), None)
+    );
+    assert_eq!(
+        (
+            rows[1].disk_free_min_bytes,
+            rows[1].analysis_latency_max_ms,
+            rows[1].frame_drops
+        ),
+        (None, None, 0)
+    );
+    assert_eq!(
+        s.telemetry("north-yard", "gw-07", sec(60), sec(120))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        s.telemetry("north-yard", "gw-08", minute, sec(120))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(s
+        .telemetry("north-yard", "gw-09", minute, sec(120))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn dead_letters_are_kept_byte_exact<S: Store>(s: &S) {
+    let payloads: Vec<Vec<u8>> = vec![
+        b"\xff\xfe\x00\x01 not json \xc3\x28".to_vec(),
+        Vec::new(),
+        (0..=255).collect(),
+    ];
+    for (i, payload) in payloads.iter().enumerate() {
+        s.record_dead_letter(&DeadLetter {
+            received_at: at(i as i64 * 1000),
+            topic: "chitti/v1/north-yard/gw-07/findings".into(),
+            reason: format!("invalid json at byte {i}\0"),
+            payload: payload.clone(),
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(s.dead_letter_count().await.unwrap(), 3);
+    let listed = s.list_dead_letters(10).await.unwrap();
+    let got: Vec<&Vec<u8>> = listed.iter().map(|d| &d.letter.payload).collect();
+    assert_eq!(
+        got,
+        payloads.iter().rev().collect::<Vec<_>>(),
+        "newest first, byte exact"
+    );
+    assert_eq!(listed[0].letter.received_at, at(2000));
+    assert_eq!(listed[0].letter.reason, "invalid json at byte 2\u{FFFD}");
+    assert_eq!(s.list_dead_letters(2).await.unwrap().len(), 2);
+}
