@@ -4,4 +4,5 @@
 pub mod config;
 pub mod credentials;
 pub mod evidence;
+pub mod ingest;
 pub mod store;

@@ -1,0 +1,552 @@
+//! Ingest: MQTT messages in, committed rows and `/ack`s out.
+//!
+//! ```text
+//! broker ──Inbound (bounded queue)──▶ decode ─▶ verify signature ─▶ validate ─▶ group
+//!                                        │ bad: dead letter (raw payload, reason, topic)
+//!                                        ▼
+//!                         one transaction: findings ON CONFLICT (id) DO NOTHING + alerts
+//!                                        │ committed
+//!                                        ▼
+//!                      /ack {ids} per message, then the message is settled with the broker
+//! ```
+//!
+//! - **Never ack what is not committed.** A commit that fails (database down, slow,
+//!   full) is retried with backoff while the queue fills and back-pressure reaches the
+//!   broker; the agents keep their findings and resend. Acks go out only after the
+//!   transaction committed, and name every id of the message — duplicates included,
+//!   so a gateway that resent after a lost ack hears "committed" again.
+//! - **Authenticity**: a `/findings` payload must be signed by the key registered for
+//!   its topic's gateway ([`chitti_common::signing`]); keys are cached for
+//!   [`KEY_CACHE_TTL`] (a revocation takes effect within that) and re-read at once
+//!   when an unknown key appears (a gateway just enrolled).
+//! - **Bad input** never stops ingest: malformed JSON, wrong envelope version, bad
+//!   signature, a gateway that is not enrolled or is revoked, a finding naming another
+//!   gateway, out-of-range values, an oversize payload → a dead letter with the raw
+//!   payload, the reason and the topic, counted by reason. A dead-lettered `/findings`
+//!   message is not acknowledged (the gateway keeps it; an operator can see why).
+//!   A finding the database refuses (say, a NUL character Postgres cannot store) is
+//!   dead-lettered alone and *is* acknowledged, so the gateway does not resend it
+//!   forever.
+//! - `/status` (retained; also the Last Will) updates the gateway's online state and
+//!   health; `/telemetry` is stored per minute.
+
+use crate::store::{DeadLetter, IngestedFinding, Store, StoreError};
+use chitti_common::protocol::{
+    validate_batch, Ack, AgentStatus, FindingBatch, Telemetry, Topic, TopicKind,
+};
+use chitti_common::signing::{open_batch, BatchError};
+use chrono::{DateTime, Utc};
+use ed25519_dalek::VerifyingKey;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+/// How long a gateway's key and revocation state are trusted before re-reading.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// One message from the broker.
+pub struct InboundMessage {
+    /// Its topic.
+    pub topic: String,
+    /// Its payload.
+    pub payload: bytes::Bytes,
+    /// Called once the message is fully handled (committed or dead-lettered): an
+    /// external broker then gets its PUBACK; nothing for the embedded broker.
+    pub settle: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl std::fmt::Debug for InboundMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboundMessage")
+            .field("topic", &self.topic)
+            .field("bytes", &self.payload.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl InboundMessage {
+    fn settle(self) {
+        if let Some(settle) = self.settle {
+            settle();
+        }
+    }
+}
+
+/// Where acks are published (the embedded broker's link, or the external client).
+pub trait AckPublisher: Send + Sync {
+    /// Publishes `payload` on `topic` with QoS 1.
+    fn publish(
+        &self,
+        topic: String,
+        payload: Vec<u8>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
+}
+
+/// Counters of what ingest did (for `/metrics`).
+#[derive(Debug, Default)]
+pub struct IngestMetrics {
+    /// Messages received, all kinds.
+    pub messages: AtomicU64,
+    /// Findings newly stored.
+    pub findings_inserted: AtomicU64,
+    /// Findings received again (already stored).
+    pub findings_duplicate: AtomicU64,
+    /// Transactions committed.
+    pub commits: AtomicU64,
+    /// Findings per commit, summed (with `commits`: the mean batch size).
+    pub committed_findings: AtomicU64,
+    /// Commit time, summed, microseconds.
+    pub commit_micros: AtomicU64,
+    /// Receive → ack time, summed, microseconds, and how many acks.
+    pub ack_micros: AtomicU64,
+    /// Acks published.
+    pub acks: AtomicU64,
+    /// Failed commits (retried).
+    pub store_errors: AtomicU64,
+    /// Dead letters by reason class.
+    pub dead_letters: std::sync::Mutex<HashMap<&'static str, u64>>,
+    /// Status messages applied.
+    pub statuses: AtomicU64,
+    /// Telemetry samples stored.
+    pub telemetry: AtomicU64,
+}
+
+impl IngestMetrics {
+    fn dead(&self, class: &'static str) {
+        *self
+            .dead_letters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(class)
+            .or_default() += 1;
+    }
+}
+
+/// Ingest settings.
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// Accept only signed batches.
+    pub require_signatures: bool,
+    /// Most findings in one transaction.
+    pub commit_max_findings: usize,
+    /// Longest a batch waits for company before it is committed.
+    pub commit_max_wait: Duration,
+    /// Largest payload accepted.
+    pub max_payload_bytes: usize,
+}
+
+struct CachedGateway {
+    keys: Vec<VerifyingKey>,
+    revoked: bool,
+    fetched: Instant,
+}
+
+/// A `/findings` message accepted and waiting for its commit.
+struct PendingBatch {
+    message: InboundMessage,
+    topic: Topic,
+    findings: Vec<IngestedFinding>,
+    /// Every id of the message: what its ack names once committed.
+    ids: Vec<Uuid>,
+    received: Instant,
+}
+
+/// The ingest stage.
+pub struct Ingest<S> {
+    store: Arc<S>,
+    acks: Arc<dyn AckPublisher>,
+    settings: IngestSettings,
+    metrics: Arc<IngestMetrics>,
+    keys: HashMap<(String, String), CachedGateway>,
+}
+
+/// Why a message went to the dead letters.
+struct Rejection {
+    class: &'static str,
+    reason: String,
+}
+
+impl Rejection {
+    fn new(class: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            class,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl<S: Store + 'static> Ingest<S> {
+    /// An ingest stage over `store`, acknowledging through `acks`.
+    pub fn new(
+        store: Arc<S>,
+        acks: Arc<dyn AckPublisher>,
+        settings: IngestSettings,
+        metrics: Arc<IngestMetrics>,
+    ) -> Self {
+        Self {
+            store,
+            acks,
+            settings,
+            metrics,
+            keys: HashMap::new(),
+        }
+    }
+
+    /// Runs until the inbound channel closes.
+    pub async fn run(mut self, mut inbound: mpsc::Receiver<InboundMessage>) {
+        while let Some(first) = inbound.recv().await {
+            let mut pending = Vec::new();
+            let mut count = 0usize;
+            if let Some(batch) = self.accept(first).await {
+                count += batch.findings.len();
+                pending.push(batch);
+            }
+            if pending.is_empty() {
+                continue;
+            }
+            // Group what arrives within the wait into one transaction.
+            let deadline = tokio::time::Instant::now() + self.settings.commit_max_wait;
+            while count < self.settings.commit_max_findings {
+                match tokio::time::timeout_at(deadline, inbound.recv()).await {
+                    Ok(Some(message)) => {
+                        if let Some(batch) = self.accept(message).await {
+                            count += batch.findings.len();
+                            pending.push(batch);
+                        }
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            self.commit_and_ack(pending).await;
+        }
+    }
+
+    /// Handles a message; returns it when it is a valid finding batch to commit.
+    async fn accept(&mut self, message: InboundMessage) -> Option<PendingBatch> {
+        self.metrics.messages.fetch_add(1, Ordering::Relaxed);
+        let received_at = Utc::now();
+        let received = Instant::now();
+        let topic = match Topic::parse(&message.topic) {
+            Ok(t) => t,
+            Err(e) => {
+                self.dead_letter(message, received_at, Rejection::new("topic", e.to_string()))
+                    .await;
+                return None;
+            }
+        };
+        if message.payload.len() > self.settings.max_payload_bytes {
+            let reason = format!(
+                "payload of {} bytes is larger than the {} accepted",
+                message.payload.len(),
+                self.settings.max_payload_bytes
+            );
+            self.dead_letter(message, received_at, Rejection::new("oversize", reason))
+                .await;
+            return None;
+        }
+        match topic.kind {
+            TopicKind::Findings => match self.open_findings(&topic, &message.payload).await {
+                Ok(batch) => {
+                    let ids = batch.findings.iter().map(|f| f.id).collect();
+                    let findings = batch
+                        .findings
+                        .into_iter()
+                        .map(|finding| IngestedFinding {
+                            finding,
+                            received_at,
+                            batch_id: batch.batch_id,
+                        })
+                        .collect();
+                    Some(PendingBatch {
+                        message,
+                        topic,
+                        findings,
+                        ids,
+                        received,
+                    })
+                }
+                Err(rejection) => {
+                    self.dead_letter(message, received_at, rejection).await;
+                    None
+                }
+            },
+            TopicKind::Status => {
+                match serde_json::from_slice::<AgentStatus>(&message.payload) {
+                    Ok(status) => {
+                        self.with_retry("status", || {
+                            self.store.update_gateway_status(
+                                &topic.site,
+                                &topic.gateway,
+                                &status,
+                                received_at,
+                            )
+                        })
+                        .await;
+                        self.metrics.statuses.fetch_add(1, Ordering::Relaxed);
+                        message.settle();
+                    }
+                    Err(e) => {
+                        self.dead_letter(
+                            message,
+                            received_at,
+                            Rejection::new("status", e.to_string()),
+                        )
+                        .await;
+                    }
+                }
+                None
+            }
+            TopicKind::Telemetry => {
+                match serde_json::from_slice::<Telemetry>(&message.payload) {
+                    Ok(t) => {
+                        self.with_retry("telemetry", || {
+                            self.store.insert_telemetry(&topic.site, &topic.gateway, &t)
+                        })
+                        .await;
+                        self.metrics.telemetry.fetch_add(1, Ordering::Relaxed);
+                        message.settle();
+                    }
+                    Err(e) => {
+                        self.dead_letter(
+                            message,
+                            received_at,
+                            Rejection::new("telemetry", e.to_string()),
+                        )
+                        .await;
+                    }
+                }
+                None
+            }
+            _ => {
+                // Acks and configuration are the hub's own traffic: not ingested.
+                message.settle();
+                None
+            }
+        }
+    }
+
+    /// Retries a store call until it succeeds (the store is the only way forward).
+    async fn with_retry<T, F, Fut>(&self, what: &'static str, mut call: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match call().await {
+                Ok(v) => return v,
+                Err(err) => {
+                    self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(%err, what, retry_in_ms = wait.as_millis() as u64, "store unavailable; not acknowledging");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    async fn keys_for(
+        &mut self,
+        site: &str,
+        gateway: &str,
+        fresh: bool,
+    ) -> Result<&CachedGateway, Rejection> {
+        let key = (site.to_string(), gateway.to_string());
+        let stale = self
+            .keys
+            .get(&key)
+            .is_none_or(|c| fresh || c.fetched.elapsed() > KEY_CACHE_TTL);
+        if stale {
+            let record = self
+                .with_retry("gateway", || self.store.gateway(site, gateway))
+                .await;
+            match record {
+                Some(r) => {
+                    let keys = VerifyingKey::from_bytes(&r.public_key)
+                        .ok()
+                        .into_iter()
+                        .collect();
+                    self.keys.insert(
+                        key.clone(),
+                        CachedGateway {
+                            keys,
+                            revoked: r.is_revoked(),
+                            fetched: Instant::now(),
+                        },
+                    );
+                }
+                None => {
+                    self.keys.remove(&key);
+                    return Err(Rejection::new(
+                        "unknown-gateway",
+                        format!(
+                            "gateway {site}/{gateway} is not enrolled (chitti-hub gateway add)"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(&self.keys[&key])
+    }
+
+    async fn open_findings(
+        &mut self,
+        topic: &Topic,
+        payload: &[u8],
+    ) -> Result<FindingBatch, Rejection> {
+        let batch = if self.settings.require_signatures {
+            let opened = {
+                let cached = self.keys_for(&topic.site, &topic.gateway, false).await?;
+                if cached.revoked {
+                    return Err(Rejection::new(
+                        "revoked",
+                        format!("gateway {}/{} is revoked", topic.site, topic.gateway),
+                    ));
+                }
+                open_batch(topic, payload, &cached.keys)
+            };
+            let opened = match opened {
+                // A key we do not know may be one enrolled a moment ago.
+                Err(BatchError::UnknownKey { .. }) => {
+                    let cached = self.keys_for(&topic.site, &topic.gateway, true).await?;
+                    if cached.revoked {
+                        return Err(Rejection::new("revoked", "gateway is revoked"));
+                    }
+                    open_batch(topic, payload, &cached.keys)
+                }
+                other => other,
+            };
+            opened.map_err(|e| {
+                let class = match e {
+                    BatchError::Envelope(_) | BatchError::Version(_) | BatchError::Batch(_) => {
+                        "malformed"
+                    }
+                    BatchError::UnknownKey { .. } | BatchError::BadSignature(_) => "signature",
+                    BatchError::WrongIdentity { .. } => "identity",
+                };
+                Rejection::new(class, e.to_string())
+            })?
+        } else {
+            let batch: FindingBatch = serde_json::from_slice(payload)
+                .map_err(|e| Rejection::new("malformed", format!("not a finding batch: {e}")))?;
+            chitti_common::signing::check_identity(topic, &batch)
+                .map_err(|e| Rejection::new("identity", e.to_string()))?;
+            batch
+        };
+        validate_batch(&batch).map_err(|problems| {
+            Rejection::new(
+                "invalid",
+                problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+        Ok(batch)
+    }
+
+    async fn dead_letter(
+        &self,
+        message: InboundMessage,
+        received_at: DateTime<Utc>,
+        rejection: Rejection,
+    ) {
+        tracing::warn!(topic = %message.topic, class = rejection.class, reason = %rejection.reason,
+            bytes = message.payload.len(), "dead letter");
+        self.metrics.dead(rejection.class);
+        let letter = DeadLetter {
+            received_at,
+            topic: message.topic.clone(),
+            reason: format!("{}: {}", rejection.class, rejection.reason),
+            payload: message.payload.to_vec(),
+        };
+        self.with_retry("dead letter", || self.store.record_dead_letter(&letter))
+            .await;
+        message.settle();
+    }
+
+    async fn commit_and_ack(&self, mut pending: Vec<PendingBatch>) {
+        let mut wait = Duration::from_millis(100);
+        let mut refused: Vec<(Uuid, String)> = Vec::new();
+        loop {
+            let rows: Vec<IngestedFinding> = pending
+                .iter()
+                .flat_map(|p| p.findings.iter().cloned())
+                .collect();
+            let started = Instant::now();
+            match self.store.insert_findings(&rows).await {
+                Ok(report) => {
+                    let m = &self.metrics;
+                    m.commits.fetch_add(1, Ordering::Relaxed);
+                    m.committed_findings
+                        .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                    m.commit_micros
+                        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    m.findings_inserted
+                        .fetch_add(report.inserted.len() as u64, Ordering::Relaxed);
+                    m.findings_duplicate
+                        .fetch_add(report.duplicates.len() as u64, Ordering::Relaxed);
+                    tracing::debug!(
+                        messages = pending.len(),
+                        inserted = report.inserted.len(),
+                        duplicates = report.duplicates.len(),
+                        micros = started.elapsed().as_micros() as u64,
+                        "committed"
+                    );
+                    break;
+                }
+                Err(StoreError::InvalidFinding { id, reason }) => {
+                    // Take the one finding out, keep it as a dead letter, ack it anyway.
+                    tracing::warn!(finding = %id, reason, "finding refused by the database");
+                    refused.push((id, reason.to_string()));
+                    for p in &mut pending {
+                        p.findings.retain(|f| f.finding.id != id);
+                    }
+                }
+                Err(err) => {
+                    self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(%err, findings = rows.len(), retry_in_ms = wait.as_millis() as u64,
+                        "commit failed; not acknowledging, retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+        for (id, reason) in &refused {
+            let letter = DeadLetter {
+                received_at: Utc::now(),
+                topic: "(refused by the database)".into(),
+                reason: format!("store: finding {id}: {reason}"),
+                payload: Vec::new(),
+            };
+            self.metrics.dead("store");
+            self.with_retry("dead letter", || self.store.record_dead_letter(&letter))
+                .await;
+        }
+        for p in pending {
+            // Every id of the message is committed now (refused ones as dead letters).
+            let ids = p.ids;
+            let ack_topic = Topic::new(&p.topic.site, &p.topic.gateway, TopicKind::Ack)
+                .map(|t| t.to_string())
+                .unwrap_or_default();
+            let payload = serde_json::to_vec(&Ack { ids }).expect("ack serialises");
+            match self.acks.publish(ack_topic, payload).await {
+                Ok(()) => {
+                    self.metrics.acks.fetch_add(1, Ordering::Relaxed);
+                    self.metrics
+                        .ack_micros
+                        .fetch_add(p.received.elapsed().as_micros() as u64, Ordering::Relaxed);
+                }
+                // The gateway resends; the duplicate is acked then.
+                Err(err) => tracing::warn!(%err, topic = %p.topic, "ack not published"),
+            }
+            p.message.settle();
+        }
+    }
+}
