@@ -1,6 +1,9 @@
 //! The Prometheus text exposition format (0.0.4), written by hand: the agent's and
 //! the hub's `/metrics` both build their answer with [`MetricsWriter`].
 
+/// The media type of the exposition.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
 use std::collections::HashMap;
 use std::fmt::Write as _;
 

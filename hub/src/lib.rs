@@ -7,3 +7,6 @@ pub mod credentials;
 pub mod evidence;
 pub mod ingest;
 pub mod store;
+pub mod http;
+pub mod serve;
+pub mod cli;

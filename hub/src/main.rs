@@ -1,20 +1,17 @@
-//! `chitti-hub`: the central hub (MQTT ingest, store, API, dashboard).
-//!
-//! The hub's ingest, storage and API arrive with their issues (see ARCHITECTURE.md);
-//! today the binary only identifies itself, so the workspace ships both binaries from
-//! the start and the cross-binary test crate can find them.
+//! `chitti-hub`: the central hub's command line. Everything testable lives in the
+//! library; this file parses arguments, runs the command and turns an error into one
+//! line on stderr and a non-zero exit status (64 for configuration errors).
 
 use clap::Parser;
+use std::process::ExitCode;
 
-/// Chitti hub: fleet findings, alerts and evidence.
-#[derive(Debug, Parser)]
-#[command(name = "chitti-hub", version, about, long_about = None)]
-struct Cli {}
-
-fn main() {
-    let _cli = Cli::parse();
-    println!(
-        "chitti-hub {}: ingest, store and API are not built yet; see ARCHITECTURE.md",
-        env!("CARGO_PKG_VERSION")
-    );
+fn main() -> ExitCode {
+    let cli = chitti_hub::cli::Cli::parse();
+    match chitti_hub::cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("chitti-hub: error: {err:#}");
+            ExitCode::from(chitti_hub::cli::exit_code(&err))
+        }
+    }
 }

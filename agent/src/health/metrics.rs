@@ -42,8 +42,7 @@ pub const LABEL_KIND: &str = "kind";
 /// Label naming a finding's state.
 pub const LABEL_STATE: &str = "state";
 
-/// The `Content-Type` of the exposition.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub use chitti_common::metrics_text::CONTENT_TYPE;
 
 // Cap of a request head; a scraper's is a few hundred bytes.
 const MAX_HEAD: usize = 8 * 1024;

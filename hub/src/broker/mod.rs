@@ -170,6 +170,12 @@ impl HubBus {
         }
     }
 
+    /// Takes the inbound channel out (the bus itself then goes on publishing, shared),
+    /// leaving a closed one behind.
+    pub fn take_inbound(&mut self) -> mpsc::Receiver<Inbound> {
+        std::mem::replace(self.inbound(), mpsc::channel(1).1)
+    }
+
     /// The listener addresses actually bound (embedded: TCP first, then TLS); empty in
     /// external mode.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {

@@ -421,8 +421,13 @@ impl HubConfig {
             p.push("store.max_connections", "must be at least 1");
         }
         let e = &self.broker.embedded;
-        if e.tls_listen.is_some() && (e.cert_file.is_none() || e.key_file.is_none()) {
-            p.push("broker.embedded.tls_listen", "needs cert_file and key_file");
+        if e.tls_listen.is_some()
+            && (e.cert_file.is_none() || e.key_file.is_none() || e.client_ca_file.is_none())
+        {
+            p.push(
+                "broker.embedded.tls_listen",
+                "needs cert_file, key_file and client_ca_file (gateways present certificates)",
+            );
         }
         if e.tls_listen.is_none() && (e.cert_file.is_some() || e.client_ca_file.is_some()) {
             p.push(
@@ -546,7 +551,7 @@ listn = "1.2.3.4:5"
         for expected in [
             "version: unsupported version 3",
             "store.url: \"mysql://x\" must be",
-            "broker.embedded.tls_listen: needs cert_file and key_file",
+            "broker.embedded.tls_listen: needs cert_file, key_file and client_ca_file",
             "broker.embedded.max_payload_bytes: must be at least 16 KiB",
             "broker.external.group:",
             "ingest.queue: must be at least 1",

@@ -1,0 +1,323 @@
+//! Command-line interface.
+
+use crate::config::{BrokerMode, ConfigErrors, HubConfig, DEFAULT_CONFIG_TOML};
+use crate::store::{gateway_username, NewGateway, Store};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Exit status for a configuration error.
+pub const EXIT_CONFIG: u8 = 64;
+
+/// Chitti hub: fleet findings, alerts and evidence.
+#[derive(Debug, Parser)]
+#[command(name = "chitti-hub", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the configuration comes from (the flags override the file).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArgs {
+    /// Configuration file (TOML); without it, the defaults
+    /// (`chitti-hub print-default-config`).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Data directory (SQLite file, evidence).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the hub: broker, ingest, store, HTTP.
+    Serve {
+        /// Configuration.
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// HTTP listen address (health, metrics, API).
+        #[arg(long)]
+        http: Option<SocketAddr>,
+        /// MQTT listen address of the embedded broker.
+        #[arg(long)]
+        mqtt: Option<SocketAddr>,
+    },
+    /// Check a configuration file and report every problem in it.
+    Validate {
+        /// Configuration file.
+        file: PathBuf,
+    },
+    /// Print the commented default configuration.
+    PrintDefaultConfig,
+    /// Apply the database migrations, or list them with `--status`.
+    Migrate {
+        /// Configuration.
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Only list the migrations and whether each is applied.
+        #[arg(long)]
+        status: bool,
+    },
+    /// Enrol, list and revoke gateways.
+    #[command(subcommand)]
+    Gateway(GatewayCommand),
+}
+
+/// `gateway …`.
+#[derive(Debug, Subcommand)]
+pub enum GatewayCommand {
+    /// Enrol a gateway and issue its credentials (MQTT password, signing key).
+    Add {
+        /// Configuration.
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Site id.
+        #[arg(long)]
+        site: String,
+        /// Gateway id.
+        #[arg(long)]
+        gateway: String,
+        /// The gateway's own public key (`chitti-agent keygen`); without it the hub
+        /// makes the key pair and writes the private key for the installer.
+        #[arg(long)]
+        public_key: Option<String>,
+        /// Folder for the gateway's credential files (must not exist or be empty of
+        /// them).
+        #[arg(long)]
+        out: PathBuf,
+        /// Broker URL written into the gateway's configuration snippet.
+        #[arg(long, default_value = "mqtt://hub.example.net:1883")]
+        broker_url: String,
+    },
+    /// List gateways with their state.
+    List {
+        /// Configuration.
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Revoke a gateway: its logins and batches are refused from now on.
+    Revoke {
+        /// Configuration.
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Site id.
+        #[arg(long)]
+        site: String,
+        /// Gateway id.
+        #[arg(long)]
+        gateway: String,
+    },
+}
+
+fn load(args: &ConfigArgs) -> Result<HubConfig, ConfigErrors> {
+    let mut config = match &args.config {
+        Some(path) => HubConfig::load(path)?,
+        None => {
+            let mut c = HubConfig::default();
+            c.data_dir = std::env::current_dir().unwrap_or_default().join(&c.data_dir);
+            c
+        }
+    };
+    if let Some(data) = &args.data {
+        config.data_dir = std::env::current_dir().unwrap_or_default().join(data);
+    }
+    Ok(config)
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::PrintDefaultConfig => {
+            print!("{DEFAULT_CONFIG_TOML}");
+            Ok(())
+        }
+        Command::Validate { file } => {
+            let config = HubConfig::load(&file)?;
+            println!(
+                "{}: valid ({} broker, store {})",
+                file.display(),
+                match config.broker.mode {
+                    BrokerMode::Embedded => "embedded",
+                    BrokerMode::External => "external",
+                },
+                if config.store.url.as_deref().is_some_and(|u| u.starts_with("postgres")) {
+                    "postgres"
+                } else {
+                    "sqlite"
+                }
+            );
+            Ok(())
+        }
+        Command::Serve { config, http, mqtt } => {
+            let mut config = load(&config)?;
+            if let Some(http) = http {
+                config.http.listen = http;
+            }
+            if let Some(mqtt) = mqtt {
+                config.broker.embedded.listen = mqtt;
+            }
+            config.validate()?;
+            init_tracing();
+            runtime()?.block_on(async move {
+                let (tx, rx) = tokio::sync::watch::channel(false);
+                tokio::spawn(async move {
+                    wait_for_signal().await;
+                    let _ = tx.send(true);
+                });
+                let (started_tx, started_rx) = tokio::sync::oneshot::channel::<crate::serve::Running>();
+                tokio::spawn(async move {
+                    if let Ok(r) = started_rx.await {
+                        // One line on stdout for people and scripts: where to connect.
+                        let mqtt: Vec<String> = r.mqtt.iter().map(ToString::to_string).collect();
+                        println!("chitti-hub listening: mqtt {} http {}", mqtt.join(","), r.http);
+                    }
+                });
+                crate::serve::serve(config, rx, Some(started_tx)).await?;
+                Ok(())
+            })
+        }
+        Command::Migrate { config, status } => {
+            let config = load(&config)?;
+            runtime()?.block_on(async move {
+                let store = crate::serve::open_store_unmigrated(&config).await?;
+                if !status {
+                    store.migrate().await?;
+                }
+                for m in store.migration_status().await? {
+                    println!(
+                        "{} {} {}",
+                        m.version,
+                        if m.applied { "applied" } else { "pending" },
+                        m.description
+                    );
+                }
+                Ok(())
+            })
+        }
+        Command::Gateway(cmd) => runtime()?.block_on(gateway(cmd)),
+    }
+}
+
+async fn gateway(cmd: GatewayCommand) -> anyhow::Result<()> {
+    match cmd {
+        GatewayCommand::Add {
+            config,
+            site,
+            gateway,
+            public_key,
+            out,
+            broker_url,
+        } => {
+            let config = load(&config)?;
+            chitti_common::protocol::validate_id("site", &site)?;
+            chitti_common::protocol::validate_id("gateway", &gateway)?;
+            let key = public_key
+                .as_deref()
+                .map(chitti_common::signing::parse_public_key)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--public-key: {e}"))?;
+            let store = crate::serve::open_store(&config).await?;
+            let username = gateway_username(&site, &gateway);
+            let issued = crate::credentials::issue(&site, &gateway, &username, key)?;
+            store
+                .add_gateway(&NewGateway {
+                    site: site.clone(),
+                    gateway: gateway.clone(),
+                    password_hash: issued.password_hash.clone(),
+                    public_key: issued.public_key.to_bytes(),
+                })
+                .await?;
+            let files = issued.write_to(&out, &broker_url)?;
+            println!("gateway {site}/{gateway} enrolled; MQTT user name {username}");
+            println!(
+                "public key {}",
+                chitti_common::signing::public_key_hex(&issued.public_key)
+            );
+            for f in files {
+                println!("wrote {}", f.display());
+            }
+            Ok(())
+        }
+        GatewayCommand::List { config } => {
+            let store = crate::serve::open_store(&load(&config)?).await?;
+            for g in store.list_gateways().await? {
+                println!(
+                    "{}/{}\t{}\tlast seen {}\tagent {}",
+                    g.site,
+                    g.gateway,
+                    if g.is_revoked() {
+                        "revoked"
+                    } else if g.online {
+                        "online"
+                    } else {
+                        "offline"
+                    },
+                    g.last_seen_at.map_or("never".into(), |t| t.to_rfc3339()),
+                    g.agent_version.as_deref().unwrap_or("-")
+                );
+            }
+            Ok(())
+        }
+        GatewayCommand::Revoke {
+            config,
+            site,
+            gateway,
+        } => {
+            let store = crate::serve::open_store(&load(&config)?).await?;
+            if store.revoke_gateway(&site, &gateway).await? {
+                println!("gateway {site}/{gateway} revoked");
+                Ok(())
+            } else {
+                anyhow::bail!("no gateway {site}/{gateway}")
+            }
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("chitti-hub")
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Exit status for an error: [`EXIT_CONFIG`] for configuration problems, 1 otherwise.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<ConfigErrors>().is_some() {
+        EXIT_CONFIG
+    } else {
+        1
+    }
+}
+
+fn init_tracing() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CHITTI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    tracing::info!("signal received");
+}

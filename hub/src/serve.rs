@@ -1,0 +1,334 @@
+//! `chitti-hub serve`: the one place the hub's parts are wired.
+//!
+//! ```text
+//! gateways ──MQTT──▶ HubBus (embedded rumqttd | external broker, $share) ──Inbound──▶ Ingest ──▶ Store
+//!                        ▲                                                  │ after commit
+//!                        └──────────────────────── /ack ◀───────────────────┘
+//! operators, Prometheus ──HTTP──▶ /healthz /readyz /metrics (the API comes with its issue)
+//! ```
+
+use crate::broker::{AuthHandler, EmbeddedBroker, EmbeddedSettings, ExternalBus, ExternalSettings, HubBus, TlsListener};
+use crate::config::{BrokerMode, EvidenceBackend, HubConfig};
+use crate::credentials::verify_password;
+use crate::evidence::EvidenceStore;
+use crate::ingest::{AckPublisher, Ingest, IngestMetrics, IngestSettings, InboundMessage};
+use crate::store::{AnyStore, Store, StoreOptions};
+use chitti_common::metrics_text::MetricsWriter;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+/// Why the hub could not start; the message names what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A port is taken.
+    #[error("cannot listen for {what} on {addr}: the address is in use (change it with {flag})")]
+    PortInUse {
+        /// MQTT or HTTP.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The flag and key that change it.
+        flag: &'static str,
+    },
+    /// The database cannot be opened or migrated.
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    /// The evidence store cannot be opened.
+    #[error("evidence: {0}")]
+    Evidence(#[from] crate::evidence::EvidenceError),
+    /// The MQTT side failed to start.
+    #[error("mqtt: {0}")]
+    Broker(#[from] crate::broker::BrokerError),
+    /// A file the configuration names cannot be read.
+    #[error("cannot read {path}: {source}")]
+    File {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The data directory cannot be made.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The folder.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Other I/O (the HTTP listener).
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Where the running hub listens, for the demo and tests.
+#[derive(Debug, Clone)]
+pub struct Running {
+    /// MQTT listeners (embedded mode).
+    pub mqtt: Vec<SocketAddr>,
+    /// The HTTP listener.
+    pub http: SocketAddr,
+}
+
+fn read(path: &std::path::Path) -> Result<Vec<u8>, ServeError> {
+    std::fs::read(path).map_err(|source| ServeError::File {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Opens the configured store and applies the migrations.
+pub async fn open_store(config: &HubConfig) -> Result<AnyStore, ServeError> {
+    let store = open_store_unmigrated(config).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// Opens the configured store without touching its schema.
+pub async fn open_store_unmigrated(config: &HubConfig) -> Result<AnyStore, ServeError> {
+    if config.store.url.is_none() {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+    }
+    let options = StoreOptions {
+        max_connections: config.store.max_connections,
+        ..StoreOptions::default()
+    };
+    Ok(AnyStore::connect_with(&config.store_url(), &options).await?)
+}
+
+/// Checks gateway logins against the store; successful checks are remembered for a
+/// minute so that reconnect storms do not cost an argon2 hash each.
+fn auth_handler(store: Arc<AnyStore>) -> AuthHandler {
+    let cache: Arc<Mutex<HashMap<(String, [u8; 32]), Instant>>> = Arc::default();
+    Arc::new(move |_client_id: String, username: String, password: String| {
+        let store = Arc::clone(&store);
+        let cache = Arc::clone(&cache);
+        Box::pin(async move {
+            let key = (username.clone(), Sha256::digest(password.as_bytes()).into());
+            if cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&key)
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
+            {
+                return true;
+            }
+            let record = match store.gateway_by_username(&username).await {
+                Ok(Some(r)) if !r.is_revoked() => r,
+                Ok(_) => {
+                    tracing::warn!(%username, "mqtt login refused: unknown or revoked gateway");
+                    return false;
+                }
+                Err(err) => {
+                    tracing::error!(%err, "mqtt login not checked: store unavailable");
+                    return false;
+                }
+            };
+            let hash = record.password_hash.clone();
+            let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
+                .await
+                .unwrap_or(false);
+            if ok {
+                cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, Instant::now());
+            } else {
+                tracing::warn!(%username, "mqtt login refused: wrong password");
+            }
+            ok
+        }) as Pin<Box<dyn Future<Output = bool> + Send>>
+    })
+}
+
+/// Acks go out through the bus.
+struct BusAcks(Arc<HubBus>);
+
+impl AckPublisher for BusAcks {
+    fn publish(&self, topic: String, payload: Vec<u8>) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move { self.0.publish(&topic, payload, false).await.map_err(|e| e.to_string()) })
+    }
+}
+
+/// Starts the MQTT side.
+async fn start_bus(config: &HubConfig, store: Arc<AnyStore>) -> Result<HubBus, ServeError> {
+    match config.broker.mode {
+        BrokerMode::Embedded => {
+            let e = &config.broker.embedded;
+            if !crate::broker::port_is_free(e.listen) {
+                return Err(ServeError::PortInUse {
+                    what: "MQTT",
+                    addr: e.listen,
+                    flag: "--mqtt ADDR or broker.embedded.listen",
+                });
+            }
+            let tls = match (e.tls_listen, &e.cert_file, &e.key_file, &e.client_ca_file) {
+                (Some(addr), Some(cert), Some(key), Some(ca)) => Some(TlsListener {
+                    addr,
+                    cert_chain_pem: read(cert)?,
+                    key_pem: read(key)?,
+                    client_ca_pem: read(ca)?,
+                    // The certificate is the credential (DESIGN.md §7).
+                    check_password: false,
+                }),
+                _ => None,
+            };
+            let settings = EmbeddedSettings {
+                tcp: Some(e.listen),
+                tls,
+                max_payload_bytes: usize::try_from(e.max_payload_bytes.0).unwrap_or(usize::MAX),
+                max_connections: e.max_connections,
+                inbound_capacity: config.ingest.queue,
+                auth: Some(auth_handler(store)),
+                ..EmbeddedSettings::default()
+            };
+            Ok(HubBus::Embedded(EmbeddedBroker::start(settings).await?))
+        }
+        BrokerMode::External => {
+            let x = &config.broker.external;
+            let client_id = x.client_id.clone().unwrap_or_else(|| {
+                format!("chitti-hub-{}", std::process::id())
+            });
+            let mut s = ExternalSettings::new(x.url.clone(), client_id);
+            s.share_group = Some(x.group.clone());
+            s.username = x.username.clone();
+            if let Some(f) = &x.password_file {
+                s.password = Some(String::from_utf8_lossy(&read(f)?).trim().to_string());
+            }
+            s.ca_pem = x.ca_file.as_deref().map(read).transpose()?;
+            s.client_cert_pem = x.client_cert_file.as_deref().map(read).transpose()?;
+            s.client_key_pem = x.client_key_file.as_deref().map(read).transpose()?;
+            s.inbound_capacity = config.ingest.queue;
+            s.max_payload_bytes = usize::try_from(config.broker.embedded.max_payload_bytes.0).unwrap_or(usize::MAX);
+            Ok(HubBus::External(ExternalBus::connect(s)?))
+        }
+    }
+}
+
+/// The evidence store of the configuration.
+pub fn open_evidence(config: &HubConfig) -> Result<EvidenceStore, ServeError> {
+    let e = &config.evidence;
+    Ok(match e.backend {
+        EvidenceBackend::Local => EvidenceStore::local(&config.evidence_dir(), e.max_bytes.0)?,
+        EvidenceBackend::S3 => EvidenceStore::s3(
+            e.bucket.as_deref().unwrap_or_default(),
+            e.region.as_deref(),
+            e.endpoint.as_deref(),
+            e.max_bytes.0,
+        )?,
+    })
+}
+
+/// Runs the hub until `shutdown` turns true. `started` receives the bound addresses.
+pub async fn serve(
+    config: HubConfig,
+    mut shutdown: watch::Receiver<bool>,
+    started: Option<tokio::sync::oneshot::Sender<Running>>,
+) -> Result<(), ServeError> {
+    let http = tokio::net::TcpListener::bind(config.http.listen).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            ServeError::PortInUse {
+                what: "HTTP",
+                addr: config.http.listen,
+                flag: "--http ADDR or http.listen",
+            }
+        } else {
+            ServeError::Io(e)
+        }
+    })?;
+    let store = Arc::new(open_store(&config).await?);
+    let _evidence = open_evidence(&config)?;
+    let mut bus = start_bus(&config, Arc::clone(&store)).await?;
+    let mqtt = bus.local_addrs();
+    let inbound = bus.take_inbound();
+    let bus = Arc::new(bus);
+    let metrics = Arc::new(IngestMetrics::default());
+    let (tx, rx) = mpsc::channel::<InboundMessage>(config.ingest.queue);
+    let bridge = tokio::spawn(bridge_inbound(inbound, tx));
+    let ingest = Ingest::new(
+        Arc::clone(&store),
+        Arc::new(BusAcks(Arc::clone(&bus))),
+        IngestSettings {
+            require_signatures: config.ingest.require_signatures,
+            commit_max_findings: config.ingest.commit_max_findings,
+            commit_max_wait: Duration::from_millis(config.ingest.commit_max_wait_ms),
+            max_payload_bytes: usize::try_from(config.broker.embedded.max_payload_bytes.0).unwrap_or(usize::MAX),
+        },
+        Arc::clone(&metrics),
+    );
+    let ingest_task = tokio::spawn(ingest.run(rx));
+    let http_addr = http.local_addr()?;
+    let app = crate::http::router(crate::http::HttpState {
+        store: Arc::clone(&store),
+        ingest: Arc::clone(&metrics),
+        bus: Arc::clone(&bus),
+        started: Instant::now(),
+    });
+    let (http_stop_tx, mut http_stop_rx) = watch::channel(false);
+    let http_task = tokio::spawn(async move {
+        let _ = axum::serve(http, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop_rx.wait_for(|s| *s).await;
+            })
+            .await;
+    });
+    tracing::info!(mqtt = ?mqtt, http = %http_addr, store = store.backend().name(), "hub running");
+    if let Some(started) = started {
+        let _ = started.send(Running { mqtt, http: http_addr });
+    }
+    let _ = shutdown.wait_for(|s| *s).await;
+    tracing::info!("shutting down");
+    let _ = http_stop_tx.send(true);
+    bridge.abort();
+    // Ingest finishes what it holds (its channel closes with the bridge).
+    let _ = tokio::time::timeout(Duration::from_secs(5), ingest_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
+    if let Ok(bus) = Arc::try_unwrap(bus) {
+        bus.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Moves broker messages into ingest, carrying the settle handle.
+async fn bridge_inbound(mut inbound: mpsc::Receiver<crate::broker::Inbound>, tx: mpsc::Sender<InboundMessage>) {
+    while let Some(message) = inbound.recv().await {
+        let topic = message.topic.clone();
+        let payload = message.payload.clone();
+        let m = InboundMessage {
+            topic,
+            payload,
+            settle: Some(Box::new(move || message.settle())),
+        };
+        if tx.send(m).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Writes the hub's metrics.
+pub fn render_metrics(out: &mut MetricsWriter, m: &IngestMetrics, bus: &HubBus) {
+    out.counter("chitti_hub_messages_total", "MQTT messages received.", &[], m.messages.load(Relaxed) as f64);
+    out.counter("chitti_hub_findings_inserted_total", "Findings newly stored.", &[], m.findings_inserted.load(Relaxed) as f64);
+    out.counter("chitti_hub_findings_duplicate_total", "Findings received again (already stored).", &[], m.findings_duplicate.load(Relaxed) as f64);
+    out.counter("chitti_hub_commits_total", "Ingest transactions committed.", &[], m.commits.load(Relaxed) as f64);
+    out.counter("chitti_hub_committed_findings_total", "Findings in committed transactions (with commits_total: the batch size).", &[], m.committed_findings.load(Relaxed) as f64);
+    out.counter("chitti_hub_commit_seconds_total", "Time spent committing.", &[], m.commit_micros.load(Relaxed) as f64 / 1e6);
+    out.counter("chitti_hub_acks_total", "Acks published after commit.", &[], m.acks.load(Relaxed) as f64);
+    out.counter("chitti_hub_ack_latency_seconds_total", "Receive-to-ack time, summed (with acks_total: the mean).", &[], m.ack_micros.load(Relaxed) as f64 / 1e6);
+    out.counter("chitti_hub_store_errors_total", "Failed store calls (retried).", &[], m.store_errors.load(Relaxed) as f64);
+    out.counter("chitti_hub_status_messages_total", "Gateway status messages applied.", &[], m.statuses.load(Relaxed) as f64);
+    out.counter("chitti_hub_telemetry_samples_total", "Telemetry samples stored.", &[], m.telemetry.load(Relaxed) as f64);
+    let dead = m.dead_letters.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for (class, n) in dead {
+        out.counter("chitti_hub_dead_letters_total", "Messages not used, by reason.", &[("reason", class)], n as f64);
+    }
+    if let HubBus::External(x) = bus {
+        out.counter("chitti_hub_dropped_qos0_total", "QoS 0 messages dropped while ingest was behind.", &[], x.dropped_qos0() as f64);
+    }
+}
