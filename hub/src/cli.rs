@@ -118,7 +118,9 @@ fn load(args: &ConfigArgs) -> Result<HubConfig, ConfigErrors> {
         Some(path) => HubConfig::load(path)?,
         None => {
             let mut c = HubConfig::default();
-            c.data_dir = std::env::current_dir().unwrap_or_default().join(&c.data_dir);
+            c.data_dir = std::env::current_dir()
+                .unwrap_or_default()
+                .join(&c.data_dir);
             c
         }
     };
@@ -144,7 +146,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     BrokerMode::Embedded => "embedded",
                     BrokerMode::External => "external",
                 },
-                if config.store.url.as_deref().is_some_and(|u| u.starts_with("postgres")) {
+                if config
+                    .store
+                    .url
+                    .as_deref()
+                    .is_some_and(|u| u.starts_with("postgres"))
+                {
                     "postgres"
                 } else {
                     "sqlite"
@@ -168,12 +175,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     wait_for_signal().await;
                     let _ = tx.send(true);
                 });
-                let (started_tx, started_rx) = tokio::sync::oneshot::channel::<crate::serve::Running>();
+                let (started_tx, started_rx) =
+                    tokio::sync::oneshot::channel::<crate::serve::Running>();
                 tokio::spawn(async move {
                     if let Ok(r) = started_rx.await {
                         // One line on stdout for people and scripts: where to connect.
                         let mqtt: Vec<String> = r.mqtt.iter().map(ToString::to_string).collect();
-                        println!("chitti-hub listening: mqtt {} http {}", mqtt.join(","), r.http);
+                        println!(
+                            "chitti-hub listening: mqtt {} http {}",
+                            mqtt.join(","),
+                            r.http
+                        );
                     }
                 });
                 crate::serve::serve(config, rx, Some(started_tx)).await?;

@@ -39,8 +39,18 @@ pub fn router(state: HttpState) -> Router {
 async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
     let started = Instant::now();
     match s.store.ping().await {
-        Ok(()) => (StatusCode::OK, format!("ready: store {} answered in {} ms\n", s.store.backend().name(), started.elapsed().as_millis())),
-        Err(err) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {err}\n")),
+        Ok(()) => (
+            StatusCode::OK,
+            format!(
+                "ready: store {} answered in {} ms\n",
+                s.store.backend().name(),
+                started.elapsed().as_millis()
+            ),
+        ),
+        Err(err) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {err}\n"),
+        ),
     }
 }
 
@@ -49,16 +59,47 @@ async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
     crate::serve::render_metrics(&mut out, &s.ingest, &s.bus);
     let db_started = Instant::now();
     let db_up = s.store.ping().await.is_ok();
-    out.gauge("chitti_hub_store_up", "1 when the database answers.", &[], if db_up { 1.0 } else { 0.0 });
-    out.gauge("chitti_hub_store_ping_seconds", "Time the database took to answer a ping.", &[], db_started.elapsed().as_secs_f64());
+    out.gauge(
+        "chitti_hub_store_up",
+        "1 when the database answers.",
+        &[],
+        if db_up { 1.0 } else { 0.0 },
+    );
+    out.gauge(
+        "chitti_hub_store_ping_seconds",
+        "Time the database took to answer a ping.",
+        &[],
+        db_started.elapsed().as_secs_f64(),
+    );
     if let Ok(gateways) = s.store.list_gateways().await {
-        let online = gateways.iter().filter(|g| g.online && !g.is_revoked()).count();
-        out.gauge("chitti_hub_gateways_online", "Enrolled gateways whose last status said online.", &[], online as f64);
-        out.gauge("chitti_hub_gateways", "Enrolled gateways (not revoked).", &[], gateways.iter().filter(|g| !g.is_revoked()).count() as f64);
+        let online = gateways
+            .iter()
+            .filter(|g| g.online && !g.is_revoked())
+            .count();
+        out.gauge(
+            "chitti_hub_gateways_online",
+            "Enrolled gateways whose last status said online.",
+            &[],
+            online as f64,
+        );
+        out.gauge(
+            "chitti_hub_gateways",
+            "Enrolled gateways (not revoked).",
+            &[],
+            gateways.iter().filter(|g| !g.is_revoked()).count() as f64,
+        );
     }
-    out.gauge("chitti_hub_uptime_seconds", "Seconds since the hub started.", &[], s.started.elapsed().as_secs_f64());
+    out.gauge(
+        "chitti_hub_uptime_seconds",
+        "Seconds since the hub started.",
+        &[],
+        s.started.elapsed().as_secs_f64(),
+    );
     (
-        [(header::CONTENT_TYPE, chitti_common::metrics_text::CONTENT_TYPE)],
+        [(
+            header::CONTENT_TYPE,
+            chitti_common::metrics_text::CONTENT_TYPE,
+        )],
         out.finish(),
     )
 }

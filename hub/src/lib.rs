@@ -2,11 +2,11 @@
 //! (SQLite or Postgres), evidence, health and metrics. See ARCHITECTURE.md.
 
 pub mod broker;
+pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod evidence;
-pub mod ingest;
-pub mod store;
 pub mod http;
+pub mod ingest;
 pub mod serve;
-pub mod cli;
+pub mod store;

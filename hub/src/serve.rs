@@ -7,11 +7,14 @@
 //! operators, Prometheus ──HTTP──▶ /healthz /readyz /metrics (the API comes with its issue)
 //! ```
 
-use crate::broker::{AuthHandler, EmbeddedBroker, EmbeddedSettings, ExternalBus, ExternalSettings, HubBus, TlsListener};
+use crate::broker::{
+    AuthHandler, EmbeddedBroker, EmbeddedSettings, ExternalBus, ExternalSettings, HubBus,
+    TlsListener,
+};
 use crate::config::{BrokerMode, EvidenceBackend, HubConfig};
 use crate::credentials::verify_password;
 use crate::evidence::EvidenceStore;
-use crate::ingest::{AckPublisher, Ingest, IngestMetrics, IngestSettings, InboundMessage};
+use crate::ingest::{AckPublisher, InboundMessage, Ingest, IngestMetrics, IngestSettings};
 use crate::store::{AnyStore, Store, StoreOptions};
 use chitti_common::metrics_text::MetricsWriter;
 use sha2::{Digest, Sha256};
@@ -105,54 +108,71 @@ pub async fn open_store_unmigrated(config: &HubConfig) -> Result<AnyStore, Serve
     Ok(AnyStore::connect_with(&config.store_url(), &options).await?)
 }
 
+/// Successful logins: (user name, SHA-256 of the password) → when checked.
+type LoginCache = HashMap<(String, [u8; 32]), Instant>;
+
 /// Checks gateway logins against the store; successful checks are remembered for a
 /// minute so that reconnect storms do not cost an argon2 hash each.
 fn auth_handler(store: Arc<AnyStore>) -> AuthHandler {
-    let cache: Arc<Mutex<HashMap<(String, [u8; 32]), Instant>>> = Arc::default();
-    Arc::new(move |_client_id: String, username: String, password: String| {
-        let store = Arc::clone(&store);
-        let cache = Arc::clone(&cache);
-        Box::pin(async move {
-            let key = (username.clone(), Sha256::digest(password.as_bytes()).into());
-            if cache
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&key)
-                .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
-            {
-                return true;
-            }
-            let record = match store.gateway_by_username(&username).await {
-                Ok(Some(r)) if !r.is_revoked() => r,
-                Ok(_) => {
-                    tracing::warn!(%username, "mqtt login refused: unknown or revoked gateway");
-                    return false;
+    let cache: Arc<Mutex<LoginCache>> = Arc::default();
+    Arc::new(
+        move |_client_id: String, username: String, password: String| {
+            let store = Arc::clone(&store);
+            let cache = Arc::clone(&cache);
+            Box::pin(async move {
+                let key = (username.clone(), Sha256::digest(password.as_bytes()).into());
+                if cache
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&key)
+                    .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
+                {
+                    return true;
                 }
-                Err(err) => {
-                    tracing::error!(%err, "mqtt login not checked: store unavailable");
-                    return false;
+                let record = match store.gateway_by_username(&username).await {
+                    Ok(Some(r)) if !r.is_revoked() => r,
+                    Ok(_) => {
+                        tracing::warn!(%username, "mqtt login refused: unknown or revoked gateway");
+                        return false;
+                    }
+                    Err(err) => {
+                        tracing::error!(%err, "mqtt login not checked: store unavailable");
+                        return false;
+                    }
+                };
+                let hash = record.password_hash.clone();
+                let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
+                    .await
+                    .unwrap_or(false);
+                if ok {
+                    cache
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(key, Instant::now());
+                } else {
+                    tracing::warn!(%username, "mqtt login refused: wrong password");
                 }
-            };
-            let hash = record.password_hash.clone();
-            let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
-                .await
-                .unwrap_or(false);
-            if ok {
-                cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, Instant::now());
-            } else {
-                tracing::warn!(%username, "mqtt login refused: wrong password");
-            }
-            ok
-        }) as Pin<Box<dyn Future<Output = bool> + Send>>
-    })
+                ok
+            }) as Pin<Box<dyn Future<Output = bool> + Send>>
+        },
+    )
 }
 
 /// Acks go out through the bus.
 struct BusAcks(Arc<HubBus>);
 
 impl AckPublisher for BusAcks {
-    fn publish(&self, topic: String, payload: Vec<u8>) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
-        Box::pin(async move { self.0.publish(&topic, payload, false).await.map_err(|e| e.to_string()) })
+    fn publish(
+        &self,
+        topic: String,
+        payload: Vec<u8>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move {
+            self.0
+                .publish(&topic, payload, false)
+                .await
+                .map_err(|e| e.to_string())
+        })
     }
 }
 
@@ -192,9 +212,10 @@ async fn start_bus(config: &HubConfig, store: Arc<AnyStore>) -> Result<HubBus, S
         }
         BrokerMode::External => {
             let x = &config.broker.external;
-            let client_id = x.client_id.clone().unwrap_or_else(|| {
-                format!("chitti-hub-{}", std::process::id())
-            });
+            let client_id = x
+                .client_id
+                .clone()
+                .unwrap_or_else(|| format!("chitti-hub-{}", std::process::id()));
             let mut s = ExternalSettings::new(x.url.clone(), client_id);
             s.share_group = Some(x.group.clone());
             s.username = x.username.clone();
@@ -205,7 +226,8 @@ async fn start_bus(config: &HubConfig, store: Arc<AnyStore>) -> Result<HubBus, S
             s.client_cert_pem = x.client_cert_file.as_deref().map(read).transpose()?;
             s.client_key_pem = x.client_key_file.as_deref().map(read).transpose()?;
             s.inbound_capacity = config.ingest.queue;
-            s.max_payload_bytes = usize::try_from(config.broker.embedded.max_payload_bytes.0).unwrap_or(usize::MAX);
+            s.max_payload_bytes =
+                usize::try_from(config.broker.embedded.max_payload_bytes.0).unwrap_or(usize::MAX);
             Ok(HubBus::External(ExternalBus::connect(s)?))
         }
     }
@@ -231,17 +253,19 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
     started: Option<tokio::sync::oneshot::Sender<Running>>,
 ) -> Result<(), ServeError> {
-    let http = tokio::net::TcpListener::bind(config.http.listen).await.map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AddrInUse {
-            ServeError::PortInUse {
-                what: "HTTP",
-                addr: config.http.listen,
-                flag: "--http ADDR or http.listen",
+    let http = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                ServeError::PortInUse {
+                    what: "HTTP",
+                    addr: config.http.listen,
+                    flag: "--http ADDR or http.listen",
+                }
+            } else {
+                ServeError::Io(e)
             }
-        } else {
-            ServeError::Io(e)
-        }
-    })?;
+        })?;
     let store = Arc::new(open_store(&config).await?);
     let _evidence = open_evidence(&config)?;
     let mut bus = start_bus(&config, Arc::clone(&store)).await?;
@@ -258,7 +282,8 @@ pub async fn serve(
             require_signatures: config.ingest.require_signatures,
             commit_max_findings: config.ingest.commit_max_findings,
             commit_max_wait: Duration::from_millis(config.ingest.commit_max_wait_ms),
-            max_payload_bytes: usize::try_from(config.broker.embedded.max_payload_bytes.0).unwrap_or(usize::MAX),
+            max_payload_bytes: usize::try_from(config.broker.embedded.max_payload_bytes.0)
+                .unwrap_or(usize::MAX),
         },
         Arc::clone(&metrics),
     );
@@ -280,7 +305,10 @@ pub async fn serve(
     });
     tracing::info!(mqtt = ?mqtt, http = %http_addr, store = store.backend().name(), "hub running");
     if let Some(started) = started {
-        let _ = started.send(Running { mqtt, http: http_addr });
+        let _ = started.send(Running {
+            mqtt,
+            http: http_addr,
+        });
     }
     let _ = shutdown.wait_for(|s| *s).await;
     tracing::info!("shutting down");
@@ -296,7 +324,10 @@ pub async fn serve(
 }
 
 /// Moves broker messages into ingest, carrying the settle handle.
-async fn bridge_inbound(mut inbound: mpsc::Receiver<crate::broker::Inbound>, tx: mpsc::Sender<InboundMessage>) {
+async fn bridge_inbound(
+    mut inbound: mpsc::Receiver<crate::broker::Inbound>,
+    tx: mpsc::Sender<InboundMessage>,
+) {
     while let Some(message) = inbound.recv().await {
         let topic = message.topic.clone();
         let payload = message.payload.clone();
@@ -313,22 +344,91 @@ async fn bridge_inbound(mut inbound: mpsc::Receiver<crate::broker::Inbound>, tx:
 
 /// Writes the hub's metrics.
 pub fn render_metrics(out: &mut MetricsWriter, m: &IngestMetrics, bus: &HubBus) {
-    out.counter("chitti_hub_messages_total", "MQTT messages received.", &[], m.messages.load(Relaxed) as f64);
-    out.counter("chitti_hub_findings_inserted_total", "Findings newly stored.", &[], m.findings_inserted.load(Relaxed) as f64);
-    out.counter("chitti_hub_findings_duplicate_total", "Findings received again (already stored).", &[], m.findings_duplicate.load(Relaxed) as f64);
-    out.counter("chitti_hub_commits_total", "Ingest transactions committed.", &[], m.commits.load(Relaxed) as f64);
-    out.counter("chitti_hub_committed_findings_total", "Findings in committed transactions (with commits_total: the batch size).", &[], m.committed_findings.load(Relaxed) as f64);
-    out.counter("chitti_hub_commit_seconds_total", "Time spent committing.", &[], m.commit_micros.load(Relaxed) as f64 / 1e6);
-    out.counter("chitti_hub_acks_total", "Acks published after commit.", &[], m.acks.load(Relaxed) as f64);
-    out.counter("chitti_hub_ack_latency_seconds_total", "Receive-to-ack time, summed (with acks_total: the mean).", &[], m.ack_micros.load(Relaxed) as f64 / 1e6);
-    out.counter("chitti_hub_store_errors_total", "Failed store calls (retried).", &[], m.store_errors.load(Relaxed) as f64);
-    out.counter("chitti_hub_status_messages_total", "Gateway status messages applied.", &[], m.statuses.load(Relaxed) as f64);
-    out.counter("chitti_hub_telemetry_samples_total", "Telemetry samples stored.", &[], m.telemetry.load(Relaxed) as f64);
-    let dead = m.dead_letters.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    out.counter(
+        "chitti_hub_messages_total",
+        "MQTT messages received.",
+        &[],
+        m.messages.load(Relaxed) as f64,
+    );
+    out.counter(
+        "chitti_hub_findings_inserted_total",
+        "Findings newly stored.",
+        &[],
+        m.findings_inserted.load(Relaxed) as f64,
+    );
+    out.counter(
+        "chitti_hub_findings_duplicate_total",
+        "Findings received again (already stored).",
+        &[],
+        m.findings_duplicate.load(Relaxed) as f64,
+    );
+    out.counter(
+        "chitti_hub_commits_total",
+        "Ingest transactions committed.",
+        &[],
+        m.commits.load(Relaxed) as f64,
+    );
+    out.counter(
+        "chitti_hub_committed_findings_total",
+        "Findings in committed transactions (with commits_total: the batch size).",
+        &[],
+        m.committed_findings.load(Relaxed) as f64,
+    );
+    out.counter(
+        "chitti_hub_commit_seconds_total",
+        "Time spent committing.",
+        &[],
+        m.commit_micros.load(Relaxed) as f64 / 1e6,
+    );
+    out.counter(
+        "chitti_hub_acks_total",
+        "Acks published after commit.",
+        &[],
+        m.acks.load(Relaxed) as f64,
+    );
+    out.counter(
+        "chitti_hub_ack_latency_seconds_total",
+        "Receive-to-ack time, summed (with acks_total: the mean).",
+        &[],
+        m.ack_micros.load(Relaxed) as f64 / 1e6,
+    );
+    out.counter(
+        "chitti_hub_store_errors_total",
+        "Failed store calls (retried).",
+        &[],
+        m.store_errors.load(Relaxed) as f64,
+    );
+    out.counter(
+        "chitti_hub_status_messages_total",
+        "Gateway status messages applied.",
+        &[],
+        m.statuses.load(Relaxed) as f64,
+    );
+    out.counter(
+        "chitti_hub_telemetry_samples_total",
+        "Telemetry samples stored.",
+        &[],
+        m.telemetry.load(Relaxed) as f64,
+    );
+    let dead = m
+        .dead_letters
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     for (class, n) in dead {
-        out.counter("chitti_hub_dead_letters_total", "Messages not used, by reason.", &[("reason", class)], n as f64);
+        out.counter(
+            "chitti_hub_dead_letters_total",
+            "Messages not used, by reason.",
+            &[("reason", class)],
+            n as f64,
+        );
     }
     if let HubBus::External(x) = bus {
-        out.counter("chitti_hub_dropped_qos0_total", "QoS 0 messages dropped while ingest was behind.", &[], x.dropped_qos0() as f64);
+        out.counter(
+            "chitti_hub_dropped_qos0_total",
+            "QoS 0 messages dropped while ingest was behind.",
+            &[],
+            x.dropped_qos0() as f64,
+        );
     }
 }

@@ -3,9 +3,7 @@
 //! (as the real hub does), and the agent binary as a child process.
 #![allow(dead_code)] // each test file uses a different part
 
-use chitti_agent::analysis::CameraAnalyzer;
-use chitti_agent::config::{AgentConfig, SourceConfig};
-use chitti_agent::sources::simulated::{Scene, SimulatedCamera};
+use chitti_agent::config::AgentConfig;
 use chitti_common::finding::Finding;
 use chitti_common::protocol::{Ack, AgentStatus, FindingBatch, Topic, TopicKind};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -395,29 +393,11 @@ pub fn shape(f: &Finding) -> FindingShape {
 /// the findings the agent must deliver, as shapes, sorted.
 pub fn expected_shapes(config_text: &str) -> Vec<FindingShape> {
     let config = AgentConfig::from_toml(config_text, "expected", Path::new("/")).unwrap();
-    let catalog = config.severity_catalog().unwrap();
-    let mut shapes = Vec::new();
-    for camera in &config.cameras {
-        let SourceConfig::Simulated(sim) = &camera.source else {
-            continue;
-        };
-        let mut camera_sim = SimulatedCamera::from_config(&camera.id, sim);
-        camera_sim.unpaced = true;
-        let scene = Scene::new(camera_sim).unwrap();
-        let table = catalog.get(config.table_for(camera)).unwrap().clone();
-        let mut analyzer = CameraAnalyzer::new(
-            &config,
-            camera,
-            table,
-            Box::new(chitti_agent::analysis::NoDetector),
-        );
-        for n in 0..sim.frames.unwrap() {
-            let frame = scene.source_frame(n, chrono::Utc::now().fixed_offset());
-            for f in analyzer.process(&frame).unwrap().findings {
-                shapes.push(shape(&f.finding));
-            }
-        }
-    }
+    let mut shapes: Vec<_> = chitti_agent::sources::simulated::predicted_findings(&config)
+        .unwrap()
+        .iter()
+        .map(shape)
+        .collect();
     shapes.sort();
     shapes
 }

@@ -307,6 +307,42 @@ impl SplitMix64 {
     }
 }
 
+/// The findings a configuration's simulated cameras produce over their `frames`, found
+/// by running the same frames through the same analysis in-process: what an agent
+/// with this configuration must deliver (ids and clocks aside). For tests and the demo's
+/// self-check; cameras without a frame limit are skipped.
+pub fn predicted_findings(
+    config: &crate::config::AgentConfig,
+) -> Result<Vec<chitti_common::finding::Finding>, String> {
+    let catalog = config.severity_catalog()?;
+    let mut out = Vec::new();
+    for camera in &config.cameras {
+        let crate::config::SourceConfig::Simulated(sim) = &camera.source else {
+            continue;
+        };
+        let Some(frames) = sim.frames else {
+            continue;
+        };
+        let scene = Scene::new(SimulatedCamera::from_config(&camera.id, sim))?;
+        let table = catalog
+            .get(config.table_for(camera))
+            .ok_or_else(|| format!("camera {}: unknown severity table", camera.id))?
+            .clone();
+        let mut analyzer = crate::analysis::CameraAnalyzer::new(
+            config,
+            camera,
+            table,
+            Box::new(crate::analysis::NoDetector),
+        );
+        for n in 0..frames {
+            let frame = scene.source_frame(n, Utc::now().fixed_offset());
+            let outcome = analyzer.process(&frame).map_err(|e| e.to_string())?;
+            out.extend(outcome.findings.into_iter().map(|f| f.finding));
+        }
+    }
+    Ok(out)
+}
+
 /// Starts the camera on its own thread.
 pub fn spawn(
     scene: Scene,
