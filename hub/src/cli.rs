@@ -181,11 +181,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     if let Ok(r) = started_rx.await {
                         // One line on stdout for people and scripts: where to connect.
                         let mqtt: Vec<String> = r.mqtt.iter().map(ToString::to_string).collect();
-                        println!(
-                            "chitti-hub listening: mqtt {} http {}",
-                            mqtt.join(","),
-                            r.http
-                        );
+                        let mqtt = if mqtt.is_empty() {
+                            "-".to_string()
+                        } else {
+                            mqtt.join(",")
+                        };
+                        println!("chitti-hub listening: mqtt {mqtt} http {}", r.http);
                     }
                 });
                 crate::serve::serve(config, rx, Some(started_tx)).await?;

@@ -3,7 +3,7 @@
 //! Scenarios run the real `chitti-agent` and `chitti-hub` executables. Cargo only hands
 //! a package the paths of its *own* binaries, so [`binary`] finds the workspace's from
 //! the test executable's location (`target/<profile>/deps/…` → `target/<profile>/`)
-//! and builds them with the same cargo if they are missing.
+//! and has the same cargo build them (a no-op when they are up to date).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,7 +17,13 @@ pub fn binary(name: &str) -> PathBuf {
         .and_then(Path::parent)
         .expect("test executable lives in target/<profile>/deps");
     let path = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    if !path.exists() {
+    // Build once per test process even when the file exists: `cargo test -p chitti-e2e`
+    // does not rebuild the other packages' binaries, and a stale one tests old code.
+    // A no-op when it is up to date.
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == name) {
+        built.push(name.to_string());
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
         build
@@ -43,4 +49,340 @@ pub fn workspace_root() -> PathBuf {
 /// A FLIR fixture from `tests/fixtures/flir/`.
 pub fn flir_fixture(name: &str) -> PathBuf {
     workspace_root().join("tests/fixtures/flir").join(name)
+}
+
+/// A process the test started; killed on drop.
+pub struct Process {
+    /// The child.
+    pub child: std::process::Child,
+    /// Its stderr log file.
+    pub log: PathBuf,
+}
+
+impl Process {
+    /// SIGKILL and wait.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("signal the process");
+        self.child.wait().expect("wait for the process")
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Where a started hub listens.
+#[derive(Debug, Clone)]
+pub struct HubAddrs {
+    /// The embedded broker's TCP listener (none in external mode).
+    pub mqtt: Option<std::net::SocketAddr>,
+    /// The HTTP listener.
+    pub http: std::net::SocketAddr,
+}
+
+/// Starts `chitti-hub serve ARGS…` and reads the line that says where it listens.
+pub fn start_hub(args: &[&str], log: &Path) -> (Process, HubAddrs) {
+    use std::io::BufRead;
+    let mut child = Command::new(binary("chitti-hub"))
+        .arg("serve")
+        .args(args)
+        .env("CHITTI_LOG", "info,chitti_hub=debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(log).expect("hub log"))
+        .spawn()
+        .expect("start chitti-hub");
+    let stdout = child.stdout.take().expect("hub stdout");
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the hub's first line");
+    let process = Process {
+        child,
+        log: log.to_path_buf(),
+    };
+    let rest = line
+        .strip_prefix("chitti-hub listening: mqtt ")
+        .unwrap_or_else(|| panic!("hub did not start: {line:?}\n{}", process.log_text()));
+    let (mqtt, http) = rest.trim().split_once(" http ").expect("mqtt … http …");
+    let addrs = HubAddrs {
+        mqtt: mqtt.split(',').next().and_then(|a| a.parse().ok()),
+        http: http.parse().expect("http address"),
+    };
+    (process, addrs)
+}
+
+/// Runs `chitti-hub ARGS…` to completion; panics with its output when it fails.
+pub fn hub_command(args: &[&str]) -> String {
+    let out = Command::new(binary("chitti-hub"))
+        .args(args)
+        .output()
+        .expect("run chitti-hub");
+    assert!(
+        out.status.success(),
+        "chitti-hub {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Starts `chitti-agent run --config FILE`.
+pub fn start_agent(config: &Path, log: &Path) -> Process {
+    let child = Command::new(binary("chitti-agent"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("CHITTI_LOG", "info,chitti_agent=debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .expect("agent log"),
+        )
+        .spawn()
+        .expect("start chitti-agent");
+    Process {
+        child,
+        log: log.to_path_buf(),
+    }
+}
+
+/// Longest any wait may take before the test fails (a hang guard, not a timing
+/// assertion).
+pub const HANG_GUARD: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Waits until `check` returns `Some`, re-checking every 50 ms; panics with `what`
+/// and `context()` after [`HANG_GUARD`].
+pub async fn eventually<T, F, Fut>(what: &str, context: impl Fn() -> String, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + HANG_GUARD;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            context()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A simulated agent configuration whose frames are produced as fast as they are
+/// taken (none dropped), so its findings are exactly predictable.
+pub fn simulated_agent_config(
+    site: &str,
+    gateway: &str,
+    mqtt: &str,
+    credentials: &Path,
+    outbox: &Path,
+    frames: u64,
+) -> String {
+    format!(
+        r#"
+version = 1
+[identity]
+site = "{site}"
+gateway = "{gateway}"
+[[camera]]
+id = "sim-1"
+asset = "bay-1"
+[camera.source]
+kind = "simulated"
+width = 160
+height = 120
+fps = 1.0
+speed = 20.0
+seed = 7
+frames = {frames}
+unpaced = true
+[analysis.tracking]
+raise_after_frames = 2
+clear_after_frames = 4
+update_delta_c = 5.0
+[outbox]
+path = "{outbox}"
+resend_after_s = 3
+[mqtt]
+url = "{mqtt}"
+username = "{site}/{gateway}"
+password_file = "{cred}/mqtt-password"
+signing_key_file = "{cred}/signing.key"
+reconnect_min_ms = 50
+reconnect_max_ms = 500
+[health]
+status_interval_s = 1
+"#,
+        outbox = outbox.display(),
+        cred = credentials.display()
+    )
+}
+
+/// What a finding says without its ids and clocks.
+pub fn shape(f: &chitti_common::finding::Finding) -> (String, String, String, u8, String) {
+    (
+        f.gateway.clone(),
+        f.camera.clone(),
+        format!("{:?}", f.track.state),
+        f.severity.level,
+        format!("{:.3}", f.hotspot.max_c),
+    )
+}
+
+/// The findings a simulated agent configuration must deliver, as sorted shapes.
+pub fn predicted_shapes(config_text: &str) -> Vec<(String, String, String, u8, String)> {
+    let config =
+        chitti_agent::config::AgentConfig::from_toml(config_text, "predicted", Path::new("/"))
+            .expect("valid agent configuration");
+    let mut v: Vec<_> = chitti_agent::sources::simulated::predicted_findings(&config)
+        .expect("predicted findings")
+        .iter()
+        .map(shape)
+        .collect();
+    v.sort();
+    v
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A TCP proxy the test can cut (every connection closed, new ones refused) and
+/// restore: a network link or a database that goes away.
+pub struct CuttableProxy {
+    /// Its port.
+    pub port: u16,
+    up: tokio::sync::watch::Sender<bool>,
+}
+
+impl CuttableProxy {
+    /// Proxies 127.0.0.1:port → 127.0.0.1:`target`.
+    pub async fn start(target: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let (tx, rx) = tokio::sync::watch::channel(true);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut state = rx.clone();
+                if !*state.borrow() {
+                    drop(inbound);
+                    continue;
+                }
+                tokio::spawn(async move {
+                    let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = state.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Self { port, up: tx }
+    }
+
+    /// Cuts every connection and refuses new ones.
+    pub fn cut(&self) {
+        self.up.send_replace(false);
+    }
+
+    /// Lets connections through again.
+    pub fn restore(&self) {
+        self.up.send_replace(true);
+    }
+}
+
+/// A fresh Postgres database on the test server, dropped on drop.
+pub struct TestPostgres {
+    /// Its URL.
+    pub url: String,
+    name: String,
+    admin: String,
+}
+
+impl TestPostgres {
+    /// Creates `chitti_e2e_<random>` through `postgres://postgres@127.0.0.1:5432/postgres`
+    /// (or `CHITTI_TEST_POSTGRES_URL`).
+    pub async fn create() -> Self {
+        use sqlx::Connection;
+        let admin = std::env::var("CHITTI_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("chitti_e2e_{}", uuid::Uuid::now_v7().simple());
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .expect("connect to postgres");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create database");
+        let url = format!(
+            "{}/{name}",
+            admin.rsplit_once('/').expect("url with a database").0
+        );
+        Self { url, name, admin }
+    }
+
+    /// The URL through another port (a proxy in front of the server).
+    pub fn url_via(&self, port: u16) -> String {
+        self.url.replace(":5432/", &format!(":{port}/"))
+    }
+}
+
+impl Drop for TestPostgres {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // Drop runs outside any runtime guarantee: use a small one of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(rt) = rt {
+                rt.block_on(async move {
+                    use sqlx::Connection;
+                    if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
+                        let _ =
+                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                                .execute(&mut c)
+                                .await;
+                    }
+                });
+            }
+        })
+        .join();
+    }
 }

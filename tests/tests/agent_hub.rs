@@ -1,0 +1,328 @@
+//! The agent and the hub as real processes, over real brokers and databases: the hub's
+//! database ends up with exactly the findings the simulated cameras produced, each
+//! once, through a hub crash and a database outage.
+
+use chitti_e2e::*;
+use chitti_hub::store::{AnyStore, FindingQuery, Store};
+use std::path::Path;
+
+/// Every finding in the store, as shapes.
+async fn stored_shapes(store: &AnyStore) -> Vec<(String, String, String, u8, String)> {
+    let mut shapes = Vec::new();
+    let mut query = FindingQuery {
+        limit: 500,
+        ..FindingQuery::default()
+    };
+    loop {
+        let page = store.list_findings(&query).await.expect("list findings");
+        shapes.extend(page.items.iter().map(|f| shape(&f.finding)));
+        match page.next_cursor {
+            Some(c) => query.after = Some(c),
+            None => break,
+        }
+    }
+    shapes.sort();
+    shapes
+}
+
+fn sqlite_url(data: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", data.join("chitti.db").display())
+}
+
+/// Enrols a gateway into the hub's database (`chitti-hub gateway add`).
+fn enrol(hub_args: &[&str], site: &str, gateway: &str, out: &Path) {
+    let mut args = vec!["gateway", "add"];
+    args.extend_from_slice(hub_args);
+    let out_s = out.display().to_string();
+    args.extend_from_slice(&["--site", site, "--gateway", gateway, "--out", &out_s]);
+    hub_command(&args);
+}
+
+async fn wait_for_exact(
+    store: &AnyStore,
+    expected: &[(String, String, String, u8, String)],
+    hub: &Process,
+    agent: &Process,
+) {
+    eventually(
+        "every predicted finding in the hub's database",
+        || {
+            format!(
+                "hub log:\n{}\nagent log:\n{}",
+                hub.log_text(),
+                agent.log_text()
+            )
+        },
+        || async {
+            let n = store.count_findings().await.ok()?;
+            (n as usize >= expected.len()).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        stored_shapes(store).await,
+        expected,
+        "exactly the predicted findings, each once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_to_embedded_broker_to_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_s = data.display().to_string();
+    enrol(
+        &["--data", &data_s],
+        "north-yard",
+        "gw-1",
+        &dir.path().join("gw1"),
+    );
+    let (hub, addrs) = start_hub(
+        &[
+            "--data",
+            &data_s,
+            "--mqtt",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ],
+        &dir.path().join("hub.log"),
+    );
+    let text = simulated_agent_config(
+        "north-yard",
+        "gw-1",
+        &format!("mqtt://{}", addrs.mqtt.unwrap()),
+        &dir.path().join("gw1"),
+        &dir.path().join("outbox"),
+        60,
+    );
+    let expected = predicted_shapes(&text);
+    assert!(expected.len() >= 10);
+    std::fs::write(dir.path().join("agent.toml"), &text).unwrap();
+    let agent = start_agent(
+        &dir.path().join("agent.toml"),
+        &dir.path().join("agent.log"),
+    );
+    let store = AnyStore::connect(&sqlite_url(&data)).await.unwrap();
+    wait_for_exact(&store, &expected, &hub, &agent).await;
+    // One alert per track episode, with the worst level seen.
+    let alerts = store.list_alerts(&Default::default()).await.unwrap();
+    assert_eq!(alerts.items.len(), 1);
+    assert_eq!(
+        alerts.items[0].worst_level,
+        expected.iter().map(|s| s.3).max().unwrap()
+    );
+    // The agent's outbox drains: every finding was acknowledged after commit.
+    eventually(
+        "the gateway's empty outbox in its status",
+        || hub.log_text(),
+        || async {
+            let g = store.gateway("north-yard", "gw-1").await.ok()??;
+            (g.buffer?.depth == 0).then_some(())
+        },
+    )
+    .await;
+    assert!(agent.terminate().success());
+    eventually(
+        "the gateway offline",
+        || hub.log_text(),
+        || async {
+            let g = store.gateway("north-yard", "gw-1").await.ok()??;
+            (!g.online).then_some(())
+        },
+    )
+    .await;
+    assert!(hub.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_to_mosquitto_to_hub_in_external_mode_to_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestPostgres::create().await;
+    let group = format!("e2e-{}", uuid::Uuid::now_v7().simple());
+    let config = dir.path().join("hub.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 1\ndata_dir = \"{}\"\n[store]\nurl = \"{}\"\n[broker]\nmode = \"external\"\n[broker.external]\nurl = \"mqtt://127.0.0.1:1883\"\ngroup = \"{group}\"\nclient_id = \"{group}-hub\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
+            dir.path().join("data").display(),
+            db.url
+        ),
+    )
+    .unwrap();
+    let config_s = config.display().to_string();
+    let site = format!("ext-{}", std::process::id());
+    enrol(
+        &["--config", &config_s],
+        &site,
+        "gw-1",
+        &dir.path().join("gw1"),
+    );
+    let (hub, _addrs) = start_hub(&["--config", &config_s], &dir.path().join("hub.log"));
+    let text = simulated_agent_config(
+        &site,
+        "gw-1",
+        "mqtt://127.0.0.1:1883",
+        &dir.path().join("gw1"),
+        &dir.path().join("outbox"),
+        60,
+    );
+    let expected = predicted_shapes(&text);
+    std::fs::write(dir.path().join("agent.toml"), &text).unwrap();
+    let agent = start_agent(
+        &dir.path().join("agent.toml"),
+        &dir.path().join("agent.log"),
+    );
+    let store = AnyStore::connect(&db.url).await.unwrap();
+    wait_for_exact(&store, &expected, &hub, &agent).await;
+    assert!(agent.terminate().success());
+    assert!(hub.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_killed_mid_stream_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_s = data.display().to_string();
+    enrol(
+        &["--data", &data_s],
+        "north-yard",
+        "gw-1",
+        &dir.path().join("gw1"),
+    );
+    let mqtt = format!("127.0.0.1:{}", free_port());
+    let hub_args = [
+        "--data",
+        data_s.as_str(),
+        "--mqtt",
+        mqtt.as_str(),
+        "--http",
+        "127.0.0.1:0",
+    ];
+    let (hub, _) = start_hub(&hub_args, &dir.path().join("hub.log"));
+    let text = simulated_agent_config(
+        "north-yard",
+        "gw-1",
+        &format!("mqtt://{mqtt}"),
+        &dir.path().join("gw1"),
+        &dir.path().join("outbox"),
+        240,
+    );
+    let expected = predicted_shapes(&text);
+    std::fs::write(dir.path().join("agent.toml"), &text).unwrap();
+    let agent = start_agent(
+        &dir.path().join("agent.toml"),
+        &dir.path().join("agent.log"),
+    );
+    let store = AnyStore::connect(&sqlite_url(&data)).await.unwrap();
+    eventually(
+        "the first findings",
+        || hub.log_text(),
+        || async { (store.count_findings().await.ok()? >= 3).then_some(()) },
+    )
+    .await;
+    hub.kill9();
+    let before = store.count_findings().await.unwrap();
+    // The agent goes on; its outbox holds what the dead hub did not acknowledge.
+    let (hub, _) = start_hub(&hub_args, &dir.path().join("hub2.log"));
+    wait_for_exact(&store, &expected, &hub, &agent).await;
+    assert!(before < expected.len() as u64 || before == expected.len() as u64);
+    assert!(agent.terminate().success());
+    assert!(hub.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_postgres_is_unreachable_nothing_is_acknowledged_and_everything_lands_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestPostgres::create().await;
+    let proxy = CuttableProxy::start(5432).await;
+    let config = dir.path().join("hub.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 1\ndata_dir = \"{}\"\n[store]\nurl = \"{}\"\n[broker.embedded]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
+            dir.path().join("data").display(),
+            db.url_via(proxy.port)
+        ),
+    )
+    .unwrap();
+    let config_s = config.display().to_string();
+    enrol(
+        &["--config", &config_s],
+        "north-yard",
+        "gw-1",
+        &dir.path().join("gw1"),
+    );
+    let (hub, addrs) = start_hub(&["--config", &config_s], &dir.path().join("hub.log"));
+    // Paced frames: the stream is still running when the database goes away.
+    let text = simulated_agent_config(
+        "north-yard",
+        "gw-1",
+        &format!("mqtt://{}", addrs.mqtt.unwrap()),
+        &dir.path().join("gw1"),
+        &dir.path().join("outbox"),
+        200,
+    )
+    .replace("fps = 1.0\nspeed = 20.0", "fps = 40.0\nspeed = 800.0")
+    .replace("unpaced = true", "unpaced = false");
+    std::fs::write(dir.path().join("agent.toml"), &text).unwrap();
+    let agent = start_agent(
+        &dir.path().join("agent.toml"),
+        &dir.path().join("agent.log"),
+    );
+    let store = AnyStore::connect(&db.url).await.unwrap();
+    eventually(
+        "the first findings",
+        || hub.log_text(),
+        || async { (store.count_findings().await.ok()? >= 2).then_some(()) },
+    )
+    .await;
+    proxy.cut();
+    // The hub notices, retries, acknowledges nothing: the agent keeps resending.
+    eventually(
+        "the hub failing to commit",
+        || hub.log_text(),
+        || async { hub.log_text().contains("not acknowledging").then_some(()) },
+    )
+    .await;
+    let during = store.count_findings().await.unwrap();
+    proxy.restore();
+    // Everything the agent logged lands, once (the paced camera may drop frames, so
+    // the agent's own log is the reference).
+    let logged = |log: &str| -> std::collections::BTreeSet<uuid::Uuid> {
+        log.lines()
+            .filter_map(|l| l.split(" finding=").nth(1))
+            .filter_map(|r| uuid::Uuid::parse_str(r.split_whitespace().next()?).ok())
+            .collect()
+    };
+    eventually(
+        "the camera finished and every finding it made in the database",
+        || agent.log_text(),
+        || async {
+            let cameras = store.list_cameras("north-yard", "gw-1").await.ok()?;
+            let finished = cameras.iter().any(|c| c.state == "finished");
+            let want = logged(&agent.log_text());
+            let n = store.count_findings().await.ok()? as usize;
+            (finished && n >= want.len()).then_some(())
+        },
+    )
+    .await;
+    let want = logged(&agent.log_text());
+    let mut have = std::collections::BTreeSet::new();
+    let mut query = FindingQuery {
+        limit: 500,
+        ..FindingQuery::default()
+    };
+    loop {
+        let page = store.list_findings(&query).await.unwrap();
+        have.extend(page.items.iter().map(|f| f.finding.id));
+        match page.next_cursor {
+            Some(c) => query.after = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(have, want, "exactly the findings the agent made");
+    assert!(during as usize <= want.len());
+    assert!(agent.terminate().success());
+    assert!(hub.terminate().success());
+}
