@@ -118,7 +118,7 @@ pub struct ExternalBrokerConfig {
     /// Shared-subscription group: replicas with the same group split the messages.
     #[serde(default = "default_group")]
     pub group: String,
-    /// Client id (unique per replica); default `chitti-hub-{hostname}-{pid}`.
+    /// Client id (unique and stable per replica); default `chitti-hub-{hostname}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
     /// User name.
