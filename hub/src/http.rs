@@ -37,6 +37,14 @@ pub fn router(state: HttpState) -> Router {
 }
 
 async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
+    if let HubBus::External(x) = s.bus.as_ref() {
+        if !*x.subscribed().borrow() {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: not subscribed at the external broker\n".to_string(),
+            );
+        }
+    }
     let started = Instant::now();
     match s.store.ping().await {
         Ok(()) => (

@@ -326,3 +326,87 @@ async fn while_postgres_is_unreachable_nothing_is_acknowledged_and_everything_la
     assert!(agent.terminate().success());
     assert!(hub.terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_gateway_is_shut_out_while_the_others_carry_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_s = data.display().to_string();
+    for gw in ["gw-good", "gw-bad"] {
+        enrol(&["--data", &data_s], "north-yard", gw, &dir.path().join(gw));
+    }
+    let listed = hub_command(&["gateway", "list", "--data", &data_s]);
+    assert!(
+        listed.contains("north-yard/gw-good\toffline")
+            && listed.contains("north-yard/gw-bad\toffline"),
+        "{listed}"
+    );
+    let revoked = hub_command(&[
+        "gateway",
+        "revoke",
+        "--data",
+        &data_s,
+        "--site",
+        "north-yard",
+        "--gateway",
+        "gw-bad",
+    ]);
+    assert!(revoked.contains("revoked"));
+    assert!(
+        hub_command(&["gateway", "list", "--data", &data_s]).contains("north-yard/gw-bad\trevoked")
+    );
+    let (hub, addrs) = start_hub(
+        &[
+            "--data",
+            &data_s,
+            "--mqtt",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ],
+        &dir.path().join("hub.log"),
+    );
+    let mqtt = format!("mqtt://{}", addrs.mqtt.unwrap());
+    let mut agents = Vec::new();
+    let mut expected = Vec::new();
+    for gw in ["gw-good", "gw-bad"] {
+        let text = simulated_agent_config(
+            "north-yard",
+            gw,
+            &mqtt,
+            &dir.path().join(gw),
+            &dir.path().join(format!("outbox-{gw}")),
+            40,
+        );
+        if gw == "gw-good" {
+            expected = predicted_shapes(&text);
+        }
+        let config = dir.path().join(format!("{gw}.toml"));
+        std::fs::write(&config, text).unwrap();
+        agents.push(start_agent(&config, &dir.path().join(format!("{gw}.log"))));
+    }
+    let store = AnyStore::connect(&sqlite_url(&data)).await.unwrap();
+    wait_for_exact(&store, &expected, &hub, &agents[0]).await;
+    // The revoked gateway's login is refused: it logs why and keeps its findings.
+    eventually(
+        "the refused login in the revoked agent's log",
+        || agents[1].log_text(),
+        || async {
+            agents[1]
+                .log_text()
+                .contains("mqtt link down")
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        hub.log_text().contains("unknown or revoked gateway"),
+        "{}",
+        hub.log_text()
+    );
+    assert!(stored_shapes(&store).await.iter().all(|s| s.0 == "gw-good"));
+    for a in agents {
+        assert!(a.terminate().success());
+    }
+    assert!(hub.terminate().success());
+}
