@@ -65,6 +65,36 @@ pub enum Command {
     /// Enrol, list and revoke gateways.
     #[command(subcommand)]
     Gateway(GatewayCommand),
+    /// Manage people's accounts (the first admin is made here).
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+/// `user …`.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account. The password is read from `--password-file` (first line), or
+    /// generated and printed once.
+    Add {
+        /// Configuration.
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// User name.
+        #[arg(long)]
+        username: String,
+        /// viewer, operator or admin.
+        #[arg(long)]
+        role: String,
+        /// File holding the password.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// List accounts.
+    List {
+        /// Configuration.
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 /// `gateway …`.
@@ -212,6 +242,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Command::Gateway(cmd) => runtime()?.block_on(gateway(cmd)),
+        Command::User(cmd) => runtime()?.block_on(user(cmd)),
     }
 }
 
@@ -287,6 +318,66 @@ async fn gateway(cmd: GatewayCommand) -> anyhow::Result<()> {
             } else {
                 anyhow::bail!("no gateway {site}/{gateway}")
             }
+        }
+    }
+}
+
+async fn user(cmd: UserCommand) -> anyhow::Result<()> {
+    match cmd {
+        UserCommand::Add {
+            config,
+            username,
+            role,
+            password_file,
+        } => {
+            let role: crate::store::Role = role.parse().map_err(|_| {
+                anyhow::anyhow!("--role {role:?}: expected viewer, operator or admin")
+            })?;
+            let (password, generated) = match password_file {
+                Some(f) => {
+                    let text = std::fs::read_to_string(&f)
+                        .with_context(|| format!("cannot read {}", f.display()))?;
+                    (text.lines().next().unwrap_or_default().to_string(), false)
+                }
+                None => {
+                    let mut bytes = [0u8; 15];
+                    getrandom::fill(&mut bytes)
+                        .map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+                    (hex::encode(bytes), true)
+                }
+            };
+            crate::api::validate_new_user(&username, &password)
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+            let store = crate::serve::open_store(&load(&config)?).await?;
+            let hash = crate::credentials::hash_password(&password)?;
+            let user = store
+                .add_user(&crate::store::NewUser {
+                    username: username.clone(),
+                    password_hash: hash,
+                    role,
+                })
+                .await?;
+            println!("user {} ({}) created", user.username, user.role.as_str());
+            if generated {
+                println!("password: {password}");
+            }
+            Ok(())
+        }
+        UserCommand::List { config } => {
+            let store = crate::serve::open_store(&load(&config)?).await?;
+            for u in store.list_users().await? {
+                println!(
+                    "{}\t{}\t{}",
+                    u.username,
+                    u.role.as_str(),
+                    if u.disabled_at.is_some() {
+                        "disabled"
+                    } else {
+                        "active"
+                    }
+                );
+            }
+            Ok(())
         }
     }
 }

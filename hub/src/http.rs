@@ -27,13 +27,38 @@ pub struct HttpState {
     pub started: Instant,
 }
 
-/// The router.
+/// Largest request body accepted by the API (uploads and evidence get their own limits).
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// The router: health, metrics and the `/api/v1` API, with body limits and security
+/// headers on every answer.
 pub fn router(state: HttpState) -> Router {
+    let api = crate::api::router(crate::api::ApiState::new(Arc::clone(&state.store), false));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state)
+        .merge(api)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
+    let h = response.headers_mut();
+    for (name, value) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+        ("cache-control", "no-store"),
+        (
+            "content-security-policy",
+            "default-src 'self'; frame-ancestors 'none'",
+        ),
+    ] {
+        h.insert(name, axum::http::HeaderValue::from_static(value));
+    }
+    response
 }
 
 async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {

@@ -1,6 +1,7 @@
 //! The Chitti hub: MQTT ingest (embedded rumqttd or an external broker), the store
 //! (SQLite or Postgres), evidence, health and metrics. See ARCHITECTURE.md.
 
+pub mod api;
 pub mod broker;
 pub mod cli;
 pub mod config;

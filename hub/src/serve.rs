@@ -297,11 +297,14 @@ pub async fn serve(
     });
     let (http_stop_tx, mut http_stop_rx) = watch::channel(false);
     let http_task = tokio::spawn(async move {
-        let _ = axum::serve(http, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_stop_rx.wait_for(|s| *s).await;
-            })
-            .await;
+        let _ = axum::serve(
+            http,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = http_stop_rx.wait_for(|s| *s).await;
+        })
+        .await;
     });
     tracing::info!(mqtt = ?mqtt, http = %http_addr, store = store.backend().name(), "hub running");
     if let Some(started) = started {

@@ -58,6 +58,15 @@ conformance! {
         status_updates_gateway_and_cameras,
         telemetry_is_downsampled_to_minutes,
         dead_letters_are_kept_byte_exact,
+        users_are_added_looked_up_disabled_and_promoted,
+        sessions_authenticate_until_they_expire,
+        api_tokens_authenticate_until_revoked,
+        a_disabled_user_is_shut_out,
+        sites_structures_and_assets_form_a_hierarchy,
+        deletes_are_refused_while_in_use,
+        invalid_ids_are_rejected,
+        evidence_is_recorded_once,
+        the_audit_log_appends_and_lists_newest_first,
     ],
 }
 
@@ -71,6 +80,7 @@ async fn migrations_apply_idempotently_and_report_status<S: Store>(s: &S) {
     assert_eq!(after.len(), before.len());
     assert!(after.iter().all(|m| m.applied), "{after:?}");
     assert_eq!(after[0].description, "initial");
+    assert_eq!(after[1].description, "sessions audit");
     assert!(after.windows(2).all(|w| w[0].version < w[1].version));
     s.migrate().await.unwrap();
     assert_eq!(s.migration_status().await.unwrap(), after);
@@ -1092,4 +1102,1003 @@ async fn dead_letters_are_kept_byte_exact<S: Store>(s: &S) {
     assert_eq!(listed[0].letter.received_at, at(2000));
     assert_eq!(listed[0].letter.reason, "invalid json at byte 2\u{FFFD}");
     assert_eq!(s.list_dead_letters(2).await.unwrap().len(), 2);
+}
+
+// ---------------------------------------------------------------------------------
+// Users, sessions, API tokens, sites, structures, assets, evidence, audit log.
+
+/// Lowercase hex SHA-256 of a token, as the API layer stores it.
+fn token_hash(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+fn new_user(username: &str, role: Role) -> NewUser {
+    NewUser {
+        username: username.into(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        role,
+    }
+}
+
+fn new_session(token: &str, user_id: Uuid, created_ms: i64, expires_ms: i64) -> NewSession {
+    NewSession {
+        token_hash: token_hash(token),
+        user_id,
+        csrf_token: format!("csrf-{token}"),
+        created_at: at(created_ms),
+        expires_at: at(expires_ms),
+        from_address: Some("10.0.0.5".into()),
+    }
+}
+
+fn new_token(token: &str, user_id: Uuid, scopes: &[&str]) -> NewApiToken {
+    NewApiToken {
+        token_hash: token_hash(token),
+        user_id,
+        name: format!("{token} integration"),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+async fn users_are_added_looked_up_disabled_and_promoted<S: Store>(s: &S) {
+    let before = Utc::now() - Duration::milliseconds(1);
+    let alice = s.add_user(&new_user("alice", Role::Admin)).await.unwrap();
+    let bob = s.add_user(&new_user("bob", Role::Viewer)).await.unwrap();
+    assert_ne!(alice.id, bob.id);
+    assert_eq!(
+        (alice.username.as_str(), alice.role),
+        ("alice", Role::Admin)
+    );
+    assert!(alice.created_at >= before && alice.created_at <= Utc::now());
+    assert!(!alice.is_disabled());
+    assert!(
+        !format!("{alice:?}").contains("argon2"),
+        "debug redacts the hash"
+    );
+
+    match s.add_user(&new_user("alice", Role::Viewer)).await {
+        Err(err @ StoreError::UserExists { .. }) => {
+            assert_eq!(err.to_string(), "user alice already exists");
+        }
+        other => panic!("expected UserExists, got {other:?}"),
+    }
+    for bad in ["", "has space", "tab\there", "nul\0", &"x".repeat(65)] {
+        assert!(
+            matches!(
+                s.add_user(&new_user(bad, Role::Viewer)).await,
+                Err(StoreError::InvalidInput {
+                    what: "username",
+                    ..
+                })
+            ),
+            "{bad:?}"
+        );
+    }
+
+    // Reads back exactly as returned.
+    assert_eq!(s.user(alice.id).await.unwrap().unwrap(), alice);
+    assert_eq!(s.user_by_username("bob").await.unwrap().unwrap(), bob);
+    assert!(s.user_by_username("Bob").await.unwrap().is_none());
+    assert!(s.user(Uuid::now_v7()).await.unwrap().is_none());
+    let names: Vec<String> = s
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+
+    assert!(s.set_user_role(bob.id, Role::Operator).await.unwrap());
+    assert!(!s.set_user_role(Uuid::now_v7(), Role::Admin).await.unwrap());
+    assert_eq!(s.user(bob.id).await.unwrap().unwrap().role, Role::Operator);
+    assert_eq!(s.user(alice.id).await.unwrap().unwrap().role, Role::Admin);
+
+    assert!(s.set_user_disabled(bob.id, true).await.unwrap());
+    let disabled_at = s.user(bob.id).await.unwrap().unwrap().disabled_at.unwrap();
+    // Disabling again keeps the first time.
+    assert!(s.set_user_disabled(bob.id, true).await.unwrap());
+    assert_eq!(
+        s.user(bob.id).await.unwrap().unwrap().disabled_at,
+        Some(disabled_at)
+    );
+    assert!(s
+        .user(alice.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .disabled_at
+        .is_none());
+    assert!(!s.set_user_disabled(Uuid::now_v7(), true).await.unwrap());
+    // A disabled user keeps the username.
+    assert!(matches!(
+        s.add_user(&new_user("bob", Role::Viewer)).await,
+        Err(StoreError::UserExists { .. })
+    ));
+    assert!(s.set_user_disabled(bob.id, false).await.unwrap());
+    assert!(s.user(bob.id).await.unwrap().unwrap().disabled_at.is_none());
+}
+
+async fn sessions_authenticate_until_they_expire<S: Store>(s: &S) {
+    let alice = s
+        .add_user(&new_user("alice", Role::Operator))
+        .await
+        .unwrap();
+    let created = s
+        .create_session(&new_session("tok-a", alice.id, 0, 60_000))
+        .await
+        .unwrap();
+    assert_eq!(created.user_id, alice.id);
+    assert_eq!(created.csrf_token, "csrf-tok-a");
+    assert_eq!(
+        (created.created_at, created.expires_at, created.last_seen_at),
+        (at(0), at(60_000), at(0))
+    );
+    assert_eq!(created.from_address.as_deref(), Some("10.0.0.5"));
+    assert!(
+        !format!("{created:?}").contains("csrf-tok-a"),
+        "debug redacts the csrf token"
+    );
+
+    // Lookup returns the session and its user, and moves last_seen_at.
+    let (session, user) = s
+        .session_by_token_hash(&token_hash("tok-a"), at(10_000))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user, alice);
+    assert_eq!(session.id, created.id);
+    assert_eq!(session.last_seen_at, at(10_000));
+    assert_eq!(
+        SessionRecord {
+            last_seen_at: at(0),
+            ..session.clone()
+        },
+        created
+    );
+    // An earlier `now` (a slow request) does not move it back.
+    let (session, _) = s
+        .session_by_token_hash(&token_hash("tok-a"), at(5_000))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(session.last_seen_at, at(10_000));
+    let (session, _) = s
+        .session_by_token_hash(&token_hash("tok-a"), at(59_999))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(session.last_seen_at, at(59_999));
+
+    // Expired at expires_at exactly.
+    assert!(s
+        .session_by_token_hash(&token_hash("tok-a"), at(60_000))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s
+        .session_by_token_hash(&token_hash("tok-unknown"), at(0))
+        .await
+        .unwrap()
+        .is_none());
+    // An expired lookup did not touch it.
+    let (session, _) = s
+        .session_by_token_hash(&token_hash("tok-a"), at(30_000))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(session.last_seen_at, at(59_999));
+
+    // Logout.
+    s.create_session(&new_session("tok-b", alice.id, 0, 60_000))
+        .await
+        .unwrap();
+    assert!(s.delete_session(&token_hash("tok-b")).await.unwrap());
+    assert!(!s.delete_session(&token_hash("tok-b")).await.unwrap());
+    assert!(s
+        .session_by_token_hash(&token_hash("tok-b"), at(1))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s
+        .session_by_token_hash(&token_hash("tok-a"), at(1))
+        .await
+        .unwrap()
+        .is_some());
+
+    // Sweeping: only sessions with expires_at <= now go.
+    s.create_session(&new_session("tok-c", alice.id, 0, 120_000))
+        .await
+        .unwrap();
+    s.create_session(&new_session("tok-d", alice.id, 0, 30_000))
+        .await
+        .unwrap();
+    assert_eq!(s.delete_expired_sessions(at(60_000)).await.unwrap(), 2);
+    assert_eq!(s.delete_expired_sessions(at(60_000)).await.unwrap(), 0);
+    assert!(!s.delete_session(&token_hash("tok-a")).await.unwrap());
+    assert!(s
+        .session_by_token_hash(&token_hash("tok-c"), at(60_000))
+        .await
+        .unwrap()
+        .is_some());
+
+    // Refused: an unknown user, a token hash that is not a sha-256, a reused hash.
+    assert!(matches!(
+        s.create_session(&new_session("tok-e", Uuid::now_v7(), 0, 1000))
+            .await,
+        Err(StoreError::NotFound { what: "user", .. })
+    ));
+    let mut raw = new_session("tok-f", alice.id, 0, 1000);
+    raw.token_hash = "tok-f".into();
+    assert!(matches!(
+        s.create_session(&raw).await,
+        Err(StoreError::InvalidInput { .. })
+    ));
+    raw.token_hash = token_hash("tok-f").to_uppercase();
+    assert!(matches!(
+        s.create_session(&raw).await,
+        Err(StoreError::InvalidInput { .. })
+    ));
+    assert!(matches!(
+        s.create_session(&new_session("tok-c", alice.id, 0, 1000))
+            .await,
+        Err(StoreError::AlreadyExists {
+            what: "session",
+            ..
+        })
+    ));
+}
+
+async fn api_tokens_authenticate_until_revoked<S: Store>(s: &S) {
+    let alice = s
+        .add_user(&new_user("alice", Role::Operator))
+        .await
+        .unwrap();
+    let bob = s.add_user(&new_user("bob", Role::Viewer)).await.unwrap();
+    let before = Utc::now() - Duration::milliseconds(1);
+    let t1 = s
+        .create_api_token(&new_token(
+            "t1",
+            alice.id,
+            &["findings:read", "alerts:write"],
+        ))
+        .await
+        .unwrap();
+    let t2 = s
+        .create_api_token(&new_token("t2", alice.id, &[]))
+        .await
+        .unwrap();
+    let t3 = s
+        .create_api_token(&new_token("t3", bob.id, &["findings:read"]))
+        .await
+        .unwrap();
+    assert_eq!(t1.scopes, ["findings:read", "alerts:write"]);
+    assert!(t2.scopes.is_empty());
+    assert_eq!(t1.name, "t1 integration");
+    assert!(t1.created_at >= before && t1.revoked_at.is_none() && t1.last_used_at.is_none());
+
+    // Listing: the user's own tokens, oldest first, scopes round-tripped.
+    assert_eq!(s.list_api_tokens(alice.id).await.unwrap(), [t1.clone(), t2]);
+    assert_eq!(s.list_api_tokens(bob.id).await.unwrap(), [t3]);
+    assert!(s.list_api_tokens(Uuid::now_v7()).await.unwrap().is_empty());
+
+    // Lookup records the use.
+    let before_use = Utc::now() - Duration::milliseconds(1);
+    let (token, user) = s
+        .api_token_by_hash(&token_hash("t1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user, alice);
+    assert_eq!(token.id, t1.id);
+    assert_eq!(token.scopes, t1.scopes);
+    let used = token.last_used_at.expect("last_used_at set");
+    assert!(used >= before_use && used <= Utc::now(), "{used}");
+    let listed = s.list_api_tokens(alice.id).await.unwrap();
+    assert_eq!(listed[0].last_used_at, Some(used));
+    assert_eq!(listed[1].last_used_at, None);
+    let (again, _) = s
+        .api_token_by_hash(&token_hash("t1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(again.last_used_at.unwrap() >= used);
+    assert!(s
+        .api_token_by_hash(&token_hash("nope"))
+        .await
+        .unwrap()
+        .is_none());
+
+    // Revocation.
+    assert!(s.revoke_api_token(t1.id).await.unwrap());
+    assert!(!s.revoke_api_token(t1.id).await.unwrap(), "already revoked");
+    assert!(!s.revoke_api_token(Uuid::now_v7()).await.unwrap());
+    assert!(s
+        .api_token_by_hash(&token_hash("t1"))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s
+        .api_token_by_hash(&token_hash("t2"))
+        .await
+        .unwrap()
+        .is_some());
+    let listed = s.list_api_tokens(alice.id).await.unwrap();
+    assert!(listed[0].revoked_at.is_some(), "revoked tokens are listed");
+    assert!(listed[1].revoked_at.is_none());
+
+    // Refused: bad scopes, bad hash, unknown user, reused hash.
+    for scopes in [&["two words"][..], &[""][..], &["a", "b\tc"][..]] {
+        assert!(
+            matches!(
+                s.create_api_token(&new_token("t4", alice.id, scopes)).await,
+                Err(StoreError::InvalidInput { what: "scope", .. })
+            ),
+            "{scopes:?}"
+        );
+    }
+    let mut raw = new_token("t4", alice.id, &[]);
+    raw.token_hash = "chitti_t4_plaintext".into();
+    assert!(matches!(
+        s.create_api_token(&raw).await,
+        Err(StoreError::InvalidInput { .. })
+    ));
+    assert!(matches!(
+        s.create_api_token(&new_token("t4", Uuid::now_v7(), &[]))
+            .await,
+        Err(StoreError::NotFound { what: "user", .. })
+    ));
+    assert!(matches!(
+        s.create_api_token(&new_token("t2", bob.id, &[])).await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    assert_eq!(s.list_api_tokens(bob.id).await.unwrap().len(), 1);
+}
+
+async fn a_disabled_user_is_shut_out<S: Store>(s: &S) {
+    let carol = s.add_user(&new_user("carol", Role::Admin)).await.unwrap();
+    let dave = s.add_user(&new_user("dave", Role::Viewer)).await.unwrap();
+    s.create_session(&new_session("s-carol", carol.id, 0, 60_000))
+        .await
+        .unwrap();
+    s.create_session(&new_session("s-dave", dave.id, 0, 60_000))
+        .await
+        .unwrap();
+    s.create_api_token(&new_token("k-carol", carol.id, &["all"]))
+        .await
+        .unwrap();
+    assert!(s
+        .session_by_token_hash(&token_hash("s-carol"), at(1))
+        .await
+        .unwrap()
+        .is_some());
+    assert!(s
+        .api_token_by_hash(&token_hash("k-carol"))
+        .await
+        .unwrap()
+        .is_some());
+
+    assert!(s.set_user_disabled(carol.id, true).await.unwrap());
+    assert!(s
+        .session_by_token_hash(&token_hash("s-carol"), at(2))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s
+        .api_token_by_hash(&token_hash("k-carol"))
+        .await
+        .unwrap()
+        .is_none());
+    // Others are unaffected.
+    assert!(s
+        .session_by_token_hash(&token_hash("s-dave"), at(2))
+        .await
+        .unwrap()
+        .is_some());
+
+    // Re-enabling brings the token back but not the session: disabling ended it.
+    assert!(s.set_user_disabled(carol.id, false).await.unwrap());
+    assert!(s
+        .session_by_token_hash(&token_hash("s-carol"), at(3))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(!s.delete_session(&token_hash("s-carol")).await.unwrap());
+    let (_, user) = s
+        .api_token_by_hash(&token_hash("k-carol"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.id, carol.id);
+    assert!(user.disabled_at.is_none());
+}
+
+fn site(id: &str, name: &str, kind: SiteKind) -> NewSite {
+    NewSite {
+        id: id.into(),
+        name: name.into(),
+        kind,
+    }
+}
+
+fn structure(site: &str, id: &str, kind: StructureKind) -> NewStructure {
+    NewStructure {
+        site: site.into(),
+        id: id.into(),
+        name: format!("{id} name"),
+        kind,
+    }
+}
+
+fn asset(site: &str, structure: Option<&str>, id: &str) -> NewAsset {
+    NewAsset {
+        site: site.into(),
+        structure: structure.map(str::to_string),
+        id: id.into(),
+        name: format!("{id} name"),
+        phase: None,
+        component_class: None,
+    }
+}
+
+async fn sites_structures_and_assets_form_a_hierarchy<S: Store>(s: &S) {
+    let before = Utc::now() - Duration::milliseconds(1);
+    let north = s
+        .add_site(&site(
+            "north-yard",
+            "North Yard 220 kV",
+            SiteKind::Substation,
+        ))
+        .await
+        .unwrap();
+    let line = s
+        .add_site(&site("line-7", "Line 7", SiteKind::Line))
+        .await
+        .unwrap();
+    assert_eq!(north.kind, SiteKind::Substation);
+    assert!(north.created_at >= before);
+    match s
+        .add_site(&site("north-yard", "again", SiteKind::Line))
+        .await
+    {
+        Err(err @ StoreError::AlreadyExists { what: "site", .. }) => {
+            assert_eq!(err.to_string(), "site north-yard already exists");
+        }
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    assert_eq!(s.site("line-7").await.unwrap().unwrap(), line);
+    assert!(s.site("nowhere").await.unwrap().is_none());
+    // Byte order: '-' (0x2d) sorts before letters.
+    s.add_site(&site("north", "N", SiteKind::Substation))
+        .await
+        .unwrap();
+    let ids: Vec<String> = s
+        .list_sites()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| x.id)
+        .collect();
+    assert_eq!(ids, ["line-7", "north", "north-yard"]);
+
+    assert!(s
+        .update_site(&site("line-7", "Line 7 (east)", SiteKind::Substation))
+        .await
+        .unwrap());
+    let updated = s.site("line-7").await.unwrap().unwrap();
+    assert_eq!(
+        (updated.name.as_str(), updated.kind, updated.created_at),
+        ("Line 7 (east)", SiteKind::Substation, line.created_at)
+    );
+    assert!(!s
+        .update_site(&site("nowhere", "x", SiteKind::Line))
+        .await
+        .unwrap());
+
+    // A site made by enrolling a gateway is a substation named after its id.
+    s.add_gateway(&new_gateway("east-yard", "gw-1"))
+        .await
+        .unwrap();
+    let east = s.site("east-yard").await.unwrap().unwrap();
+    assert_eq!(
+        (east.name.as_str(), east.kind),
+        ("east-yard", SiteKind::Substation)
+    );
+    assert!(matches!(
+        s.add_site(&site("east-yard", "East", SiteKind::Substation))
+            .await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+
+    // Structures, per site.
+    let bay3 = s
+        .add_structure(&structure("north-yard", "bay-3", StructureKind::Bay))
+        .await
+        .unwrap();
+    s.add_structure(&structure("north-yard", "bay-10", StructureKind::Bay))
+        .await
+        .unwrap();
+    s.add_structure(&structure("line-7", "t-041", StructureKind::Tower))
+        .await
+        .unwrap();
+    // The same id in another site is another structure.
+    s.add_structure(&structure("line-7", "bay-3", StructureKind::Bay))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.add_structure(&structure("north-yard", "bay-3", StructureKind::Tower))
+            .await,
+        Err(StoreError::AlreadyExists {
+            what: "structure",
+            ..
+        })
+    ));
+    match s
+        .add_structure(&structure("nowhere", "bay-1", StructureKind::Bay))
+        .await
+    {
+        Err(err @ StoreError::NotFound { what: "site", .. }) => {
+            assert_eq!(err.to_string(), "site nowhere not found");
+        }
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    let in_north: Vec<String> = s
+        .list_structures("north-yard")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| x.id)
+        .collect();
+    assert_eq!(in_north, ["bay-10", "bay-3"]);
+    assert_eq!(
+        s.structure("north-yard", "bay-3").await.unwrap().unwrap(),
+        bay3
+    );
+    assert_eq!(s.list_structures("line-7").await.unwrap().len(), 2);
+    assert!(s.list_structures("nowhere").await.unwrap().is_empty());
+    let mut renamed = structure("north-yard", "bay-3", StructureKind::Tower);
+    renamed.name = "Bay 3 (renamed)".into();
+    assert!(s.update_structure(&renamed).await.unwrap());
+    let got = s.structure("north-yard", "bay-3").await.unwrap().unwrap();
+    assert_eq!(
+        (got.name.as_str(), got.kind, got.created_at),
+        ("Bay 3 (renamed)", StructureKind::Tower, bay3.created_at)
+    );
+    assert!(!s
+        .update_structure(&structure("north-yard", "bay-99", StructureKind::Bay))
+        .await
+        .unwrap());
+
+    // Assets: phase and class round-trip; structure optional, in the same site.
+    let breaker = s
+        .add_asset(&NewAsset {
+            phase: Some(Phase::B),
+            component_class: Some("bushing".into()),
+            ..asset("north-yard", Some("bay-3"), "bay3-breaker-b")
+        })
+        .await
+        .unwrap();
+    let loose = s
+        .add_asset(&asset("north-yard", None, "yard-light"))
+        .await
+        .unwrap();
+    let clamp = s
+        .add_asset(&NewAsset {
+            phase: Some(Phase::C),
+            ..asset("line-7", Some("t-041"), "t041-clamp-c")
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        s.asset("north-yard", "bay3-breaker-b")
+            .await
+            .unwrap()
+            .unwrap(),
+        breaker
+    );
+    assert_eq!(breaker.phase, Some(Phase::B));
+    assert_eq!(breaker.component_class.as_deref(), Some("bushing"));
+    assert_eq!(breaker.structure.as_deref(), Some("bay-3"));
+    assert_eq!(
+        s.asset("north-yard", "yard-light").await.unwrap().unwrap(),
+        loose
+    );
+    assert!(s.asset("line-7", "bay3-breaker-b").await.unwrap().is_none());
+    assert_eq!(
+        s.list_assets(None).await.unwrap(),
+        [clamp.clone(), breaker.clone(), loose.clone()]
+    );
+    assert_eq!(
+        s.list_assets(Some("north-yard")).await.unwrap(),
+        [breaker.clone(), loose.clone()]
+    );
+    assert!(s.list_assets(Some("nowhere")).await.unwrap().is_empty());
+
+    assert!(matches!(
+        s.add_asset(&asset("north-yard", None, "yard-light")).await,
+        Err(StoreError::AlreadyExists { what: "asset", .. })
+    ));
+    // The structure must be in the asset's own site.
+    match s
+        .add_asset(&asset("north-yard", Some("t-041"), "stray"))
+        .await
+    {
+        Err(
+            err @ StoreError::NotFound {
+                what: "structure", ..
+            },
+        ) => assert_eq!(err.to_string(), "structure north-yard/t-041 not found"),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    assert!(matches!(
+        s.add_asset(&asset("nowhere", None, "stray")).await,
+        Err(StoreError::NotFound { what: "site", .. })
+    ));
+    assert!(matches!(
+        s.add_asset(&asset("nowhere", Some("bay-3"), "stray")).await,
+        Err(StoreError::NotFound { what: "site", .. })
+    ));
+
+    // Update: move to another structure, change phase and class, clear them.
+    let moved = NewAsset {
+        phase: Some(Phase::A),
+        component_class: Some("clamp".into()),
+        ..asset("north-yard", Some("bay-10"), "yard-light")
+    };
+    assert!(s.update_asset(&moved).await.unwrap());
+    let got = s.asset("north-yard", "yard-light").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            got.structure.as_deref(),
+            got.phase,
+            got.component_class.as_deref(),
+            got.created_at
+        ),
+        (
+            Some("bay-10"),
+            Some(Phase::A),
+            Some("clamp"),
+            loose.created_at
+        )
+    );
+    assert!(s
+        .update_asset(&asset("north-yard", None, "bay3-breaker-b"))
+        .await
+        .unwrap());
+    let got = s
+        .asset("north-yard", "bay3-breaker-b")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (got.structure, got.phase, got.component_class),
+        (None, None, None)
+    );
+    assert!(matches!(
+        s.update_asset(&asset("north-yard", Some("bay-99"), "yard-light"))
+            .await,
+        Err(StoreError::NotFound {
+            what: "structure",
+            ..
+        })
+    ));
+    assert_eq!(
+        s.asset("north-yard", "yard-light")
+            .await
+            .unwrap()
+            .unwrap()
+            .structure
+            .as_deref(),
+        Some("bay-10"),
+        "a refused update changes nothing"
+    );
+    assert!(!s
+        .update_asset(&asset("north-yard", None, "no-such-asset"))
+        .await
+        .unwrap());
+}
+
+async fn deletes_are_refused_while_in_use<S: Store>(s: &S) {
+    s.add_site(&site("north-yard", "North", SiteKind::Substation))
+        .await
+        .unwrap();
+    s.add_structure(&structure("north-yard", "bay-3", StructureKind::Bay))
+        .await
+        .unwrap();
+    s.add_asset(&asset("north-yard", Some("bay-3"), "breaker"))
+        .await
+        .unwrap();
+
+    match s.delete_site("north-yard").await {
+        Err(err @ StoreError::InUse { .. }) => assert_eq!(
+            err.to_string(),
+            "site north-yard (structures, assets) is in use"
+        ),
+        other => panic!("expected InUse, got {other:?}"),
+    }
+    match s.delete_structure("north-yard", "bay-3").await {
+        Err(err @ StoreError::InUse { .. }) => assert_eq!(
+            err.to_string(),
+            "structure north-yard/bay-3 (assets) is in use"
+        ),
+        other => panic!("expected InUse, got {other:?}"),
+    }
+    assert!(s.site("north-yard").await.unwrap().is_some());
+    assert!(s.structure("north-yard", "bay-3").await.unwrap().is_some());
+
+    // Bottom up, it works.
+    assert!(s.delete_asset("north-yard", "breaker").await.unwrap());
+    assert!(!s.delete_asset("north-yard", "breaker").await.unwrap());
+    assert!(s.asset("north-yard", "breaker").await.unwrap().is_none());
+    assert!(matches!(
+        s.delete_site("north-yard").await,
+        Err(StoreError::InUse { .. })
+    ));
+    assert!(s.delete_structure("north-yard", "bay-3").await.unwrap());
+    assert!(!s.delete_structure("north-yard", "bay-3").await.unwrap());
+    assert!(s.delete_site("north-yard").await.unwrap());
+    assert!(!s.delete_site("north-yard").await.unwrap());
+    assert!(s.site("north-yard").await.unwrap().is_none());
+
+    // An asset directly under a site (no structure) holds the site too.
+    s.add_site(&site("south-yard", "South", SiteKind::Substation))
+        .await
+        .unwrap();
+    s.add_asset(&asset("south-yard", None, "light"))
+        .await
+        .unwrap();
+    match s.delete_site("south-yard").await {
+        Err(StoreError::InUse { what }) => assert_eq!(what, "site south-yard (assets)"),
+        other => panic!("expected InUse, got {other:?}"),
+    }
+    // So does an enrolled gateway, revoked or not.
+    s.add_gateway(&new_gateway("east-yard", "gw-1"))
+        .await
+        .unwrap();
+    s.revoke_gateway("east-yard", "gw-1").await.unwrap();
+    match s.delete_site("east-yard").await {
+        Err(StoreError::InUse { what }) => assert_eq!(what, "site east-yard (gateways)"),
+        other => panic!("expected InUse, got {other:?}"),
+    }
+    assert_eq!(s.list_gateways().await.unwrap().len(), 1);
+}
+
+async fn invalid_ids_are_rejected<S: Store>(s: &S) {
+    s.add_site(&site("north-yard", "North", SiteKind::Substation))
+        .await
+        .unwrap();
+    s.add_structure(&structure("north-yard", "bay-3", StructureKind::Bay))
+        .await
+        .unwrap();
+    let bad_ids = ["", "North-Yard", "has space", "a/b", "x+", &"a".repeat(65)];
+    for bad in bad_ids {
+        let what = |r: Result<_, StoreError>| match r {
+            Err(StoreError::InvalidId(e)) => e.what,
+            other => panic!("{bad:?}: expected InvalidId, got {other:?}"),
+        };
+        assert_eq!(
+            what(s.add_site(&site(bad, "x", SiteKind::Line)).await.map(drop)),
+            "site"
+        );
+        assert_eq!(
+            what(
+                s.update_site(&site(bad, "x", SiteKind::Line))
+                    .await
+                    .map(drop)
+            ),
+            "site"
+        );
+        assert_eq!(
+            what(
+                s.add_structure(&structure("north-yard", bad, StructureKind::Bay))
+                    .await
+                    .map(drop)
+            ),
+            "structure"
+        );
+        assert_eq!(
+            what(
+                s.add_structure(&structure(bad, "bay-1", StructureKind::Bay))
+                    .await
+                    .map(drop)
+            ),
+            "site"
+        );
+        assert_eq!(
+            what(
+                s.update_structure(&structure("north-yard", bad, StructureKind::Bay))
+                    .await
+                    .map(drop)
+            ),
+            "structure"
+        );
+        assert_eq!(
+            what(s.add_asset(&asset("north-yard", None, bad)).await.map(drop)),
+            "asset"
+        );
+        assert_eq!(
+            what(
+                s.add_asset(&asset("north-yard", Some(bad), "ok-asset"))
+                    .await
+                    .map(drop)
+            ),
+            "structure"
+        );
+        assert_eq!(
+            what(s.add_asset(&asset(bad, None, "ok-asset")).await.map(drop)),
+            "site"
+        );
+        assert_eq!(
+            what(
+                s.update_asset(&asset("north-yard", None, bad))
+                    .await
+                    .map(drop)
+            ),
+            "asset"
+        );
+    }
+    // Nothing was stored along the way.
+    assert_eq!(s.list_sites().await.unwrap().len(), 1);
+    assert_eq!(s.list_structures("north-yard").await.unwrap().len(), 1);
+    assert!(s.list_assets(None).await.unwrap().is_empty());
+}
+
+fn evidence_record(seed: &str, size: u64) -> EvidenceRecord {
+    EvidenceRecord {
+        sha256: token_hash(seed),
+        size,
+        content_type: "image/jpeg".into(),
+        location: format!("evidence/{seed}.jpg"),
+        created_at: at(1000) + Duration::nanoseconds(123_456_789),
+    }
+}
+
+async fn evidence_is_recorded_once<S: Store>(s: &S) {
+    let first = evidence_record("frame-1", 184_233);
+    assert!(s.record_evidence(&first).await.unwrap());
+    let stored = s.evidence(&first.sha256).await.unwrap().unwrap();
+    assert_eq!(
+        stored,
+        EvidenceRecord {
+            created_at: at(1000) + Duration::microseconds(123_456),
+            ..first.clone()
+        },
+        "kept to the microsecond"
+    );
+    // The same hash again (another upload of the same bytes): the first record stays.
+    let again = EvidenceRecord {
+        location: "evidence/elsewhere.jpg".into(),
+        created_at: at(9000),
+        ..first.clone()
+    };
+    assert!(!s.record_evidence(&again).await.unwrap());
+    assert_eq!(s.evidence(&first.sha256).await.unwrap().unwrap(), stored);
+
+    let big = evidence_record("frame-2", i64::MAX as u64);
+    assert!(s.record_evidence(&big).await.unwrap());
+    assert_eq!(
+        s.evidence(&big.sha256).await.unwrap().unwrap().size,
+        i64::MAX as u64
+    );
+    assert!(matches!(
+        s.record_evidence(&evidence_record("frame-3", u64::MAX))
+            .await,
+        Err(StoreError::InvalidInput { .. })
+    ));
+    for bad in ["ab".repeat(31), "AB".repeat(32), "zz".repeat(32)] {
+        let e = EvidenceRecord {
+            sha256: bad.clone(),
+            ..first.clone()
+        };
+        assert!(
+            matches!(
+                s.record_evidence(&e).await,
+                Err(StoreError::InvalidInput { .. })
+            ),
+            "{bad}"
+        );
+    }
+    assert!(s.evidence(&token_hash("frame-3")).await.unwrap().is_none());
+}
+
+async fn the_audit_log_appends_and_lists_newest_first<S: Store>(s: &S) {
+    assert!(s.list_audit(10).await.unwrap().is_empty());
+    let events: Vec<AuditEvent> = (0..5)
+        .map(|i| AuditEvent {
+            // Out of time order on purpose: the log is in append order.
+            at: at(10_000 - i * 1000) + Duration::nanoseconds(999),
+            actor: "alice".into(),
+            action: format!("user.action-{i}"),
+            target: format!("user/{i}"),
+            from_address: (i % 2 == 0).then(|| "10.0.0.5".to_string()),
+            detail: if i == 3 {
+                serde_json::Value::Null
+            } else {
+                serde_json::json!({"role": "operator", "n": i, "nested": {"list": [1, "two"]}})
+            },
+        })
+        .collect();
+    for e in &events {
+        s.audit(e).await.unwrap();
+    }
+    let listed = s.list_audit(3).await.unwrap();
+    assert_eq!(listed.len(), 3);
+    let actions: Vec<&str> = listed.iter().map(|r| r.event.action.as_str()).collect();
+    assert_eq!(actions, ["user.action-4", "user.action-3", "user.action-2"]);
+    assert!(listed.windows(2).all(|w| w[0].id > w[1].id));
+    let all = s.list_audit(100).await.unwrap();
+    assert_eq!(all.len(), 5);
+    for (record, sent) in all.iter().rev().zip(&events) {
+        let expected = AuditEvent {
+            at: sent.at - Duration::nanoseconds(999),
+            ..sent.clone()
+        };
+        assert_eq!(record.event, expected);
+    }
+    assert_eq!(
+        s.list_audit(0).await.unwrap().len(),
+        1,
+        "limit is at least 1"
+    );
+
+    // NUL becomes U+FFFD on both backends (Postgres text and jsonb refuse it).
+    s.audit(&AuditEvent {
+        at: at(0),
+        actor: "mallory\0".into(),
+        action: "site.create".into(),
+        target: "site/x".into(),
+        from_address: None,
+        detail: serde_json::json!({"name": "a\0b"}),
+    })
+    .await
+    .unwrap();
+    let newest = s.list_audit(1).await.unwrap().remove(0).event;
+    assert_eq!(newest.actor, "mallory\u{FFFD}");
+    assert_eq!(newest.detail, serde_json::json!({"name": "a\u{FFFD}b"}));
+}
+
+#[test]
+fn roles_order_and_names_round_trip() {
+    assert!(Role::Viewer < Role::Operator && Role::Operator < Role::Admin);
+    for role in [Role::Viewer, Role::Operator, Role::Admin] {
+        assert_eq!(role.as_str().parse::<Role>().unwrap(), role);
+        assert_eq!(
+            serde_json::to_string(&role).unwrap(),
+            format!("\"{}\"", role.as_str())
+        );
+        assert_eq!(
+            serde_json::from_str::<Role>(&format!("\"{role}\"")).unwrap(),
+            role
+        );
+    }
+    assert_eq!(Role::Operator.as_str(), "operator");
+    assert!("Admin".parse::<Role>().is_err());
+    assert_eq!("line".parse::<SiteKind>().unwrap(), SiteKind::Line);
+    assert_eq!(
+        "tower".parse::<StructureKind>().unwrap(),
+        StructureKind::Tower
+    );
+    assert_eq!("B".parse::<Phase>().unwrap(), Phase::B);
+    assert_eq!(serde_json::to_string(&Phase::C).unwrap(), "\"C\"");
+    assert!("b".parse::<Phase>().is_err());
+    let err = "root".parse::<Role>().unwrap_err();
+    assert_eq!(err.to_string(), "unknown role \"root\"");
+}
+
+#[test]
+fn secrets_are_redacted_from_debug() {
+    let user = new_user("alice", Role::Admin);
+    let session = new_session("secret-token", Uuid::nil(), 0, 1);
+    let token = new_token("secret-token", Uuid::nil(), &["x"]);
+    for debug in [
+        format!("{user:?}"),
+        format!("{session:?}"),
+        format!("{token:?}"),
+    ] {
+        assert!(!debug.contains("argon2"), "{debug}");
+        assert!(!debug.contains(&token_hash("secret-token")), "{debug}");
+        assert!(!debug.contains("csrf-secret-token"), "{debug}");
+        assert!(debug.contains("<redacted>"), "{debug}");
+    }
 }

@@ -154,7 +154,8 @@ fn copy_row(out: &mut String, f: &IngestedFinding) {
 }
 
 /// The `COPY` statement, columns in table order.
-pub const COPY: &str = "COPY findings_copy (id, site, gateway, camera, asset, preset, captured_at, \
+pub const COPY: &str =
+    "COPY findings_copy (id, site, gateway, camera, asset, preset, captured_at, \
     captured_offset_s, observed_at, received_at, batch_id, source, severity_level, \
     severity_table, cool_exception, component_class, max_c, track_id, track_state, \
     historical, evidence_sha256, doc) FROM STDIN";

@@ -178,4 +178,143 @@ impl Store for AnyStore {
     ) -> Result<Vec<TelemetryMinute>, StoreError> {
         delegate!(self, s => s.telemetry(site, gateway, since, until))
     }
+
+    async fn add_user(&self, user: &NewUser) -> Result<UserRecord, StoreError> {
+        delegate!(self, s => s.add_user(user))
+    }
+
+    async fn user(&self, id: Uuid) -> Result<Option<UserRecord>, StoreError> {
+        delegate!(self, s => s.user(id))
+    }
+
+    async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        delegate!(self, s => s.user_by_username(username))
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        delegate!(self, s => s.list_users())
+    }
+
+    async fn set_user_disabled(&self, id: Uuid, disabled: bool) -> Result<bool, StoreError> {
+        delegate!(self, s => s.set_user_disabled(id, disabled))
+    }
+
+    async fn set_user_role(&self, id: Uuid, role: Role) -> Result<bool, StoreError> {
+        delegate!(self, s => s.set_user_role(id, role))
+    }
+
+    async fn create_session(&self, session: &NewSession) -> Result<SessionRecord, StoreError> {
+        delegate!(self, s => s.create_session(session))
+    }
+
+    async fn session_by_token_hash(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(SessionRecord, UserRecord)>, StoreError> {
+        delegate!(self, s => s.session_by_token_hash(token_hash, now))
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> Result<bool, StoreError> {
+        delegate!(self, s => s.delete_session(token_hash))
+    }
+
+    async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        delegate!(self, s => s.delete_expired_sessions(now))
+    }
+
+    async fn create_api_token(&self, token: &NewApiToken) -> Result<ApiTokenRecord, StoreError> {
+        delegate!(self, s => s.create_api_token(token))
+    }
+
+    async fn api_token_by_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(ApiTokenRecord, UserRecord)>, StoreError> {
+        delegate!(self, s => s.api_token_by_hash(token_hash))
+    }
+
+    async fn list_api_tokens(&self, user_id: Uuid) -> Result<Vec<ApiTokenRecord>, StoreError> {
+        delegate!(self, s => s.list_api_tokens(user_id))
+    }
+
+    async fn revoke_api_token(&self, id: Uuid) -> Result<bool, StoreError> {
+        delegate!(self, s => s.revoke_api_token(id))
+    }
+
+    async fn add_site(&self, site: &NewSite) -> Result<SiteRecord, StoreError> {
+        delegate!(self, s => s.add_site(site))
+    }
+
+    async fn list_sites(&self) -> Result<Vec<SiteRecord>, StoreError> {
+        delegate!(self, s => s.list_sites())
+    }
+
+    async fn site(&self, id: &str) -> Result<Option<SiteRecord>, StoreError> {
+        delegate!(self, s => s.site(id))
+    }
+
+    async fn update_site(&self, site: &NewSite) -> Result<bool, StoreError> {
+        delegate!(self, s => s.update_site(site))
+    }
+
+    async fn delete_site(&self, id: &str) -> Result<bool, StoreError> {
+        delegate!(self, s => s.delete_site(id))
+    }
+
+    async fn add_structure(&self, structure: &NewStructure) -> Result<StructureRecord, StoreError> {
+        delegate!(self, s => s.add_structure(structure))
+    }
+
+    async fn list_structures(&self, site: &str) -> Result<Vec<StructureRecord>, StoreError> {
+        delegate!(self, s => s.list_structures(site))
+    }
+
+    async fn structure(&self, site: &str, id: &str) -> Result<Option<StructureRecord>, StoreError> {
+        delegate!(self, s => s.structure(site, id))
+    }
+
+    async fn update_structure(&self, structure: &NewStructure) -> Result<bool, StoreError> {
+        delegate!(self, s => s.update_structure(structure))
+    }
+
+    async fn delete_structure(&self, site: &str, id: &str) -> Result<bool, StoreError> {
+        delegate!(self, s => s.delete_structure(site, id))
+    }
+
+    async fn add_asset(&self, asset: &NewAsset) -> Result<AssetRecord, StoreError> {
+        delegate!(self, s => s.add_asset(asset))
+    }
+
+    async fn list_assets(&self, site: Option<&str>) -> Result<Vec<AssetRecord>, StoreError> {
+        delegate!(self, s => s.list_assets(site))
+    }
+
+    async fn asset(&self, site: &str, id: &str) -> Result<Option<AssetRecord>, StoreError> {
+        delegate!(self, s => s.asset(site, id))
+    }
+
+    async fn update_asset(&self, asset: &NewAsset) -> Result<bool, StoreError> {
+        delegate!(self, s => s.update_asset(asset))
+    }
+
+    async fn delete_asset(&self, site: &str, id: &str) -> Result<bool, StoreError> {
+        delegate!(self, s => s.delete_asset(site, id))
+    }
+
+    async fn record_evidence(&self, evidence: &EvidenceRecord) -> Result<bool, StoreError> {
+        delegate!(self, s => s.record_evidence(evidence))
+    }
+
+    async fn evidence(&self, sha256: &str) -> Result<Option<EvidenceRecord>, StoreError> {
+        delegate!(self, s => s.evidence(sha256))
+    }
+
+    async fn audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        delegate!(self, s => s.audit(event))
+    }
+
+    async fn list_audit(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+        delegate!(self, s => s.list_audit(limit))
+    }
 }

@@ -27,7 +27,7 @@ pub enum StoreError {
         /// Why.
         reason: &'static str,
     },
-    /// A site or gateway id is not `[a-z0-9-]{1,64}`.
+    /// A site, gateway, structure or asset id is not `[a-z0-9-]{1,64}`.
     #[error(transparent)]
     InvalidId(#[from] chitti_common::protocol::InvalidId),
     /// The gateway is already enrolled (revoked gateways keep their record).
@@ -37,6 +37,44 @@ pub enum StoreError {
         site: String,
         /// Gateway id.
         gateway: String,
+    },
+    /// A user with this username exists (disabled users keep their record).
+    #[error("user {username} already exists")]
+    UserExists {
+        /// The username.
+        username: String,
+    },
+    /// A site, structure, asset, session or API token with this key exists.
+    #[error("{what} {id} already exists")]
+    AlreadyExists {
+        /// What it is ("site", "structure", "asset", "session", "api token").
+        what: &'static str,
+        /// Its key (`site/id` for structures and assets; never a token hash).
+        id: String,
+    },
+    /// What a new row refers to does not exist (the site of a structure, the structure
+    /// of an asset, the user of a session or token).
+    #[error("{what} {id} not found")]
+    NotFound {
+        /// What is missing ("site", "structure", "user").
+        what: &'static str,
+        /// Its key.
+        id: String,
+    },
+    /// Cannot delete: other rows still refer to it (a site's structures, assets or
+    /// gateways; a structure's assets).
+    #[error("{what} is in use")]
+    InUse {
+        /// What, with its key and what uses it, e.g. `site north-yard (structures)`.
+        what: String,
+    },
+    /// A value the store refuses (a malformed hash, a scope with whitespace …).
+    #[error("invalid {what}: {reason}")]
+    InvalidInput {
+        /// Which value.
+        what: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
     },
     /// A pagination cursor that this store did not hand out (or for another listing).
     #[error("invalid pagination cursor")]

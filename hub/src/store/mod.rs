@@ -28,6 +28,14 @@
 //! # Choices
 //!
 //! - Gateway MQTT usernames are `{site}/{gateway}` ([`gateway_username`]).
+//! - Bearer tokens (sessions and API tokens) are kept only as their SHA-256. A lookup
+//!   by hash refuses expired sessions, revoked tokens and disabled users in the very
+//!   statement that records the use (`last_seen_at`, `last_used_at`); on SQLite a read
+//!   comes first, so unknown tokens never take the write lock.
+//! - Sites and structures are never deleted from under what refers to them: such a
+//!   delete is [`StoreError::InUse`]. Users are disabled, never deleted. Every other state change (not
+//!   alert actions, which have their own trail) belongs in the audit log
+//!   ([`Store::audit`]); the caller writes it, the store does not.
 //! - The Postgres `findings` table is not partitioned (see the migration's header: a
 //!   `received_at` partition key would break `ON CONFLICT (id)`; partition by `id`
 //!   ranges when it is needed).
@@ -236,6 +244,349 @@ pub trait Store: Send + Sync {
         since: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> impl Future<Output = Result<Vec<TelemetryMinute>, StoreError>> + Send;
+
+    /// Creates a user (id and `created_at` assigned here). A taken username, disabled
+    /// or not, is [`StoreError::UserExists`]; a username that is empty, longer than 64
+    /// bytes or has whitespace or control characters is [`StoreError::InvalidInput`].
+    fn add_user(
+        &self,
+        user: &NewUser,
+    ) -> impl Future<Output = Result<UserRecord, StoreError>> + Send;
+
+    /// One user by id.
+    fn user(&self, id: Uuid)
+        -> impl Future<Output = Result<Option<UserRecord>, StoreError>> + Send;
+
+    /// One user by username (exact, case-sensitive).
+    fn user_by_username(
+        &self,
+        username: &str,
+    ) -> impl Future<Output = Result<Option<UserRecord>, StoreError>> + Send;
+
+    /// Every user, disabled ones included, by username.
+    fn list_users(&self) -> impl Future<Output = Result<Vec<UserRecord>, StoreError>> + Send;
+
+    /// Disables (sets `disabled_at`, keeping an earlier one) or re-enables a user.
+    /// Disabling also deletes the user's sessions, so re-enabling does not revive them;
+    /// API tokens are kept (they work again once the user is enabled, unless revoked).
+    /// `false` when there is no such user.
+    fn set_user_disabled(
+        &self,
+        id: Uuid,
+        disabled: bool,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Changes a user's role. `false` when there is no such user.
+    fn set_user_role(
+        &self,
+        id: Uuid,
+        role: Role,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Stores a login session (id assigned here, `last_seen_at` = `created_at`). The
+    /// token hash must be lowercase hex SHA-256 ([`StoreError::InvalidInput`]); an
+    /// unknown user is [`StoreError::NotFound`].
+    fn create_session(
+        &self,
+        session: &NewSession,
+    ) -> impl Future<Output = Result<SessionRecord, StoreError>> + Send;
+
+    /// The session a token hash names and its user, moving `last_seen_at` up to `now`.
+    /// `None` when there is none, it has expired (`expires_at <= now`) or the user is
+    /// disabled.
+    fn session_by_token_hash(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<(SessionRecord, UserRecord)>, StoreError>> + Send;
+
+    /// Ends a session (logout). `false` when there was none.
+    fn delete_session(
+        &self,
+        token_hash: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deletes every session with `expires_at <= now`; returns how many.
+    fn delete_expired_sessions(
+        &self,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Stores an API token (id and `created_at` assigned here). The hash must be
+    /// lowercase hex SHA-256 and each scope non-empty without whitespace
+    /// ([`StoreError::InvalidInput`]); an unknown user is [`StoreError::NotFound`].
+    fn create_api_token(
+        &self,
+        token: &NewApiToken,
+    ) -> impl Future<Output = Result<ApiTokenRecord, StoreError>> + Send;
+
+    /// The token a hash names and its user, setting `last_used_at` to the hub's clock.
+    /// `None` when there is none, it is revoked or the user is disabled.
+    fn api_token_by_hash(
+        &self,
+        token_hash: &str,
+    ) -> impl Future<Output = Result<Option<(ApiTokenRecord, UserRecord)>, StoreError>> + Send;
+
+    /// A user's tokens, revoked ones included, oldest first.
+    fn list_api_tokens(
+        &self,
+        user_id: Uuid,
+    ) -> impl Future<Output = Result<Vec<ApiTokenRecord>, StoreError>> + Send;
+
+    /// Revokes a token (sets `revoked_at`, keeps the record). `false` when there is no
+    /// such token or it was already revoked.
+    fn revoke_api_token(&self, id: Uuid) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Creates a site. An existing id (also one created by enrolling a gateway: use
+    /// [`Store::update_site`]) is [`StoreError::AlreadyExists`].
+    fn add_site(
+        &self,
+        site: &NewSite,
+    ) -> impl Future<Output = Result<SiteRecord, StoreError>> + Send;
+
+    /// Every site, by id.
+    fn list_sites(&self) -> impl Future<Output = Result<Vec<SiteRecord>, StoreError>> + Send;
+
+    /// One site.
+    fn site(&self, id: &str)
+        -> impl Future<Output = Result<Option<SiteRecord>, StoreError>> + Send;
+
+    /// Sets a site's name and kind. `false` when there is no such site.
+    fn update_site(&self, site: &NewSite) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deletes a site. [`StoreError::InUse`] while it has structures, assets or
+    /// gateways; `false` when there is no such site.
+    fn delete_site(&self, id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Creates a structure in a site. An unknown site is [`StoreError::NotFound`], an
+    /// existing (site, id) [`StoreError::AlreadyExists`].
+    fn add_structure(
+        &self,
+        structure: &NewStructure,
+    ) -> impl Future<Output = Result<StructureRecord, StoreError>> + Send;
+
+    /// A site's structures, by id.
+    fn list_structures(
+        &self,
+        site: &str,
+    ) -> impl Future<Output = Result<Vec<StructureRecord>, StoreError>> + Send;
+
+    /// One structure.
+    fn structure(
+        &self,
+        site: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<StructureRecord>, StoreError>> + Send;
+
+    /// Sets a structure's name and kind. `false` when there is no such structure.
+    fn update_structure(
+        &self,
+        structure: &NewStructure,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deletes a structure. [`StoreError::InUse`] while assets are on it; `false`
+    /// when there is no such structure.
+    fn delete_structure(
+        &self,
+        site: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Creates an asset. An unknown site, or structure in that site, is
+    /// [`StoreError::NotFound`]; an existing (site, id) [`StoreError::AlreadyExists`].
+    fn add_asset(
+        &self,
+        asset: &NewAsset,
+    ) -> impl Future<Output = Result<AssetRecord, StoreError>> + Send;
+
+    /// Assets, of one site or of all, by site and id.
+    fn list_assets(
+        &self,
+        site: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<AssetRecord>, StoreError>> + Send;
+
+    /// One asset.
+    fn asset(
+        &self,
+        site: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<AssetRecord>, StoreError>> + Send;
+
+    /// Sets an asset's structure, name, phase and class. An unknown structure is
+    /// [`StoreError::NotFound`]; `false` when there is no such asset.
+    fn update_asset(
+        &self,
+        asset: &NewAsset,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deletes an asset (findings naming it keep their copy of the id). `false` when
+    /// there is no such asset.
+    fn delete_asset(
+        &self,
+        site: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Records an evidence blob's metadata, once: `true` when newly recorded, `false`
+    /// when the hash was already known (the first record is kept). The hash must be
+    /// lowercase hex SHA-256 ([`StoreError::InvalidInput`]).
+    fn record_evidence(
+        &self,
+        evidence: &EvidenceRecord,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// One evidence blob's metadata.
+    fn evidence(
+        &self,
+        sha256: &str,
+    ) -> impl Future<Output = Result<Option<EvidenceRecord>, StoreError>> + Send;
+
+    /// Appends to the audit log. NUL characters in text (and JSON strings) become
+    /// U+FFFD, as for alert events.
+    fn audit(&self, event: &AuditEvent) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The newest audit records, newest (highest id) first (at most
+    /// [`MAX_PAGE_LIMIT`]).
+    fn list_audit(
+        &self,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<AuditRecord>, StoreError>> + Send;
+}
+
+/// Longest username, in bytes.
+const MAX_USERNAME_LEN: usize = 64;
+
+fn check_username(username: &str) -> Result<(), StoreError> {
+    let invalid = |reason| StoreError::InvalidInput {
+        what: "username",
+        reason,
+    };
+    if username.is_empty() || username.len() > MAX_USERNAME_LEN {
+        return Err(invalid("use 1 to 64 bytes"));
+    }
+    if username
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(invalid("whitespace and control characters are not allowed"));
+    }
+    Ok(())
+}
+
+/// A SHA-256 as the store keeps it: 64 lowercase hex digits.
+fn check_sha256(what: &'static str, hash: &str) -> Result<(), StoreError> {
+    let ok = hash.len() == 64
+        && hash
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidInput {
+            what,
+            reason: "expected 64 lowercase hex digits (a sha-256)",
+        })
+    }
+}
+
+/// Scopes into their stored form: space-separated.
+fn join_scopes(scopes: &[String]) -> Result<String, StoreError> {
+    if scopes
+        .iter()
+        .any(|s| s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        return Err(StoreError::InvalidInput {
+            what: "scope",
+            reason: "scopes must be non-empty, without whitespace or control characters",
+        });
+    }
+    Ok(scopes.join(" "))
+}
+
+fn split_scopes(stored: &str) -> Vec<String> {
+    stored.split_whitespace().map(str::to_string).collect()
+}
+
+fn evidence_size(size: u64) -> Result<i64, StoreError> {
+    i64::try_from(size).map_err(|_| StoreError::InvalidInput {
+        what: "evidence size",
+        reason: "larger than 2^63 - 1 bytes",
+    })
+}
+
+/// Checks the ids of a structure.
+fn check_structure_ids(s: &NewStructure) -> Result<(), StoreError> {
+    chitti_common::protocol::validate_id("site", &s.site)?;
+    chitti_common::protocol::validate_id("structure", &s.id)?;
+    Ok(())
+}
+
+/// Checks the ids of an asset.
+fn check_asset_ids(a: &NewAsset) -> Result<(), StoreError> {
+    chitti_common::protocol::validate_id("site", &a.site)?;
+    chitti_common::protocol::validate_id("asset", &a.id)?;
+    if let Some(structure) = &a.structure {
+        chitti_common::protocol::validate_id("structure", structure)?;
+    }
+    Ok(())
+}
+
+/// The kind of constraint a failed statement violated, if that is why it failed.
+fn violation(err: &sqlx::Error) -> Option<sqlx::error::ErrorKind> {
+    match err {
+        sqlx::Error::Database(db) => Some(db.kind()),
+        _ => None,
+    }
+}
+
+/// A failed statement as a store error: `on_unique` when it broke a unique (or primary
+/// key) constraint, `on_foreign_key` when it broke a foreign key, else as usual.
+fn constraint_error(
+    err: sqlx::Error,
+    on_unique: impl FnOnce() -> StoreError,
+    on_foreign_key: impl FnOnce() -> StoreError,
+) -> StoreError {
+    match violation(&err) {
+        Some(sqlx::error::ErrorKind::UniqueViolation) => on_unique(),
+        Some(sqlx::error::ErrorKind::ForeignKeyViolation) => on_foreign_key(),
+        _ => err.into(),
+    }
+}
+
+/// [`constraint_error`] for statements that can only break a unique constraint.
+fn unique_error(err: sqlx::Error, on_unique: impl FnOnce() -> StoreError) -> StoreError {
+    match violation(&err) {
+        Some(sqlx::error::ErrorKind::UniqueViolation) => on_unique(),
+        _ => err.into(),
+    }
+}
+
+/// [`constraint_error`] for statements that can only break a foreign key.
+fn foreign_key_error(err: sqlx::Error, on_foreign_key: impl FnOnce() -> StoreError) -> StoreError {
+    match violation(&err) {
+        Some(sqlx::error::ErrorKind::ForeignKeyViolation) => on_foreign_key(),
+        _ => err.into(),
+    }
+}
+
+/// Whether a statement failed on a foreign key.
+fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
+    matches!(
+        violation(err),
+        Some(sqlx::error::ErrorKind::ForeignKeyViolation)
+    )
+}
+
+/// [`StoreError::InUse`] naming what still refers to `{what} {id}`, if anything does.
+fn in_use(what: &str, id: &str, users: &[(&str, bool)]) -> Option<StoreError> {
+    let by: Vec<&str> = users
+        .iter()
+        .filter(|(_, used)| *used)
+        .map(|(name, _)| *name)
+        .collect();
+    (!by.is_empty()).then(|| StoreError::InUse {
+        what: format!("{what} {id} ({})", by.join(", ")),
+    })
 }
 
 /// Clamps a requested page size.

@@ -532,3 +532,396 @@ pub struct DeadLetterRecord {
     /// The message.
     pub letter: DeadLetter,
 }
+
+/// A stored or parsed name that is not one of an enum's values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {value:?}")]
+pub struct UnknownName {
+    /// Which kind of name ("role", "site kind" …).
+    pub what: &'static str,
+    /// The offending value.
+    pub value: String,
+}
+
+/// Declares a stored enum: its names, `as_str`, `Display` and `FromStr`.
+macro_rules! named_enum {
+    ($(#[$meta:meta])* $name:ident, $what:literal, { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            /// The stored (and API) name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text),+
+                }
+            }
+
+            pub(crate) fn parse_stored(s: &str) -> Result<Self, super::StoreError> {
+                s.parse().map_err(|_| super::StoreError::corrupt($what, s))
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = UnknownName;
+
+            fn from_str(s: &str) -> Result<Self, UnknownName> {
+                match s {
+                    $($text => Ok(Self::$variant),)+
+                    other => Err(UnknownName { what: $what, value: other.to_string() }),
+                }
+            }
+        }
+    };
+}
+
+named_enum! {
+    /// What a user may do. Ordered: `Viewer < Operator < Admin`, so a check is
+    /// `user.role >= Role::Operator`.
+    Role, "role", {
+        /// Reads everything.
+        Viewer => "viewer",
+        /// Also acts on alerts.
+        Operator => "operator",
+        /// Also manages users, tokens, sites and gateways.
+        Admin => "admin",
+    }
+}
+
+named_enum! {
+    /// What a site is.
+    SiteKind, "site kind", {
+        /// A substation (whose structures are usually bays; not enforced).
+        Substation => "substation",
+        /// A line section (whose structures are usually towers; not enforced).
+        Line => "line",
+    }
+}
+
+named_enum! {
+    /// What a structure is.
+    StructureKind, "structure kind", {
+        /// A bay in a substation.
+        Bay => "bay",
+        /// A tower on a line.
+        Tower => "tower",
+    }
+}
+
+named_enum! {
+    /// The electrical phase an asset is on.
+    Phase, "phase", {
+        /// Phase A.
+        A => "A",
+        /// Phase B.
+        B => "B",
+        /// Phase C.
+        C => "C",
+    }
+}
+
+/// A user to create.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewUser {
+    /// Login name (unique; 1 to 64 characters, no whitespace or control characters).
+    pub username: String,
+    /// Password hash (argon2 PHC string). Redacted from `Debug`.
+    pub password_hash: String,
+    /// What the user may do.
+    pub role: Role,
+}
+
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("username", &self.username)
+            .field("password_hash", &"<redacted>")
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
+/// A stored user.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// User id (UUIDv7, assigned by the store).
+    pub id: Uuid,
+    /// Login name.
+    pub username: String,
+    /// Password hash (argon2 PHC string). Redacted from `Debug`.
+    pub password_hash: String,
+    /// What the user may do.
+    pub role: Role,
+    /// When created.
+    pub created_at: DateTime<Utc>,
+    /// When disabled; a disabled user's sessions and tokens do not authenticate.
+    pub disabled_at: Option<DateTime<Utc>>,
+}
+
+impl UserRecord {
+    /// Whether the user is disabled.
+    pub fn is_disabled(&self) -> bool {
+        self.disabled_at.is_some()
+    }
+}
+
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("password_hash", &"<redacted>")
+            .field("role", &self.role)
+            .field("created_at", &self.created_at)
+            .field("disabled_at", &self.disabled_at)
+            .finish()
+    }
+}
+
+/// A login session to create.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewSession {
+    /// Lowercase hex SHA-256 of the bearer token (the token itself is never stored).
+    /// Redacted from `Debug`.
+    pub token_hash: String,
+    /// Whose session.
+    pub user_id: Uuid,
+    /// The session's CSRF token. Redacted from `Debug`.
+    pub csrf_token: String,
+    /// When created (also the first `last_seen_at`).
+    pub created_at: DateTime<Utc>,
+    /// When it stops authenticating.
+    pub expires_at: DateTime<Utc>,
+    /// Client address at login.
+    pub from_address: Option<String>,
+}
+
+impl std::fmt::Debug for NewSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewSession")
+            .field("token_hash", &"<redacted>")
+            .field("user_id", &self.user_id)
+            .field("csrf_token", &"<redacted>")
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .field("from_address", &self.from_address)
+            .finish()
+    }
+}
+
+/// A stored login session.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// Session id (UUIDv7, assigned by the store).
+    pub id: Uuid,
+    /// Whose session.
+    pub user_id: Uuid,
+    /// The session's CSRF token. Redacted from `Debug`.
+    pub csrf_token: String,
+    /// When created.
+    pub created_at: DateTime<Utc>,
+    /// When it stops authenticating.
+    pub expires_at: DateTime<Utc>,
+    /// The latest `now` a lookup authenticated with it (never moves back).
+    pub last_seen_at: DateTime<Utc>,
+    /// Client address at login.
+    pub from_address: Option<String>,
+}
+
+impl std::fmt::Debug for SessionRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRecord")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("csrf_token", &"<redacted>")
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .field("last_seen_at", &self.last_seen_at)
+            .field("from_address", &self.from_address)
+            .finish()
+    }
+}
+
+/// An API (integration) token to create.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewApiToken {
+    /// Lowercase hex SHA-256 of the token (the token itself is never stored). Redacted
+    /// from `Debug`.
+    pub token_hash: String,
+    /// The user the token acts as.
+    pub user_id: Uuid,
+    /// A label for people.
+    pub name: String,
+    /// Scopes, in order; each non-empty and without whitespace (they are stored
+    /// space-separated, as OAuth writes them).
+    pub scopes: Vec<String>,
+}
+
+impl std::fmt::Debug for NewApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewApiToken")
+            .field("token_hash", &"<redacted>")
+            .field("user_id", &self.user_id)
+            .field("name", &self.name)
+            .field("scopes", &self.scopes)
+            .finish()
+    }
+}
+
+/// A stored API token (without its hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiTokenRecord {
+    /// Token id (UUIDv7, assigned by the store).
+    pub id: Uuid,
+    /// The user the token acts as.
+    pub user_id: Uuid,
+    /// A label for people.
+    pub name: String,
+    /// Scopes, as given.
+    pub scopes: Vec<String>,
+    /// When created.
+    pub created_at: DateTime<Utc>,
+    /// When revoked; a revoked token does not authenticate.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// When it last authenticated.
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// A site to create or update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSite {
+    /// Site id, `[a-z0-9-]{1,64}` (as in topics).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Substation or line.
+    pub kind: SiteKind,
+}
+
+/// A stored site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteRecord {
+    /// Site id.
+    pub id: String,
+    /// Display name (a site created by enrolling a gateway is named after its id).
+    pub name: String,
+    /// Substation or line (`substation` for sites created by enrolling a gateway).
+    pub kind: SiteKind,
+    /// When created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A structure (bay or tower) to create or update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewStructure {
+    /// The site it is in.
+    pub site: String,
+    /// Structure id, `[a-z0-9-]{1,64}`, unique within the site.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Bay or tower.
+    pub kind: StructureKind,
+}
+
+/// A stored structure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StructureRecord {
+    /// The site it is in.
+    pub site: String,
+    /// Structure id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Bay or tower.
+    pub kind: StructureKind,
+    /// When created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// An asset (a piece of equipment) to create or update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAsset {
+    /// The site it is in.
+    pub site: String,
+    /// The structure it is on, in the same site.
+    pub structure: Option<String>,
+    /// Asset id, `[a-z0-9-]{1,64}`, unique within the site (a finding's `asset`).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Electrical phase.
+    pub phase: Option<Phase>,
+    /// Component class (as the detector names it, e.g. `bushing`).
+    pub component_class: Option<String>,
+}
+
+/// A stored asset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetRecord {
+    /// The site it is in.
+    pub site: String,
+    /// The structure it is on.
+    pub structure: Option<String>,
+    /// Asset id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Electrical phase.
+    pub phase: Option<Phase>,
+    /// Component class.
+    pub component_class: Option<String>,
+    /// When created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// An evidence blob's metadata (the bytes are in the blob store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvidenceRecord {
+    /// Lowercase hex SHA-256 of the bytes: the key.
+    pub sha256: String,
+    /// Size in bytes (at most `i64::MAX`).
+    pub size: u64,
+    /// MIME type.
+    pub content_type: String,
+    /// Where the blob store keeps it.
+    pub location: String,
+    /// When first recorded (stored to the microsecond).
+    pub created_at: DateTime<Utc>,
+}
+
+/// A state change to record in the audit log (everything but alert actions, which have
+/// their own trail: [`AlertEvent`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEvent {
+    /// When (hub clock; stored to the microsecond).
+    pub at: DateTime<Utc>,
+    /// Who (username, token name, `system` …).
+    pub actor: String,
+    /// What was done (e.g. `user.create`, `gateway.revoke`).
+    pub action: String,
+    /// To what (e.g. a username, `site/gateway`).
+    pub target: String,
+    /// From where (client address).
+    pub from_address: Option<String>,
+    /// Structured detail (`null` when there is none).
+    pub detail: serde_json::Value,
+}
+
+/// A recorded audit event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    /// Sequence number (increasing in append order).
+    pub id: i64,
+    /// What was recorded.
+    pub event: AuditEvent,
+}

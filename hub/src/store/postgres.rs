@@ -5,7 +5,10 @@
 //! applies, and one round trip per batch. JSON goes over as text and is cast to jsonb.
 
 use super::cursor::{Cursor, Listing};
-use super::rows::{AlertDelta, PreparedBatch};
+use super::rows::{
+    AlertDelta, PreparedBatch, API_TOKEN_COLUMNS, ASSET_COLUMNS, SITE_COLUMNS, STRUCTURE_COLUMNS,
+    USER_COLUMNS,
+};
 use super::*;
 use chitti_common::finding::{Finding, ModelIdentity};
 use chitti_common::protocol::{validate_id, CameraStatus};
@@ -185,6 +188,110 @@ impl PgStore {
             .await?;
         row.as_ref().map(alert_from_row).transpose()
     }
+}
+
+/// The user's columns in a `RETURNING` that also returns a session's or token's.
+const USER_RETURNING: &str = "u.id AS u_id, u.username AS u_username, \
+    u.password_hash AS u_password_hash, u.role AS u_role, u.created_at AS u_created_at, \
+    u.disabled_at AS u_disabled_at";
+
+impl PgStore {
+    /// Why an asset's foreign key failed: its site, or else its structure, is missing.
+    async fn missing_parent(&self, asset: &NewAsset) -> StoreError {
+        let site: Result<bool, _> =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sites WHERE id = $1)")
+                .bind(&asset.site)
+                .fetch_one(&self.pool)
+                .await;
+        match site {
+            Ok(false) => StoreError::NotFound {
+                what: "site",
+                id: asset.site.clone(),
+            },
+            Ok(true) => StoreError::NotFound {
+                what: "structure",
+                id: format!(
+                    "{}/{}",
+                    asset.site,
+                    asset.structure.as_deref().unwrap_or_default()
+                ),
+            },
+            Err(e) => e.into(),
+        }
+    }
+}
+
+/// A user from a row, its columns named with `prefix` (see [`USER_RETURNING`]).
+fn user_from_row(row: &PgRow, prefix: &str) -> Result<UserRecord, StoreError> {
+    let col = |name: &str| format!("{prefix}{name}");
+    let role: String = row.try_get(col("role").as_str())?;
+    Ok(UserRecord {
+        id: row.try_get(col("id").as_str())?,
+        username: row.try_get(col("username").as_str())?,
+        password_hash: row.try_get(col("password_hash").as_str())?,
+        role: Role::parse_stored(&role)?,
+        created_at: row.try_get(col("created_at").as_str())?,
+        disabled_at: row.try_get(col("disabled_at").as_str())?,
+    })
+}
+
+fn session_from_row(row: &PgRow) -> Result<SessionRecord, StoreError> {
+    Ok(SessionRecord {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        csrf_token: row.try_get("csrf_token")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        last_seen_at: row.try_get("last_seen_at")?,
+        from_address: row.try_get("from_address")?,
+    })
+}
+
+fn api_token_from_row(row: &PgRow) -> Result<ApiTokenRecord, StoreError> {
+    let scopes: String = row.try_get("scopes")?;
+    Ok(ApiTokenRecord {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        name: row.try_get("name")?,
+        scopes: split_scopes(&scopes),
+        created_at: row.try_get("created_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+    })
+}
+
+fn site_from_row(row: &PgRow) -> Result<SiteRecord, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    Ok(SiteRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        kind: SiteKind::parse_stored(&kind)?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn structure_from_row(row: &PgRow) -> Result<StructureRecord, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    Ok(StructureRecord {
+        site: row.try_get("site")?,
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        kind: StructureKind::parse_stored(&kind)?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn asset_from_row(row: &PgRow) -> Result<AssetRecord, StoreError> {
+    let phase: Option<String> = row.try_get("phase")?;
+    Ok(AssetRecord {
+        site: row.try_get("site")?,
+        structure: row.try_get("structure")?,
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        phase: phase.as_deref().map(Phase::parse_stored).transpose()?,
+        component_class: row.try_get("component_class")?,
+        created_at: row.try_get("created_at")?,
+    })
 }
 
 fn stored_finding(row: &PgRow) -> Result<StoredFinding, StoreError> {
@@ -860,5 +967,619 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(telemetry_from_row).collect()
+    }
+
+    async fn add_user(&self, new: &NewUser) -> Result<UserRecord, StoreError> {
+        check_username(&new.username)?;
+        let user = UserRecord {
+            id: Uuid::now_v7(),
+            username: new.username.clone(),
+            password_hash: new.password_hash.clone(),
+            role: new.role,
+            created_at: rows::to_micros(Utc::now()),
+            disabled_at: None,
+        };
+        sqlx::query(
+            "INSERT INTO users (id, username, password_hash, role, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(user.id)
+        .bind(&user.username)
+        .bind(&user.password_hash)
+        .bind(user.role.as_str())
+        .bind(user.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            unique_error(e, || StoreError::UserExists {
+                username: new.username.clone(),
+            })
+        })?;
+        Ok(user)
+    }
+
+    async fn user(&self, id: Uuid) -> Result<Option<UserRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(|r| user_from_row(r, "")).transpose()
+    }
+
+    async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE username = $1"
+        ))
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(|r| user_from_row(r, "")).transpose()
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        // COLLATE "C": byte order, as SQLite sorts, whatever the database's locale.
+        let rows = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users ORDER BY username COLLATE \"C\""
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| user_from_row(r, "")).collect()
+    }
+
+    async fn set_user_disabled(&self, id: Uuid, disabled: bool) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE users SET disabled_at = CASE WHEN $1 THEN COALESCE(disabled_at, $2) END \
+             WHERE id = $3",
+        )
+        .bind(disabled)
+        .bind(rows::to_micros(Utc::now()))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if disabled {
+            sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn set_user_role(&self, id: Uuid, role: Role) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+            .bind(role.as_str())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn create_session(&self, new: &NewSession) -> Result<SessionRecord, StoreError> {
+        check_sha256("session token hash", &new.token_hash)?;
+        let created_at = rows::to_micros(new.created_at);
+        let session = SessionRecord {
+            id: Uuid::now_v7(),
+            user_id: new.user_id,
+            csrf_token: new.csrf_token.clone(),
+            created_at,
+            expires_at: rows::to_micros(new.expires_at),
+            last_seen_at: created_at,
+            from_address: new
+                .from_address
+                .as_deref()
+                .map(|a| text_without_nul(a).into_owned()),
+        };
+        sqlx::query(
+            "INSERT INTO sessions (id, token_hash, user_id, csrf_token, created_at, expires_at, \
+             last_seen_at, from_address) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(session.id)
+        .bind(&new.token_hash)
+        .bind(session.user_id)
+        .bind(&session.csrf_token)
+        .bind(session.created_at)
+        .bind(session.expires_at)
+        .bind(session.last_seen_at)
+        .bind(&session.from_address)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            constraint_error(
+                e,
+                || StoreError::AlreadyExists {
+                    what: "session",
+                    id: "with this token hash".into(),
+                },
+                || StoreError::NotFound {
+                    what: "user",
+                    id: new.user_id.to_string(),
+                },
+            )
+        })?;
+        Ok(session)
+    }
+
+    async fn session_by_token_hash(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(SessionRecord, UserRecord)>, StoreError> {
+        // One statement: the checks and the update see the same rows.
+        let row = sqlx::query(&format!(
+            "UPDATE sessions s SET last_seen_at = GREATEST(s.last_seen_at, $2) \
+             FROM users u WHERE s.token_hash = $1 AND s.expires_at > $2 \
+             AND u.id = s.user_id AND u.disabled_at IS NULL \
+             RETURNING s.id, s.user_id, s.csrf_token, s.created_at, s.expires_at, \
+             s.last_seen_at, s.from_address, {USER_RETURNING}"
+        ))
+        .bind(token_hash)
+        .bind(rows::to_micros(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| Ok((session_from_row(&row)?, user_from_row(&row, "u_")?)))
+            .transpose()
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(rows::to_micros(now))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn create_api_token(&self, new: &NewApiToken) -> Result<ApiTokenRecord, StoreError> {
+        check_sha256("api token hash", &new.token_hash)?;
+        let scopes = join_scopes(&new.scopes)?;
+        let token = ApiTokenRecord {
+            id: Uuid::now_v7(),
+            user_id: new.user_id,
+            name: text_without_nul(&new.name).into_owned(),
+            scopes: new.scopes.clone(),
+            created_at: rows::to_micros(Utc::now()),
+            revoked_at: None,
+            last_used_at: None,
+        };
+        sqlx::query(
+            "INSERT INTO api_tokens (id, token_hash, user_id, name, scopes, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(token.id)
+        .bind(&new.token_hash)
+        .bind(token.user_id)
+        .bind(&token.name)
+        .bind(scopes)
+        .bind(token.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            constraint_error(
+                e,
+                || StoreError::AlreadyExists {
+                    what: "api token",
+                    id: "with this hash".into(),
+                },
+                || StoreError::NotFound {
+                    what: "user",
+                    id: new.user_id.to_string(),
+                },
+            )
+        })?;
+        Ok(token)
+    }
+
+    async fn api_token_by_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(ApiTokenRecord, UserRecord)>, StoreError> {
+        let row = sqlx::query(&format!(
+            "UPDATE api_tokens t SET last_used_at = GREATEST(t.last_used_at, $2) \
+             FROM users u WHERE t.token_hash = $1 AND t.revoked_at IS NULL \
+             AND u.id = t.user_id AND u.disabled_at IS NULL \
+             RETURNING t.id, t.user_id, t.name, t.scopes, t.created_at, t.revoked_at, \
+             t.last_used_at, {USER_RETURNING}"
+        ))
+        .bind(token_hash)
+        .bind(rows::to_micros(Utc::now()))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| Ok((api_token_from_row(&row)?, user_from_row(&row, "u_")?)))
+            .transpose()
+    }
+
+    async fn list_api_tokens(&self, user_id: Uuid) -> Result<Vec<ApiTokenRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {API_TOKEN_COLUMNS} FROM api_tokens WHERE user_id = $1 \
+             ORDER BY created_at, id"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(api_token_from_row).collect()
+    }
+
+    async fn revoke_api_token(&self, id: Uuid) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+        )
+        .bind(rows::to_micros(Utc::now()))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn add_site(&self, new: &NewSite) -> Result<SiteRecord, StoreError> {
+        validate_id("site", &new.id)?;
+        let site = SiteRecord {
+            id: new.id.clone(),
+            name: text_without_nul(&new.name).into_owned(),
+            kind: new.kind,
+            created_at: rows::to_micros(Utc::now()),
+        };
+        sqlx::query("INSERT INTO sites (id, name, kind, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&site.id)
+            .bind(&site.name)
+            .bind(site.kind.as_str())
+            .bind(site.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| {
+                unique_error(e, || StoreError::AlreadyExists {
+                    what: "site",
+                    id: new.id.clone(),
+                })
+            })?;
+        Ok(site)
+    }
+
+    async fn list_sites(&self) -> Result<Vec<SiteRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SITE_COLUMNS} FROM sites ORDER BY id COLLATE \"C\""
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(site_from_row).collect()
+    }
+
+    async fn site(&self, id: &str) -> Result<Option<SiteRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {SITE_COLUMNS} FROM sites WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(site_from_row).transpose()
+    }
+
+    async fn update_site(&self, site: &NewSite) -> Result<bool, StoreError> {
+        validate_id("site", &site.id)?;
+        let done = sqlx::query("UPDATE sites SET name = $1, kind = $2 WHERE id = $3")
+            .bind(text_without_nul(&site.name))
+            .bind(site.kind.as_str())
+            .bind(&site.id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_site(&self, id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Lock the site first, so that nothing is added under it between the check and
+        // the delete (inserting a child takes a KEY SHARE lock on it).
+        let exists = sqlx::query("SELECT 1 FROM sites WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Ok(false);
+        }
+        let row = sqlx::query(
+            "SELECT EXISTS (SELECT 1 FROM structures WHERE site = $1) AS structures, \
+             EXISTS (SELECT 1 FROM assets WHERE site = $1) AS assets, \
+             EXISTS (SELECT 1 FROM gateways WHERE site = $1) AS gateways",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let used = [
+            ("structures", row.try_get("structures")?),
+            ("assets", row.try_get("assets")?),
+            ("gateways", row.try_get("gateways")?),
+        ];
+        if let Some(err) = in_use("site", id, &used) {
+            return Err(err);
+        }
+        let done = sqlx::query("DELETE FROM sites WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                foreign_key_error(e, || StoreError::InUse {
+                    what: format!("site {id}"),
+                })
+            })?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn add_structure(&self, new: &NewStructure) -> Result<StructureRecord, StoreError> {
+        check_structure_ids(new)?;
+        let structure = StructureRecord {
+            site: new.site.clone(),
+            id: new.id.clone(),
+            name: text_without_nul(&new.name).into_owned(),
+            kind: new.kind,
+            created_at: rows::to_micros(Utc::now()),
+        };
+        sqlx::query(
+            "INSERT INTO structures (site, id, kind, name, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&structure.site)
+        .bind(&structure.id)
+        .bind(structure.kind.as_str())
+        .bind(&structure.name)
+        .bind(structure.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            constraint_error(
+                e,
+                || StoreError::AlreadyExists {
+                    what: "structure",
+                    id: format!("{}/{}", new.site, new.id),
+                },
+                || StoreError::NotFound {
+                    what: "site",
+                    id: new.site.clone(),
+                },
+            )
+        })?;
+        Ok(structure)
+    }
+
+    async fn list_structures(&self, site: &str) -> Result<Vec<StructureRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {STRUCTURE_COLUMNS} FROM structures WHERE site = $1 ORDER BY id COLLATE \"C\""
+        ))
+        .bind(site)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(structure_from_row).collect()
+    }
+
+    async fn structure(&self, site: &str, id: &str) -> Result<Option<StructureRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {STRUCTURE_COLUMNS} FROM structures WHERE site = $1 AND id = $2"
+        ))
+        .bind(site)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(structure_from_row).transpose()
+    }
+
+    async fn update_structure(&self, structure: &NewStructure) -> Result<bool, StoreError> {
+        check_structure_ids(structure)?;
+        let done =
+            sqlx::query("UPDATE structures SET name = $1, kind = $2 WHERE site = $3 AND id = $4")
+                .bind(text_without_nul(&structure.name))
+                .bind(structure.kind.as_str())
+                .bind(&structure.site)
+                .bind(&structure.id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_structure(&self, site: &str, id: &str) -> Result<bool, StoreError> {
+        let key = format!("{site}/{id}");
+        let mut tx = self.pool.begin().await?;
+        let exists = sqlx::query("SELECT 1 FROM structures WHERE site = $1 AND id = $2 FOR UPDATE")
+            .bind(site)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Ok(false);
+        }
+        let assets: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM assets WHERE site = $1 AND structure = $2)",
+        )
+        .bind(site)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if let Some(err) = in_use("structure", &key, &[("assets", assets)]) {
+            return Err(err);
+        }
+        let done = sqlx::query("DELETE FROM structures WHERE site = $1 AND id = $2")
+            .bind(site)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                foreign_key_error(e, || StoreError::InUse {
+                    what: format!("structure {key}"),
+                })
+            })?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn add_asset(&self, new: &NewAsset) -> Result<AssetRecord, StoreError> {
+        check_asset_ids(new)?;
+        let asset = AssetRecord {
+            site: new.site.clone(),
+            structure: new.structure.clone(),
+            id: new.id.clone(),
+            name: text_without_nul(&new.name).into_owned(),
+            phase: new.phase,
+            component_class: new
+                .component_class
+                .as_deref()
+                .map(|c| text_without_nul(c).into_owned()),
+            created_at: rows::to_micros(Utc::now()),
+        };
+        let done = sqlx::query(
+            "INSERT INTO assets (site, id, structure, name, phase, component_class, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&asset.site)
+        .bind(&asset.id)
+        .bind(&asset.structure)
+        .bind(&asset.name)
+        .bind(asset.phase.map(Phase::as_str))
+        .bind(&asset.component_class)
+        .bind(asset.created_at)
+        .execute(&self.pool)
+        .await;
+        match done {
+            Ok(_) => Ok(asset),
+            Err(e) if is_foreign_key_violation(&e) => Err(self.missing_parent(new).await),
+            Err(e) => Err(unique_error(e, || StoreError::AlreadyExists {
+                what: "asset",
+                id: format!("{}/{}", new.site, new.id),
+            })),
+        }
+    }
+
+    async fn list_assets(&self, site: Option<&str>) -> Result<Vec<AssetRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ASSET_COLUMNS} FROM assets WHERE $1::text IS NULL OR site = $1 \
+             ORDER BY site COLLATE \"C\", id COLLATE \"C\""
+        ))
+        .bind(site)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(asset_from_row).collect()
+    }
+
+    async fn asset(&self, site: &str, id: &str) -> Result<Option<AssetRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {ASSET_COLUMNS} FROM assets WHERE site = $1 AND id = $2"
+        ))
+        .bind(site)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(asset_from_row).transpose()
+    }
+
+    async fn update_asset(&self, asset: &NewAsset) -> Result<bool, StoreError> {
+        check_asset_ids(asset)?;
+        let done = sqlx::query(
+            "UPDATE assets SET structure = $1, name = $2, phase = $3, component_class = $4 \
+             WHERE site = $5 AND id = $6",
+        )
+        .bind(&asset.structure)
+        .bind(text_without_nul(&asset.name))
+        .bind(asset.phase.map(Phase::as_str))
+        .bind(asset.component_class.as_deref().map(text_without_nul))
+        .bind(&asset.site)
+        .bind(&asset.id)
+        .execute(&self.pool)
+        .await;
+        match done {
+            Ok(done) => Ok(done.rows_affected() > 0),
+            Err(e) if is_foreign_key_violation(&e) => Err(self.missing_parent(asset).await),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn delete_asset(&self, site: &str, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM assets WHERE site = $1 AND id = $2")
+            .bind(site)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn record_evidence(&self, e: &EvidenceRecord) -> Result<bool, StoreError> {
+        check_sha256("evidence sha256", &e.sha256)?;
+        let done = sqlx::query(
+            "INSERT INTO evidence (sha256, size_bytes, content_type, location, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (sha256) DO NOTHING",
+        )
+        .bind(&e.sha256)
+        .bind(evidence_size(e.size)?)
+        .bind(text_without_nul(&e.content_type))
+        .bind(&e.location)
+        .bind(rows::to_micros(e.created_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn evidence(&self, sha256: &str) -> Result<Option<EvidenceRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT sha256, size_bytes, content_type, location, created_at FROM evidence \
+             WHERE sha256 = $1",
+        )
+        .bind(sha256)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(EvidenceRecord {
+                sha256: row.try_get("sha256")?,
+                size: to_u64(row.try_get("size_bytes")?),
+                content_type: row.try_get("content_type")?,
+                location: row.try_get("location")?,
+                created_at: row.try_get("created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_log (at, actor, action, target, from_address, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
+        )
+        .bind(rows::to_micros(event.at))
+        .bind(text_without_nul(&event.actor))
+        .bind(text_without_nul(&event.action))
+        .bind(text_without_nul(&event.target))
+        .bind(event.from_address.as_deref().map(text_without_nul))
+        .bind(rows::json_without_nul(event.detail.to_string()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_audit(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at, actor, action, target, from_address, detail::text AS detail \
+             FROM audit_log ORDER BY id DESC LIMIT $1",
+        )
+        .bind(page_limit(limit) as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let detail: String = row.try_get("detail")?;
+                Ok(AuditRecord {
+                    id: row.try_get("id")?,
+                    event: AuditEvent {
+                        at: row.try_get("at")?,
+                        actor: row.try_get("actor")?,
+                        action: row.try_get("action")?,
+                        target: row.try_get("target")?,
+                        from_address: row.try_get("from_address")?,
+                        detail: json("audit detail", &detail)?,
+                    },
+                })
+            })
+            .collect()
     }
 }

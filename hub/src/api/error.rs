@@ -1,0 +1,135 @@
+//! The one error shape of the API: `{"error": {"code": "...", "message": "..."}}`, with
+//! a closed set of codes. Messages name what was wrong and never echo secrets, SQL or
+//! stack traces.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Every error code the API returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request is malformed or a value is invalid (400).
+    BadRequest,
+    /// No valid credentials (401).
+    Unauthorized,
+    /// Authenticated, but the role does not allow it, or the CSRF token is missing (403).
+    Forbidden,
+    /// No such resource (404).
+    NotFound,
+    /// The resource's state does not allow it, or it already exists (409).
+    Conflict,
+    /// The body is larger than accepted (413).
+    PayloadTooLarge,
+    /// The body's content is not an accepted kind (415).
+    UnsupportedMediaType,
+    /// Too many requests (429).
+    RateLimited,
+    /// The database is unreachable (503).
+    Unavailable,
+    /// A bug (500).
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status of the code.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Conflict => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// An API error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The code.
+    pub code: ErrorCode,
+    /// What was wrong, for people.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with a code and message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, message)
+    }
+
+    /// 401.
+    pub fn unauthorized() -> Self {
+        Self::new(ErrorCode::Unauthorized, "sign in, or send a bearer token")
+    }
+
+    /// 403.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Forbidden, message)
+    }
+
+    /// 404.
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, format!("{} not found", what.into()))
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: ErrorCode,
+    message: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            error: Inner {
+                code: self.code,
+                message: &self.message,
+            },
+        };
+        (self.code.status(), axum::Json(body)).into_response()
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(err: crate::store::StoreError) -> Self {
+        use crate::store::StoreError as E;
+        match err {
+            E::Unavailable(_) => Self::new(
+                ErrorCode::Unavailable,
+                "the database is unavailable; try again",
+            ),
+            E::AlertNotFound(id) => Self::not_found(format!("alert {id}")),
+            E::InvalidTransition { .. } => Self::new(ErrorCode::Conflict, err.to_string()),
+            E::InvalidCursor => Self::bad_request("invalid pagination cursor"),
+            E::InvalidId(e) => Self::bad_request(e.to_string()),
+            E::GatewayExists { .. } => Self::new(ErrorCode::Conflict, err.to_string()),
+            other => {
+                // Details (SQL, constraint names) go to the log, not to the client.
+                tracing::error!(err = %other, "store error");
+                Self::new(ErrorCode::Internal, "internal error")
+            }
+        }
+    }
+}

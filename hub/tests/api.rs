@@ -1,0 +1,533 @@
+//! The API at router level (`Router::oneshot`), on SQLite and Postgres: who may do
+//! what (each role × each action), sessions, CSRF, tokens, the alert lifecycle,
+//! pagination and the error shape.
+
+mod support;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use chitti_hub::api::{router, ApiState};
+use chitti_hub::credentials::hash_password;
+use chitti_hub::store::{AnyStore, NewUser, Role, Store};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use support::{finding, ingested, TestDb};
+use tower::ServiceExt;
+use uuid::Uuid;
+
+struct Api {
+    app: axum::Router,
+    store: Arc<AnyStore>,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Value,
+}
+
+impl Api {
+    async fn new(backend: &str) -> (Self, TestDb) {
+        let db = TestDb::migrated(backend).await;
+        let store = Arc::new(db.store.clone());
+        // One hash for every account: argon2 is slow on purpose.
+        let hash = hash_password("correct horse battery").unwrap();
+        for (name, role) in [
+            ("vera", Role::Viewer),
+            ("otto", Role::Operator),
+            ("ada", Role::Admin),
+        ] {
+            store
+                .add_user(&NewUser {
+                    username: name.into(),
+                    password_hash: hash.clone(),
+                    role,
+                })
+                .await
+                .unwrap();
+        }
+        let app = router(ApiState::new(store.clone(), false));
+        (Self { app, store }, db)
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        auth: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(t) = auth {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = match body {
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        }
+        .unwrap();
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn login(&self, user: &str) -> (String, String, String) {
+        let r = self
+            .call(
+                "POST",
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"username": user, "password": "correct horse battery"})),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let cookie = r.headers["set-cookie"].to_str().unwrap().to_string();
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+            "{cookie}"
+        );
+        let session = cookie.split(';').next().unwrap().to_string();
+        (
+            r.body["token"].as_str().unwrap().to_string(),
+            r.body["csrf_token"].as_str().unwrap().to_string(),
+            session,
+        )
+    }
+
+    /// Stores a track of three findings: one alert.
+    async fn alert(&self) -> Uuid {
+        let track = Uuid::now_v7();
+        let findings: Vec<_> = (0..3)
+            .map(|i| finding(track, 1 + i as u8, 50.0 + i as f64, i))
+            .collect();
+        self.store
+            .insert_findings(&ingested(&findings, chrono::Utc::now()))
+            .await
+            .unwrap();
+        let page = self.store.list_alerts(&Default::default()).await.unwrap();
+        page.items.iter().find(|a| a.track_id == track).unwrap().id
+    }
+}
+
+fn assert_error(r: &Reply, status: StatusCode, code: &str) {
+    assert_eq!(r.status, status, "{:?}", r.body);
+    assert_eq!(r.body["error"]["code"], code, "{:?}", r.body);
+    assert!(r.body["error"]["message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
+}
+
+async fn each_role_may_do_exactly_what_it_should(backend: &str) {
+    let (api, _db) = Api::new(backend).await;
+    let alert = api.alert().await;
+    let mut tokens = Vec::new();
+    for user in ["vera", "otto", "ada"] {
+        tokens.push(api.login(user).await.0);
+    }
+    let new_user = |n: usize| json!({"username": format!("new-{n}"), "password": "another long password", "role": "viewer"});
+    // (method, path, body, allowed for viewer, operator, admin)
+    let mut n = 0;
+    let cases: Vec<(&str, String, Option<Value>, [bool; 3])> = vec![
+        ("GET", "/api/v1/findings".into(), None, [true, true, true]),
+        ("GET", "/api/v1/alerts".into(), None, [true, true, true]),
+        (
+            "GET",
+            format!("/api/v1/alerts/{alert}"),
+            None,
+            [true, true, true],
+        ),
+        ("GET", "/api/v1/gateways".into(), None, [true, true, true]),
+        (
+            "POST",
+            format!("/api/v1/alerts/{alert}/comment"),
+            Some(json!({"note": "looked at it"})),
+            [false, true, true],
+        ),
+        (
+            "POST",
+            format!("/api/v1/alerts/{alert}/assign"),
+            Some(json!({"assignee": "field crew 3"})),
+            [false, true, true],
+        ),
+        ("GET", "/api/v1/users".into(), None, [false, false, true]),
+        (
+            "POST",
+            "/api/v1/users".into(),
+            Some(Value::Null),
+            [false, false, true],
+        ),
+        ("GET", "/api/v1/me".into(), None, [true, true, true]),
+    ];
+    for (method, path, body, allowed) in cases {
+        for (role, token) in tokens.iter().enumerate() {
+            let body = match &body {
+                Some(Value::Null) => {
+                    n += 1;
+                    Some(new_user(n))
+                }
+                other => other.clone(),
+            };
+            let r = api.call(method, &path, Some(token), body, &[]).await;
+            if allowed[role] {
+                assert!(
+                    r.status.is_success(),
+                    "{method} {path} as role {role}: {} {:?}",
+                    r.status,
+                    r.body
+                );
+            } else {
+                assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+            }
+        }
+        // Nobody signed in: 401 for all of them.
+        let r = api.call(method, &path, None, None, &[]).await;
+        assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    // The audit trail of the alert names who did what.
+    let r = api
+        .call(
+            "GET",
+            &format!("/api/v1/alerts/{alert}"),
+            Some(&tokens[0]),
+            None,
+            &[],
+        )
+        .await;
+    let actors: Vec<&str> = r.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["actor"].as_str().unwrap())
+        .collect();
+    assert_eq!(actors, ["otto", "ada", "otto", "ada"]);
+    assert_eq!(
+        r.body["history"].as_array().unwrap().len(),
+        3,
+        "°C over time"
+    );
+}
+
+async fn the_lifecycle_refuses_invalid_transitions_with_409(backend: &str) {
+    let (api, _db) = Api::new(backend).await;
+    let alert = api.alert().await;
+    let (otto, _, _) = api.login("otto").await;
+    let act = |a: &'static str| format!("/api/v1/alerts/{alert}/{a}");
+    assert_eq!(
+        api.call("POST", &act("acknowledge"), Some(&otto), None, &[])
+            .await
+            .body["status"],
+        "acknowledged"
+    );
+    assert_error(
+        &api.call("POST", &act("acknowledge"), Some(&otto), None, &[])
+            .await,
+        StatusCode::CONFLICT,
+        "conflict",
+    );
+    let r = api
+        .call(
+            "POST",
+            &act("resolve"),
+            Some(&otto),
+            Some(json!({"note": "clamp re-torqued"})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.body["status"], "resolved");
+    assert_error(
+        &api.call("POST", &act("resolve"), Some(&otto), None, &[])
+            .await,
+        StatusCode::CONFLICT,
+        "conflict",
+    );
+    assert_eq!(
+        api.call("POST", &act("reopen"), Some(&otto), None, &[])
+            .await
+            .body["status"],
+        "open"
+    );
+    assert_error(
+        &api.call("POST", &act("explode"), Some(&otto), None, &[])
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_error(
+        &api.call("POST", &act("comment"), Some(&otto), None, &[])
+            .await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+    assert_error(
+        &api.call(
+            "POST",
+            &act("assign"),
+            Some(&otto),
+            Some(json!({"wrong": 1})),
+            &[],
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+    let missing = Uuid::now_v7();
+    assert_error(
+        &api.call(
+            "POST",
+            &format!("/api/v1/alerts/{missing}/acknowledge"),
+            Some(&otto),
+            None,
+            &[],
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+}
+
+async fn cookie_sessions_need_csrf_tokens_and_logout_ends_them(backend: &str) {
+    let (api, _db) = Api::new(backend).await;
+    let alert = api.alert().await;
+    let (_, csrf, cookie) = api.login("otto").await;
+    let path = format!("/api/v1/alerts/{alert}/acknowledge");
+    // Reading with the cookie works; changing state without the CSRF token does not.
+    assert_eq!(
+        api.call("GET", "/api/v1/alerts", None, None, &[("cookie", &cookie)])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_error(
+        &api.call("POST", &path, None, None, &[("cookie", &cookie)])
+            .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    assert_error(
+        &api.call(
+            "POST",
+            &path,
+            None,
+            None,
+            &[("cookie", &cookie), ("x-csrf-token", "guess")],
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    let r = api
+        .call(
+            "POST",
+            &path,
+            None,
+            None,
+            &[("cookie", &cookie), ("x-csrf-token", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = api
+        .call(
+            "POST",
+            "/api/v1/auth/logout",
+            None,
+            None,
+            &[("cookie", &cookie), ("x-csrf-token", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_error(
+        &api.call("GET", "/api/v1/alerts", None, None, &[("cookie", &cookie)])
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+}
+
+async fn wrong_passwords_are_refused_and_rate_limited(backend: &str) {
+    let (api, _db) = Api::new(backend).await;
+    for _ in 0..10 {
+        let r = api
+            .call(
+                "POST",
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"username": "ada", "password": "nope"})),
+                &[],
+            )
+            .await;
+        assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    // Even the right password waits now.
+    let r = api
+        .call(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "ada", "password": "correct horse battery"})),
+            &[],
+        )
+        .await;
+    assert_error(&r, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    let r = api
+        .call(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"user": "ada"})),
+            &[],
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+}
+
+async fn api_tokens_are_shown_once_scoped_to_their_user_and_revocable(backend: &str) {
+    let (api, _db) = Api::new(backend).await;
+    let (session, _, _) = api.login("vera").await;
+    let r = api
+        .call(
+            "POST",
+            "/api/v1/tokens",
+            Some(&session),
+            Some(json!({"name": "cmms-sync", "scopes": ["read"]})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let token = r.body["token"].as_str().unwrap().to_string();
+    let id = r.body["id"].as_str().unwrap().to_string();
+    assert!(token.starts_with("chitti_"));
+    let listed = api
+        .call("GET", "/api/v1/tokens", Some(&session), None, &[])
+        .await;
+    assert!(
+        listed.body["items"][0].get("token").is_none(),
+        "never shown again"
+    );
+    assert_eq!(
+        api.call("GET", "/api/v1/alerts", Some(&token), None, &[])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // A token acts as its (viewer) user: no more.
+    assert_error(
+        &api.call("GET", "/api/v1/users", Some(&token), None, &[])
+            .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    assert_eq!(
+        api.call(
+            "DELETE",
+            &format!("/api/v1/tokens/{id}"),
+            Some(&session),
+            None,
+            &[]
+        )
+        .await
+        .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_error(
+        &api.call("GET", "/api/v1/alerts", Some(&token), None, &[])
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+}
+
+async fn lists_page_through_every_row_exactly_once(backend: &str) {
+    let (api, _db) = Api::new(backend).await;
+    let track = Uuid::now_v7();
+    let findings: Vec<_> = (0..25)
+        .map(|i| finding(track, 1, 40.0 + i as f64, i))
+        .collect();
+    api.store
+        .insert_findings(&ingested(&findings, chrono::Utc::now()))
+        .await
+        .unwrap();
+    let (vera, _, _) = api.login("vera").await;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut uri = "/api/v1/findings?limit=7".to_string();
+    loop {
+        let r = api.call("GET", &uri, Some(&vera), None, &[]).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        for f in r.body["items"].as_array().unwrap() {
+            assert!(
+                seen.insert(f["id"].as_str().unwrap().to_string()),
+                "a row twice"
+            );
+        }
+        match r.body["next_cursor"].as_str() {
+            Some(c) => uri = format!("/api/v1/findings?limit=7&after={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 25);
+    assert_error(
+        &api.call(
+            "GET",
+            "/api/v1/findings?after=garbage",
+            Some(&vera),
+            None,
+            &[],
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+    assert_error(
+        &api.call("GET", "/api/v1/findings?colour=red", Some(&vera), None, &[])
+            .await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+    assert_error(
+        &api.call("GET", "/api/v1/nothing-here", Some(&vera), None, &[])
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+}
+
+macro_rules! on_both {
+    ($($name:ident),*) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name("sqlite").await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name("postgres").await
+            })*
+        }
+    };
+}
+
+on_both!(
+    each_role_may_do_exactly_what_it_should,
+    the_lifecycle_refuses_invalid_transitions_with_409,
+    cookie_sessions_need_csrf_tokens_and_logout_ends_them,
+    wrong_passwords_are_refused_and_rate_limited,
+    api_tokens_are_shown_once_scoped_to_their_user_and_revocable,
+    lists_page_through_every_row_exactly_once
+);
