@@ -115,10 +115,16 @@ type LoginCache = HashMap<(String, [u8; 32]), Instant>;
 /// minute so that reconnect storms do not cost an argon2 hash each.
 fn auth_handler(store: Arc<AnyStore>) -> AuthHandler {
     let cache: Arc<Mutex<LoginCache>> = Arc::default();
+    // argon2 costs ~20 ms of CPU and 19 MiB per check: a reconnect storm of a whole
+    // fleet must queue for the cores, not run a thousand hashes at once.
+    let hashing = Arc::new(tokio::sync::Semaphore::new(
+        std::thread::available_parallelism().map_or(2, |n| n.get()),
+    ));
     Arc::new(
         move |_client_id: String, username: String, password: String| {
             let store = Arc::clone(&store);
             let cache = Arc::clone(&cache);
+            let hashing = Arc::clone(&hashing);
             Box::pin(async move {
                 let key = (username.clone(), Sha256::digest(password.as_bytes()).into());
                 if cache
@@ -141,6 +147,9 @@ fn auth_handler(store: Arc<AnyStore>) -> AuthHandler {
                     }
                 };
                 let hash = record.password_hash.clone();
+                let Ok(_permit) = hashing.acquire().await else {
+                    return false;
+                };
                 let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
                     .await
                     .unwrap_or(false);
