@@ -103,6 +103,37 @@ impl Problems {
     }
 }
 
+impl ConfigErrors {
+    /// One problem with the file as a whole (unreadable, undecodable).
+    pub fn whole_file(origin: &str, message: impl Into<String>) -> Self {
+        Self {
+            origin: origin.to_string(),
+            errors: vec![ConfigError {
+                path: String::new(),
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+/// The value of a section whose every field has a serde default: what an empty table
+/// decodes to. The serde attributes stay the one source of truth for defaults.
+pub fn serde_defaults<T: DeserializeOwned>() -> T {
+    toml::from_str("").expect("every field of this section has a default")
+}
+
+/// Implements `Default` for configuration sections through [`serde_defaults`].
+#[macro_export]
+macro_rules! defaults_from_serde {
+    ($($ty:ty),* $(,)?) => {$(
+        impl Default for $ty {
+            fn default() -> Self {
+                $crate::config::serde_defaults()
+            }
+        }
+    )*};
+}
+
 /// A TOML syntax error as one line, with its line and column.
 pub fn toml_syntax_message(text: &str, error: &toml::de::Error) -> String {
     let message = error.message().trim().replace('\n', " ");

@@ -474,11 +474,12 @@ impl<S: Store + 'static> Ingest<S> {
     async fn commit_and_ack(&self, mut pending: Vec<PendingBatch>) {
         let mut wait = Duration::from_millis(100);
         let mut refused: Vec<(Uuid, String)> = Vec::new();
+        // The rows move out of the messages once; the acks name `ids`, kept apart.
+        let mut rows: Vec<IngestedFinding> = pending
+            .iter_mut()
+            .flat_map(|p| std::mem::take(&mut p.findings))
+            .collect();
         loop {
-            let rows: Vec<IngestedFinding> = pending
-                .iter()
-                .flat_map(|p| p.findings.iter().cloned())
-                .collect();
             let started = Instant::now();
             match self.store.insert_findings(&rows).await {
                 Ok(report) => {
@@ -505,9 +506,7 @@ impl<S: Store + 'static> Ingest<S> {
                     // Take the one finding out, keep it as a dead letter, ack it anyway.
                     tracing::warn!(finding = %id, reason, "finding refused by the database");
                     refused.push((id, reason.to_string()));
-                    for p in &mut pending {
-                        p.findings.retain(|f| f.finding.id != id);
-                    }
+                    rows.retain(|f| f.finding.id != id);
                 }
                 Err(err) => {
                     self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);

@@ -6,21 +6,27 @@ use chitti_e2e::*;
 use chitti_hub::store::{AnyStore, FindingQuery, Store};
 use std::path::Path;
 
-/// Every finding in the store, as shapes.
-async fn stored_shapes(store: &AnyStore) -> Vec<(String, String, String, u8, String)> {
-    let mut shapes = Vec::new();
+/// Every finding in the store, page after page.
+async fn all_findings(store: &AnyStore) -> Vec<chitti_common::finding::Finding> {
+    let mut findings = Vec::new();
     let mut query = FindingQuery {
         limit: 500,
         ..FindingQuery::default()
     };
     loop {
         let page = store.list_findings(&query).await.expect("list findings");
-        shapes.extend(page.items.iter().map(|f| shape(&f.finding)));
+        findings.extend(page.items.into_iter().map(|f| f.finding));
         match page.next_cursor {
             Some(c) => query.after = Some(c),
             None => break,
         }
     }
+    findings
+}
+
+/// Every finding in the store, as sorted shapes.
+async fn stored_shapes(store: &AnyStore) -> Vec<(String, String, String, u8, String)> {
+    let mut shapes: Vec<_> = all_findings(store).await.iter().map(shape).collect();
     shapes.sort();
     shapes
 }
@@ -308,19 +314,8 @@ async fn while_postgres_is_unreachable_nothing_is_acknowledged_and_everything_la
     )
     .await;
     let want = logged(&agent.log_text());
-    let mut have = std::collections::BTreeSet::new();
-    let mut query = FindingQuery {
-        limit: 500,
-        ..FindingQuery::default()
-    };
-    loop {
-        let page = store.list_findings(&query).await.unwrap();
-        have.extend(page.items.iter().map(|f| f.finding.id));
-        match page.next_cursor {
-            Some(c) => query.after = Some(c),
-            None => break,
-        }
-    }
+    let have: std::collections::BTreeSet<_> =
+        all_findings(&store).await.iter().map(|f| f.id).collect();
     assert_eq!(have, want, "exactly the findings the agent made");
     assert!(during as usize <= want.len());
     assert!(agent.terminate().success());

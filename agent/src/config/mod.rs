@@ -632,17 +632,7 @@ fn default_shutdown_s() -> u64 {
     10
 }
 
-macro_rules! defaults_from_serde {
-    ($($ty:ty),*) => {$(
-        impl Default for $ty {
-            fn default() -> Self {
-                // The serde defaults are the one source of truth for defaults.
-                toml::from_str("").expect("every field of this section has a default")
-            }
-        }
-    )*};
-}
-defaults_from_serde!(
+chitti_common::defaults_from_serde!(
     AnalysisConfig,
     TrackingConfig,
     OutboxConfig,
@@ -655,13 +645,8 @@ impl AgentConfig {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
-            origin: origin.clone(),
-            errors: vec![ConfigError {
-                path: String::new(),
-                message: format!("cannot read the file: {e}"),
-            }],
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigErrors::whole_file(&origin, format!("cannot read the file: {e}")))?;
         let base = path.parent().unwrap_or(Path::new("."));
         Self::from_toml(&text, &origin, base)
     }
@@ -681,13 +666,10 @@ impl AgentConfig {
         }
         // A section that did not decode has reported why.
         problems.into_result(origin)?;
-        Err(ConfigErrors {
-            origin: origin.to_string(),
-            errors: vec![ConfigError {
-                path: String::new(),
-                message: "the configuration could not be decoded".into(),
-            }],
-        })
+        Err(ConfigErrors::whole_file(
+            origin,
+            "the configuration could not be decoded",
+        ))
     }
 
     /// Checks what the configuration refers to on this machine: watched folders, TLS

@@ -246,17 +246,7 @@ fn default_offline_s() -> u64 {
     120
 }
 
-macro_rules! defaults_from_serde {
-    ($($ty:ty),*) => {$(
-        impl Default for $ty {
-            fn default() -> Self {
-                // The serde defaults are the one source of truth for defaults.
-                toml::from_str("").expect("every field of this section has a default")
-            }
-        }
-    )*};
-}
-defaults_from_serde!(
+chitti_common::defaults_from_serde!(
     StoreConfig,
     BrokerConfig,
     EmbeddedBrokerConfig,
@@ -284,13 +274,8 @@ impl HubConfig {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
-            origin: origin.clone(),
-            errors: vec![ConfigError {
-                path: String::new(),
-                message: format!("cannot read the file: {e}"),
-            }],
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigErrors::whole_file(&origin, format!("cannot read the file: {e}")))?;
         Self::from_toml(&text, &origin, path.parent().unwrap_or(Path::new(".")))
     }
 
@@ -356,13 +341,10 @@ impl HubConfig {
             return Ok(config);
         }
         p.into_result(origin)?;
-        Err(ConfigErrors {
-            origin: origin.to_string(),
-            errors: vec![ConfigError {
-                path: String::new(),
-                message: "the configuration could not be decoded".into(),
-            }],
-        })
+        Err(ConfigErrors::whole_file(
+            origin,
+            "the configuration could not be decoded",
+        ))
     }
 
     fn resolve_paths(&mut self, base: &Path) {
