@@ -154,6 +154,15 @@ impl EvidenceStore {
         })
     }
 
+    /// A store in memory (lost on exit): for tests and API state built without one.
+    pub fn in_memory(max_bytes: u64) -> Self {
+        Self {
+            store: Arc::new(object_store::memory::InMemory::new()),
+            max_bytes,
+            backend: "memory",
+        }
+    }
+
     /// A store over any `object_store` backend (tests use the in-memory one).
     pub fn with_backend(store: Arc<dyn ObjectStore>, max_bytes: u64) -> Self {
         Self {

@@ -25,6 +25,12 @@ pub struct HttpState {
     pub bus: Arc<HubBus>,
     /// When the hub started.
     pub started: Instant,
+    /// Evidence blobs.
+    pub evidence: Arc<crate::evidence::EvidenceStore>,
+    /// Live events for the API's stream.
+    pub live: Arc<crate::live::LiveEvents>,
+    /// Cookie, CORS, rate and upload settings.
+    pub settings: crate::config::HttpConfig,
 }
 
 /// Largest request body accepted by the API (uploads and evidence get their own limits).
@@ -33,7 +39,12 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// The router: health, metrics and the `/api/v1` API, with body limits and security
 /// headers on every answer.
 pub fn router(state: HttpState) -> Router {
-    let api = crate::api::router(crate::api::ApiState::new(Arc::clone(&state.store), false));
+    let api = crate::api::router(
+        crate::api::ApiState::new(Arc::clone(&state.store), state.settings.secure_cookies)
+            .with_evidence(Arc::clone(&state.evidence))
+            .with_live(Arc::clone(&state.live))
+            .with_max_upload_bytes(state.settings.max_upload_bytes.0),
+    );
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))

@@ -163,6 +163,7 @@ pub struct Ingest<S> {
     settings: IngestSettings,
     metrics: Arc<IngestMetrics>,
     keys: HashMap<(String, String), CachedGateway>,
+    live: Option<Arc<crate::live::LiveEvents>>,
 }
 
 /// Why a message went to the dead letters.
@@ -194,7 +195,15 @@ impl<S: Store + 'static> Ingest<S> {
             settings,
             metrics,
             keys: HashMap::new(),
+            live: None,
         }
+    }
+
+    /// The same stage, naming the alerts and gateways it changes to `live` (the API's
+    /// event stream).
+    pub fn with_live(mut self, live: Arc<crate::live::LiveEvents>) -> Self {
+        self.live = Some(live);
+        self
     }
 
     /// Runs until the inbound channel closes.
@@ -288,6 +297,9 @@ impl<S: Store + 'static> Ingest<S> {
                         })
                         .await;
                         self.metrics.statuses.fetch_add(1, Ordering::Relaxed);
+                        if let Some(live) = &self.live {
+                            live.gateway_changed(&topic.site, &topic.gateway);
+                        }
                         message.settle();
                     }
                     Err(e) => {
@@ -493,6 +505,9 @@ impl<S: Store + 'static> Ingest<S> {
                         .fetch_add(report.inserted.len() as u64, Ordering::Relaxed);
                     m.findings_duplicate
                         .fetch_add(report.duplicates.len() as u64, Ordering::Relaxed);
+                    if let Some(live) = &self.live {
+                        live.alerts_changed(report.alerts);
+                    }
                     tracing::debug!(
                         messages = pending.len(),
                         inserted = report.inserted.len(),

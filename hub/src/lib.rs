@@ -9,5 +9,6 @@ pub mod credentials;
 pub mod evidence;
 pub mod http;
 pub mod ingest;
+pub mod live;
 pub mod serve;
 pub mod store;

@@ -276,7 +276,14 @@ pub async fn serve(
             }
         })?;
     let store = Arc::new(open_store(&config).await?);
-    let _evidence = open_evidence(&config)?;
+    let evidence = Arc::new(open_evidence(&config)?);
+    let live = Arc::new(crate::live::LiveEvents::new(
+        crate::live::DEFAULT_LIVE_HISTORY,
+    ));
+    let publisher = tokio::spawn(crate::api::stream::run_publisher(
+        Arc::clone(&live),
+        Arc::clone(&store),
+    ));
     let mut bus = start_bus(&config, Arc::clone(&store)).await?;
     let mqtt = bus.local_addrs();
     let inbound = bus.take_inbound();
@@ -295,7 +302,8 @@ pub async fn serve(
                 .unwrap_or(usize::MAX),
         },
         Arc::clone(&metrics),
-    );
+    )
+    .with_live(Arc::clone(&live));
     let ingest_task = tokio::spawn(ingest.run(rx));
     let http_addr = http.local_addr()?;
     let app = crate::http::router(crate::http::HttpState {
@@ -303,6 +311,9 @@ pub async fn serve(
         ingest: Arc::clone(&metrics),
         bus: Arc::clone(&bus),
         started: Instant::now(),
+        evidence,
+        live,
+        settings: config.http.clone(),
     });
     let (http_stop_tx, mut http_stop_rx) = watch::channel(false);
     let http_task = tokio::spawn(async move {
@@ -326,6 +337,7 @@ pub async fn serve(
     tracing::info!("shutting down");
     let _ = http_stop_tx.send(true);
     bridge.abort();
+    publisher.abort();
     // Ingest finishes what it holds (its channel closes with the bridge).
     let _ = tokio::time::timeout(Duration::from_secs(5), ingest_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;

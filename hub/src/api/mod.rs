@@ -16,8 +16,16 @@
 
 pub mod auth;
 pub mod error;
+pub mod evidence;
+pub mod fleet;
+pub mod openapi;
+pub mod sites;
+pub mod stream;
+pub mod uploads;
 
 use crate::credentials::{hash_password, verify_password};
+use crate::evidence::EvidenceStore;
+use crate::live::LiveEvents;
 use crate::store::{
     AlertEventKind, AlertQuery, AlertStatus, AnyStore, FindingQuery, NewAlertEvent, NewApiToken,
     NewSession, NewUser, Role, Store,
@@ -33,6 +41,7 @@ use error::ApiError;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
 /// What the handlers share.
@@ -40,26 +49,72 @@ use uuid::Uuid;
 pub struct ApiState {
     /// The store.
     pub store: Arc<AnyStore>,
+    /// Evidence blobs (content-addressed).
+    pub evidence: Arc<EvidenceStore>,
+    /// Alert and gateway changes, for the live stream.
+    pub live: Arc<LiveEvents>,
     /// Failed-login limits.
     pub logins: Arc<LoginLimiter>,
     /// Whether cookies get `Secure` (the hub is behind TLS).
     pub secure_cookies: bool,
+    /// Largest multipart upload (all files together).
+    pub max_upload_bytes: u64,
 }
 
 impl ApiState {
-    /// State over a store, with the default login limits (10 failures a minute).
+    /// State over a store, with the default login limits (10 failures a minute), an
+    /// in-memory evidence store (replace it with [`ApiState::with_evidence`]) and its own
+    /// live-event hub (replace it with [`ApiState::with_live`]).
     pub fn new(store: Arc<AnyStore>, secure_cookies: bool) -> Self {
         Self {
             store,
+            evidence: Arc::new(EvidenceStore::in_memory(
+                crate::config::DEFAULT_EVIDENCE_MAX_BYTES,
+            )),
+            live: Arc::new(LiveEvents::new(crate::live::DEFAULT_LIVE_HISTORY)),
             logins: Arc::new(LoginLimiter::new(10, std::time::Duration::from_secs(60))),
             secure_cookies,
+            max_upload_bytes: crate::config::DEFAULT_MAX_UPLOAD_BYTES,
         }
+    }
+
+    /// The same state with another upload limit.
+    pub fn with_max_upload_bytes(mut self, bytes: u64) -> Self {
+        self.max_upload_bytes = bytes;
+        self
+    }
+
+    /// The same state over this evidence store.
+    pub fn with_evidence(mut self, evidence: Arc<EvidenceStore>) -> Self {
+        self.evidence = evidence;
+        self
+    }
+
+    /// The same state publishing to (and streaming from) this live-event hub.
+    pub fn with_live(mut self, live: Arc<LiveEvents>) -> Self {
+        self.live = live;
+        self
     }
 }
 
-/// The `/api/v1` router.
+/// The `/api/v1` router, with `/api/openapi.json` and `/api/docs` describing it.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
+    let (api, doc) = OpenApiRouter::with_openapi(openapi::base())
+        .merge(sites::routes())
+        .merge(fleet::routes())
+        .merge(evidence::routes())
+        .merge(uploads::routes())
+        .merge(stream::routes())
+        .merge(core_routes())
+        .split_for_parts();
+    api.merge(openapi::docs(doc))
+        .fallback(|| async { ApiError::not_found("endpoint") })
+        .with_state(state)
+}
+
+/// Accounts, findings, alerts, gateways, users and tokens.
+fn core_routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
         .route("/api/v1/auth/login", post(login))
         .route("/api/v1/auth/logout", post(logout))
         .route("/api/v1/me", get(me))
@@ -68,12 +123,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/alerts", get(list_alerts))
         .route("/api/v1/alerts/{id}", get(alert))
         .route("/api/v1/alerts/{id}/{action}", post(alert_action))
-        .route("/api/v1/gateways", get(list_gateways))
         .route("/api/v1/users", get(list_users).post(add_user))
         .route("/api/v1/tokens", get(list_tokens).post(add_token))
         .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
-        .fallback(|| async { ApiError::not_found("endpoint") })
-        .with_state(state)
 }
 
 /// A JSON body, with the API's error shape when it does not parse.
@@ -261,12 +313,16 @@ async fn me(p: Principal) -> Json<UserView> {
 
 /// A page of a list.
 #[derive(Debug, Serialize)]
-struct PageView<T> {
-    items: Vec<T>,
-    next_cursor: Option<String>,
+pub(crate) struct PageView<T> {
+    /// The rows.
+    pub items: Vec<T>,
+    /// Where the next page starts (`?after=`); `null` on the last page.
+    pub next_cursor: Option<String>,
 }
 
-fn parse_cursor(after: &Option<String>) -> Result<Option<crate::store::Cursor>, ApiError> {
+pub(crate) fn parse_cursor(
+    after: &Option<String>,
+) -> Result<Option<crate::store::Cursor>, ApiError> {
     after
         .as_deref()
         .map(crate::store::Cursor::parse)
@@ -289,11 +345,14 @@ struct FindingParams {
     after: Option<String>,
 }
 
+/// A finding as the API shows it.
 #[derive(Debug, Serialize)]
-struct FindingView {
-    received_at: DateTime<Utc>,
+pub(crate) struct FindingView {
+    /// When the hub received it.
+    pub received_at: DateTime<Utc>,
+    /// The finding as reported.
     #[serde(flatten)]
-    finding: chitti_common::finding::Finding,
+    pub finding: chitti_common::finding::Finding,
 }
 
 async fn list_findings(
@@ -594,55 +653,6 @@ async fn alert_action(
     Ok(Json(AlertView::from(updated)))
 }
 
-#[derive(Debug, Serialize)]
-struct GatewayView {
-    site: String,
-    gateway: String,
-    username: String,
-    revoked: bool,
-    online: bool,
-    last_seen_at: Option<DateTime<Utc>>,
-    agent_version: Option<String>,
-    buffer_depth: Option<u64>,
-    buffer_bytes: Option<u64>,
-    buffer_oldest_at: Option<DateTime<Utc>>,
-    evicted_evidence: Option<u64>,
-    evicted_findings: Option<u64>,
-    cameras: Vec<chitti_common::protocol::CameraStatus>,
-}
-
-async fn list_gateways(
-    State(s): State<ApiState>,
-    p: Principal,
-) -> Result<Json<PageView<GatewayView>>, ApiError> {
-    p.require(Role::Viewer)?;
-    let items = s
-        .store
-        .list_gateways()
-        .await?
-        .into_iter()
-        .map(|g| GatewayView {
-            username: g.username(),
-            revoked: g.is_revoked(),
-            online: g.online && !g.is_revoked(),
-            last_seen_at: g.last_seen_at,
-            agent_version: g.agent_version.clone(),
-            buffer_depth: g.buffer.as_ref().map(|b| b.depth),
-            buffer_bytes: g.buffer.as_ref().map(|b| b.bytes),
-            buffer_oldest_at: g.buffer.as_ref().and_then(|b| b.oldest_at),
-            evicted_evidence: g.buffer.as_ref().map(|b| b.evicted_evidence),
-            evicted_findings: g.buffer.as_ref().map(|b| b.evicted_findings),
-            cameras: g.cameras.clone(),
-            site: g.site,
-            gateway: g.gateway,
-        })
-        .collect();
-    Ok(Json(PageView {
-        items,
-        next_cursor: None,
-    }))
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewUserRequest {
@@ -842,7 +852,8 @@ async fn revoke_token(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn audit(
+/// Records a state change in the audit log, as the caller.
+pub(crate) async fn audit(
     s: &ApiState,
     p: &Principal,
     action: &str,

@@ -145,6 +145,20 @@ pub struct HttpConfig {
     /// Address of `/healthz`, `/readyz`, `/metrics` (and the API).
     #[serde(default = "default_http_listen")]
     pub listen: SocketAddr,
+    /// Mark session cookies `Secure`: set this when the hub is served over TLS (by a
+    /// proxy in front of it).
+    #[serde(default)]
+    pub secure_cookies: bool,
+    /// Browser origins other than the hub's own allowed to call the API with CORS
+    /// (exact `scheme://host[:port]`; empty: same origin only).
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Requests a minute one client address may make to the API (429 beyond).
+    #[serde(default = "default_rate_limit")]
+    pub requests_per_minute: u32,
+    /// Largest multipart upload of handheld inspections (all files together).
+    #[serde(default = "default_max_upload")]
+    pub max_upload_bytes: ByteSize,
 }
 
 /// Where evidence blobs are kept.
@@ -227,8 +241,20 @@ fn default_group() -> String {
 fn default_http_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
+fn default_rate_limit() -> u32 {
+    6000
+}
+/// Largest upload request unless configured (`http.max_upload_bytes`).
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 256 << 20;
+
+fn default_max_upload() -> ByteSize {
+    ByteSize(DEFAULT_MAX_UPLOAD_BYTES)
+}
+/// Largest evidence blob accepted unless configured (`evidence.max_bytes`).
+pub const DEFAULT_EVIDENCE_MAX_BYTES: u64 = 64 << 20;
+
 fn default_max_evidence() -> ByteSize {
-    ByteSize(64 << 20)
+    ByteSize(DEFAULT_EVIDENCE_MAX_BYTES)
 }
 fn yes() -> bool {
     true
@@ -447,6 +473,24 @@ impl HubConfig {
         }
         if self.evidence.backend == EvidenceBackend::S3 && self.evidence.bucket.is_none() {
             p.push("evidence.bucket", "the s3 backend needs a bucket");
+        }
+        for (i, origin) in self.http.allowed_origins.iter().enumerate() {
+            let ok = (origin.starts_with("https://") || origin.starts_with("http://"))
+                && origin.split_once("://").is_some_and(|(_, rest)| {
+                    !rest.is_empty() && !rest.contains('/') && !rest.contains('*')
+                });
+            if !ok {
+                p.push(
+                    format!("http.allowed_origins[{i}]"),
+                    format!("{origin:?} is not an origin (scheme://host[:port], no path, no *)"),
+                );
+            }
+        }
+        if self.http.requests_per_minute == 0 {
+            p.push("http.requests_per_minute", "must be at least 1");
+        }
+        if self.http.max_upload_bytes.0 == 0 {
+            p.push("http.max_upload_bytes", "must be > 0");
         }
         if self.evidence.max_bytes.0 == 0 {
             p.push("evidence.max_bytes", "must be > 0");

@@ -67,6 +67,8 @@ pub struct InsertReport {
     /// Ids that were already stored (by an earlier call, or earlier in the same batch),
     /// in input order, once per repeated occurrence.
     pub duplicates: Vec<Uuid>,
+    /// Alerts created or changed by the inserted findings (each once).
+    pub alerts: Vec<Uuid>,
 }
 
 impl InsertReport {

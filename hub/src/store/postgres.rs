@@ -67,7 +67,7 @@ const ALERT_UPSERT: &str = "INSERT INTO alerts AS a (id, site, gateway, camera, 
     first_finding_at = LEAST(a.first_finding_at, EXCLUDED.first_finding_at), \
     finding_count = a.finding_count + EXCLUDED.finding_count, \
     cleared_at = LEAST(a.cleared_at, EXCLUDED.cleared_at), \
-    updated_at = GREATEST(a.updated_at, EXCLUDED.updated_at)";
+    updated_at = GREATEST(a.updated_at, EXCLUDED.updated_at) RETURNING id";
 
 const ALERT_COLUMNS: &str = "id, site, gateway, camera, track_id, asset, component_class, \
     severity_table, status, worst_level, worst_max_c, last_level, last_max_c, \
@@ -125,15 +125,16 @@ impl PgStore {
         self.pool.close().await;
     }
 
+    /// Merges the deltas into their alerts; returns the ids of the alerts touched.
     async fn insert_alerts(
         tx: &mut sqlx::PgConnection,
         deltas: &[AlertDelta],
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<Uuid>, StoreError> {
         if deltas.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let col = |f: fn(&AlertDelta) -> &str| deltas.iter().map(f).collect::<Vec<_>>();
-        sqlx::query(ALERT_UPSERT)
+        let rows = sqlx::query(ALERT_UPSERT)
             .bind(deltas.iter().map(|d| d.new_id).collect::<Vec<_>>())
             .bind(col(|d| &d.site))
             .bind(col(|d| &d.gateway))
@@ -173,9 +174,11 @@ impl PgStore {
             .bind(deltas.iter().map(|d| d.finding_count).collect::<Vec<_>>())
             .bind(deltas.iter().map(|d| d.cleared_at).collect::<Vec<_>>())
             .bind(deltas.iter().map(|d| d.received_at).collect::<Vec<_>>())
-            .execute(&mut *tx)
+            .fetch_all(&mut *tx)
             .await?;
-        Ok(())
+        rows.iter()
+            .map(|r| r.try_get::<Uuid, _>(0).map_err(StoreError::from))
+            .collect()
     }
 
     async fn alert_in(
@@ -483,9 +486,9 @@ impl Store for PgStore {
             .await?;
         let inserted: HashSet<Uuid> = ids.into_iter().collect();
         let deltas = batch.alert_deltas(&inserted);
-        Self::insert_alerts(&mut tx, &deltas).await?;
+        let alerts = Self::insert_alerts(&mut tx, &deltas).await?;
         tx.commit().await?;
-        Ok(batch.report(&inserted))
+        Ok(batch.report(&inserted, alerts))
     }
 
     async fn finding(&self, id: Uuid) -> Result<Option<StoredFinding>, StoreError> {

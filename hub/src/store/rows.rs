@@ -187,8 +187,11 @@ impl PreparedBatch {
     }
 
     /// The report for the ids the database says it inserted.
-    pub fn report(&self, inserted: &HashSet<Uuid>) -> InsertReport {
-        let mut report = InsertReport::default();
+    pub fn report(&self, inserted: &HashSet<Uuid>, alerts: Vec<Uuid>) -> InsertReport {
+        let mut report = InsertReport {
+            alerts,
+            ..InsertReport::default()
+        };
         let mut reported = HashSet::with_capacity(inserted.len());
         for &id in &self.input_ids {
             if inserted.contains(&id) && reported.insert(id) {

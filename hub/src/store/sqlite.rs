@@ -67,7 +67,7 @@ const ALERT_MERGE: &str = " ON CONFLICT (site, gateway, camera, track_id) DO UPD
     first_finding_at = min(alerts.first_finding_at, excluded.first_finding_at), \
     finding_count = alerts.finding_count + excluded.finding_count, \
     cleared_at = coalesce(min(alerts.cleared_at, excluded.cleared_at), alerts.cleared_at, excluded.cleared_at), \
-    updated_at = max(alerts.updated_at, excluded.updated_at)";
+    updated_at = max(alerts.updated_at, excluded.updated_at) RETURNING id";
 
 const ALERT_COLUMNS: &str = "id, site, gateway, camera, track_id, asset, component_class, \
     severity_table, status, worst_level, worst_max_c, last_level, last_max_c, \
@@ -146,10 +146,12 @@ impl SqliteStore {
         self.pool.close().await;
     }
 
+    /// Merges the deltas into their alerts; returns the ids of the alerts touched.
     async fn insert_alerts(
         tx: &mut sqlx::SqliteConnection,
         deltas: &[AlertDelta],
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let mut touched = Vec::with_capacity(deltas.len());
         for chunk in deltas.chunks(ALERT_ROWS_PER_STATEMENT) {
             let mut qb = QueryBuilder::<Sqlite>::new(ALERT_INSERT);
             qb.push_values(chunk, |mut b, d| {
@@ -175,9 +177,10 @@ impl SqliteStore {
                     .push_bind(us(d.received_at));
             });
             qb.push(ALERT_MERGE);
-            qb.build().execute(&mut *tx).await?;
+            let ids: Vec<Uuid> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
+            touched.extend(ids);
         }
-        Ok(())
+        Ok(touched)
     }
 
     async fn alert_in(
@@ -487,9 +490,9 @@ impl Store for SqliteStore {
             inserted.extend(ids);
         }
         let deltas = batch.alert_deltas(&inserted);
-        Self::insert_alerts(&mut tx, &deltas).await?;
+        let alerts = Self::insert_alerts(&mut tx, &deltas).await?;
         tx.commit().await?;
-        Ok(batch.report(&inserted))
+        Ok(batch.report(&inserted, alerts))
     }
 
     async fn finding(&self, id: Uuid) -> Result<Option<StoredFinding>, StoreError> {

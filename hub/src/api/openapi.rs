@@ -1,0 +1,74 @@
+//! The API's own description: OpenAPI 3.1 generated from the handlers' annotations
+//! (`utoipa`), served at `/api/openapi.json`, with Swagger UI at `/api/docs` (its files
+//! are compiled into the binary: no CDN).
+
+use super::ApiState;
+use axum::Router;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::OpenApi as OpenApiDoc;
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::SwaggerUi;
+
+/// Where the description is served.
+pub const OPENAPI_PATH: &str = "/api/openapi.json";
+/// Where the interactive docs are served.
+pub const DOCS_PATH: &str = "/api/docs";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Chitti hub API",
+        description = "Fleet thermal inspection: findings, alerts and their workflow, sites and assets, evidence, uploads and a live stream. Every error is `{error: {code, message}}`.",
+        license(name = "MIT OR Apache-2.0")
+    ),
+    components(schemas(super::error::ErrorBody, super::error::ErrorCode)),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "auth", description = "Sign-in, sessions and API tokens"),
+        (name = "alerts", description = "Alerts and their workflow"),
+        (name = "findings", description = "Findings as gateways and uploads reported them"),
+        (name = "sites", description = "Sites, bays or towers, and assets"),
+        (name = "fleet", description = "Gateways and cameras"),
+        (name = "evidence", description = "Evidence files, thermograms and temperature grids"),
+        (name = "uploads", description = "Handheld inspections uploaded by operators"),
+        (name = "live", description = "Server-sent events"),
+        (name = "admin", description = "Users"),
+    )
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, doc: &mut OpenApiDoc) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A session token from /api/v1/auth/login, or an API token (chitti_…)",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                super::auth::SESSION_COOKIE,
+                "The session cookie; state changes also need X-CSRF-Token",
+            ))),
+        );
+    }
+}
+
+/// The document the handlers' paths are merged into.
+pub(crate) fn base() -> OpenApiDoc {
+    ApiDoc::openapi()
+}
+
+/// `/api/openapi.json` and `/api/docs` for a finished document.
+pub(crate) fn docs(doc: OpenApiDoc) -> Router<ApiState> {
+    Router::from(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, doc))
+}
