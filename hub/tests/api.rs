@@ -18,6 +18,7 @@ use uuid::Uuid;
 struct Api {
     app: axum::Router,
     store: Arc<AnyStore>,
+    live: Arc<chitti_hub::live::LiveEvents>,
 }
 
 struct Reply {
@@ -46,8 +47,14 @@ impl Api {
                 .await
                 .unwrap();
         }
-        let app = router(ApiState::new(store.clone(), false));
-        (Self { app, store }, db)
+        let state = ApiState::new(store.clone(), false);
+        let live = state.live.clone();
+        tokio::spawn(chitti_hub::api::stream::run_publisher(
+            live.clone(),
+            store.clone(),
+        ));
+        let app = router(state);
+        (Self { app, store, live }, db)
     }
 
     async fn call(
@@ -506,6 +513,140 @@ async fn lists_page_through_every_row_exactly_once(backend: &str) {
     );
 }
 
+/// Reads server-sent events off a streaming body.
+struct EventReader {
+    body: axum::body::BodyDataStream,
+    buffer: String,
+}
+
+impl EventReader {
+    async fn open(api: &Api, token: &str, query: &str, last: Option<&str>) -> Self {
+        let mut req = Request::builder()
+            .uri(format!("/api/v1/stream{query}"))
+            .header("authorization", format!("Bearer {token}"));
+        if let Some(l) = last {
+            req = req.header("last-event-id", l);
+        }
+        let resp = api
+            .app
+            .clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        Self {
+            body: resp.into_body().into_data_stream(),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event as (id, event, data); keep-alive comments are skipped.
+    async fn next(&mut self) -> (Option<String>, String, Value) {
+        use futures_util::StreamExt;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let (mut id, mut event, mut data) = (None, String::new(), String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id: ") {
+                        id = Some(v.to_string());
+                    } else if let Some(v) = line.strip_prefix("event: ") {
+                        event = v.to_string();
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data.push_str(v);
+                    }
+                }
+                if !event.is_empty() {
+                    return (id, event, serde_json::from_str(&data).unwrap());
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(std::time::Duration::from_secs(30), self.body.next())
+                .await
+                .expect("an event within 30 s")
+                .expect("the stream goes on")
+                .unwrap();
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+}
+
+async fn the_stream_carries_alert_changes_filtered_and_resumable(backend: &str) {
+    let (api, _db) = Api::new(backend).await;
+    let (vera, _, _) = api.login("vera").await;
+    let (otto, _, _) = api.login("otto").await;
+    let mut all = EventReader::open(&api, &vera, "", None).await;
+    let mut severe = EventReader::open(&api, &vera, "?min_level=4", None).await;
+    let mut elsewhere = EventReader::open(&api, &vera, "?site=south-yard", None).await;
+
+    // A new alert from stored findings (worst level 3), as ingest names it.
+    let alert = api.alert().await;
+    api.live.alerts_changed(vec![alert]);
+    let (first_id, kind, data) = all.next().await;
+    assert_eq!(kind, "alert");
+    assert_eq!(data["id"], alert.to_string());
+    assert_eq!(data["status"], "open");
+    let first_id = first_id.unwrap();
+
+    // An operator acknowledges it: the change is streamed.
+    let r = api
+        .call(
+            "POST",
+            &format!("/api/v1/alerts/{alert}/acknowledge"),
+            Some(&otto),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let (second_id, kind, data) = all.next().await;
+    assert_eq!(
+        (kind.as_str(), data["status"].as_str()),
+        ("alert", Some("acknowledged"))
+    );
+
+    // A level-5 alert in another site reaches the severity filter and the site filter.
+    let track = Uuid::now_v7();
+    let mut hot = finding(track, 5, 140.0, 0);
+    hot.site = "south-yard".into();
+    let report = api
+        .store
+        .insert_findings(&ingested(&[hot], chrono::Utc::now()))
+        .await
+        .unwrap();
+    assert_eq!(
+        report.alerts.len(),
+        1,
+        "the insert names the alert it created"
+    );
+    api.live.alerts_changed(report.alerts.clone());
+    for reader in [&mut severe, &mut elsewhere, &mut all] {
+        let (_, kind, data) = reader.next().await;
+        assert_eq!(kind, "alert");
+        assert_eq!(
+            data["id"],
+            report.alerts[0].to_string(),
+            "level 3 alerts were filtered out"
+        );
+        assert_eq!(data["site"], "south-yard");
+    }
+
+    // Resuming after the first event replays exactly what came after it.
+    let mut resumed = EventReader::open(&api, &vera, "", Some(&first_id)).await;
+    let (id, _, data) = resumed.next().await;
+    assert_eq!(id.as_deref(), second_id.as_deref());
+    assert_eq!(data["status"], "acknowledged");
+    let (_, _, data) = resumed.next().await;
+    assert_eq!(data["site"], "south-yard");
+    // An unknown id gets a resync first.
+    let mut stale = EventReader::open(&api, &vera, "", Some("0-1")).await;
+    assert_eq!(stale.next().await.1, "resync");
+    // The stream needs a signed-in caller.
+    let r = api.call("GET", "/api/v1/stream", None, None, &[]).await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
 macro_rules! on_both {
     ($($name:ident),*) => {
         mod sqlite {
@@ -529,5 +670,6 @@ on_both!(
     cookie_sessions_need_csrf_tokens_and_logout_ends_them,
     wrong_passwords_are_refused_and_rate_limited,
     api_tokens_are_shown_once_scoped_to_their_user_and_revocable,
-    lists_page_through_every_row_exactly_once
+    lists_page_through_every_row_exactly_once,
+    the_stream_carries_alert_changes_filtered_and_resumable
 );

@@ -43,24 +43,29 @@ async fn list_gateways(
         .list_gateways()
         .await?
         .into_iter()
-        .map(|g| GatewayView {
-            username: g.username(),
-            revoked: g.is_revoked(),
-            online: g.online && !g.is_revoked(),
-            last_seen_at: g.last_seen_at,
-            agent_version: g.agent_version.clone(),
-            buffer_depth: g.buffer.as_ref().map(|b| b.depth),
-            buffer_bytes: g.buffer.as_ref().map(|b| b.bytes),
-            buffer_oldest_at: g.buffer.as_ref().and_then(|b| b.oldest_at),
-            evicted_evidence: g.buffer.as_ref().map(|b| b.evicted_evidence),
-            evicted_findings: g.buffer.as_ref().map(|b| b.evicted_findings),
-            cameras: g.cameras.clone(),
-            site: g.site,
-            gateway: g.gateway,
-        })
+        .map(gateway_view)
         .collect();
     Ok(Json(PageView {
         items,
         next_cursor: None,
     }))
+}
+
+/// A gateway as the API shows it.
+pub(crate) fn gateway_view(g: crate::store::GatewayRecord) -> GatewayView {
+    GatewayView {
+        username: g.username(),
+        revoked: g.is_revoked(),
+        online: g.online && !g.is_revoked(),
+        last_seen_at: g.last_seen_at,
+        agent_version: g.agent_version.clone(),
+        buffer_depth: g.buffer.as_ref().map(|b| b.depth),
+        buffer_bytes: g.buffer.as_ref().map(|b| b.bytes),
+        buffer_oldest_at: g.buffer.as_ref().and_then(|b| b.oldest_at),
+        evicted_evidence: g.buffer.as_ref().map(|b| b.evicted_evidence),
+        evicted_findings: g.buffer.as_ref().map(|b| b.evicted_findings),
+        cameras: g.cameras.clone(),
+        site: g.site,
+        gateway: g.gateway,
+    }
 }

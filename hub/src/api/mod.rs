@@ -416,8 +416,9 @@ struct AlertParams {
     after: Option<String>,
 }
 
+/// An alert as the API shows it.
 #[derive(Debug, Serialize)]
-struct AlertView {
+pub(crate) struct AlertView {
     id: Uuid,
     site: String,
     gateway: String,
@@ -594,8 +595,13 @@ async fn alert(
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ActionRequest {
+    /// Why (required for `comment`; kept with every action).
     note: Option<String>,
+    /// Who (for `assign`).
     assignee: Option<String>,
+    /// For `resolve`: the SHA-256 of "verified fixed" evidence already on the hub (an
+    /// upload's file, or a gateway's evidence after the repair).
+    verified_fixed_sha256: Option<String>,
 }
 
 async fn alert_action(
@@ -635,6 +641,20 @@ async fn alert_action(
         AlertEventKind::Comment if req.note.as_deref().is_none_or(str::is_empty) => {
             return Err(ApiError::bad_request("a comment needs a note"))
         }
+        AlertEventKind::Resolve if req.verified_fixed_sha256.is_some() => {
+            let sha = req.verified_fixed_sha256.as_deref().unwrap_or_default();
+            crate::evidence::validate_sha256(sha)
+                .map_err(|e| ApiError::bad_request(format!("verified_fixed_sha256: {e}")))?;
+            if s.store.evidence(sha).await?.is_none() {
+                return Err(ApiError::not_found(format!("evidence {sha}")));
+            }
+            Some(serde_json::json!({ "verified_fixed_sha256": sha }))
+        }
+        _ if req.verified_fixed_sha256.is_some() => {
+            return Err(ApiError::bad_request(
+                "verified_fixed_sha256 goes with resolve only",
+            ))
+        }
         _ => None,
     };
     let updated = s
@@ -650,6 +670,7 @@ async fn alert_action(
         })
         .await?;
     tracing::info!(alert = %id, action = kind.as_str(), actor = %p.actor(), "alert action");
+    s.live.alerts_changed(vec![id]);
     Ok(Json(AlertView::from(updated)))
 }
 
