@@ -130,7 +130,15 @@ impl From<crate::store::StoreError> for ApiError {
             E::InvalidTransition { .. } => Self::new(ErrorCode::Conflict, err.to_string()),
             E::InvalidCursor => Self::bad_request("invalid pagination cursor"),
             E::InvalidId(e) => Self::bad_request(e.to_string()),
-            E::GatewayExists { .. } => Self::new(ErrorCode::Conflict, err.to_string()),
+            E::GatewayExists { .. } | E::UserExists { .. } | E::AlreadyExists { .. } => {
+                Self::new(ErrorCode::Conflict, err.to_string())
+            }
+            // "site north-yard not found", "structure north-yard/bay-3 not found".
+            E::NotFound { .. } => Self::new(ErrorCode::NotFound, err.to_string()),
+            // Names what still refers to it: "site north-yard (structures, gateways) is in use".
+            E::InUse { .. } => Self::new(ErrorCode::Conflict, err.to_string()),
+            // The reasons are fixed texts of the store's, never the value itself.
+            E::InvalidInput { .. } => Self::bad_request(err.to_string()),
             other => {
                 // Details (SQL, constraint names) go to the log, not to the client.
                 tracing::error!(err = %other, "store error");

@@ -217,8 +217,11 @@ pub async fn run_publisher(live: Arc<LiveEvents>, store: Arc<AnyStore>) {
         for (site, gateway) in gateways {
             match store.gateway(&site, &gateway).await {
                 Ok(Some(g)) => {
-                    let data =
-                        serde_json::to_string(&super::fleet::gateway_view(g)).unwrap_or_default();
+                    let data = serde_json::to_string(&super::fleet::GatewayView::new(
+                        g,
+                        chrono::Utc::now(),
+                    ))
+                    .unwrap_or_default();
                     live.publish(EventKind::Gateway, Some(site), None, data);
                 }
                 Ok(None) => {}
