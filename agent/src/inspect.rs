@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use chitti_common::analysis::{analyze_frame, AnalysisOptions, AssessedHotspot, FrameAnalysis};
 use chitti_common::flir::{ContainerKind, FlirFile, FlirFrame, ParseLimits};
 use chitti_common::geometry::{PixelPoint, PixelRect};
+use chitti_common::inspection::CameraIdentity;
 use chitti_common::radiometry::{ParamOverrides, RadiometricParams};
 use chitti_common::render::{self, Overlay, Palette, RenderOptions, TemperatureSpan};
 use chitti_common::severity::{ReferenceTemperature, SeverityAssessment, SeverityCatalog};
@@ -391,11 +392,7 @@ fn build_report<R>(
 where
     R: std::io::Read + std::io::Seek,
 {
-    let (make, exif_model) = flir.exif_make_model();
-    let model = match frame.camera.model.as_str() {
-        "" => exif_model.unwrap_or_default().to_string(),
-        m => m.to_string(),
-    };
+    let identity = CameraIdentity::of(flir, frame);
     let mut overridden = Vec::new();
     for (name, set) in [
         ("emissivity", overrides.emissivity.is_some()),
@@ -433,9 +430,9 @@ where
         file,
         container: flir.kind(),
         camera: CameraSummary {
-            model,
-            serial: frame.camera.serial.clone(),
-            make: make.map(str::to_string),
+            model: identity.model,
+            serial: identity.serial,
+            make: identity.make,
             software: frame.camera.software.clone(),
             lens: frame.camera.lens_model.clone(),
         },

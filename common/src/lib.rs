@@ -14,6 +14,7 @@ pub mod flir;
 pub mod geometry;
 pub mod hotspot;
 pub mod image;
+pub mod inspection;
 pub mod metrics_text;
 pub mod protocol;
 pub mod radiometry;

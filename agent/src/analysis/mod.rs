@@ -4,6 +4,10 @@
 //!
 //! One [`CameraAnalyzer`] per camera, driven from that camera's analysis thread: it is
 //! CPU work (a 640×480 frame is ~1 ms), so it never runs on an async worker.
+//!
+//! A region becomes a [`Finding`] through `chitti_common::inspection::finding_for_region`,
+//! and the findings of a file get their content-derived ids from
+//! `chitti_common::inspection::still_ids`: the functions the hub's hand uploads use too.
 
 pub mod tracker;
 
@@ -14,22 +18,19 @@ use chitti_common::analysis::{
     PreparedRadiometry,
 };
 use chitti_common::evidence::{encode_radiometric_png, RadiometricPngMeta};
-use chitti_common::finding::{
-    DetectedComponent, EvidenceRef, Finding, HotspotSummary, Measurement, ModelIdentity,
-    ReferenceSummary, SimilarComponent,
-};
+use chitti_common::finding::{DetectedComponent, EvidenceRef, Finding, ModelIdentity};
 use chitti_common::geometry::PixelRect;
 use chitti_common::hotspot::RegionOfInterest;
 use chitti_common::image::TemperatureImage;
+use chitti_common::inspection::{finding_for_region, still_ids, FindingOrigin};
 use chitti_common::radiometry::ParamOverrides;
-use chitti_common::severity::{ReferenceKind, ReferenceTemperature, SeverityTable};
+use chitti_common::severity::{ReferenceTemperature, SeverityTable};
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracker::{still_events, TrackEvent, Tracker};
-use uuid::Uuid;
 
 /// A component found in a frame by a [`Detector`].
 #[derive(Debug, Clone, PartialEq)]
@@ -316,12 +317,16 @@ impl CameraAnalyzer {
                 if let Some(file) = &frame.file {
                     // A file gives the same ids every time it is analysed, so a file
                     // processed again after a crash duplicates nothing downstream.
-                    let ms = frame.captured_at.timestamp_millis().max(0) as u64;
-                    let seed =
-                        format!("{}/{}/{}/{}", self.camera, file.sha256, file.frame_index, i);
-                    event.track.id = content_v7(ms, &format!("track/{seed}"));
-                    finding.finding.track.id = event.track.id;
-                    finding.finding.id = content_v7(ms, &format!("finding/{seed}"));
+                    let (id, track_id) = still_ids(
+                        &self.camera,
+                        &file.sha256,
+                        file.frame_index,
+                        i,
+                        frame.captured_at,
+                    );
+                    event.track.id = track_id;
+                    finding.finding.track.id = track_id;
+                    finding.finding.id = id;
                 }
                 findings.push(finding);
             }
@@ -367,8 +372,6 @@ impl CameraAnalyzer {
         evidence: Option<EvidenceBlob>,
     ) -> NewFinding {
         let h = &event.observation.hotspot;
-        let p = &analysis.params;
-        let reference = &analysis.reference;
         let component = detections
             .iter()
             .filter(|d| d.bbox.contains(h.max_at))
@@ -387,93 +390,34 @@ impl CameraAnalyzer {
             None => None,
         }
         .or_else(|| self.asset.clone());
-        let severity = event.observation.severity;
+        let severity = &event.observation.severity;
         let critical = severity.level > 0 && severity.level >= self.table.highest_rank();
-        let finding = Finding {
-            id: Uuid::now_v7(),
+        let origin = FindingOrigin {
             site: self.site.clone(),
             gateway: self.gateway.clone(),
             camera: self.camera.clone(),
             asset,
             preset,
+            source: frame.source,
             captured_at: frame.captured_at,
             observed_at: Utc::now(),
-            source: frame.source,
-            component,
-            hotspot: HotspotSummary {
-                bbox: h.bbox,
-                max_c: round3(h.max_c),
-                mean_c: round3(h.mean_c),
-                max_at: h.max_at,
-                area_px: h.area_px,
-            },
-            reference: ReferenceSummary {
-                ambient_c: if reference.kind == ReferenceKind::Ambient {
-                    reference.celsius
-                } else {
-                    p.atmosphere_c
-                },
-                ambient_source: if reference.kind == ReferenceKind::Ambient {
-                    reference.source.clone()
-                } else {
-                    chitti_common::analysis::CAMERA_ATMOSPHERE_SOURCE.to_string()
-                },
-                similar: (reference.kind == ReferenceKind::SimilarComponent).then(|| {
-                    SimilarComponent {
-                        label: reference.source.clone(),
-                        celsius: reference.celsius,
-                    }
-                }),
-            },
-            severity,
-            measurement: Measurement {
-                emissivity: p.emissivity,
-                distance_m: p.object_distance_m,
-                reflected_c: p.reflected_c,
-                atmosphere_c: p.atmosphere_c,
-                relative_humidity: p.relative_humidity,
-                qualitative: false,
-            },
-            track: event.track,
             model: self.detector.model(),
-            evidence: evidence.as_ref().map(|e| EvidenceRef {
+        };
+        let finding = finding_for_region(
+            &origin,
+            &analysis.params,
+            &analysis.reference,
+            &event.observation,
+            event.track,
+            component,
+            evidence.as_ref().map(|e| EvidenceRef {
                 sha256: e.sha256.clone(),
             }),
-            historical: false,
-        };
+        );
         NewFinding {
             finding,
             critical,
             evidence,
         }
-    }
-}
-
-/// A UUIDv7 whose time is `ms` and whose "random" bits come from hashing `seed`: the
-/// same input always gives the same id, still time-ordered like any other.
-pub fn content_v7(ms: u64, seed: &str) -> Uuid {
-    let digest = Sha256::digest(seed.as_bytes());
-    let mut bits = [0u8; 10];
-    bits.copy_from_slice(&digest[..10]);
-    uuid::Builder::from_unix_timestamp_millis(ms, &bits).into_uuid()
-}
-
-/// Temperatures travel with a millidegree: the f32 image's noise digits carry nothing.
-fn round3(c: f64) -> f64 {
-    (c * 1000.0).round() / 1000.0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::content_v7;
-
-    #[test]
-    fn content_ids_are_stable_version_7_and_distinct() {
-        let a = content_v7(1_700_000_000_000, "finding/cam/abc/0/0");
-        assert_eq!(a, content_v7(1_700_000_000_000, "finding/cam/abc/0/0"));
-        assert_ne!(a, content_v7(1_700_000_000_000, "finding/cam/abc/0/1"));
-        assert_eq!(a.get_version_num(), 7);
-        let (secs, _) = a.get_timestamp().unwrap().to_unix();
-        assert_eq!(secs, 1_700_000_000);
     }
 }
