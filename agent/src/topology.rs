@@ -192,13 +192,23 @@ pub async fn run(
     let uploader_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let uploader = match &config.evidence.hub_url {
         Some(url) => {
-            let mut up = EvidenceUploaderConfig::new(url.clone());
+            // Validation makes the key mandatory with a hub URL; uploads are signed
+            // with the same key as the finding batches.
+            let key_file = config
+                .mqtt
+                .signing_key_file
+                .as_ref()
+                .context("evidence upload needs mqtt.signing_key_file")?;
+            let key = crate::config::read_signing_key(key_file)
+                .map_err(anyhow::Error::msg)
+                .context("mqtt.signing_key_file")?;
+            let mut up = EvidenceUploaderConfig::new(
+                url.clone(),
+                &config.identity.site,
+                &config.identity.gateway,
+                key,
+            );
             up.timeout = Duration::from_secs(config.evidence.timeout_s);
-            if let Some(file) = &config.evidence.token_file {
-                let token = std::fs::read_to_string(file)
-                    .with_context(|| format!("evidence.token_file {}", file.display()))?;
-                up.token = Some(token.trim().to_string());
-            }
             if let Some(file) = &config.evidence.ca_file {
                 up.ca_pem = Some(
                     std::fs::read(file)

@@ -169,8 +169,14 @@ async fn findings_stored_before_a_kill_9_are_delivered_after_restart() {
     assert!(agent.terminate().success());
 }
 
-/// A minimal evidence endpoint: records every `PUT /api/v1/evidence/{sha}` and answers 201.
-fn evidence_server() -> (u16, std::sync::mpsc::Receiver<(String, Vec<u8>)>) {
+/// A minimal evidence endpoint: checks the gateway's signature of every
+/// `PUT /api/v1/evidence/{sha}` as the hub does (201 when it verifies, 401 when not)
+/// and records it with the verdict.
+fn evidence_server(
+    site: &'static str,
+    gateway: &'static str,
+    key: ed25519_dalek::VerifyingKey,
+) -> (u16, std::sync::mpsc::Receiver<(String, Vec<u8>, bool)>) {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -189,21 +195,39 @@ fn evidence_server() -> (u16, std::sync::mpsc::Receiver<(String, Vec<u8>)>) {
                     }
                     let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
                     let mut length = 0usize;
+                    let (mut claimed, mut signature) = (String::new(), String::new());
                     loop {
                         let mut h = String::new();
                         reader.read_line(&mut h).unwrap();
                         if h.trim().is_empty() {
                             break;
                         }
-                        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap();
+                        let Some((name, value)) = h.split_once(':') else {
+                            continue;
+                        };
+                        let value = value.trim().to_string();
+                        match name.trim().to_ascii_lowercase().as_str() {
+                            "content-length" => length = value.parse().unwrap(),
+                            n if n == chitti_common::signing::GATEWAY_HEADER => claimed = value,
+                            n if n == chitti_common::signing::SIGNATURE_HEADER => signature = value,
+                            _ => {}
                         }
                     }
                     let mut body = vec![0; length];
                     reader.read_exact(&mut body).unwrap();
-                    out.write_all(b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n")
-                        .unwrap();
-                    let _ = tx.send((path, body));
+                    let name = path.strip_prefix("/api/v1/evidence/").unwrap_or("");
+                    let verified = claimed == format!("{site}/{gateway}")
+                        && chitti_common::signing::verify_evidence(
+                            site, gateway, name, &signature, &key,
+                        )
+                        .is_ok();
+                    let answer: &[u8] = if verified {
+                        b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n"
+                    } else {
+                        b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n"
+                    };
+                    out.write_all(answer).unwrap();
+                    let _ = tx.send((path, body, verified));
                 }
             });
         }
@@ -218,9 +242,17 @@ async fn evidence_is_uploaded_and_recomputes_the_findings_temperatures() {
     let dir = tempfile::tempdir().unwrap();
     let site = "rumqttd-evidence";
     let mut hub = TestHub::start(port, site).await;
-    let (http_port, uploads) = evidence_server();
+    // Uploads are signed with the gateway's key (the one its batches are signed with).
+    let key = chitti_common::signing::signing_key_from_seed(&[5; 32]);
+    let key_file = dir.path().join("signing.key");
+    std::fs::write(&key_file, hex::encode(key.to_bytes())).unwrap();
+    let (http_port, uploads) = evidence_server(site, "gw-1", key.verifying_key());
     let metrics_port = free_port();
     let mut config_text = simulated_config(site, "gw-1", port, &dir.path().join("outbox"), 30);
+    config_text = config_text.replace(
+        "[mqtt]\n",
+        &format!("[mqtt]\nsigning_key_file = \"{}\"\n", key_file.display()),
+    );
     config_text = config_text.replace(
         "[health]\n",
         &format!("[evidence]\nhub_url = \"http://127.0.0.1:{http_port}\"\n[health]\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n"),
@@ -246,7 +278,8 @@ async fn evidence_is_uploaded_and_recomputes_the_findings_temperatures() {
         .collect();
     let mut received = std::collections::BTreeMap::new();
     while received.len() < shas.len() {
-        let (path, body) = uploads.recv_timeout(HANG_GUARD).expect("evidence uploads");
+        let (path, body, verified) = uploads.recv_timeout(HANG_GUARD).expect("evidence uploads");
+        assert!(verified, "{path} is not signed by the gateway's key");
         let sha = path.strip_prefix("/api/v1/evidence/").unwrap().to_string();
         assert_eq!(
             chitti_agent::analysis::sha256_hex(&body),

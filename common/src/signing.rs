@@ -14,6 +14,22 @@
 //! cannot be replayed on another's; the hub also checks that every finding in it names
 //! the topic's site and gateway. The batch is carried as raw JSON (not re-serialised)
 //! so verification never depends on how a number or a date prints.
+//!
+//! # Evidence uploads
+//!
+//! `PUT /api/v1/evidence/{sha256}` is authenticated with the same key, cheaply (one
+//! Ed25519 verification, no password hash): the request carries
+//! [`GATEWAY_HEADER`] `{site}/{gateway}` and [`SIGNATURE_HEADER`] (lowercase hex), a
+//! signature over
+//!
+//! ```text
+//! "chitti/v1/evidence" 0x00 <site> 0x00 <gateway> 0x00 <sha256 hex>
+//! ```
+//!
+//! ([`evidence_message`]). The body is bound by its hash, which the hub checks against
+//! the path. There is no nonce or timestamp on purpose: blobs are content-addressed and
+//! the PUT is idempotent, so a replayed signature can only upload the very same bytes
+//! again under the same name.
 
 use crate::protocol::{FindingBatch, Topic};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
@@ -76,6 +92,72 @@ pub enum BatchError {
         /// The topic it came on.
         topic: String,
     },
+}
+
+/// Domain separation for evidence upload signatures.
+const EVIDENCE_CONTEXT: &[u8] = b"chitti/v1/evidence";
+
+/// The header naming the uploading gateway, `{site}/{gateway}`.
+pub const GATEWAY_HEADER: &str = "x-chitti-gateway";
+
+/// The header carrying the hex Ed25519 signature of [`evidence_message`].
+pub const SIGNATURE_HEADER: &str = "x-chitti-signature";
+
+/// An evidence upload signature does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EvidenceSignatureError {
+    /// Not 128 hex characters.
+    #[error("an evidence signature is 128 hex characters")]
+    Malformed,
+    /// Well formed, but not made by this key over this message.
+    #[error("the evidence signature does not verify for {site}/{gateway}")]
+    BadSignature {
+        /// Site the upload claims.
+        site: String,
+        /// Gateway the upload claims.
+        gateway: String,
+    },
+}
+
+/// The bytes a gateway signs to upload evidence `sha256`:
+/// `"chitti/v1/evidence" 0 site 0 gateway 0 sha256`.
+pub fn evidence_message(site: &str, gateway: &str, sha256: &str) -> Vec<u8> {
+    let mut m = Vec::with_capacity(EVIDENCE_CONTEXT.len() + site.len() + gateway.len() + 67);
+    m.extend_from_slice(EVIDENCE_CONTEXT);
+    for part in [site, gateway, sha256] {
+        m.push(0);
+        m.extend_from_slice(part.as_bytes());
+    }
+    m
+}
+
+/// Signs an evidence upload: the value of [`SIGNATURE_HEADER`] (lowercase hex).
+pub fn sign_evidence(site: &str, gateway: &str, sha256: &str, key: &SigningKey) -> String {
+    hex::encode(
+        key.sign(&evidence_message(site, gateway, sha256))
+            .to_bytes(),
+    )
+}
+
+/// Verifies an evidence upload signature (hex) against a gateway's public key.
+pub fn verify_evidence(
+    site: &str,
+    gateway: &str,
+    sha256: &str,
+    signature_hex: &str,
+    key: &VerifyingKey,
+) -> Result<(), EvidenceSignatureError> {
+    let mut sig = [0u8; 64];
+    hex::decode_to_slice(signature_hex.trim(), &mut sig)
+        .map_err(|_| EvidenceSignatureError::Malformed)?;
+    key.verify_strict(
+        &evidence_message(site, gateway, sha256),
+        &Signature::from_bytes(&sig),
+    )
+    .map_err(|_| EvidenceSignatureError::BadSignature {
+        site: site.to_string(),
+        gateway: gateway.to_string(),
+    })
 }
 
 fn message(topic: &str, batch: &[u8]) -> Vec<u8> {
@@ -231,6 +313,39 @@ mod tests {
             open_batch(&t, &plain, &[a.verifying_key()]),
             Err(BatchError::Envelope(_))
         ));
+    }
+
+    #[test]
+    fn evidence_signatures_bind_site_gateway_and_hash() {
+        let a = signing_key_from_seed(&[7; 32]);
+        let b = signing_key_from_seed(&[9; 32]);
+        let sha = "ab".repeat(32);
+        assert_eq!(
+            evidence_message("north", "gw-a", &sha),
+            [&b"chitti/v1/evidence\0north\0gw-a\0"[..], sha.as_bytes()].concat()
+        );
+        let sig = sign_evidence("north", "gw-a", &sha, &a);
+        assert_eq!(sig.len(), 128);
+        verify_evidence("north", "gw-a", &sha, &sig, &a.verifying_key()).unwrap();
+        // Another key, gateway, site or hash: refused.
+        let bad = |site: &str, gw: &str, sha: &str, key: &SigningKey| {
+            verify_evidence(site, gw, sha, &sig, &key.verifying_key()).unwrap_err()
+        };
+        for err in [
+            bad("north", "gw-a", &sha, &b),
+            bad("north", "gw-b", &sha, &a),
+            bad("south", "gw-a", &sha, &a),
+            bad("north", "gw-a", &"cd".repeat(32), &a),
+        ] {
+            assert!(
+                matches!(err, EvidenceSignatureError::BadSignature { .. }),
+                "{err}"
+            );
+        }
+        assert_eq!(
+            verify_evidence("north", "gw-a", &sha, "zz", &a.verifying_key()),
+            Err(EvidenceSignatureError::Malformed)
+        );
     }
 
     #[test]

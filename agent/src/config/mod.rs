@@ -480,11 +480,11 @@ pub struct EvidenceConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hub_url: Option<String>,
     /// CA certificates (PEM) for the hub's HTTPS certificate.
+    ///
+    /// Uploads are authenticated by signing each one with the gateway's key
+    /// (`mqtt.signing_key_file`, required with a hub URL), not by a token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
-    /// Bearer token file for the upload.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_file: Option<PathBuf>,
     /// Per-request timeout, seconds.
     #[serde(default = "default_http_timeout")]
     pub timeout_s: u64,
@@ -710,7 +710,6 @@ impl AgentConfig {
             ("mqtt.client_key_file", &self.mqtt.client_key_file),
             ("mqtt.signing_key_file", &self.mqtt.signing_key_file),
             ("evidence.ca_file", &self.evidence.ca_file),
-            ("evidence.token_file", &self.evidence.token_file),
         ] {
             if let Some(f) = file {
                 if std::fs::File::open(f).is_err() {
@@ -778,7 +777,6 @@ impl AgentConfig {
         fix_opt(&mut self.mqtt.client_key_file);
         fix_opt(&mut self.mqtt.signing_key_file);
         fix_opt(&mut self.evidence.ca_file);
-        fix_opt(&mut self.evidence.token_file);
     }
 
     /// Checks every value; returns every problem.
@@ -849,7 +847,8 @@ impl AgentConfig {
         self.analysis.validate_into(p);
         self.outbox.validate_into(p);
         self.mqtt.validate_into(p);
-        self.evidence.validate_into(p);
+        self.evidence
+            .validate_into(self.mqtt.signing_key_file.is_some(), p);
         self.health.validate_into(p);
     }
 }
@@ -1179,12 +1178,18 @@ impl MqttConfig {
 }
 
 impl EvidenceConfig {
-    fn validate_into(&self, p: &mut Problems) {
+    fn validate_into(&self, has_signing_key: bool, p: &mut Problems) {
         if let Some(url) = &self.hub_url {
             if !(url.starts_with("https://") || url.starts_with("http://")) {
                 p.push(
                     "evidence.hub_url",
                     format!("{url:?} must start with https:// or http://"),
+                );
+            }
+            if !has_signing_key {
+                p.push(
+                    "evidence.hub_url",
+                    "uploads are signed with the gateway's key: set mqtt.signing_key_file",
                 );
             }
         }

@@ -162,3 +162,35 @@ fn mqtt_urls_are_parsed_with_default_ports() {
     m.url = "mqtt://host:port".into();
     assert!(m.endpoint().unwrap_err().contains("not a number"));
 }
+
+#[test]
+fn evidence_upload_needs_the_signing_key_and_no_token() {
+    let base = r#"
+version = 1
+[identity]
+site = "north-yard"
+gateway = "gw-1"
+[[camera]]
+id = "cam-1"
+[camera.source]
+kind = "simulated"
+[evidence]
+hub_url = "https://hub.example.net"
+"#;
+    let err = parse(base).unwrap_err();
+    assert_eq!(err.paths(), ["evidence.hub_url"], "{err}");
+    assert!(err.to_string().contains("mqtt.signing_key_file"), "{err}");
+    let signed = format!("{base}[mqtt]\nsigning_key_file = \"signing.key\"\n");
+    let config = parse(&signed).unwrap();
+    assert_eq!(
+        config.mqtt.signing_key_file.as_deref(),
+        Some(Path::new("/etc/chitti-agent/signing.key"))
+    );
+    // The bearer token of earlier versions is gone: the signature replaces it.
+    let with_token = signed.replace("[evidence]\n", "[evidence]\ntoken_file = \"t\"\n");
+    let err = parse(&with_token).unwrap_err();
+    assert!(
+        err.paths().iter().any(|p| p.starts_with("evidence")),
+        "{err}"
+    );
+}

@@ -5,7 +5,16 @@
 //! never holds up the async runtime. Blobs are named by the sha256 of their bytes, which
 //! makes the PUT idempotent: the hub answers 200/204 when it already has one, and the
 //! blob is deleted locally only after such an answer.
+//!
+//! Each PUT is signed with the gateway's Ed25519 key, the one its finding batches are
+//! signed with (`mqtt.signing_key_file`): `X-Chitti-Gateway: {site}/{gateway}` and
+//! `X-Chitti-Signature` over `"chitti/v1/evidence" 0 site 0 gateway 0 sha256`
+//! ([`chitti_common::signing::sign_evidence`]). The hub verifies it against the key it
+//! enrolled; no token or password travels. The signature names only the blob, so a
+//! replay can only upload the same bytes again.
 
+use chitti_common::signing::{sign_evidence, GATEWAY_HEADER, SIGNATURE_HEADER};
+use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 use std::collections::hash_map::RandomState;
 use std::collections::HashSet;
@@ -34,8 +43,12 @@ pub trait EvidenceStore: Send + Sync + 'static {
 pub struct EvidenceUploaderConfig {
     /// The hub's base URL, `http://` or `https://` (a trailing `/` is ignored).
     pub hub_url: String,
-    /// Sent as `Authorization: Bearer <token>` when set.
-    pub token: Option<String>,
+    /// This gateway's site id.
+    pub site: String,
+    /// This gateway's id.
+    pub gateway: String,
+    /// The gateway's signing key: every PUT is signed with it.
+    pub signing_key: SigningKey,
     /// PEM certificates to trust for the hub's HTTPS certificate, instead of the
     /// built-in web PKI roots (for a hub with a private CA).
     pub ca_pem: Option<Vec<u8>>,
@@ -50,12 +63,20 @@ pub struct EvidenceUploaderConfig {
 }
 
 impl EvidenceUploaderConfig {
-    /// A configuration for `hub_url` with the defaults: no token, web PKI roots,
-    /// 300 s per request, retries from 1 s up to 5 min, a poll every 30 s.
-    pub fn new(hub_url: impl Into<String>) -> Self {
+    /// A configuration for `hub_url`, uploading as `site`/`gateway` signed with
+    /// `signing_key`, with the defaults: web PKI roots, 300 s per request, retries from
+    /// 1 s up to 5 min, a poll every 30 s.
+    pub fn new(
+        hub_url: impl Into<String>,
+        site: impl Into<String>,
+        gateway: impl Into<String>,
+        signing_key: SigningKey,
+    ) -> Self {
         Self {
             hub_url: hub_url.into(),
-            token: None,
+            site: site.into(),
+            gateway: gateway.into(),
+            signing_key,
             ca_pem: None,
             // 20 MB over a 1 Mbit/s cellular uplink takes ~160 s; leave headroom.
             timeout: Duration::from_secs(300),
@@ -67,11 +88,20 @@ impl EvidenceUploaderConfig {
 }
 
 impl std::fmt::Debug for EvidenceUploaderConfig {
-    // Hand-written so that the token never lands in a log line.
+    // Hand-written so that the signing key never lands in a log line (its public
+    // half is shown).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EvidenceUploaderConfig")
             .field("hub_url", &self.hub_url)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("site", &self.site)
+            .field("gateway", &self.gateway)
+            .field(
+                "signing_key",
+                &format_args!(
+                    "<public {}>",
+                    chitti_common::signing::public_key_hex(&self.signing_key.verifying_key())
+                ),
+            )
             .field("ca_pem", &self.ca_pem.as_ref().map(|p| p.len()))
             .field("timeout", &self.timeout)
             .field("retry_min", &self.retry_min)
@@ -90,9 +120,9 @@ pub enum EvidenceUploadError {
         /// The URL as configured.
         url: String,
     },
-    /// The token cannot be sent in an HTTP header.
-    #[error("hub token is not a valid http header value")]
-    InvalidToken,
+    /// The site or gateway id is not a valid id (`[a-z0-9-]{1,64}`).
+    #[error("invalid gateway identity: {0}")]
+    InvalidIdentity(String),
     /// The CA PEM cannot be parsed.
     #[error("hub ca pem: {0}")]
     CaPem(String),
@@ -178,24 +208,28 @@ pub fn spawn(
             "retry_min must be non-zero and not above retry_max",
         ));
     }
-    let auth = match &config.token {
-        Some(token) => {
-            let value = format!("Bearer {token}");
-            // Checked here so that a bad token fails at startup, not on every request.
-            ureq::http::HeaderValue::from_str(&value)
-                .map_err(|_| EvidenceUploadError::InvalidToken)?;
-            if plain_http {
-                warn!(hub = %base, "hub token is sent over plain http");
-            }
-            Some(value)
-        }
-        None => None,
+    // Checked here so that a bad identity fails at startup, not on every request (an
+    // id is also what makes the header value valid).
+    for (what, id) in [("site", &config.site), ("gateway", &config.gateway)] {
+        chitti_common::protocol::validate_id(what, id)
+            .map_err(|e| EvidenceUploadError::InvalidIdentity(e.to_string()))?;
+    }
+    if plain_http {
+        // Signatures are safe to send in clear; the evidence itself is not private
+        // from the network then.
+        warn!(hub = %base, "evidence is uploaded over plain http");
+    }
+    let identity = Identity {
+        header: format!("{}/{}", config.site, config.gateway),
+        site: config.site,
+        gateway: config.gateway,
+        key: config.signing_key,
     };
 
     let mut agent_config = ureq::Agent::config_builder()
         // 4xx/5xx are answers we classify, not transport errors.
         .http_status_as_error(false)
-        // A redirect cannot replay the streamed body and could carry the token to
+        // A redirect cannot replay the streamed body and would send the evidence to
         // another host; a 3xx is retried like any other unexpected answer.
         .max_redirects(0)
         .timeout_global(Some(config.timeout))
@@ -217,7 +251,7 @@ pub fn spawn(
     let worker = Worker {
         agent,
         base,
-        auth,
+        identity,
         timing: Timing {
             retry_min: config.retry_min,
             retry_max: config.retry_max,
@@ -279,10 +313,19 @@ struct Timing {
     poll: Duration,
 }
 
+// Who the uploads are signed as.
+struct Identity {
+    site: String,
+    gateway: String,
+    // `{site}/{gateway}`, the value of the gateway header.
+    header: String,
+    key: SigningKey,
+}
+
 struct Worker {
     agent: ureq::Agent,
     base: String,
-    auth: Option<String>,
+    identity: Identity,
     timing: Timing,
     store: Arc<dyn EvidenceStore>,
     stop: Arc<AtomicBool>,
@@ -510,15 +553,16 @@ impl Worker {
         bytes: &[u8],
     ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
         let url = format!("{}/api/v1/evidence/{name}", self.base);
-        let mut request = self
+        let id = &self.identity;
+        let signature = sign_evidence(&id.site, &id.gateway, name, &id.key);
+        let request = self
             .agent
             .put(&url)
             .header("Content-Type", "application/octet-stream")
             // Set by hand because the body is a reader (which ureq would chunk).
-            .header("Content-Length", bytes.len().to_string());
-        if let Some(auth) = &self.auth {
-            request = request.header("Authorization", auth);
-        }
+            .header("Content-Length", bytes.len().to_string())
+            .header(GATEWAY_HEADER, id.header.as_str())
+            .header(SIGNATURE_HEADER, signature);
         // The reader checks the stop flag, so a stop does not wait for a 20 MB body.
         let mut body = StopReader {
             bytes,
@@ -670,6 +714,42 @@ mod tests {
     // it; nothing is expected to take more than a fraction of it.
     const WAIT: Duration = Duration::from_secs(30);
 
+    const SITE: &str = "north-yard";
+    const GATEWAY: &str = "gw-07";
+
+    fn test_key() -> SigningKey {
+        chitti_common::signing::signing_key_from_seed(&[7; 32])
+    }
+
+    fn unauthorized() -> Reply {
+        Reply {
+            body: "bad signature".into(),
+            ..reply(401)
+        }
+    }
+
+    /// What the hub checks before anything else: the gateway header and a signature
+    /// by the gateway's key over the path's name.
+    fn signed_by_the_gateway(path: &str, headers: &HashMap<String, String>) -> bool {
+        let Some(name) = path.strip_prefix("/api/v1/evidence/") else {
+            return false;
+        };
+        let (Some(claimed), Some(signature)) =
+            (headers.get(GATEWAY_HEADER), headers.get(SIGNATURE_HEADER))
+        else {
+            return false;
+        };
+        claimed == &format!("{SITE}/{GATEWAY}")
+            && chitti_common::signing::verify_evidence(
+                SITE,
+                GATEWAY,
+                name,
+                signature,
+                &test_key().verifying_key(),
+            )
+            .is_ok()
+    }
+
     /// An outbox in memory that tells the test when a blob is marked uploaded.
     struct MemStore {
         blobs: Mutex<Vec<(String, Vec<u8>)>>,
@@ -765,7 +845,8 @@ mod tests {
     }
 
     /// A tiny HTTP/1.1 server with a script of answers per path (201 once the script
-    /// is used up). One request per connection, answered with `Connection: close`.
+    /// is used up), answering 401 to a request not signed by the test gateway's key,
+    /// as the hub does. One request per connection, answered with `Connection: close`.
     struct Hub {
         addr: SocketAddr,
         url: String,
@@ -864,10 +945,14 @@ mod tests {
             .unwrap_or(0);
         let mut body = vec![0; length];
         reader.read_exact(&mut body)?;
-        let answer = script
-            .get_mut(&path)
-            .and_then(VecDeque::pop_front)
-            .unwrap_or_else(|| reply(201));
+        let answer = if signed_by_the_gateway(&path, &headers) {
+            script
+                .get_mut(&path)
+                .and_then(VecDeque::pop_front)
+                .unwrap_or_else(|| reply(201))
+        } else {
+            unauthorized()
+        };
         lock(recorded).push(Recorded {
             method: method.clone(),
             path: path.clone(),
@@ -892,13 +977,12 @@ mod tests {
 
     fn config(hub: &Hub) -> EvidenceUploaderConfig {
         EvidenceUploaderConfig {
-            token: Some("s3cret".into()),
             timeout: WAIT,
             retry_min: Duration::from_millis(10),
             retry_max: Duration::from_millis(40),
             // Long enough that only a wake (or a retry) can start a pass in a test.
             poll: Duration::from_secs(3600),
-            ..EvidenceUploaderConfig::new(format!("{}/", hub.url))
+            ..EvidenceUploaderConfig::new(format!("{}/", hub.url), SITE, GATEWAY, test_key())
         }
     }
 
@@ -955,7 +1039,9 @@ mod tests {
         assert_eq!(hub.paths(), [path(&a), path(&a), path(&a), path(&b)]);
         for request in lock(&hub.requests).iter() {
             assert_eq!(request.method, "PUT");
-            assert_eq!(request.headers["authorization"], "Bearer s3cret");
+            assert_eq!(request.headers[GATEWAY_HEADER], "north-yard/gw-07");
+            assert!(signed_by_the_gateway(&request.path, &request.headers));
+            assert!(!request.headers.contains_key("authorization"));
             assert_eq!(request.headers["content-type"], "application/octet-stream");
             assert_eq!(
                 request.headers["content-length"],
@@ -1024,6 +1110,29 @@ mod tests {
         let last = stats.last_error.unwrap();
         assert!(last.contains("status 400"), "{last}");
         assert!(last.contains(&"e".repeat(200)) && !last.contains(&"e".repeat(201)));
+    }
+
+    #[test]
+    fn uploads_signed_with_another_key_are_refused_and_kept() {
+        let (store, _uploaded) = MemStore::new();
+        let a = store.add(&blob(7, 100));
+        let hub = Hub::start(Vec::new(), None);
+        let stop = Arc::new(AtomicBool::new(false));
+        let config = EvidenceUploaderConfig {
+            signing_key: chitti_common::signing::signing_key_from_seed(&[8; 32]),
+            ..config(&hub)
+        };
+        let (thread, handle) = spawn(config, store.clone(), stop.clone()).unwrap();
+        assert_eq!(hub.next_event(), format!("PUT {} -> 401", path(&a)));
+        stop.store(true, Ordering::SeqCst);
+        handle.wake();
+        join(thread);
+        // Refused for good until restart (a key problem), but never deleted.
+        assert!(store.uploaded_calls().is_empty());
+        assert_eq!(store.names(), [a]);
+        let stats = handle.stats();
+        assert_eq!((stats.uploaded, stats.rejected), (0, 1));
+        assert!(stats.last_error.unwrap().contains("status 401"));
     }
 
     #[test]
@@ -1132,18 +1241,21 @@ mod tests {
         let (store, _uploaded) = MemStore::new();
         let store: Arc<dyn EvidenceStore> = store;
         let stop = Arc::new(AtomicBool::new(false));
-        let base = EvidenceUploaderConfig::new("https://hub.example");
+        let base = EvidenceUploaderConfig::new("https://hub.example", SITE, GATEWAY, test_key());
         let cases = [
             (
-                EvidenceUploaderConfig::new("ftp://hub.example"),
+                EvidenceUploaderConfig {
+                    hub_url: "ftp://hub.example".into(),
+                    ..base.clone()
+                },
                 "invalid hub url \"ftp://hub.example\": must start with http:// or https://",
             ),
             (
                 EvidenceUploaderConfig {
-                    token: Some("line\nbreak".into()),
+                    gateway: "gw\n07".into(),
                     ..base.clone()
                 },
-                "hub token is not a valid http header value",
+                "invalid gateway identity: gateway id \"gw\\n07\" is invalid: use 1 to 64 characters of a-z, 0-9 and '-'",
             ),
             (
                 EvidenceUploaderConfig {
@@ -1172,12 +1284,13 @@ mod tests {
             let err = spawn(config, store.clone(), stop.clone()).unwrap_err();
             assert_eq!(err.to_string(), message);
         }
-        // The token never shows in the config's Debug.
-        let config = EvidenceUploaderConfig {
-            token: Some("s3cret".into()),
-            ..base
-        };
-        assert!(!format!("{config:?}").contains("s3cret"));
+        // The signing key never shows in the config's Debug; its public half does.
+        let debug = format!("{base:?}");
+        assert!(
+            !debug.contains(&hex::encode(test_key().to_bytes())),
+            "{debug}"
+        );
+        assert!(debug.contains(&hex::encode(test_key().verifying_key().to_bytes())));
     }
 
     #[test]
