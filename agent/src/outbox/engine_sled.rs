@@ -30,8 +30,11 @@ impl SledEngine {
         loop {
             match sled::Config::new().path(folder.join("sled")).open() {
                 Ok(db) => return Ok(Self { db }),
+                // sled reports the conflict as `ErrorKind::Other` with the OS error in
+                // its message, so both forms count.
                 Err(sled::Error::Io(e))
-                    if e.kind() == std::io::ErrorKind::WouldBlock
+                    if (e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.to_string().contains("could not acquire lock"))
                         && std::time::Instant::now() < deadline =>
                 {
                     std::thread::sleep(std::time::Duration::from_millis(20));
