@@ -1,6 +1,6 @@
 //! The hub's HTTP side: `/healthz` (the process answers), `/readyz` (the database
-//! answers and the broker side is up), `/metrics` (Prometheus). The API for people
-//! comes with its issue and mounts here.
+//! answers and the broker side is up), `/metrics` (Prometheus), and the API
+//! ([`crate::api`]) behind strict CORS and a per-client rate limit ([`crate::guard`]).
 
 use crate::broker::HubBus;
 use crate::ingest::IngestMetrics;
@@ -45,6 +45,12 @@ pub fn router(state: HttpState) -> Router {
             .with_live(Arc::clone(&state.live))
             .with_max_upload_bytes(state.settings.max_upload_bytes.0),
     );
+    let cors = Arc::new(crate::guard::CorsPolicy::new(
+        &state.settings.allowed_origins,
+    ));
+    let limiter = Arc::new(crate::guard::RateLimiter::per_minute(
+        state.settings.requests_per_minute,
+    ));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -52,6 +58,15 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
         .merge(api)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // The limit runs first (outermost), so refused origins still count.
+        .layer(axum::middleware::from_fn_with_state(
+            cors,
+            crate::guard::cors,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            limiter,
+            crate::guard::rate_limit,
+        ))
         .layer(axum::middleware::map_response(security_headers))
 }
 

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod evidence;
+pub mod guard;
 pub mod http;
 pub mod ingest;
 pub mod live;

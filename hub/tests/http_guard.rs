@@ -1,0 +1,191 @@
+//! The HTTP router's guards, through `chitti_hub::http::router` with real settings:
+//! strict CORS, the per-client rate limit and the security headers.
+
+mod support;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, StatusCode};
+use chitti_hub::config::HttpConfig;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use support::TestDb;
+use tower::ServiceExt;
+
+async fn app(settings: HttpConfig) -> (axum::Router, TestDb) {
+    let db = TestDb::migrated("sqlite").await;
+    let bus = chitti_hub::broker::ExternalBus::connect(chitti_hub::broker::ExternalSettings::new(
+        "mqtt://127.0.0.1:1",
+        "http-guard-test",
+    ))
+    .unwrap();
+    let app = chitti_hub::http::router(chitti_hub::http::HttpState {
+        store: Arc::new(db.store.clone()),
+        ingest: Arc::new(chitti_hub::ingest::IngestMetrics::default()),
+        bus: Arc::new(chitti_hub::broker::HubBus::External(bus)),
+        started: std::time::Instant::now(),
+        evidence: Arc::new(chitti_hub::evidence::EvidenceStore::in_memory(1 << 20)),
+        live: Arc::new(chitti_hub::live::LiveEvents::new(16)),
+        settings,
+    });
+    (app, db)
+}
+
+fn request(method: &str, uri: &str, from: &str, headers: &[(&str, &str)]) -> Request<Body> {
+    let mut r = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", "hub.local:8080");
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    let mut req = if method == "POST" {
+        r.header("content-type", "application/json")
+            .body(Body::from(
+                r#"{"username":"nobody","password":"wrong password"}"#,
+            ))
+    } else {
+        r.body(Body::empty())
+    }
+    .unwrap();
+    req.extensions_mut()
+        .insert(ConnectInfo(from.parse::<SocketAddr>().unwrap()));
+    req
+}
+
+async fn error_code(resp: axum::response::Response) -> String {
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    v["error"]["code"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn only_listed_origins_get_cors_and_others_cannot_change_state() {
+    let (app, _db) = app(HttpConfig {
+        allowed_origins: vec!["https://ops.example.net".into()],
+        ..HttpConfig::default()
+    })
+    .await;
+    let client = "10.0.0.1:5000";
+    // A preflight from the listed origin.
+    let preflight = |origin: &str| {
+        request(
+            "OPTIONS",
+            "/api/v1/alerts",
+            client,
+            &[("origin", origin), ("access-control-request-method", "GET")],
+        )
+    };
+    let r = app
+        .clone()
+        .oneshot(preflight("https://ops.example.net"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://ops.example.net"
+    );
+    assert!(r.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .contains("authorization"));
+    // No credentials cross-site: a session cookie never works from another origin.
+    assert!(!r.headers().contains_key("access-control-allow-credentials"));
+    // From anywhere else: refused, in the API's error shape.
+    let r = app
+        .clone()
+        .oneshot(preflight("https://evil.example.org"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(error_code(r).await, "forbidden");
+
+    // A state change from an unlisted origin never reaches the handler.
+    let post = |origin: &str| request("POST", "/api/v1/auth/login", client, &[("origin", origin)]);
+    let r = app
+        .clone()
+        .oneshot(post("https://evil.example.org"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // The hub's own origin (its Host) and listed ones reach it (and fail the login).
+    for origin in ["http://hub.local:8080", "https://ops.example.net"] {
+        let r = app.clone().oneshot(post(origin)).await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{origin}");
+    }
+    // A read from an unlisted origin is answered without CORS headers (the browser
+    // keeps it from the page); a listed one gets them, with Vary.
+    let get = |origin: &str| request("GET", "/api/v1/me", client, &[("origin", origin)]);
+    let r = app
+        .clone()
+        .oneshot(get("https://evil.example.org"))
+        .await
+        .unwrap();
+    assert!(!r.headers().contains_key("access-control-allow-origin"));
+    let r = app
+        .clone()
+        .oneshot(get("https://ops.example.net"))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://ops.example.net"
+    );
+    assert_eq!(r.headers()["vary"], "origin");
+}
+
+#[tokio::test]
+async fn each_client_is_rate_limited_on_its_own_and_health_is_not() {
+    // 60 a minute: a burst of 10.
+    let (app, _db) = app(HttpConfig {
+        requests_per_minute: 60,
+        ..HttpConfig::default()
+    })
+    .await;
+    for i in 0..10 {
+        let r = app
+            .clone()
+            .oneshot(request("GET", "/api/v1/me", "10.0.0.1:1", &[]))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "request {i}");
+    }
+    let r = app
+        .clone()
+        .oneshot(request("GET", "/api/v1/me", "10.0.0.1:2", &[]))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(error_code(r).await, "rate_limited");
+    // Another address has its own bucket; health and metrics are never limited.
+    let r = app
+        .clone()
+        .oneshot(request("GET", "/api/v1/me", "10.0.0.2:1", &[]))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    for _ in 0..20 {
+        let r = app
+            .clone()
+            .oneshot(request("GET", "/healthz", "10.0.0.1:1", &[]))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    // Gateways' signed evidence uploads count per gateway, not per (shared) address.
+    let put = |gw: &str| {
+        request(
+            "PUT",
+            &format!("/api/v1/evidence/{}", "0".repeat(64)),
+            "10.0.0.1:1",
+            &[("x-chitti-gateway", gw), ("x-chitti-signature", "00")],
+        )
+    };
+    let r = app.clone().oneshot(put("north-yard/gw-1")).await.unwrap();
+    assert_ne!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+}
