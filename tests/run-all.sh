@@ -9,9 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System libraries the crates build against (the charls crate builds CharLS with cmake
-# and g++). Installed only when missing and we are root; otherwise say what is missing.
+# and g++; faketime runs an agent with a wrong clock). Installed only when missing and
+# we are root; otherwise say what is missing.
 missing=()
-for pkg in pkg-config cmake g++ libclang-dev libudev-dev libcharls-dev; do
+for pkg in pkg-config cmake g++ libclang-dev libudev-dev libcharls-dev faketime; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
