@@ -647,6 +647,202 @@ async fn the_stream_carries_alert_changes_filtered_and_resumable(backend: &str) 
     assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
 }
 
+async fn action_bodies_are_checked_per_action(backend: &str) {
+    let (api, _db) = Api::new(backend).await;
+    let alert = api.alert().await;
+    let (otto, _, _) = api.login("otto").await;
+    let url = |action: &str| format!("/api/v1/alerts/{alert}/{action}");
+    // A field of another action is an unknown field here.
+    let r = api
+        .call(
+            "POST",
+            &url("acknowledge"),
+            Some(&otto),
+            Some(json!({"assignee": "x"})),
+            &[],
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    // An optional body may be `null`.
+    let r = api
+        .call(
+            "POST",
+            &url("acknowledge"),
+            Some(&otto),
+            Some(Value::Null),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["status"], "acknowledged");
+    // comment and assign need theirs.
+    for action in ["comment", "assign"] {
+        let r = api.call("POST", &url(action), Some(&otto), None, &[]).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    }
+    let r = api
+        .call(
+            "POST",
+            &url("assign"),
+            Some(&otto),
+            Some(json!({"assignee": ""})),
+            &[],
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    // A note is bounded in characters, not bytes.
+    let note = "é".repeat(4000);
+    let r = api
+        .call(
+            "POST",
+            &url("comment"),
+            Some(&otto),
+            Some(json!({"note": note})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = api
+        .call(
+            "POST",
+            &url("comment"),
+            Some(&otto),
+            Some(json!({"note": note + "é"})),
+            &[],
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    // Ids that are not UUIDs are 400s in the error shape; the action list is closed.
+    let r = api
+        .call(
+            "POST",
+            "/api/v1/alerts/not-a-uuid/reopen",
+            Some(&otto),
+            None,
+            &[],
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    let r = api
+        .call("POST", &url("escalate"), Some(&otto), None, &[])
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+    let r = api
+        .call("GET", "/api/v1/findings/nope", Some(&otto), None, &[])
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    // A JSON body without its content type is 415.
+    let r = api
+        .call(
+            "POST",
+            "/api/v1/tokens",
+            Some(&otto),
+            None,
+            &[("content-type", "text/plain")],
+        )
+        .await;
+    assert_error(
+        &r,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
+}
+
+async fn admins_change_roles_and_disable_users_but_not_themselves(backend: &str) {
+    let (api, _db) = Api::new(backend).await;
+    let (ada, _, _) = api.login("ada").await;
+    let (otto, _, _) = api.login("otto").await;
+    let users = api
+        .call("GET", "/api/v1/users", Some(&ada), None, &[])
+        .await;
+    let id_of = |name: &str| {
+        users.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["username"] == name)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (otto_id, ada_id) = (id_of("otto"), id_of("ada"));
+    // Only admins.
+    let r = api
+        .call(
+            "PATCH",
+            &format!("/api/v1/users/{ada_id}"),
+            Some(&otto),
+            Some(json!({"role": "viewer"})),
+            &[],
+        )
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+    let r = api
+        .call(
+            "PATCH",
+            &format!("/api/v1/users/{otto_id}"),
+            Some(&ada),
+            Some(json!({"role": "admin"})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["role"], "admin");
+    // Disabling ends the user's sessions.
+    let r = api
+        .call(
+            "PATCH",
+            &format!("/api/v1/users/{otto_id}"),
+            Some(&ada),
+            Some(json!({"disabled": true})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.body["disabled"], true, "{:?}", r.body);
+    let r = api.call("GET", "/api/v1/me", Some(&otto), None, &[]).await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+    // Not one's own account, an unknown user or an unknown field.
+    let r = api
+        .call(
+            "PATCH",
+            &format!("/api/v1/users/{ada_id}"),
+            Some(&ada),
+            Some(json!({"disabled": true})),
+            &[],
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "conflict");
+    let r = api
+        .call(
+            "PATCH",
+            &format!("/api/v1/users/{}", Uuid::now_v7()),
+            Some(&ada),
+            Some(json!({"disabled": false})),
+            &[],
+        )
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+    let r = api
+        .call(
+            "PATCH",
+            &format!("/api/v1/users/{otto_id}"),
+            Some(&ada),
+            Some(json!({"password": "x"})),
+            &[],
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    let audit = api.store.list_audit(10).await.unwrap();
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|a| a.event.action == "user.update")
+            .count(),
+        2
+    );
+}
+
 macro_rules! on_both {
     ($($name:ident),*) => {
         mod sqlite {
@@ -671,5 +867,7 @@ on_both!(
     wrong_passwords_are_refused_and_rate_limited,
     api_tokens_are_shown_once_scoped_to_their_user_and_revocable,
     lists_page_through_every_row_exactly_once,
-    the_stream_carries_alert_changes_filtered_and_resumable
+    the_stream_carries_alert_changes_filtered_and_resumable,
+    action_bodies_are_checked_per_action,
+    admins_change_roles_and_disable_users_but_not_themselves
 );

@@ -18,8 +18,8 @@
 
 use super::auth::Principal;
 use super::error::{ApiError, ErrorBody};
-use super::sites::{check_id, ListPage};
-use super::{audit, ApiQuery, ApiState};
+use super::sites::check_id;
+use super::{audit, ApiQuery, ApiState, ListPage};
 use crate::store::{CameraRecord, GatewayRecord, Role, Store};
 use axum::extract::{Path, State};
 use axum::Json;
@@ -206,7 +206,6 @@ pub struct GatewayDetail {
     /// Every camera it has reported, by camera id.
     pub known_cameras: Vec<CameraView>,
     /// Its latest `/status` message as received (the agent's protocol), if any.
-    #[schema(value_type = Option<Object>)]
     pub last_status: Option<chitti_common::protocol::AgentStatus>,
 }
 

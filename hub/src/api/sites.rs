@@ -28,7 +28,7 @@
 
 use super::auth::Principal;
 use super::error::{ApiError, ErrorBody};
-use super::{audit, ApiJson, ApiQuery, ApiState};
+use super::{audit, enum_schema, ApiJson, ApiQuery, ApiState, ListPage};
 use crate::store::{
     AssetRecord, NewAsset, NewSite, NewStructure, Phase, Role, SiteKind, SiteRecord, Store,
     StructureKind, StructureRecord,
@@ -39,7 +39,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
-use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
+use utoipa::openapi::schema::Object;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -60,43 +60,11 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(asset, update_asset, delete_asset))
 }
 
-/// A list as the API returns it. These lists are whole: `next_cursor` is always `null`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ListPage<T: ToSchema> {
-    /// The rows.
-    pub items: Vec<T>,
-    /// Where the next page starts (`?after=`); `null` on the last page.
-    pub next_cursor: Option<String>,
-}
-
-impl<T: ToSchema> ListPage<T> {
-    /// A list that is all there is.
-    pub fn whole(items: Vec<T>) -> Self {
-        Self {
-            items,
-            next_cursor: None,
-        }
-    }
-}
-
 // The store's enums carry serde but no schema; these describe them for OpenAPI. A unit
 // test checks that every value listed here parses, so the two cannot drift apart.
 const SITE_KINDS: [&str; 2] = ["substation", "line"];
 const STRUCTURE_KINDS: [&str; 2] = ["bay", "tower"];
 const PHASES: [&str; 3] = ["A", "B", "C"];
-
-fn enum_schema(values: &[&str], nullable: bool, description: &str) -> Object {
-    let schema_type = if nullable {
-        SchemaType::from_iter([Type::String, Type::Null])
-    } else {
-        SchemaType::new(Type::String)
-    };
-    ObjectBuilder::new()
-        .schema_type(schema_type)
-        .enum_values(Some(values.iter().copied()))
-        .description(Some(description))
-        .build()
-}
 
 fn site_kind_schema() -> Object {
     enum_schema(&SITE_KINDS, false, "What the site is")

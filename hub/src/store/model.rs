@@ -153,6 +153,9 @@ pub enum AlertStatus {
 }
 
 impl AlertStatus {
+    /// Every status's stored (and API) name.
+    pub const NAMES: &'static [&'static str] = &["open", "acknowledged", "resolved"];
+
     /// The stored (and API) name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -271,6 +274,10 @@ pub enum AlertEventKind {
 }
 
 impl AlertEventKind {
+    /// Every kind's stored (and API) name.
+    pub const NAMES: &'static [&'static str] =
+        &["acknowledge", "resolve", "reopen", "comment", "assign"];
+
     /// The stored (and API) name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -555,6 +562,9 @@ macro_rules! named_enum {
         }
 
         impl $name {
+            /// Every value's stored (and API) name, in order.
+            pub const NAMES: &'static [&'static str] = &[$($text),+];
+
             /// The stored (and API) name.
             pub fn as_str(self) -> &'static str {
                 match self {
