@@ -354,7 +354,7 @@ async fn add_user(
 }
 
 fn optional_role_schema() -> Object {
-    enum_schema(Role::NAMES, false, "The new role")
+    enum_schema(Role::NAMES, true, "The new role; absent or `null` keeps it")
 }
 
 /// Changes to a user; absent fields are kept.

@@ -18,7 +18,7 @@ use super::accounts::parse_uuid;
 use super::auth::Principal;
 use super::error::{ApiError, ErrorBody};
 use super::findings::FindingView;
-use super::{enum_schema, json_rejection, parse_cursor, ApiQuery, ApiState, ListPage};
+use super::{enum_schema, json_object, json_rejection, parse_cursor, ApiQuery, ApiState, ListPage};
 use crate::store::{
     AlertEventKind, AlertQuery, AlertRecord, AlertStatus, FindingQuery, NewAlertEvent, Role, Store,
 };
@@ -85,7 +85,8 @@ pub struct AlertParams {
     /// Only alerts whose worst level is at or above this.
     #[param(maximum = 255)]
     pub min_level: Option<u8>,
-    /// Page size, 1 to 1000 (default 100; larger values are read as 1000).
+    /// Page size, 1 to 1000 (default 100; 0 is read as 1, larger values as 1000).
+    #[param(maximum = 4294967295u32)]
     pub limit: Option<u32>,
     /// The previous page's `next_cursor`.
     pub after: Option<String>,
@@ -388,15 +389,15 @@ fn action_body<T: DeserializeOwned>(
     default: Option<T>,
 ) -> Result<T, ApiError> {
     let body = body.map_err(|r| json_rejection(r.status(), r.body_text()))?;
-    let invalid = |e: serde_json::Error| ApiError::bad_request(format!("invalid JSON body: {e}"));
+    if body.is_empty() {
+        return default.ok_or_else(|| ApiError::bad_request("this action needs a JSON body"));
+    }
+    let value: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
     match default {
         // An optional body may be empty or `null`.
-        Some(default) if body.is_empty() => Ok(default),
-        Some(default) => Ok(serde_json::from_slice::<Option<T>>(&body)
-            .map_err(invalid)?
-            .unwrap_or(default)),
-        None if body.is_empty() => Err(ApiError::bad_request("this action needs a JSON body")),
-        None => serde_json::from_slice(&body).map_err(invalid),
+        Some(default) if value.is_null() => Ok(default),
+        _ => json_object(value),
     }
 }
 
@@ -629,5 +630,13 @@ mod tests {
         assert!(n.note.is_none());
         assert!(action_body::<CommentRequest>(Ok(Bytes::new()), None).is_err());
         assert!(action_body::<NoteRequest>(Ok(Bytes::from_static(b"{\"x\":1}")), None).is_err());
+        // A struct is not read from an array of its fields.
+        assert!(action_body::<NoteRequest>(Ok(Bytes::from_static(b"[null]")), None).is_err());
+        let n: NoteRequest = action_body(
+            Ok(Bytes::from_static(b"null")),
+            Some(NoteRequest::default()),
+        )
+        .unwrap();
+        assert!(n.note.is_none());
     }
 }

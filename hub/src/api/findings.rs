@@ -50,7 +50,8 @@ pub struct FindingParams {
     pub until: Option<DateTime<Utc>>,
     /// Only this detected component class.
     pub component_class: Option<String>,
-    /// Page size, 1 to 1000 (default 100; larger values are read as 1000).
+    /// Page size, 1 to 1000 (default 100; 0 is read as 1, larger values as 1000).
+    #[param(maximum = 4294967295u32)]
     pub limit: Option<u32>,
     /// The previous page's `next_cursor`.
     pub after: Option<String>,

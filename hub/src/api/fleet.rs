@@ -215,6 +215,7 @@ pub struct GatewayDetail {
 #[into_params(parameter_in = Query)]
 pub struct GatewayParams {
     /// Only gateways of this site.
+    #[param(pattern = "^[a-z0-9-]{1,64}$")]
     pub site: Option<String>,
 }
 
@@ -224,8 +225,10 @@ pub struct GatewayParams {
 #[into_params(parameter_in = Query)]
 pub struct CameraParams {
     /// Only cameras of this site.
+    #[param(pattern = "^[a-z0-9-]{1,64}$")]
     pub site: Option<String>,
     /// Only cameras of gateways with this id.
+    #[param(pattern = "^[a-z0-9-]{1,64}$")]
     pub gateway: Option<String>,
 }
 
@@ -284,8 +287,8 @@ async fn existing_gateway(
     path = "/api/v1/gateways/{site}/{gateway}",
     tag = "fleet",
     params(
-        ("site" = String, Path, description = "Site id"),
-        ("gateway" = String, Path, description = "Gateway id"),
+        ("site" = String, Path, pattern = "^[a-z0-9-]{1,64}$", description = "Site id"),
+        ("gateway" = String, Path, pattern = "^[a-z0-9-]{1,64}$", description = "Gateway id"),
     ),
     responses(
         (status = 200, description = "The gateway", body = GatewayDetail),
@@ -324,8 +327,8 @@ async fn gateway(
     path = "/api/v1/gateways/{site}/{gateway}/revoke",
     tag = "fleet",
     params(
-        ("site" = String, Path, description = "Site id"),
-        ("gateway" = String, Path, description = "Gateway id"),
+        ("site" = String, Path, pattern = "^[a-z0-9-]{1,64}$", description = "Site id"),
+        ("gateway" = String, Path, pattern = "^[a-z0-9-]{1,64}$", description = "Gateway id"),
     ),
     responses(
         (status = 200, description = "The gateway, now revoked", body = GatewayView),

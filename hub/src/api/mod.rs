@@ -130,8 +130,8 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// A JSON body, with the API's error shape when it cannot be read: 413 when it is
-/// larger than the body limit, 415 without a JSON content type, else 400.
+/// A JSON object body, with the API's error shape when it cannot be read: 413 when it
+/// is larger than the body limit, 415 without a JSON content type, else 400.
 pub struct ApiJson<T>(pub T);
 
 impl<S, T> axum::extract::FromRequest<S> for ApiJson<T>
@@ -142,11 +142,22 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(Self(v)),
+        match Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(Json(v)) => json_object(v).map(Self),
             Err(rejection) => Err(json_rejection(rejection.status(), rejection.body_text())),
         }
     }
+}
+
+/// A body's value as `T`, which must be a JSON object: serde would also read a struct
+/// from an array of its fields (`[null, null]`), which no client means.
+pub(crate) fn json_object<T: serde::de::DeserializeOwned>(
+    v: serde_json::Value,
+) -> Result<T, ApiError> {
+    if !v.is_object() {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    }
+    serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 /// A body that could not be read, by the status axum gave it.
@@ -232,28 +243,34 @@ impl<T: ToSchema> ListPage<T> {
     }
 }
 
-/// A `?after=` cursor, or a 400.
+/// A `?after=` cursor, or a 400; an empty one is the first page.
 pub(crate) fn parse_cursor(
     after: &Option<String>,
 ) -> Result<Option<crate::store::Cursor>, ApiError> {
     after
         .as_deref()
+        .filter(|a| !a.is_empty())
         .map(crate::store::Cursor::parse)
         .transpose()
         .map_err(|_| ApiError::bad_request("invalid pagination cursor"))
 }
 
 /// The schema of a string enum whose values are listed (the store's enums carry serde
-/// but no schema; their `NAMES` list every value, so the two cannot drift apart).
+/// but no schema; their `NAMES` list every value, so the two cannot drift apart);
+/// `nullable` also allows `null`.
 pub(crate) fn enum_schema(values: &[&str], nullable: bool, description: &str) -> Object {
     let schema_type = if nullable {
         SchemaType::from_iter([Type::String, Type::Null])
     } else {
         SchemaType::new(Type::String)
     };
+    let mut enum_values: Vec<serde_json::Value> = values.iter().map(|v| (*v).into()).collect();
+    if nullable {
+        enum_values.push(serde_json::Value::Null);
+    }
     ObjectBuilder::new()
         .schema_type(schema_type)
-        .enum_values(Some(values.iter().copied()))
+        .enum_values(Some(enum_values))
         .description(Some(description))
         .build()
 }
