@@ -101,7 +101,9 @@ seed_args=()
 
 started=$SECONDS
 status=0
-"$venv/bin/schemathesis" --config-file tests/schemathesis.toml run "$base/api/openapi.json" \
+# From the temporary directory: schemathesis keeps a `.schemathesis/` cache where it runs.
+config=$PWD/tests/schemathesis.toml
+(cd "$work" && "$venv/bin/schemathesis" --config-file "$config" run "$base/api/openapi.json" \
   --header "$auth" \
   --exclude-path /api/v1/stream \
   --exclude-path /api/v1/auth/logout \
@@ -111,7 +113,7 @@ status=0
   --generation-database none \
   --no-color \
   --report junit --report-dir "$target/schemathesis-report" \
-  "${seed_args[@]}" >"$work/schemathesis.log" 2>&1 || status=$?
+  "${seed_args[@]}") >"$work/schemathesis.log" 2>&1 || status=$?
 elapsed=$((SECONDS - started))
 
 if ((status != 0)); then
