@@ -3,7 +3,7 @@
 //!
 //! | endpoint | role |
 //! |---|---|
-//! | `GET /api/v1/alerts` (filters below; keyset pages) | viewer |
+//! | `GET /api/v1/alerts` (filters below, `?q=` search, `?sort=`; keyset pages per order) | viewer |
 //! | `GET /api/v1/alerts/{id}` (with its trail and its track's findings over time) | viewer |
 //! | `POST /api/v1/alerts/{id}/acknowledge` (open → acknowledged) | operator |
 //! | `POST /api/v1/alerts/{id}/resolve` (open, acknowledged → resolved; optional "verified fixed" evidence) | operator |
@@ -17,10 +17,11 @@
 use super::accounts::parse_uuid;
 use super::auth::Principal;
 use super::error::{ApiError, ErrorBody};
-use super::findings::FindingView;
+use super::findings::{search_text, FindingView};
 use super::{enum_schema, json_object, json_rejection, parse_cursor, ApiQuery, ApiState, ListPage};
 use crate::store::{
-    AlertEventKind, AlertQuery, AlertRecord, AlertStatus, FindingQuery, NewAlertEvent, Role, Store,
+    AlertEventKind, AlertQuery, AlertRecord, AlertSort, AlertStatus, FindingQuery, NewAlertEvent,
+    Role, Store,
 };
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -37,6 +38,8 @@ use uuid::Uuid;
 
 /// Longest note, in characters.
 pub const MAX_NOTE_CHARS: usize = 4000;
+/// At most this many pages (of 1000) of a track's findings in an alert's history.
+const MAX_HISTORY_PAGES: usize = 10;
 /// Longest assignee, in characters.
 pub const MAX_ASSIGNEE_CHARS: usize = 200;
 
@@ -64,6 +67,10 @@ fn status_filter_schema() -> Object {
     enum_schema(AlertStatus::NAMES, false, "Only alerts with this status")
 }
 
+fn sort_schema() -> Object {
+    enum_schema(AlertSort::NAMES, false, "The order of the list")
+}
+
 fn event_kind_schema() -> Object {
     enum_schema(AlertEventKind::NAMES, false, "What the operator did")
 }
@@ -85,6 +92,21 @@ pub struct AlertParams {
     /// Only alerts whose worst level is at or above this.
     #[param(maximum = 255)]
     pub min_level: Option<u8>,
+    /// Only this component class.
+    pub component_class: Option<String>,
+    /// Only alerts created at or after this (hub clock, RFC 3339).
+    pub since: Option<DateTime<Utc>>,
+    /// Only alerts created before this (hub clock, RFC 3339).
+    pub until: Option<DateTime<Utc>>,
+    /// Only alerts whose site, gateway, camera, asset or component class contains
+    /// this, case-insensitively (1 to 200 characters; empty: no filter).
+    #[param(max_length = 200)]
+    pub q: Option<String>,
+    /// The order: `created_desc` (default), `worst_level_desc` (worst first, then
+    /// newest) or `updated_desc` (most recently changed first). A cursor continues
+    /// only the order it came from.
+    #[param(schema_with = sort_schema)]
+    pub sort: Option<String>,
     /// Page size, 1 to 1000 (default 100; 0 is read as 1, larger values as 1000).
     #[param(maximum = 4294967295u32)]
     pub limit: Option<u32>,
@@ -170,7 +192,7 @@ fn parse_status(s: &str) -> Result<AlertStatus, ApiError> {
     })
 }
 
-/// A page of alerts, newest created first.
+/// A page of alerts, in the order asked for (newest created first by default).
 #[utoipa::path(
     get,
     path = "/api/v1/alerts",
@@ -178,7 +200,7 @@ fn parse_status(s: &str) -> Result<AlertStatus, ApiError> {
     params(AlertParams),
     responses(
         (status = 200, description = "A page of alerts", body = ListPage<AlertView>),
-        (status = 400, description = "An invalid filter or cursor, or an unknown parameter", body = ErrorBody),
+        (status = 400, description = "An invalid filter, order or cursor (also a cursor of another order), or an unknown parameter", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Needs the viewer role", body = ErrorBody),
     ),
@@ -196,6 +218,19 @@ async fn list_alerts(
         asset: q.asset,
         status: q.status.as_deref().map(parse_status).transpose()?,
         min_level: q.min_level,
+        component_class: q.component_class,
+        since: q.since,
+        until: q.until,
+        text: search_text(q.q)?,
+        sort: match q.sort.as_deref() {
+            None | Some("") => AlertSort::default(),
+            Some(sort) => sort.parse().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "sort {sort:?}: expected {}",
+                    AlertSort::NAMES.join(", ")
+                ))
+            })?,
+        },
         limit: q.limit.unwrap_or(crate::store::DEFAULT_PAGE_LIMIT),
         after: parse_cursor(&q.after)?,
     };
@@ -309,21 +344,22 @@ async fn alert(
             detail: e.event.detail,
         })
         .collect();
-    // The track's findings (same site, gateway, camera; bounded).
+    // The track's findings: one indexed query (site, gateway, camera, track), paged
+    // in case a long episode has more than a page.
     let mut history = Vec::new();
     let mut query = FindingQuery {
         site: Some(a.site.clone()),
         gateway: Some(a.gateway.clone()),
         camera: Some(a.camera.clone()),
+        track: Some(a.track_id),
         limit: crate::store::MAX_PAGE_LIMIT,
         ..FindingQuery::default()
     };
-    for _ in 0..10 {
+    for _ in 0..MAX_HISTORY_PAGES {
         let page = s.store.list_findings(&query).await?;
         history.extend(
             page.items
                 .into_iter()
-                .filter(|f| f.finding.track.id == a.track_id)
                 .map(|f| HistoryPoint::from(&FindingView::from(f))),
         );
         match page.next_cursor {

@@ -2,7 +2,7 @@
 //!
 //! | endpoint | role |
 //! |---|---|
-//! | `GET /api/v1/findings` (filters below; keyset pages) | viewer |
+//! | `GET /api/v1/findings` (filters below, `?q=` search, `?track=`; keyset pages) | viewer |
 //! | `GET /api/v1/findings/{id}` | viewer |
 //!
 //! The finding's JSON is the wire format's ([`chitti_common::finding::Finding`]) with
@@ -50,11 +50,31 @@ pub struct FindingParams {
     pub until: Option<DateTime<Utc>>,
     /// Only this detected component class.
     pub component_class: Option<String>,
+    /// Only this track (episode): the findings behind one alert.
+    pub track: Option<uuid::Uuid>,
+    /// Only findings whose site, gateway, camera, asset or component class contains
+    /// this, case-insensitively (1 to 200 characters; empty: no filter).
+    #[param(max_length = 200)]
+    pub q: Option<String>,
     /// Page size, 1 to 1000 (default 100; 0 is read as 1, larger values as 1000).
     #[param(maximum = 4294967295u32)]
     pub limit: Option<u32>,
     /// The previous page's `next_cursor`.
     pub after: Option<String>,
+}
+
+/// Longest `?q=`, in characters.
+pub const MAX_SEARCH_CHARS: usize = 200;
+
+/// A `?q=` search text: `None` when absent or empty, a 400 when too long.
+pub(crate) fn search_text(q: Option<String>) -> Result<Option<String>, ApiError> {
+    match q {
+        Some(q) if q.chars().count() > MAX_SEARCH_CHARS => Err(ApiError::bad_request(format!(
+            "q is at most {MAX_SEARCH_CHARS} characters"
+        ))),
+        Some(q) if q.is_empty() => Ok(None),
+        q => Ok(q),
+    }
 }
 
 /// A finding as the API shows it: the reported finding and when the hub received it.
@@ -105,6 +125,8 @@ async fn list_findings(
         since: q.since,
         until: q.until,
         component_class: q.component_class,
+        track: q.track,
+        text: search_text(q.q)?,
         limit: q.limit.unwrap_or(crate::store::DEFAULT_PAGE_LIMIT),
         after: parse_cursor(&q.after)?,
     };
