@@ -11,7 +11,7 @@
 //! | `GET /api/v1/tokens`, `POST /api/v1/tokens` | the caller's own (a signed-in user, not a token, creates) | [`accounts`] |
 //! | `DELETE /api/v1/tokens/{id}` | the caller's own; admin: anyone's | [`accounts`] |
 //! | `GET /api/v1/users`, `POST /api/v1/users`, `PATCH /api/v1/users/{id}` | admin | [`accounts`] |
-//! | `GET /api/v1/findings` (`?q=&sort=&track=&site=…`), `GET /api/v1/findings/{id}` | viewer | [`findings`] |
+//! | `GET /api/v1/findings` (`?q=&track=&site=…`), `GET /api/v1/findings/{id}` | viewer | [`findings`] |
 //! | `GET /api/v1/findings/{id}/thermogram.png`, `GET /api/v1/findings/{id}/temperatures` | viewer | [`evidence`] |
 //! | `GET /api/v1/alerts` (`?q=&sort=&status=…`), `GET /api/v1/alerts/{id}` | viewer | [`alerts`] |
 //! | `POST /api/v1/alerts/{id}/acknowledge`, `…/resolve`, `…/reopen`, `…/comment`, `…/assign` | operator | [`alerts`] |
