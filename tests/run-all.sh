@@ -62,3 +62,6 @@ else
 fi
 # nextest does not run doc tests.
 cargo test --workspace --locked --doc
+
+# The hub's API against its own OpenAPI document (a running hub, schemathesis).
+tests/schemathesis.sh

@@ -11,6 +11,7 @@ use uuid::Uuid;
 /// One hotspot episode: raised once, updated when its severity or peak changes
 /// materially, cleared when it has been gone for a while.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Finding {
     /// UUIDv7: unique, and time-ordered so the hub's index stays append-mostly.
     pub id: Uuid,
@@ -58,6 +59,7 @@ pub struct Finding {
 
 /// Where the analysed frame came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FindingSource {
     /// A live camera stream.
@@ -70,25 +72,30 @@ pub enum FindingSource {
 
 /// A component found by the detector.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DetectedComponent {
     /// Class name (bushing, clamp, insulator, disconnector, breaker, ct, pt …).
     pub class: String,
     /// Detector confidence 0..1.
     pub confidence: f64,
     /// Box in raw image pixels.
+    #[cfg_attr(feature = "openapi", schema(schema_with = openapi::pixel_rect))]
     pub bbox: PixelRect,
 }
 
 /// The region that triggered the finding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HotspotSummary {
     /// Bounding box in raw image pixels.
+    #[cfg_attr(feature = "openapi", schema(schema_with = openapi::pixel_rect))]
     pub bbox: PixelRect,
     /// Hottest pixel, °C.
     pub max_c: f64,
     /// Mean over the region, °C.
     pub mean_c: f64,
     /// Where the hottest pixel is.
+    #[cfg_attr(feature = "openapi", schema(schema_with = openapi::pixel_point))]
     pub max_at: PixelPoint,
     /// Region size, pixels.
     pub area_px: u32,
@@ -96,6 +103,7 @@ pub struct HotspotSummary {
 
 /// The reference temperatures behind a ΔT.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReferenceSummary {
     /// Ambient air temperature, °C.
     pub ambient_c: f64,
@@ -108,6 +116,7 @@ pub struct ReferenceSummary {
 
 /// A similar component under similar load (typically a sibling phase).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SimilarComponent {
     /// What it is (e.g. "phase A bushing").
     pub label: String,
@@ -117,6 +126,7 @@ pub struct SimilarComponent {
 
 /// The measurement conditions of the frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Measurement {
     /// Emissivity used.
     pub emissivity: f64,
@@ -135,6 +145,7 @@ pub struct Measurement {
 
 /// The state of a tracked episode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TrackState {
     /// First report of the episode.
@@ -147,6 +158,7 @@ pub enum TrackState {
 
 /// The tracking episode a finding belongs to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TrackSummary {
     /// Episode id (stable across raised/updated/cleared).
     pub id: Uuid,
@@ -162,6 +174,7 @@ pub struct TrackSummary {
 
 /// Identity of a detection model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModelIdentity {
     /// Model name.
     pub name: String,
@@ -173,7 +186,44 @@ pub struct ModelIdentity {
 
 /// Reference to the evidence blob (`PUT /api/v1/evidence/{sha256}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EvidenceRef {
     /// SHA-256 of the blob, lowercase hex.
     pub sha256: String,
+}
+
+/// Schemas of the types that serialise in a form of their own (`[x, y]`, `[x, y, w, h]`).
+#[cfg(feature = "openapi")]
+mod openapi {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    use utoipa::openapi::Array;
+
+    fn pixels(len: usize, description: &str) -> Array {
+        ArrayBuilder::new()
+            .items(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                        utoipa::openapi::KnownFormat::Int32,
+                    )))
+                    .minimum(Some(0)),
+            )
+            .min_items(Some(len))
+            .max_items(Some(len))
+            .description(Some(description))
+            .build()
+    }
+
+    /// A [`crate::geometry::PixelRect`]: `[x, y, w, h]`.
+    pub(super) fn pixel_rect() -> Array {
+        pixels(
+            4,
+            "`[x, y, w, h]` in raw image pixels: left column, top row, width, height",
+        )
+    }
+
+    /// A [`crate::geometry::PixelPoint`]: `[x, y]`.
+    pub(super) fn pixel_point() -> Array {
+        pixels(2, "`[x, y]` in raw image pixels: column, row")
+    }
 }

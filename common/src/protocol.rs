@@ -210,6 +210,7 @@ pub struct Ack {
 
 /// State of one camera in `/status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CameraStatus {
     /// Camera id.
     pub id: String,
@@ -223,6 +224,7 @@ pub struct CameraStatus {
 
 /// Outbox state in `/status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BufferStatus {
     /// Findings waiting for an ack.
     pub depth: u64,
@@ -237,6 +239,7 @@ pub struct BufferStatus {
 
 /// Counts of what the outbox evicted to stay within its byte cap.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EvictionCounts {
     /// Evidence blobs of low-severity findings.
     pub evidence: u64,
@@ -246,6 +249,7 @@ pub struct EvictionCounts {
 
 /// Retained `/status` (and the Last Will with `online: false`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentStatus {
     /// Whether the agent is connected and running.
     pub online: bool,

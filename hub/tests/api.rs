@@ -647,6 +647,386 @@ async fn the_stream_carries_alert_changes_filtered_and_resumable(backend: &str) 
     assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
 }
 
+async fn action_bodies_are_checked_per_action(backend: &str) {
+    let (api, _db) = Api::new(backend).await;
+    let alert = api.alert().await;
+    let (otto, _, _) = api.login("otto").await;
+    let url = |action: &str| format!("/api/v1/alerts/{alert}/{action}");
+    // A field of another action is an unknown field here.
+    let r = api
+        .call(
+            "POST",
+            &url("acknowledge"),
+            Some(&otto),
+            Some(json!({"assignee": "x"})),
+            &[],
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    // An optional body may be `null`.
+    let r = api
+        .call(
+            "POST",
+            &url("acknowledge"),
+            Some(&otto),
+            Some(Value::Null),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["status"], "acknowledged");
+    // comment and assign need theirs.
+    for action in ["comment", "assign"] {
+        let r = api.call("POST", &url(action), Some(&otto), None, &[]).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    }
+    let r = api
+        .call(
+            "POST",
+            &url("assign"),
+            Some(&otto),
+            Some(json!({"assignee": ""})),
+            &[],
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    // A note is bounded in characters, not bytes.
+    let note = "é".repeat(4000);
+    let r = api
+        .call(
+            "POST",
+            &url("comment"),
+            Some(&otto),
+            Some(json!({"note": note})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = api
+        .call(
+            "POST",
+            &url("comment"),
+            Some(&otto),
+            Some(json!({"note": note + "é"})),
+            &[],
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    // Ids that are not UUIDs are 400s in the error shape; the action list is closed.
+    let r = api
+        .call(
+            "POST",
+            "/api/v1/alerts/not-a-uuid/reopen",
+            Some(&otto),
+            None,
+            &[],
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    let r = api
+        .call("POST", &url("escalate"), Some(&otto), None, &[])
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+    let r = api
+        .call("GET", "/api/v1/findings/nope", Some(&otto), None, &[])
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    // A JSON body without its content type is 415.
+    let r = api
+        .call(
+            "POST",
+            "/api/v1/tokens",
+            Some(&otto),
+            None,
+            &[("content-type", "text/plain")],
+        )
+        .await;
+    assert_error(
+        &r,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
+}
+
+async fn admins_change_roles_and_disable_users_but_not_themselves(backend: &str) {
+    let (api, _db) = Api::new(backend).await;
+    let (ada, _, _) = api.login("ada").await;
+    let (otto, _, _) = api.login("otto").await;
+    let users = api
+        .call("GET", "/api/v1/users", Some(&ada), None, &[])
+        .await;
+    let id_of = |name: &str| {
+        users.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["username"] == name)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (otto_id, ada_id) = (id_of("otto"), id_of("ada"));
+    // Only admins.
+    let r = api
+        .call(
+            "PATCH",
+            &format!("/api/v1/users/{ada_id}"),
+            Some(&otto),
+            Some(json!({"role": "viewer"})),
+            &[],
+        )
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+    let r = api
+        .call(
+            "PATCH",
+            &format!("/api/v1/users/{otto_id}"),
+            Some(&ada),
+            Some(json!({"role": "admin"})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["role"], "admin");
+    // Disabling ends the user's sessions.
+    let r = api
+        .call(
+            "PATCH",
+            &format!("/api/v1/users/{otto_id}"),
+            Some(&ada),
+            Some(json!({"disabled": true})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.body["disabled"], true, "{:?}", r.body);
+    let r = api.call("GET", "/api/v1/me", Some(&otto), None, &[]).await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+    // Not one's own account, an unknown user or an unknown field.
+    let r = api
+        .call(
+            "PATCH",
+            &format!("/api/v1/users/{ada_id}"),
+            Some(&ada),
+            Some(json!({"disabled": true})),
+            &[],
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "conflict");
+    let r = api
+        .call(
+            "PATCH",
+            &format!("/api/v1/users/{}", Uuid::now_v7()),
+            Some(&ada),
+            Some(json!({"disabled": false})),
+            &[],
+        )
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+    let r = api
+        .call(
+            "PATCH",
+            &format!("/api/v1/users/{otto_id}"),
+            Some(&ada),
+            Some(json!({"password": "x"})),
+            &[],
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    let audit = api.store.list_audit(10).await.unwrap();
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|a| a.event.action == "user.update")
+            .count(),
+        2
+    );
+}
+
+async fn alert_orders_page_stably_while_alerts_arrive(backend: &str) {
+    let (api, _db) = Api::new(backend).await;
+    let mut before = std::collections::BTreeSet::new();
+    for i in 0..13_i64 {
+        let f = finding(Uuid::now_v7(), (i % 4) as u8, 40.0 + i as f64, i);
+        let r = api
+            .store
+            .insert_findings(&ingested(&[f], support::at(i * 100)))
+            .await
+            .unwrap();
+        before.insert(r.alerts[0].to_string());
+    }
+    let (vera, _, _) = api.login("vera").await;
+    let mut cursors = Vec::new();
+    for sort in ["created_desc", "worst_level_desc", "updated_desc"] {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut uri = format!("/api/v1/alerts?sort={sort}&limit=3");
+        let mut page = 0;
+        loop {
+            let r = api.call("GET", &uri, Some(&vera), None, &[]).await;
+            assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+            for a in r.body["items"].as_array().unwrap() {
+                assert!(
+                    seen.insert(a["id"].as_str().unwrap().to_string()),
+                    "{sort}: twice"
+                );
+            }
+            // A new alert between every two pages.
+            page += 1;
+            let f = finding(Uuid::now_v7(), (page % 4) as u8, 50.0, 1000 + page);
+            api.store
+                .insert_findings(&ingested(&[f], chrono::Utc::now()))
+                .await
+                .unwrap();
+            match r.body["next_cursor"].as_str() {
+                Some(c) => {
+                    if page == 1 {
+                        cursors.push((sort, c.to_string()));
+                    }
+                    uri = format!("/api/v1/alerts?sort={sort}&limit=3&after={c}");
+                }
+                None => break,
+            }
+        }
+        assert!(
+            before.is_subset(&seen),
+            "{sort}: every alert that was there"
+        );
+    }
+    // A cursor continues only its own order.
+    for (sort, cursor) in &cursors {
+        for other in ["created_desc", "worst_level_desc", "updated_desc"] {
+            let r = api
+                .call(
+                    "GET",
+                    &format!("/api/v1/alerts?sort={other}&after={cursor}"),
+                    Some(&vera),
+                    None,
+                    &[],
+                )
+                .await;
+            if other == *sort {
+                assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+            } else {
+                assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+            }
+        }
+    }
+    // The default is created_desc; an unknown order or a long search is a 400.
+    let r = api
+        .call(
+            "GET",
+            &format!("/api/v1/alerts?after={}", cursors[0].1),
+            Some(&vera),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    for bad in ["sort=hottest", &format!("q={}", "x".repeat(201))] {
+        let r = api
+            .call(
+                "GET",
+                &format!("/api/v1/alerts?{bad}"),
+                Some(&vera),
+                None,
+                &[],
+            )
+            .await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    }
+}
+
+async fn search_and_track_filters_reach_the_store(backend: &str) {
+    let (api, _db) = Api::new(backend).await;
+    let alert = api.alert().await;
+    // Another track on the same camera: not in the alert's history.
+    let other = finding(Uuid::now_v7(), 2, 70.0, 5);
+    let mut elsewhere = finding(Uuid::now_v7(), 1, 45.0, 6);
+    elsewhere.camera = "Roof-West".into();
+    api.store
+        .insert_findings(&ingested(&[other, elsewhere], chrono::Utc::now()))
+        .await
+        .unwrap();
+    let (vera, _, _) = api.login("vera").await;
+    let detail = api
+        .call(
+            "GET",
+            &format!("/api/v1/alerts/{alert}"),
+            Some(&vera),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(detail.status, StatusCode::OK, "{:?}", detail.body);
+    let history = detail.body["history"].as_array().unwrap();
+    assert_eq!(history.len(), 3);
+    let observed: Vec<chrono::DateTime<chrono::Utc>> = history
+        .iter()
+        .map(|h| h["observed_at"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(observed.windows(2).all(|w| w[0] <= w[1]), "{observed:?}");
+    let track = detail.body["track_id"].as_str().unwrap();
+    let r = api
+        .call(
+            "GET",
+            &format!("/api/v1/findings?track={track}"),
+            Some(&vera),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 3, "{:?}", r.body);
+    let r = api
+        .call("GET", "/api/v1/findings?q=roof-w", Some(&vera), None, &[])
+        .await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 1, "{:?}", r.body);
+    assert_eq!(r.body["items"][0]["camera"], "Roof-West");
+    let r = api
+        .call(
+            "GET",
+            "/api/v1/alerts?q=ROOF&sort=worst_level_desc",
+            Some(&vera),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 1, "{:?}", r.body);
+    let r = api
+        .call(
+            "GET",
+            "/api/v1/alerts?component_class=bushing&since=2000-01-01T00:00:00Z",
+            Some(&vera),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 3, "{:?}", r.body);
+    let r = api
+        .call(
+            "GET",
+            "/api/v1/alerts?until=2000-01-01T00:00:00Z",
+            Some(&vera),
+            None,
+            &[],
+        )
+        .await;
+    assert!(
+        r.body["items"].as_array().unwrap().is_empty(),
+        "{:?}",
+        r.body
+    );
+    let r = api
+        .call(
+            "GET",
+            "/api/v1/findings?track=not-a-uuid",
+            Some(&vera),
+            None,
+            &[],
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+}
+
 macro_rules! on_both {
     ($($name:ident),*) => {
         mod sqlite {
@@ -671,5 +1051,9 @@ on_both!(
     wrong_passwords_are_refused_and_rate_limited,
     api_tokens_are_shown_once_scoped_to_their_user_and_revocable,
     lists_page_through_every_row_exactly_once,
-    the_stream_carries_alert_changes_filtered_and_resumable
+    the_stream_carries_alert_changes_filtered_and_resumable,
+    action_bodies_are_checked_per_action,
+    admins_change_roles_and_disable_users_but_not_themselves,
+    alert_orders_page_stably_while_alerts_arrive,
+    search_and_track_filters_reach_the_store
 );

@@ -52,6 +52,8 @@ conformance! {
         keyset_pages_return_every_row_once_in_order,
         filters_select_the_right_findings,
         alerts_page_and_filter,
+        alerts_page_in_every_order_while_rows_arrive,
+        text_search_track_and_alert_filters,
         cursors_are_checked,
         an_unstorable_finding_rejects_the_whole_batch,
         gateways_enrol_list_revoke_and_look_up,
@@ -693,6 +695,228 @@ async fn alerts_page_and_filter<S: Store>(s: &S) {
         .await
         .unwrap();
     assert!(resolved.items.is_empty());
+}
+
+/// Every row of a listing, page by page of `limit`, calling `between` after each page.
+async fn alert_pages<S: Store>(
+    s: &S,
+    mut query: AlertQuery,
+    mut between: impl FnMut(usize) -> Vec<Finding>,
+) -> Vec<AlertRecord> {
+    let mut seen = Vec::new();
+    for page_no in 0.. {
+        let page = s.list_alerts(&query).await.unwrap();
+        seen.extend(page.items);
+        let arriving = between(page_no);
+        if !arriving.is_empty() {
+            s.insert_findings(&ingested(&arriving, at(100_000 + page_no as i64)))
+                .await
+                .unwrap();
+        }
+        match page.next_cursor {
+            Some(c) => query.after = Some(c),
+            None => break,
+        }
+    }
+    seen
+}
+
+async fn alerts_page_in_every_order_while_rows_arrive<S: Store>(s: &S) {
+    // 17 alerts over 9 instants and 4 levels; every third one changes later, so the
+    // three orders differ.
+    let mut tracks = Vec::new();
+    for i in 0..17_i64 {
+        let track = Uuid::now_v7();
+        let f = finding(track, (i % 4) as u8, 40.0 + i as f64, i);
+        s.insert_findings(&ingested(&[f], at((i / 2) * 1000)))
+            .await
+            .unwrap();
+        tracks.push(track);
+    }
+    for (n, track) in tracks.iter().enumerate().step_by(3) {
+        let f = finding(*track, 1, 45.0, 50 + n as i64);
+        s.insert_findings(&ingested(&[f], at(20_000 + (17 - n as i64) * 10)))
+            .await
+            .unwrap();
+    }
+    let before: HashSet<Uuid> = s
+        .list_alerts(&AlertQuery {
+            limit: 1000,
+            ..AlertQuery::default()
+        })
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(before.len(), 17);
+    let key = |sort: AlertSort, a: &AlertRecord| match sort {
+        AlertSort::CreatedDesc => (0, a.created_at, a.id),
+        AlertSort::WorstLevelDesc => (i64::from(a.worst_level), a.created_at, a.id),
+        AlertSort::UpdatedDesc => (0, a.updated_at, a.id),
+    };
+    for sort in [
+        AlertSort::CreatedDesc,
+        AlertSort::WorstLevelDesc,
+        AlertSort::UpdatedDesc,
+    ] {
+        // New alerts (new tracks, of every level) arrive between the pages.
+        let seen = alert_pages(
+            s,
+            AlertQuery {
+                sort,
+                limit: 4,
+                ..AlertQuery::default()
+            },
+            |page| {
+                (0..2)
+                    .map(|k| finding(Uuid::now_v7(), ((page + k) % 4) as u8, 41.0, 90 + k as i64))
+                    .collect()
+            },
+        )
+        .await;
+        let mut counts = std::collections::HashMap::new();
+        for a in &seen {
+            *counts.entry(a.id).or_insert(0) += 1;
+        }
+        assert!(counts.values().all(|&n| n == 1), "{sort:?}: a row twice");
+        for id in &before {
+            assert_eq!(counts.get(id), Some(&1), "{sort:?}: {id} not exactly once");
+        }
+        assert!(
+            seen.windows(2).all(|w| key(sort, &w[0]) > key(sort, &w[1])),
+            "{sort:?}: out of order"
+        );
+        // A cursor continues only its own order.
+        let first = s
+            .list_alerts(&AlertQuery {
+                sort,
+                limit: 1,
+                ..AlertQuery::default()
+            })
+            .await
+            .unwrap();
+        for other in [
+            AlertSort::CreatedDesc,
+            AlertSort::WorstLevelDesc,
+            AlertSort::UpdatedDesc,
+        ] {
+            let r = s
+                .list_alerts(&AlertQuery {
+                    sort: other,
+                    after: first.next_cursor,
+                    ..AlertQuery::default()
+                })
+                .await;
+            assert_eq!(
+                r.is_ok(),
+                other == sort,
+                "{sort:?} cursor in {other:?}: {r:?}"
+            );
+        }
+    }
+}
+
+async fn text_search_track_and_alert_filters<S: Store>(s: &S) {
+    let track = Uuid::now_v7();
+    let mut a = finding(track, 2, 60.0, 0);
+    a.camera = "Cam-East".into();
+    let mut a2 = finding(track, 3, 65.0, 10);
+    a2.camera = "Cam-East".into();
+    let mut b = finding(Uuid::now_v7(), 1, 45.0, 20);
+    b.asset = Some("feeder_7%".into());
+    b.component.as_mut().unwrap().class = "clamp".into();
+    let mut c = finding(Uuid::now_v7(), 1, 45.0, 30);
+    c.site = "south-yard".into();
+    c.asset = None;
+    c.component = None;
+    s.insert_findings(&ingested(&[a.clone(), a2.clone()], at(1000)))
+        .await
+        .unwrap();
+    s.insert_findings(&ingested(&[b.clone()], at(2000)))
+        .await
+        .unwrap();
+    s.insert_findings(&ingested(&[c.clone()], at(3000)))
+        .await
+        .unwrap();
+    let find = |text: &str, track: Option<Uuid>| FindingQuery {
+        text: Some(text.into()),
+        track,
+        ..FindingQuery::default()
+    };
+    let ids_of = |page: Page<StoredFinding>| -> HashSet<Uuid> {
+        page.items.iter().map(|f| f.finding.id).collect()
+    };
+    // Case-insensitive, any of the columns; `%` and `_` are literal.
+    for (text, want) in [
+        ("cam-east", vec![a.id, a2.id]),
+        ("EAST", vec![a.id, a2.id]),
+        ("south", vec![c.id]),
+        ("CLAMP", vec![b.id]),
+        ("_7%", vec![b.id]),
+        ("%", vec![b.id]),
+        ("r_7", vec![b.id]),
+        // Unescaped, `_` would match the `-` of Cam-East.
+        ("m_e", vec![]),
+        ("gw-0", vec![a.id, a2.id, b.id, c.id]),
+        ("nothing", vec![]),
+        ("\0", vec![]),
+    ] {
+        let got = ids_of(s.list_findings(&find(text, None)).await.unwrap());
+        assert_eq!(got, want.into_iter().collect::<HashSet<_>>(), "q={text:?}");
+    }
+    // The track filter, with or without text.
+    let got = ids_of(
+        s.list_findings(&FindingQuery {
+            track: Some(track),
+            ..FindingQuery::default()
+        })
+        .await
+        .unwrap(),
+    );
+    assert_eq!(got, [a.id, a2.id].into_iter().collect());
+    assert!(s
+        .list_findings(&find("south", Some(track)))
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    // Alerts: the same search, component class and creation time.
+    let alerts = |q: AlertQuery| async move {
+        s.list_alerts(&q)
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|a| a.track_id)
+            .collect::<HashSet<_>>()
+    };
+    let search = alerts(AlertQuery {
+        text: Some("Cam-EAST".into()),
+        ..AlertQuery::default()
+    })
+    .await;
+    assert_eq!(search, [track].into_iter().collect());
+    let clamps = alerts(AlertQuery {
+        component_class: Some("clamp".into()),
+        ..AlertQuery::default()
+    })
+    .await;
+    assert_eq!(clamps, [b.track.id].into_iter().collect());
+    let window = alerts(AlertQuery {
+        since: Some(at(2000)),
+        until: Some(at(3000)),
+        ..AlertQuery::default()
+    })
+    .await;
+    assert_eq!(window, [b.track.id].into_iter().collect());
+    let later = alerts(AlertQuery {
+        since: Some(at(2001)),
+        ..AlertQuery::default()
+    })
+    .await;
+    assert_eq!(later, [c.track.id].into_iter().collect());
 }
 
 async fn cursors_are_checked<S: Store>(s: &S) {

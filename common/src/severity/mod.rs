@@ -83,6 +83,7 @@ pub const COOL_EXCEPTION_ACTION: &str =
 /// What a [`ReferenceTemperature`] is the temperature of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ReferenceKind {
     /// The ambient air around the component.
     Ambient,
@@ -235,6 +236,7 @@ pub struct SeverityInputs {
 
 /// The numbers an assessment used (recorded on the wire for provenance).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AssessedInputs {
     /// The hotspot's maximum temperature, °C.
     pub max_c: f64,
@@ -255,6 +257,7 @@ pub struct AssessedInputs {
 
 /// The outcome of assessing one reading with one table (goes on the wire in a Finding).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SeverityAssessment {
     /// The table's id.
     pub table: String,

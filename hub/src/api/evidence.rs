@@ -383,7 +383,7 @@ impl From<EvidenceRecord> for EvidenceView {
     tag = "evidence",
     description = "For gateways. Authenticated by `X-Chitti-Gateway: {site}/{gateway}` and `X-Chitti-Signature`: the hex Ed25519 signature, with the gateway's enrolled key, of `\"chitti/v1/evidence\" 0x00 site 0x00 gateway 0x00 sha256`. Idempotent (content-addressed): a replayed signature can only upload the same bytes again.",
     params(
-        ("sha256" = String, Path, description = "Lowercase hex SHA-256 of the body"),
+        ("sha256" = String, Path, pattern = "^[0-9a-f]{64}$", description = "Lowercase hex SHA-256 of the body"),
         ("X-Chitti-Gateway" = String, Header, description = "`{site}/{gateway}` of the uploading gateway"),
         ("X-Chitti-Signature" = String, Header, description = "Hex Ed25519 signature of the evidence message"),
     ),
@@ -449,7 +449,7 @@ async fn put_evidence(
     get,
     path = "/api/v1/evidence/{sha256}",
     tag = "evidence",
-    params(("sha256" = String, Path, description = "Lowercase hex SHA-256 of the blob")),
+    params(("sha256" = String, Path, pattern = "^[0-9a-f]{64}$", description = "Lowercase hex SHA-256 of the blob")),
     security(("bearer" = []), ("session" = [])),
     responses(
         (status = 200, description = "The bytes as uploaded", content(
@@ -506,12 +506,17 @@ async fn get_evidence(
     Ok((headers, bytes).into_response())
 }
 
+fn palette_schema() -> utoipa::openapi::schema::Object {
+    super::enum_schema(&["iron", "rainbow", "grey", "gray"], false, "The palette")
+}
+
 /// How to draw a thermogram.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ThermogramParams {
-    /// `iron` (default), `rainbow` or `grey`.
+    /// `iron` (default), `rainbow` or `grey` (also `gray`).
+    #[param(schema_with = palette_schema)]
     pub palette: Option<String>,
     /// °C drawn in the palette's cold end (default: the image's coldest pixel).
     pub min_c: Option<f32>,
@@ -520,6 +525,7 @@ pub struct ThermogramParams {
     /// Draw the hotspot box, the peak marker and the component box (default `true`).
     pub overlays: Option<bool>,
     /// Integer upscale factor 1..=8; 0 or absent chooses one (at least 480 px wide).
+    #[param(maximum = 8)]
     pub scale: Option<u32>,
     /// Append the °C scale bar on the right (default `true`).
     pub scale_bar: Option<bool>,
@@ -720,7 +726,9 @@ fn wants_binary(headers: &HeaderMap) -> bool {
             (TemperatureGrid = "application/json"),
             (BinaryBody = "application/octet-stream"),
         )),
+        (status = 400, description = "The id is not a UUID", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Needs the viewer role", body = ErrorBody),
         (status = 404, description = "Unknown finding, or its evidence is missing", body = ErrorBody),
         (status = 415, description = "The evidence holds no temperatures", body = ErrorBody),
     )

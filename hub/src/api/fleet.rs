@@ -18,8 +18,8 @@
 
 use super::auth::Principal;
 use super::error::{ApiError, ErrorBody};
-use super::sites::{check_id, ListPage};
-use super::{audit, ApiQuery, ApiState};
+use super::sites::check_id;
+use super::{audit, ApiQuery, ApiState, ListPage};
 use crate::store::{CameraRecord, GatewayRecord, Role, Store};
 use axum::extract::{Path, State};
 use axum::Json;
@@ -206,7 +206,6 @@ pub struct GatewayDetail {
     /// Every camera it has reported, by camera id.
     pub known_cameras: Vec<CameraView>,
     /// Its latest `/status` message as received (the agent's protocol), if any.
-    #[schema(value_type = Option<Object>)]
     pub last_status: Option<chitti_common::protocol::AgentStatus>,
 }
 
@@ -216,6 +215,7 @@ pub struct GatewayDetail {
 #[into_params(parameter_in = Query)]
 pub struct GatewayParams {
     /// Only gateways of this site.
+    #[param(pattern = "^[a-z0-9-]{1,64}$")]
     pub site: Option<String>,
 }
 
@@ -225,8 +225,10 @@ pub struct GatewayParams {
 #[into_params(parameter_in = Query)]
 pub struct CameraParams {
     /// Only cameras of this site.
+    #[param(pattern = "^[a-z0-9-]{1,64}$")]
     pub site: Option<String>,
     /// Only cameras of gateways with this id.
+    #[param(pattern = "^[a-z0-9-]{1,64}$")]
     pub gateway: Option<String>,
 }
 
@@ -285,8 +287,8 @@ async fn existing_gateway(
     path = "/api/v1/gateways/{site}/{gateway}",
     tag = "fleet",
     params(
-        ("site" = String, Path, description = "Site id"),
-        ("gateway" = String, Path, description = "Gateway id"),
+        ("site" = String, Path, pattern = "^[a-z0-9-]{1,64}$", description = "Site id"),
+        ("gateway" = String, Path, pattern = "^[a-z0-9-]{1,64}$", description = "Gateway id"),
     ),
     responses(
         (status = 200, description = "The gateway", body = GatewayDetail),
@@ -325,8 +327,8 @@ async fn gateway(
     path = "/api/v1/gateways/{site}/{gateway}/revoke",
     tag = "fleet",
     params(
-        ("site" = String, Path, description = "Site id"),
-        ("gateway" = String, Path, description = "Gateway id"),
+        ("site" = String, Path, pattern = "^[a-z0-9-]{1,64}$", description = "Site id"),
+        ("gateway" = String, Path, pattern = "^[a-z0-9-]{1,64}$", description = "Gateway id"),
     ),
     responses(
         (status = 200, description = "The gateway, now revoked", body = GatewayView),

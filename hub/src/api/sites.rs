@@ -28,7 +28,7 @@
 
 use super::auth::Principal;
 use super::error::{ApiError, ErrorBody};
-use super::{audit, ApiJson, ApiQuery, ApiState};
+use super::{audit, enum_schema, ApiJson, ApiQuery, ApiState, ListPage};
 use crate::store::{
     AssetRecord, NewAsset, NewSite, NewStructure, Phase, Role, SiteKind, SiteRecord, Store,
     StructureKind, StructureRecord,
@@ -39,7 +39,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
-use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
+use utoipa::openapi::schema::Object;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -60,43 +60,11 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(asset, update_asset, delete_asset))
 }
 
-/// A list as the API returns it. These lists are whole: `next_cursor` is always `null`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ListPage<T: ToSchema> {
-    /// The rows.
-    pub items: Vec<T>,
-    /// Where the next page starts (`?after=`); `null` on the last page.
-    pub next_cursor: Option<String>,
-}
-
-impl<T: ToSchema> ListPage<T> {
-    /// A list that is all there is.
-    pub fn whole(items: Vec<T>) -> Self {
-        Self {
-            items,
-            next_cursor: None,
-        }
-    }
-}
-
 // The store's enums carry serde but no schema; these describe them for OpenAPI. A unit
 // test checks that every value listed here parses, so the two cannot drift apart.
 const SITE_KINDS: [&str; 2] = ["substation", "line"];
 const STRUCTURE_KINDS: [&str; 2] = ["bay", "tower"];
 const PHASES: [&str; 3] = ["A", "B", "C"];
-
-fn enum_schema(values: &[&str], nullable: bool, description: &str) -> Object {
-    let schema_type = if nullable {
-        SchemaType::from_iter([Type::String, Type::Null])
-    } else {
-        SchemaType::new(Type::String)
-    };
-    ObjectBuilder::new()
-        .schema_type(schema_type)
-        .enum_values(Some(values.iter().copied()))
-        .description(Some(description))
-        .build()
-}
 
 fn site_kind_schema() -> Object {
     enum_schema(&SITE_KINDS, false, "What the site is")
@@ -104,6 +72,26 @@ fn site_kind_schema() -> Object {
 
 fn structure_kind_schema() -> Object {
     enum_schema(&STRUCTURE_KINDS, false, "What the structure is")
+}
+
+fn site_kind_patch_schema() -> Object {
+    enum_schema(
+        &SITE_KINDS,
+        true,
+        "What the site is; absent or `null` keeps it",
+    )
+}
+
+fn structure_kind_patch_schema() -> Object {
+    enum_schema(
+        &STRUCTURE_KINDS,
+        true,
+        "What the structure is; absent or `null` keeps it",
+    )
+}
+
+fn phase_filter_schema() -> Object {
+    enum_schema(&PHASES, false, "Only assets on this phase")
 }
 
 fn phase_schema() -> Object {
@@ -116,11 +104,13 @@ pub(crate) fn check_id(what: &'static str, value: &str) -> Result<(), ApiError> 
         .map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
-/// A display name, trimmed; a 400 when it is empty, longer than [`MAX_NAME_CHARS`] or
-/// has control characters.
+/// A display name, trimmed; a 400 when it is empty once trimmed, was sent longer than
+/// [`MAX_NAME_CHARS`] or has control characters.
 pub(crate) fn check_name(what: &str, name: &str) -> Result<String, ApiError> {
+    // The bound is on what was sent, as the schema's `maxLength` says.
+    let sent_chars = name.chars().count();
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+    if name.is_empty() || sent_chars > MAX_NAME_CHARS {
         return Err(ApiError::bad_request(format!(
             "a {what} name is 1 to {MAX_NAME_CHARS} characters"
         )));
@@ -282,8 +272,13 @@ pub struct SiteDetail {
 #[serde(deny_unknown_fields)]
 pub struct NewSiteRequest {
     /// Site id, `[a-z0-9-]{1,64}`; the `{site}` of the gateways' topics.
+    #[schema(pattern = "^[a-z0-9-]{1,64}$")]
     pub id: String,
-    /// Display name, 1 to 200 characters.
+    /// Display name, 1 to 200 characters (trimmed), no control characters.
+    #[schema(
+        max_length = 200,
+        pattern = "^\\s*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub name: String,
     /// `substation` or `line`.
     #[schema(schema_with = site_kind_schema)]
@@ -295,9 +290,13 @@ pub struct NewSiteRequest {
 #[serde(deny_unknown_fields)]
 pub struct SitePatch {
     /// New display name.
+    #[schema(
+        max_length = 200,
+        pattern = "^\\s*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub name: Option<String>,
     /// New kind.
-    #[schema(schema_with = site_kind_schema)]
+    #[schema(schema_with = site_kind_patch_schema)]
     pub kind: Option<SiteKind>,
 }
 
@@ -306,8 +305,13 @@ pub struct SitePatch {
 #[serde(deny_unknown_fields)]
 pub struct NewStructureRequest {
     /// Structure id, `[a-z0-9-]{1,64}`, unique within the site.
+    #[schema(pattern = "^[a-z0-9-]{1,64}$")]
     pub id: String,
-    /// Display name, 1 to 200 characters.
+    /// Display name, 1 to 200 characters (trimmed), no control characters.
+    #[schema(
+        max_length = 200,
+        pattern = "^\\s*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub name: String,
     /// `bay` or `tower`.
     #[schema(schema_with = structure_kind_schema)]
@@ -319,9 +323,13 @@ pub struct NewStructureRequest {
 #[serde(deny_unknown_fields)]
 pub struct StructurePatch {
     /// New display name.
+    #[schema(
+        max_length = 200,
+        pattern = "^\\s*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub name: Option<String>,
     /// New kind.
-    #[schema(schema_with = structure_kind_schema)]
+    #[schema(schema_with = structure_kind_patch_schema)]
     pub kind: Option<StructureKind>,
 }
 
@@ -330,18 +338,25 @@ pub struct StructurePatch {
 #[serde(deny_unknown_fields)]
 pub struct NewAssetRequest {
     /// Asset id, `[a-z0-9-]{1,64}`, unique within the site.
+    #[schema(pattern = "^[a-z0-9-]{1,64}$")]
     pub id: String,
-    /// Display name, 1 to 200 characters.
+    /// Display name, 1 to 200 characters (trimmed), no control characters.
+    #[schema(
+        max_length = 200,
+        pattern = "^\\s*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub name: String,
     /// The structure it is on (in the same site).
     #[serde(default)]
+    #[schema(pattern = "^[a-z0-9-]{1,64}$")]
     pub structure: Option<String>,
     /// The electrical phase.
     #[serde(default)]
     #[schema(schema_with = phase_schema)]
     pub phase: Option<Phase>,
-    /// Component class (`bushing`, `clamp` …).
+    /// Component class (`bushing`, `clamp` …): 1 to 64 characters, no whitespace.
     #[serde(default)]
+    #[schema(pattern = "^[^\\s\\x00-\\x1f\\x7f-\\x9f]{1,64}$")]
     pub component_class: Option<String>,
 }
 
@@ -352,10 +367,14 @@ pub struct NewAssetRequest {
 pub struct AssetPatch {
     /// New display name.
     #[serde(default)]
+    #[schema(
+        max_length = 200,
+        pattern = "^\\s*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub name: Option<String>,
     /// Another structure (in the same site), or `null` for none.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^[a-z0-9-]{1,64}$")]
     pub structure: Option<Option<String>>,
     /// Another phase, or `null` for none.
     #[serde(default, deserialize_with = "present")]
@@ -363,7 +382,7 @@ pub struct AssetPatch {
     pub phase: Option<Option<Phase>>,
     /// Another component class, or `null` for none.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^[^\\s\\x00-\\x1f\\x7f-\\x9f]{1,64}$")]
     pub component_class: Option<Option<String>>,
 }
 
@@ -373,11 +392,12 @@ pub struct AssetPatch {
 #[into_params(parameter_in = Query)]
 pub struct AssetParams {
     /// Only assets on this structure.
+    #[param(pattern = "^[a-z0-9-]{1,64}$")]
     pub structure: Option<String>,
     /// Only assets of this component class.
     pub component_class: Option<String>,
     /// Only assets on this phase (`A`, `B`, `C`).
-    #[param(schema_with = phase_schema)]
+    #[param(schema_with = phase_filter_schema)]
     pub phase: Option<Phase>,
 }
 
@@ -416,6 +436,8 @@ async fn list_sites(
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Needs the admin role", body = ErrorBody),
         (status = 409, description = "The id is taken", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -452,7 +474,7 @@ async fn create_site(
     get,
     path = "/api/v1/sites/{site}",
     tag = "sites",
-    params(("site" = String, Path, description = "Site id")),
+    params(("site" = String, Path, pattern = "^[a-z0-9-]{1,64}$", description = "Site id")),
     responses(
         (status = 200, description = "The site and its hierarchy", body = SiteDetail),
         (status = 400, description = "An invalid id", body = ErrorBody),
@@ -504,7 +526,7 @@ async fn site(
     patch,
     path = "/api/v1/sites/{site}",
     tag = "sites",
-    params(("site" = String, Path, description = "Site id")),
+    params(("site" = String, Path, pattern = "^[a-z0-9-]{1,64}$", description = "Site id")),
     request_body = SitePatch,
     responses(
         (status = 200, description = "The site as it now is", body = SiteView),
@@ -512,6 +534,8 @@ async fn site(
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Needs the admin role", body = ErrorBody),
         (status = 404, description = "No such site", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -564,7 +588,7 @@ async fn update_site(
     delete,
     path = "/api/v1/sites/{site}",
     tag = "sites",
-    params(("site" = String, Path, description = "Site id")),
+    params(("site" = String, Path, pattern = "^[a-z0-9-]{1,64}$", description = "Site id")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "An invalid id", body = ErrorBody),
@@ -595,7 +619,7 @@ async fn delete_site(
     get,
     path = "/api/v1/sites/{site}/structures",
     tag = "sites",
-    params(("site" = String, Path, description = "Site id")),
+    params(("site" = String, Path, pattern = "^[a-z0-9-]{1,64}$", description = "Site id")),
     responses(
         (status = 200, description = "The site's structures, by id", body = ListPage<StructureView>),
         (status = 400, description = "An invalid id", body = ErrorBody),
@@ -623,7 +647,7 @@ async fn list_structures(
     post,
     path = "/api/v1/sites/{site}/structures",
     tag = "sites",
-    params(("site" = String, Path, description = "Site id")),
+    params(("site" = String, Path, pattern = "^[a-z0-9-]{1,64}$", description = "Site id")),
     request_body = NewStructureRequest,
     responses(
         (status = 201, description = "Created", body = StructureView),
@@ -632,6 +656,8 @@ async fn list_structures(
         (status = 403, description = "Needs the admin role", body = ErrorBody),
         (status = 404, description = "No such site", body = ErrorBody),
         (status = 409, description = "The id is taken in this site", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -689,8 +715,8 @@ async fn existing_structure(
     path = "/api/v1/sites/{site}/structures/{structure}",
     tag = "sites",
     params(
-        ("site" = String, Path, description = "Site id"),
-        ("structure" = String, Path, description = "Structure id"),
+        ("site" = String, Path, pattern = "^[a-z0-9-]{1,64}$", description = "Site id"),
+        ("structure" = String, Path, pattern = "^[a-z0-9-]{1,64}$", description = "Structure id"),
     ),
     responses(
         (status = 200, description = "The structure", body = StructureView),
@@ -717,8 +743,8 @@ async fn structure(
     path = "/api/v1/sites/{site}/structures/{structure}",
     tag = "sites",
     params(
-        ("site" = String, Path, description = "Site id"),
-        ("structure" = String, Path, description = "Structure id"),
+        ("site" = String, Path, pattern = "^[a-z0-9-]{1,64}$", description = "Site id"),
+        ("structure" = String, Path, pattern = "^[a-z0-9-]{1,64}$", description = "Structure id"),
     ),
     request_body = StructurePatch,
     responses(
@@ -727,6 +753,8 @@ async fn structure(
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Needs the admin role", body = ErrorBody),
         (status = 404, description = "No such site or structure", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -779,8 +807,8 @@ async fn update_structure(
     path = "/api/v1/sites/{site}/structures/{structure}",
     tag = "sites",
     params(
-        ("site" = String, Path, description = "Site id"),
-        ("structure" = String, Path, description = "Structure id"),
+        ("site" = String, Path, pattern = "^[a-z0-9-]{1,64}$", description = "Site id"),
+        ("structure" = String, Path, pattern = "^[a-z0-9-]{1,64}$", description = "Structure id"),
     ),
     responses(
         (status = 204, description = "Deleted"),
@@ -821,7 +849,7 @@ async fn delete_structure(
     get,
     path = "/api/v1/sites/{site}/assets",
     tag = "sites",
-    params(("site" = String, Path, description = "Site id"), AssetParams),
+    params(("site" = String, Path, pattern = "^[a-z0-9-]{1,64}$", description = "Site id"), AssetParams),
     responses(
         (status = 200, description = "The site's assets that match, by id", body = ListPage<AssetView>),
         (status = 400, description = "An invalid id or filter", body = ErrorBody),
@@ -858,7 +886,7 @@ async fn list_assets(
     post,
     path = "/api/v1/sites/{site}/assets",
     tag = "sites",
-    params(("site" = String, Path, description = "Site id")),
+    params(("site" = String, Path, pattern = "^[a-z0-9-]{1,64}$", description = "Site id")),
     request_body = NewAssetRequest,
     responses(
         (status = 201, description = "Created", body = AssetView),
@@ -867,6 +895,8 @@ async fn list_assets(
         (status = 403, description = "Needs the admin role", body = ErrorBody),
         (status = 404, description = "No such site, or no such structure in it", body = ErrorBody),
         (status = 409, description = "The id is taken in this site", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -932,8 +962,8 @@ async fn existing_asset(s: &ApiState, site: &str, id: &str) -> Result<AssetRecor
     path = "/api/v1/sites/{site}/assets/{asset}",
     tag = "sites",
     params(
-        ("site" = String, Path, description = "Site id"),
-        ("asset" = String, Path, description = "Asset id"),
+        ("site" = String, Path, pattern = "^[a-z0-9-]{1,64}$", description = "Site id"),
+        ("asset" = String, Path, pattern = "^[a-z0-9-]{1,64}$", description = "Asset id"),
     ),
     responses(
         (status = 200, description = "The asset", body = AssetView),
@@ -960,8 +990,8 @@ async fn asset(
     path = "/api/v1/sites/{site}/assets/{asset}",
     tag = "sites",
     params(
-        ("site" = String, Path, description = "Site id"),
-        ("asset" = String, Path, description = "Asset id"),
+        ("site" = String, Path, pattern = "^[a-z0-9-]{1,64}$", description = "Site id"),
+        ("asset" = String, Path, pattern = "^[a-z0-9-]{1,64}$", description = "Asset id"),
     ),
     request_body = AssetPatch,
     responses(
@@ -970,6 +1000,8 @@ async fn asset(
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Needs the admin role", body = ErrorBody),
         (status = 404, description = "No such site, asset or structure", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -1045,8 +1077,8 @@ async fn update_asset(
     path = "/api/v1/sites/{site}/assets/{asset}",
     tag = "sites",
     params(
-        ("site" = String, Path, description = "Site id"),
-        ("asset" = String, Path, description = "Asset id"),
+        ("site" = String, Path, pattern = "^[a-z0-9-]{1,64}$", description = "Site id"),
+        ("asset" = String, Path, pattern = "^[a-z0-9-]{1,64}$", description = "Asset id"),
     ),
     responses(
         (status = 204, description = "Deleted"),

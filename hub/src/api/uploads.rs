@@ -126,21 +126,42 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
         .layer(DefaultBodyLimit::disable())
 }
 
+fn severity_table_schema() -> utoipa::openapi::schema::Object {
+    super::enum_schema(
+        &chitti_common::severity::BUILTIN_TABLE_IDS,
+        false,
+        "Built-in severity table id (default `utility-absolute`)",
+    )
+}
+
+fn reference_kind_schema() -> utoipa::openapi::schema::Object {
+    super::enum_schema(
+        &["ambient", "similar"],
+        false,
+        "`ambient` (default) or `similar`",
+    )
+}
+
 /// The form, as OpenAPI describes it (the handler reads the parts as they come).
 #[derive(ToSchema)]
 #[allow(dead_code)] // documentation only: never built
 struct UploadForm {
     /// Site id (must exist).
+    #[schema(pattern = "^[a-z0-9-]{1,64}$")]
     site: String,
     /// Asset id in the site (must exist).
+    #[schema(pattern = "^[a-z0-9-]{1,64}$")]
     asset: Option<String>,
     /// Built-in severity table id (default `utility-absolute`).
+    #[schema(schema_with = severity_table_schema)]
     severity_table: Option<String>,
     /// Reference °C for ΔT tables.
     reference_c: Option<f64>,
     /// `ambient` (default) or `similar`.
+    #[schema(schema_with = reference_kind_schema)]
     reference_kind: Option<String>,
-    /// Free text for the audit log.
+    /// Free text for the audit log, at most 4000 bytes.
+    #[schema(max_length = 1000)]
     note: Option<String>,
     /// The FLIR files (R-JPEG, .fff, .seq, .csq), after the other fields.
     #[schema(value_type = Vec<String>, format = Binary, content_media_type = "application/octet-stream")]

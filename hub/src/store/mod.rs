@@ -52,6 +52,7 @@ mod sqlite;
 
 pub use any::AnyStore;
 pub use cursor::Cursor;
+use cursor::Listing;
 pub use error::StoreError;
 pub use model::*;
 pub use postgres::PgStore;
@@ -120,7 +121,9 @@ pub trait Store: Send + Sync {
     fn count_findings(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// A page of findings, newest received first: keyset pagination on
-    /// (`received_at`, `id`) descending.
+    /// (`received_at`, `id`) descending. The text filter is a parameterised `LIKE`
+    /// (`ILIKE` on Postgres) over site, gateway, camera, asset and component class:
+    /// case-insensitive for ASCII letters on SQLite, for all letters on Postgres.
     fn list_findings(
         &self,
         query: &FindingQuery,
@@ -132,8 +135,9 @@ pub trait Store: Send + Sync {
         id: Uuid,
     ) -> impl Future<Output = Result<Option<AlertRecord>, StoreError>> + Send;
 
-    /// A page of alerts, newest created first: keyset pagination on (`created_at`,
-    /// `id`) descending.
+    /// A page of alerts in the query's [`AlertSort`] order, keyset-paginated; a cursor
+    /// of another order is [`StoreError::InvalidCursor`]. The text filter is as for
+    /// [`Store::list_findings`].
     fn list_alerts(
         &self,
         query: &AlertQuery,
@@ -587,6 +591,42 @@ fn in_use(what: &str, id: &str, users: &[(&str, bool)]) -> Option<StoreError> {
     (!by.is_empty()).then(|| StoreError::InUse {
         what: format!("{what} {id} ({})", by.join(", ")),
     })
+}
+
+/// A `LIKE` pattern (escape character `\`) matching text that contains `text`: its
+/// `%`, `_` and `\` match themselves. NUL becomes U+FFFD, as in stored text.
+fn contains_pattern(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text_without_nul(text).chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+/// The cursor listing of an alert order.
+fn alert_listing(sort: AlertSort) -> Listing {
+    match sort {
+        AlertSort::CreatedDesc => Listing::Alerts,
+        AlertSort::WorstLevelDesc => Listing::AlertsByWorstLevel,
+        AlertSort::UpdatedDesc => Listing::AlertsByUpdated,
+    }
+}
+
+/// Where an alert list in this order continues after `a`.
+fn alert_cursor(sort: AlertSort, a: &AlertRecord) -> Cursor {
+    let listing = alert_listing(sort);
+    match sort {
+        AlertSort::CreatedDesc => Cursor::new(listing, a.created_at, a.id),
+        AlertSort::UpdatedDesc => Cursor::new(listing, a.updated_at, a.id),
+        AlertSort::WorstLevelDesc => {
+            Cursor::ranked(listing, i64::from(a.worst_level), a.created_at, a.id)
+        }
+    }
 }
 
 /// Clamps a requested page size.

@@ -108,6 +108,11 @@ pub struct FindingQuery {
     pub until: Option<DateTime<Utc>>,
     /// Only this detected component class.
     pub component_class: Option<String>,
+    /// Only this track (episode) id.
+    pub track: Option<Uuid>,
+    /// Only findings whose site, gateway, camera, asset or component class contains
+    /// this text, case-insensitively ([`super::Store::list_findings`] says how).
+    pub text: Option<String>,
     /// Page size, clamped to `1..=`[`MAX_PAGE_LIMIT`].
     pub limit: u32,
     /// Continue after this cursor (from a previous page's `next_cursor`).
@@ -125,6 +130,8 @@ impl Default for FindingQuery {
             since: None,
             until: None,
             component_class: None,
+            track: None,
+            text: None,
             limit: DEFAULT_PAGE_LIMIT,
             after: None,
         }
@@ -153,6 +160,9 @@ pub enum AlertStatus {
 }
 
 impl AlertStatus {
+    /// Every status's stored (and API) name.
+    pub const NAMES: &'static [&'static str] = &["open", "acknowledged", "resolved"];
+
     /// The stored (and API) name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -235,9 +245,20 @@ pub struct AlertQuery {
     pub status: Option<AlertStatus>,
     /// Only alerts whose worst level is at or above this.
     pub min_level: Option<u8>,
+    /// Only this component class.
+    pub component_class: Option<String>,
+    /// Only alerts created at or after this (hub clock).
+    pub since: Option<DateTime<Utc>>,
+    /// Only alerts created before this (hub clock).
+    pub until: Option<DateTime<Utc>>,
+    /// Only alerts whose site, gateway, camera, asset or component class contains this
+    /// text, case-insensitively ([`super::Store::list_alerts`] says how).
+    pub text: Option<String>,
+    /// The order, and so the keyset a cursor continues.
+    pub sort: AlertSort,
     /// Page size, clamped to `1..=`[`MAX_PAGE_LIMIT`].
     pub limit: u32,
-    /// Continue after this cursor.
+    /// Continue after this cursor (of the same `sort`).
     pub after: Option<Cursor>,
 }
 
@@ -249,8 +270,59 @@ impl Default for AlertQuery {
             asset: None,
             status: None,
             min_level: None,
+            component_class: None,
+            since: None,
+            until: None,
+            text: None,
+            sort: AlertSort::default(),
             limit: DEFAULT_PAGE_LIMIT,
             after: None,
+        }
+    }
+}
+
+/// The orders of the alert list, each with its own keyset (ties broken by id).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum AlertSort {
+    /// Newest created first: (`created_at`, `id`) descending.
+    #[default]
+    CreatedDesc,
+    /// Worst first, newest first within a level: (`worst_level`, `created_at`, `id`)
+    /// descending.
+    WorstLevelDesc,
+    /// Most recently changed first (a hot-first queue): (`updated_at`, `id`)
+    /// descending. An alert that changes while a client pages moves to the top, so it
+    /// is seen once more or, if it was still ahead of the cursor, not in this pass.
+    UpdatedDesc,
+}
+
+impl AlertSort {
+    /// Every order's API name.
+    pub const NAMES: &'static [&'static str] =
+        &["created_desc", "worst_level_desc", "updated_desc"];
+
+    /// The API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CreatedDesc => "created_desc",
+            Self::WorstLevelDesc => "worst_level_desc",
+            Self::UpdatedDesc => "updated_desc",
+        }
+    }
+}
+
+impl std::str::FromStr for AlertSort {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, UnknownName> {
+        match s {
+            "created_desc" => Ok(Self::CreatedDesc),
+            "worst_level_desc" => Ok(Self::WorstLevelDesc),
+            "updated_desc" => Ok(Self::UpdatedDesc),
+            other => Err(UnknownName {
+                what: "alert order",
+                value: other.to_string(),
+            }),
         }
     }
 }
@@ -271,6 +343,10 @@ pub enum AlertEventKind {
 }
 
 impl AlertEventKind {
+    /// Every kind's stored (and API) name.
+    pub const NAMES: &'static [&'static str] =
+        &["acknowledge", "resolve", "reopen", "comment", "assign"];
+
     /// The stored (and API) name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -555,6 +631,9 @@ macro_rules! named_enum {
         }
 
         impl $name {
+            /// Every value's stored (and API) name, in order.
+            pub const NAMES: &'static [&'static str] = &[$($text),+];
+
             /// The stored (and API) name.
             pub fn as_str(self) -> &'static str {
                 match self {

@@ -514,16 +514,20 @@ impl Store for PgStore {
             "SELECT id, doc::text AS doc, received_at, batch_id FROM findings WHERE true",
         );
         if let Some(site) = &q.site {
-            qb.push(" AND site = ").push_bind(site);
+            qb.push(" AND site = ")
+                .push_bind(text_without_nul(site).into_owned());
         }
         if let Some(gateway) = &q.gateway {
-            qb.push(" AND gateway = ").push_bind(gateway);
+            qb.push(" AND gateway = ")
+                .push_bind(text_without_nul(gateway).into_owned());
         }
         if let Some(camera) = &q.camera {
-            qb.push(" AND camera = ").push_bind(camera);
+            qb.push(" AND camera = ")
+                .push_bind(text_without_nul(camera).into_owned());
         }
         if let Some(asset) = &q.asset {
-            qb.push(" AND asset = ").push_bind(asset);
+            qb.push(" AND asset = ")
+                .push_bind(text_without_nul(asset).into_owned());
         }
         if let Some(min) = q.min_level {
             qb.push(" AND severity_level >= ").push_bind(i16::from(min));
@@ -535,7 +539,18 @@ impl Store for PgStore {
             qb.push(" AND received_at < ").push_bind(until);
         }
         if let Some(class) = &q.component_class {
-            qb.push(" AND component_class = ").push_bind(class);
+            qb.push(" AND component_class = ")
+                .push_bind(text_without_nul(class).into_owned());
+        }
+        if let Some(track) = q.track {
+            qb.push(" AND track_id = ").push_bind(track);
+        }
+        if let Some(text) = q.text.as_deref().filter(|t| !t.is_empty()) {
+            push_contains(
+                &mut qb,
+                &["site", "gateway", "camera", "asset", "component_class"],
+                text,
+            );
         }
         if let Some(after) = &q.after {
             let (at, id) = after.key(Listing::Findings)?;
@@ -567,13 +582,16 @@ impl Store for PgStore {
         let mut qb =
             QueryBuilder::<Postgres>::new(format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE true"));
         if let Some(site) = &q.site {
-            qb.push(" AND site = ").push_bind(site);
+            qb.push(" AND site = ")
+                .push_bind(text_without_nul(site).into_owned());
         }
         if let Some(gateway) = &q.gateway {
-            qb.push(" AND gateway = ").push_bind(gateway);
+            qb.push(" AND gateway = ")
+                .push_bind(text_without_nul(gateway).into_owned());
         }
         if let Some(asset) = &q.asset {
-            qb.push(" AND asset = ").push_bind(asset);
+            qb.push(" AND asset = ")
+                .push_bind(text_without_nul(asset).into_owned());
         }
         if let Some(status) = q.status {
             qb.push(" AND status = ").push_bind(status.as_str());
@@ -581,24 +599,52 @@ impl Store for PgStore {
         if let Some(min) = q.min_level {
             qb.push(" AND worst_level >= ").push_bind(i16::from(min));
         }
-        if let Some(after) = &q.after {
-            let (at, id) = after.key(Listing::Alerts)?;
-            qb.push(" AND (created_at, id) < (")
-                .push_bind(at_us(at)?)
-                .push(", ")
-                .push_bind(id)
-                .push(")");
+        if let Some(class) = &q.component_class {
+            qb.push(" AND component_class = ")
+                .push_bind(text_without_nul(class).into_owned());
         }
-        qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
-            .push_bind(limit as i64 + 1);
+        if let Some(since) = q.since {
+            qb.push(" AND created_at >= ").push_bind(since);
+        }
+        if let Some(until) = q.until {
+            qb.push(" AND created_at < ").push_bind(until);
+        }
+        if let Some(text) = q.text.as_deref().filter(|t| !t.is_empty()) {
+            push_contains(
+                &mut qb,
+                &["site", "gateway", "camera", "asset", "component_class"],
+                text,
+            );
+        }
+        let listing = alert_listing(q.sort);
+        if let Some(after) = &q.after {
+            let (rank, at, id) = after.ranked_key(listing)?;
+            match q.sort {
+                AlertSort::CreatedDesc => qb.push(" AND (created_at, id) < ("),
+                AlertSort::UpdatedDesc => qb.push(" AND (updated_at, id) < ("),
+                AlertSort::WorstLevelDesc => {
+                    let rank = i16::try_from(rank).map_err(|_| StoreError::InvalidCursor)?;
+                    qb.push(" AND (worst_level, created_at, id) < (")
+                        .push_bind(rank)
+                        .push(", ")
+                }
+            };
+            qb.push_bind(at_us(at)?).push(", ").push_bind(id).push(")");
+        }
+        qb.push(match q.sort {
+            AlertSort::CreatedDesc => " ORDER BY created_at DESC, id DESC LIMIT ",
+            AlertSort::UpdatedDesc => " ORDER BY updated_at DESC, id DESC LIMIT ",
+            AlertSort::WorstLevelDesc => {
+                " ORDER BY worst_level DESC, created_at DESC, id DESC LIMIT "
+            }
+        })
+        .push_bind(limit as i64 + 1);
         let rows = qb.build().fetch_all(&self.pool).await?;
         let items = rows
             .iter()
             .map(alert_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(into_page(items, limit, |a| {
-            Cursor::new(Listing::Alerts, a.created_at, a.id)
-        }))
+        Ok(into_page(items, limit, |a| alert_cursor(q.sort, a)))
     }
 
     async fn record_alert_event(&self, event: &NewAlertEvent) -> Result<AlertRecord, StoreError> {
@@ -1585,4 +1631,20 @@ impl Store for PgStore {
             })
             .collect()
     }
+}
+
+/// `AND (col ILIKE p OR …)` for a contains-text filter: one bound pattern per column,
+/// never text in the SQL.
+fn push_contains(qb: &mut QueryBuilder<'_, Postgres>, columns: &[&str], text: &str) {
+    let pattern = contains_pattern(text);
+    qb.push(" AND (");
+    for (i, column) in columns.iter().enumerate() {
+        if i > 0 {
+            qb.push(" OR ");
+        }
+        qb.push(format!("{column} ILIKE "))
+            .push_bind(pattern.clone())
+            .push(" ESCAPE '\\'");
+    }
+    qb.push(")");
 }
