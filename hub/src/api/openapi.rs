@@ -69,6 +69,37 @@ pub(crate) fn base() -> OpenApiDoc {
 }
 
 /// `/api/openapi.json` and `/api/docs` for a finished document.
-pub(crate) fn docs(doc: OpenApiDoc) -> Router<ApiState> {
+pub(crate) fn docs(mut doc: OpenApiDoc) -> Router<ApiState> {
+    document_rate_limit(&mut doc);
     Router::from(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, doc))
+}
+
+/// Every operation can answer 429: the per-client rate limit ([`crate::guard`]) stands
+/// in front of all of `/api`.
+fn document_rate_limit(doc: &mut OpenApiDoc) {
+    use utoipa::openapi::{Content, Ref, ResponseBuilder};
+    let response = ResponseBuilder::new()
+        .description("Too many requests from this client (see `Retry-After`)")
+        .content(
+            "application/json",
+            Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+        )
+        .build();
+    for item in doc.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            op.responses
+                .responses
+                .entry("429".to_string())
+                .or_insert_with(|| response.clone().into());
+        }
+    }
 }
