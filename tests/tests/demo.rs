@@ -69,8 +69,12 @@ fn start_demo(data: &Path, log: &Path) -> Demo {
             .lines()
             .find_map(|l| {
                 let rest = l.trim_start().strip_prefix(label)?;
-                rest.starts_with("  ")
-                    .then(|| rest.split_whitespace().next().unwrap_or_default().to_string())
+                rest.starts_with("  ").then(|| {
+                    rest.split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string()
+                })
             })
             .unwrap_or_else(|| {
                 panic!(
