@@ -68,6 +68,10 @@ pub enum Command {
     /// Manage people's accounts (the first admin is made here).
     #[command(subcommand)]
     User(UserCommand),
+    /// Run a demonstration: the hub on embedded defaults with a seeded substation and
+    /// line, an admin account, and simulated gateways in this process.
+    #[cfg(feature = "demo")]
+    Demo(crate::demo::DemoArgs),
 }
 
 /// `user …`.
@@ -239,6 +243,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
                 Ok(())
+            })
+        }
+        #[cfg(feature = "demo")]
+        Command::Demo(args) => {
+            crate::demo::init_tracing();
+            runtime()?.block_on(async move {
+                let (tx, rx) = tokio::sync::watch::channel(false);
+                tokio::spawn(async move {
+                    wait_for_signal().await;
+                    let _ = tx.send(true);
+                });
+                crate::demo::run(args, rx).await
             })
         }
         Command::Gateway(cmd) => runtime()?.block_on(gateway(cmd)),

@@ -6,6 +6,8 @@ pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod credentials;
+#[cfg(feature = "demo")]
+pub mod demo;
 pub mod evidence;
 pub mod guard;
 pub mod http;

@@ -279,6 +279,28 @@ impl Scene {
     }
 }
 
+/// The pixel rectangles `[x, y, width, height]` of the three phase bodies (A, B, C) in a
+/// `width`×`height` scene, exactly the pixels the scene draws as phases: regions of
+/// interest that compare the phases with each other and leave sky and ground out.
+pub fn phase_body_rects(width: u32, height: u32) -> [[u32; 4]; 3] {
+    let (w, h) = (f64::from(width), f64::from(height));
+    let half = (w * 0.03).max(1.0);
+    // A pixel belongs to a body when its centre (x + 0.5, y + 0.5) lies within it.
+    let y0 = (h * 0.35 - 0.5).ceil().max(0.0);
+    let y1 = (h * 0.85 - 0.5).floor().min(h - 1.0);
+    [0.25, 0.5, 0.75].map(|f| {
+        let cx = w * f;
+        let x0 = (cx - half - 0.5).ceil().max(0.0);
+        let x1 = (cx + half - 0.5).floor().min(w - 1.0);
+        [
+            x0 as u32,
+            y0 as u32,
+            (x1 - x0 + 1.0) as u32,
+            (y1 - y0 + 1.0) as u32,
+        ]
+    })
+}
+
 /// SplitMix64: tiny, fast and the same on every platform and version (the noise must
 /// not change when a dependency does).
 #[derive(Debug, Clone)]
@@ -434,6 +456,29 @@ mod tests {
         assert!(later.connector_rise_c < 10.0 && later.phase_rise_c[2] == LOADED_RISE_C);
         let quiet = Scene::new(camera(SceneKind::Quiet)).unwrap();
         assert_eq!(quiet.state_at(700.0).connector_rise_c, 0.0);
+    }
+
+    #[test]
+    fn phase_body_rects_are_exactly_the_phase_pixels() {
+        for (w, h) in [(160u32, 120u32), (320, 240), (640, 480), (97, 61)] {
+            let mut c = camera(SceneKind::Substation);
+            (c.width, c.height) = (w, h);
+            let scene = Scene::new(c).unwrap();
+            let rects = phase_body_rects(w, h);
+            for y in 0..h {
+                for x in 0..w {
+                    let inside = rects
+                        .iter()
+                        .position(|r| x >= r[0] && x < r[0] + r[2] && y >= r[1] && y < r[1] + r[3]);
+                    let phase = scene.phase[(y * w + x) as usize];
+                    assert_eq!(
+                        inside.map_or(0, |k| k as u8 + 1),
+                        phase,
+                        "{w}x{h} at ({x}, {y})"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
