@@ -7,7 +7,8 @@
 # Needs: Postgres at $PGHOST:$PGPORT (default 127.0.0.1:5432, user postgres, trust),
 # `oha` (cargo install oha; or set OHA=/path/to/oha), pgbench (Debian's postgresql).
 # Prints, for each endpoint:
-#   (a) 1000 open connections at a fixed 1000 req/s for $SECONDS_A s: p50/p99;
+#   (a) 1000 open connections at a fixed 1000 req/s for $SECONDS_A s: p50/p99 (after
+#       a 5 s warm-up at the same load, not reported);
 #   (b) saturation: 64 connections, as fast as it goes, for $SECONDS_B s: req/s;
 # and the same SQL run directly by pgbench (the store's own query text), so the API's
 # own overhead shows. The database is re-created each run (chitti_api_bench).
@@ -109,6 +110,8 @@ echo "== API load: $counts; hub $(git rev-parse --short HEAD) release; $(nproc) 
 for ep in list detail; do
   if [[ $ep == list ]]; then path="/api/v1/alerts?limit=50"; else path="/api/v1/alerts/$alert"; fi
   echo "-- GET $path"
+  # Warm-up, not reported: 1000 connections opened and the pool filled once.
+  oha_line "http://$http$path" 1000 1000 5 >/dev/null
   printf '  (a) 1000 conns @ 1000 req/s, %ss: ' "$SECONDS_A"; oha_line "http://$http$path" 1000 1000 "$SECONDS_A"
   printf '  (b) saturation, 64 conns, %ss:  ' "$SECONDS_B"; oha_line "http://$http$path" "" 64 "$SECONDS_B"
   printf '  SQL @ 1000 tx/s (pgbench, 16 clients):  '; pgbench_line "$ep.sql" 16 1000

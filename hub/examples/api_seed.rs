@@ -4,8 +4,8 @@
 //! cargo run --release -p chitti-hub --example api_seed -- STORE_URL [FINDINGS=1000000] [PER_TRACK=20]
 //! ```
 //!
-//! Findings come in tracks of `PER_TRACK` (one alert each), spread over 4 sites and 16
-//! gateways, through `Store::insert_findings` in batches of 1000 — the path ingest
+//! Findings come in tracks of `PER_TRACK` (one alert each: a track stays on one of 16
+//! gateways in 4 sites), through `Store::insert_findings` in batches of 1000 — the path ingest
 //! takes, alerts included. Prints the number stored and one alert id (for the detail
 //! endpoint) on the last line as `alert <uuid>`.
 
@@ -45,8 +45,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if i % per_track == 0 {
             track = Uuid::now_v7();
         }
+        // A track stays on one gateway (as a camera's episode does): one alert each.
+        let mut finding = copy_rows::sample(i, track);
+        let t = i / per_track;
+        finding.site = format!("site-{}", t % 4);
+        finding.gateway = format!("gw-{}", t % 16);
         batch.push(IngestedFinding {
-            finding: copy_rows::sample(i, track),
+            finding,
             received_at: Utc::now(),
             batch_id: Uuid::nil(),
         });
