@@ -220,7 +220,9 @@ async fn logout(
                 .map(|(_, v)| v.to_string())
         });
     if let Some(t) = token {
-        s.store.delete_session(&token_hash(&t)).await?;
+        let hash = token_hash(&t);
+        s.store.delete_session(&hash).await?;
+        s.auth_cache.forget(&hash);
     }
     tracing::info!(username = %p.user.username, "signed out");
     let clear = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
@@ -408,13 +410,18 @@ async fn update_user(
             "an admin cannot demote or disable their own account",
         ));
     }
+    // Remembered authentications carry the user's role and state: forget them all.
     if let Some(role) = patch.role {
-        if !s.store.set_user_role(id, role).await? {
+        let found = s.store.set_user_role(id, role).await?;
+        s.auth_cache.clear();
+        if !found {
             return Err(ApiError::not_found(format!("user {id}")));
         }
     }
     if let Some(disabled) = patch.disabled {
-        if !s.store.set_user_disabled(id, disabled).await? {
+        let found = s.store.set_user_disabled(id, disabled).await?;
+        s.auth_cache.clear();
+        if !found {
             return Err(ApiError::not_found(format!("user {id}")));
         }
     }
@@ -624,7 +631,10 @@ async fn revoke_token(
     if !mine && p.user.role < Role::Admin {
         return Err(ApiError::not_found(format!("token {id}")));
     }
-    if !s.store.revoke_api_token(id).await? {
+    let revoked = s.store.revoke_api_token(id).await?;
+    // Only the hash identifies a remembered token: forget them all.
+    s.auth_cache.clear();
+    if !revoked {
         return Err(ApiError::not_found(format!("token {id}")));
     }
     audit(

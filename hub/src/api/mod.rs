@@ -71,6 +71,8 @@ pub struct ApiState {
     pub live: Arc<LiveEvents>,
     /// Failed-login limits.
     pub logins: Arc<LoginLimiter>,
+    /// Successful authentications, remembered briefly.
+    pub auth_cache: Arc<auth::AuthCache>,
     /// Whether cookies get `Secure` (the hub is behind TLS).
     pub secure_cookies: bool,
     /// Largest multipart upload (all files together).
@@ -89,6 +91,7 @@ impl ApiState {
             )),
             live: Arc::new(LiveEvents::new(crate::live::DEFAULT_LIVE_HISTORY)),
             logins: Arc::new(LoginLimiter::new(10, std::time::Duration::from_secs(60))),
+            auth_cache: Arc::new(auth::AuthCache::new(auth::AUTH_CACHE_TTL)),
             secure_cookies,
             max_upload_bytes: crate::config::DEFAULT_MAX_UPLOAD_BYTES,
         }
