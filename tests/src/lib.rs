@@ -386,3 +386,60 @@ impl Drop for TestPostgres {
         .join();
     }
 }
+
+/// Every finding in the store, page after page, newest received first.
+pub async fn all_stored_findings(
+    store: &chitti_hub::store::AnyStore,
+) -> Vec<chitti_hub::store::StoredFinding> {
+    use chitti_hub::store::Store;
+    let mut findings = Vec::new();
+    let mut query = chitti_hub::store::FindingQuery {
+        limit: 500,
+        ..chitti_hub::store::FindingQuery::default()
+    };
+    loop {
+        let page = store.list_findings(&query).await.expect("list findings");
+        findings.extend(page.items);
+        match page.next_cursor {
+            Some(c) => query.after = Some(c),
+            None => break,
+        }
+    }
+    findings
+}
+
+/// The SQLite URL of a hub data directory.
+pub fn sqlite_url(data: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", data.join("chitti.db").display())
+}
+
+/// Enrols a gateway into the hub's database (`chitti-hub gateway add`), its
+/// credentials written to `out`.
+pub fn enrol(hub_args: &[&str], site: &str, gateway: &str, out: &Path) {
+    let mut args = vec!["gateway", "add"];
+    args.extend_from_slice(hub_args);
+    let out_s = out.display().to_string();
+    args.extend_from_slice(&["--site", site, "--gateway", gateway, "--out", &out_s]);
+    hub_command(&args);
+}
+
+/// The finding ids an agent's log names (the agent logs each finding once, when made).
+pub fn logged_finding_ids(log: &str) -> std::collections::BTreeSet<uuid::Uuid> {
+    log.lines()
+        .filter_map(|l| l.split(" finding finding=").nth(1))
+        .filter_map(|r| uuid::Uuid::parse_str(r.split_whitespace().next()?).ok())
+        .collect()
+}
+
+/// Signs in through `POST /api/v1/auth/login`; the bearer token.
+pub fn api_login(http: std::net::SocketAddr, username: &str, password: &str) -> String {
+    let text = ureq::post(format!("http://{http}/api/v1/auth/login"))
+        .header("content-type", "application/json")
+        .send(serde_json::json!({ "username": username, "password": password }).to_string())
+        .expect("sign in")
+        .body_mut()
+        .read_to_string()
+        .expect("login answer");
+    let body: serde_json::Value = serde_json::from_str(&text).expect("login JSON");
+    body["token"].as_str().expect("token").to_string()
+}

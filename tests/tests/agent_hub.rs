@@ -3,25 +3,15 @@
 //! once, through a hub crash and a database outage.
 
 use chitti_e2e::*;
-use chitti_hub::store::{AnyStore, FindingQuery, Store};
-use std::path::Path;
+use chitti_hub::store::{AnyStore, Store};
 
-/// Every finding in the store, page after page.
+/// Every finding in the store.
 async fn all_findings(store: &AnyStore) -> Vec<chitti_common::finding::Finding> {
-    let mut findings = Vec::new();
-    let mut query = FindingQuery {
-        limit: 500,
-        ..FindingQuery::default()
-    };
-    loop {
-        let page = store.list_findings(&query).await.expect("list findings");
-        findings.extend(page.items.into_iter().map(|f| f.finding));
-        match page.next_cursor {
-            Some(c) => query.after = Some(c),
-            None => break,
-        }
-    }
-    findings
+    all_stored_findings(store)
+        .await
+        .into_iter()
+        .map(|f| f.finding)
+        .collect()
 }
 
 /// Every finding in the store, as sorted shapes.
@@ -29,19 +19,6 @@ async fn stored_shapes(store: &AnyStore) -> Vec<(String, String, String, u8, Str
     let mut shapes: Vec<_> = all_findings(store).await.iter().map(shape).collect();
     shapes.sort();
     shapes
-}
-
-fn sqlite_url(data: &Path) -> String {
-    format!("sqlite://{}?mode=rwc", data.join("chitti.db").display())
-}
-
-/// Enrols a gateway into the hub's database (`chitti-hub gateway add`).
-fn enrol(hub_args: &[&str], site: &str, gateway: &str, out: &Path) {
-    let mut args = vec!["gateway", "add"];
-    args.extend_from_slice(hub_args);
-    let out_s = out.display().to_string();
-    args.extend_from_slice(&["--site", site, "--gateway", gateway, "--out", &out_s]);
-    hub_command(&args);
 }
 
 async fn wait_for_exact(
@@ -295,25 +272,19 @@ async fn while_postgres_is_unreachable_nothing_is_acknowledged_and_everything_la
     proxy.restore();
     // Everything the agent logged lands, once (the paced camera may drop frames, so
     // the agent's own log is the reference).
-    let logged = |log: &str| -> std::collections::BTreeSet<uuid::Uuid> {
-        log.lines()
-            .filter_map(|l| l.split(" finding=").nth(1))
-            .filter_map(|r| uuid::Uuid::parse_str(r.split_whitespace().next()?).ok())
-            .collect()
-    };
     eventually(
         "the camera finished and every finding it made in the database",
         || agent.log_text(),
         || async {
             let cameras = store.list_cameras("north-yard", "gw-1").await.ok()?;
             let finished = cameras.iter().any(|c| c.state == "finished");
-            let want = logged(&agent.log_text());
+            let want = logged_finding_ids(&agent.log_text());
             let n = store.count_findings().await.ok()? as usize;
             (finished && n >= want.len()).then_some(())
         },
     )
     .await;
-    let want = logged(&agent.log_text());
+    let want = logged_finding_ids(&agent.log_text());
     let have: std::collections::BTreeSet<_> =
         all_findings(&store).await.iter().map(|f| f.id).collect();
     assert_eq!(have, want, "exactly the findings the agent made");

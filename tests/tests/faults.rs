@@ -4,47 +4,10 @@
 //! database with what the agent made.
 
 use chitti_e2e::*;
-use chitti_hub::store::{AnyStore, FindingQuery, Store};
+use chitti_hub::store::{AnyStore, Store};
 use std::collections::BTreeSet;
 use std::path::Path;
 use uuid::Uuid;
-
-async fn all_findings(store: &AnyStore) -> Vec<chitti_hub::store::StoredFinding> {
-    let mut findings = Vec::new();
-    let mut query = FindingQuery {
-        limit: 500,
-        ..FindingQuery::default()
-    };
-    loop {
-        let page = store.list_findings(&query).await.expect("list findings");
-        findings.extend(page.items);
-        match page.next_cursor {
-            Some(c) => query.after = Some(c),
-            None => break,
-        }
-    }
-    findings
-}
-
-fn sqlite_url(data: &Path) -> String {
-    format!("sqlite://{}?mode=rwc", data.join("chitti.db").display())
-}
-
-fn enrol(hub_args: &[&str], site: &str, gateway: &str, out: &Path) {
-    let mut args = vec!["gateway", "add"];
-    args.extend_from_slice(hub_args);
-    let out_s = out.display().to_string();
-    args.extend_from_slice(&["--site", site, "--gateway", gateway, "--out", &out_s]);
-    hub_command(&args);
-}
-
-/// The finding ids an agent logged (each finding is logged once, when made).
-fn logged_ids(log: &str) -> BTreeSet<Uuid> {
-    log.lines()
-        .filter_map(|l| l.split(" finding finding=").nth(1))
-        .filter_map(|r| Uuid::parse_str(r.split_whitespace().next()?).ok())
-        .collect()
-}
 
 /// A hub on embedded defaults in `dir`, with one enrolled gateway `gw-1` of `site`.
 fn embedded_hub(dir: &Path, site: &str) -> (Process, HubAddrs) {
@@ -106,9 +69,9 @@ async fn a_cut_link_buffers_and_replays_as_historical_with_nothing_lost_or_twice
     })
     .await;
     // Findings made while the link is down stay in the outbox.
-    let at_cut = logged_ids(&agent.log_text()).len();
+    let at_cut = logged_finding_ids(&agent.log_text()).len();
     eventually("findings made during the outage", context, || async {
-        (logged_ids(&agent.log_text()).len() >= at_cut + 3).then_some(())
+        (logged_finding_ids(&agent.log_text()).len() >= at_cut + 3).then_some(())
     })
     .await;
     let during_outage = store.count_findings().await.unwrap();
@@ -119,17 +82,17 @@ async fn a_cut_link_buffers_and_replays_as_historical_with_nothing_lost_or_twice
         || async {
             let cameras = store.list_cameras("north-yard", "gw-1").await.ok()?;
             let finished = cameras.iter().any(|c| c.state == "finished");
-            let made = logged_ids(&agent.log_text()).len();
+            let made = logged_finding_ids(&agent.log_text()).len();
             (finished && store.count_findings().await.ok()? as usize >= made).then_some(())
         },
     )
     .await;
-    let stored = all_findings(&store).await;
+    let stored = all_stored_findings(&store).await;
     let ids: BTreeSet<Uuid> = stored.iter().map(|f| f.finding.id).collect();
     assert_eq!(ids.len(), stored.len(), "no finding twice");
     assert_eq!(
         ids,
-        logged_ids(&agent.log_text()),
+        logged_finding_ids(&agent.log_text()),
         "exactly what the agent made"
     );
     let historical = stored.iter().filter(|f| f.finding.historical).count();
@@ -180,14 +143,14 @@ async fn an_agent_killed_mid_stream_delivers_its_outbox_once_after_restart() {
     })
     .await;
     proxy.cut();
-    let at_cut = logged_ids(&agent.log_text()).len();
+    let at_cut = logged_finding_ids(&agent.log_text()).len();
     eventually("findings made behind the cut", context, || async {
-        (logged_ids(&agent.log_text()).len() >= at_cut + 3).then_some(())
+        (logged_finding_ids(&agent.log_text()).len() >= at_cut + 3).then_some(())
     })
     .await;
     agent.kill9();
-    let made = logged_ids(&std::fs::read_to_string(dir.path().join("agent.log")).unwrap());
-    let acknowledged: BTreeSet<Uuid> = all_findings(&store)
+    let made = logged_finding_ids(&std::fs::read_to_string(dir.path().join("agent.log")).unwrap());
+    let acknowledged: BTreeSet<Uuid> = all_stored_findings(&store)
         .await
         .iter()
         .map(|f| f.finding.id)
@@ -239,7 +202,7 @@ async fn an_agent_killed_mid_stream_delivers_its_outbox_once_after_restart() {
         },
     )
     .await;
-    let stored: BTreeSet<Uuid> = all_findings(&store)
+    let stored: BTreeSet<Uuid> = all_stored_findings(&store)
         .await
         .iter()
         .map(|f| f.finding.id)
@@ -349,17 +312,17 @@ async fn a_broker_restarted_mid_stream_loses_and_duplicates_nothing() {
         || async {
             let cameras = store.list_cameras("north-yard", "gw-1").await.ok()?;
             let finished = cameras.iter().any(|c| c.state == "finished");
-            let made = logged_ids(&agent.log_text()).len();
+            let made = logged_finding_ids(&agent.log_text()).len();
             (finished && store.count_findings().await.ok()? as usize >= made).then_some(())
         },
     )
     .await;
-    let stored = all_findings(&store).await;
+    let stored = all_stored_findings(&store).await;
     let ids: BTreeSet<Uuid> = stored.iter().map(|f| f.finding.id).collect();
     assert_eq!(ids.len(), stored.len());
     assert_eq!(
         ids,
-        logged_ids(&agent.log_text()),
+        logged_finding_ids(&agent.log_text()),
         "exactly what the agent made"
     );
     assert!(agent.terminate().success());
@@ -398,7 +361,7 @@ async fn an_outbox_at_its_cap_through_a_long_outage_shows_its_evictions_in_the_h
     eventually(
         "every frame analysed offline",
         || agent.log_text(),
-        || async { (logged_ids(&agent.log_text()).len() >= expected.len()).then_some(()) },
+        || async { (logged_finding_ids(&agent.log_text()).len() >= expected.len()).then_some(()) },
     )
     .await;
     let store = AnyStore::connect(&sqlite_url(&dir.path().join("data")))
@@ -424,7 +387,7 @@ async fn an_outbox_at_its_cap_through_a_long_outage_shows_its_evictions_in_the_h
         "evidence went first: {buffer:?}"
     );
     // Every critical finding survived the cap.
-    let stored: Vec<_> = all_findings(&store)
+    let stored: Vec<_> = all_stored_findings(&store)
         .await
         .into_iter()
         .map(|f| shape(&f.finding))
@@ -463,18 +426,6 @@ async fn an_outbox_at_its_cap_through_a_long_outage_shows_its_evictions_in_the_h
     );
     assert!(agent.terminate().success());
     assert!(hub.terminate().success());
-}
-
-fn api_login(http: std::net::SocketAddr, username: &str, password: &str) -> String {
-    let text = ureq::post(format!("http://{http}/api/v1/auth/login"))
-        .header("content-type", "application/json")
-        .send(serde_json::json!({ "username": username, "password": password }).to_string())
-        .expect("sign in")
-        .body_mut()
-        .read_to_string()
-        .expect("login answer");
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    v["token"].as_str().unwrap().to_string()
 }
 
 fn api_get(http: std::net::SocketAddr, token: &str, path: &str) -> serde_json::Value {
@@ -579,7 +530,7 @@ async fn a_gateway_clock_hours_off_is_stored_with_both_clocks_and_ordered_by_hub
     .await;
     assert!(agent.terminate().success());
 
-    let stored = all_findings(&store).await;
+    let stored = all_stored_findings(&store).await;
     assert_eq!(stored.len(), total);
     for f in &stored {
         // Both clocks are kept: the gateway's (observed_at) and the hub's (received_at).

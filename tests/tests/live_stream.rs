@@ -17,18 +17,6 @@ struct SseEvent {
     data: serde_json::Value,
 }
 
-fn login(http: SocketAddr, username: &str, password: &str) -> String {
-    let text = ureq::post(format!("http://{http}/api/v1/auth/login"))
-        .header("content-type", "application/json")
-        .send(serde_json::json!({ "username": username, "password": password }).to_string())
-        .expect("sign in")
-        .body_mut()
-        .read_to_string()
-        .expect("login answer");
-    let body: serde_json::Value = serde_json::from_str(&text).expect("login JSON");
-    body["token"].as_str().expect("token").to_string()
-}
-
 /// Reads the stream on a thread and hands over every event as it arrives.
 fn subscribe(
     http: SocketAddr,
@@ -119,7 +107,7 @@ async fn an_alert_raised_by_ingest_over_mqtt_reaches_the_stream() {
         ],
         &dir.path().join("hub.log"),
     );
-    let token = login(addrs.http, "vera", "live stream watcher");
+    let token = api_login(addrs.http, "vera", "live stream watcher");
     // Subscribed before the agent starts: every event comes live.
     let all = subscribe(addrs.http, &token, "", None);
     // A filter on another site sees gateway events of that site only: none here.

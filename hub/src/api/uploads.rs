@@ -845,13 +845,19 @@ impl Upload {
                 ),
             }
         })?;
+        // The same location string as a gateway's upload records.
+        let location = self
+            .s
+            .evidence
+            .location_of(sha)
+            .map_err(|e| detail(ErrorCode::Internal, format!("evidence: {e}")))?;
         self.s
             .store
             .record_evidence(&EvidenceRecord {
                 sha256: sha.to_string(),
                 size,
                 content_type: kind.content_type().to_string(),
-                location: format!("{}/{}/{sha}", &sha[..2], &sha[2..4]),
+                location,
                 created_at: now,
             })
             .await
