@@ -8,6 +8,7 @@
 
 pub mod analysis;
 pub mod config;
+pub mod detector_input;
 pub mod evidence;
 pub mod finding;
 pub mod flir;
