@@ -5,13 +5,20 @@
 //! Steps: radiometric parameters (file values + the thermographer's overrides) →
 //! lookup table over the frame's raw range → °C matrix and statistics → hotspots
 //! segmented in the raw domain → each assessed by a [`SeverityTable`] → cool exceptions
-//! when a similar-component reference is given.
+//! when a similar-component reference is given → the image-quality gate
+//! ([`crate::quality`]): a frame that fails it keeps its hotspots, but every assessment is
+//! flagged `qualitative`.
+//!
+//! Detected components are measured afterwards, on [`FrameAnalysis::image`], with
+//! [`crate::components::measure_components`] (the detector needs the °C image first).
 
+use crate::components::ComponentOptions;
 use crate::flir::{FlirError, FlirFrame};
 use crate::hotspot::{
     Hotspot, RegionOfInterest, RoiError, RoiMask, SegmentOptions, Segmenter, ThresholdSide,
 };
 use crate::image::{RawFrame, TemperatureImage, TemperatureStats};
+use crate::quality::{assess_quality, ImageQuality, QualityOptions, SensorCounts};
 use crate::radiometry::{
     CelsiusLut, ConversionReport, ParamOverrides, RadiometricParams, RawToCelsius,
 };
@@ -42,6 +49,10 @@ pub struct AnalysisOptions {
     /// Reference temperature for ΔT tables. `None` uses the camera's atmospheric
     /// temperature as the ambient reference.
     pub reference: Option<ReferenceTemperature>,
+    /// Thresholds of the image-quality gate.
+    pub quality: QualityOptions,
+    /// Tolerances of the phase grouping of detected components.
+    pub components: ComponentOptions,
 }
 
 impl Default for AnalysisOptions {
@@ -53,6 +64,8 @@ impl Default for AnalysisOptions {
             max_hotspots: 100,
             rois: Vec::new(),
             reference: None,
+            quality: QualityOptions::default(),
+            components: ComponentOptions::default(),
         }
     }
 }
@@ -106,6 +119,11 @@ pub struct FrameAnalysis {
     /// Pixels at or above the camera's saturation limit: their true temperature may be
     /// higher than reported.
     pub saturated_px: u64,
+    /// Pixels outside the camera's calibrated range, when the frame declares one.
+    pub out_of_range_px: Option<u64>,
+    /// The verdict of the quality gate; when not quantitative, every assessment above is
+    /// flagged `qualitative`.
+    pub quality: ImageQuality,
 }
 
 /// Analyses one frame of a file against one severity table.
@@ -118,11 +136,24 @@ pub fn analyze_frame(
     let (lo, hi) = frame.raw.min_max();
     // A file is analysed once: a table over its own raw range is cheaper than a full one.
     let lut = CelsiusLut::for_range(&converter, lo, hi);
-    let saturated_px = count_at_or_above(
-        &frame.raw,
-        saturation_raw(&frame.camera.params, frame.camera.limits.saturated_max_c),
-    );
-    analyze_converted(&frame.raw, &converter, &lut, saturated_px, table, options)
+    let limits = &frame.camera.limits;
+    let sensor = SensorCounts {
+        saturated_px: count_at_or_above(
+            &frame.raw,
+            saturation_raw(&frame.camera.params, limits.saturated_max_c),
+        ),
+        // The cold end is the clip limit, not the calibrated range's: cameras read sky and
+        // snow below their range routinely (the winter T440 fixture is 57 % below −20 °C)
+        // without spoiling the equipment in front; a scene below the clip limit, or one
+        // above the calibrated top, is the wrong range for the job.
+        out_of_range_px: out_of_range(
+            &frame.raw,
+            &frame.camera.params,
+            limits.clip_min_c.or(limits.range_min_c),
+            limits.range_max_c,
+        ),
+    };
+    analyze_converted(&frame.raw, &converter, &lut, sensor, table, options)
 }
 
 /// The raw → °C conversion of one camera configuration, prepared once and reused for
@@ -206,12 +237,16 @@ pub fn analyze_prepared(
     table: &SeverityTable,
     options: &AnalysisOptions,
 ) -> Result<FrameAnalysis, AnalysisError> {
-    let saturated_px = count_at_or_above(raw, prepared.saturation_raw);
+    // A stream declares its saturation limit but no calibrated range.
+    let sensor = SensorCounts {
+        saturated_px: count_at_or_above(raw, prepared.saturation_raw),
+        out_of_range_px: None,
+    };
     analyze_converted(
         raw,
         &prepared.converter,
         &prepared.lut,
-        saturated_px,
+        sensor,
         table,
         options,
     )
@@ -222,7 +257,7 @@ fn analyze_converted(
     raw: &RawFrame,
     converter: &RawToCelsius,
     lut: &CelsiusLut,
-    saturated_px: u64,
+    sensor: SensorCounts,
     table: &SeverityTable,
     options: &AnalysisOptions,
 ) -> Result<FrameAnalysis, AnalysisError> {
@@ -287,6 +322,14 @@ fn analyze_converted(
             .collect();
     }
 
+    let quality = assess_quality(&image, &sensor, &options.quality);
+    let mut hotspots = hotspots;
+    if !quality.quantitative {
+        for a in hotspots.iter_mut().chain(cool_exceptions.iter_mut()) {
+            a.severity.qualitative = true;
+        }
+    }
+
     Ok(FrameAnalysis {
         params,
         image,
@@ -298,7 +341,9 @@ fn analyze_converted(
         cool_exceptions,
         below_min_area: hot.below_min_area,
         dropped_hotspots: hot.dropped_regions,
-        saturated_px,
+        saturated_px: sensor.saturated_px,
+        out_of_range_px: sensor.out_of_range_px,
+        quality,
     })
 }
 
@@ -318,6 +363,30 @@ fn saturation_raw(camera: &RadiometricParams, limit_c: Option<f64>) -> Option<u1
     RawToCelsius::new(*camera)
         .ok()?
         .min_raw_at_or_above(limit_c?)
+}
+
+/// Pixels outside `[min_c, max_c]` (the camera's clip limit below, its calibrated range's
+/// top above), judged with the camera's own parameters; `None` unless both are declared.
+fn out_of_range(
+    raw: &RawFrame,
+    camera: &RadiometricParams,
+    min_c: Option<f64>,
+    max_c: Option<f64>,
+) -> Option<u64> {
+    let converter = RawToCelsius::new(*camera).ok()?;
+    let (min_c, max_c) = (min_c?, max_c?);
+    if !(min_c.is_finite() && max_c.is_finite() && min_c < max_c) {
+        return None;
+    }
+    // Counts rise with temperature: in range is [raw(min), raw(max)].
+    let lo = converter.min_raw_at_or_above(min_c).unwrap_or(u16::MAX);
+    let hi = converter.min_raw_at_or_above(max_c);
+    Some(
+        raw.counts()
+            .iter()
+            .filter(|&&c| c < lo || hi.is_some_and(|hi| c > hi))
+            .count() as u64,
+    )
 }
 
 /// Pixels at or above `raw_limit` (none when there is no limit).

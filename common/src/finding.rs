@@ -55,6 +55,11 @@ pub struct Finding {
     /// True when replayed from the outbox after a disconnect.
     #[serde(default)]
     pub historical: bool,
+    /// The image-quality gate's verdict when the frame failed it (`quantitative: false`,
+    /// with the reasons); absent for a frame that passed, and on older payloads. The
+    /// severity is then flagged `qualitative` too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<crate::quality::ImageQuality>,
 }
 
 /// Where the analysed frame came from.

@@ -14,17 +14,27 @@
 //!   file analysed twice (an agent restart, a re-upload) gives the same ids and the hub's
 //!   `ON CONFLICT (id) DO NOTHING` stores it once.
 //!
+//! - [`inspect_file_with`] does the same with a detector: every detected component is
+//!   measured and the phases compared ([`crate::components`]); the reportable phase
+//!   comparisons become regions of their own, after the hotspots. The hub's uploads have no
+//!   detector and call [`inspect_file`].
+//!
+//! Every frame passes the image-quality gate ([`crate::quality`]) first; a frame that fails
+//! keeps its findings, flagged qualitative (the finding carries the verdict).
+//!
 //! A still has no tracking: every reportable region of a frame is its own episode,
 //! raised at once (`frames: 1`). How the frames of a sequence are reported (each one, or
 //! only the hottest) is the caller's policy; [`FileInspection::hottest_frame`] helps.
 
 use crate::analysis::{analyze_frame, AnalysisError, AnalysisOptions, AssessedHotspot};
+use crate::components::{measure_components, ComponentMeasurement, ComponentTables};
 use crate::finding::{
     DetectedComponent, EvidenceRef, Finding, FindingSource, HotspotSummary, Measurement,
     ModelIdentity, ReferenceSummary, SimilarComponent, TrackState, TrackSummary,
 };
 use crate::flir::{ContainerKind, FlirError, FlirFile, FlirFrame, ParseLimits};
-use crate::image::TemperatureStats;
+use crate::image::{TemperatureImage, TemperatureStats};
+use crate::quality::ImageQuality;
 use crate::radiometry::RadiometricParams;
 use crate::severity::{ReferenceKind, ReferenceTemperature, SeverityTable};
 use chrono::{DateTime, FixedOffset, Utc};
@@ -55,9 +65,11 @@ pub struct FindingOrigin {
     pub model: Option<ModelIdentity>,
 }
 
-/// The finding of one assessed region (hotspot or cool exception) of a frame analysed
-/// with `params` against `reference`. Its id is a fresh UUIDv7; stills replace it (and
-/// the track id) with [`still_ids`].
+/// The finding of one assessed region (hotspot, cool exception or phase comparison) of a
+/// frame analysed with `params` against `reference`, whose quality gate said `quality`.
+/// The similar component of a phase comparison comes from the region's own assessment.
+/// Its id is a fresh UUIDv7; stills replace it (and the track id) with [`still_ids`].
+#[allow(clippy::too_many_arguments)] // each is a distinct part of the finding
 pub fn finding_for_region(
     origin: &FindingOrigin,
     params: &RadiometricParams,
@@ -66,9 +78,25 @@ pub fn finding_for_region(
     track: TrackSummary,
     component: Option<DetectedComponent>,
     evidence: Option<EvidenceRef>,
+    quality: &ImageQuality,
 ) -> Finding {
     let h = &region.hotspot;
     let ambient = reference.kind == ReferenceKind::Ambient;
+    let inputs = &region.severity.inputs;
+    let similar = if reference.kind == ReferenceKind::SimilarComponent {
+        Some(SimilarComponent {
+            label: reference.source.clone(),
+            celsius: reference.celsius,
+        })
+    } else if inputs.reference_kind == Some(ReferenceKind::SimilarComponent) {
+        // A phase comparison: its reference is the sibling it was assessed against.
+        inputs
+            .reference_c
+            .zip(inputs.reference_source.clone())
+            .map(|(celsius, label)| SimilarComponent { label, celsius })
+    } else {
+        None
+    };
     Finding {
         id: Uuid::now_v7(),
         site: origin.site.clone(),
@@ -98,12 +126,7 @@ pub fn finding_for_region(
             } else {
                 crate::analysis::CAMERA_ATMOSPHERE_SOURCE.to_string()
             },
-            similar: (reference.kind == ReferenceKind::SimilarComponent).then(|| {
-                SimilarComponent {
-                    label: reference.source.clone(),
-                    celsius: reference.celsius,
-                }
-            }),
+            similar,
         },
         severity: region.severity.clone(),
         measurement: Measurement {
@@ -112,12 +135,13 @@ pub fn finding_for_region(
             reflected_c: params.reflected_c,
             atmosphere_c: params.atmosphere_c,
             relative_humidity: params.relative_humidity,
-            qualitative: false,
+            qualitative: region.severity.qualitative || !quality.quantitative,
         },
         track,
         model: origin.model.clone(),
         evidence,
         historical: false,
+        quality: (!quality.quantitative).then(|| quality.clone()),
     }
 }
 
@@ -277,8 +301,13 @@ pub struct InspectedFrame {
     /// Hotspot threshold used, °C.
     pub threshold_c: f64,
     /// The reportable regions, as the analysis ordered them: hotspots hottest first,
-    /// then cool exceptions. A region's position here is its index in [`still_ids`].
+    /// then cool exceptions, then phase comparisons of detected components. A region's
+    /// position here is its index in [`still_ids`].
     pub regions: Vec<AssessedHotspot>,
+    /// The detected components, measured (empty without a detector).
+    pub components: ComponentMeasurement,
+    /// The verdict of the image-quality gate.
+    pub quality: ImageQuality,
     /// Pixels at or above the camera's saturation limit.
     pub saturated_px: u64,
     /// Non-fatal problems (a malformed GPS record, a short last frame …).
@@ -329,11 +358,12 @@ impl InspectedFrame {
                 let mut f = finding_for_region(
                     &origin,
                     &self.params,
-                    &self.reference,
+                    &ambient_of(&self.reference, &self.params),
                     region,
                     track,
-                    None,
+                    self.components.component_of(region),
                     evidence.clone(),
+                    &self.quality,
                 );
                 f.id = id;
                 f
@@ -377,6 +407,25 @@ impl FileInspection {
     }
 }
 
+/// The reference findings report as ambient: the frame's when it is ambient, otherwise the
+/// camera's atmospheric temperature (a similar-component reference stays in the region's
+/// assessment).
+pub fn ambient_of(
+    reference: &ReferenceTemperature,
+    params: &RadiometricParams,
+) -> ReferenceTemperature {
+    match reference.kind {
+        ReferenceKind::Ambient => reference.clone(),
+        ReferenceKind::SimilarComponent => ReferenceTemperature::ambient(
+            params.atmosphere_c,
+            crate::analysis::CAMERA_ATMOSPHERE_SOURCE,
+        ),
+    }
+}
+
+/// Finds the components in a frame's °C image (a detector, as the caller has one).
+pub type DetectFn<'a> = dyn FnMut(&TemperatureImage) -> Vec<DetectedComponent> + 'a;
+
 /// Reads every frame of a FLIR file held in memory and analyses each one as a still.
 /// Any frame that cannot be read, or whose parameters give no temperatures, fails the
 /// whole file (as the agent's folder source quarantines it): a partly readable file is
@@ -384,6 +433,17 @@ impl FileInspection {
 pub fn inspect_file(
     bytes: &[u8],
     options: &InspectionOptions,
+) -> Result<FileInspection, InspectionError> {
+    inspect_file_with(bytes, options, None)
+}
+
+/// [`inspect_file`], with `detect` finding the components of each frame: they are
+/// measured, their phases compared, and the reportable comparisons added to the frame's
+/// regions (after the hotspots and cool exceptions).
+pub fn inspect_file_with(
+    bytes: &[u8],
+    options: &InspectionOptions,
+    mut detect: Option<&mut DetectFn<'_>>,
 ) -> Result<FileInspection, InspectionError> {
     let mut file =
         FlirFile::open(Cursor::new(bytes), options.limits).map_err(InspectionError::File)?;
@@ -413,11 +473,28 @@ pub fn inspect_file(
                 frame.truncated_bytes
             ));
         }
+        let components = match detect.as_mut() {
+            Some(detect) => measure_frame_components(
+                &analysis.image,
+                &detect(&analysis.image),
+                &ambient_of(&analysis.reference, &analysis.params),
+                &options.table,
+                &analysis.quality,
+                &options.analysis,
+            ),
+            None => ComponentMeasurement::default(),
+        };
+        let comparisons: Vec<AssessedHotspot> = components
+            .comparison_regions()
+            .into_iter()
+            .map(|(_, region)| region)
+            .collect();
         let regions = analysis
             .hotspots
             .into_iter()
             .chain(analysis.cool_exceptions)
             .filter(|r| r.severity.is_reportable())
+            .chain(comparisons)
             .collect();
         frames.push(InspectedFrame {
             index,
@@ -429,6 +506,8 @@ pub fn inspect_file(
             regions,
             saturated_px: analysis.saturated_px,
             warnings,
+            components,
+            quality: analysis.quality,
         });
         index += 1;
     }
@@ -438,6 +517,31 @@ pub fn inspect_file(
         camera,
         frames,
     })
+}
+
+/// Measures the detected components of an analysed frame against its ambient reference
+/// with the tables that go with the camera's `table` ([`ComponentTables::for_table`]),
+/// flagged qualitative when the frame failed the quality gate: the one place the agent's
+/// camera analysis, `chitti-agent inspect` and [`inspect_file_with`] do it.
+pub fn measure_frame_components(
+    image: &TemperatureImage,
+    detections: &[DetectedComponent],
+    ambient: &ReferenceTemperature,
+    table: &SeverityTable,
+    quality: &ImageQuality,
+    options: &AnalysisOptions,
+) -> ComponentMeasurement {
+    let mut measured = measure_components(
+        image,
+        detections,
+        ambient,
+        &ComponentTables::for_table(table),
+        &options.components,
+    );
+    if !quality.quantitative {
+        measured.mark_qualitative();
+    }
+    measured
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! frame gives the same temperatures and the same findings wherever it is analysed.
 
 pub mod analysis;
+pub mod components;
 pub mod config;
 pub mod detector_input;
 pub mod evidence;
@@ -18,6 +19,7 @@ pub mod image;
 pub mod inspection;
 pub mod metrics_text;
 pub mod protocol;
+pub mod quality;
 pub mod radiometry;
 pub mod render;
 pub mod severity;

@@ -602,6 +602,7 @@ mod tests {
                 sha256: "ab".repeat(32),
             }),
             historical: false,
+            quality: None,
         }
     }
 

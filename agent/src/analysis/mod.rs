@@ -2,6 +2,15 @@
 //! set) → detector → hotspots and severity (the thermal core's one analysis) → tracker
 //! → [`Finding`]s with their evidence.
 //!
+//! **Detections drive regions.** Every component the [`Detector`] finds is measured
+//! (`chitti_common::components`): °C statistics in its box, and — when it lines up with
+//! siblings of its class — a phase comparison (`neta-similar` against the coolest loaded
+//! sibling, named in the finding). The reportable comparisons are regions of their own,
+//! tracked and reported beside the thresholded hotspots; a hotspot inside a component's box
+//! carries that component, and hotspots outside every box are reported as before. Every
+//! frame passes the image-quality gate first; a frame that fails keeps its findings,
+//! flagged qualitative.
+//!
 //! One [`CameraAnalyzer`] per camera, driven from that camera's analysis thread: it is
 //! CPU work (a 640×480 frame is ~1 ms), so it never runs on an async worker.
 //!
@@ -17,12 +26,16 @@ use chitti_common::analysis::{
     analyze_prepared, AnalysisError, AnalysisOptions, AssessedHotspot, FrameAnalysis,
     PreparedRadiometry,
 };
+use chitti_common::components::ComponentMeasurement;
+use chitti_common::components::ComponentTables;
 use chitti_common::evidence::{encode_radiometric_png, RadiometricPngMeta};
 use chitti_common::finding::{DetectedComponent, EvidenceRef, Finding, ModelIdentity};
 use chitti_common::geometry::PixelRect;
 use chitti_common::hotspot::RegionOfInterest;
 use chitti_common::image::TemperatureImage;
-use chitti_common::inspection::{finding_for_region, still_ids, FindingOrigin};
+use chitti_common::inspection::{
+    ambient_of, finding_for_region, measure_frame_components, still_ids, FindingOrigin,
+};
 use chitti_common::radiometry::ParamOverrides;
 use chitti_common::severity::{ReferenceTemperature, SeverityTable};
 use chrono::Utc;
@@ -41,6 +54,17 @@ pub struct Detection {
     pub confidence: f64,
     /// Box in raw image pixels.
     pub bbox: PixelRect,
+}
+
+impl Detection {
+    /// The detection as the wire's component.
+    pub fn to_component(&self) -> DetectedComponent {
+        DetectedComponent {
+            class: self.class.clone(),
+            confidence: self.confidence,
+            bbox: self.bbox,
+        }
+    }
 }
 
 /// Finds components (bushings, clamps, insulators …) in a frame. Until the ONNX
@@ -101,7 +125,7 @@ pub struct NewFinding {
 }
 
 /// What one frame produced.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FrameOutcome {
     /// New findings (raised, updated, cleared).
     pub findings: Vec<NewFinding>,
@@ -109,8 +133,25 @@ pub struct FrameOutcome {
     pub regions: usize,
     /// Time spent analysing it.
     pub latency: Duration,
+    /// The detected components, measured (empty without a detector).
+    pub components: ComponentMeasurement,
+    /// Whether the frame passed the image-quality gate (true for skipped frames).
+    pub quantitative: bool,
     /// True when the frame was skipped (patrol head moving).
     pub skipped: bool,
+}
+
+impl Default for FrameOutcome {
+    fn default() -> Self {
+        Self {
+            findings: Vec::new(),
+            regions: 0,
+            latency: Duration::ZERO,
+            components: ComponentMeasurement::default(),
+            quantitative: true,
+            skipped: false,
+        }
+    }
 }
 
 /// The counts of a frame and how to read them.
@@ -129,6 +170,7 @@ pub struct CameraAnalyzer {
     asset: Option<String>,
     patrols: bool,
     table: SeverityTable,
+    component_tables: ComponentTables,
     overrides: ParamOverrides,
     options: AnalysisOptions,
     preset_rois: HashMap<String, Vec<RegionOfInterest>>,
@@ -168,6 +210,7 @@ impl CameraAnalyzer {
                 kind: r.kind,
                 source: r.source.clone(),
             }),
+            ..AnalysisOptions::default()
         };
         let presets = camera
             .patrol
@@ -180,6 +223,7 @@ impl CameraAnalyzer {
             camera: camera.id.clone(),
             asset: camera.asset.clone(),
             patrols: camera.patrol.is_some(),
+            component_tables: ComponentTables::for_table(&table),
             table,
             overrides: camera.radiometry.to_param_overrides(),
             options,
@@ -283,13 +327,29 @@ impl CameraAnalyzer {
             None => &self.options,
         };
         let analysis = analyze_prepared(counts.raw, prepared, &self.table, options)?;
-        let detections = self.detector.detect(&analysis.image);
-        let regions = analysis.hotspots.len() + analysis.cool_exceptions.len();
+        let detections: Vec<DetectedComponent> = self
+            .detector
+            .detect(&analysis.image)
+            .iter()
+            .map(Detection::to_component)
+            .collect();
+        let ambient = ambient_of(&analysis.reference, &analysis.params);
+        let components = measure_frame_components(
+            &analysis.image,
+            &detections,
+            &ambient,
+            &self.table,
+            &analysis.quality,
+            options,
+        );
+        let comparisons = components.comparison_regions();
+        let regions = analysis.hotspots.len() + analysis.cool_exceptions.len() + comparisons.len();
         let observed: Vec<AssessedHotspot> = analysis
             .hotspots
             .iter()
             .chain(&analysis.cool_exceptions)
             .cloned()
+            .chain(comparisons.into_iter().map(|(_, region)| region))
             .collect();
         let now = Utc::now();
         let events = match frame.file {
@@ -300,7 +360,16 @@ impl CameraAnalyzer {
                 self.trackers
                     .entry(preset.clone())
                     .or_insert_with(|| Tracker::new(tracking))
-                    .observe(observed, &self.table, &analysis.reference, now)
+                    .observe(
+                        observed,
+                        &[
+                            &self.table,
+                            &self.component_tables.similar,
+                            &self.component_tables.ambient,
+                        ],
+                        &analysis.reference,
+                        now,
+                    )
             }
         };
         let mut findings = Vec::with_capacity(events.len());
@@ -310,7 +379,7 @@ impl CameraAnalyzer {
                 let mut finding = self.finding(
                     frame,
                     &analysis,
-                    &detections,
+                    &components,
                     event.clone(),
                     evidence.clone(),
                 );
@@ -335,6 +404,8 @@ impl CameraAnalyzer {
             findings,
             regions,
             latency: started.elapsed(),
+            quantitative: analysis.quality.quantitative,
+            components,
             skipped: false,
         })
     }
@@ -367,20 +438,11 @@ impl CameraAnalyzer {
         &self,
         frame: &SourceFrame,
         analysis: &FrameAnalysis,
-        detections: &[Detection],
+        components: &ComponentMeasurement,
         event: TrackEvent,
         evidence: Option<EvidenceBlob>,
     ) -> NewFinding {
-        let h = &event.observation.hotspot;
-        let component = detections
-            .iter()
-            .filter(|d| d.bbox.contains(h.max_at))
-            .max_by(|a, b| a.confidence.total_cmp(&b.confidence))
-            .map(|d| DetectedComponent {
-                class: d.class.clone(),
-                confidence: d.confidence,
-                bbox: d.bbox,
-            });
+        let component = components.component_of(&event.observation);
         let preset = frame.position.as_ref().map(|p| p.preset.clone());
         let asset = match &frame.position {
             Some(pos) => pos
@@ -391,7 +453,15 @@ impl CameraAnalyzer {
         }
         .or_else(|| self.asset.clone());
         let severity = &event.observation.severity;
-        let critical = severity.level > 0 && severity.level >= self.table.highest_rank();
+        let table = [
+            &self.table,
+            &self.component_tables.similar,
+            &self.component_tables.ambient,
+        ]
+        .into_iter()
+        .find(|t| t.id == severity.table)
+        .unwrap_or(&self.table);
+        let critical = severity.level > 0 && severity.level >= table.highest_rank();
         let origin = FindingOrigin {
             site: self.site.clone(),
             gateway: self.gateway.clone(),
@@ -406,13 +476,14 @@ impl CameraAnalyzer {
         let finding = finding_for_region(
             &origin,
             &analysis.params,
-            &analysis.reference,
+            &ambient_of(&analysis.reference, &analysis.params),
             &event.observation,
             event.track,
             component,
             evidence.as_ref().map(|e| EvidenceRef {
                 sha256: e.sha256.clone(),
             }),
+            &analysis.quality,
         );
         NewFinding {
             finding,

@@ -2,7 +2,9 @@
 //! second is one finding episode: raised once, updated when its severity or peak
 //! changes materially, cleared when it has been gone for a while.
 //!
-//! - **Association**: a region belongs to a track of the same kind (hot or cool) when
+//! - **Association**: a region belongs to a track of the same kind (hot or cool) and the
+//!   same severity table (a hotspot and the phase comparison of the component around it
+//!   are two episodes) when
 //!   their hottest (coldest) pixels are within `match_distance_px`, or their boxes,
 //!   grown by that distance, overlap; the nearest track wins, hottest regions first.
 //! - **Raise** after `raise_after_frames` frames in a row with a reportable severity
@@ -12,13 +14,17 @@
 //! - **Clear** after `clear_after_frames` frames in a row without it.
 //! - **Hysteresis**: a track's level is assessed with
 //!   [`SeverityTable::assess_with_hysteresis`] against its previous level, so a peak
-//!   wandering over a boundary does not flap between levels.
+//!   wandering over a boundary does not flap between levels — with the region's own table
+//!   and reference (a phase comparison's is its sibling), and keeping its `qualitative`
+//!   flag.
 
 use crate::config::TrackingConfig;
 use chitti_common::analysis::AssessedHotspot;
 use chitti_common::finding::{TrackState, TrackSummary};
 use chitti_common::geometry::PixelRect;
-use chitti_common::severity::{ReferenceTemperature, SeverityInputs, SeverityTable};
+use chitti_common::severity::{
+    ReferenceTemperature, SeverityAssessment, SeverityInputs, SeverityTable,
+};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -108,12 +114,15 @@ impl Tracker {
         self.tracks.len()
     }
 
-    /// Feeds one frame's regions (hot ones and cool exceptions, each assessed without
-    /// hysteresis) and returns the episodes raised, updated or cleared by it.
+    /// Feeds one frame's regions (hot ones, cool exceptions and phase comparisons, each
+    /// assessed without hysteresis) and returns the episodes raised, updated or cleared by
+    /// it. `tables` are the tables the regions may have been assessed with (a region whose
+    /// table is not among them is not held by hysteresis); `reference` is the frame's, for
+    /// regions whose assessment recorded none.
     pub fn observe(
         &mut self,
         observed: Vec<AssessedHotspot>,
-        table: &SeverityTable,
+        tables: &[&SeverityTable],
         reference: &ReferenceTemperature,
         at: DateTime<Utc>,
     ) -> Vec<TrackEvent> {
@@ -128,7 +137,9 @@ impl Tracker {
                 .tracks
                 .iter()
                 .enumerate()
-                .filter(|(i, t)| !matched[*i] && t.cool == cool)
+                .filter(|(i, t)| {
+                    !matched[*i] && t.cool == cool && t.latest.severity.table == obs.severity.table
+                })
                 .filter_map(|(i, t)| {
                     let (tx, ty) = t.anchor();
                     let d2 = u64::from(tx.abs_diff(ox)).pow(2) + u64::from(ty.abs_diff(oy)).pow(2);
@@ -146,16 +157,22 @@ impl Tracker {
                 Some(i) => {
                     matched[i] = true;
                     let track = &mut self.tracks[i];
-                    if !cool {
+                    let table = tables.iter().find(|t| t.id == obs.severity.table);
+                    if let (false, Some(table)) = (cool, table) {
                         // Damp level changes at the boundaries with the track's level.
+                        let qualitative = obs.severity.qualitative;
                         obs.severity = table.assess_with_hysteresis(
                             &SeverityInputs {
                                 max_c: obs.hotspot.max_c,
-                                reference: Some(reference.clone()),
+                                reference: Some(
+                                    assessed_reference(&obs.severity)
+                                        .unwrap_or_else(|| reference.clone()),
+                                ),
                             },
                             track.latest.severity.level,
                             cfg.hysteresis_c,
                         );
+                        obs.severity.qualitative = qualitative;
                     }
                     if !obs.severity.is_reportable() {
                         // Still segmented but below every level: counts as absent.
@@ -233,6 +250,16 @@ impl Tracker {
         });
         events
     }
+}
+
+/// The reference an assessment was made against, as it recorded it.
+fn assessed_reference(severity: &SeverityAssessment) -> Option<ReferenceTemperature> {
+    let i = &severity.inputs;
+    Some(ReferenceTemperature {
+        celsius: i.reference_c?,
+        kind: i.reference_kind?,
+        source: i.reference_source.clone()?,
+    })
 }
 
 /// Findings of a still image (a file): every reportable region is its own episode,
@@ -320,7 +347,7 @@ mod tests {
             let reference = ReferenceTemperature::ambient(20.0, "test");
             let at = DateTime::from_timestamp(1_800_000_000 + self.frame, 0).unwrap();
             self.tracker
-                .observe(obs, &self.table, &reference, at)
+                .observe(obs, &[&self.table], &reference, at)
                 .into_iter()
                 .map(|e| {
                     (

@@ -65,6 +65,7 @@ pub(crate) fn sample(level_c: f64, evidence: Option<&EvidenceBlob>) -> NewFindin
                 sha256: e.sha256.clone(),
             }),
             historical: false,
+            quality: None,
         },
         critical,
         evidence: evidence.cloned(),

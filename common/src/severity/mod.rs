@@ -277,6 +277,11 @@ pub struct SeverityAssessment {
     /// Why the table could not assess the reading (missing or wrong-kind reference,
     /// non-finite input); level 0 then.
     pub not_assessed: Option<String>,
+    /// True when the frame failed the image-quality gate ([`crate::quality`]): the level is
+    /// what the temperatures as read give, *indicative* only — blur and saturation read
+    /// peaks low, so the true level may be higher. Absent (false) on older payloads.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub qualitative: bool,
 }
 
 impl SeverityAssessment {
@@ -416,6 +421,7 @@ impl SeverityTable {
             },
             cool_exception: false,
             not_assessed: None,
+            qualitative: false,
         };
 
         let compared_c = match self.compared_value(inputs) {

@@ -73,6 +73,7 @@ pub fn sample(i: usize, track: Uuid) -> Finding {
             },
             cool_exception: false,
             not_assessed: None,
+            qualitative: false,
         },
         measurement: Measurement {
             emissivity: 0.95,
@@ -94,6 +95,7 @@ pub fn sample(i: usize, track: Uuid) -> Finding {
             sha256: format!("{:064x}", i),
         }),
         historical: false,
+        quality: None,
     }
 }
 

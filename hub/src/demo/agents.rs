@@ -328,6 +328,7 @@ pub fn expected_drone_findings(config: &AgentConfig, inbox: &Path) -> anyhow::Re
             max_hotspots: a.max_hotspots,
             rois: camera.rois.clone(),
             reference: None,
+            ..Default::default()
         },
         limits: chitti_common::flir::ParseLimits::default(),
     };

@@ -198,6 +198,7 @@ pub fn finding(track: Uuid, level: u8, max_c: f64, observed_ms: i64) -> Finding 
             },
             cool_exception: false,
             not_assessed: None,
+            qualitative: false,
         },
         measurement: Measurement {
             emissivity: 0.95,
@@ -219,6 +220,7 @@ pub fn finding(track: Uuid, level: u8, max_c: f64, observed_ms: i64) -> Finding 
             sha256: "ab".repeat(32),
         }),
         historical: false,
+        quality: None,
     }
 }
 
