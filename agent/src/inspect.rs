@@ -841,6 +841,99 @@ mod tests {
         assert!(parse_span("x,20").unwrap_err().contains("not a number"));
     }
 
+    /// A detector that finds the same boxes in every frame.
+    struct FixedBoxes(Vec<(&'static str, PixelRect)>);
+
+    impl Detector for FixedBoxes {
+        fn detect(&mut self, _image: &chitti_common::image::TemperatureImage) -> Vec<Detection> {
+            self.0
+                .iter()
+                .map(|&(class, bbox)| Detection {
+                    class: class.into(),
+                    confidence: 0.8,
+                    bbox,
+                })
+                .collect()
+        }
+        fn model(&self) -> Option<chitti_common::finding::ModelIdentity> {
+            None
+        }
+    }
+
+    fn fixture(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/flir")
+            .join(name)
+    }
+
+    #[test]
+    fn json_lists_every_detected_component_measured_with_its_phase_group() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: InspectArgs,
+        }
+        let path = fixture("flir_t640_png.jpg");
+        let cli = Cli::parse_from([
+            "inspect",
+            path.to_str().unwrap(),
+            "--json",
+            "--table",
+            "neta-ambient",
+        ]);
+        let rect = |x, y, w, h| PixelRect { x, y, w, h };
+        // Three same-size boxes in a row, and one lone clamp elsewhere.
+        let mut detector = FixedBoxes(vec![
+            ("bushing", rect(100, 200, 40, 60)),
+            ("bushing", rect(200, 200, 40, 60)),
+            ("bushing", rect(300, 200, 40, 60)),
+            ("clamp", rect(500, 20, 30, 30)),
+        ]);
+        let mut out = Vec::new();
+        run_with(&cli.args, &mut out, Some(&mut detector)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["quality"]["quantitative"], true);
+        let components = v["components"]
+            .as_array()
+            .expect("components with a detector");
+        assert_eq!(components.len(), 4);
+        for c in components {
+            for key in [
+                "class",
+                "confidence",
+                "bbox",
+                "max_c",
+                "mean_c",
+                "phase_group",
+                "delta_t_similar_c",
+                "severity",
+            ] {
+                assert!(c.get(key).is_some(), "missing {key} in {c}");
+            }
+            assert!(c["max_c"].as_f64().unwrap() >= c["mean_c"].as_f64().unwrap());
+        }
+        assert_eq!(components[0]["bbox"], serde_json::json!([100, 200, 40, 60]));
+        let grouped: Vec<&serde_json::Value> = components[..3].iter().collect();
+        assert!(grouped.iter().all(|c| c["phase_group"]["size"] == 3));
+        let reference: Vec<&&serde_json::Value> = grouped
+            .iter()
+            .filter(|c| c["phase_group"]["reference"] == true)
+            .collect();
+        assert_eq!(reference.len(), 1);
+        assert!(reference[0]["delta_t_similar_c"].is_null());
+        for c in grouped
+            .iter()
+            .filter(|c| c["phase_group"]["reference"] == false)
+        {
+            assert_eq!(c["severity"]["table"], "neta-similar");
+            assert_eq!(c["similar_to"], reference[0]["phase_group"]["label"]);
+            assert!(c["delta_t_similar_c"].as_f64().unwrap() >= 0.0);
+        }
+        assert!(components[3]["phase_group"].is_null());
+        assert_eq!(components[3]["severity"]["table"], "neta-ambient");
+    }
+
     #[test]
     fn output_rounds_to_a_ten_thousandth() {
         assert_eq!(round(1.234_56), 1.2346);

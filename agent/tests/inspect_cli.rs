@@ -411,3 +411,22 @@ fn keygen_writes_a_private_key_and_prints_its_public_half() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("cannot write"));
 }
+
+#[test]
+fn json_always_has_the_quality_verdict_and_components_only_with_a_model() {
+    let path = fixture("flir_t640_png.jpg");
+    let v = inspect_json(&[path.to_str().unwrap()]);
+    assert_eq!(v["quality"]["quantitative"], true, "{}", v["quality"]);
+    assert_eq!(v["quality"]["reasons"], serde_json::json!([]));
+    assert!(v["quality"]["measures"]["edge_sharpness"].is_number());
+    assert!(v.get("components").is_none(), "no --model, no components");
+    let summary = String::from_utf8(inspect(&[path.to_str().unwrap()]).stdout).unwrap();
+    assert!(summary.contains("quality     quantitative"), "{summary}");
+}
+
+#[test]
+fn a_model_without_the_onnx_detector_is_a_clear_error() {
+    let path = fixture("flir_t640_png.jpg");
+    let out = inspect(&[path.to_str().unwrap(), "--model", "detector.onnx", "--json"]);
+    assert_one_line_error(&out, "ONNX detector not built in");
+}

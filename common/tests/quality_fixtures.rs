@@ -70,3 +70,107 @@ fn every_flir_fixture_frame_is_quantitative() {
         "least sharp fixture {least_sharp}"
     );
 }
+
+fn origin() -> chitti_common::inspection::FindingOrigin {
+    let now = chrono::Utc::now();
+    chitti_common::inspection::FindingOrigin {
+        site: "s".into(),
+        gateway: "g".into(),
+        camera: "c".into(),
+        asset: None,
+        preset: None,
+        source: chitti_common::finding::FindingSource::Upload,
+        captured_at: now.fixed_offset(),
+        observed_at: now,
+        model: None,
+    }
+}
+
+#[test]
+fn a_frame_that_fails_the_gate_keeps_its_findings_flagged_qualitative() {
+    // A gate stricter than any real optics: the T640 frame reads as blurred.
+    let options = InspectionOptions {
+        table: SeverityCatalog::builtin()
+            .get("utility-absolute")
+            .unwrap()
+            .clone(),
+        analysis: AnalysisOptions {
+            quality: QualityOptions {
+                min_edge_sharpness: 5.0,
+                ..QualityOptions::default()
+            },
+            ..AnalysisOptions::default()
+        },
+        limits: ParseLimits::default(),
+    };
+    let bytes = std::fs::read(fixtures().join("flir_t640_png.jpg")).unwrap();
+    let inspection = inspect_file(&bytes, &options).unwrap();
+    let frame = &inspection.frames[0];
+    assert!(!frame.quality.quantitative);
+    assert!(frame
+        .quality
+        .has(chitti_common::quality::QualityCode::Blurred));
+    assert!(!frame.regions.is_empty(), "the hotspots are still found");
+    let findings = frame.still_findings(&origin(), "scope", "sha", None);
+    assert_eq!(findings.len(), frame.regions.len());
+    for f in &findings {
+        assert!(f.severity.qualitative && f.measurement.qualitative);
+        assert!(f.severity.level > 0, "the level is kept, as indicative");
+        let quality = f
+            .quality
+            .as_ref()
+            .expect("the verdict travels with the finding");
+        assert_eq!(
+            quality.reasons[0].code,
+            chitti_common::quality::QualityCode::Blurred
+        );
+        // On the wire, and back.
+        let json = serde_json::to_string(f).unwrap();
+        assert!(json.contains(r#""qualitative":true"#) && json.contains(r#""code":"blurred""#));
+        let back: chitti_common::finding::Finding = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.quality, f.quality);
+        assert!(back.severity.qualitative);
+    }
+}
+
+#[test]
+fn detected_components_add_their_phase_comparisons_after_the_hotspots() {
+    use chitti_common::finding::DetectedComponent;
+    use chitti_common::geometry::PixelRect;
+    use chitti_common::inspection::inspect_file_with;
+    let options = InspectionOptions {
+        table: SeverityCatalog::builtin()
+            .get("neta-ambient")
+            .unwrap()
+            .clone(),
+        analysis: AnalysisOptions::default(),
+        limits: ParseLimits::default(),
+    };
+    let bytes = std::fs::read(fixtures().join("flir_t640_png.jpg")).unwrap();
+    let plain = inspect_file(&bytes, &options).unwrap();
+    let rect = |x, y| PixelRect { x, y, w: 40, h: 60 };
+    let mut detect = |_: &chitti_common::image::TemperatureImage| {
+        [rect(100, 200), rect(200, 200), rect(300, 200)]
+            .map(|bbox| DetectedComponent {
+                class: "bushing".into(),
+                confidence: 0.8,
+                bbox,
+            })
+            .to_vec()
+    };
+    let with = inspect_file_with(&bytes, &options, Some(&mut detect)).unwrap();
+    let (plain, with) = (&plain.frames[0], &with.frames[0]);
+    assert_eq!(with.components.components.len(), 3);
+    assert_eq!(with.components.groups.len(), 1);
+    let comparisons = with.components.comparison_regions();
+    // The hotspots come first, unchanged; the reportable comparisons follow.
+    assert_eq!(with.regions.len(), plain.regions.len() + comparisons.len());
+    assert_eq!(with.regions[..plain.regions.len()], plain.regions[..]);
+    let findings = with.still_findings(&origin(), "scope", "sha", None);
+    for f in &findings[plain.regions.len()..] {
+        assert_eq!(f.severity.table, "neta-similar");
+        let similar = f.reference.similar.as_ref().expect("names its reference");
+        assert!(similar.label.starts_with("bushing #"), "{}", similar.label);
+        assert_eq!(f.component.as_ref().unwrap().class, "bushing");
+    }
+}
