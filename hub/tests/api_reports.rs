@@ -13,7 +13,7 @@ use chitti_common::evidence::{encode_radiometric_png, RadiometricPngMeta};
 use chitti_common::finding::{EvidenceRef, Finding};
 use chitti_common::geometry::{PixelPoint, PixelRect};
 use chitti_hub::api::auth::token_hash;
-use chitti_hub::api::reports::{jpeg_geometry, ALERT_COLUMNS, FINDING_COLUMNS};
+use chitti_hub::api::reports::{jpeg_geometry, ALERT_COLUMNS, FINDING_COLUMNS, MAX_REPORT_TRACKS};
 use chitti_hub::api::{router, ApiState};
 use chitti_hub::evidence::EvidenceStore;
 use chitti_hub::store::{
@@ -546,6 +546,45 @@ async fn the_inspection_report_has_a_page_per_track(backend: &str) {
         .error(StatusCode::UNAUTHORIZED, "unauthorized");
 }
 
+async fn the_inspection_report_is_capped_with_a_note(backend: &str) {
+    let (api, _db) = Api::new(backend).await;
+    let tracks = MAX_REPORT_TRACKS + 3;
+    // Evidence named but never uploaded: each page says so instead of an image.
+    let findings: Vec<Finding> = (0..tracks)
+        .map(|i| {
+            let level = if i == 0 { 4 } else { 1 };
+            small_finding(Uuid::now_v7(), level, "minor", 40.0, i as i64)
+        })
+        .collect();
+    api.store
+        .insert_findings(&ingested(&findings, at(0)))
+        .await
+        .unwrap();
+    let (from, to) = (
+        at(-1000).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        at(60_000).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    );
+    let r = api
+        .get(
+            &format!("/api/v1/reports/inspection.pdf?site={SITE}&from={from}&to={to}"),
+            true,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json());
+    let doc = lopdf::Document::load_mem(&r.bytes).unwrap();
+    assert_eq!(doc.get_pages().len(), 1 + MAX_REPORT_TRACKS);
+    let cover = page_text(&doc, 1);
+    assert!(
+        cover.contains(&format!("of {tracks} tracks (3 left out")),
+        "{cover}"
+    );
+    // The worst track comes first; pages without evidence say why.
+    let first = page_text(&doc, 2);
+    assert!(first.contains("level 4"), "{first}");
+    assert!(first.contains("not been uploaded"), "{first}");
+    assert_eq!(image_xobjects(&doc), 0);
+}
+
 async fn visual_images_come_from_flir_evidence(backend: &str) {
     let (api, _db) = Api::new(backend).await;
     let rjpeg = fixture("flir_ax8_png_80x60.jpg");
@@ -608,5 +647,6 @@ on_both!(
     csv_exports_respect_filters_and_quote,
     csv_exports_every_row_past_a_store_page,
     the_inspection_report_has_a_page_per_track,
+    the_inspection_report_is_capped_with_a_note,
     visual_images_come_from_flir_evidence
 );

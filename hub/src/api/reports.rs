@@ -761,7 +761,7 @@ async fn inspection_pdf(
         tracks: track_count,
         by_level,
     };
-    let pdf = tokio::task::spawn_blocking(move || write_pdf(&cover, &pages, &images))
+    let pdf = tokio::task::spawn_blocking(move || write_pdf(&cover, &pages, images))
         .await
         .map_err(|_| internal())?;
     let disposition = format!(
@@ -1125,7 +1125,8 @@ impl Refs {
     }
 }
 
-fn write_pdf(cover: &Cover, pages: &[TrackPage], images: &[PageImages]) -> Vec<u8> {
+/// The PDF. Takes the images by value: each is freed once copied into the document.
+fn write_pdf(cover: &Cover, pages: &[TrackPage], images: Vec<PageImages>) -> Vec<u8> {
     use pdf_writer::{Filter, Finish, Name, Pdf, Rect, Ref, TextStr};
     let mut pdf = Pdf::new();
     let mut refs = Refs(0);
