@@ -61,6 +61,10 @@ const OPERATIONS: &[&str] = &[
     "GET /api/v1/evidence/{sha256}",
     "POST /api/v1/uploads",
     "GET /api/v1/stream",
+    "GET /api/v1/alerts/export.csv",
+    "GET /api/v1/findings/export.csv",
+    "GET /api/v1/reports/inspection.pdf",
+    "GET /api/v1/evidence/{sha256}/visual.jpg",
 ];
 
 /// Operations anyone may call: no `security`, no 401 for a missing sign-in.

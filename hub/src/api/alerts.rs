@@ -114,6 +114,35 @@ pub struct AlertParams {
     pub after: Option<String>,
 }
 
+impl AlertParams {
+    /// The store query these parameters ask for, or a 400 naming what is wrong (the
+    /// list and the CSV export read them the same way).
+    pub(crate) fn into_query(self) -> Result<AlertQuery, ApiError> {
+        Ok(AlertQuery {
+            site: self.site,
+            gateway: self.gateway,
+            asset: self.asset,
+            status: self.status.as_deref().map(parse_status).transpose()?,
+            min_level: self.min_level,
+            component_class: self.component_class,
+            since: self.since,
+            until: self.until,
+            text: search_text(self.q)?,
+            sort: match self.sort.as_deref() {
+                None | Some("") => AlertSort::default(),
+                Some(sort) => sort.parse().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "sort {sort:?}: expected {}",
+                        AlertSort::NAMES.join(", ")
+                    ))
+                })?,
+            },
+            limit: self.limit.unwrap_or(crate::store::DEFAULT_PAGE_LIMIT),
+            after: parse_cursor(&self.after)?,
+        })
+    }
+}
+
 /// An alert as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AlertView {
@@ -212,28 +241,7 @@ async fn list_alerts(
     ApiQuery(q): ApiQuery<AlertParams>,
 ) -> Result<Json<ListPage<AlertView>>, ApiError> {
     p.require(Role::Viewer)?;
-    let query = AlertQuery {
-        site: q.site,
-        gateway: q.gateway,
-        asset: q.asset,
-        status: q.status.as_deref().map(parse_status).transpose()?,
-        min_level: q.min_level,
-        component_class: q.component_class,
-        since: q.since,
-        until: q.until,
-        text: search_text(q.q)?,
-        sort: match q.sort.as_deref() {
-            None | Some("") => AlertSort::default(),
-            Some(sort) => sort.parse().map_err(|_| {
-                ApiError::bad_request(format!(
-                    "sort {sort:?}: expected {}",
-                    AlertSort::NAMES.join(", ")
-                ))
-            })?,
-        },
-        limit: q.limit.unwrap_or(crate::store::DEFAULT_PAGE_LIMIT),
-        after: parse_cursor(&q.after)?,
-    };
+    let query = q.into_query()?;
     let page = s.store.list_alerts(&query).await?;
     Ok(Json(ListPage::of(page, AlertView::from)))
 }

@@ -570,7 +570,7 @@ fn temperature_error(finding: &Finding, err: TemperatureError) -> ApiError {
 }
 
 /// The boxes drawn on a finding's thermogram, those starting outside the image left out.
-fn finding_overlays(f: &Finding, width: u32, height: u32) -> Vec<Overlay> {
+pub(crate) fn finding_overlays(f: &Finding, width: u32, height: u32) -> Vec<Overlay> {
     let mut overlays = Vec::new();
     if let Some(c) = &f.component {
         overlays.push(Overlay {

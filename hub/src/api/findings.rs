@@ -63,6 +63,27 @@ pub struct FindingParams {
     pub after: Option<String>,
 }
 
+impl FindingParams {
+    /// The store query these parameters ask for, or a 400 naming what is wrong (the
+    /// list and the CSV export read them the same way).
+    pub(crate) fn into_query(self) -> Result<FindingQuery, ApiError> {
+        Ok(FindingQuery {
+            site: self.site,
+            gateway: self.gateway,
+            camera: self.camera,
+            asset: self.asset,
+            min_level: self.min_level,
+            since: self.since,
+            until: self.until,
+            component_class: self.component_class,
+            track: self.track,
+            text: search_text(self.q)?,
+            limit: self.limit.unwrap_or(crate::store::DEFAULT_PAGE_LIMIT),
+            after: parse_cursor(&self.after)?,
+        })
+    }
+}
+
 /// Longest `?q=`, in characters.
 pub const MAX_SEARCH_CHARS: usize = 200;
 
@@ -116,20 +137,7 @@ async fn list_findings(
     ApiQuery(q): ApiQuery<FindingParams>,
 ) -> Result<Json<ListPage<FindingView>>, ApiError> {
     p.require(Role::Viewer)?;
-    let query = FindingQuery {
-        site: q.site,
-        gateway: q.gateway,
-        camera: q.camera,
-        asset: q.asset,
-        min_level: q.min_level,
-        since: q.since,
-        until: q.until,
-        component_class: q.component_class,
-        track: q.track,
-        text: search_text(q.q)?,
-        limit: q.limit.unwrap_or(crate::store::DEFAULT_PAGE_LIMIT),
-        after: parse_cursor(&q.after)?,
-    };
+    let query = q.into_query()?;
     let page = s.store.list_findings(&query).await?;
     Ok(Json(ListPage::of(page, FindingView::from)))
 }

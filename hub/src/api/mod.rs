@@ -23,6 +23,9 @@
 //! | `GET /api/v1/evidence/{sha256}` | viewer | [`evidence`] |
 //! | `POST /api/v1/uploads` | operator | [`uploads`] |
 //! | `GET /api/v1/stream` (Server-Sent Events) | viewer | [`stream`] |
+//! | `GET /api/v1/alerts/export.csv`, `GET /api/v1/findings/export.csv` (the lists' filters) | viewer | [`reports`] |
+//! | `GET /api/v1/reports/inspection.pdf?site=&from=&to=` | viewer | [`reports`] |
+//! | `GET /api/v1/evidence/{sha256}/visual.jpg` | viewer | [`reports`] |
 //! | `GET /api/openapi.json`, `GET /api/docs` | anyone | [`openapi`] |
 //!
 //! Lists return `{items, next_cursor}` ([`ListPage`]) with keyset pagination
@@ -37,6 +40,7 @@ pub mod evidence;
 pub mod findings;
 pub mod fleet;
 pub mod openapi;
+pub mod reports;
 pub mod sites;
 pub mod stream;
 pub mod uploads;
@@ -127,6 +131,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(evidence::routes())
         .merge(uploads::routes())
         .merge(stream::routes())
+        .merge(reports::routes())
         .split_for_parts();
     api.merge(openapi::docs(doc))
         .fallback(|| async { ApiError::not_found("endpoint") })

@@ -32,6 +32,7 @@ pub const DOCS_PATH: &str = "/api/docs";
         (name = "evidence", description = "Evidence files, thermograms and temperature grids"),
         (name = "uploads", description = "Handheld inspections uploaded by operators"),
         (name = "live", description = "Server-sent events"),
+        (name = "reports", description = "CSV exports and the PDF inspection report"),
         (name = "admin", description = "Users"),
     )
 )]
