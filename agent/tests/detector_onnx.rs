@@ -406,3 +406,50 @@ fn camera_detector_reports_ok_or_degraded_and_never_fails_the_camera() {
     assert!(d.model().is_none());
     assert_eq!(health.label(), "disabled");
 }
+
+#[test]
+fn inference_errors_on_live_frames_degrade_after_three_in_a_row() {
+    // Loads (one output row on the blank input), then answers real frames with a
+    // different shape: an error on every frame.
+    let health = Arc::new(DetectorHealth::new(DetectorState::Disabled));
+    let mut d = OnnxDetector::load(&settings("shape_shifting_1ch.onnx"))
+        .unwrap()
+        .with_health(Arc::clone(&health));
+    let err = d.detect_frame(&frame()).unwrap_err();
+    assert!(
+        matches!(err, DetectorError::Inference(_)) && err.to_string().contains("differs from"),
+        "{err}"
+    );
+    health.set_running(d.identity().clone());
+    for _ in 0..2 {
+        assert!(d.detect(&frame()).is_empty());
+        assert!(!health.is_degraded(), "one bad frame is not a broken model");
+    }
+    assert!(d.detect(&frame()).is_empty());
+    assert!(d.has_failed());
+    assert!(d.model().is_none());
+    assert!(
+        health
+            .label()
+            .starts_with("degraded (inference failed: output shape [1, 7, ")
+            && health.label().ends_with("(3 frames in a row))"),
+        "{}",
+        health.label()
+    );
+    assert_eq!(health.errors(), 3);
+
+    // On its thread: the thread stops and the detector reports nothing more.
+    let health = Arc::new(DetectorHealth::new(DetectorState::Disabled));
+    let d = OnnxDetector::load(&settings("shape_shifting_1ch.onnx"))
+        .unwrap()
+        .with_health(Arc::clone(&health));
+    let mut bg = BackgroundDetector::spawn(d, 1000.0, "test").unwrap();
+    let image = frame();
+    poll("the detector thread to stop", || {
+        bg.submit(&image);
+        bg.has_stopped().then_some(())
+    });
+    assert!(health.is_degraded());
+    assert!(bg.detect(&image).is_empty());
+    assert!(bg.model().is_none());
+}

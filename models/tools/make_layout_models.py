@@ -230,6 +230,38 @@ def unknown(out_dir):
     save(graph, meta, os.path.join(out_dir, "unknown_layout_1ch.onnx"))
 
 
+def shape_shifting(out_dir):
+    """A yolov8-shaped output [1, 7, N] whose N is 1 + the number of input values above
+    0.5: one row on the blank (grey 0.447) input the runtime checks a model with at
+    load, more on a real frame. It loads, then fails every real frame: the runtime's
+    "errors while running" path (degrade after three in a row)."""
+    i64 = lambda name, v: helper.make_node(
+        "Constant", [], [name], value=numpy_helper.from_array(np.array(v, np.int64), name))
+    nodes = [
+        const("half", np.float32(0.5)),
+        helper.make_node("Greater", ["images", "half"], ["bright"]),
+        helper.make_node("Cast", ["bright"], ["bright_f"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceSum", ["bright_f"], ["count_f"], keepdims=0),
+        helper.make_node("Cast", ["count_f"], ["count"], to=TensorProto.INT64),
+        i64("one", 1),
+        helper.make_node("Add", ["count", "one"], ["rows"]),
+        i64("as_1d", [1]),
+        helper.make_node("Reshape", ["rows", "as_1d"], ["rows_1d"]),
+        i64("head", [1, 7]),
+        helper.make_node("Concat", ["head", "rows_1d"], ["shape"], axis=0),
+        helper.make_node("ConstantOfShape", ["shape"], ["output0"],
+                         value=numpy_helper.from_array(np.array([0.0], np.float32))),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "shape_shifting",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 1, INPUT_H, INPUT_W])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 7, "rows"])],
+    )
+    save(graph, ultralytics_metadata(["bushing", "clamp", "insulator"], 1, name="fixture-shape-shifting"),
+         os.path.join(out_dir, "shape_shifting_1ch.onnx"))
+
+
 def main():
     out_dir = sys.argv[1] if len(sys.argv) > 1 else "agent/tests/fixtures/onnx"
     os.makedirs(out_dir, exist_ok=True)
@@ -239,6 +271,7 @@ def main():
     yolov8_dynamic(out_dir)
     ambiguous(out_dir)
     unknown(out_dir)
+    shape_shifting(out_dir)
 
 
 if __name__ == "__main__":
