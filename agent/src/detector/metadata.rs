@@ -1,5 +1,6 @@
 //! What a model says about itself: the Ultralytics custom metadata keys (`names`,
-//! `imgsz`, `stride`, `channels`, `task`, `end2end`) and our own (`name`, `version`),
+//! `imgsz`, `stride`, `channels`, `task`, `end2end`) and our own (`name` or
+//! `chitti_model`, `version`),
 //! read from the ONNX file's `metadata_props`. Classic YOLOv5 exports carry `names` and
 //! `stride`; Ultralytics (YOLOv5u, YOLOv8, YOLO11, YOLO26) exports carry them all.
 
@@ -20,7 +21,7 @@ pub struct ModelMetadata {
     pub task: Option<String>,
     /// True when NMS is inside the model (`end2end`).
     pub end2end: Option<bool>,
-    /// Model name (`name`).
+    /// Model name (`name`, else `chitti_model`, the key our training exports write).
     pub name: Option<String>,
     /// Model version (`version`).
     pub version: Option<String>,
@@ -61,7 +62,7 @@ impl ModelMetadata {
             channels: int("channels")?,
             task: get("task").map(str::to_string),
             end2end,
-            name: get("name").map(str::to_string),
+            name: get("name").or(get("chitti_model")).map(str::to_string),
             version: get("version").map(str::to_string),
         })
     }
@@ -284,6 +285,9 @@ mod tests {
         assert_eq!(m.end2end, Some(false));
         assert_eq!(m.names.unwrap().name(0), "bushing");
         assert_eq!(m.version.as_deref(), Some("1.0.0"));
+        assert_eq!(m.name.as_deref(), Some("chitti-components"));
+        let ours = ModelMetadata::parse(&custom(&[("chitti_model", "chitti-components")]));
+        assert_eq!(ours.unwrap().name.as_deref(), Some("chitti-components"));
 
         let square = ModelMetadata::parse(&custom(&[("imgsz", "640"), ("stride", "[8, 16, 32]")]));
         let square = square.unwrap();
