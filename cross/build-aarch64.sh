@@ -47,21 +47,5 @@ else
 fi
 
 # ONNX Runtime for the detector (the `ort` crate loads it at run time: load-dynamic).
-out=cross/out/onnxruntime
-mkdir -p "$out"
-spec=onnxruntime${ort_version:+==$ort_version}
-python3 -m pip download --quiet --no-deps --only-binary=:all: \
-  --platform manylinux_2_28_aarch64 --python-version 3.11 --dest "$out/wheel" "$spec"
-python3 - "$out" <<'PY'
-import glob, os, sys, zipfile
-out = sys.argv[1]
-wheel = sorted(glob.glob(os.path.join(out, "wheel", "onnxruntime-*.whl")))[-1]
-with zipfile.ZipFile(wheel) as z:
-    for name in z.namelist():
-        if "/capi/libonnxruntime.so" in name:
-            target = os.path.join(out, os.path.basename(name))
-            with z.open(name) as src, open(target, "wb") as dst:
-                dst.write(src.read())
-            print(f"onnxruntime: {target} (from {os.path.basename(wheel)})")
-PY
+ORT_VERSION=${ort_version:-1.32.0} models/fetch-onnxruntime.sh --arch aarch64 cross/out/onnxruntime
 file "target/$TARGET/release/chitti-agent" 2>/dev/null || true

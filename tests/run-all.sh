@@ -55,6 +55,10 @@ if ! port_open 5432 && command -v pg_ctlcluster >/dev/null; then
   wait_port 5432 postgresql
 fi
 
+# The ONNX Runtime library the detector tests load (fetched once from the PyPI wheel).
+ORT_DYLIB_PATH=$(models/fetch-onnxruntime.sh)
+export ORT_DYLIB_PATH
+
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
 else

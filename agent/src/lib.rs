@@ -5,6 +5,7 @@
 pub mod analysis;
 pub mod cli;
 pub mod config;
+pub mod detector;
 pub mod health;
 pub mod inspect;
 pub mod outbox;

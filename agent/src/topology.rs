@@ -15,8 +15,9 @@
 //! under the configured deadline (what is still running is logged), then the sink
 //! publishes `online: false` and disconnects.
 
-use crate::analysis::{CameraAnalyzer, NewFinding, NoDetector};
+use crate::analysis::{CameraAnalyzer, Detector, NewFinding, NoDetector};
 use crate::config::{nominal_camera_params, AgentConfig, SourceConfig};
+use crate::detector::{DetectorHealth, DetectorState};
 use crate::health::metrics::{self as m, MetricsSource, MetricsWriter};
 use crate::health::{CameraHealth, FindingCounters, LatencyWindow, StatusBoard};
 use crate::outbox::Outbox;
@@ -81,6 +82,32 @@ pub async fn run(
     let latency = Arc::new(LatencyWindow::default());
     let counters = Arc::new(FindingCounters::default());
     let (findings_tx, findings_rx) = std::sync::mpsc::sync_channel::<FrameFindings>(FINDING_QUEUE);
+
+    // Component detectors first (model loading is blocking work, and a camera's frames
+    // should not queue up behind it). A detector that cannot load degrades to none:
+    // the agent runs on thresholds alone and /status says why.
+    let detector_health = Arc::new(DetectorHealth::new(DetectorState::Disabled));
+    let mut detectors = if config.detector.enabled {
+        let detector_config = config.detector.clone();
+        let cameras: Vec<_> = config
+            .cameras
+            .iter()
+            .map(|c| (c.id.clone(), c.source.clone()))
+            .collect();
+        let health = Arc::clone(&detector_health);
+        tokio::task::spawn_blocking(move || {
+            cameras
+                .iter()
+                .map(|(id, source)| {
+                    crate::detector::camera_detector(&detector_config, id, source, &health)
+                })
+                .collect::<Vec<Box<dyn Detector>>>()
+        })
+        .await?
+    } else {
+        Vec::new()
+    }
+    .into_iter();
 
     let mut cameras = Vec::new();
     let mut sources: Vec<(String, JoinHandle<()>)> = Vec::new();
@@ -159,7 +186,10 @@ pub async fn run(
             .get(config.table_for(camera))
             .cloned()
             .context("severity table vanished after validation")?;
-        let analyzer = CameraAnalyzer::new(&config, camera, table, Box::new(NoDetector));
+        let detector = detectors
+            .next()
+            .unwrap_or_else(|| Box::new(NoDetector) as Box<dyn Detector>);
+        let analyzer = CameraAnalyzer::new(&config, camera, table, detector);
         analyzers.push(spawn_analysis(
             analyzer,
             rx,
@@ -181,13 +211,15 @@ pub async fn run(
         ],
     )?;
 
-    let board = Arc::new(StatusBoard::new(
+    let mut board = StatusBoard::new(
         cameras,
         Arc::clone(&outbox),
         latency,
         config.health.thermal_zones.clone(),
         config.outbox.path.clone(),
-    ));
+    );
+    board.detector = Some(Arc::clone(&detector_health));
+    let board = Arc::new(board);
     // Evidence upload (optional: without a hub URL, evidence stays until its findings go).
     let uploader_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let uploader = match &config.evidence.hub_url {
@@ -453,6 +485,38 @@ impl MetricsSource for AgentMetrics {
                 "Median analysis time per frame over the last telemetry interval.",
                 &[],
                 ms / 1000.0,
+            );
+        }
+        if let Some(d) = &self.board.detector {
+            out.gauge(
+                m::DETECTOR_DEGRADED,
+                "1 while the component detector is degraded (thresholds alone).",
+                &[],
+                if d.is_degraded() { 1.0 } else { 0.0 },
+            );
+            out.counter(
+                m::DETECTOR_RUNS_TOTAL,
+                "Component detections completed.",
+                &[],
+                d.runs() as f64,
+            );
+            out.counter(
+                m::DETECTOR_ERRORS_TOTAL,
+                "Component detections that failed.",
+                &[],
+                d.errors() as f64,
+            );
+            out.counter(
+                m::DETECTOR_SKIPPED_TOTAL,
+                "Frames replaced by a newer one before the detector took them.",
+                &[],
+                d.skipped() as f64,
+            );
+            out.gauge(
+                m::DETECTOR_SECONDS,
+                "Duration of the last component detection.",
+                &[],
+                d.last_inference_seconds(),
             );
         }
         if let Some(u) = &self.uploader {

@@ -262,6 +262,11 @@ pub struct AgentStatus {
     pub buffer: Option<BufferStatus>,
     /// Detection model, or `None` when running on thresholds alone.
     pub model: Option<crate::finding::ModelIdentity>,
+    /// The component detector: `disabled`, `ok (<model> <version>)` or
+    /// `degraded (<reason>)` (thresholds alone because the model, the runtime or its
+    /// library failed). Absent from agents older than the detector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detector: Option<String>,
     /// Applied configuration version.
     pub config_version: Option<u32>,
     /// When this status was produced.

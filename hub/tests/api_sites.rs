@@ -158,6 +158,7 @@ fn status(
             version: "3".into(),
             sha256: "cd".repeat(32),
         }),
+        detector: None,
         config_version: online.then_some(7),
         ts,
     }

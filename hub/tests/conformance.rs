@@ -1093,6 +1093,7 @@ fn status(online: bool, cameras: Vec<CameraStatus>, buffer: Option<BufferStatus>
             version: "3".into(),
             sha256: "cd".repeat(32),
         }),
+        detector: None,
         config_version: online.then_some(3),
         ts: at(500),
     }

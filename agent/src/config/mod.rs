@@ -51,6 +51,9 @@ pub struct AgentConfig {
     /// Status, telemetry and metrics.
     #[serde(default)]
     pub health: HealthConfig,
+    /// The component detector (an ONNX model); off by default.
+    #[serde(default)]
+    pub detector: DetectorConfig,
 }
 
 /// Site and gateway ids: the topic prefix `chitti/v1/{site}/{gateway}`.
@@ -511,6 +514,63 @@ pub struct HealthConfig {
     pub shutdown_deadline_s: u64,
 }
 
+/// The component detector: a YOLO-family ONNX model run through ONNX Runtime
+/// (ARCHITECTURE.md, "Component detector runtime"). Without it, or when its model or
+/// library is missing or broken, findings come from thermal thresholds alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorConfig {
+    /// Run the detector.
+    #[serde(default)]
+    pub enabled: bool,
+    /// The `.onnx` model (required when enabled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<PathBuf>,
+    /// The ONNX Runtime library (`libonnxruntime.so.*`); else `ORT_DYLIB_PATH`, else
+    /// `libonnxruntime.so*` next to the executable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub library: Option<PathBuf>,
+    /// Detections per second per camera on streams (the latest frame each time).
+    #[serde(default = "default_detector_rate")]
+    pub rate_hz: f64,
+    /// Lowest score kept, 0..1.
+    #[serde(default = "default_confidence")]
+    pub confidence: f64,
+    /// Class-wise NMS: boxes of one class overlapping more than this are one object.
+    #[serde(default = "default_iou")]
+    pub iou: f64,
+    /// Most detections per frame.
+    #[serde(default = "default_max_detections")]
+    pub max_detections: usize,
+    /// ONNX Runtime threads per camera (worker spinning is always off).
+    #[serde(default = "default_intra_threads")]
+    pub intra_threads: usize,
+    /// Model input `[width, height]` for models with a dynamic input size (default:
+    /// the model's `imgsz` metadata).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_size: Option<[u32; 2]>,
+    /// Output layout: `auto` (from the output shape and metadata), `yolov8`, `yolov5`
+    /// or `end2end`.
+    #[serde(default)]
+    pub layout: crate::detector::LayoutChoice,
+}
+
+fn default_detector_rate() -> f64 {
+    2.0
+}
+fn default_confidence() -> f64 {
+    0.25
+}
+fn default_iou() -> f64 {
+    0.45
+}
+fn default_max_detections() -> usize {
+    100
+}
+fn default_intra_threads() -> usize {
+    1
+}
+
 fn default_width() -> u32 {
     640
 }
@@ -638,7 +698,8 @@ chitti_common::defaults_from_serde!(
     OutboxConfig,
     MqttConfig,
     EvidenceConfig,
-    HealthConfig
+    HealthConfig,
+    DetectorConfig
 );
 
 impl AgentConfig {
@@ -777,6 +838,8 @@ impl AgentConfig {
         fix_opt(&mut self.mqtt.client_key_file);
         fix_opt(&mut self.mqtt.signing_key_file);
         fix_opt(&mut self.evidence.ca_file);
+        fix_opt(&mut self.detector.model);
+        fix_opt(&mut self.detector.library);
     }
 
     /// Checks every value; returns every problem.
@@ -850,6 +913,7 @@ impl AgentConfig {
         self.evidence
             .validate_into(self.mqtt.signing_key_file.is_some(), p);
         self.health.validate_into(p);
+        self.detector.validate_into(p);
     }
 }
 
@@ -1213,6 +1277,55 @@ impl HealthConfig {
     }
 }
 
+impl DetectorConfig {
+    fn validate_into(&self, p: &mut Problems) {
+        if self.enabled && self.model.is_none() {
+            p.push("detector.model", "required when detector.enabled = true");
+        }
+        check_range(
+            p,
+            "detector.rate_hz",
+            Some(self.rate_hz),
+            0.0,
+            30.0,
+            "> 0 and <= 30 detections per second",
+            true,
+        );
+        check_range(
+            p,
+            "detector.confidence",
+            Some(self.confidence),
+            0.0,
+            1.0,
+            "> 0 and <= 1",
+            true,
+        );
+        check_range(
+            p,
+            "detector.iou",
+            Some(self.iou),
+            0.0,
+            1.0,
+            "> 0 and <= 1",
+            true,
+        );
+        if !(1..=10_000).contains(&self.max_detections) {
+            p.push("detector.max_detections", "must be 1..=10000");
+        }
+        if !(1..=64).contains(&self.intra_threads) {
+            p.push("detector.intra_threads", "must be 1..=64");
+        }
+        if let Some([w, h]) = self.input_size {
+            if !(32..=4096).contains(&w) || !(32..=4096).contains(&h) {
+                p.push(
+                    "detector.input_size",
+                    format!("[{w}, {h}]: width and height must be 32..=4096"),
+                );
+            }
+        }
+    }
+}
+
 /// Decodes the top-level table section by section.
 fn decode_sections(mut table: toml::Table, p: &mut Problems) -> Option<AgentConfig> {
     let mut take = |key: &str| table.remove(key);
@@ -1224,10 +1337,11 @@ fn decode_sections(mut table: toml::Table, p: &mut Problems) -> Option<AgentConf
     let mqtt = take("mqtt");
     let evidence = take("evidence");
     let health = take("health");
+    let detector = take("detector");
     for key in table.keys() {
         p.push(
             key.as_str(),
-            "unknown key (expected version, identity, camera, analysis, outbox, mqtt, evidence, health)",
+            "unknown key (expected version, identity, camera, analysis, outbox, mqtt, evidence, health, detector)",
         );
     }
     let version = match version {
@@ -1269,6 +1383,7 @@ fn decode_sections(mut table: toml::Table, p: &mut Problems) -> Option<AgentConf
     let mqtt = p.decode("mqtt", or_empty(mqtt));
     let evidence = p.decode("evidence", or_empty(evidence));
     let health = p.decode("health", or_empty(health));
+    let detector = p.decode("detector", or_empty(detector));
     Some(AgentConfig {
         version: version?,
         identity: identity?,
@@ -1278,6 +1393,7 @@ fn decode_sections(mut table: toml::Table, p: &mut Problems) -> Option<AgentConf
         mqtt: mqtt?,
         evidence: evidence?,
         health: health?,
+        detector: detector?,
     })
 }
 

@@ -12,7 +12,49 @@ fn the_default_configuration_is_valid_and_matches_the_serde_defaults() {
     assert_eq!(config.outbox, OutboxConfig::default());
     assert_eq!(config.mqtt, MqttConfig::default());
     assert_eq!(config.health, HealthConfig::default());
+    assert_eq!(config.detector, DetectorConfig::default());
     assert_eq!(config.cameras.len(), 1);
+}
+
+#[test]
+fn the_detector_section_is_strict_and_every_problem_is_reported() {
+    let base = "version = 1\n[identity]\nsite = \"s\"\ngateway = \"g\"\n[[camera]]\nid = \"c\"\n[camera.source]\nkind = \"simulated\"\n";
+    let text = format!(
+        "{base}[detector]\nenabled = true\nrate_hz = 0\nconfidence = 1.5\niou = 0\nmax_detections = 0\nintra_threads = 0\ninput_size = [16, 256]\n"
+    );
+    let err = parse(&text).unwrap_err();
+    let paths = err.paths();
+    for key in [
+        "detector.model",
+        "detector.rate_hz",
+        "detector.confidence",
+        "detector.iou",
+        "detector.max_detections",
+        "detector.intra_threads",
+        "detector.input_size",
+    ] {
+        assert!(paths.contains(&key), "{key} missing from {err}");
+    }
+    let err = parse(&format!("{base}[detector]\nthreshold = 0.5\n")).unwrap_err();
+    assert!(err.to_string().contains("threshold"), "{err}");
+    let err = parse(&format!("{base}[detector]\nlayout = \"yolov9\"\n")).unwrap_err();
+    assert!(err.to_string().contains("yolov9"), "{err}");
+
+    let config = parse(&format!(
+        "{base}[detector]\nenabled = true\nmodel = \"models/m.onnx\"\nlibrary = \"/opt/ort/libonnxruntime.so.1.32.0\"\nlayout = \"end2end\"\ninput_size = [640, 512]\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        config.detector.model.as_deref(),
+        Some(Path::new("/etc/chitti-agent/models/m.onnx")),
+        "relative to the configuration file"
+    );
+    assert_eq!(
+        config.detector.layout,
+        crate::detector::LayoutChoice::End2end
+    );
+    assert_eq!(config.detector.input_size, Some([640, 512]));
+    assert_eq!(config.detector.rate_hz, 2.0);
 }
 
 #[test]

@@ -34,6 +34,18 @@ pub const MQTT_CONNECTED: &str = "chitti_agent_mqtt_connected";
 pub const ANALYSIS_LATENCY_SECONDS: &str = "chitti_agent_analysis_latency_seconds";
 /// Evidence blobs the hub acknowledged (counter).
 pub const EVIDENCE_UPLOADED_TOTAL: &str = "chitti_agent_evidence_uploaded_total";
+/// 1 while the component detector is degraded (a model should run but cannot), else 0
+/// (gauge).
+pub const DETECTOR_DEGRADED: &str = "chitti_agent_detector_degraded";
+/// Component detections completed (counter).
+pub const DETECTOR_RUNS_TOTAL: &str = "chitti_agent_detector_runs_total";
+/// Component detections that failed (counter).
+pub const DETECTOR_ERRORS_TOTAL: &str = "chitti_agent_detector_errors_total";
+/// Frames handed to the detector but replaced by a newer one before it took them
+/// (counter).
+pub const DETECTOR_SKIPPED_TOTAL: &str = "chitti_agent_detector_skipped_total";
+/// Duration of the last component detection, seconds (gauge).
+pub const DETECTOR_SECONDS: &str = "chitti_agent_detector_seconds";
 
 /// Label naming the camera.
 pub const LABEL_CAMERA: &str = "camera";

@@ -192,8 +192,10 @@ pub struct StatusBoard {
     pub cameras: Vec<std::sync::Arc<CameraHealth>>,
     /// The outbox.
     pub outbox: std::sync::Arc<crate::outbox::Outbox>,
-    /// Detection model, when one runs.
+    /// Detection model, when one runs (else the detector's, while it runs).
     pub model: Option<chitti_common::finding::ModelIdentity>,
+    /// The component detector's health; `None` reads `disabled`.
+    pub detector: Option<std::sync::Arc<crate::detector::DetectorHealth>>,
     /// Configuration version applied.
     pub config_version: Option<u32>,
     /// Analysis latencies.
@@ -220,6 +222,7 @@ impl StatusBoard {
             cameras,
             outbox,
             model: None,
+            detector: None,
             config_version: None,
             latency,
             thermal_zones,
@@ -236,7 +239,15 @@ impl StatusBoard {
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             cameras: self.cameras.iter().map(|c| c.snapshot()).collect(),
             buffer: Some(self.outbox.status()),
-            model: self.model.clone(),
+            model: self
+                .model
+                .clone()
+                .or_else(|| self.detector.as_ref().and_then(|d| d.model())),
+            detector: Some(
+                self.detector
+                    .as_ref()
+                    .map_or_else(|| "disabled".to_string(), |d| d.label()),
+            ),
             config_version: self.config_version,
             ts: Utc::now(),
         }

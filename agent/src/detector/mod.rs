@@ -1,0 +1,371 @@
+//! The component detector runtime: a YOLO-family ONNX model run through ONNX Runtime,
+//! behind the analysis chain's [`Detector`] trait.
+//!
+//! ```text
+//! TemperatureImage ─unit_image+Letterbox (chitti_common::detector_input)─▶ [1,C,H,W] f32
+//!     ─ONNX Runtime (ort, library loaded at run time)─▶ output tensor
+//!     ─decode: layout, threshold, class-wise NMS, inverse letterbox─▶ Vec<Detection>
+//! ```
+//!
+//! - [`OnnxDetector`]: one model in one ONNX Runtime session, synchronous
+//!   ([`OnnxDetector::detect_frame`], or the [`Detector`] impl for stills such as
+//!   `chitti-agent inspect` and watched-folder files). Loading reads the model's
+//!   metadata, fixes the input size and channels, and runs the model once on a blank
+//!   input to learn (and check) its output layout, so a model the runtime cannot
+//!   decode fails at load, not at the first frame.
+//! - [`BackgroundDetector`]: the same on its own thread for live streams, fed through
+//!   a latest-frame-wins mailbox at `rate_hz`; its `detect` never waits for inference
+//!   and returns the most recent completed detections (see its docs for staleness).
+//! - [`DetectorHealth`]: what `/status` (`detector`) and `/metrics` report: `disabled`,
+//!   `ok (<model> <version>)`, or `degraded (<reason>)` when the library, the model or
+//!   inference failed. A degraded detector finds nothing and the agent carries on with
+//!   thermal thresholds alone: detection adds context to findings, it never gates them.
+//! - [`camera_detector`]: what the topology calls per camera.
+//!
+//! Preprocessing is `chitti_common::detector_input` and nothing else, so training
+//! (`chitti-agent synth` writes the same unit image) and deployment see one mapping.
+
+mod background;
+pub mod decode;
+pub mod metadata;
+mod onnx;
+pub mod runtime;
+
+pub use background::BackgroundDetector;
+pub use decode::{DecodeSettings, Layout, LayoutChoice, OutputLayout};
+pub use onnx::{ModelInput, ModelOutput, OnnxDetector};
+pub use runtime::LibraryOrigin;
+
+use crate::analysis::{Detector, NoDetector};
+use crate::config::{DetectorConfig, SourceConfig};
+use chitti_common::finding::ModelIdentity;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Why the detector cannot load or run. Every message names what was wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectorError {
+    /// No library configured, no `ORT_DYLIB_PATH`, none next to the executable.
+    #[error(
+        "no onnx runtime library: set detector.library or ORT_DYLIB_PATH, or put \
+         libonnxruntime.so next to the executable in {searched} \
+         (models/fetch-onnxruntime.sh fetches one)"
+    )]
+    LibraryMissing {
+        /// The folder searched.
+        searched: String,
+    },
+    /// The configured (or `ORT_DYLIB_PATH`) library file does not exist.
+    #[error("onnx runtime library not found at {} (from {origin})", path.display())]
+    LibraryNotFound {
+        /// The path.
+        path: PathBuf,
+        /// Where the path came from.
+        origin: LibraryOrigin,
+    },
+    /// The file exists but is not a usable ONNX Runtime (not a shared library, no
+    /// `OrtGetApiBase`, older than 1.17).
+    #[error("cannot load the onnx runtime library {} (from {origin}): {reason}", path.display())]
+    LibraryLoad {
+        /// The path.
+        path: PathBuf,
+        /// Where the path came from.
+        origin: LibraryOrigin,
+        /// ONNX Runtime's or the loader's words.
+        reason: String,
+    },
+    /// Another library file is already loaded in this process.
+    #[error(
+        "onnx runtime is already loaded from {} in this process; cannot also load {}",
+        loaded.display(),
+        requested.display()
+    )]
+    LibraryConflict {
+        /// The loaded file.
+        loaded: PathBuf,
+        /// The file asked for.
+        requested: PathBuf,
+    },
+    /// ONNX Runtime's environment could not be created.
+    #[error("cannot start onnx runtime: {0}")]
+    Environment(String),
+    /// The model file cannot be read.
+    #[error("model file {} is unreadable: {source}", path.display())]
+    ModelUnreadable {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// ONNX Runtime could not load the model (not ONNX, truncated, unsupported ops).
+    #[error("onnx runtime rejected the model {}: {reason}", path.display())]
+    ModelRejected {
+        /// The path.
+        path: PathBuf,
+        /// ONNX Runtime's words.
+        reason: String,
+    },
+    /// The model loads but is not a detector this runtime can feed (inputs, types,
+    /// task, sizes, metadata).
+    #[error("model {}: {reason}", path.display())]
+    UnsupportedModel {
+        /// The path.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The output tensor fits none of the known layouts.
+    #[error("model output shape {shape:?} is not a known layout (expected {expected})")]
+    UnknownLayout {
+        /// The output shape.
+        shape: Vec<i64>,
+        /// What would have fitted.
+        expected: String,
+    },
+    /// The output tensor fits more than one layout and nothing tells them apart.
+    #[error(
+        "model output shape {shape:?} is ambiguous: it fits {candidates}; the model has \
+         no end2end metadata key, so set detector.layout"
+    )]
+    AmbiguousLayout {
+        /// The output shape.
+        shape: Vec<i64>,
+        /// The layouts it fits.
+        candidates: String,
+    },
+    /// A run failed.
+    #[error("inference failed: {0}")]
+    Inference(String),
+    /// The settings cannot work (input size not a multiple of the stride, ...).
+    #[error("detector settings: {0}")]
+    Settings(String),
+}
+
+/// Everything needed to load and run a model, resolved from configuration (or built
+/// by hand, as `inspect --model` does).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectorSettings {
+    /// The `.onnx` file.
+    pub model: PathBuf,
+    /// The ONNX Runtime library (else `ORT_DYLIB_PATH`, else next to the executable).
+    pub library: Option<PathBuf>,
+    /// Lowest score kept, 0..1.
+    pub confidence: f32,
+    /// Class-wise NMS IoU threshold.
+    pub iou: f32,
+    /// Most detections per frame.
+    pub max_detections: usize,
+    /// ONNX Runtime intra-op threads (spinning is always off).
+    pub intra_threads: usize,
+    /// Model input `(width, height)` for models with dynamic input sizes (default: the
+    /// model's `imgsz`); must match a fixed-size model's own.
+    pub input_size: Option<(u32, u32)>,
+    /// Output layout: found from the model, or forced.
+    pub layout: LayoutChoice,
+}
+
+impl DetectorSettings {
+    /// Settings for `model` with the configuration's defaults (confidence 0.25, IoU
+    /// 0.45, 100 detections, 1 thread).
+    pub fn new(model: impl Into<PathBuf>) -> Self {
+        let d = DetectorConfig::default();
+        Self {
+            model: model.into(),
+            library: None,
+            confidence: d.confidence as f32,
+            iou: d.iou as f32,
+            max_detections: d.max_detections,
+            intra_threads: d.intra_threads,
+            input_size: None,
+            layout: LayoutChoice::Auto,
+        }
+    }
+
+    /// The settings of a `[detector]` section; `None` without a model path.
+    pub fn from_config(config: &DetectorConfig) -> Option<Self> {
+        Some(Self {
+            model: config.model.clone()?,
+            library: config.library.clone(),
+            confidence: config.confidence as f32,
+            iou: config.iou as f32,
+            max_detections: config.max_detections,
+            intra_threads: config.intra_threads,
+            input_size: config.input_size.map(|[w, h]| (w, h)),
+            layout: config.layout,
+        })
+    }
+
+    fn decode_settings(&self) -> DecodeSettings {
+        DecodeSettings {
+            confidence: self.confidence,
+            iou: self.iou,
+            max_detections: self.max_detections,
+        }
+    }
+}
+
+/// The detector's state as `/status` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DetectorState {
+    /// No `[detector]` enabled: thresholds alone, by choice.
+    Disabled,
+    /// A model runs.
+    Running(ModelIdentity),
+    /// A model should run but cannot: thresholds alone, with the reason.
+    Degraded(String),
+}
+
+/// The detector's health, shared by every camera's detector, `/status` and `/metrics`.
+#[derive(Debug)]
+pub struct DetectorHealth {
+    state: Mutex<DetectorState>,
+    runs: AtomicU64,
+    errors: AtomicU64,
+    skipped: AtomicU64,
+    last_inference_us: AtomicU64,
+}
+
+impl DetectorHealth {
+    /// A health that starts in `state`.
+    pub fn new(state: DetectorState) -> Self {
+        Self {
+            state: Mutex::new(state),
+            runs: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            last_inference_us: AtomicU64::new(0),
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> DetectorState {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// `/status`'s `detector`: `disabled`, `ok (<name> <version>)` or
+    /// `degraded (<reason>)`.
+    pub fn label(&self) -> String {
+        match self.state() {
+            DetectorState::Disabled => "disabled".into(),
+            DetectorState::Running(m) => format!("ok ({} {})", m.name, m.version),
+            DetectorState::Degraded(why) => format!("degraded ({why})"),
+        }
+    }
+
+    /// The model in use, while one runs.
+    pub fn model(&self) -> Option<ModelIdentity> {
+        match self.state() {
+            DetectorState::Running(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// True once degraded.
+    pub fn is_degraded(&self) -> bool {
+        matches!(self.state(), DetectorState::Degraded(_))
+    }
+
+    /// Marks a model as running, unless something already degraded (a degraded
+    /// camera keeps the whole agent's detector degraded: it is what needs fixing).
+    pub fn set_running(&self, model: ModelIdentity) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if !matches!(*state, DetectorState::Degraded(_)) {
+            *state = DetectorState::Running(model);
+        }
+    }
+
+    /// Degrades with `reason`, logged once (the first reason is kept).
+    pub fn degrade(&self, reason: String) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if matches!(*state, DetectorState::Degraded(_)) {
+            return;
+        }
+        tracing::error!(reason = %reason,
+            "component detector degraded: continuing on thermal thresholds alone");
+        *state = DetectorState::Degraded(reason);
+    }
+
+    /// Counts a completed inference and its duration.
+    pub fn record_run(&self, took: std::time::Duration) {
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        self.last_inference_us
+            .store(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Counts a failed inference.
+    pub fn record_error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a frame replaced in the mailbox before the detector took it.
+    pub fn record_skip(&self) {
+        self.skipped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Completed inferences.
+    pub fn runs(&self) -> u64 {
+        self.runs.load(Ordering::Relaxed)
+    }
+
+    /// Failed inferences.
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    /// Frames submitted for detection but replaced by a newer one first.
+    pub fn skipped(&self) -> u64 {
+        self.skipped.load(Ordering::Relaxed)
+    }
+
+    /// Duration of the last completed detection (pre-processing, inference, decode),
+    /// seconds.
+    pub fn last_inference_seconds(&self) -> f64 {
+        self.last_inference_us.load(Ordering::Relaxed) as f64 / 1e6
+    }
+}
+
+/// The detector of one camera, as the configuration asks: [`NoDetector`] when
+/// detection is disabled or the model cannot load (the health then says why, logged
+/// once), a [`BackgroundDetector`] for streams, a synchronous [`OnnxDetector`] for
+/// watched folders (each file is one still that deserves its own detections).
+///
+/// Loads the model: blocking work (file read, session creation, one warm-up run),
+/// to be called from a blocking thread.
+pub fn camera_detector(
+    config: &DetectorConfig,
+    camera: &str,
+    source: &SourceConfig,
+    health: &Arc<DetectorHealth>,
+) -> Box<dyn Detector> {
+    if !config.enabled {
+        return Box::new(NoDetector);
+    }
+    let Some(settings) = DetectorSettings::from_config(config) else {
+        // Validation requires the model with `enabled`; said here too for callers
+        // that built a config by hand.
+        health.degrade("detector.model is not set".into());
+        return Box::new(NoDetector);
+    };
+    let detector = match OnnxDetector::load(&settings) {
+        Ok(d) => d.with_health(Arc::clone(health)),
+        Err(err) => {
+            health.degrade(err.to_string());
+            return Box::new(NoDetector);
+        }
+    };
+    tracing::info!(camera, model = %detector.identity().name,
+        version = %detector.identity().version, layout = detector.layout().kind.label(),
+        input = ?detector.input_size(), "component detector loaded");
+    health.set_running(detector.identity().clone());
+    match source {
+        SourceConfig::RjpegDir(_) => Box::new(detector),
+        _ => match BackgroundDetector::spawn(detector, config.rate_hz, camera) {
+            Ok(d) => Box::new(d),
+            Err(err) => {
+                health.degrade(format!("cannot start the detector thread: {err}"));
+                Box::new(NoDetector)
+            }
+        },
+    }
+}
