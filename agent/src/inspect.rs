@@ -91,11 +91,14 @@ pub struct InspectArgs {
     pub model: Option<PathBuf>,
 }
 
-/// The detector of `--model`.
-// The ONNX runtime is wired in when the detector lands; until then a model is refused
-// with a clear error rather than ignored.
+/// The detector of `--model`: the ONNX runtime, synchronous (a still needs no mailbox).
+/// A model or library that cannot load is an error naming it, never ignored.
 pub fn detector_for_model(path: &Path) -> Result<Box<dyn Detector>, String> {
-    Err(format!("{}: ONNX detector not built in", path.display()))
+    // The library comes from ORT_DYLIB_PATH or sits next to the binary, as for the
+    // agent's own `[detector]` without a `library` key.
+    let settings = crate::detector::DetectorSettings::new(path);
+    let detector = crate::detector::OnnxDetector::load(&settings).map_err(|e| e.to_string())?;
+    Ok(Box::new(detector))
 }
 
 /// `--reference-kind` values.
