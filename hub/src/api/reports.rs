@@ -36,7 +36,8 @@
 //! matched and how many were left out: narrow the period), at most
 //! [`MAX_REPORT_SCANNED_FINDINGS`] findings read (likewise noted), and at most
 //! [`MAX_REPORT_IMAGE_BYTES`] of embedded images (visual images past it are left out,
-//! noted on their page). Text uses the PDF's built-in Helvetica (no font file is
+//! noted on their page). Each evidence file is read and converted once for all the
+//! report's findings from it, and its visual image embedded once. Text uses the PDF's built-in Helvetica (no font file is
 //! embedded; characters outside Windows-1252 print as `?`).
 
 use super::alerts::AlertParams;
