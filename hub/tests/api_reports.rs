@@ -411,7 +411,12 @@ async fn the_inspection_report_has_a_page_per_track(backend: &str) {
     let rjpeg_sha = api.put_evidence(&rjpeg).await;
     let png = agent_png("flir_ax8_png_80x60.jpg");
     let png_sha = api.put_evidence(&png).await;
-    let (a, b, old) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let (a, b, c, old) = (
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+    );
     let evidence = |sha: &str| Some(EvidenceRef { sha256: sha.into() });
     // Track a: two findings in the period, the second its worst (an R-JPEG with a
     // visual image); track b: one (agent PNG); track old: before the period.
@@ -424,11 +429,14 @@ async fn the_inspection_report_has_a_page_per_track(backend: &str) {
     let mut b1 = small_finding(b, 1, "minor", 45.2, 20);
     b1.evidence = evidence(&png_sha);
     b1.asset = Some("bay4-ct-a".into());
+    // Track c: another hotspot of the same R-JPEG, whose visual image is embedded once.
+    let mut c1 = small_finding(c, 2, "intermediate", 70.1, 15);
+    c1.evidence = evidence(&rjpeg_sha);
     let mut o1 = small_finding(old, 4, "critical", 120.0, 30);
     o1.evidence = evidence(&png_sha);
     let minute = chrono::Duration::minutes(1);
     api.store
-        .insert_findings(&ingested(&[a1, a2.clone(), b1.clone()], at(0)))
+        .insert_findings(&ingested(&[a1, a2.clone(), b1.clone(), c1], at(0)))
         .await
         .unwrap();
     api.store
@@ -447,7 +455,7 @@ async fn the_inspection_report_has_a_page_per_track(backend: &str) {
     let pages = doc.get_pages();
     assert_eq!(
         pages.len(),
-        3,
+        4,
         "a cover and one page per track in the period"
     );
     let cover = page_text(&doc, 1);
@@ -458,6 +466,7 @@ async fn the_inspection_report_has_a_page_per_track(backend: &str) {
         "Level 3",
         "Level 1",
         "serious: 1",
+        "intermediate: 1",
         "minor: 1",
     ] {
         assert!(
@@ -486,7 +495,14 @@ async fn the_inspection_report_has_a_page_per_track(backend: &str) {
         );
     }
     assert!(first.contains("breaker"), "{first}");
-    let second = page_text(&doc, 3);
+    let third = page_text(&doc, 3);
+    for expected in ["70.1 °C", "intermediate", "Visual image"] {
+        assert!(
+            third.contains(expected),
+            "{expected:?} not on page 3: {third}"
+        );
+    }
+    let second = page_text(&doc, 4);
     for expected in [
         "45.2 °C",
         "minor",
@@ -496,12 +512,12 @@ async fn the_inspection_report_has_a_page_per_track(backend: &str) {
     ] {
         assert!(
             second.contains(expected),
-            "{expected:?} not on page 3: {second}"
+            "{expected:?} not on page 4: {second}"
         );
     }
     assert!(!second.contains("Visual image"), "{second}");
-    // Two thermograms and the R-JPEG's visual image.
-    assert_eq!(image_xobjects(&doc), 3);
+    // Three thermograms and the R-JPEG's visual image, once for both its pages.
+    assert_eq!(image_xobjects(&doc), 4);
 
     // An empty period: the cover alone.
     let r = api

@@ -36,7 +36,8 @@
 //! matched and how many were left out: narrow the period), at most
 //! [`MAX_REPORT_SCANNED_FINDINGS`] findings read (likewise noted), and at most
 //! [`MAX_REPORT_IMAGE_BYTES`] of embedded images (visual images past it are left out,
-//! noted on their page). Text uses the PDF's built-in Helvetica (no font file is
+//! noted on their page). Each evidence file is read and converted once for all the
+//! report's findings from it, and its visual image embedded once. Text uses the PDF's built-in Helvetica (no font file is
 //! embedded; characters outside Windows-1252 print as `?`).
 
 use super::alerts::AlertParams;
@@ -600,13 +601,17 @@ struct TrackPage {
     alert_id: Option<Uuid>,
 }
 
+/// A visual JPEG, ready to embed: the bytes, width, height, colour components.
+type Visual = (Vec<u8>, u32, u32, u8);
+
 /// Images of one track page, ready to embed.
 #[derive(Default)]
 struct PageImages {
     /// Flate-compressed 8-bit RGB, width, height.
     thermogram: Option<(Vec<u8>, u32, u32)>,
-    /// The visual JPEG, width, height, colour components.
-    visual: Option<(Vec<u8>, u32, u32, u8)>,
+    /// The visual image (an index into the report's visual images, one per evidence
+    /// file, embedded once however many pages show it).
+    visual: Option<usize>,
     /// What could not be shown, and why.
     notes: Vec<String>,
 }
@@ -742,11 +747,29 @@ async fn inspection_pdf(
     });
     pages.truncate(MAX_REPORT_TRACKS);
 
-    // Images, page by page (one evidence blob in memory at a time).
-    let mut images = Vec::with_capacity(pages.len());
+    // Images, evidence file by evidence file (one in memory at a time): each is read,
+    // converted to °C and searched for its visual image once, however many of the
+    // report's findings came from it (an upload's hotspots share one file).
+    let mut images: Vec<PageImages> = Vec::new();
+    images.resize_with(pages.len(), PageImages::default);
+    let mut visuals: Vec<Visual> = Vec::new();
+    let mut by_evidence: BTreeMap<Option<String>, Vec<usize>> = BTreeMap::new();
+    for (i, t) in pages.iter().enumerate() {
+        let sha = t.worst.evidence.as_ref().map(|e| e.sha256.clone());
+        by_evidence.entry(sha).or_default().push(i);
+    }
     let mut image_bytes = 0usize;
-    for t in &pages {
-        images.push(page_images(&s, &t.worst, &mut image_bytes).await);
+    for (sha, indices) in by_evidence {
+        let findings: Vec<Finding> = indices.iter().map(|&i| pages[i].worst.clone()).collect();
+        let (page_images, visual) = evidence_images(&s, sha, findings, &mut image_bytes).await;
+        let visual = visual.map(|v| {
+            visuals.push(v);
+            visuals.len() - 1
+        });
+        for (i, mut img) in indices.into_iter().zip(page_images) {
+            img.visual = visual;
+            images[i] = img;
+        }
     }
 
     let cover = Cover {
@@ -761,7 +784,7 @@ async fn inspection_pdf(
         tracks: track_count,
         by_level,
     };
-    let pdf = tokio::task::spawn_blocking(move || write_pdf(&cover, &pages, images))
+    let pdf = tokio::task::spawn_blocking(move || write_pdf(&cover, &pages, images, visuals))
         .await
         .map_err(|_| internal())?;
     let disposition = format!(
@@ -798,94 +821,134 @@ fn sanitize_filename(s: &str) -> String {
         .collect()
 }
 
-/// The thermogram and visual image of a finding, as far as its evidence allows.
-async fn page_images(s: &ApiState, f: &Finding, image_bytes: &mut usize) -> PageImages {
-    let mut out = PageImages::default();
-    let Some(sha) = f.evidence.as_ref().map(|e| e.sha256.clone()) else {
-        out.notes
-            .push("No evidence file was reported with this finding.".into());
-        return out;
+/// The thermograms of findings that share one evidence file (`None`: none reported),
+/// in their order, and the file's visual image, as far as the file allows.
+async fn evidence_images(
+    s: &ApiState,
+    sha: Option<String>,
+    findings: Vec<Finding>,
+    image_bytes: &mut usize,
+) -> (Vec<PageImages>, Option<Visual>) {
+    let noted = |note: String| {
+        let pages = findings
+            .iter()
+            .map(|_| PageImages {
+                notes: vec![note.clone()],
+                ..PageImages::default()
+            })
+            .collect();
+        (pages, None)
+    };
+    let Some(sha) = sha else {
+        return noted("No evidence file was reported with this finding.".into());
     };
     let bytes = match s.evidence.get(&sha).await {
         Ok(Some(b)) => b,
         Ok(None) | Err(crate::evidence::EvidenceError::BadName(_)) => {
-            out.notes
-                .push(format!("Evidence {sha} has not been uploaded yet."));
-            return out;
+            return noted(format!("Evidence {sha} has not been uploaded yet."));
         }
         Err(e) => {
             tracing::error!(err = %e, "evidence storage failed while writing a report");
-            out.notes
-                .push(format!("Evidence {sha} could not be read (storage error)."));
-            return out;
+            return noted(format!("Evidence {sha} could not be read (storage error)."));
         }
     };
-    let finding = f.clone();
     let budget_left = MAX_REPORT_IMAGE_BYTES.saturating_sub(*image_bytes);
+    let count = findings.len();
     let result =
-        tokio::task::spawn_blocking(move || render_page_images(&finding, &bytes, budget_left))
-            .await;
+        tokio::task::spawn_blocking(move || render_evidence(&findings, &bytes, budget_left)).await;
     match result {
-        Ok(images) => {
-            *image_bytes += images.thermogram.as_ref().map_or(0, |t| t.0.len())
-                + images.visual.as_ref().map_or(0, |v| v.0.len());
-            images
+        Ok((pages, visual)) => {
+            *image_bytes += pages
+                .iter()
+                .map(|p| p.thermogram.as_ref().map_or(0, |t| t.0.len()))
+                .sum::<usize>()
+                + visual.as_ref().map_or(0, |v| v.0.len());
+            (pages, visual)
         }
         Err(_) => {
-            out.notes.push("The evidence could not be rendered.".into());
-            out
+            let pages = (0..count)
+                .map(|_| PageImages {
+                    notes: vec!["The evidence could not be rendered.".into()],
+                    ..PageImages::default()
+                })
+                .collect();
+            (pages, None)
         }
     }
 }
 
-fn render_page_images(f: &Finding, bytes: &[u8], budget_left: usize) -> PageImages {
-    let mut out = PageImages::default();
-    match temperature_image(bytes, &measurement_overrides(&f.measurement)) {
-        Ok(t) => {
-            let overlays = finding_overlays(f, t.image.width(), t.image.height());
-            let options = RenderOptions {
-                palette: Palette::Iron,
-                span: None,
-                scale: chitti_common::render::AUTO_SCALE,
-                scale_bar: true,
-            };
-            match chitti_common::render::render(&t.image, &overlays, &options) {
-                Ok(rgb) => {
-                    let packed = miniz_oxide::deflate::compress_to_vec_zlib(&rgb.pixels, 6);
-                    if packed.len() <= budget_left {
-                        out.thermogram = Some((packed, rgb.width, rgb.height));
-                    } else {
-                        out.notes.push(
-                            "Thermogram left out: the report's image limit is reached.".into(),
-                        );
-                    }
-                }
-                Err(e) => out
-                    .notes
-                    .push(format!("The thermogram could not be drawn: {e}.")),
-            }
+fn render_evidence(
+    findings: &[Finding],
+    bytes: &[u8],
+    budget_left: usize,
+) -> (Vec<PageImages>, Option<Visual>) {
+    let mut pages: Vec<PageImages> = findings.iter().map(|_| PageImages::default()).collect();
+    let mut used = 0usize;
+    // One conversion per set of measurement conditions (an upload's findings share
+    // them; a stream's may differ).
+    let mut converted: Option<(chitti_common::radiometry::ParamOverrides, _)> = None;
+    for (f, page) in findings.iter().zip(&mut pages) {
+        let overrides = measurement_overrides(&f.measurement);
+        let reuse = matches!(&converted, Some((o, _)) if *o == overrides);
+        if !reuse {
+            converted = Some((overrides, temperature_image(bytes, &overrides)));
         }
-        Err(e) => out.notes.push(format!(
-            "No temperatures could be read from the evidence: {e}."
-        )),
-    }
-    let used = out.thermogram.as_ref().map_or(0, |t| t.0.len());
-    match visual_jpeg(bytes) {
-        Ok(v) => match jpeg_geometry(&v.bytes) {
-            Some((w, h, comps)) if v.bytes.len() + used <= budget_left => {
-                out.visual = Some((v.bytes, w, h, comps));
+        let Some((_, result)) = &converted else {
+            continue;
+        };
+        let t = match result {
+            Ok(t) => t,
+            Err(e) => {
+                page.notes.push(format!(
+                    "No temperatures could be read from the evidence: {e}."
+                ));
+                continue;
             }
-            Some(_) => out
+        };
+        let overlays = finding_overlays(f, t.image.width(), t.image.height());
+        let options = RenderOptions {
+            palette: Palette::Iron,
+            span: None,
+            scale: chitti_common::render::AUTO_SCALE,
+            scale_bar: true,
+        };
+        match chitti_common::render::render(&t.image, &overlays, &options) {
+            Ok(rgb) => {
+                // Fast deflate: thermograms are large flat areas; level 1 is several
+                // times quicker than the default for a few percent more bytes.
+                let packed = miniz_oxide::deflate::compress_to_vec_zlib(&rgb.pixels, 1);
+                if used + packed.len() <= budget_left {
+                    used += packed.len();
+                    page.thermogram = Some((packed, rgb.width, rgb.height));
+                } else {
+                    page.notes
+                        .push("Thermogram left out: the report's image limit is reached.".into());
+                }
+            }
+            Err(e) => page
                 .notes
-                .push("Visual image left out: the report's image limit is reached.".into()),
-            None => out
-                .notes
-                .push("The visual image is a JPEG this report cannot embed.".into()),
-        },
-        Err(VisualError::NotAFlirFile) | Err(VisualError::Absent) => {}
-        Err(e) => out.notes.push(format!("Visual image not shown: {e}.")),
+                .push(format!("The thermogram could not be drawn: {e}.")),
+        }
     }
-    out
+    let mut visual = None;
+    let note = match visual_jpeg(bytes) {
+        Ok(v) => match jpeg_geometry(&v.bytes) {
+            Some((w, h, comps)) if used + v.bytes.len() <= budget_left => {
+                visual = Some((v.bytes, w, h, comps));
+                None
+            }
+            Some(_) => Some("Visual image left out: the report's image limit is reached.".into()),
+            None => Some("The visual image is a JPEG this report cannot embed.".into()),
+        },
+        Err(VisualError::NotAFlirFile) | Err(VisualError::Absent) => None,
+        Err(e) => Some(format!("Visual image not shown: {e}.")),
+    };
+    if let Some(note) = note {
+        for page in &mut pages {
+            page.notes.push(note.clone());
+        }
+    }
+    (pages, visual)
 }
 
 /// Width, height and colour components (1 or 3) of an 8-bit baseline or progressive
@@ -1126,7 +1189,12 @@ impl Refs {
 }
 
 /// The PDF. Takes the images by value: each is freed once copied into the document.
-fn write_pdf(cover: &Cover, pages: &[TrackPage], images: Vec<PageImages>) -> Vec<u8> {
+fn write_pdf(
+    cover: &Cover,
+    pages: &[TrackPage],
+    images: Vec<PageImages>,
+    visuals: Vec<Visual>,
+) -> Vec<u8> {
     use pdf_writer::{Filter, Finish, Name, Pdf, Rect, Ref, TextStr};
     let mut pdf = Pdf::new();
     let mut refs = Refs(0);
@@ -1146,6 +1214,23 @@ fn write_pdf(cover: &Cover, pages: &[TrackPage], images: Vec<PageImages>) -> Vec
         .title(TextStr(&title))
         .creator(TextStr("Chitti hub"))
         .producer(TextStr("Chitti hub (pdf-writer)"));
+    // Each visual image once, referenced by every page that shows it.
+    let mut visual_ids = Vec::with_capacity(visuals.len());
+    for (data, iw, ih, comps) in &visuals {
+        let id = refs.next();
+        let mut image = pdf.image_xobject(id, data);
+        image.filter(Filter::DctDecode);
+        image.width(*iw as i32);
+        image.height(*ih as i32);
+        if *comps == 1 {
+            image.color_space().device_gray();
+        } else {
+            image.color_space().device_rgb();
+        }
+        image.bits_per_component(8);
+        image.finish();
+        visual_ids.push(id);
+    }
     let mut page_ids = Vec::new();
     let mut add_page =
         |pdf: &mut Pdf, refs: &mut Refs, content: Vec<u8>, xobjects: &[(Vec<u8>, Ref)]| {
@@ -1330,20 +1415,9 @@ fn write_pdf(cover: &Cover, pages: &[TrackPage], images: Vec<PageImages>) -> Vec
             xobjects.push((name, id));
             w.gap(6.0);
         }
-        if let Some((data, iw, ih, comps)) = &imgs.visual {
-            let id = refs.next();
-            let mut image = pdf.image_xobject(id, data);
-            image.filter(Filter::DctDecode);
-            image.width(*iw as i32);
-            image.height(*ih as i32);
-            if *comps == 1 {
-                image.color_space().device_gray();
-            } else {
-                image.color_space().device_rgb();
-            }
-            image.bits_per_component(8);
-            image.finish();
-            let name = format!("Vi{i}").into_bytes();
+        if let Some((v, id)) = imgs.visual.and_then(|v| Some((v, *visual_ids.get(v)?))) {
+            let (_, iw, ih, _) = &visuals[v];
+            let name = format!("Vi{v}").into_bytes();
             w.text(BOLD, 10.0, MARGIN, "Visual image");
             w.gap(2.0);
             let room = bottom_room(&w) - 14.0 * imgs.notes.len() as f32;
