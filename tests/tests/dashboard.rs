@@ -91,12 +91,22 @@ impl Chrome {
     }
 
     async fn wait_for(&self, css: &str) -> fantoccini::elements::Element {
-        self.client
+        match self
+            .client
             .wait()
             .at_most(HANG_GUARD)
             .for_element(Locator::Css(css))
             .await
-            .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        {
+            Ok(e) => e,
+            Err(e) => {
+                // What the page showed, for whoever reads the failure.
+                self.screenshot("failure").await;
+                let source = self.client.source().await.unwrap_or_default();
+                std::fs::write(screenshot_dir().join("failure.html"), &source).unwrap();
+                panic!("no {css}: {e} (page in target/screenshots/failure.html)")
+            }
+        }
     }
 
     async fn count(&self, css: &str) -> usize {
@@ -109,6 +119,19 @@ impl Chrome {
 
     async fn text(&self, css: &str) -> String {
         self.wait_for(css).await.text().await.expect("text")
+    }
+
+    /// An element's `textContent` (what is there, not how CSS shows it).
+    async fn content(&self, css: &str) -> String {
+        self.wait_for(css).await;
+        self.js(
+            "return document.querySelector(arguments[0]).textContent;",
+            vec![json!(css)],
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
     }
 
     async fn js(&self, script: &str, args: Vec<Value>) -> Value {
@@ -316,7 +339,7 @@ async fn an_operator_sees_an_alert_arrive_acknowledges_it_reads_its_thermogram_a
     c.screenshot("01-login").await;
     c.sign_in(http, "olga", PASSWORD, "/alerts").await;
     c.wait_for("#alert-queue").await;
-    assert_eq!(c.text("#user-role").await, "operator");
+    assert_eq!(c.content("#user-role").await, "operator");
     c.wait_for("#live-status[data-state='live']").await;
     assert_eq!(c.count("#alert-rows tr").await, 0);
     c.js("window.__sameDocument = 'yes';", vec![]).await;
@@ -618,7 +641,7 @@ async fn a_viewer_sees_no_action_buttons_and_the_api_refuses_its_actions() {
     let c = Chrome::start(1280, 800).await;
     c.sign_in(http, "vera", PASSWORD, "/alerts").await;
     c.wait_for(&format!("tr[data-id='{alert_id}']")).await;
-    assert_eq!(c.text("#user-role").await, "viewer");
+    assert_eq!(c.content("#user-role").await, "viewer");
     assert_eq!(c.count("#bulk-ack").await, 0);
     assert_eq!(c.count(".row-check").await, 0);
     assert_eq!(c.count("header nav a[href='/upload']").await, 0);

@@ -204,8 +204,10 @@
     if (!freshBody) return;
     const before = new Map(rows().map((r) => [r.dataset.id, r]));
     const freshRows = $$("tr.alert-row", freshBody);
+    // A finding moves `updated`; an operator's action changes `status` only.
+    const version = (r) => `${r.dataset.updated} ${r.dataset.status}`;
     const unchanged = freshRows.length === before.size && freshRows.every((r, i) =>
-      rows()[i].dataset.id === r.dataset.id && rows()[i].dataset.updated === r.dataset.updated);
+      rows()[i].dataset.id === r.dataset.id && version(rows()[i]) === version(r));
     if (unchanged && !pendingResync) return;
     const checked = new Set(checkedIds());
     const selectedId = selectedRow() ? selectedRow().dataset.id : null;
@@ -214,7 +216,7 @@
     for (const r of freshRows) {
       const old = before.get(r.dataset.id);
       if (!old) { liveMarks.set(r.dataset.id, ["live-new", now + MARK_MS]); added++; }
-      else if (old.dataset.updated !== r.dataset.updated) {
+      else if (version(old) !== version(r)) {
         const mark = liveMarks.get(r.dataset.id);
         if (!mark || mark[0] !== "live-new" || mark[1] < now) liveMarks.set(r.dataset.id, ["live-changed", now + MARK_MS]);
         changed++;

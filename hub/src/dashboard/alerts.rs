@@ -284,7 +284,8 @@ pub(crate) fn filter_form(action: &str, f: &QueueParams, c: &Choices) -> Markup 
     }
 }
 
-/// One row of the queue (also what the live refresh compares, by `data-updated`).
+/// One row of the queue (the live refresh compares rows by `data-updated` and
+/// `data-status`: an action changes the status without moving `updated_at`).
 fn alert_row(a: &AlertView, operator: bool) -> Markup {
     let href = format!("/alerts/{}", a.id);
     html! {
