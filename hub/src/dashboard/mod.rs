@@ -19,7 +19,7 @@
 //! state change is made by the browser through `/api/v1` (the cookie session and its
 //! `X-CSRF-Token`, given to the page in a `<meta>`), so the API is the only writer.
 //!
-//! **Assets are compiled in** ([`assets`]): one stylesheet and three small scripts of
+//! **Assets are compiled in** (`assets.rs`): one stylesheet and three small scripts of
 //! our own, no CDN, no build step. The hub's strict CSP (`default-src 'self'`) holds:
 //! no inline script or style; data for scripts travels in `<script
 //! type="application/json">` blocks and `data-` attributes.
