@@ -1,6 +1,7 @@
 //! The hub's HTTP side: `/healthz` (the process answers), `/readyz` (the database
-//! answers and the broker side is up), `/metrics` (Prometheus), and the API
-//! ([`crate::api`]) behind strict CORS and a per-client rate limit ([`crate::guard`]).
+//! answers and the broker side is up), `/metrics` (Prometheus), the API
+//! ([`crate::api`]) and the dashboard ([`crate::dashboard`]), behind strict CORS and a
+//! per-client rate limit ([`crate::guard`]).
 
 use crate::broker::HubBus;
 use crate::ingest::IngestMetrics;
@@ -39,12 +40,14 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// The router: health, metrics and the `/api/v1` API, with body limits and security
 /// headers on every answer.
 pub fn router(state: HttpState) -> Router {
-    let api = crate::api::router(
+    let api_state =
         crate::api::ApiState::new(Arc::clone(&state.store), state.settings.secure_cookies)
             .with_evidence(Arc::clone(&state.evidence))
             .with_live(Arc::clone(&state.live))
-            .with_max_upload_bytes(state.settings.max_upload_bytes.0),
-    );
+            .with_max_upload_bytes(state.settings.max_upload_bytes.0);
+    // The dashboard shares the API's state (and so its sessions and login limits).
+    let dashboard = crate::dashboard::router(api_state.clone());
+    let api = crate::api::router(api_state);
     let cors = Arc::new(crate::guard::CorsPolicy::new(
         &state.settings.allowed_origins,
     ));
@@ -56,6 +59,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state)
+        .merge(dashboard)
         .merge(api)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         // The limit runs first (outermost), so refused origins still count.

@@ -1,11 +1,13 @@
 //! The Chitti hub: MQTT ingest (embedded rumqttd or an external broker), the store
-//! (SQLite or Postgres), evidence, health and metrics. See ARCHITECTURE.md.
+//! (SQLite or Postgres), evidence, health and metrics, the API and the dashboard. See
+//! ARCHITECTURE.md.
 
 pub mod api;
 pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod credentials;
+pub mod dashboard;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod evidence;

@@ -235,7 +235,7 @@ fn parse_status(s: &str) -> Result<AlertStatus, ApiError> {
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn list_alerts(
+pub(crate) async fn list_alerts(
     State(s): State<ApiState>,
     p: Principal,
     ApiQuery(q): ApiQuery<AlertParams>,
@@ -325,7 +325,7 @@ impl From<&FindingView> for HistoryPoint {
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn alert(
+pub(crate) async fn alert(
     State(s): State<ApiState>,
     p: Principal,
     Path(id): Path<String>,

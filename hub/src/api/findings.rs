@@ -131,7 +131,7 @@ impl From<StoredFinding> for FindingView {
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn list_findings(
+pub(crate) async fn list_findings(
     State(s): State<ApiState>,
     p: Principal,
     ApiQuery(q): ApiQuery<FindingParams>,
@@ -157,7 +157,7 @@ async fn list_findings(
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn finding(
+pub(crate) async fn finding(
     State(s): State<ApiState>,
     p: Principal,
     Path(id): Path<String>,

@@ -246,7 +246,7 @@ pub struct CameraParams {
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn list_gateways(
+pub(crate) async fn list_gateways(
     State(s): State<ApiState>,
     p: Principal,
     ApiQuery(q): ApiQuery<GatewayParams>,
@@ -388,7 +388,7 @@ async fn revoke_gateway(
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn list_cameras(
+pub(crate) async fn list_cameras(
     State(s): State<ApiState>,
     p: Principal,
     ApiQuery(q): ApiQuery<CameraParams>,

@@ -413,7 +413,7 @@ pub struct AssetParams {
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn list_sites(
+pub(crate) async fn list_sites(
     State(s): State<ApiState>,
     p: Principal,
 ) -> Result<Json<ListPage<SiteView>>, ApiError> {
@@ -484,7 +484,7 @@ async fn create_site(
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn site(
+pub(crate) async fn site(
     State(s): State<ApiState>,
     p: Principal,
     Path(site): Path<String>,

@@ -314,25 +314,6 @@ async fn run_agents(
     started
 }
 
-/// True when the hub answers `GET /` with 200 (a dashboard is built in).
-async fn has_dashboard(http: SocketAddr) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let probe = async {
-        let mut s = tokio::net::TcpStream::connect(http).await.ok()?;
-        s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .await
-            .ok()?;
-        let mut head = [0u8; 12];
-        s.read_exact(&mut head).await.ok()?;
-        Some(head.starts_with(b"HTTP/1.1 200"))
-    };
-    tokio::time::timeout(Duration::from_secs(2), probe)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(false)
-}
-
 async fn print_block(
     b: &Block<'_>,
     plans: &[agents::GatewayPlan],
@@ -344,11 +325,8 @@ async fn print_block(
         Some(a) => format!("   ({} is taken: using a free port)", a.port()),
         None => String::new(),
     };
-    let dashboard = if has_dashboard(b.http).await {
-        format!("http://{}/", b.http)
-    } else {
-        "not built yet: use the API docs".into()
-    };
+    // The dashboard is part of the hub (`crate::dashboard`): it answers on the HTTP port.
+    let dashboard = format!("http://{}/   (sign in as {})", b.http, b.admin.username);
     let password = match &b.admin.password {
         Some(p) => format!("{p}   (kept in {})", b.admin.file.display()),
         None => format!(

@@ -1,0 +1,304 @@
+//! The operations dashboard: server-rendered HTML pages on the hub's own port, for the
+//! people who watch alerts during a shift, thermographers who upload inspections and
+//! the admins who keep the site hierarchy.
+//!
+//! | page | path | role |
+//! |---|---|---|
+//! | sign in | `/login` | anyone |
+//! | overview | `/` | viewer |
+//! | alert queue | `/alerts` (the API's alert filters, sort and cursor as query parameters) | viewer (actions: operator) |
+//! | alert detail and thermal viewer | `/alerts/{id}` (`?finding=` picks the finding shown) | viewer (actions: operator) |
+//! | fleet | `/fleet` | viewer |
+//! | sites and assets | `/sites` | viewer (editing: admin) |
+//! | upload | `/upload` | operator |
+//! | reports | `/reports` (the queue's filter as query parameters) | viewer |
+//!
+//! **No second business logic.** Every page calls the API's own handler functions
+//! (`crate::api::alerts::list_alerts` and friends) with the signed-in [`Principal`],
+//! so a page shows exactly what the API answers and the API's role checks apply. Every
+//! state change is made by the browser through `/api/v1` (the cookie session and its
+//! `X-CSRF-Token`, given to the page in a `<meta>`), so the API is the only writer.
+//!
+//! **Assets are compiled in** (`assets.rs`): one stylesheet and three small scripts of
+//! our own, no CDN, no build step. The hub's strict CSP (`default-src 'self'`) holds:
+//! no inline script or style; data for scripts travels in `<script
+//! type="application/json">` blocks and `data-` attributes.
+//!
+//! **What the JavaScript does** (and only that): the live-stream indicator and live
+//! refresh of the queue, alert, fleet and overview sections (`/api/v1/stream`; a
+//! changed section is fetched again as server-rendered HTML and swapped in, new rows
+//! highlighted and announced through an `aria-live` region); the API calls of the
+//! action forms; keyboard shortcuts and bulk acknowledge in the queue; the thermal
+//! viewer (`viewer.js`, drawing the °C grid of `/api/v1/findings/{id}/temperatures`
+//! in the server's own palette tables); per-file upload progress (`upload.js`).
+
+mod alerts;
+mod assets;
+mod chart;
+mod layout;
+mod overview;
+mod pages;
+
+use crate::api::auth::Principal;
+use crate::api::error::{ApiError, ErrorCode};
+use crate::api::ApiState;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+use maud::Markup;
+
+/// The dashboard's routes (pages and their compiled-in assets), over the API's state.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/", get(overview::overview))
+        .route("/login", get(pages::login))
+        .route("/alerts", get(alerts::queue))
+        .route("/alerts/{id}", get(alerts::detail))
+        .route("/fleet", get(pages::fleet))
+        .route("/sites", get(pages::sites))
+        .route("/upload", get(pages::upload))
+        .route("/reports", get(pages::reports))
+        .route("/assets/{file}", get(assets::asset))
+        .with_state(state)
+}
+
+/// The signed-in user of a page: a session (cookie) or bearer, as the API reads it.
+/// Without one the browser is sent to `/login` and back here afterwards.
+pub(crate) struct PageUser(pub Principal);
+
+impl FromRequestParts<ApiState> for PageUser {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Response> {
+        match Principal::from_request_parts(parts, state).await {
+            Ok(p) => Ok(Self(p)),
+            Err(e) if e.code == ErrorCode::Unauthorized => {
+                let here = parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/");
+                let next = serde_urlencoded::to_string([("next", here)]).unwrap_or_default();
+                Err(Redirect::to(&format!("/login?{next}")).into_response())
+            }
+            Err(e) => Err(error_page(None, e)),
+        }
+    }
+}
+
+/// A page's answer: its HTML, or the API's error rendered as a page.
+pub(crate) type PageResult = Result<Html<String>, PageError>;
+
+/// An error page, boxed (a `Response` is large to carry in every `Result`).
+pub(crate) struct PageError(Box<Response>);
+
+impl From<Response> for PageError {
+    fn from(r: Response) -> Self {
+        Self(Box::new(r))
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        *self.0
+    }
+}
+
+/// An API error as a page (with the header when the user is known).
+pub(crate) fn error_page(user: Option<&Principal>, err: ApiError) -> Response {
+    let status = err.code.status();
+    let body = maud::html! {
+        section.card.error-card role="alert" {
+            h1 { (status.as_u16()) " " (status.canonical_reason().unwrap_or("error")) }
+            p #error-message { (err.message) }
+            p { a href="/" { "Back to the overview" } }
+        }
+    };
+    let html = match user {
+        Some(u) => layout::page(
+            u,
+            layout::Nav::None,
+            "Error",
+            &[],
+            layout::Live::Indicator,
+            body,
+        ),
+        None => layout::bare("Error", body),
+    };
+    (status, html).into_response()
+}
+
+/// The API's answer to a page: its value, or an error page.
+pub(crate) fn api<T>(user: &Principal, r: Result<axum::Json<T>, ApiError>) -> Result<T, PageError> {
+    r.map(|j| j.0).map_err(|e| error_page(Some(user), e).into())
+}
+
+/// Turns markup into the HTML answer.
+pub(crate) fn html(m: Markup) -> Html<String> {
+    Html(m.into_string())
+}
+
+/// A 404 page for what does not exist.
+pub(crate) fn not_found(user: Option<&Principal>, what: &str) -> Response {
+    error_page(user, ApiError::not_found(what.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{AnyStore, Role};
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use std::sync::Arc;
+    use tower::ServiceExt;
+
+    async fn state(dir: &std::path::Path) -> ApiState {
+        let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+        let store = AnyStore::connect(&url).await.unwrap();
+        crate::store::Store::migrate(&store).await.unwrap();
+        ApiState::new(Arc::new(store), false)
+    }
+
+    #[tokio::test]
+    async fn pages_send_strangers_to_the_login_and_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = router(state(dir.path()).await);
+        let res = app
+            .clone()
+            .oneshot(
+                Request::get("/alerts?status=open")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        assert_eq!(
+            res.headers()["location"],
+            "/login?next=%2Falerts%3Fstatus%3Dopen"
+        );
+        let res = app
+            .clone()
+            .oneshot(Request::get("/login").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert!(res.status().is_success());
+        let res = app
+            .oneshot(
+                Request::get("/assets/dashboard.css")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert!(res.status().is_success());
+        assert_eq!(res.headers()["content-type"], "text/css; charset=utf-8");
+    }
+
+    /// The API and the dashboard over one store, and a signed-in cookie per role.
+    async fn signed_in(dir: &std::path::Path) -> (Router, Vec<(Role, String)>) {
+        let state = state(dir).await;
+        let app = router(state.clone()).merge(crate::api::router(state.clone()));
+        let mut cookies = Vec::new();
+        for role in [Role::Viewer, Role::Operator, Role::Admin] {
+            let name = role.as_str();
+            let password = "a long enough password";
+            crate::store::Store::add_user(
+                state.store.as_ref(),
+                &crate::store::NewUser {
+                    username: name.into(),
+                    password_hash: crate::credentials::hash_password(password).unwrap(),
+                    role,
+                },
+            )
+            .await
+            .unwrap();
+            let res = app
+                .clone()
+                .oneshot(
+                    Request::post("/api/v1/auth/login")
+                        .header("content-type", "application/json")
+                        .body(Body::from(
+                            serde_json::json!({"username": name, "password": password}).to_string(),
+                        ))
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            let cookie = res.headers()["set-cookie"].to_str().unwrap();
+            cookies.push((role, cookie.split(';').next().unwrap().to_string()));
+        }
+        (app, cookies)
+    }
+
+    async fn get_page(app: &Router, cookie: &str, path: &str) -> (StatusCode, String) {
+        let res = app
+            .clone()
+            .oneshot(
+                Request::get(path)
+                    .header("cookie", cookie)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = res.status();
+        let body = http_body_util::BodyExt::collect(res.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn every_page_renders_and_shows_actions_only_to_the_roles_allowed_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, cookies) = signed_in(dir.path()).await;
+        for (role, cookie) in &cookies {
+            for path in ["/", "/alerts", "/fleet", "/sites", "/reports?status=open"] {
+                let (status, body) = get_page(&app, cookie, path).await;
+                assert_eq!(status, StatusCode::OK, "{role:?} {path}: {body}");
+                assert!(
+                    body.contains(&format!("id=\"user-role\">{}</span>", role.as_str())),
+                    "{body}"
+                );
+                assert!(body.contains("name=\"csrf-token\" content=\""), "{body}");
+                assert!(!body.contains(" style="), "no inline styles (CSP): {path}");
+            }
+            let (status, body) = get_page(&app, cookie, "/upload").await;
+            let operator = *role >= Role::Operator;
+            assert_eq!(status.is_success(), operator, "{role:?} /upload: {body}");
+            assert_eq!(body.contains("href=\"/upload\""), operator);
+            let (_, queue) = get_page(&app, cookie, "/alerts").await;
+            assert_eq!(queue.contains("id=\"bulk-ack\""), operator);
+            let (_, sites) = get_page(&app, cookie, "/sites").await;
+            assert_eq!(sites.contains("id=\"new-site-form\""), *role == Role::Admin);
+        }
+        let (_, reports) = get_page(&app, &cookies[0].1, "/reports?status=open&min_level=2").await;
+        assert!(
+            reports.contains("href=\"/api/v1/alerts/export.csv?status=open&amp;min_level=2\""),
+            "{reports}"
+        );
+        for id in [
+            "report-form",
+            "report-site",
+            "report-from",
+            "report-to",
+            "export-csv",
+        ] {
+            assert!(reports.contains(&format!("id=\"{id}\"")), "{id}");
+        }
+        // A bad filter is the API's 400 message on the page, not a crash.
+        let (status, body) = get_page(&app, &cookies[0].1, "/alerts?min_level=hot").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            body.contains("id=\"queue-error\"") && body.contains("severity"),
+            "{body}"
+        );
+        let (status, _) = get_page(&app, &cookies[0].1, "/alerts/not-a-uuid").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+}

@@ -1,0 +1,454 @@
+//! The smaller pages: sign-in, fleet, sites and assets, upload and reports.
+
+use super::alerts::{api_query_string, choices, filter_form, QueueParams};
+use super::layout::{self, Live, Nav};
+use super::{api, error_page, PageResult, PageUser};
+use crate::api::error::ApiError;
+use crate::api::fleet::{list_cameras, list_gateways, CameraParams, GatewayParams, GatewayView};
+use crate::api::sites::{list_sites, site, SiteDetail};
+use crate::api::{ApiQuery, ApiState};
+use crate::store::{Role, Store};
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use chrono::{Duration, SecondsFormat, Utc};
+use maud::{html, Markup};
+use serde::Deserialize;
+
+/// `?next=` of the sign-in page.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct LoginParams {
+    next: Option<String>,
+}
+
+/// Where to go after signing in: a path on this hub only (never `//elsewhere`).
+fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        _ => "/",
+    }
+}
+
+/// `GET /login`: the form is sent to `POST /api/v1/auth/login` by `dashboard.js`,
+/// which sets the session cookie.
+pub(crate) async fn login(Query(q): Query<LoginParams>) -> Response {
+    let next = safe_next(q.next.as_deref());
+    layout::bare(
+        "Sign in",
+        html! {
+            section.card.login {
+                h1 { "Chitti" }
+                p.muted { "Thermal inspection operations" }
+                form #login-form data-next=(next) {
+                    div.field {
+                        label for="username" { "User name" }
+                        input #username name="username" autocomplete="username" required autofocus;
+                    }
+                    div.field {
+                        label for="password" { "Password" }
+                        input #password type="password" name="password" autocomplete="current-password" required;
+                    }
+                    button #login-submit type="submit" { "Sign in" }
+                    p #login-error.form-error role="alert" {}
+                }
+            }
+        },
+    )
+    .into_response()
+}
+
+fn gateway_row(g: &GatewayView, temps: Option<(Option<f64>, Option<f64>)>) -> Markup {
+    let now = Utc::now();
+    let state = if g.revoked {
+        "revoked"
+    } else if g.online {
+        "online"
+    } else {
+        "offline"
+    };
+    html! {
+        tr data-gateway=(g.username) data-state=(state) class=(if state == "offline" { "gateway-row flagged" } else { "gateway-row" }) {
+            th scope="row" { (g.site) " / " (g.gateway) }
+            td {
+                span class=(format!("status status-{state}")) { (state) }
+                @if let (false, Some(s)) = (g.revoked, g.offline_for_s) { " for " strong.offline-for { (layout::duration(s)) } }
+            }
+            td { (layout::time_opt(g.last_seen_at)) }
+            td.num { @if let Some(d) = g.buffer_depth { (d) } @else { "—" } }
+            td {
+                @match g.buffer_oldest_at {
+                    Some(t) => { (layout::duration(u64::try_from((now - t).num_seconds()).unwrap_or(0))) }
+                    None => { span.muted { "—" } }
+                }
+            }
+            td.num {
+                @match (g.evicted_evidence, g.evicted_findings) {
+                    (Some(e), Some(f)) => { span class=[(e + f > 0).then_some("warn-text")] { (e) " evidence, " (f) " findings" } }
+                    _ => { "—" }
+                }
+            }
+            td {
+                (g.agent_version.as_deref().unwrap_or("—"))
+                @if let Some(c) = g.config_version { " · config v" (c) }
+                @if let Some(m) = &g.model { " · " (m.name) " " (m.version) }
+            }
+            td.num {
+                @if let Some((cpu, gpu)) = temps.filter(|(c, g)| c.is_some() || g.is_some()) {
+                    @if let Some(c) = cpu { "CPU " (layout::celsius(c)) }
+                    @if let Some(c) = gpu { " GPU " (layout::celsius(c)) }
+                } @else {
+                    span.muted { "—" }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /fleet`.
+pub(crate) async fn fleet(State(s): State<ApiState>, PageUser(p): PageUser) -> PageResult {
+    let gateways = api(
+        &p,
+        list_gateways(
+            State(s.clone()),
+            p.clone(),
+            ApiQuery(GatewayParams::default()),
+        )
+        .await,
+    )?
+    .items;
+    let cameras = api(
+        &p,
+        list_cameras(
+            State(s.clone()),
+            p.clone(),
+            ApiQuery(CameraParams::default()),
+        )
+        .await,
+    )?
+    .items;
+    // Device temperature: the latest telemetry minute of the last quarter hour.
+    let now = Utc::now();
+    let mut temps = Vec::with_capacity(gateways.len());
+    for g in &gateways {
+        let minutes = s
+            .store
+            .telemetry(
+                &g.site,
+                &g.gateway,
+                now - Duration::minutes(15),
+                now + Duration::minutes(1),
+            )
+            .await
+            .map_err(|e| error_page(Some(&p), ApiError::from(e)))?;
+        temps.push(minutes.last().map(|m| (m.cpu_temp_max_c, m.gpu_temp_max_c)));
+    }
+    let offline = gateways.iter().filter(|g| !g.online && !g.revoked).count();
+    let body = html! {
+        section.card #gateways data-live-section aria-labelledby="gw-h" {
+            h2 #gw-h { "Gateways" }
+            p {
+                (gateways.iter().filter(|g| g.online).count()) " online, "
+                span class=[(offline > 0).then_some("bad-text")] { (offline) " offline" }
+                ", " (gateways.iter().filter(|g| g.revoked).count()) " revoked"
+            }
+            div.scroll {
+                table #gateway-table {
+                    thead {
+                        tr {
+                            th scope="col" { "Gateway" } th scope="col" { "State" } th scope="col" { "Last seen" }
+                            th scope="col" { "Outbox" } th scope="col" { "Oldest" } th scope="col" { "Evicted" }
+                            th scope="col" { "Versions" } th scope="col" { "Device temp." }
+                        }
+                    }
+                    tbody {
+                        @for (g, t) in gateways.iter().zip(temps) { (gateway_row(g, t)) }
+                    }
+                }
+            }
+        }
+        section.card #cameras data-live-section aria-labelledby="cam-h" {
+            h2 #cam-h { "Cameras" }
+            div.scroll {
+                table #camera-table {
+                    thead { tr { th scope="col" { "Camera" } th scope="col" { "State" } th scope="col" { "fps" } th scope="col" { "Last frame" } th scope="col" { "Reported" } } }
+                    tbody {
+                        @for c in &cameras {
+                            tr {
+                                th scope="row" { (c.site) " / " (c.gateway) " / " (c.camera) }
+                                td {
+                                    span class=(format!("status status-{}", if c.gateway_online { c.state.as_str() } else { "offline" })) { (c.state) }
+                                    @if !c.gateway_online { " " span.muted { "(gateway offline: stale)" } }
+                                    @if !c.listed { " " span.muted { "(no longer configured)" } }
+                                }
+                                td.num { (format!("{:.1}", c.fps)) }
+                                td { (layout::time_opt(c.last_frame_at)) }
+                                td { (layout::time(c.updated_at)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(layout::page(
+        &p,
+        Nav::Fleet,
+        "Fleet",
+        &[],
+        Live::Sections,
+        body,
+    ))
+}
+
+/// `GET /sites`: the hierarchy; admins edit it through the API.
+pub(crate) async fn sites(State(s): State<ApiState>, PageUser(p): PageUser) -> PageResult {
+    let admin = p.user.role >= Role::Admin;
+    let list = api(&p, list_sites(State(s.clone()), p.clone()).await)?.items;
+    let mut details: Vec<SiteDetail> = Vec::with_capacity(list.len());
+    for x in &list {
+        details.push(api(
+            &p,
+            site(State(s.clone()), p.clone(), Path(x.id.clone())).await,
+        )?);
+    }
+    let asset_li = |a: &crate::api::sites::AssetView| {
+        let base = format!("/api/v1/sites/{}/assets/{}", a.site, a.id);
+        html! {
+            li.asset {
+                span.node { (a.name) " " code { (a.id) } }
+                @if let Some(ph) = &a.phase { " · phase " (format!("{ph:?}")) }
+                @if let Some(c) = &a.component_class { " · " (c) }
+                @if admin {
+                    " "
+                    form.api-form.inline data-method="DELETE" data-url=(base) data-confirm=(format!("Delete asset {}?", a.id)) {
+                        button.link.danger type="submit" aria-label=(format!("Delete asset {}", a.id)) { "delete" }
+                        span.form-error role="alert" {}
+                    }
+                }
+            }
+        }
+    };
+    let body = html! {
+        @if details.is_empty() { p.muted { "No sites yet." } }
+        @for d in &details {
+            section.card.site aria-labelledby=(format!("site-{}", d.site.id)) {
+                h2 id=(format!("site-{}", d.site.id)) {
+                    (d.site.name) " " code { (d.site.id) } " " span.muted { (format!("{:?}", d.site.kind).to_lowercase()) }
+                }
+                ul.tree {
+                    @for st in &d.structures {
+                        li {
+                            span.node { (st.structure.name) " " code { (st.structure.id) } " " span.muted { (format!("{:?}", st.structure.kind).to_lowercase()) } }
+                            @if admin {
+                                " "
+                                form.api-form.inline data-method="DELETE" data-url=(format!("/api/v1/sites/{}/structures/{}", d.site.id, st.structure.id)) data-confirm=(format!("Delete {}?", st.structure.id)) {
+                                    button.link.danger type="submit" aria-label=(format!("Delete structure {}", st.structure.id)) { "delete" }
+                                    span.form-error role="alert" {}
+                                }
+                            }
+                            ul { @for a in &st.assets { (asset_li(a)) } }
+                        }
+                    }
+                    @if !d.assets_without_structure.is_empty() {
+                        li { span.node.muted { "(on no structure)" } ul { @for a in &d.assets_without_structure { (asset_li(a)) } } }
+                    }
+                }
+                @if admin {
+                    details.editor {
+                        summary { "Add to " (d.site.id) }
+                        div.grid {
+                            form.api-form data-method="POST" data-url=(format!("/api/v1/sites/{}/structures", d.site.id)) aria-label="Add a structure" {
+                                h3 { "Structure" }
+                                div.field { label for=(format!("st-id-{}", d.site.id)) { "Id" } input id=(format!("st-id-{}", d.site.id)) name="id" required pattern="[a-z0-9-]{1,64}"; }
+                                div.field { label for=(format!("st-name-{}", d.site.id)) { "Name" } input id=(format!("st-name-{}", d.site.id)) name="name" required; }
+                                div.field { label for=(format!("st-kind-{}", d.site.id)) { "Kind" } select id=(format!("st-kind-{}", d.site.id)) name="kind" { option { "bay" } option { "tower" } } }
+                                button type="submit" { "Add structure" }
+                                p.form-error role="alert" {}
+                            }
+                            form.api-form data-method="POST" data-url=(format!("/api/v1/sites/{}/assets", d.site.id)) aria-label="Add an asset" {
+                                h3 { "Asset" }
+                                div.field { label for=(format!("as-id-{}", d.site.id)) { "Id" } input id=(format!("as-id-{}", d.site.id)) name="id" required pattern="[a-z0-9-]{1,64}"; }
+                                div.field { label for=(format!("as-name-{}", d.site.id)) { "Name" } input id=(format!("as-name-{}", d.site.id)) name="name" required; }
+                                div.field {
+                                    label for=(format!("as-st-{}", d.site.id)) { "Structure" }
+                                    select id=(format!("as-st-{}", d.site.id)) name="structure" {
+                                        option value="" { "none" }
+                                        @for st in &d.structures { option value=(st.structure.id) { (st.structure.name) } }
+                                    }
+                                }
+                                div.field {
+                                    label for=(format!("as-ph-{}", d.site.id)) { "Phase" }
+                                    select id=(format!("as-ph-{}", d.site.id)) name="phase" { option value="" { "none" } option { "A" } option { "B" } option { "C" } }
+                                }
+                                div.field { label for=(format!("as-cl-{}", d.site.id)) { "Component class" } input id=(format!("as-cl-{}", d.site.id)) name="component_class" placeholder="bushing, clamp…"; }
+                                button type="submit" { "Add asset" }
+                                p.form-error role="alert" {}
+                            }
+                            form.api-form data-method="PATCH" data-url=(format!("/api/v1/sites/{}", d.site.id)) aria-label="Rename the site" {
+                                h3 { "Rename site" }
+                                div.field { label for=(format!("site-name-{}", d.site.id)) { "Name" } input id=(format!("site-name-{}", d.site.id)) name="name" required value=(d.site.name); }
+                                button.secondary type="submit" { "Rename" }
+                                p.form-error role="alert" {}
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if admin {
+            section.card aria-labelledby="new-site-h" {
+                h2 #new-site-h { "New site" }
+                form.api-form #new-site-form data-method="POST" data-url="/api/v1/sites" {
+                    div.field { label for="new-site-id" { "Id" } input #new-site-id name="id" required pattern="[a-z0-9-]{1,64}"; }
+                    div.field { label for="new-site-name" { "Name" } input #new-site-name name="name" required; }
+                    div.field { label for="new-site-kind" { "Kind" } select #new-site-kind name="kind" { option { "substation" } option { "line" } } }
+                    button type="submit" { "Create site" }
+                    p.form-error role="alert" {}
+                }
+            }
+        }
+    };
+    Ok(layout::page(
+        &p,
+        Nav::Sites,
+        "Sites and assets",
+        &[],
+        Live::Indicator,
+        body,
+    ))
+}
+
+/// `GET /upload` (operators): `upload.js` sends each file to `POST /api/v1/uploads`.
+pub(crate) async fn upload(State(s): State<ApiState>, PageUser(p): PageUser) -> PageResult {
+    if p.user.role < Role::Operator {
+        return Err(error_page(
+            Some(&p),
+            ApiError::forbidden("uploading needs the operator role"),
+        )
+        .into());
+    }
+    let c = choices(&s, &p).await?;
+    let body = html! {
+        section.card aria-labelledby="up-h" {
+            h2 #up-h.visually-hidden { "Upload FLIR files" }
+            form #upload-form {
+                div.grid.fields {
+                    div.field {
+                        label for="upload-site" { "Site" }
+                        select #upload-site name="site" required {
+                            @for x in &c.sites { option value=(x.id) { (x.name) " (" (x.id) ")" } }
+                        }
+                    }
+                    div.field {
+                        label for="upload-asset" { "Asset (optional)" }
+                        select #upload-asset name="asset" {
+                            option value="" { "none" }
+                            @for a in &c.assets { option value=(a.id) data-site=(a.site) { (a.name) " (" (a.id) ")" } }
+                        }
+                    }
+                    div.field {
+                        label for="upload-table" { "Severity table" }
+                        select #upload-table name="severity_table" {
+                            @for id in chitti_common::severity::BUILTIN_TABLE_IDS { option value=(id) { (id) } }
+                        }
+                    }
+                    div.field {
+                        label for="upload-reference" { "Reference °C (optional)" }
+                        input #upload-reference name="reference_c" type="number" step="0.1";
+                    }
+                    div.field {
+                        label for="upload-reference-kind" { "Reference kind" }
+                        select #upload-reference-kind name="reference_kind" { option { "ambient" } option { "similar" } }
+                    }
+                }
+                div #drop-zone.drop-zone {
+                    p { "Drop FLIR files here (R-JPEG, .fff, .seq, .csq), or " }
+                    label.button for="upload-files" { "choose files" }
+                    input #upload-files.visually-hidden type="file" name="file" multiple accept=".jpg,.jpeg,.fff,.seq,.csq";
+                }
+                @if c.sites.is_empty() { p.warn { "Create a site first (Sites page)." } }
+            }
+        }
+        section.card aria-labelledby="results-h" {
+            h2 #results-h { "Files" }
+            p #upload-summary role="status" { "No files yet." }
+            ol #upload-list.upload-list aria-live="polite" {}
+        }
+    };
+    Ok(layout::page(
+        &p,
+        Nav::Upload,
+        "Upload inspections",
+        &["upload.js"],
+        Live::Indicator,
+        body,
+    ))
+}
+
+/// `GET /reports`: the CSV of the queue's current filter, and the PDF inspection
+/// report of a site over a period (both served by the API).
+pub(crate) async fn reports(
+    State(s): State<ApiState>,
+    PageUser(p): PageUser,
+    Query(f): Query<QueueParams>,
+) -> PageResult {
+    let c = choices(&s, &p).await?;
+    let params = f.to_api(Utc::now()).map_err(|e| error_page(Some(&p), e))?;
+    let csv = format!("/api/v1/alerts/export.csv?{}", api_query_string(&params));
+    let now = Utc::now();
+    let from = (now - Duration::days(30)).to_rfc3339_opts(SecondsFormat::Secs, true);
+    let to = now.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let body = html! {
+        section.card aria-labelledby="csv-h" {
+            h2 #csv-h { "Alerts as CSV" }
+            p { "Every alert matching the filter below (the queue's filter when you came from the queue), one row each." }
+            (filter_form("/reports", &f, &c))
+            p { a #export-csv.button href=(csv) download { "Download CSV" } }
+        }
+        section.card aria-labelledby="pdf-h" {
+            h2 #pdf-h { "Inspection report (PDF)" }
+            p { "Per finding: thermogram with overlays, visual image, max °C, reference and ΔT, severity and action, status." }
+            form #report-form method="get" action="/api/v1/reports/inspection.pdf" {
+                div.field {
+                    label for="report-site" { "Site" }
+                    select #report-site name="site" required {
+                        @for x in &c.sites { option value=(x.id) { (x.name) " (" (x.id) ")" } }
+                    }
+                }
+                div.field {
+                    label for="report-from" { "From (RFC 3339)" }
+                    input #report-from name="from" required value=(from) pattern="\\d{4}-\\d{2}-\\d{2}T.+" spellcheck="false";
+                }
+                div.field {
+                    label for="report-to" { "To (RFC 3339)" }
+                    input #report-to name="to" required value=(to) pattern="\\d{4}-\\d{2}-\\d{2}T.+" spellcheck="false";
+                }
+                button #report-submit type="submit" { "Make the PDF" }
+            }
+        }
+    };
+    Ok(layout::page(
+        &p,
+        Nav::Reports,
+        "Reports",
+        &[],
+        Live::Indicator,
+        body,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn after_sign_in_only_paths_on_this_hub() {
+        assert_eq!(
+            safe_next(Some("/alerts?status=open")),
+            "/alerts?status=open"
+        );
+        assert_eq!(safe_next(Some("//evil.example/")), "/");
+        assert_eq!(safe_next(Some("https://evil.example/")), "/");
+        assert_eq!(safe_next(Some("/\\evil")), "/");
+        assert_eq!(safe_next(None), "/");
+    }
+}
