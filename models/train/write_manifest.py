@@ -87,7 +87,7 @@ def main() -> int:
         "licence": "MIT OR Apache-2.0",
         "trained_with": "models/train (this repository); no third-party weights",
     }
-    (d / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    (d / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     print(f"wrote {d / 'manifest.json'}")
     return 0
 
