@@ -127,7 +127,7 @@ impl SceneRng {
 
     /// Uniform integer in `0..n` (`n` > 0).
     pub fn below(&mut self, n: u32) -> u32 {
-        ((self.next_u64() >> 32) * u64::from(n) >> 32) as u32
+        (((self.next_u64() >> 32) * u64::from(n)) >> 32) as u32
     }
 
     /// True with probability `p`.
@@ -664,7 +664,7 @@ pub fn generate(seed: u64, index: u64, width: u32, height: u32) -> Result<SynthF
     let mut row_index = 0;
     let mut row_tops: Vec<Vec<(f32, f32)>> = Vec::new();
     for attempt in 0..(rows + 4) {
-        if row_index >= rows + 1 {
+        if row_index > rows {
             break;
         }
         let class = ComponentClass::ALL[rng.below(6) as usize];
@@ -990,9 +990,9 @@ fn finish(
     } else {
         0.05
     };
-    for y in 0..h {
-        for x in 0..w {
-            celsius[y * w + x] += columns[x] + noise * rng.next_gaussianish();
+    for row in celsius.chunks_mut(w) {
+        for (c, offset) in row.iter_mut().zip(&columns) {
+            *c += offset + noise * rng.next_gaussianish();
         }
     }
     let converter = RawToCelsius::new(params).map_err(|e| {
