@@ -36,8 +36,8 @@ fn shipped_files_match_their_manifest_sha256() {
     for (dir, v) in all {
         let files = v["files"].as_object().expect("files");
         assert!(files.contains_key("fp32") && files.contains_key("int8"));
-        let mut all: Vec<(&String, &Value)> = files.iter().collect();
         let weights = "weights".to_string();
+        let mut all: Vec<(&String, &Value)> = files.iter().collect();
         if !v["weights"].is_null() {
             all.push((&weights, &v["weights"]));
         }
