@@ -107,12 +107,13 @@ fn expected(frames: &[(&str, SynthFrame, &str)]) -> Value {
                         Fault::Hot { rise_c } => ("hot", rise_c),
                         Fault::Cold => ("cold", 0.0),
                     };
+                    let phase = ["A", "B", "C"].get(c.phase).copied().unwrap_or("?");
                     json!({
                         "class": c.class.name(),
                         "class_id": c.class.id(),
                         "bbox": [x0, y0, x1 - x0, y1 - y0],
                         "row": c.row,
-                        "phase": ["A", "B", "C"].get(c.phase).copied().unwrap_or("?"),
+                        "phase": phase,
                         "fault": fault,
                         "fault_rise_c": rise,
                         "body_c": (f64::from(c.body_c) * 100.0).round() / 100.0,

@@ -458,7 +458,7 @@ impl Part {
             }
             ComponentClass::Insulator => {
                 let fv = v / h;
-                if fv > 0.94 || fv < 0.04 {
+                if !(0.04..=0.94).contains(&fv) {
                     return (au <= w * 0.22).then_some(b + 0.3);
                 }
                 let core = w * 0.16;
