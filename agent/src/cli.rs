@@ -41,6 +41,25 @@ pub enum Command {
     },
     /// Print a commented default configuration.
     PrintDefaultConfig,
+    /// Write synthetic radiometric substation frames with YOLO labels: the training
+    /// set of the component detector (see models/README.md).
+    Synth {
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Number of frames.
+        #[arg(long)]
+        count: u64,
+        /// Seed: the same seed, count and size write the same files.
+        #[arg(long)]
+        seed: u64,
+        /// Frame width, pixels.
+        #[arg(long, default_value_t = 640)]
+        width: u32,
+        /// Frame height, pixels.
+        #[arg(long, default_value_t = 480)]
+        height: u32,
+    },
     /// Make a new signing key for this gateway: writes it to FILE (mode 0600) and
     /// prints the public key to register with `chitti-hub gateway add --public-key`.
     Keygen {
@@ -77,6 +96,31 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             println!(
                 "{}",
                 chitti_common::signing::public_key_hex(&key.verifying_key())
+            );
+            Ok(())
+        }
+        Command::Synth {
+            out,
+            count,
+            seed,
+            width,
+            height,
+        } => {
+            let request = crate::synth::SynthRequest {
+                out,
+                count,
+                seed,
+                width,
+                height,
+            };
+            let manifest = crate::synth::write_set(&request)?;
+            println!(
+                "{}: {} frame(s) {}x{}, seed {}",
+                request.out.display(),
+                manifest.count,
+                manifest.width,
+                manifest.height,
+                manifest.seed
             );
             Ok(())
         }

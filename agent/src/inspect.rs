@@ -8,13 +8,21 @@
 //! Every frame passes the image-quality gate (`quality` in the JSON, always). With
 //! `--model MODEL.onnx` a detector finds the components, each is measured and the phases
 //! compared (`components` in the JSON); the detector comes from [`detector_for_model`].
+//!
+//! Besides FLIR files it reads the agent's own stream evidence (DESIGN.md §2: a 16-bit
+//! PNG of raw counts with the radiometric parameters in a text chunk), which is also
+//! what `chitti-agent synth` writes, so a synthetic frame inspects like a real one.
 
 use crate::analysis::{Detection, Detector};
 use anyhow::{bail, Context};
 use chitti_common::analysis::{analyze_frame, AnalysisOptions, AssessedHotspot, FrameAnalysis};
 use chitti_common::components::{ComponentMeasurement, GroupAxis};
 use chitti_common::finding::DetectedComponent;
-use chitti_common::flir::{ContainerKind, FlirFile, FlirFrame, ParseLimits};
+use chitti_common::evidence::{decode_radiometric_png, RadiometricPngMeta};
+use chitti_common::flir::{
+    ByteOrder, CameraInfo, CameraLimits, CaptureTime, ContainerKind, FlirFile, FlirFrame,
+    ParseLimits, RawEncoding,
+};
 use chitti_common::geometry::{PixelPoint, PixelRect};
 use chitti_common::inspection::CameraIdentity;
 use chitti_common::inspection::{ambient_of, measure_frame_components};
@@ -142,8 +150,8 @@ fn parse_span(s: &str) -> Result<TemperatureSpan, String> {
 pub struct InspectReport {
     /// The path as given.
     pub file: String,
-    /// `r-jpeg` or `fff-sequence`.
-    pub container: ContainerKind,
+    /// `r-jpeg`, `fff-sequence` or `evidence-png`.
+    pub container: Container,
     /// Camera identity.
     pub camera: CameraSummary,
     /// Capture time from the camera clock (RFC 3339 with the camera's offset).
@@ -323,6 +331,86 @@ pub struct VisualSummary {
     pub bytes: usize,
 }
 
+/// What kind of file was inspected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Container {
+    /// A FLIR R-JPEG.
+    RJpeg,
+    /// FLIR FFF frames (`.fff`, `.seq`, `.csq`).
+    FffSequence,
+    /// Chitti stream evidence: 16-bit PNG of counts with a radiometry chunk.
+    EvidencePng,
+}
+
+impl From<ContainerKind> for Container {
+    fn from(kind: ContainerKind) -> Self {
+        match kind {
+            ContainerKind::RJpeg => Self::RJpeg,
+            ContainerKind::FffSequence => Self::FffSequence,
+        }
+    }
+}
+
+/// The PNG signature.
+const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
+
+/// Largest evidence PNG `inspect` reads, bytes.
+const MAX_EVIDENCE_BYTES: u64 = 512 << 20;
+
+/// A frame as a FLIR parser would have produced it from evidence `meta` and counts.
+fn evidence_frame(raw: chitti_common::image::RawFrame, meta: &RadiometricPngMeta) -> FlirFrame {
+    FlirFrame {
+        index: 0,
+        offset: 0,
+        creator: "chitti".into(),
+        fff_version: 0,
+        header_order: ByteOrder::Big,
+        raw,
+        raw_encoding: RawEncoding::Png,
+        raw_subtype: 0,
+        raw_order: ByteOrder::Big,
+        camera: CameraInfo {
+            params: meta.params,
+            model: String::new(),
+            part_number: String::new(),
+            serial: String::new(),
+            software: String::new(),
+            lens_model: None,
+            lens_part_number: None,
+            lens_serial: None,
+            field_of_view_deg: None,
+            filter_model: None,
+            captured_at: Some(CaptureTime(meta.captured_at)),
+            limits: CameraLimits {
+                saturated_max_c: meta.saturated_max_c,
+                ..CameraLimits::default()
+            },
+            raw_value_range: None,
+            raw_value_median: None,
+            focus_distance_m: None,
+            frame_rate_hz: None,
+            byte_order: ByteOrder::Big,
+        },
+        gps: None,
+        visual: None,
+        truncated_bytes: 0,
+        warnings: Vec::new(),
+    }
+}
+
+/// True when the file starts with the PNG signature.
+fn is_png(path: &Path) -> anyhow::Result<bool> {
+    use std::io::Read;
+    let mut head = [0u8; 8];
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let n = f
+        .read(&mut head)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(n == head.len() && head == PNG_MAGIC)
+}
+
 /// Runs `inspect`, writing the summary or JSON to `out`.
 pub fn run(args: &InspectArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let mut detector: Option<Box<dyn Detector>> = match &args.model {
@@ -351,12 +439,42 @@ pub fn run_with(
     };
     let overrides = overrides(args)?;
     let path = args.file.display().to_string();
-    let file = std::fs::File::open(&args.file).with_context(|| format!("cannot open {path}"))?;
-    let mut flir = FlirFile::open(std::io::BufReader::new(file), ParseLimits::default())
-        .with_context(|| path.clone())?;
-    let frames = flir.frame_count().with_context(|| path.clone())?;
     let index = args.frame.unwrap_or(0);
-    let frame = flir.frame(index).with_context(|| path.clone())?;
+    let (container, identity, frames, frame) = if is_png(&args.file)? {
+        let size = std::fs::metadata(&args.file)
+            .with_context(|| format!("cannot open {path}"))?
+            .len();
+        if size > MAX_EVIDENCE_BYTES {
+            bail!(
+                "{path}: {size} bytes is larger than an evidence png may be ({MAX_EVIDENCE_BYTES})"
+            );
+        }
+        let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {path}"))?;
+        let (raw, meta) = decode_radiometric_png(&bytes).with_context(|| path.clone())?;
+        if index > 0 {
+            bail!("{path}: frame {index} does not exist (an evidence png holds one frame)");
+        }
+        let identity = CameraIdentity {
+            model: String::new(),
+            serial: String::new(),
+            make: None,
+        };
+        (
+            Container::EvidencePng,
+            identity,
+            1,
+            evidence_frame(raw, &meta),
+        )
+    } else {
+        let file =
+            std::fs::File::open(&args.file).with_context(|| format!("cannot open {path}"))?;
+        let mut flir = FlirFile::open(std::io::BufReader::new(file), ParseLimits::default())
+            .with_context(|| path.clone())?;
+        let frames = flir.frame_count().with_context(|| path.clone())?;
+        let frame = flir.frame(index).with_context(|| path.clone())?;
+        let identity = CameraIdentity::of(&flir, &frame);
+        (flir.kind().into(), identity, frames, frame)
+    };
     let options = AnalysisOptions {
         overrides,
         threshold_c: args.threshold,
@@ -411,7 +529,8 @@ pub fn run_with(
     }
     let report = build_report(
         path,
-        &flir,
+        container,
+        identity,
         frames,
         &frame,
         table_summary(table),
@@ -484,9 +603,10 @@ fn hotspot_report(a: &AssessedHotspot) -> HotspotReport {
 }
 
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
-fn build_report<R>(
+fn build_report(
     file: String,
-    flir: &FlirFile<R>,
+    container: Container,
+    identity: CameraIdentity,
     frames: usize,
     frame: &FlirFrame,
     severity_table: TableSummary,
@@ -495,11 +615,7 @@ fn build_report<R>(
     pixels: Vec<PixelReading>,
     render: Option<String>,
     components: Option<&ComponentMeasurement>,
-) -> InspectReport
-where
-    R: std::io::Read + std::io::Seek,
-{
-    let identity = CameraIdentity::of(flir, frame);
+) -> InspectReport {
     let mut overridden = Vec::new();
     for (name, set) in [
         ("emissivity", overrides.emissivity.is_some()),
@@ -535,7 +651,7 @@ where
     let stats = &analysis.stats;
     InspectReport {
         file,
-        container: flir.kind(),
+        container,
         camera: CameraSummary {
             model: identity.model,
             serial: identity.serial,

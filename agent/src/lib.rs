@@ -12,4 +12,5 @@ pub mod outbox;
 pub mod patrol;
 pub mod sinks;
 pub mod sources;
+pub mod synth;
 pub mod topology;

@@ -19,6 +19,12 @@
 //! Temperatures are turned into raw counts with the inverse of the camera's own Planck
 //! calibration ([`RawToCelsius::raw`]) through a 0.01 °C table, so analysis sees counts
 //! exactly as it would from a real detector.
+//!
+//! The °C → counts table, the noise generator and the component classes are the
+//! [`scene`] generator's, which also draws the random labelled scenes `chitti-agent
+//! synth` writes for training the component detector.
+
+pub mod scene;
 
 use crate::health::{CameraHealth, CameraState};
 use crate::sources::{FramePayload, FrameSender, Offer, RadiometricFrame, SourceFrame, StopFlag};
@@ -26,6 +32,7 @@ use chitti_common::finding::FindingSource;
 use chitti_common::image::RawFrame;
 use chitti_common::radiometry::{RadiometricParams, RawToCelsius};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use scene::{CountTable, SceneRng};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -115,13 +122,10 @@ pub struct Scene {
     phase: Vec<u8>,
     /// Per pixel: weight of the hot connector (0..1).
     connector: Vec<f32>,
-    /// Counts for °C from `TABLE_MIN_C` in 0.01 °C steps.
-    counts: Vec<u16>,
+    /// °C → counts for the camera's parameters.
+    counts: CountTable,
 }
 
-const TABLE_MIN_C: f64 = -60.0;
-const TABLE_MAX_C: f64 = 250.0;
-const TABLE_STEP_C: f64 = 0.01;
 /// Rise of a loaded phase over ambient, °C.
 const LOADED_RISE_C: f64 = 14.0;
 /// Upper saturation limit of the simulated detector, °C (the T640's).
@@ -172,13 +176,7 @@ impl Scene {
                 }
             }
         }
-        let steps = ((TABLE_MAX_C - TABLE_MIN_C) / TABLE_STEP_C) as usize + 1;
-        let counts = (0..steps)
-            .map(|s| {
-                let c = TABLE_MIN_C + s as f64 * TABLE_STEP_C;
-                converter.raw(c).round().clamp(0.0, 65535.0) as u16
-            })
-            .collect();
+        let counts = CountTable::new(&converter);
         Ok(Self {
             config,
             background,
@@ -251,7 +249,7 @@ impl Scene {
     /// Renders frame `n` as raw counts.
     pub fn render(&self, n: u64) -> RawFrame {
         let s = self.state_at(self.scene_time_s(n));
-        let mut rng = SplitMix64::new(self.config.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng = SceneRng::new(self.config.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let noise = self.config.noise_c as f32;
         let rises = [
             0.0,
@@ -261,7 +259,6 @@ impl Scene {
         ];
         let ambient = s.ambient_c as f32;
         let connector = s.connector_rise_c as f32;
-        let last = self.counts.len() - 1;
         let counts: Vec<u16> = (0..self.background.len())
             .map(|i| {
                 let w = self.connector[i];
@@ -270,8 +267,7 @@ impl Scene {
                 let body = rises[usize::from(self.phase[i])].max(w * rises[2]);
                 let mut c = ambient + self.background[i] + body + w * connector;
                 c += noise * rng.next_gaussianish();
-                let step = ((f64::from(c) - TABLE_MIN_C) / TABLE_STEP_C).round();
-                self.counts[(step.max(0.0) as usize).min(last)]
+                self.counts.count(c)
             })
             .collect();
         RawFrame::new(self.config.width, self.config.height, counts)
@@ -299,34 +295,6 @@ pub fn phase_body_rects(width: u32, height: u32) -> [[u32; 4]; 3] {
             (y1 - y0 + 1.0) as u32,
         ]
     })
-}
-
-/// SplitMix64: tiny, fast and the same on every platform and version (the noise must
-/// not change when a dependency does).
-#[derive(Debug, Clone)]
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Sum of four uniforms, scaled to unit variance: close enough to Gaussian for
-    /// sensor noise, and cheap.
-    fn next_gaussianish(&mut self) -> f32 {
-        let r = self.next_u64();
-        let sum: u32 = (0..4).map(|k| ((r >> (16 * k)) & 0xFFFF) as u32).sum();
-        // Mean 2·65535, variance 4·65536²/12 ⇒ σ = 65536/√3.
-        ((sum as f32 - 131_070.0) / 37_837.0).clamp(-4.0, 4.0)
-    }
 }
 
 /// The findings a configuration's simulated cameras produce over their `frames`, found
