@@ -17,8 +17,8 @@ use crate::analysis::{Detection, Detector};
 use anyhow::{bail, Context};
 use chitti_common::analysis::{analyze_frame, AnalysisOptions, AssessedHotspot, FrameAnalysis};
 use chitti_common::components::{ComponentMeasurement, GroupAxis};
-use chitti_common::finding::DetectedComponent;
 use chitti_common::evidence::{decode_radiometric_png, RadiometricPngMeta};
+use chitti_common::finding::DetectedComponent;
 use chitti_common::flir::{
     ByteOrder, CameraInfo, CameraLimits, CaptureTime, ContainerKind, FlirFile, FlirFrame,
     ParseLimits, RawEncoding,

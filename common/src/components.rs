@@ -35,9 +35,9 @@
 //! the baseline, and never gives a healthy phase a negative ΔT against a hot one (which
 //! would read as a false cool exception).
 //!
-//! A member is **unloaded** (the cold phase of an open circuit or lost load) when its max is
-//! at least the similar table's cool-exception ΔT (10 °C) below the group's median *and* it
-//! rose less than half as much over ambient as the median did. An unloaded member cannot
+//! A member is **unloaded** (the cold phase of an open circuit or lost load) when the
+//! group's median rose at least [`MIN_LOADED_RISE_C`] over ambient and the member rose
+//! less than half as much. An unloaded member cannot
 //! be the baseline; it is compared with the reference like the others, and the table's own
 //! cool-exception rule (ΔT ≤ −10 °C on `neta-similar`) turns it into the cool exception.
 //!
@@ -65,6 +65,10 @@ use crate::severity::{
     SeverityTable, BUILTIN_COOL_EXCEPTION_DELTA_C, NETA_AMBIENT, NETA_SIMILAR,
 };
 use serde::{Deserialize, Serialize};
+
+/// The least rise over ambient, °C, of a group's median member for the group to count as
+/// loaded: below it every member is near ambient and none is called unloaded.
+pub const MIN_LOADED_RISE_C: f64 = 5.0;
 
 /// Tolerances of the phase grouping (see the module documentation).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -352,12 +356,14 @@ fn compare_group(
     } else {
         (sorted[size / 2 - 1] + sorted[size / 2]) / 2.0
     };
-    let cool_delta = tables
-        .similar
-        .cool_exception_delta_c
-        .unwrap_or(BUILTIN_COOL_EXCEPTION_DELTA_C);
+    // Judged by the rise over ambient alone: a phase that carries under half the load
+    // heat of the group's median is not "under similar load", however close its max is
+    // to the table's cool-exception step (a 9.5 °C-colder open phase must still not
+    // become the baseline that flags its loaded siblings). Whether it *is* the cool
+    // exception stays the table's call (ΔT at or below its cool-exception step against the reference).
+    let median_rise = median - ambient.celsius;
     let unloaded = |max_c: f64| {
-        max_c <= median - cool_delta && max_c - ambient.celsius <= (median - ambient.celsius) / 2.0
+        median_rise >= MIN_LOADED_RISE_C && max_c - ambient.celsius <= median_rise / 2.0
     };
     // The hottest member is never unloaded (it is not below the median), so there is one.
     let reference = (0..size)

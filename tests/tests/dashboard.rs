@@ -284,6 +284,58 @@ fn api_upload(http: SocketAddr, token: &str, site: &str, name: &str, bytes: &[u8
     serde_json::from_str(&text).unwrap()
 }
 
+/// Percent-encodes a query value.
+fn urlencode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A CSV export downloaded with `token`, parsed into rows keyed by column name.
+fn csv_rows(
+    http: SocketAddr,
+    token: &str,
+    path: &str,
+) -> Vec<std::collections::HashMap<String, String>> {
+    let mut response = ureq::get(format!("http://{http}{path}"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(content_type.starts_with("text/csv"), "{content_type}");
+    let body = response.body_mut().read_to_string().unwrap();
+    let mut reader = csv::Reader::from_reader(body.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    for column in ["id", "site", "level", "level_name", "status", "max_c"] {
+        assert!(
+            header.iter().any(|h| h == column),
+            "column {column} in {header:?}"
+        );
+    }
+    reader
+        .records()
+        .map(|r| {
+            let r = r.expect("a well-formed CSV row");
+            header
+                .iter()
+                .map(String::from)
+                .zip(r.iter().map(String::from))
+                .collect()
+        })
+        .collect()
+}
+
 /// The grid value the API gives for a pixel, formatted as the viewer must show it.
 fn grid_text(grid: &Value, x: u64, y: u64) -> String {
     let w = grid["width"].as_u64().unwrap();
@@ -593,10 +645,79 @@ async fn an_operator_sees_an_alert_arrive_acknowledges_it_reads_its_thermogram_a
         .await
         .unwrap();
     assert_eq!(action.as_deref(), Some("/api/v1/reports/inspection.pdf"));
-    for id in ["#report-site", "#report-from", "#report-to"] {
-        c.wait_for(id).await;
+    let mut report_query = Vec::new();
+    for (id, name) in [
+        ("#report-site", "site"),
+        ("#report-from", "from"),
+        ("#report-to", "to"),
+    ] {
+        let value = c.wait_for(id).await.prop("value").await.unwrap().unwrap();
+        report_query.push(format!("{name}={}", urlencode(&value)));
     }
     c.screenshot("08-reports").await;
+
+    // The exports the page links to, downloaded as the signed-in operator would, and
+    // read back: the filtered CSV holds only open alerts of level 2 and above; the
+    // unfiltered one every alert the API lists, the acknowledged one included.
+    let filtered = csv_rows(http, &token, &csv);
+    for row in &filtered {
+        assert_eq!(row["status"], "open", "{row:?}");
+        assert!(row["level"].parse::<u8>().unwrap() >= 2, "{row:?}");
+    }
+    c.goto(&format!("{base}/reports")).await;
+    let all_csv = c
+        .wait_for("#export-csv")
+        .await
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    let rows = csv_rows(http, &token, &all_csv);
+    let listed = api_get(http, &token, "/api/v1/alerts?limit=1000");
+    assert_eq!(rows.len(), listed["items"].as_array().unwrap().len());
+    let acked = rows
+        .iter()
+        .find(|r| r["id"] == alert_id.to_string())
+        .expect("the acknowledged alert is exported");
+    assert_eq!(acked["status"], "acknowledged", "{acked:?}");
+    assert_eq!(acked["site"], "north-yard", "{acked:?}");
+    assert_eq!(
+        filtered.len(),
+        rows.iter()
+            .filter(|r| r["status"] == "open" && r["level"].parse::<u8>().unwrap() >= 2)
+            .count()
+    );
+
+    // The PDF report of the form's site and period: a cover naming the site, then a
+    // page per track with its max °C and severity.
+    let pdf_url = format!("{}?{}", action.unwrap(), report_query.join("&"));
+    let mut response = ureq::get(format!("http://{http}{pdf_url}"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap_or_else(|e| panic!("GET {pdf_url}: {e}"));
+    assert_eq!(
+        response.headers().get("content-type").unwrap(),
+        "application/pdf"
+    );
+    let pdf = response
+        .body_mut()
+        .with_config()
+        .limit(512 << 20)
+        .read_to_vec()
+        .unwrap();
+    let doc = lopdf::Document::load_mem(&pdf).expect("a PDF lopdf reads");
+    let pages = doc.get_pages().len() as u32;
+    let site_tracks = rows.iter().filter(|r| r["site"] == "north-yard").count() as u32;
+    assert_eq!(pages, 1 + site_tracks, "a cover and a page per track");
+    let cover = doc.extract_text(&[1]).unwrap();
+    assert!(cover.contains("north-yard"), "{cover}");
+    let all_text = doc.extract_text(&(2..=pages).collect::<Vec<_>>()).unwrap();
+    let worst = acked["max_c"].parse::<f64>().unwrap();
+    assert!(
+        all_text.contains(&format!("{worst:.1}")),
+        "the acknowledged alert's {worst:.1} °C is in the report"
+    );
+    assert!(all_text.contains("acknowledged"), "its status is printed");
 
     // A 10-inch tablet, portrait.
     c.client.set_window_size(800, 1280).await.unwrap();

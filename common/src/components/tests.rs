@@ -182,6 +182,32 @@ fn a_phase_at_ambient_while_its_siblings_are_loaded_is_the_cool_exception() {
 }
 
 #[test]
+fn an_open_phase_short_of_the_cool_exception_step_is_still_not_the_baseline() {
+    // C rose 1.5 °C while A and B rose 11: unloaded, although only 9.5 °C colder than
+    // them (short of the table's 10 °C cool-exception step). Taking it as the baseline
+    // would flag both loaded phases as deficiencies.
+    let [a, b, c] = three_in_a_row();
+    let m = measure(&[(a, 31.0), (b, 31.0), (c, 21.5)], "bushing");
+    assert_ne!(
+        m.groups[0].reference, 2,
+        "the open phase is not the baseline"
+    );
+    // The loaded sibling that is not the baseline shows no imbalance (the baseline
+    // itself is read against ambient).
+    for loaded in &m.components[..2] {
+        if loaded.severity.table == NETA_SIMILAR {
+            assert_eq!(loaded.severity.level, 0, "{:?}", loaded.severity);
+        }
+    }
+    let cold = &m.components[2].severity;
+    assert!(
+        !cold.cool_exception,
+        "9.5 °C is short of the 10 °C step: {cold:?}"
+    );
+    assert!(cold.inputs.delta_c.unwrap() < -9.0, "{cold:?}");
+}
+
+#[test]
 fn of_two_loaded_phases_the_hotter_is_the_deficiency_not_the_cooler_a_cool_exception() {
     let [a, b, _] = three_in_a_row();
     let m = measure(&[(a, 40.0), (b, 60.0)], "clamp");
