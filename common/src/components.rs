@@ -62,7 +62,7 @@ use crate::hotspot::Hotspot;
 use crate::image::TemperatureImage;
 use crate::severity::{
     builtin_tables, ReferenceTemperature, SeverityAssessment, SeverityBasis, SeverityInputs,
-    SeverityTable, BUILTIN_COOL_EXCEPTION_DELTA_C, NETA_AMBIENT, NETA_SIMILAR,
+    SeverityTable, NETA_AMBIENT, NETA_SIMILAR,
 };
 use serde::{Deserialize, Serialize};
 
