@@ -677,7 +677,7 @@ async fn an_operator_sees_an_alert_arrive_acknowledges_it_reads_its_thermogram_a
     assert_eq!(rows.len(), listed["items"].as_array().unwrap().len());
     let acked = rows
         .iter()
-        .find(|r| r["id"] == alert_id.to_string())
+        .find(|r| r["id"] == alert_id)
         .expect("the acknowledged alert is exported");
     assert_eq!(acked["status"], "acknowledged", "{acked:?}");
     assert_eq!(acked["site"], "north-yard", "{acked:?}");
