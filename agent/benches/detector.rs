@@ -9,8 +9,9 @@
 //! fixed-size model runs only at its own size. ONNX Runtime is `ORT_DYLIB_PATH`
 //! (models/fetch-onnxruntime.sh); threads `CHITTI_BENCH_THREADS` (default 2).
 //!
-//! Each input tensor is also written to `target/bench-detector/` so that
-//! models/bench/bench_python_ort.py runs Python onnxruntime on exactly the same input;
+//! Each input tensor and the °C frame are also written to `target/bench-detector/` so
+//! that models/bench/bench_python_ort.py runs Python onnxruntime on exactly the same
+//! input (and pre-processes the same frame with numpy);
 //! models/bench/run.sh runs both and prints the comparison.
 //!
 //! Run: `cargo bench -p chitti-agent --bench detector`
@@ -116,13 +117,17 @@ fn rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// Raw little-endian f32, the layout numpy's `fromfile(dtype="<f4")` reads.
+fn le_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
 /// Writes the model input for Python onnxruntime: raw little-endian f32 and its shape.
 fn write_input(detector: &OnnxDetector, tensor: &[f32]) {
     let dir = root().join("target/bench-detector");
     std::fs::create_dir_all(&dir).unwrap();
     let (w, h) = detector.input_size();
-    let bytes: Vec<u8> = tensor.iter().flat_map(|v| v.to_le_bytes()).collect();
-    std::fs::write(dir.join(format!("input_{w}x{h}.f32")), bytes).unwrap();
+    std::fs::write(dir.join(format!("input_{w}x{h}.f32")), le_bytes(tensor)).unwrap();
     let meta = serde_json::json!({
         "shape": [1, detector.channels(), h, w],
         "model": model_path(),
@@ -131,9 +136,19 @@ fn write_input(detector: &OnnxDetector, tensor: &[f32]) {
     std::fs::write(dir.join(format!("input_{w}x{h}.json")), meta.to_string()).unwrap();
 }
 
+/// Writes the °C frame, so that bench_python_ort.py can pre-process it with numpy.
+fn write_frame(image: &TemperatureImage) {
+    let dir = root().join("target/bench-detector");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("frame.f32"), le_bytes(image.celsius())).unwrap();
+    let meta = serde_json::json!({ "width": image.width(), "height": image.height() });
+    std::fs::write(dir.join("frame.json"), meta.to_string()).unwrap();
+}
+
 fn stages(c: &mut Criterion) {
     let scene = scene();
     let image = thermal_frame(&scene);
+    write_frame(&image);
     eprintln!(
         "detector bench: model {}, {} thread(s), frame {}x{}, rss before load {:.0} MB",
         model_path().display(),

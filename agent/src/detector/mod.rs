@@ -2,7 +2,7 @@
 //! behind the analysis chain's [`Detector`] trait.
 //!
 //! ```text
-//! TemperatureImage ─unit_image+Letterbox (chitti_common::detector_input)─▶ [1,C,H,W] f32
+//! TemperatureImage ─detector_input::model_input (unit mapping fused into the letterbox)─▶ [1,C,H,W] f32
 //!     ─ONNX Runtime (ort, library loaded at run time)─▶ output tensor
 //!     ─decode: layout, threshold, class-wise NMS, inverse letterbox─▶ Vec<Detection>
 //! ```

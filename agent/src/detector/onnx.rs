@@ -5,7 +5,7 @@ use super::metadata::{ClassNames, ModelMetadata};
 use super::runtime::{runtime, Runtime};
 use super::{DetectorError, DetectorHealth, DetectorSettings};
 use crate::analysis::{Detection, Detector};
-use chitti_common::detector_input::{unit_image, Letterbox, PAD_VALUE};
+use chitti_common::detector_input::{model_input, Letterbox, PAD_VALUE};
 use chitti_common::finding::ModelIdentity;
 use chitti_common::image::TemperatureImage;
 use ort::session::builder::GraphOptimizationLevel;
@@ -246,9 +246,9 @@ impl OnnxDetector {
         self.layout
     }
 
-    /// The frame as the model input: unit image, letterbox, channels.
+    /// The frame as the model input: unit image, letterbox, channels
+    /// ([`model_input`]: the same values as letterboxing `synth`'s unit image).
     pub fn prepare(&self, image: &TemperatureImage) -> ModelInput {
-        let unit = unit_image(image);
         let letterbox = Letterbox::fit(
             image.width(),
             image.height(),
@@ -256,7 +256,7 @@ impl OnnxDetector {
             self.input_height,
         );
         ModelInput {
-            tensor: letterbox.apply(&unit, self.channels),
+            tensor: model_input(image, &letterbox, self.channels),
             letterbox,
             frame: (image.width(), image.height()),
         }
