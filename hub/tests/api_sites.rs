@@ -158,7 +158,7 @@ fn status(
             version: "3".into(),
             sha256: "cd".repeat(32),
         }),
-        detector: None,
+        detector: online.then(|| "degraded (model /opt/chitti/model.onnx: not found)".into()),
         config_version: online.then_some(7),
         ts,
     }
@@ -1050,6 +1050,10 @@ async fn gateways_show_their_latest_status_and_cameras(backend: &str) {
     assert_eq!(gw07["config_version"], 7);
     assert_eq!(gw07["model"]["name"], "yolo-thermal");
     assert_eq!(gw07["model"]["version"], "3");
+    assert_eq!(
+        gw07["detector"],
+        "degraded (model /opt/chitti/model.onnx: not found)"
+    );
     assert_eq!(gw07["buffer_depth"], 12);
     assert_eq!(gw07["buffer_bytes"], 40_960);
     assert_eq!(gw07["evicted_evidence"], 3);

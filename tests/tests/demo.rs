@@ -312,6 +312,11 @@ fn the_demo_shows_every_kind_of_finding_stops_cleanly_and_resumes() {
         .then_some(items)
     });
     assert_eq!(gateways.len(), 3);
+    // Each online agent's `/status` says what its component detector is doing; the demo
+    // configures none, and the hub passes that on.
+    for g in gateways.iter().filter(|g| g["online"] == true) {
+        assert_eq!(g["detector"], "disabled", "{g}");
+    }
     eprintln!("first run: everything seen after {:?}", started.elapsed());
 
     let count_before = findings(http, &token, "").len();

@@ -93,6 +93,11 @@ pub struct GatewayView {
     pub config_version: Option<u32>,
     /// Detection model; `null` when it runs on thresholds alone or never said.
     pub model: Option<ModelView>,
+    /// Its component detector as its latest status said: `disabled`,
+    /// `ok (<model> <version>)` or `degraded (<reason>)` (running on thresholds alone
+    /// because the model, ONNX Runtime or its library failed); `null` when the latest
+    /// status did not say (agents older than the detector, the offline will).
+    pub detector: Option<String>,
     /// Findings in its outbox, not yet acknowledged.
     pub buffer_depth: Option<u64>,
     /// Bytes in its outbox.
@@ -128,6 +133,7 @@ impl GatewayView {
             offline_for_s,
             agent_version: g.agent_version,
             config_version: g.config_version,
+            detector: g.last_status.as_ref().and_then(|s| s.detector.clone()),
             model: g.model.map(|m| ModelView {
                 name: m.name,
                 version: m.version,

@@ -63,6 +63,16 @@ pub(crate) async fn overview(State(s): State<ApiState>, PageUser(p): PageUser) -
     let active: Vec<_> = gateways.iter().filter(|g| !g.revoked).collect();
     let online = active.iter().filter(|g| g.online).count();
     let offline: Vec<_> = active.iter().filter(|g| !g.online).collect();
+    // Online gateways running on thresholds alone because their detector failed: still
+    // finding hotspots, but no longer naming components or comparing phases.
+    let degraded: Vec<_> = active
+        .iter()
+        .filter(|g| g.online)
+        .filter_map(|g| {
+            let d = g.detector.as_deref()?;
+            d.starts_with("degraded").then_some((g, d))
+        })
+        .collect();
 
     // Findings of the last 24 h by site, with the worst level seen.
     let since = Utc::now() - Duration::hours(24);
@@ -119,6 +129,14 @@ pub(crate) async fn overview(State(s): State<ApiState>, PageUser(p): PageUser) -
                                 (g.site) "/" (g.gateway)
                                 @if let Some(s) = g.offline_for_s { " for " (layout::duration(s)) }
                             }
+                        }
+                    }
+                }
+                @if !degraded.is_empty() {
+                    p.warn-text { (degraded.len()) " on thresholds alone (component detector degraded)" }
+                    ul.plain {
+                        @for (g, d) in &degraded {
+                            li { (g.site) "/" (g.gateway) ": " (d) }
                         }
                     }
                 }

@@ -91,6 +91,13 @@ fn gateway_row(g: &GatewayView, temps: Option<(Option<f64>, Option<f64>)>) -> Ma
                 @if let Some(c) = g.config_version { " · config v" (c) }
                 @if let Some(m) = &g.model { " · " (m.name) " " (m.version) }
             }
+            td.detector {
+                @match g.detector.as_deref() {
+                    Some(d) if d.starts_with("degraded") => { span.warn-text { (d) } }
+                    Some(d) => { (d) }
+                    None => { span.muted { "—" } }
+                }
+            }
             td.num {
                 @if let Some((cpu, gpu)) = temps.filter(|(c, g)| c.is_some() || g.is_some()) {
                     @if let Some(c) = cpu { "CPU " (layout::celsius(c)) }
@@ -156,7 +163,7 @@ pub(crate) async fn fleet(State(s): State<ApiState>, PageUser(p): PageUser) -> P
                         tr {
                             th scope="col" { "Gateway" } th scope="col" { "State" } th scope="col" { "Last seen" }
                             th scope="col" { "Outbox" } th scope="col" { "Oldest" } th scope="col" { "Evicted" }
-                            th scope="col" { "Versions" } th scope="col" { "Device temp." }
+                            th scope="col" { "Versions" } th scope="col" { "Detector" } th scope="col" { "Device temp." }
                         }
                     }
                     tbody {
@@ -439,6 +446,52 @@ pub(crate) async fn reports(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn gateway(detector: Option<&str>) -> GatewayView {
+        GatewayView {
+            site: "north-yard".into(),
+            gateway: "gw-07".into(),
+            username: "north-yard/gw-07".into(),
+            created_at: Utc::now(),
+            revoked: false,
+            revoked_at: None,
+            online: true,
+            last_seen_at: Some(Utc::now()),
+            status_at: Some(Utc::now()),
+            offline_for_s: None,
+            agent_version: Some("0.4.2".into()),
+            config_version: Some(7),
+            model: None,
+            detector: detector.map(Into::into),
+            buffer_depth: Some(0),
+            buffer_bytes: Some(0),
+            buffer_oldest_at: None,
+            evicted_evidence: Some(0),
+            evicted_findings: Some(0),
+            cameras: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_fleet_row_shows_the_detector_and_flags_a_degraded_one() {
+        let degraded = "degraded (model /opt/chitti/model.onnx: not found)";
+        let row = gateway_row(&gateway(Some(degraded)), None).into_string();
+        assert!(
+            row.contains(&format!(r#"<span class="warn-text">{degraded}</span>"#)),
+            "{row}"
+        );
+        let row = gateway_row(&gateway(Some("ok (chitti-components 1)")), None).into_string();
+        assert!(
+            row.contains("<td class=\"detector\">ok (chitti-components 1)</td>"),
+            "{row}"
+        );
+        assert!(!row.contains("warn-text"), "{row}");
+        let row = gateway_row(&gateway(None), None).into_string();
+        assert!(
+            row.contains(r#"<td class="detector"><span class="muted">—</span></td>"#),
+            "{row}"
+        );
+    }
 
     #[test]
     fn after_sign_in_only_paths_on_this_hub() {
