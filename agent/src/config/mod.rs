@@ -928,6 +928,14 @@ impl CameraConfig {
                 if !(16..=4096).contains(&sim.height) {
                     p.push(at("source.height"), "must be 16 to 4096 pixels");
                 }
+                if sim.scene == crate::sources::simulated::SceneKind::Components
+                    && (sim.width < 64 || sim.height < 48)
+                {
+                    p.push(
+                        at("source.scene"),
+                        "\"components\" needs a frame of at least 64x48 pixels",
+                    );
+                }
                 if !(sim.fps > 0.0 && sim.fps <= 240.0) {
                     p.push(at("source.fps"), "must be > 0 and at most 240");
                 }

@@ -134,6 +134,25 @@ raise_after_frames = 0
 }
 
 #[test]
+fn the_components_scene_needs_a_frame_the_generator_draws() {
+    let text = |w: u32, h: u32| {
+        format!(
+            "version = 1\n[identity]\nsite = \"a\"\ngateway = \"b\"\n[[camera]]\nid = \"c\"\n\
+             [camera.source]\nkind = \"simulated\"\nscene = \"components\"\nwidth = {w}\nheight = {h}\n"
+        )
+    };
+    let err = parse(&text(32, 24)).unwrap_err();
+    assert_eq!(err.errors.len(), 1, "{err}");
+    assert!(
+        err.to_string().contains(
+            "camera[0].source.scene: \"components\" needs a frame of at least 64x48 pixels"
+        ),
+        "{err}"
+    );
+    assert!(parse(&text(64, 48)).is_ok());
+}
+
+#[test]
 fn unknown_keys_name_the_section_and_the_key() {
     let text = r#"
 version = 1

@@ -22,7 +22,9 @@
 //!
 //! The °C → counts table, the noise generator and the component classes are the
 //! [`scene`] generator's, which also draws the random labelled scenes `chitti-agent
-//! synth` writes for training the component detector.
+//! synth` writes for training the component detector. [`SceneKind::Components`] streams
+//! the same fault cycle drawn by that generator (three bushings), for running the
+//! detector on a live stream.
 
 pub mod scene;
 
@@ -46,6 +48,14 @@ pub enum SceneKind {
     Substation,
     /// Three healthy phases: nothing should be reported.
     Quiet,
+    /// The `substation` fault cycle drawn as the [`scene`] generator's components: a
+    /// row of three bushings (what `chitti-agent synth` draws and the shipped component
+    /// detector was trained on) on a sky-and-ground background; phase B's terminal
+    /// heats and cools, phase C loses its load. For running the detector on a live
+    /// stream. Each frame is drawn by the generator (optics blur, fixed pattern, its own
+    /// sensor noise: `noise_c` does not apply), tens of milliseconds at 640×480, so
+    /// keep `fps` low (1–5, the detector's own rate); at least 64×48 pixels.
+    Components,
 }
 
 /// Scene length of one fault cycle, seconds.
@@ -231,14 +241,21 @@ impl Scene {
 
     /// Frame `n` as the source hands it to analysis, stamped `captured_at`.
     pub fn source_frame(&self, n: u64, captured_at: DateTime<chrono::FixedOffset>) -> SourceFrame {
+        let (raw, params) = match self.config.scene {
+            SceneKind::Components => {
+                let frame = self.components_frame(n);
+                (frame.raw, frame.params)
+            }
+            _ => (self.render(n), self.config.params),
+        };
         SourceFrame {
             camera: self.config.camera.clone(),
             seq: n,
             captured_at,
             source: FindingSource::Stream,
             payload: FramePayload::Radiometric(RadiometricFrame {
-                raw: self.render(n),
-                params: self.config.params,
+                raw,
+                params,
                 saturated_max_c: Some(SATURATED_MAX_C),
             }),
             file: None,
@@ -246,7 +263,47 @@ impl Scene {
         }
     }
 
-    /// Renders frame `n` as raw counts.
+    /// Frame `n` of the [`SceneKind::Components`] scene, as the generator draws it: its
+    /// counts, their parameters (the generator sets the reflected and atmospheric
+    /// temperatures to the scene's ambient), what they read as, and the labelled
+    /// bushings. Any scene kind can be drawn this way; only `components` streams it.
+    pub fn components_frame(&self, n: u64) -> scene::SynthFrame {
+        let s = self.state_at(self.scene_time_s(n));
+        let (w, h) = (self.config.width as f32, self.config.height as f32);
+        let rise = |k: usize| s.phase_rise_c[k] as f32;
+        let faults = [0, 1, 2].map(|k| {
+            if rise(k) < LOADED_RISE_C as f32 / 2.0 {
+                scene::Fault::Cold
+            } else if k == 1 && s.connector_rise_c > 0.05 {
+                scene::Fault::Hot {
+                    rise_c: s.connector_rise_c as f32,
+                }
+            } else {
+                scene::Fault::None
+            }
+        });
+        // The proportions of the detector's three-bushing test fixture (640×480:
+        // anchors 160 px apart at y = 400, 200 px tall).
+        let row = scene::RowSpec {
+            class: scene::ComponentClass::Bushing,
+            first: (w * 0.25, h * 0.833),
+            spacing: w * 0.25,
+            height: h * 0.417,
+            rise_c: LOADED_RISE_C as f32,
+            faults: faults.to_vec(),
+        };
+        scene::generate_rows(
+            self.config.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            self.config.width,
+            self.config.height,
+            s.ambient_c as f32,
+            &[row],
+        )
+        // Sizes validated by config (at least 64×48 for this scene).
+        .expect("the components scene has a size the generator draws")
+    }
+
+    /// Renders frame `n` of the bar scenes (`substation`, `quiet`) as raw counts.
     pub fn render(&self, n: u64) -> RawFrame {
         let s = self.state_at(self.scene_time_s(n));
         let mut rng = SceneRng::new(self.config.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
@@ -467,5 +524,47 @@ mod tests {
         );
         let sky_c = conv.celsius_or_nan(f64::from(raw.get(5, 0).unwrap()));
         assert!((sky_c - (s.ambient_c - 6.0)).abs() < 0.6, "{sky_c}");
+    }
+
+    #[test]
+    fn the_components_scene_draws_three_bushings_through_the_fault_cycle_deterministically() {
+        let scene = Scene::new(SimulatedCamera {
+            width: 320,
+            height: 240,
+            ..camera(SceneKind::Components)
+        })
+        .unwrap();
+        // speed 60: frame n is scene minute n. Minute 11 (660 s): B at its peak, C open.
+        let peak = scene.components_frame(11);
+        let faults: Vec<scene::Fault> = peak.components.iter().map(|c| c.fault).collect();
+        assert_eq!(
+            faults,
+            [
+                scene::Fault::None,
+                scene::Fault::Hot { rise_c: 75.0 },
+                scene::Fault::Cold
+            ]
+        );
+        assert!(peak
+            .components
+            .iter()
+            .all(|c| c.class == scene::ComponentClass::Bushing));
+        let quiet = scene.components_frame(20);
+        assert!(quiet
+            .components
+            .iter()
+            .all(|c| c.fault == scene::Fault::None));
+        // The stream hands analysis exactly the generator's counts and parameters.
+        let frame = scene.source_frame(11, Utc::now().fixed_offset());
+        let FramePayload::Radiometric(rad) = frame.payload else {
+            panic!("radiometric");
+        };
+        assert_eq!(rad.raw, peak.raw);
+        assert_eq!(rad.params, peak.params);
+        assert_eq!(
+            scene.components_frame(11).raw,
+            peak.raw,
+            "same seed, same frame"
+        );
     }
 }
