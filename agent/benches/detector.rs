@@ -1,5 +1,6 @@
-//! Component detector benchmarks (criterion): per stage — pre-processing (unit image +
-//! letterbox of a 640×480 °C frame), inference (ONNX Runtime), decode + NMS — and end
+//! Component detector benchmarks (criterion): per stage — pre-processing (unit range +
+//! letterbox of a 640×480 °C frame of the simulated `components` scene), inference (ONNX
+//! Runtime), decode + NMS — and end
 //! to end, at 320×256 and 640×512 model inputs; and the 30 Hz analysis path with the
 //! background detector attached, against none.
 //!
@@ -20,9 +21,8 @@ use chitti_agent::analysis::{CameraAnalyzer, Detector, NoDetector};
 use chitti_agent::config::{nominal_camera_params, AgentConfig};
 use chitti_agent::detector::{BackgroundDetector, DetectorError, DetectorSettings, OnnxDetector};
 use chitti_agent::sources::simulated::{Scene, SceneKind, SimulatedCamera};
-use chitti_agent::sources::{FramePayload, SourceFrame};
+use chitti_agent::sources::SourceFrame;
 use chitti_common::image::TemperatureImage;
-use chitti_common::radiometry::{CelsiusLut, RawToCelsius};
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -59,6 +59,10 @@ fn library() -> PathBuf {
 }
 
 fn scene() -> Scene {
+    scene_of(SceneKind::Substation)
+}
+
+fn scene_of(kind: SceneKind) -> Scene {
     Scene::new(SimulatedCamera {
         camera: "sim-1".into(),
         width: 640,
@@ -66,7 +70,7 @@ fn scene() -> Scene {
         fps: 30.0,
         seed: 1,
         speed: 1.0,
-        scene: SceneKind::Substation,
+        scene: kind,
         frames: None,
         unpaced: true,
         params: nominal_camera_params(),
@@ -80,14 +84,13 @@ fn source_frame(scene: &Scene, n: u64) -> SourceFrame {
     scene.source_frame(n, chrono::Utc::now().fixed_offset())
 }
 
-/// A 640×480 °C frame of the simulated substation (scene time 700 s: hot connector).
-fn thermal_frame(scene: &Scene) -> TemperatureImage {
-    let frame = source_frame(scene, 700 * 30);
-    let FramePayload::Radiometric(rad) = &frame.payload else {
-        panic!("the simulated camera is radiometric");
-    };
-    let converter = RawToCelsius::new(rad.params).unwrap();
-    CelsiusLut::full(&converter).convert(&rad.raw).0
+/// A 640×480 °C frame of the simulated camera's `components` scene at scene time 700 s
+/// (three bushings drawn by the training generator; phase B's terminal at its peak,
+/// phase C open): a frame the model finds components in, so decode and NMS have work.
+fn thermal_frame() -> TemperatureImage {
+    scene_of(SceneKind::Components)
+        .components_frame(700 * 30)
+        .temperature
 }
 
 fn load(size: (u32, u32)) -> Result<OnnxDetector, DetectorError> {
@@ -146,8 +149,7 @@ fn write_frame(image: &TemperatureImage) {
 }
 
 fn stages(c: &mut Criterion) {
-    let scene = scene();
-    let image = thermal_frame(&scene);
+    let image = thermal_frame();
     write_frame(&image);
     eprintln!(
         "detector bench: model {}, {} thread(s), frame {}x{}, rss before load {:.0} MB",
