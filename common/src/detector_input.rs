@@ -16,6 +16,10 @@
 //! - **Letterbox**: the unit image scaled (bilinear, aspect kept) to fit the model's
 //!   input and centred, the border filled with [`PAD_VALUE`] (114/255, Ultralytics'
 //!   grey); [`Letterbox::to_source`] maps model pixels back to frame pixels.
+//!
+//! [`unit_image`] + [`Letterbox::apply`] is the definition (and what `synth` writes);
+//! [`model_input`] is the runtime's fast path to the same values, bit for bit: exact
+//! percentiles in one counting pass, and only the sampled rows mapped, a row at a time.
 
 use crate::image::TemperatureImage;
 
