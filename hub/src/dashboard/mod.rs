@@ -277,7 +277,18 @@ mod tests {
             let (_, sites) = get_page(&app, cookie, "/sites").await;
             assert_eq!(sites.contains("id=\"new-site-form\""), *role == Role::Admin);
         }
+        let rendered_at = chrono::Utc::now();
         let (_, reports) = get_page(&app, &cookies[0].1, "/reports?status=open&min_level=2").await;
+        // The report period ends after the page was asked for (its `to` is exclusive):
+        // what was received just before is in the report.
+        let to = reports
+            .split("id=\"report-to\"")
+            .nth(1)
+            .and_then(|rest| rest.split("value=\"").nth(1))
+            .and_then(|rest| rest.split('"').next())
+            .expect("the report form's to");
+        let to = chrono::DateTime::parse_from_rfc3339(to).expect("RFC 3339");
+        assert!(to > rendered_at, "to {to} is after {rendered_at}");
         assert!(
             reports.contains("href=\"/api/v1/alerts/export.csv?status=open&amp;min_level=2\""),
             "{reports}"

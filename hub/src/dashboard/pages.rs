@@ -403,7 +403,10 @@ pub(crate) async fn reports(
     let csv = format!("/api/v1/alerts/export.csv?{}", api_query_string(&params));
     let now = Utc::now();
     let from = (now - Duration::days(30)).to_rfc3339_opts(SecondsFormat::Secs, true);
-    let to = now.to_rfc3339_opts(SecondsFormat::Secs, true);
+    // Whole seconds, rounded up: the period ends after everything received so far (the
+    // report's `to` is exclusive; rounded down, a file uploaded in the last second
+    // would be left out of "the last 30 days").
+    let to = (now + Duration::seconds(1)).to_rfc3339_opts(SecondsFormat::Secs, true);
     let body = html! {
         section.card aria-labelledby="csv-h" {
             h2 #csv-h { "Alerts as CSV" }
