@@ -3,15 +3,15 @@
 //! compared with each other (`neta-similar`, the reference sibling named), the cold phase is
 //! the cool exception, and hotspots outside every box are still reported.
 
-use chitti_agent::analysis::{CameraAnalyzer, Detection, Detector};
-use chitti_agent::config::AgentConfig;
-use chitti_agent::config::SourceConfig;
-use chitti_agent::sources::simulated::{phase_body_rects, Scene, SimulatedCamera};
+mod support;
+
+use chitti_agent::analysis::{Detection, Detector};
+use chitti_agent::sources::simulated::phase_body_rects;
 use chitti_common::finding::{Finding, ModelIdentity};
 use chitti_common::geometry::PixelRect;
 use chitti_common::image::TemperatureImage;
 use chrono::Utc;
-use std::path::Path;
+use support::{phase_comparisons, simulated_camera_analysis};
 
 const CONFIG: &str = r#"
 version = 1
@@ -59,19 +59,7 @@ fn phases() -> [PixelRect; 3] {
 /// The findings of scene seconds 700–711: phase B's top connector at its 75 °C peak and
 /// phase C open (at ambient), with `boxes` detected in every frame.
 fn findings(boxes: Vec<PixelRect>) -> Vec<Finding> {
-    let config = AgentConfig::from_toml(CONFIG, "test.toml", Path::new("/")).unwrap();
-    let camera = &config.cameras[0];
-    let SourceConfig::Simulated(sim) = &camera.source else {
-        panic!("simulated");
-    };
-    let scene = Scene::new(SimulatedCamera::from_config(&camera.id, sim)).unwrap();
-    let table = config
-        .severity_catalog()
-        .unwrap()
-        .get(config.table_for(camera))
-        .unwrap()
-        .clone();
-    let mut analyzer = CameraAnalyzer::new(&config, camera, table, Box::new(FixedBoxes(boxes)));
+    let (scene, mut analyzer) = simulated_camera_analysis(CONFIG, Box::new(FixedBoxes(boxes)));
     let mut out = Vec::new();
     for n in 700..712 {
         let outcome = analyzer
@@ -91,15 +79,8 @@ fn the_hot_phase_is_a_neta_similar_finding_naming_its_reference_and_the_cold_one
 {
     let [a, b, c] = phases();
     let all = findings(vec![a, b, c]);
-    let similar: Vec<&Finding> = all
-        .iter()
-        .filter(|f| f.severity.table == "neta-similar")
-        .collect();
-    let hot: Vec<&&Finding> = similar
-        .iter()
-        .filter(|f| !f.severity.cool_exception)
-        .collect();
-    assert_eq!(hot.len(), 1, "one episode for the hot phase: {similar:#?}");
+    let (hot, cold) = phase_comparisons(&all);
+    assert_eq!(hot.len(), 1, "one episode for the hot phase: {hot:#?}");
     let hot = hot[0];
     assert_eq!(hot.severity.level, 3, "{hot:#?}");
     assert_eq!(hot.severity.level_name, "major discrepancy");
@@ -121,11 +102,7 @@ fn the_hot_phase_is_a_neta_similar_finding_naming_its_reference_and_the_cold_one
         reference.celsius
     );
 
-    let cold: Vec<&&Finding> = similar
-        .iter()
-        .filter(|f| f.severity.cool_exception)
-        .collect();
-    assert_eq!(cold.len(), 1, "{similar:#?}");
+    assert_eq!(cold.len(), 1, "{cold:#?}");
     assert_eq!(cold[0].component.as_ref().unwrap().bbox, c);
     assert_eq!(
         cold[0].reference.similar.as_ref().unwrap().label,

@@ -50,16 +50,6 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn library() -> PathBuf {
-    match std::env::var_os("ORT_DYLIB_PATH") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => panic!(
-            "ORT_DYLIB_PATH is not set: run `export ORT_DYLIB_PATH=$(models/fetch-onnxruntime.sh)` \
-             (tests/run-all.sh does)"
-        ),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_model_degrades_the_detector_and_thresholds_still_deliver_findings() {
     let dir = tempfile::tempdir().unwrap();
@@ -70,7 +60,7 @@ async fn a_corrupt_model_degrades_the_detector_and_thresholds_still_deliver_find
         &format!(
             "[detector]\nenabled = true\nmodel = \"{}\"\nlibrary = \"{}\"\n",
             model.display(),
-            library().display()
+            ort_library().display()
         ),
     )
     .await;
@@ -114,7 +104,7 @@ async fn a_working_model_is_reported_in_the_status() {
         &format!(
             "[detector]\nenabled = true\nmodel = \"{}\"\nlibrary = \"{}\"\nrate_hz = 5.0\n",
             fixture("yolov8_1ch.onnx").display(),
-            library().display()
+            ort_library().display()
         ),
     )
     .await;

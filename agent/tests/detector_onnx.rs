@@ -7,6 +7,8 @@
 //! tests/run-all.sh exports it). Without it these tests fail, on purpose: they are the
 //! proof that the runtime works.
 
+mod support;
+
 use chitti_agent::analysis::{Detection, Detector};
 use chitti_agent::config::{DetectorConfig, SourceConfig};
 use chitti_agent::detector::{
@@ -18,18 +20,9 @@ use chitti_common::image::TemperatureImage;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::ort_library;
 
 const HANG_GUARD: Duration = Duration::from_secs(60);
-
-fn library() -> PathBuf {
-    match std::env::var_os("ORT_DYLIB_PATH") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => panic!(
-            "ORT_DYLIB_PATH is not set: these tests run the real ONNX Runtime. Run \
-             `export ORT_DYLIB_PATH=$(models/fetch-onnxruntime.sh)` (tests/run-all.sh does)"
-        ),
-    }
-}
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -39,7 +32,7 @@ fn fixture(name: &str) -> PathBuf {
 
 fn settings(model: &str) -> DetectorSettings {
     let mut s = DetectorSettings::new(fixture(model));
-    s.library = Some(library());
+    s.library = Some(ort_library());
     s
 }
 
@@ -369,7 +362,7 @@ fn camera_detector_reports_ok_or_degraded_and_never_fails_the_camera() {
     let mut config = DetectorConfig {
         enabled: true,
         model: Some(fixture("yolov8_1ch.onnx")),
-        library: Some(library()),
+        library: Some(ort_library()),
         ..DetectorConfig::default()
     };
     let health = Arc::new(DetectorHealth::new(DetectorState::Disabled));

@@ -9,9 +9,12 @@
 //! The library comes from `ORT_DYLIB_PATH` (tests/run-all.sh exports it); without it
 //! these tests fail on purpose.
 
+mod support;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::ort_library;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -27,16 +30,6 @@ fn synth_fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn library() -> String {
-    match std::env::var("ORT_DYLIB_PATH") {
-        Ok(p) if !p.is_empty() => p,
-        _ => panic!(
-            "ORT_DYLIB_PATH is not set: these tests run the real ONNX Runtime. Run \
-             `export ORT_DYLIB_PATH=$(models/fetch-onnxruntime.sh)` (tests/run-all.sh does)"
-        ),
-    }
-}
-
 /// `chitti-agent inspect FILE --model MODEL --json`, parsed.
 fn inspect(file: &Path, model: &Path) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_chitti-agent"))
@@ -45,7 +38,7 @@ fn inspect(file: &Path, model: &Path) -> Value {
         .arg("--model")
         .arg(model)
         .arg("--json")
-        .env("ORT_DYLIB_PATH", library())
+        .env("ORT_DYLIB_PATH", ort_library())
         .output()
         .expect("run chitti-agent inspect");
     assert!(

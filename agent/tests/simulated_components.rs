@@ -10,14 +10,14 @@
 //! The library comes from `ORT_DYLIB_PATH` (tests/run-all.sh exports it); without it
 //! these tests fail on purpose.
 
-use chitti_agent::analysis::CameraAnalyzer;
-use chitti_agent::config::{AgentConfig, SourceConfig};
+mod support;
+
 use chitti_agent::detector::{DetectorSettings, OnnxDetector};
-use chitti_agent::sources::simulated::{Scene, SimulatedCamera};
 use chitti_common::finding::Finding;
 use chitti_common::geometry::PixelRect;
 use chrono::Utc;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use support::{ort_library, phase_comparisons, simulated_camera_analysis};
 
 const CONFIG: &str = r#"
 version = 1
@@ -40,16 +40,6 @@ raise_after_frames = 2
 clear_after_frames = 4
 "#;
 
-fn library() -> PathBuf {
-    match std::env::var_os("ORT_DYLIB_PATH") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => panic!(
-            "ORT_DYLIB_PATH is not set: run `export ORT_DYLIB_PATH=$(models/fetch-onnxruntime.sh)` \
-             (tests/run-all.sh does)"
-        ),
-    }
-}
-
 fn iou(a: PixelRect, b: [u32; 4]) -> f64 {
     let (ax1, ay1) = (a.x + a.w, a.y + a.h);
     let ix = ax1.min(b[2]).saturating_sub(a.x.max(b[0]));
@@ -63,25 +53,13 @@ fn iou(a: PixelRect, b: [u32; 4]) -> f64 {
 /// checks on every frame that the three drawn bushings are detected; returns the
 /// findings and the generator's boxes of phases A, B, C (`[x0, y0, x1, y1]`).
 fn run(seconds: std::ops::Range<u64>) -> (Vec<Finding>, [[u32; 4]; 3]) {
-    let config = AgentConfig::from_toml(CONFIG, "test.toml", Path::new("/")).unwrap();
-    let camera = &config.cameras[0];
-    let SourceConfig::Simulated(sim) = &camera.source else {
-        panic!("simulated");
-    };
-    let scene = Scene::new(SimulatedCamera::from_config(&camera.id, sim)).unwrap();
-    let table = config
-        .severity_catalog()
-        .unwrap()
-        .get(config.table_for(camera))
-        .unwrap()
-        .clone();
     let mut settings = DetectorSettings::new(
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../models/chitti-components-v1/model.int8.onnx"),
     );
-    settings.library = Some(library());
+    settings.library = Some(ort_library());
     let detector = OnnxDetector::load(&settings).expect("the shipped model loads");
-    let mut analyzer = CameraAnalyzer::new(&config, camera, table, Box::new(detector));
+    let (scene, mut analyzer) = simulated_camera_analysis(CONFIG, Box::new(detector));
     let mut findings = Vec::new();
     let mut drawn = [[0u32; 4]; 3];
     for n in seconds {
@@ -127,15 +105,8 @@ fn inside(bbox: PixelRect, drawn: [u32; 4]) -> bool {
 fn at_the_fault_peak_phase_b_is_compared_with_a_loaded_sibling_and_c_is_the_cool_exception() {
     // 700–705 s: B's terminal at its 75 °C peak, C open since 330 s.
     let (findings, [_, b, c]) = run(700..706);
-    let similar: Vec<&Finding> = findings
-        .iter()
-        .filter(|f| f.severity.table == "neta-similar")
-        .collect();
-    let hot: Vec<&&Finding> = similar
-        .iter()
-        .filter(|f| !f.severity.cool_exception)
-        .collect();
-    assert_eq!(hot.len(), 1, "one episode for phase B: {similar:#?}");
+    let (hot, cold) = phase_comparisons(&findings);
+    assert_eq!(hot.len(), 1, "one episode for phase B: {hot:#?}");
     let hot = hot[0];
     let component = hot.component.as_ref().expect("it names its component");
     assert!(inside(component.bbox, b), "{component:?} is phase B {b:?}");
@@ -151,11 +122,7 @@ fn at_the_fault_peak_phase_b_is_compared_with_a_loaded_sibling_and_c_is_the_cool
     );
     assert!(hot.hotspot.max_c - reference.celsius > 40.0, "{hot:#?}");
 
-    let cold: Vec<&&Finding> = similar
-        .iter()
-        .filter(|f| f.severity.cool_exception)
-        .collect();
-    assert_eq!(cold.len(), 1, "{similar:#?}");
+    assert_eq!(cold.len(), 1, "{cold:#?}");
     let open = cold[0].component.as_ref().unwrap();
     assert!(inside(open.bbox, c), "{open:?} is phase C {c:?}");
 }

@@ -276,6 +276,54 @@ impl CuttableProxy {
 }
 
 /// The agent binary.
+/// The ONNX Runtime library the detector tests load: `ORT_DYLIB_PATH`, which
+/// tests/run-all.sh exports. Without it these tests fail on purpose, saying how to get it.
+pub fn ort_library() -> PathBuf {
+    match std::env::var_os("ORT_DYLIB_PATH") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => panic!(
+            "ORT_DYLIB_PATH is not set: these tests run the real ONNX Runtime. Run \
+             `export ORT_DYLIB_PATH=$(models/fetch-onnxruntime.sh)` (tests/run-all.sh does)"
+        ),
+    }
+}
+
+/// The first camera of `config_text` (a simulated one): its scene, and the camera
+/// analysis with `detector` and the camera's severity table — frames can be fed to it
+/// in-process, without the agent around it.
+pub fn simulated_camera_analysis(
+    config_text: &str,
+    detector: Box<dyn chitti_agent::analysis::Detector>,
+) -> (
+    chitti_agent::sources::simulated::Scene,
+    chitti_agent::analysis::CameraAnalyzer,
+) {
+    use chitti_agent::sources::simulated::{Scene, SimulatedCamera};
+    let config = AgentConfig::from_toml(config_text, "test.toml", Path::new("/")).unwrap();
+    let camera = &config.cameras[0];
+    let chitti_agent::config::SourceConfig::Simulated(sim) = &camera.source else {
+        panic!("the first camera is simulated");
+    };
+    let scene = Scene::new(SimulatedCamera::from_config(&camera.id, sim)).unwrap();
+    let table = config
+        .severity_catalog()
+        .unwrap()
+        .get(config.table_for(camera))
+        .unwrap()
+        .clone();
+    let analyzer = chitti_agent::analysis::CameraAnalyzer::new(&config, camera, table, detector);
+    (scene, analyzer)
+}
+
+/// The `neta-similar` (phase against phase) findings among `findings`: those above their
+/// sibling, and the cool exceptions.
+pub fn phase_comparisons(findings: &[Finding]) -> (Vec<&Finding>, Vec<&Finding>) {
+    findings
+        .iter()
+        .filter(|f| f.severity.table == "neta-similar")
+        .partition(|f| !f.severity.cool_exception)
+}
+
 pub fn agent_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_chitti-agent"))
 }
