@@ -319,7 +319,9 @@ impl FromRequest<ApiState> for EvidenceBody {
     }
 }
 
-fn evidence_error(err: EvidenceError) -> ApiError {
+/// The API error of an evidence-store failure (a backend failure is logged, and the
+/// client told to retry).
+pub(super) fn evidence_error(err: EvidenceError) -> ApiError {
     match err {
         EvidenceError::BadName(_) | EvidenceError::HashMismatch { .. } => {
             ApiError::bad_request(err.to_string())

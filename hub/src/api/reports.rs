@@ -43,7 +43,9 @@
 use super::alerts::AlertParams;
 use super::auth::Principal;
 use super::error::{ApiError, ErrorBody, ErrorCode};
-use super::evidence::{finding_overlays, measurement_overrides, temperature_image, BinaryBody};
+use super::evidence::{
+    evidence_error, finding_overlays, measurement_overrides, temperature_image, BinaryBody,
+};
 use super::findings::FindingParams;
 use super::{ApiQuery, ApiState};
 use crate::evidence::{validate_sha256, EvidenceKind};
@@ -538,17 +540,12 @@ async fn visual_jpg(
 ) -> Result<Response, ApiError> {
     p.require(Role::Viewer)?;
     validate_sha256(&sha).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let bytes = match s.evidence.get(&sha).await {
-        Ok(Some(b)) => b,
-        Ok(None) => return Err(ApiError::not_found(format!("evidence {sha}"))),
-        Err(e) => {
-            tracing::error!(err = %e, "evidence storage failed");
-            return Err(ApiError::new(
-                ErrorCode::Unavailable,
-                "evidence storage is unavailable; try again",
-            ));
-        }
-    };
+    let bytes = s
+        .evidence
+        .get(&sha)
+        .await
+        .map_err(evidence_error)?
+        .ok_or_else(|| ApiError::not_found(format!("evidence {sha}")))?;
     let visual = tokio::task::spawn_blocking(move || visual_jpeg(&bytes))
         .await
         .map_err(|_| internal())?

@@ -135,6 +135,21 @@ pub(crate) fn api<T>(user: &Principal, r: Result<axum::Json<T>, ApiError>) -> Re
     r.map(|j| j.0).map_err(|e| error_page(Some(user), e).into())
 }
 
+/// Every gateway the user may see, through the API's own list (Overview and Fleet).
+pub(crate) async fn all_gateways(
+    s: &ApiState,
+    user: &Principal,
+) -> Result<Vec<crate::api::fleet::GatewayView>, PageError> {
+    use crate::api::fleet::{list_gateways, GatewayParams};
+    let gateways = list_gateways(
+        axum::extract::State(s.clone()),
+        user.clone(),
+        crate::api::ApiQuery(GatewayParams::default()),
+    )
+    .await;
+    Ok(api(user, gateways)?.items)
+}
+
 /// Turns markup into the HTML answer.
 pub(crate) fn html(m: Markup) -> Html<String> {
     Html(m.into_string())

@@ -2,10 +2,9 @@
 //! the last 24 hours of findings by site, and the five hottest open alerts.
 
 use super::layout::{self, Live, Nav};
-use super::{api, PageResult, PageUser};
+use super::{all_gateways, api, PageResult, PageUser};
 use crate::api::alerts::{list_alerts, AlertParams};
 use crate::api::findings::{list_findings, FindingParams};
-use crate::api::fleet::{list_gateways, GatewayParams};
 use crate::api::{AlertView, ApiQuery, ApiState};
 use axum::extract::State;
 use chrono::{Duration, Utc};
@@ -50,16 +49,7 @@ pub(crate) async fn overview(State(s): State<ApiState>, PageUser(p): PageUser) -
     open.sort_by(|a, b| b.worst_max_c.total_cmp(&a.worst_max_c));
     let hottest: Vec<&AlertView> = open.iter().take(5).collect();
 
-    let gateways = api(
-        &p,
-        list_gateways(
-            State(s.clone()),
-            p.clone(),
-            ApiQuery(GatewayParams::default()),
-        )
-        .await,
-    )?
-    .items;
+    let gateways = all_gateways(&s, &p).await?;
     let active: Vec<_> = gateways.iter().filter(|g| !g.revoked).collect();
     let online = active.iter().filter(|g| g.online).count();
     let offline: Vec<_> = active.iter().filter(|g| !g.online).collect();

@@ -2,9 +2,9 @@
 
 use super::alerts::{api_query_string, choices, filter_form, QueueParams};
 use super::layout::{self, Live, Nav};
-use super::{api, error_page, PageResult, PageUser};
+use super::{all_gateways, api, error_page, PageResult, PageUser};
 use crate::api::error::ApiError;
-use crate::api::fleet::{list_cameras, list_gateways, CameraParams, GatewayParams, GatewayView};
+use crate::api::fleet::{list_cameras, CameraParams, GatewayView};
 use crate::api::sites::{list_sites, site, SiteDetail};
 use crate::api::{ApiQuery, ApiState};
 use crate::store::{Role, Store};
@@ -112,16 +112,7 @@ fn gateway_row(g: &GatewayView, temps: Option<(Option<f64>, Option<f64>)>) -> Ma
 
 /// `GET /fleet`.
 pub(crate) async fn fleet(State(s): State<ApiState>, PageUser(p): PageUser) -> PageResult {
-    let gateways = api(
-        &p,
-        list_gateways(
-            State(s.clone()),
-            p.clone(),
-            ApiQuery(GatewayParams::default()),
-        )
-        .await,
-    )?
-    .items;
+    let gateways = all_gateways(&s, &p).await?;
     let cameras = api(
         &p,
         list_cameras(
