@@ -17,10 +17,11 @@
 //!
 //! Run: `cargo bench -p chitti-agent --bench detector`
 
+mod support;
+
 use chitti_agent::analysis::{CameraAnalyzer, Detector, NoDetector};
-use chitti_agent::config::{nominal_camera_params, AgentConfig};
 use chitti_agent::detector::{BackgroundDetector, DetectorError, DetectorSettings, OnnxDetector};
-use chitti_agent::sources::simulated::{Scene, SceneKind, SimulatedCamera};
+use chitti_agent::sources::simulated::SceneKind;
 use chitti_agent::sources::SourceFrame;
 use chitti_common::image::TemperatureImage;
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -58,37 +59,11 @@ fn library() -> PathBuf {
         .expect("ORT_DYLIB_PATH: export ORT_DYLIB_PATH=$(models/fetch-onnxruntime.sh)")
 }
 
-fn scene() -> Scene {
-    scene_of(SceneKind::Substation)
-}
-
-fn scene_of(kind: SceneKind) -> Scene {
-    Scene::new(SimulatedCamera {
-        camera: "sim-1".into(),
-        width: 640,
-        height: 480,
-        fps: 30.0,
-        seed: 1,
-        speed: 1.0,
-        scene: kind,
-        frames: None,
-        unpaced: true,
-        params: nominal_camera_params(),
-        ambient_c: 15.0,
-        noise_c: 0.1,
-    })
-    .unwrap()
-}
-
-fn source_frame(scene: &Scene, n: u64) -> SourceFrame {
-    scene.source_frame(n, chrono::Utc::now().fixed_offset())
-}
-
 /// A 640×480 °C frame of the simulated camera's `components` scene at scene time 700 s
 /// (three bushings drawn by the training generator; phase B's terminal at its peak,
 /// phase C open): a frame the model finds components in, so decode and NMS have work.
 fn thermal_frame() -> TemperatureImage {
-    scene_of(SceneKind::Components)
+    support::scene(SceneKind::Components)
         .components_frame(700 * 30)
         .temperature
 }
@@ -196,31 +171,14 @@ fn stages(c: &mut Criterion) {
     }
 }
 
-const CONFIG: &str = r#"
-version = 1
-[identity]
-site = "bench"
-gateway = "gw-1"
-[[camera]]
-id = "sim-1"
-[camera.source]
-kind = "simulated"
-"#;
-
 /// The 30 Hz analysis path with the background detector attached at 5 Hz: what the
 /// detector costs the thresholding thread (a frame copy five times a second and a
 /// lock), against no detector.
 fn analysis_alongside(c: &mut Criterion) {
-    let config = AgentConfig::from_toml(CONFIG, "bench", Path::new("/")).unwrap();
-    let table = config
-        .severity_catalog()
-        .unwrap()
-        .get("utility-absolute")
-        .unwrap()
-        .clone();
-    let scene = scene();
+    let (config, table) = support::config_and_table();
+    let scene = support::scene(SceneKind::Substation);
     let frames: Vec<SourceFrame> = (0..30)
-        .map(|i| source_frame(&scene, 700 * 30 + i))
+        .map(|i| support::source_frame(&scene, 700 * 30 + i))
         .collect();
     let Ok(detector) = load(SIZES[0]).or_else(|_| load(SIZES[1])) else {
         eprintln!("detector bench: no size fits the model; analysis_alongside skipped");

@@ -5,59 +5,22 @@
 //! Run: `cargo bench -p chitti-agent --bench pipeline`
 //! (or `agent/benches/run-benches.sh`, which also runs the whole-process benchmark).
 
+mod support;
+
 use chitti_agent::analysis::{CameraAnalyzer, NewFinding, NoDetector};
-use chitti_agent::config::{nominal_camera_params, AgentConfig};
 use chitti_agent::outbox::{Outbox, RedbEngine, SledEngine, StoreEngine};
-use chitti_agent::sources::simulated::{Scene, SceneKind, SimulatedCamera};
+use chitti_agent::sources::simulated::SceneKind;
 use chitti_agent::sources::SourceFrame;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use std::path::Path;
-
-const CONFIG: &str = r#"
-version = 1
-[identity]
-site = "bench"
-gateway = "gw-1"
-[[camera]]
-id = "sim-1"
-[camera.source]
-kind = "simulated"
-"#;
-
-fn scene() -> Scene {
-    Scene::new(SimulatedCamera {
-        camera: "sim-1".into(),
-        width: 640,
-        height: 480,
-        fps: 30.0,
-        seed: 1,
-        speed: 1.0,
-        scene: SceneKind::Substation,
-        frames: None,
-        unpaced: true,
-        params: nominal_camera_params(),
-        ambient_c: 15.0,
-        noise_c: 0.1,
-    })
-    .unwrap()
-}
-
-fn frame(scene: &Scene, n: u64) -> SourceFrame {
-    scene.source_frame(n, chrono::Utc::now().fixed_offset())
-}
 
 fn analysis(c: &mut Criterion) {
-    let config = AgentConfig::from_toml(CONFIG, "bench", Path::new("/")).unwrap();
-    let table = config
-        .severity_catalog()
-        .unwrap()
-        .get("utility-absolute")
-        .unwrap()
-        .clone();
-    let scene = scene();
+    let (config, table) = support::config_and_table();
+    let scene = support::scene(SceneKind::Substation);
     // Scene time 700 s: the connector is at its peak, so there are hotspots to segment
     // and track (the expensive case); frames 0..30 of that second.
-    let frames: Vec<SourceFrame> = (0..30).map(|i| frame(&scene, 700 * 30 + i)).collect();
+    let frames: Vec<SourceFrame> = (0..30)
+        .map(|i| support::source_frame(&scene, 700 * 30 + i))
+        .collect();
     let mut group = c.benchmark_group("agent");
     group.throughput(Throughput::Elements(1));
     group.bench_function("analyse_640x480_frame_with_hotspots", |b| {
@@ -74,7 +37,7 @@ fn analysis(c: &mut Criterion) {
             out.regions
         })
     });
-    let quiet: Vec<SourceFrame> = (0..30).map(|i| frame(&scene, i)).collect();
+    let quiet: Vec<SourceFrame> = (0..30).map(|i| support::source_frame(&scene, i)).collect();
     group.bench_function("analyse_640x480_frame_quiet", |b| {
         let mut analyzer = CameraAnalyzer::new(
             &config,
@@ -102,7 +65,7 @@ fn analysis(c: &mut Criterion) {
             version: 1,
             camera: "sim-1".into(),
             captured_at: chrono::Utc::now().fixed_offset(),
-            params: nominal_camera_params(),
+            params: chitti_agent::config::nominal_camera_params(),
             saturated_max_c: Some(180.0),
             kelvin_per_count: None,
         };
@@ -117,20 +80,14 @@ fn analysis(c: &mut Criterion) {
 
 /// Findings as the analysis makes them (one real finding, fresh ids).
 fn findings(n: usize) -> Vec<NewFinding> {
-    let config = AgentConfig::from_toml(CONFIG, "bench", Path::new("/")).unwrap();
-    let table = config
-        .severity_catalog()
-        .unwrap()
-        .get("utility-absolute")
-        .unwrap()
-        .clone();
-    let scene = scene();
+    let (config, table) = support::config_and_table();
+    let scene = support::scene(SceneKind::Substation);
     let mut analyzer =
         CameraAnalyzer::new(&config, &config.cameras[0], table, Box::new(NoDetector));
     let mut template = None;
     for i in 0..60 {
         if let Some(f) = analyzer
-            .process(&frame(&scene, 690 * 30 + i))
+            .process(&support::source_frame(&scene, 690 * 30 + i))
             .unwrap()
             .findings
             .pop()
