@@ -62,6 +62,21 @@ pub async fn run(
     config: AgentConfig,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<RunSummary> {
+    // A camera this build cannot drive stops the agent at once, naming it, rather than
+    // leaving a source that retries forever.
+    if !crate::sources::v4l2::device::V4L2_BUILT_IN {
+        if let Some(camera) = config
+            .cameras
+            .iter()
+            .find(|c| matches!(c.source, SourceConfig::V4l2(_)))
+        {
+            anyhow::bail!(
+                "camera {}: {}",
+                camera.id,
+                crate::sources::v4l2::device::V4L2_MISSING
+            );
+        }
+    }
     let catalog = config
         .severity_catalog()
         .map_err(|e| anyhow::anyhow!("severity tables: {e}"))?;

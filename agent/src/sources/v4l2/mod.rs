@@ -21,6 +21,8 @@
 
 pub mod device;
 pub mod format;
+#[cfg(feature = "v4l2")]
+pub mod kernel;
 
 use self::device::{CaptureDevice, DeviceError, DeviceOpener};
 use self::format::{CaptureMode, FormatRequest, Negotiated, PayloadKind};
