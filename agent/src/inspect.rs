@@ -17,12 +17,9 @@ use crate::analysis::{Detection, Detector};
 use anyhow::{bail, Context};
 use chitti_common::analysis::{analyze_frame, AnalysisOptions, AssessedHotspot, FrameAnalysis};
 use chitti_common::components::{ComponentMeasurement, GroupAxis};
-use chitti_common::evidence::{decode_radiometric_png, RadiometricPngMeta};
+use chitti_common::evidence::evidence_png_frame;
 use chitti_common::finding::DetectedComponent;
-use chitti_common::flir::{
-    ByteOrder, CameraInfo, CameraLimits, CaptureTime, ContainerKind, FlirFile, FlirFrame,
-    ParseLimits, RawEncoding,
-};
+use chitti_common::flir::{ContainerKind, FlirFile, FlirFrame, ParseLimits};
 use chitti_common::geometry::{PixelPoint, PixelRect};
 use chitti_common::inspection::CameraIdentity;
 use chitti_common::inspection::{ambient_of, measure_frame_components};
@@ -358,47 +355,6 @@ const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
 /// Largest evidence PNG `inspect` reads, bytes.
 const MAX_EVIDENCE_BYTES: u64 = 512 << 20;
 
-/// A frame as a FLIR parser would have produced it from evidence `meta` and counts.
-fn evidence_frame(raw: chitti_common::image::RawFrame, meta: &RadiometricPngMeta) -> FlirFrame {
-    FlirFrame {
-        index: 0,
-        offset: 0,
-        creator: "chitti".into(),
-        fff_version: 0,
-        header_order: ByteOrder::Big,
-        raw,
-        raw_encoding: RawEncoding::Png,
-        raw_subtype: 0,
-        raw_order: ByteOrder::Big,
-        camera: CameraInfo {
-            params: meta.params,
-            model: String::new(),
-            part_number: String::new(),
-            serial: String::new(),
-            software: String::new(),
-            lens_model: None,
-            lens_part_number: None,
-            lens_serial: None,
-            field_of_view_deg: None,
-            filter_model: None,
-            captured_at: Some(CaptureTime(meta.captured_at)),
-            limits: CameraLimits {
-                saturated_max_c: meta.saturated_max_c,
-                ..CameraLimits::default()
-            },
-            raw_value_range: None,
-            raw_value_median: None,
-            focus_distance_m: None,
-            frame_rate_hz: None,
-            byte_order: ByteOrder::Big,
-        },
-        gps: None,
-        visual: None,
-        truncated_bytes: 0,
-        warnings: Vec::new(),
-    }
-}
-
 /// True when the file starts with the PNG signature.
 fn is_png(path: &Path) -> anyhow::Result<bool> {
     use std::io::Read;
@@ -450,7 +406,9 @@ pub fn run_with(
             );
         }
         let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {path}"))?;
-        let (raw, meta) = decode_radiometric_png(&bytes).with_context(|| path.clone())?;
+        // The hub reads evidence through the same function: the same counts, parameters
+        // and (temperature-linear) conversion.
+        let frame = evidence_png_frame(&bytes).with_context(|| path.clone())?;
         if index > 0 {
             bail!("{path}: frame {index} does not exist (an evidence png holds one frame)");
         }
@@ -459,12 +417,7 @@ pub fn run_with(
             serial: String::new(),
             make: None,
         };
-        (
-            Container::EvidencePng,
-            identity,
-            1,
-            evidence_frame(raw, &meta),
-        )
+        (Container::EvidencePng, identity, 1, frame)
     } else {
         let file =
             std::fs::File::open(&args.file).with_context(|| format!("cannot open {path}"))?;

@@ -441,3 +441,50 @@ fn a_missing_model_is_a_clear_error_naming_it() {
     };
     assert_one_line_error(&out, needle);
 }
+
+/// Temperature-linear stream evidence (a camera that outputs kelvin × 100): 160×120 at
+/// 20.00 °C with a 10×10 patch at 70.00 °C, under Planck parameters that would read
+/// very different temperatures if `kelvin_per_count` were ignored.
+fn temperature_linear_evidence(dir: &std::path::Path) -> PathBuf {
+    use chitti_common::evidence::{encode_radiometric_png, RadiometricPngMeta};
+    use chitti_common::image::RawFrame;
+    let (w, h) = (160u32, 120u32);
+    let counts = (0..w * h)
+        .map(|i| {
+            let (x, y) = (i % w, i / w);
+            if (70..80).contains(&x) && (50..60).contains(&y) {
+                34_315 // 343.15 K
+            } else {
+                29_315 // 293.15 K
+            }
+        })
+        .collect();
+    let raw = RawFrame::new(w, h, counts).unwrap();
+    let meta = RadiometricPngMeta {
+        version: 1,
+        camera: "lwir-1".into(),
+        captured_at: chrono::DateTime::parse_from_rfc3339("2026-12-01T02:00:00+00:00").unwrap(),
+        params: chitti_agent::config::nominal_camera_params(),
+        saturated_max_c: Some(150.0),
+        kelvin_per_count: Some(0.01),
+    };
+    let path = dir.join("linear.png");
+    std::fs::write(&path, encode_radiometric_png(&raw, &meta).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn temperature_linear_evidence_reads_in_kelvin_per_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = temperature_linear_evidence(dir.path());
+    let v = inspect_json(&[path.to_str().unwrap(), "--pixel", "75,55", "--pixel", "5,5"]);
+    assert_eq!(v["container"], "evidence-png");
+    assert!((v["max_c"].as_f64().unwrap() - 70.0).abs() < 1e-6, "{v}");
+    assert!((v["min_c"].as_f64().unwrap() - 20.0).abs() < 1e-6, "{v}");
+    assert!((v["pixels"][0]["c"].as_f64().unwrap() - 70.0).abs() < 1e-6);
+    assert!((v["pixels"][1]["c"].as_f64().unwrap() - 20.0).abs() < 1e-6);
+    // The camera applied its object parameters: a thermographer's emissivity cannot
+    // change temperature-linear counts.
+    let corrected = inspect_json(&[path.to_str().unwrap(), "--emissivity", "0.5"]);
+    assert_eq!(corrected["max_c"], v["max_c"]);
+}

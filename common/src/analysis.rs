@@ -137,21 +137,30 @@ pub fn analyze_frame(
     // A file is analysed once: a table over its own raw range is cheaper than a full one.
     let lut = CelsiusLut::for_range(&converter, lo, hi);
     let limits = &frame.camera.limits;
+    // Sensor limits are judged with the camera's own conversion, without overrides
+    // (the limit is the detector's, whatever emissivity the user corrects to); a file
+    // whose own parameters are unusable has none.
+    let camera = frame.converter(&ParamOverrides::default()).ok();
     let sensor = SensorCounts {
         saturated_px: count_at_or_above(
             &frame.raw,
-            saturation_raw(&frame.camera.params, limits.saturated_max_c),
+            camera
+                .as_ref()
+                .zip(limits.saturated_max_c)
+                .and_then(|(camera, c)| camera.min_raw_at_or_above(c)),
         ),
         // The cold end is the clip limit, not the calibrated range's: cameras read sky and
         // snow below their range routinely (the winter T440 fixture is 57 % below −20 °C)
         // without spoiling the equipment in front; a scene below the clip limit, or one
         // above the calibrated top, is the wrong range for the job.
-        out_of_range_px: out_of_range(
-            &frame.raw,
-            &frame.camera.params,
-            limits.clip_min_c.or(limits.range_min_c),
-            limits.range_max_c,
-        ),
+        out_of_range_px: camera.as_ref().and_then(|camera| {
+            out_of_range(
+                &frame.raw,
+                camera,
+                limits.clip_min_c.or(limits.range_min_c),
+                limits.range_max_c,
+            )
+        }),
     };
     analyze_converted(&frame.raw, &converter, &lut, sensor, table, options)
 }
@@ -369,11 +378,10 @@ fn saturation_raw(camera: &RadiometricParams, limit_c: Option<f64>) -> Option<u1
 /// top above), judged with the camera's own parameters; `None` unless both are declared.
 fn out_of_range(
     raw: &RawFrame,
-    camera: &RadiometricParams,
+    converter: &RawToCelsius,
     min_c: Option<f64>,
     max_c: Option<f64>,
 ) -> Option<u64> {
-    let converter = RawToCelsius::new(*camera).ok()?;
     let (min_c, max_c) = (min_c?, max_c?);
     if !(min_c.is_finite() && max_c.is_finite() && min_c < max_c) {
         return None;

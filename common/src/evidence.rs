@@ -2,7 +2,14 @@
 //! counts, with the parameters that turn them into °C in a `tEXt` chunk, so the hub can
 //! recompute every temperature from the evidence alone (provenance). Files (R-JPEG,
 //! .seq, .csq) are their own evidence and are sent as they are.
+//!
+//! Reading evidence back is one path for everyone ([`read_evidence`]): the hub (grids,
+//! thermograms, reports) and `chitti-agent inspect` get the same [`FlirFrame`], whose
+//! [`FlirFrame::converter`] knows temperature-linear counts, so both print the same °C.
 
+use crate::flir::{
+    ByteOrder, CameraInfo, CameraLimits, CaptureTime, FlirError, FlirFrame, RawEncoding,
+};
 use crate::image::RawFrame;
 use crate::radiometry::RadiometricParams;
 use chrono::{DateTime, FixedOffset};
@@ -130,6 +137,120 @@ pub fn decode_radiometric_png(
     Ok((raw, meta))
 }
 
+/// What kind of file an evidence blob is, by its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvidenceKind {
+    /// A JPEG (FLIR R-JPEG).
+    Jpeg,
+    /// A FLIR FFF container (`.fff`, `.seq`, `.csq`).
+    Fff,
+    /// A PNG (the agent's radiometric stream evidence).
+    Png,
+}
+
+impl EvidenceKind {
+    /// Recognises a blob by its magic number.
+    pub fn sniff(bytes: &[u8]) -> Option<Self> {
+        if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+            Some(Self::Jpeg)
+        } else if bytes.starts_with(b"FFF\0") {
+            Some(Self::Fff)
+        } else if bytes.starts_with(&[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A]) {
+            Some(Self::Png)
+        } else {
+            None
+        }
+    }
+
+    /// Its media type.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Jpeg => "image/jpeg",
+            Self::Fff => "application/x-flir-fff",
+            Self::Png => "image/png",
+        }
+    }
+}
+
+/// Evidence that cannot be read as a radiometric frame.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadEvidenceError {
+    /// Not a file kind Chitti reads.
+    #[error("evidence is not a FLIR radiometric file or a radiometric PNG (first bytes {0})")]
+    UnknownContent(String),
+    /// A PNG, but not the agent's radiometric evidence.
+    #[error(transparent)]
+    Png(#[from] EvidenceError),
+    /// A FLIR file that does not parse.
+    #[error(transparent)]
+    Flir(#[from] FlirError),
+}
+
+/// Reads evidence of any kind Chitti stores: the agent's radiometric PNG, or a FLIR
+/// file (R-JPEG, FFF; its first frame). The frame's [`FlirFrame::converter`] gives its
+/// temperatures, temperature-linear evidence included.
+pub fn read_evidence(bytes: &[u8]) -> Result<(EvidenceKind, FlirFrame), ReadEvidenceError> {
+    let kind = EvidenceKind::sniff(bytes).ok_or_else(|| {
+        ReadEvidenceError::UnknownContent(hex::encode(&bytes[..bytes.len().min(8)]))
+    })?;
+    let frame = match kind {
+        EvidenceKind::Png => evidence_png_frame(bytes)?,
+        EvidenceKind::Jpeg | EvidenceKind::Fff => crate::flir::parse_bytes(bytes)?,
+    };
+    Ok((kind, frame))
+}
+
+/// The agent's radiometric PNG as the frame a FLIR parser would have produced: its
+/// counts, its parameters, its capture time and saturation limit, and
+/// `kelvin_per_count` for temperature-linear counts.
+pub fn evidence_png_frame(bytes: &[u8]) -> Result<FlirFrame, EvidenceError> {
+    let (raw, meta) = decode_radiometric_png(bytes)?;
+    if meta.version != 1 {
+        return Err(EvidenceError::Meta(format!(
+            "version {} is not supported (expected 1)",
+            meta.version
+        )));
+    }
+    Ok(FlirFrame {
+        index: 0,
+        offset: 0,
+        creator: "chitti".into(),
+        fff_version: 0,
+        header_order: ByteOrder::Big,
+        raw,
+        raw_encoding: RawEncoding::Png,
+        raw_subtype: 0,
+        raw_order: ByteOrder::Big,
+        camera: CameraInfo {
+            params: meta.params,
+            model: String::new(),
+            part_number: String::new(),
+            serial: String::new(),
+            software: String::new(),
+            lens_model: None,
+            lens_part_number: None,
+            lens_serial: None,
+            field_of_view_deg: None,
+            filter_model: None,
+            captured_at: Some(CaptureTime(meta.captured_at)),
+            limits: CameraLimits {
+                saturated_max_c: meta.saturated_max_c,
+                ..CameraLimits::default()
+            },
+            raw_value_range: None,
+            raw_value_median: None,
+            focus_distance_m: None,
+            frame_rate_hz: None,
+            byte_order: ByteOrder::Big,
+        },
+        gps: None,
+        visual: None,
+        truncated_bytes: 0,
+        warnings: Vec::new(),
+        kelvin_per_count: meta.kelvin_per_count,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +316,60 @@ mod tests {
         let err = decode_radiometric_png(&out).unwrap_err();
         assert!(
             err.to_string().contains("expected 16-bit greyscale"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn temperature_linear_evidence_reads_back_in_kelvin_per_count() {
+        use crate::analysis::{analyze_frame, AnalysisOptions};
+        use crate::radiometry::ParamOverrides;
+        // 343.15 K in one corner pixel, 293.15 K elsewhere, at 0.01 K per count.
+        let mut counts = vec![29_315u16; 32 * 24];
+        counts[0] = 34_315;
+        let raw = RawFrame::new(32, 24, counts).unwrap();
+        let meta = RadiometricPngMeta {
+            version: 1,
+            camera: "lwir".into(),
+            captured_at: DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z").unwrap(),
+            params: params(),
+            saturated_max_c: Some(60.0),
+            kelvin_per_count: Some(0.01),
+        };
+        let png = encode_radiometric_png(&raw, &meta).unwrap();
+        let (kind, frame) = read_evidence(&png).unwrap();
+        assert_eq!(kind, EvidenceKind::Png);
+        let overrides = ParamOverrides {
+            emissivity: Some(0.5),
+            ..ParamOverrides::default()
+        };
+        let (image, _) = frame.temperatures(&overrides).unwrap();
+        assert!((f64::from(image.celsius()[0]) - 70.0).abs() < 1e-4);
+        assert!((f64::from(image.celsius()[1]) - 20.0).abs() < 1e-4);
+        // The saturation limit (60 °C) is judged on the linear scale too: one pixel.
+        let table = crate::severity::SeverityCatalog::builtin();
+        let table = table.get("utility-absolute").unwrap();
+        let analysis = analyze_frame(&frame, table, &AnalysisOptions::default()).unwrap();
+        assert_eq!(analysis.saturated_px, 1);
+    }
+
+    #[test]
+    fn unknown_and_newer_evidence_is_refused_by_name() {
+        let err = read_evidence(b"hello world").unwrap_err();
+        assert!(err.to_string().contains("68656c6c6f20776f"), "{err}");
+        let raw = RawFrame::new(2, 2, vec![1, 2, 3, 4]).unwrap();
+        let meta = RadiometricPngMeta {
+            version: 2,
+            camera: "c".into(),
+            captured_at: DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z").unwrap(),
+            params: params(),
+            saturated_max_c: None,
+            kelvin_per_count: None,
+        };
+        let png = encode_radiometric_png(&raw, &meta).unwrap();
+        let err = read_evidence(&png).unwrap_err();
+        assert!(
+            err.to_string().contains("version 2 is not supported"),
             "{err}"
         );
     }

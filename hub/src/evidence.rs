@@ -14,40 +14,8 @@ use object_store::{path::Path as StorePath, ObjectStore, PutPayload};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
-/// What kind of file a blob is, by its first bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EvidenceKind {
-    /// A JPEG (FLIR R-JPEG).
-    Jpeg,
-    /// A FLIR FFF container (`.fff`, `.seq`, `.csq`).
-    Fff,
-    /// A PNG (the agent's radiometric stream evidence).
-    Png,
-}
-
-impl EvidenceKind {
-    /// Recognises a blob by its magic number.
-    pub fn sniff(bytes: &[u8]) -> Option<Self> {
-        if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-            Some(Self::Jpeg)
-        } else if bytes.starts_with(b"FFF\0") {
-            Some(Self::Fff)
-        } else if bytes.starts_with(&[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A]) {
-            Some(Self::Png)
-        } else {
-            None
-        }
-    }
-
-    /// Its media type.
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Self::Jpeg => "image/jpeg",
-            Self::Fff => "application/x-flir-fff",
-            Self::Png => "image/png",
-        }
-    }
-}
+/// What kind of file a blob is, by its first bytes (shared with `inspect`).
+pub use chitti_common::evidence::EvidenceKind;
 
 /// Evidence could not be stored or read.
 #[derive(Debug, thiserror::Error)]

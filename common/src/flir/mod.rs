@@ -182,13 +182,22 @@ pub struct FlirFrame {
     pub truncated_bytes: u64,
     /// Problems with optional records (GPS, visual image) that did not stop the parse.
     pub warnings: Vec<String>,
+    /// Set when the counts are temperature-linear (kelvin = count × this), as in Chitti
+    /// stream evidence from a temperature-linear camera
+    /// ([`crate::evidence::evidence_png_frame`]); FLIR files never set it. The camera
+    /// then applied its object parameters itself, and overrides cannot change them.
+    pub kelvin_per_count: Option<f64>,
 }
 
 impl FlirFrame {
-    /// The raw → °C converter for this frame, with the thermographer's corrections.
+    /// The raw → °C converter for this frame, with the thermographer's corrections
+    /// (ignored for temperature-linear counts, whose parameters the camera applied).
     pub fn converter(&self, overrides: &ParamOverrides) -> Result<RawToCelsius, FlirError> {
-        RawToCelsius::new(self.camera.params.with_overrides(overrides))
-            .map_err(FlirError::InvalidParams)
+        match self.kelvin_per_count {
+            Some(k) => RawToCelsius::temperature_linear(k, self.camera.params),
+            None => RawToCelsius::new(self.camera.params.with_overrides(overrides)),
+        }
+        .map_err(FlirError::InvalidParams)
     }
 
     /// Converts the whole frame to °C (lookup table over the frame's raw range).
@@ -293,6 +302,7 @@ fn parse_frame(blob: &[u8], offset: u64, index: usize) -> Result<FlirFrame, Flir
         visual,
         truncated_bytes,
         warnings,
+        kelvin_per_count: None,
     })
 }
 

@@ -70,11 +70,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::{Bytes, BytesMut};
 use chitti_common::finding::{Finding, Measurement};
-use chitti_common::flir::FlirError;
 use chitti_common::image::TemperatureImage;
-use chitti_common::radiometry::{
-    frame_to_celsius, ParamOverrides, RadiometricParams, RawToCelsius,
-};
+use chitti_common::radiometry::{frame_to_celsius, ParamOverrides, RadiometricParams};
 use chitti_common::render::{Overlay, Palette, RenderError, RenderOptions, TemperatureSpan};
 use chitti_common::signing::{verify_evidence, GATEWAY_HEADER, SIGNATURE_HEADER};
 use chrono::{DateTime, SubsecRound, Utc};
@@ -121,67 +118,29 @@ pub struct EvidenceTemperatures {
 }
 
 /// Evidence that no temperatures can be read from.
-#[derive(Debug, thiserror::Error)]
-pub enum TemperatureError {
-    /// Not a file kind the hub reads.
-    #[error("evidence is not a FLIR radiometric file or a radiometric PNG (first bytes {0})")]
-    UnknownContent(String),
-    /// A PNG, but not the agent's radiometric evidence.
-    #[error(transparent)]
-    Png(#[from] chitti_common::evidence::EvidenceError),
-    /// A FLIR file that does not parse, or whose parameters are unusable.
-    #[error(transparent)]
-    Flir(#[from] FlirError),
-}
+pub type TemperatureError = chitti_common::evidence::ReadEvidenceError;
 
 /// The temperatures of an evidence blob, recomputed with `chitti_common`: the agent's
 /// 16-bit PNG (raw counts and the parameters in its `chitti-radiometry` chunk) or a
 /// FLIR file (R-JPEG, FFF; the first frame), with `overrides` applied to the
 /// evidence's own parameters (`ParamOverrides::default()` keeps them). For
 /// temperature-linear PNG evidence (`kelvin_per_count`) the camera already applied
-/// its object parameters, so `overrides` do not change the values.
+/// its object parameters, so `overrides` do not change the values. The evidence is
+/// read by [`chitti_common::evidence::read_evidence`], as `chitti-agent inspect` reads it.
 ///
 /// CPU-bound (decoding and a per-pixel conversion): call it from a blocking thread.
 pub fn temperature_image(
     bytes: &[u8],
     overrides: &ParamOverrides,
 ) -> Result<EvidenceTemperatures, TemperatureError> {
-    let kind = EvidenceKind::sniff(bytes).ok_or_else(|| {
-        TemperatureError::UnknownContent(hex::encode(&bytes[..bytes.len().min(8)]))
-    })?;
-    match kind {
-        EvidenceKind::Png => {
-            use chitti_common::evidence::{decode_radiometric_png, EvidenceError as PngError};
-            let (raw, meta) = decode_radiometric_png(bytes)?;
-            if meta.version != 1 {
-                return Err(PngError::Meta(format!(
-                    "version {} is not supported (expected 1)",
-                    meta.version
-                ))
-                .into());
-            }
-            let converter = match meta.kelvin_per_count {
-                Some(k) => RawToCelsius::temperature_linear(k, meta.params),
-                None => RawToCelsius::new(meta.params.with_overrides(overrides)),
-            }
-            .map_err(FlirError::InvalidParams)?;
-            let (image, _) = frame_to_celsius(&converter, &raw);
-            Ok(EvidenceTemperatures {
-                kind,
-                image,
-                params: *converter.params(),
-            })
-        }
-        EvidenceKind::Jpeg | EvidenceKind::Fff => {
-            let frame = chitti_common::flir::parse_bytes(bytes)?;
-            let (image, _) = frame.temperatures(overrides)?;
-            Ok(EvidenceTemperatures {
-                kind,
-                image,
-                params: frame.camera.params.with_overrides(overrides),
-            })
-        }
-    }
+    let (kind, frame) = chitti_common::evidence::read_evidence(bytes)?;
+    let converter = frame.converter(overrides)?;
+    let (image, _) = frame_to_celsius(&converter, &frame.raw);
+    Ok(EvidenceTemperatures {
+        kind,
+        image,
+        params: *converter.params(),
+    })
 }
 
 /// A finding's measurement conditions as overrides of its evidence's parameters.
