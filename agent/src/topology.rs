@@ -107,14 +107,18 @@ pub async fn run(
         let cameras: Vec<_> = config
             .cameras
             .iter()
-            .map(|c| (c.id.clone(), c.source.clone()))
+            .map(|c| (c.id.clone(), c.source.clone(), c.detect_components))
             .collect();
         let health = Arc::clone(&detector_health);
         tokio::task::spawn_blocking(move || {
             cameras
                 .iter()
-                .map(|(id, source)| {
-                    crate::detector::camera_detector(&detector_config, id, source, &health)
+                .map(|(id, source, detect)| -> Box<dyn Detector> {
+                    if *detect {
+                        crate::detector::camera_detector(&detector_config, id, source, &health)
+                    } else {
+                        Box::new(NoDetector)
+                    }
                 })
                 .collect::<Vec<Box<dyn Detector>>>()
         })

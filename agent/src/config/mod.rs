@@ -89,6 +89,19 @@ pub struct CameraConfig {
     /// Pan-tilt patrol over presets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patrol: Option<PatrolConfig>,
+    /// Run this camera's frames through the `[detector]` when it is enabled (default
+    /// true); false for a camera with nothing the model knows in view (a gateway's
+    /// other cameras keep theirs).
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub detect_components: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn is_true(v: &bool) -> bool {
+    *v
 }
 
 /// Where a camera's frames come from.
