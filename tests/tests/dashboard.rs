@@ -10,7 +10,8 @@
 //! - A viewer sees no action buttons anywhere, and the API refuses its POST with 403.
 //!
 //! Every page is saved as a screenshot under `target/screenshots/` (1280×800 and, for
-//! the queue and the alert, 800×1280).
+//! the queue and the alert, 800×1280). With `CHITTI_DOCS_SCREENSHOTS=1` the overview and
+//! the alert page are also written to `hub/docs/screenshots/`, the README's pictures.
 
 use chitti_e2e::*;
 use fantoccini::actions::{InputSource, MouseActions, PointerAction};
@@ -144,6 +145,19 @@ impl Chrome {
         let dir = screenshot_dir();
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// Saves the page as `target/screenshots/{name}.png` and, when
+    /// `CHITTI_DOCS_SCREENSHOTS=1`, as the README's `hub/docs/screenshots/{docs}.png`
+    /// (off by default so a test run leaves the checkout as it was).
+    async fn screenshot_for_docs(&self, name: &str, docs: &str) {
+        self.screenshot(name).await;
+        if std::env::var("CHITTI_DOCS_SCREENSHOTS").as_deref() == Ok("1") {
+            let png = self.client.screenshot().await.expect("screenshot");
+            let dir = workspace_root().join("hub/docs/screenshots");
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(format!("{docs}.png")), png).unwrap();
+        }
     }
 
     async fn sign_in(&self, http: SocketAddr, user: &str, password: &str, then: &str) {
@@ -566,7 +580,7 @@ async fn an_operator_sees_an_alert_arrive_acknowledges_it_reads_its_thermogram_a
         .text("#recommended-action")
         .await
         .starts_with("Recommended action:"));
-    c.screenshot("04-alert-detail").await;
+    c.screenshot_for_docs("04-alert-detail", "alert").await;
 
     // Upload: a FLIR fixture and a file that is not one.
     c.goto(&format!("{base}/upload")).await;
@@ -615,7 +629,7 @@ async fn an_operator_sees_an_alert_arrive_acknowledges_it_reads_its_thermogram_a
     c.goto(&base).await;
     assert!(c.text("#open-by-severity").await.contains("open"));
     assert!(c.text("#hottest").await.contains("north-yard"));
-    c.screenshot("02-overview").await;
+    c.screenshot_for_docs("02-overview", "overview").await;
     c.goto(&format!("{base}/fleet")).await;
     c.wait_for("#gateway-table tr[data-gateway='north-yard/gw-1']")
         .await;

@@ -269,6 +269,30 @@ fn the_demo_shows_every_kind_of_finding_stops_cleanly_and_resumes() {
             (has(1) && has(2) && has(3) && cool).then_some(())
         },
     );
+    // gw-01's bushings camera runs the shipped detector (tests/run-all.sh fetches the
+    // ONNX Runtime library): a bushing named by the model, rated against its loaded
+    // sibling, phase against phase.
+    let compared = wait_for(
+        "a detector-driven phase comparison from gw-01's bushings",
+        context,
+        || {
+            findings(http, &token, "gateway=gw-01&")
+                .into_iter()
+                .find(|f| {
+                    f["camera"] == "bay-01-bushings"
+                        && f["component"]["class"] == "bushing"
+                        && f["severity"]["table"] == "neta-similar"
+                        && f["severity"]["level"].as_u64() >= Some(2)
+                })
+        },
+    );
+    let reference = compared["reference"]["similar"]["label"].as_str().unwrap();
+    assert!(reference.starts_with("bushing #"), "{compared}");
+    assert!(
+        demo.block.contains("the shipped INT8 component detector"),
+        "{}",
+        context()
+    );
     let drone = wait_for("every finding of the drone's files", context, || {
         let d = findings(http, &token, "gateway=drone-dock-1&");
         (d.len() >= expected_n).then_some(d)
@@ -312,11 +336,20 @@ fn the_demo_shows_every_kind_of_finding_stops_cleanly_and_resumes() {
         .then_some(items)
     });
     assert_eq!(gateways.len(), 3);
-    // Each online agent's `/status` says what its component detector is doing; the demo
-    // configures none, and the hub passes that on.
-    for g in gateways.iter().filter(|g| g["online"] == true) {
-        assert_eq!(g["detector"], "disabled", "{g}");
-    }
+    // Each online agent's `/status` says what its component detector is doing: gw-01
+    // runs the shipped model, gw-02 none, and the hub passes that on.
+    let detector = |id: &str| {
+        gateways
+            .iter()
+            .find(|g| g["gateway"] == id)
+            .map(|g| g["detector"].as_str().unwrap_or_default().to_string())
+    };
+    assert_eq!(
+        detector("gw-01").as_deref(),
+        Some("ok (chitti-components 1.0.0)"),
+        "{gateways:?}"
+    );
+    assert_eq!(detector("gw-02").as_deref(), Some("disabled"));
     eprintln!("first run: everything seen after {:?}", started.elapsed());
 
     let count_before = findings(http, &token, "").len();

@@ -6,8 +6,13 @@
 //!   cameras: the breakers (`utility-absolute`: a phase-B connector heats through every
 //!   level and cools again), the disconnectors compared phase against phase
 //!   (`neta-similar` over the phase bodies, against the loaded phases' temperature:
-//!   phase C losing its load is a cool exception) and the bushings (healthy: nothing to
-//!   report). Ambient and seeds differ per gateway and camera.
+//!   phase C losing its load is a cool exception) and the bushings. `gw-01`'s bushings
+//!   camera streams the `components` scene (three bushings drawn by the generator the
+//!   shipped detector was trained on) through the shipped INT8 detector, when an ONNX
+//!   Runtime library is found ([`find_onnxruntime`]): its findings name the bushing and
+//!   compare it with its loaded sibling (`neta-similar`). Without the library it runs on
+//!   thresholds. The other gateways' bushings are healthy: nothing to report. Ambient
+//!   and seeds differ per gateway and camera.
 //! - `drone-dock-1` on the line: a folder of FLIR R-JPEGs from the last flight
 //!   (`rjpeg_dir`). Once the hub holds every finding of its files it "lands": its agent
 //!   stops and the gateway goes offline.
@@ -39,6 +44,8 @@ pub enum Watches {
         ambient_c: f64,
         /// Base of the cameras' seeds.
         seed: u64,
+        /// The bushings camera streams the `components` scene for the detector.
+        components: bool,
     },
     /// The drone dock's folder.
     DroneDock,
@@ -67,6 +74,7 @@ pub fn plan(simulated: usize) -> Vec<GatewayPlan> {
                 // phases stay below the first level (34 °C) through the ±3 °C drift.
                 ambient_c: 11.0 + 2.0 * ((k - 1) % 3) as f64,
                 seed: 100 * k as u64,
+                components: k == 1,
             },
         })
         .collect();
@@ -96,6 +104,73 @@ fn toml_path(p: &Path) -> String {
     toml_str(&p.display().to_string())
 }
 
+/// The shipped INT8 component detector, compiled in so the demo runs it from a release
+/// binary anywhere (MIT OR Apache-2.0, `models/chitti-components-v1/MODEL.md`).
+const SHIPPED_MODEL: &[u8] = include_bytes!("../../../models/chitti-components-v1/model.int8.onnx");
+
+/// What the demo's component detector runs with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DemoDetector {
+    /// The shipped model, written into the data folder.
+    pub model: PathBuf,
+    /// The ONNX Runtime library found on this machine.
+    pub library: PathBuf,
+}
+
+/// An ONNX Runtime library on this machine: `ORT_DYLIB_PATH`, then where
+/// `models/fetch-onnxruntime.sh` puts it in this checkout (`target/onnxruntime/<arch>/`),
+/// then `libonnxruntime.so*` next to the executable.
+pub fn find_onnxruntime() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from) {
+        if path.is_file() {
+            return Some(path);
+        }
+    }
+    let arch = std::env::consts::ARCH;
+    let mut folders = vec![PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../target/onnxruntime"
+    ))
+    .join(arch)];
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(bin) = exe.parent() {
+            // target/<profile>/chitti-hub → target/onnxruntime/<arch>/
+            if let Some(target) = bin.parent() {
+                folders.push(target.join("onnxruntime").join(arch));
+            }
+            folders.push(bin.to_path_buf());
+        }
+    }
+    folders.iter().find_map(|dir| {
+        let mut libs: Vec<PathBuf> = std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(|e| Some(e.ok()?.path()))
+            .filter(|p| {
+                p.is_file()
+                    && p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so"))
+            })
+            .collect();
+        libs.sort();
+        libs.pop()
+    })
+}
+
+/// The demo's detector: the shipped model written to `data_dir/models/` (unless it is
+/// there already) and the ONNX Runtime `library`.
+pub fn install_detector(data_dir: &Path, library: PathBuf) -> anyhow::Result<DemoDetector> {
+    use anyhow::Context;
+    let model = data_dir
+        .join("models")
+        .join("chitti-components-v1.int8.onnx");
+    if std::fs::read(&model).ok().as_deref() != Some(SHIPPED_MODEL) {
+        std::fs::create_dir_all(model.parent().expect("a folder"))
+            .and_then(|()| std::fs::write(&model, SHIPPED_MODEL))
+            .with_context(|| format!("cannot write {}", model.display()))?;
+    }
+    Ok(DemoDetector { model, library })
+}
+
 /// The agent configuration of one gateway, as TOML text.
 pub fn config_text(
     plan: &GatewayPlan,
@@ -104,6 +179,7 @@ pub fn config_text(
     mqtt_url: &str,
     hub_url: &str,
     speed: f64,
+    detector: Option<&DemoDetector>,
 ) -> String {
     let dir = agent_dir(data_dir, &plan.gateway);
     let mut t = format!(
@@ -117,7 +193,16 @@ pub fn config_text(
             bay,
             ambient_c,
             seed,
+            components,
         } => {
+            // The detector runs on the components scene only: the bars of the other
+            // scenes are nothing the model knows.
+            let detector = detector.filter(|_| *components);
+            let not_detected = if detector.is_some() {
+                "detect_components = false\n"
+            } else {
+                ""
+            };
             // Keys of a [[camera]] come before its [camera.source] table.
             let camera = |t: &mut String, id: &str, asset: &str, extra: &str, scene: &str, seed| {
                 t.push_str(&format!(
@@ -132,13 +217,13 @@ pub fn config_text(
                 &mut t,
                 "breakers",
                 &asset_id(bay, "cb", "b"),
-                "",
+                not_detected,
                 "substation",
                 seed + 1,
             );
             // Phase against phase: only the phase bodies are compared (sky and ground
             // would read as "colder than a loaded phase").
-            let mut extra = String::from("table = \"neta-similar\"\nrois = [\n");
+            let mut extra = format!("{not_detected}table = \"neta-similar\"\nrois = [\n");
             let rects = chitti_agent::sources::simulated::phase_body_rects(WIDTH, HEIGHT);
             for (r, phase) in rects.iter().zip(["A", "B", "C"]) {
                 extra.push_str(&format!(
@@ -160,7 +245,7 @@ pub fn config_text(
                 "bushings",
                 &asset_id(bay, "bushing", "a"),
                 "",
-                "quiet",
+                if *components { "components" } else { "quiet" },
                 seed + 3,
             );
             // A loaded phase reads ambient + ~12 °C: the similar-component reference
@@ -176,6 +261,15 @@ pub fn config_text(
                 "[analysis.tracking]\nraise_after_frames = 3\nclear_after_frames = 10\n\
                  update_delta_c = 5.0\n\n",
             );
+            if let Some(d) = detector {
+                // One detection a second is plenty for a scene that changes over
+                // minutes, and keeps the demo light on a laptop.
+                t.push_str(&format!(
+                    "[detector]\nenabled = true\nmodel = {}\nlibrary = {}\nrate_hz = 1.0\n\n",
+                    toml_path(&d.model),
+                    toml_path(&d.library)
+                ));
+            }
         }
         Watches::DroneDock => {
             t.push_str(&format!(
@@ -382,11 +476,74 @@ mod tests {
                 "mqtt://127.0.0.1:1883",
                 "http://127.0.0.1:8080",
                 10.0,
+                None,
             );
             let config = parse(&text, &p.gateway).unwrap_or_else(|e| panic!("{e}\n{text}"));
             assert_eq!(config.identity.gateway, p.gateway);
             assert_eq!(config.identity.site, p.site);
         }
+    }
+
+    #[test]
+    fn the_first_bay_streams_components_through_the_detector_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let detector = DemoDetector {
+            model: dir.path().join("m.onnx"),
+            library: dir.path().join("libonnxruntime.so.1"),
+        };
+        let plans = plan(2);
+        let text = |p: &GatewayPlan, d: Option<&DemoDetector>| {
+            let text = config_text(
+                p,
+                &files(dir.path(), p.site, &p.gateway),
+                dir.path(),
+                "mqtt://127.0.0.1:1883",
+                "http://127.0.0.1:8080",
+                10.0,
+                d,
+            );
+            parse(&text, &p.gateway).unwrap_or_else(|e| panic!("{e}\n{text}"))
+        };
+        let first = text(&plans[0], Some(&detector));
+        assert!(first.detector.enabled);
+        assert_eq!(
+            first.detector.model.as_deref(),
+            Some(detector.model.as_path())
+        );
+        let detected: Vec<(&str, bool)> = first
+            .cameras
+            .iter()
+            .map(|c| (c.id.as_str(), c.detect_components))
+            .collect();
+        assert_eq!(
+            detected,
+            [
+                ("bay-01-breakers", false),
+                ("bay-01-disconnectors", false),
+                ("bay-01-bushings", true)
+            ]
+        );
+        let chitti_agent::config::SourceConfig::Simulated(sim) = &first.cameras[2].source else {
+            panic!("simulated");
+        };
+        assert_eq!(
+            sim.scene,
+            chitti_agent::sources::simulated::SceneKind::Components
+        );
+        // Without a library the same camera runs on thresholds; other bays have none.
+        assert!(!text(&plans[0], None).detector.enabled);
+        assert!(!text(&plans[1], Some(&detector)).detector.enabled);
+    }
+
+    #[test]
+    fn the_shipped_model_is_written_once_into_the_data_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("models/chitti-components-v1.int8.onnx");
+        std::fs::create_dir_all(model.parent().unwrap()).unwrap();
+        std::fs::write(&model, b"stale").unwrap();
+        let d = install_detector(dir.path(), dir.path().join("libonnxruntime.so")).unwrap();
+        assert_eq!(d.model, model);
+        assert_eq!(std::fs::read(&model).unwrap(), SHIPPED_MODEL);
     }
 
     #[test]
@@ -405,6 +562,7 @@ mod tests {
             "mqtt://127.0.0.1:1883",
             "http://127.0.0.1:8080",
             10.0,
+            None,
         );
         let config = parse(&text, &p.gateway).unwrap();
         // The FLIR ONE image has two hotspots at or above 34 °C; the AX8 and b60

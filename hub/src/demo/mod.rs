@@ -234,6 +234,9 @@ async fn run_agents(
     shutdown: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let plans = agents::plan(usize::from(args.gateways));
+    let detector = agents::find_onnxruntime()
+        .map(|library| agents::install_detector(data_dir, library))
+        .transpose()?;
     let mut agents: Vec<RunningAgent> = Vec::new();
     let mut drone: Option<(chitti_agent::config::AgentConfig, Arc<watch::Sender<bool>>)> = None;
     let mut images = 0;
@@ -246,7 +249,15 @@ async fn run_agents(
             if plan.watches == agents::Watches::DroneDock {
                 images = agents::stage_flight(&agents::drone_inbox(data_dir))?;
             }
-            let text = agents::config_text(plan, &files, data_dir, mqtt_url, hub_url, args.speed);
+            let text = agents::config_text(
+                plan,
+                &files,
+                data_dir,
+                mqtt_url,
+                hub_url,
+                args.speed,
+                detector.as_ref(),
+            );
             let config = agents::parse(&text, &plan.gateway)?;
             let dir = agents::agent_dir(data_dir, &plan.gateway);
             std::fs::create_dir_all(&dir)
@@ -267,7 +278,7 @@ async fn run_agents(
     }
     .await;
     if started.is_ok() {
-        print_block(&block, &plans, args, data_dir, images).await;
+        print_block(&block, &plans, args, data_dir, images, detector.as_ref()).await;
     }
 
     let (events_stop_tx, events_stop_rx) = watch::channel(false);
@@ -320,6 +331,7 @@ async fn print_block(
     args: &DemoArgs,
     data_dir: &Path,
     images: usize,
+    detector: Option<&agents::DemoDetector>,
 ) {
     let fallback = |from: Option<SocketAddr>| match from {
         Some(a) => format!("   ({} is taken: using a free port)", a.port()),
@@ -340,11 +352,21 @@ async fn print_block(
         .map(|p| p.gateway.as_str())
         .collect();
     let cycle_s = chitti_agent::sources::simulated::CYCLE_S / args.speed;
+    let cycle = if cycle_s >= 90.0 {
+        format!("{:.0} min", cycle_s / 60.0)
+    } else {
+        format!("{cycle_s:.0} s")
+    };
     let mut out = String::new();
     out.push_str(&format!(
         "\nChitti demo: hub, broker and {} gateways in this process; data in {}\n\n",
         plans.len(),
         data_dir.display()
+    ));
+    out.push_str(&format!(
+        "  Start here: open http://{}/ in a browser and sign in as {} with the password \
+         below.\n\n",
+        b.http, b.admin.username
     ));
     out.push_str(&format!("  dashboard   {dashboard}\n"));
     out.push_str(&format!("  API docs    http://{}/api/docs\n", b.http));
@@ -371,23 +393,66 @@ async fn print_block(
     ));
     if !simulated.is_empty() {
         out.push_str(&format!(
-            "  gateways    {SUBSTATION}: {} with 3 simulated cameras each, speed {}x: a \
-             connector heats and cools, a phase goes cold, every {}\n",
+            "  gateways    {SUBSTATION}: {} with 3 simulated cameras each (breakers, \
+             disconnectors, bushings), speed {}x\n",
             simulated.join(", "),
             args.speed,
-            if cycle_s >= 90.0 {
-                format!("{:.0} min", cycle_s / 60.0)
-            } else {
-                format!("{cycle_s:.0} s")
-            }
         ));
     }
     out.push_str(&format!(
-        "              {LINE}: {DRONE_GATEWAY}, {images} FLIR R-JPEGs from its last flight; \
-         it goes offline once they are uploaded\n\n"
+        "              {LINE}: {DRONE_GATEWAY}, {images} FLIR R-JPEGs from its last flight\n"
     ));
+    let components = plans.iter().find_map(|p| match &p.watches {
+        agents::Watches::Bay {
+            bay,
+            components: true,
+            ..
+        } => Some((p.gateway.as_str(), *bay)),
+        _ => None,
+    });
+    if let Some((gateway, bay)) = components {
+        match detector {
+            Some(d) => out.push_str(&format!(
+                "  detector    {gateway} {bay}-bushings: the shipped INT8 component detector \
+                 (chitti-components-v1) on ONNX Runtime {}\n",
+                d.library.display()
+            )),
+            None => out.push_str(&format!(
+                "  detector    off: no ONNX Runtime library found; run \
+                 models/fetch-onnxruntime.sh and start the demo again ({gateway}'s bushings \
+                 run on thresholds meanwhile)\n"
+            )),
+        }
+    }
+    out.push_str(
+        "\n  What happens in the next minutes (watch the Alert queue: new alerts arrive live):\n",
+    );
     out.push_str(&format!(
-        "  try         curl -s http://{}/api/v1/auth/login -H 'content-type: application/json' \
+        "    first minute  {DRONE_GATEWAY} uploads its flight: the hotspots of {images} FLIR \
+         images, each with its thermogram; then it goes offline (Fleet page)\n"
+    ));
+    if !simulated.is_empty() {
+        out.push_str(&format!(
+            "    every {cycle:<7} a breaker connector on each bay heats through levels 1, 2 and \
+             3 and cools again; a disconnector phase loses its load: a cool exception\n"
+        ));
+        if let Some((gateway, _)) = components {
+            if detector.is_some() {
+                out.push_str(&format!(
+                    "                  {gateway}'s bushing B runs hot: the detector names the \
+                     bushing and rates it against loaded bushing A (neta-similar ΔT); open \
+                     bushing C is a cool exception\n"
+                ));
+            } else {
+                out.push_str(&format!(
+                    "                  {gateway}'s bushing B runs hot (found by threshold: \
+                     no detector to name it)\n"
+                ));
+            }
+        }
+    }
+    out.push_str(&format!(
+        "\n  try         curl -s http://{}/api/v1/auth/login -H 'content-type: application/json' \
          -d '{{\"username\":\"{}\",\"password\":\"…\"}}'\n",
         b.http, b.admin.username
     ));
