@@ -151,6 +151,8 @@ impl Chrome {
     /// `CHITTI_DOCS_SCREENSHOTS=1`, as the README's `hub/docs/screenshots/{docs}.png`
     /// (off by default so a test run leaves the checkout as it was).
     async fn screenshot_for_docs(&self, name: &str, docs: &str) {
+        // The top of the page: what a reader of the README meets first.
+        self.js("window.scrollTo(0, 0)", vec![]).await;
         self.screenshot(name).await;
         if std::env::var("CHITTI_DOCS_SCREENSHOTS").as_deref() == Ok("1") {
             let png = self.client.screenshot().await.expect("screenshot");
