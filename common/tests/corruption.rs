@@ -6,8 +6,8 @@
 //! - every fixture truncated at many offsets: each of the first 64 bytes, both sides of
 //!   every JPEG segment and FFF structure boundary, and 200 evenly spaced offsets over
 //!   the bytes the parser reads (JPEG-LS scans included: a stream without its
-//!   end-of-image marker is rejected before CharLS, which would otherwise take
-//!   seconds to give up, see `common/fuzz/README.md`);
+//!   end-of-image marker is rejected before decoding; `jpegls_robustness.rs` puts
+//!   the marker back to hand cut scans to the decoder);
 //! - random byte flips and overwrites, biased towards the headers (proptest);
 //! - hand-made malformed files whose error variant and message are asserted.
 //!
@@ -80,9 +80,8 @@ struct Fixture {
     /// Per frame: the file range of its RawData record (R-JPEGs: first and last byte
     /// mapped through the chunks).
     raw_records: Vec<Range<usize>>,
-    /// File ranges of JPEG-LS raw payloads past their first bytes: a cut there makes
-    /// CharLS spend seconds before it reports the stream broken (see
-    /// `common/fuzz/open-issues/README.md`), so the truncation test leaves them out.
+    /// File ranges of JPEG-LS raw payloads past their first bytes (`.csq`): the flip
+    /// test starts from two frames of such a file to keep each case short.
     jpeg_ls_scans: Vec<Range<usize>>,
 }
 

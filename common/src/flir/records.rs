@@ -26,7 +26,7 @@ pub enum RawEncoding {
     RawBigEndian,
     /// 16-bit greyscale PNG (byte-swapped by the camera when the record is little-endian).
     Png,
-    /// Lossless JPEG-LS (decoded with CharLS).
+    /// JPEG-LS, lossless or near-lossless (FLIR `.csq` files; decoded with `pure_jpegls`).
     JpegLs,
 }
 
@@ -175,60 +175,225 @@ fn decode_png(
     Ok(words_to_u16(&buf, order))
 }
 
-/// Decodes a single-component lossless JPEG-LS stream of exactly `width × height`.
+/// Decodes a single-component JPEG-LS stream of exactly `width × height` with
+/// `pure_jpegls` (ITU-T T.87, pure Rust). On the T1030sc `.csq` it gives the same
+/// counts as CharLS, bit for bit (`tests/jpegls_reference.rs`). FLIR writes those
+/// frames near-lossless (NEAR = 5); any NEAR the standard allows is decoded.
+///
+/// The header is checked here first ([`read_jpeg_ls_header`]), so that only a stream
+/// whose size, precision, component count and coding parameters are in bounds reaches
+/// the decoder's sample arithmetic. A corrupt scan behind a valid header can still
+/// overflow the decoder's 32-bit error sums: they wrap, in every profile (see
+/// `[profile.dev.package.pure_jpegls]` in the workspace `Cargo.toml`) and the decode
+/// ends in an error. (JPEG-LS has no checksum: a flipped bit may also decode, to other
+/// counts.) Samples of up to 8 bits come back as `u16` like wider ones.
 fn decode_jpeg_ls(payload: &[u8], width: u32, height: u32) -> Result<Vec<u16>, String> {
-    // A JPEG-LS stream cut short makes CharLS spend seconds before it gives up (fuzzing
-    // found 8 s in release for a 3.9 KB input), so require the end-of-image marker first.
-    // Writers pad after it with zeros (the T1030sc .csq does).
+    // A stream cut short cannot decode, so require the end-of-image marker first (with
+    // CharLS this also avoided seconds of work before it gave up). Writers pad after it
+    // with zeros (the T1030sc .csq does).
     let end = payload.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     if end < 2 || payload[end - 2..end] != [0xFF, 0xD9] {
         return Err("jpeg-ls stream has no end-of-image marker (truncated or corrupt)".to_string());
     }
-    let mut codec = charls::CharLS::default();
-    // Check the header before decoding so a forged size cannot drive the allocation.
-    let info = codec
-        .get_frame_info(payload)
-        .map_err(|e| format!("jpeg-ls header: {e}"))?;
-    if info.width != width || info.height != height {
+    let stream = &payload[..end];
+    let header = read_jpeg_ls_header(stream)?;
+    if header.width != width || header.height != height {
         return Err(format!(
             "jpeg-ls stream is {}x{} but the record declares {width}x{height}",
-            info.width, info.height
+            header.width, header.height
         ));
     }
-    if info.component_count != 1 || !(2..=16).contains(&info.bits_per_sample) {
-        return Err(format!(
-            "jpeg-ls stream has {} components of {} bits, expected 1 component of up to 16 bits",
-            info.component_count, info.bits_per_sample
-        ));
-    }
+    let (counts, _, _) =
+        jpegls::decode(stream, width, height).map_err(|e| format!("jpeg-ls: {e}"))?;
     let pixels = width as usize * height as usize;
-    // A CharLS decoder reads the header once; decoding needs a fresh one.
-    let bytes = charls::CharLS::default()
-        .decode(payload)
-        .map_err(|e| format!("jpeg-ls: {e}"))?;
-    if info.bits_per_sample <= 8 {
-        if bytes.len() != pixels {
+    if counts.len() != pixels {
+        return Err(format!(
+            "jpeg-ls decoded {} samples, expected {pixels}",
+            counts.len()
+        ));
+    }
+    Ok(counts)
+}
+
+/// What a JPEG-LS stream's marker segments declare before its scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct JpegLsHeader {
+    width: u32,
+    height: u32,
+    /// Bits per sample, 2..=16.
+    precision: u8,
+}
+
+/// Largest LSE `RESET` accepted. The decoder keeps per-context sums of absolute errors
+/// in 32 bits and halves them every `RESET` samples; errors reach 2^15 at 16 bits, so
+/// 4096 keeps the sums under 2^28. Writers use the default, 64.
+const JPEG_LS_MAX_RESET: u16 = 4096;
+
+/// Reads and checks the marker segments of a JPEG-LS stream up to its start of scan.
+///
+/// Accepted, in any order before the scan: one SOF55 frame header (precision 2..=16,
+/// one component, width and height non-zero), LSE preset coding parameters (ID 1; its
+/// MAXVAL within the precision, RESET 3..=[`JPEG_LS_MAX_RESET`]), APPn and COM
+/// segments (skipped). Then a SOS for that component: no mapping table, interleave
+/// mode 0, no point transform, NEAR at most min(255, MAXVAL / 2). Anything else (a
+/// second frame header, restart intervals, mapping tables, another marker, a segment
+/// running past the end) is an error naming it.
+fn read_jpeg_ls_header(stream: &[u8]) -> Result<JpegLsHeader, String> {
+    const SOF55: u8 = 0xF7;
+    const LSE: u8 = 0xF8;
+    const SOS: u8 = 0xDA;
+    const DRI: u8 = 0xDD;
+    const COM: u8 = 0xFE;
+    const EOI: u8 = 0xD9;
+    if !stream.starts_with(&[0xFF, 0xD8]) {
+        return Err("jpeg-ls stream does not start with a start-of-image marker".into());
+    }
+    // (header, component id) once the frame header is read.
+    let mut frame: Option<(JpegLsHeader, u8)> = None;
+    let mut preset_maxval: Option<u16> = None;
+    let mut at = 2;
+    loop {
+        let ended = || "jpeg-ls header ends before the start of scan".to_string();
+        let Some(&[mark, code]) = stream.get(at..at + 2) else {
+            return Err(ended());
+        };
+        if mark != 0xFF {
             return Err(format!(
-                "jpeg-ls decoded {} bytes, expected {pixels}",
-                bytes.len()
+                "jpeg-ls header has byte 0x{mark:02x} at offset {at} where a marker belongs"
             ));
         }
-        return Ok(bytes.into_iter().map(u16::from).collect());
+        if code == EOI {
+            return Err(ended());
+        }
+        let Some(&[len_hi, len_lo]) = stream.get(at + 2..at + 4) else {
+            return Err(ended());
+        };
+        let len = usize::from(u16::from_be_bytes([len_hi, len_lo]));
+        let Some(body) = len
+            .checked_sub(2)
+            .and_then(|n| stream.get(at + 4..at + 4 + n))
+        else {
+            return Err(format!(
+                "jpeg-ls marker 0xff{code:02x} at offset {at} has length {len}, below 2 or past the end of the stream"
+            ));
+        };
+        match code {
+            SOF55 => {
+                if frame.is_some() {
+                    return Err("jpeg-ls stream has a second frame header".into());
+                }
+                let [precision, h0, h1, w0, w1, components, ..] = *body else {
+                    return Err(format!("jpeg-ls frame header is {len} bytes, too short"));
+                };
+                if components != 1 {
+                    return Err(format!(
+                        "jpeg-ls stream has {components} components, expected 1"
+                    ));
+                }
+                if body.len() != 9 {
+                    return Err(format!(
+                        "jpeg-ls frame header is {len} bytes, expected 11 for one component"
+                    ));
+                }
+                if !(2..=16).contains(&precision) {
+                    return Err(format!(
+                        "jpeg-ls precision is {precision} bits, expected 2 to 16"
+                    ));
+                }
+                let (height, width) = (u16::from_be_bytes([h0, h1]), u16::from_be_bytes([w0, w1]));
+                if width == 0 || height == 0 {
+                    return Err(format!("jpeg-ls stream is {width}x{height}"));
+                }
+                let header = JpegLsHeader {
+                    width: u32::from(width),
+                    height: u32::from(height),
+                    precision,
+                };
+                frame = Some((header, body[6]));
+            }
+            LSE => match *body {
+                [1, m0, m1, _, _, _, _, _, _, r0, r1] => {
+                    let reset = u16::from_be_bytes([r0, r1]);
+                    if !(3..=JPEG_LS_MAX_RESET).contains(&reset) {
+                        return Err(format!(
+                            "jpeg-ls preset reset is {reset}, expected 3 to {JPEG_LS_MAX_RESET}"
+                        ));
+                    }
+                    // 0 means the default, 2^precision - 1.
+                    preset_maxval = Some(u16::from_be_bytes([m0, m1])).filter(|&m| m != 0);
+                }
+                [1, ..] => {
+                    return Err(format!(
+                        "jpeg-ls preset parameters segment is {len} bytes, expected 13"
+                    ))
+                }
+                [id, ..] => {
+                    return Err(format!(
+                    "jpeg-ls preset segment id {id} (mapping table or extension) is not supported"
+                ))
+                }
+                [] => return Err("jpeg-ls preset segment is empty".into()),
+            },
+            SOS => {
+                let Some((header, component)) = frame else {
+                    return Err("jpeg-ls start of scan comes before the frame header".into());
+                };
+                let [scan_components, selector, mapping, near, interleave, transform] = *body
+                else {
+                    return Err(format!(
+                        "jpeg-ls scan header is {len} bytes, expected 8 for one component"
+                    ));
+                };
+                if scan_components != 1 {
+                    return Err(format!(
+                        "jpeg-ls scan has {scan_components} components, expected 1"
+                    ));
+                }
+                if selector != component {
+                    return Err(format!(
+                        "jpeg-ls scan is for component {selector}, the frame has component {component}"
+                    ));
+                }
+                if mapping != 0 {
+                    return Err(format!(
+                        "jpeg-ls scan uses mapping table {mapping}, not supported"
+                    ));
+                }
+                if interleave != 0 {
+                    return Err(format!(
+                        "jpeg-ls interleave mode is {interleave}, expected 0 for one component"
+                    ));
+                }
+                if transform != 0 {
+                    return Err(format!(
+                        "jpeg-ls point transform is {transform}, not supported"
+                    ));
+                }
+                let full_scale = u16::MAX >> (16 - header.precision);
+                let maxval = preset_maxval.unwrap_or(full_scale);
+                if maxval > full_scale {
+                    return Err(format!(
+                        "jpeg-ls preset maxval is {maxval}, above {full_scale} for {} bits",
+                        header.precision
+                    ));
+                }
+                if u16::from(near) > (maxval / 2).min(255) {
+                    return Err(format!(
+                        "jpeg-ls near is {near}, above min(255, maxval / 2) for maxval {maxval}"
+                    ));
+                }
+                return Ok(header);
+            }
+            DRI => return Err("jpeg-ls restart intervals are not supported".into()),
+            0xE0..=0xEF | COM => {}
+            other => {
+                return Err(format!(
+                    "jpeg-ls header has an unexpected marker 0xff{other:02x} at offset {at}"
+                ))
+            }
+        }
+        at += 2 + len;
     }
-    if bytes.len() != pixels * 2 {
-        return Err(format!(
-            "jpeg-ls decoded {} bytes, expected {}",
-            bytes.len(),
-            pixels * 2
-        ));
-    }
-    // CharLS writes samples wider than 8 bits in native byte order.
-    let native = if cfg!(target_endian = "little") {
-        ByteOrder::Little
-    } else {
-        ByteOrder::Big
-    };
-    Ok(words_to_u16(&bytes, native))
 }
 
 /// Reads `bytes` as 16-bit words in `order` (a trailing odd byte is ignored).
@@ -489,6 +654,213 @@ pub(crate) fn parse_embedded_image(record: &[u8], base: u64) -> Result<EmbeddedI
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A JPEG-LS marker segment: marker, length, body.
+    fn segment(code: u8, body: &[u8]) -> Vec<u8> {
+        let len = u16::try_from(body.len() + 2).unwrap();
+        [&[0xFF, code][..], &len.to_be_bytes(), body].concat()
+    }
+
+    /// SOF55 for a `width × height` frame with `components` components (ids 1, 2, …).
+    fn sof(precision: u8, width: u16, height: u16, components: u8) -> Vec<u8> {
+        let mut body = vec![precision];
+        body.extend(height.to_be_bytes());
+        body.extend(width.to_be_bytes());
+        body.push(components);
+        for id in 1..=components {
+            body.extend([id, 0x11, 0]);
+        }
+        segment(0xF7, &body)
+    }
+
+    /// SOS for one component: selector, mapping table, NEAR, interleave, point transform.
+    fn sos(selector: u8, mapping: u8, near: u8, interleave: u8, transform: u8) -> Vec<u8> {
+        segment(0xDA, &[1, selector, mapping, near, interleave, transform])
+    }
+
+    /// LSE ID 1: MAXVAL, T1, T2, T3, RESET.
+    fn lse(maxval: u16, reset: u16) -> Vec<u8> {
+        let mut body = vec![1];
+        for v in [maxval, 0, 0, 0, reset] {
+            body.extend(v.to_be_bytes());
+        }
+        segment(0xF8, &body)
+    }
+
+    /// SOI, the segments, four scan bytes and EOI.
+    fn jpeg_ls(segments: &[Vec<u8>]) -> Vec<u8> {
+        let mut stream = vec![0xFF, 0xD8];
+        for s in segments {
+            stream.extend(s);
+        }
+        stream.extend([0, 0, 0, 0, 0xFF, 0xD9]);
+        stream
+    }
+
+    fn rejected(segments: &[Vec<u8>]) -> String {
+        decode_jpeg_ls(&jpeg_ls(segments), 4, 4).expect_err("rejected")
+    }
+
+    #[test]
+    fn a_well_formed_jpeg_ls_header_is_read() {
+        let header = read_jpeg_ls_header(&jpeg_ls(&[
+            segment(0xE0, b"APP0"),
+            sof(16, 4, 3, 1),
+            segment(0xFE, b"comment"),
+            lse(0xFFFF, 64),
+            sos(1, 0, 5, 0, 0),
+        ]));
+        assert_eq!(
+            header,
+            Ok(JpegLsHeader {
+                width: 4,
+                height: 3,
+                precision: 16
+            })
+        );
+    }
+
+    #[test]
+    fn jpeg_ls_headers_out_of_bounds_are_rejected_before_decoding() {
+        let sos0 = || sos(1, 0, 0, 0, 0);
+        for (segments, want) in [
+            (
+                vec![sof(1, 4, 4, 1), sos0()],
+                "precision is 1 bits, expected 2 to 16",
+            ),
+            (vec![sof(17, 4, 4, 1), sos0()], "precision is 17 bits"),
+            (vec![sof(16, 4, 4, 3), sos0()], "3 components, expected 1"),
+            (vec![sof(16, 4, 4, 0), sos0()], "0 components, expected 1"),
+            (
+                vec![sof(16, 5, 4, 1), sos0()],
+                "stream is 5x4 but the record declares 4x4",
+            ),
+            (vec![sof(16, 0, 4, 1), sos0()], "stream is 0x4"),
+            (
+                vec![sof(16, 4, 4, 1), sof(16, 4, 4, 1), sos0()],
+                "second frame header",
+            ),
+            (
+                vec![sos0(), sof(16, 4, 4, 1)],
+                "start of scan comes before the frame header",
+            ),
+            (
+                vec![sof(16, 4, 4, 1), sos(2, 0, 0, 0, 0)],
+                "scan is for component 2",
+            ),
+            (
+                vec![sof(16, 4, 4, 1), sos(1, 1, 0, 0, 0)],
+                "mapping table 1",
+            ),
+            (
+                vec![sof(16, 4, 4, 1), sos(1, 0, 0, 1, 0)],
+                "interleave mode is 1",
+            ),
+            (
+                vec![sof(16, 4, 4, 1), sos(1, 0, 0, 0, 2)],
+                "point transform is 2",
+            ),
+            (
+                vec![sof(8, 4, 4, 1), sos(1, 0, 128, 0, 0)],
+                "near is 128, above",
+            ),
+            (
+                vec![sof(16, 4, 4, 1), lse(255, 64), sos(1, 0, 128, 0, 0)],
+                "near is 128",
+            ),
+            (
+                vec![sof(8, 4, 4, 1), lse(256, 64), sos0()],
+                "maxval is 256, above 255",
+            ),
+            (
+                vec![sof(16, 4, 4, 1), lse(0, 2), sos0()],
+                "reset is 2, expected 3",
+            ),
+            (
+                vec![sof(16, 4, 4, 1), lse(0, 4097), sos0()],
+                "reset is 4097",
+            ),
+            (
+                vec![sof(16, 4, 4, 1), segment(0xF8, &[2, 0, 0]), sos0()],
+                "id 2",
+            ),
+            (
+                vec![sof(16, 4, 4, 1), segment(0xF8, &[1, 0]), sos0()],
+                "expected 13",
+            ),
+            (
+                vec![sof(16, 4, 4, 1), segment(0xDD, &[0, 8]), sos0()],
+                "restart intervals",
+            ),
+            (
+                vec![segment(0xC0, &[8, 0, 4, 0, 4, 1, 1, 0x11, 0])],
+                "unexpected marker 0xffc0",
+            ),
+            (
+                vec![sof(16, 4, 4, 1), segment(0xDA, &[1, 1, 0, 0, 0])],
+                "scan header is 7 bytes",
+            ),
+        ] {
+            let err = rejected(&segments);
+            assert!(err.contains(want), "{want:?} not in {err:?}");
+        }
+        let cut_in_frame_header =
+            [&[0xFF, 0xD8][..], &sof(16, 4, 4, 1)[..8], &[0xFF, 0xD9]].concat();
+        assert!(decode_jpeg_ls(&cut_in_frame_header, 4, 4)
+            .unwrap_err()
+            .contains("has length 11, below 2 or past the end"));
+        let cut_before_scan = [&[0xFF, 0xD8][..], &sof(16, 4, 4, 1), &[0xFF, 0xD9]].concat();
+        assert!(decode_jpeg_ls(&cut_before_scan, 4, 4)
+            .unwrap_err()
+            .contains("ends before the start of scan"));
+        assert!(decode_jpeg_ls(&[0xFF, 0xD9], 4, 4)
+            .unwrap_err()
+            .contains("start-of-image"));
+        let mut no_eoi = jpeg_ls(&[sof(16, 4, 4, 1), sos0()]);
+        no_eoi.truncate(no_eoi.len() - 2);
+        assert!(decode_jpeg_ls(&no_eoi, 4, 4)
+            .unwrap_err()
+            .contains("no end-of-image marker"));
+    }
+
+    /// A `width × height` ramp encoded by pure_jpegls at `precision` bits.
+    fn encoded(precision: u8, near: u8, width: u32, height: u32) -> (Vec<u16>, Vec<u8>) {
+        let top = (1u32 << precision) - 1;
+        let counts: Vec<u16> = (0..width * height)
+            .map(|i| ((i * 37 + i / width * 1013) % (top + 1)) as u16)
+            .collect();
+        let mut options = jpegls::EncodeOptions::default();
+        options.precision = Some(precision);
+        options.near = near;
+        let mut stream = Vec::new();
+        jpegls::encode_with_options(&counts, width, height, &options, &mut stream)
+            .expect("encodes");
+        (counts, stream)
+    }
+
+    #[test]
+    fn jpeg_ls_decodes_every_precision() {
+        for precision in [2, 8, 12, 16] {
+            let (counts, mut stream) = encoded(precision, 0, 13, 7);
+            // Writers pad after the end-of-image marker.
+            stream.extend([0; 5]);
+            assert_eq!(
+                decode_jpeg_ls(&stream, 13, 7),
+                Ok(counts),
+                "{precision} bits"
+            );
+        }
+    }
+
+    #[test]
+    fn near_lossless_jpeg_ls_stays_within_near() {
+        let (counts, stream) = encoded(16, 5, 32, 8);
+        let decoded = decode_jpeg_ls(&stream, 32, 8).expect("decodes");
+        assert_eq!(decoded.len(), counts.len());
+        for (got, want) in decoded.iter().zip(&counts) {
+            assert!(got.abs_diff(*want) <= 5, "{got} vs {want}");
+        }
+    }
 
     #[test]
     fn words_follow_the_requested_byte_order() {

@@ -1,5 +1,5 @@
 //! A counting global allocator: the peak heap a closure allocates on the calling
-//! thread. Rust allocations only; CharLS allocates in C++ and is not seen.
+//! thread. Every decoder is Rust (PNG, JPEG-LS), so every allocation is seen.
 #![allow(unsafe_code)] // implementing `GlobalAlloc` is unsafe by definition
 
 use std::alloc::{GlobalAlloc, Layout, System};
