@@ -10,9 +10,9 @@
 #             cargo install cross --locked
 #   --native  a Debian/Ubuntu x86_64 host with the aarch64 toolchain:
 #             rustup target add aarch64-unknown-linux-gnu
-#             dpkg --add-architecture arm64 && apt-get update
-#             apt-get install gcc-aarch64-linux-gnu g++-aarch64-linux-gnu \
-#                 libudev-dev:arm64 libclang-dev cmake pkg-config
+#             apt-get update
+#             apt-get install gcc-aarch64-linux-gnu libclang-dev
+#             (libclang for the `v4l2` feature's bindgen; nothing else is a system package)
 #
 # Output: target/aarch64-unknown-linux-gnu/release/{chitti-agent,chitti-hub} and
 # cross/out/onnxruntime/libonnxruntime.so.* (point the agent's detector at it, or set
@@ -35,15 +35,12 @@ done
 if $native; then
   export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
   export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
-  export CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++
-  # pkg-config finds the arm64 libudev; bindgen parses v4l's headers for the target.
-  export PKG_CONFIG_ALLOW_CROSS=1
-  export PKG_CONFIG_PATH=/usr/lib/aarch64-linux-gnu/pkgconfig
+  # bindgen parses v4l's headers for the target.
   export BINDGEN_EXTRA_CLANG_ARGS="--target=aarch64-linux-gnu -I/usr/aarch64-linux-gnu/include"
-  cargo build --release --locked --target "$TARGET" -p chitti-agent -p chitti-hub
+  cargo build --release --locked --target "$TARGET" -p chitti-agent -p chitti-hub --features chitti-agent/v4l2
 else
   command -v cross >/dev/null || { echo "cross not found: cargo install cross --locked (or use --native)" >&2; exit 1; }
-  CROSS_CONFIG=cross/Cross.toml cross build --release --locked --target "$TARGET" -p chitti-agent -p chitti-hub
+  CROSS_CONFIG=cross/Cross.toml cross build --release --locked --target "$TARGET" -p chitti-agent -p chitti-hub --features chitti-agent/v4l2
 fi
 
 # ONNX Runtime for the detector (the `ort` crate loads it at run time: load-dynamic).
