@@ -285,12 +285,19 @@ async fn findings_of_one_track_make_one_alert<S: Store>(s: &S) {
 /// An alert is a cool exception when any finding of its track is one: within a batch
 /// (in either order), across batches (the merge keeps it), never undone.
 async fn a_cool_exception_marks_its_alert<S: Store>(s: &S) {
-    let (a, b, hot) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let (a, b, c, hot) = (
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+    );
     s.insert_findings(&ingested(
         &[
             finding(a, 0, 24.0, 0),
             cool_finding(b, 21.0, 14.0, 0),
             finding(b, 0, 24.0, 100),
+            finding(c, 0, 24.0, 0),
+            cool_finding(c, 21.0, 14.0, 100),
             finding(hot, 3, 90.0, 0),
         ],
         at(1000),
@@ -299,6 +306,7 @@ async fn a_cool_exception_marks_its_alert<S: Store>(s: &S) {
     .unwrap();
     assert!(!alert_of(s, a).await.cool_exception);
     assert!(alert_of(s, b).await.cool_exception);
+    assert!(alert_of(s, c).await.cool_exception);
     assert!(!alert_of(s, hot).await.cool_exception);
     s.insert_findings(&ingested(&[cool_finding(a, 21.5, 12.0, 100)], at(2000)))
         .await
