@@ -11,7 +11,7 @@ use chitti_hub::credentials::hash_password;
 use chitti_hub::store::{AnyStore, NewUser, Role, Store};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use support::{finding, ingested, TestDb};
+use support::{cool_finding, finding, ingested, TestDb};
 use tower::ServiceExt;
 use uuid::Uuid;
 
@@ -1027,6 +1027,103 @@ async fn search_and_track_filters_reach_the_store(backend: &str) {
     assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
 }
 
+/// A track with a cool exception (a phase far colder than its sibling) makes an alert
+/// that says so, whatever batch the cool finding came in; a hot track's does not.
+async fn alerts_say_when_their_track_is_a_cool_exception(backend: &str) {
+    let (api, _db) = Api::new(backend).await;
+    let (vera, _, _) = api.login("vera").await;
+    let store = |fs: Vec<chitti_common::finding::Finding>| {
+        let store = api.store.clone();
+        async move {
+            store
+                .insert_findings(&ingested(&fs, chrono::Utc::now()))
+                .await
+                .unwrap();
+        }
+    };
+    let list = || async {
+        let r = api
+            .call("GET", "/api/v1/alerts?limit=100", Some(&vera), None, &[])
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        r.body["items"].as_array().unwrap().clone()
+    };
+    let of = |items: &[Value], track: Uuid| -> Value {
+        items
+            .iter()
+            .find(|a| a["track_id"] == track.to_string())
+            .cloned()
+            .unwrap_or_else(|| panic!("an alert for track {track}: {items:?}"))
+    };
+    let (cool, hot, mixed) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+
+    // A level-0 finding that is not a cool exception: the alert is not one yet.
+    store(vec![finding(cool, 0, 24.0, 0)]).await;
+    assert_eq!(of(&list().await, cool)["cool_exception"], false);
+
+    // The cool finding arrives in a later batch (merged into the stored row), beside a
+    // hot track and a track whose plain finding precedes its cool one in the batch.
+    let mut plain = finding(mixed, 0, 25.0, 10);
+    plain.severity.table = "neta-similar".into();
+    store(vec![
+        cool_finding(cool, 21.5, 14.0, 100),
+        finding(hot, 2, 70.0, 100),
+        plain,
+        cool_finding(mixed, 22.0, 12.0, 110),
+    ])
+    .await;
+    // A later plain finding does not undo it.
+    store(vec![finding(cool, 0, 23.0, 200)]).await;
+
+    let items = list().await;
+    let a = of(&items, cool);
+    assert_eq!(a["cool_exception"], true, "{a}");
+    assert_eq!(
+        (a["worst_level"].as_u64(), a["finding_count"].as_u64()),
+        (Some(0), Some(3))
+    );
+    assert_eq!(of(&items, mixed)["cool_exception"], true);
+    let h = of(&items, hot);
+    assert_eq!(
+        (h["cool_exception"].clone(), h["worst_level"].clone()),
+        (json!(false), json!(2))
+    );
+
+    // The alert itself, and its history finding by finding.
+    let id = a["id"].as_str().unwrap();
+    let d = api
+        .call(
+            "GET",
+            &format!("/api/v1/alerts/{id}"),
+            Some(&vera),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(d.status, StatusCode::OK, "{:?}", d.body);
+    assert_eq!(d.body["cool_exception"], true);
+    let history: Vec<bool> = d.body["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["cool_exception"].as_bool().unwrap())
+        .collect();
+    assert_eq!(history, [false, true, false]);
+
+    // The hot track's alert and history say false.
+    let r = api
+        .call(
+            "GET",
+            &format!("/api/v1/alerts/{}", h["id"].as_str().unwrap()),
+            Some(&vera),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.body["cool_exception"], false);
+    assert_eq!(r.body["history"][0]["cool_exception"], false);
+}
+
 macro_rules! on_both {
     ($($name:ident),*) => {
         mod sqlite {
@@ -1055,5 +1152,6 @@ on_both!(
     action_bodies_are_checked_per_action,
     admins_change_roles_and_disable_users_but_not_themselves,
     alert_orders_page_stably_while_alerts_arrive,
-    search_and_track_filters_reach_the_store
+    search_and_track_filters_reach_the_store,
+    alerts_say_when_their_track_is_a_cool_exception
 );

@@ -288,3 +288,29 @@ async fn the_finding_schema_matches_its_wire_json() {
     property_names(&doc, view, &mut view_props);
     assert!(view_props.contains("received_at") && view_props.contains("hotspot"));
 }
+
+#[tokio::test]
+async fn alerts_and_their_history_say_whether_they_are_cool_exceptions() {
+    let (app, _db) = app().await;
+    let (_, doc) = call(&app, "GET", "/api/openapi.json").await;
+    for schema in ["AlertView", "AlertDetail", "HistoryPoint"] {
+        let s = &doc["components"]["schemas"][schema];
+        let mut props = BTreeSet::new();
+        property_names(&doc, s, &mut props);
+        assert!(props.contains("cool_exception"), "{schema}: {props:?}");
+    }
+    for schema in ["AlertView", "HistoryPoint"] {
+        let s = &doc["components"]["schemas"][schema];
+        assert_eq!(
+            s["properties"]["cool_exception"]["type"], "boolean",
+            "{schema}"
+        );
+        assert!(
+            s["required"]
+                .as_array()
+                .unwrap()
+                .contains(&Value::from("cool_exception")),
+            "{schema}: always on the wire"
+        );
+    }
+}

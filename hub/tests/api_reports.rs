@@ -282,6 +282,7 @@ async fn csv_exports_respect_filters_and_quote(backend: &str) {
     assert_eq!(row[c_("camera")], "cam-1");
     assert_eq!(row[c_("finding_count")], "1");
     assert_eq!(row[c_("link")], format!("/api/v1/alerts/{}", alert_a.id));
+    assert_eq!(row[c_("cool_exception")], "false");
     // The raw text quotes the fields with commas and quotes, RFC 4180 style.
     let text = String::from_utf8(api.get("/api/v1/alerts/export.csv", true).await.bytes).unwrap();
     assert!(text.contains("\"bushing, \"\"HV\"\" side\""), "{text}");
@@ -372,6 +373,37 @@ async fn csv_exports_every_row_past_a_store_page(backend: &str) {
         ALERT_COLUMNS,
     );
     assert_eq!(rows.len(), 1234);
+}
+
+async fn the_alert_csv_marks_cool_exceptions(backend: &str) {
+    let (api, _db) = Api::new(backend).await;
+    let (cool, hot) = (Uuid::now_v7(), Uuid::now_v7());
+    api.store
+        .insert_findings(&ingested(
+            &[
+                support::cool_finding(cool, 21.0, 14.0, 0),
+                small_finding(hot, 2, "intermediate", 61.0, 0),
+            ],
+            at(0),
+        ))
+        .await
+        .unwrap();
+    let rows = csv_rows(
+        &api.get("/api/v1/alerts/export.csv", true).await,
+        ALERT_COLUMNS,
+    );
+    let c_ = |n| col(ALERT_COLUMNS, n);
+    let mut marks: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r[c_("level")].as_str(), r[c_("cool_exception")].as_str()))
+        .collect();
+    marks.sort_unstable();
+    assert_eq!(marks, [("0", "true"), ("2", "false")]);
+    assert_eq!(
+        ALERT_COLUMNS.last(),
+        Some(&"cool_exception"),
+        "added at the end"
+    );
 }
 
 /// An agent-style stream evidence PNG from a real FLIR file.
@@ -662,6 +694,7 @@ macro_rules! on_both {
 on_both!(
     csv_exports_respect_filters_and_quote,
     csv_exports_every_row_past_a_store_page,
+    the_alert_csv_marks_cool_exceptions,
     the_inspection_report_has_a_page_per_track,
     the_inspection_report_is_capped_with_a_note,
     visual_images_come_from_flir_evidence

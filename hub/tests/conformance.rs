@@ -9,7 +9,7 @@ use chitti_common::protocol::{AgentStatus, BufferStatus, CameraStatus, EvictionC
 use chitti_hub::store::*;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use std::collections::HashSet;
-use support::{at, finding, ingested};
+use support::{at, cool_finding, finding, ingested};
 use uuid::Uuid;
 
 /// Instantiates every body for both backends. `fresh` bodies get an unmigrated
@@ -46,6 +46,8 @@ conformance! {
         a_batch_mixing_new_and_known_ids,
         a_finding_reads_back_with_both_clocks,
         findings_of_one_track_make_one_alert,
+        a_cool_exception_marks_its_alert,
+        alerts_stored_before_the_cool_exception_column_are_backfilled,
         operator_actions_move_the_alert_and_are_audited,
         a_ten_thousand_finding_batch_is_one_call,
         concurrent_batches_store_each_id_once,
@@ -220,6 +222,7 @@ async fn findings_of_one_track_make_one_alert<S: Store>(s: &S) {
     );
     assert_eq!(alert.status, AlertStatus::Open);
     assert_eq!(alert.cleared_at, None);
+    assert!(!alert.cool_exception);
     assert_eq!(alert.created_at, at(10_000));
     assert_eq!(
         (alert.site.as_str(), alert.camera.as_str()),
@@ -277,6 +280,88 @@ async fn findings_of_one_track_make_one_alert<S: Store>(s: &S) {
             .len(),
         3
     );
+}
+
+/// An alert is a cool exception when any finding of its track is one: within a batch
+/// (in either order), across batches (the merge keeps it), never undone.
+async fn a_cool_exception_marks_its_alert<S: Store>(s: &S) {
+    let (a, b, c, hot) = (
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+    );
+    s.insert_findings(&ingested(
+        &[
+            finding(a, 0, 24.0, 0),
+            cool_finding(b, 21.0, 14.0, 0),
+            finding(b, 0, 24.0, 100),
+            finding(c, 0, 24.0, 0),
+            cool_finding(c, 21.0, 14.0, 100),
+            finding(hot, 3, 90.0, 0),
+        ],
+        at(1000),
+    ))
+    .await
+    .unwrap();
+    assert!(!alert_of(s, a).await.cool_exception);
+    assert!(alert_of(s, b).await.cool_exception);
+    assert!(alert_of(s, c).await.cool_exception);
+    assert!(!alert_of(s, hot).await.cool_exception);
+    s.insert_findings(&ingested(&[cool_finding(a, 21.5, 12.0, 100)], at(2000)))
+        .await
+        .unwrap();
+    s.insert_findings(&ingested(
+        &[finding(a, 0, 24.5, 200), finding(b, 0, 24.5, 200)],
+        at(3000),
+    ))
+    .await
+    .unwrap();
+    let cool = alert_of(s, a).await;
+    assert!(cool.cool_exception);
+    assert_eq!((cool.worst_level, cool.finding_count), (0, 3));
+    assert!(alert_of(s, b).await.cool_exception);
+}
+
+/// The migration that adds `alerts.cool_exception` fills it in from the findings: put
+/// a database back to before it (the column dropped, the migration unrecorded) and
+/// migrate again.
+async fn alerts_stored_before_the_cool_exception_column_are_backfilled(s: &AnyStore) {
+    const VERSION: i64 = 20261220000000;
+    let (cool, hot) = (Uuid::now_v7(), Uuid::now_v7());
+    s.insert_findings(&ingested(
+        &[
+            finding(cool, 0, 24.0, 0),
+            cool_finding(cool, 21.0, 14.0, 100),
+            finding(hot, 2, 70.0, 0),
+        ],
+        at(1000),
+    ))
+    .await
+    .unwrap();
+    let before = s.migration_status().await.unwrap();
+    assert!(before.iter().any(|m| m.version == VERSION && m.applied));
+    let undo = [
+        "ALTER TABLE alerts DROP COLUMN cool_exception".to_string(),
+        format!("DELETE FROM _sqlx_migrations WHERE version = {VERSION}"),
+    ];
+    for sql in &undo {
+        match s {
+            AnyStore::Sqlite(db) => sqlx::query(sql).execute(db.pool()).await.map(drop),
+            AnyStore::Postgres(db) => sqlx::query(sql).execute(db.pool()).await.map(drop),
+        }
+        .unwrap();
+    }
+    assert!(s
+        .migration_status()
+        .await
+        .unwrap()
+        .iter()
+        .any(|m| m.version == VERSION && !m.applied));
+    s.migrate().await.unwrap();
+    assert_eq!(s.migration_status().await.unwrap(), before);
+    assert!(alert_of(s, cool).await.cool_exception);
+    assert!(!alert_of(s, hot).await.cool_exception);
 }
 
 async fn operator_actions_move_the_alert_and_are_audited<S: Store>(s: &S) {

@@ -181,6 +181,10 @@ pub struct AlertView {
     pub finding_count: u64,
     /// `observed_at` of the first `cleared` finding.
     pub cleared_at: Option<DateTime<Utc>>,
+    /// Whether any finding of the track is a cool exception: graded level 0 because
+    /// the component is far colder than its reference (an open phase, a lost load),
+    /// which needs investigating. Shown as a cool exception while `worst_level` is 0.
+    pub cool_exception: bool,
     /// When the hub opened it.
     pub created_at: DateTime<Utc>,
     /// When a finding or an action last changed it (hub clock).
@@ -207,6 +211,7 @@ impl From<AlertRecord> for AlertView {
             last_finding_at: a.last_finding_at,
             finding_count: a.finding_count,
             cleared_at: a.cleared_at,
+            cool_exception: a.cool_exception,
             created_at: a.created_at,
             updated_at: a.updated_at,
         }
@@ -290,6 +295,8 @@ pub struct HistoryPoint {
     pub state: chitti_common::finding::TrackState,
     /// Severity level.
     pub level: u8,
+    /// Whether the finding is a cool exception (level 0, far colder than its reference).
+    pub cool_exception: bool,
     /// Hottest pixel, °C.
     pub max_c: f64,
     /// ΔT against the reference, when there was one.
@@ -304,6 +311,7 @@ impl From<&FindingView> for HistoryPoint {
             observed_at: f.observed_at,
             state: f.track.state,
             level: f.severity.level,
+            cool_exception: f.severity.cool_exception,
             max_c: f.hotspot.max_c,
             delta_c: f.severity.inputs.delta_c,
         }

@@ -87,7 +87,9 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
 /// severity table); workflow status; `max_c` (the track's hottest °C), `last_max_c`,
 /// `reference_c` and `delta_c` (of the latest finding); severity table; first and last
 /// seen (`observed_at` of the first and latest finding); number of findings; assignee
-/// (the latest assignment, empty if none); camera, gateway; link (the alert in the API).
+/// (the latest assignment, empty if none); camera, gateway; link (the alert in the API);
+/// `cool_exception` (`true` when a finding of the track was a cool exception: level 0,
+/// far colder than its reference).
 pub const ALERT_COLUMNS: &[&str] = &[
     "id",
     "site",
@@ -109,6 +111,7 @@ pub const ALERT_COLUMNS: &[&str] = &[
     "camera",
     "gateway",
     "link",
+    "cool_exception",
 ];
 
 /// Columns of `findings/export.csv`, in order: the finding id; when the hub received
@@ -283,6 +286,7 @@ impl AlertExport {
             a.camera,
             a.gateway,
             format!("/api/v1/alerts/{}", a.id),
+            a.cool_exception.to_string(),
         ])
     }
 }
@@ -418,7 +422,7 @@ async fn csv_response(mut export: impl Export, name: &str) -> Result<Response, A
     get,
     path = "/api/v1/alerts/export.csv",
     tag = "reports",
-    description = "Every alert matching the alert list's filters, in its `sort` order, as CSV (RFC 4180, UTF-8, a header row first). Columns: id, site, structure, asset, component_class, level (worst), level_name, status, max_c (worst), last_max_c, reference_c and delta_c (of the latest finding), severity_table, first_seen, last_seen, finding_count, assignee, camera, gateway, link. `after` starts after that cursor; `limit` is ignored (the export pages internally and streams).",
+    description = "Every alert matching the alert list's filters, in its `sort` order, as CSV (RFC 4180, UTF-8, a header row first). Columns: id, site, structure, asset, component_class, level (worst), level_name, status, max_c (worst), last_max_c, reference_c and delta_c (of the latest finding), severity_table, first_seen, last_seen, finding_count, assignee, camera, gateway, link, cool_exception (true or false). `after` starts after that cursor; `limit` is ignored (the export pages internally and streams).",
     params(AlertParams),
     responses(
         (status = 200, description = "The alerts as CSV", body = String, content_type = "text/csv"),

@@ -295,7 +295,7 @@ fn alert_row(a: &AlertView, operator: bool) -> Markup {
                     input.row-check type="checkbox" value=(a.id) aria-label=(format!("Select alert {}", layout::celsius(a.worst_max_c)));
                 }
             }
-            td { (layout::severity(&a.severity_table, a.worst_level)) }
+            td { (layout::alert_severity(a)) }
             td { (layout::status(a.status)) }
             td.num { (layout::celsius(a.worst_max_c)) }
             td.num { (layout::celsius(a.last_max_c)) }
@@ -444,16 +444,20 @@ pub(crate) async fn detail(
         .and_then(|e| e.detail.as_ref())
         .and_then(|v| v["assignee"].as_str())
         .map(str::to_string);
+    // Whether the latest finding (the history is oldest first) is a cool exception.
+    let last_cool = a.last_level == 0 && d.history.last().is_some_and(|h| h.cool_exception);
     let title = format!("Alert · {}", super::overview::place(a));
     let body = html! {
         section.card #alert-summary data-live-section data-alert-id=(a.id) aria-label="Summary" {
             div.summary-line {
-                (layout::severity(&a.severity_table, a.worst_level))
+                (layout::alert_severity(a))
                 " "
                 span #alert-status { (layout::status(a.status)) }
                 " "
                 span.big { (layout::celsius(a.worst_max_c)) } " worst, "
-                (layout::celsius(a.last_max_c)) " latest (L" (a.last_level) ")"
+                (layout::celsius(a.last_max_c)) " latest ("
+                @if last_cool { (layout::COOL_EXCEPTION_NAME) } @else { "L" (a.last_level) }
+                ")"
             }
             dl.facts {
                 dt { "Site" } dd { (a.site) }
@@ -482,7 +486,7 @@ pub(crate) async fn detail(
                                 tr aria-current=[(Some(h.finding_id) == chosen).then_some("true")] {
                                     td { a href=(format!("/alerts/{}?finding={}", a.id, h.finding_id)) { (layout::time(h.observed_at)) } }
                                     td { (format!("{:?}", h.state).to_lowercase()) }
-                                    td { (layout::severity(&a.severity_table, h.level)) }
+                                    td { (layout::assessed_severity(&a.severity_table, h.level, h.cool_exception)) }
                                     td.num { (layout::celsius(h.max_c)) }
                                     td.num { @if let Some(dt) = h.delta_c { (format!("{dt:.1} K")) } @else { "—" } }
                                 }
@@ -614,7 +618,7 @@ fn provenance(f: &FindingView) -> Markup {
         section.card #provenance aria-labelledby="prov-h" {
             h2 #prov-h { "Severity provenance" }
             p {
-                (layout::severity(&sv.table, sv.level)) " by table "
+                (layout::assessed_severity(&sv.table, sv.level, sv.cool_exception)) " by table "
                 strong { (sv.table) } " v" (sv.table_version)
                 @if let Some(t) = table { " — " (t.title) }
             }

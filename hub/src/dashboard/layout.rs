@@ -167,6 +167,33 @@ pub(crate) fn severity(table_id: &str, level: u8) -> Markup {
     }
 }
 
+/// What a level-0 assessment that is a cool exception is called: the component is far
+/// colder than its reference (an open phase, a lost load), so it is not "none".
+pub(crate) const COOL_EXCEPTION_NAME: &str = "cool exception";
+
+/// The colour class of a cool exception (its own colour, beside the level colours).
+pub(crate) const COOL_EXCEPTION_CLASS: &str = "sev sev-cool";
+
+/// An assessed severity by colour and text: [`severity`], or `cool exception` where
+/// the level is 0 and the assessment (or, for an alert, any finding of its track) is
+/// a cool exception. `data-level` stays the level.
+pub(crate) fn assessed_severity(table_id: &str, level: u8, cool_exception: bool) -> Markup {
+    if level == 0 && cool_exception {
+        html! {
+            span class=(COOL_EXCEPTION_CLASS) data-level=(level) data-cool-exception="true" {
+                (COOL_EXCEPTION_NAME)
+            }
+        }
+    } else {
+        severity(table_id, level)
+    }
+}
+
+/// An alert's severity: its worst level, or a cool exception.
+pub(crate) fn alert_severity(a: &crate::api::AlertView) -> Markup {
+    assessed_severity(&a.severity_table, a.worst_level, a.cool_exception)
+}
+
 /// An alert status as a labelled badge.
 pub(crate) fn status(status: &str) -> Markup {
     html! { span class=(format!("status status-{status}")) { (status) } }
@@ -239,5 +266,18 @@ mod tests {
         let block = json_block("x", &serde_json::json!({"s": "</script>"})).into_string();
         assert!(!block.contains("</script>\""), "{block}");
         assert!(block.contains("\\u003c/script>"));
+    }
+
+    #[test]
+    fn a_level_0_cool_exception_is_named_not_none() {
+        let cool = assessed_severity("neta-similar", 0, true).into_string();
+        assert!(cool.contains("class=\"sev sev-cool\""), "{cool}");
+        assert!(cool.contains(">cool exception<"), "{cool}");
+        assert!(!cool.contains("none") && !cool.contains("L0"), "{cool}");
+        let none = assessed_severity("neta-similar", 0, false).into_string();
+        assert!(none.contains("L0 none"), "{none}");
+        // A hot finding later in the track outranks the cool exception.
+        let hot = assessed_severity("neta-similar", 2, true).into_string();
+        assert!(hot.contains("sev-2") && !hot.contains("cool"), "{hot}");
     }
 }

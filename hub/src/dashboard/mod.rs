@@ -327,4 +327,185 @@ mod tests {
         let (status, _) = get_page(&app, &cookies[0].1, "/alerts/not-a-uuid").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
     }
+
+    /// A finding of `track` observed now on `neta-similar`: level `level`, or (level 0)
+    /// a cool exception, 14 K below its sibling phase, when `cool` is set.
+    fn finding(
+        track: uuid::Uuid,
+        level: u8,
+        max_c: f64,
+        cool: bool,
+    ) -> chitti_common::finding::Finding {
+        use chitti_common::finding::*;
+        use chitti_common::geometry::{PixelPoint, PixelRect};
+        use chitti_common::severity::{AssessedInputs, ReferenceKind, SeverityAssessment};
+        let now = chrono::Utc::now();
+        let sibling_c = max_c + 14.0;
+        Finding {
+            id: uuid::Uuid::now_v7(),
+            site: "north-yard".into(),
+            gateway: "gw-07".into(),
+            camera: "cam-1".into(),
+            asset: Some("bay3-disconnector-c".into()),
+            preset: None,
+            captured_at: now.fixed_offset(),
+            observed_at: now,
+            source: FindingSource::Stream,
+            component: None,
+            hotspot: HotspotSummary {
+                bbox: PixelRect {
+                    x: 10,
+                    y: 10,
+                    w: 6,
+                    h: 5,
+                },
+                max_c,
+                mean_c: max_c - 2.0,
+                max_at: PixelPoint { x: 12, y: 12 },
+                area_px: 30,
+            },
+            reference: ReferenceSummary {
+                ambient_c: 20.0,
+                ambient_source: "camera atmospheric temperature".into(),
+                similar: cool.then(|| SimilarComponent {
+                    label: "phase A".into(),
+                    celsius: sibling_c,
+                }),
+            },
+            severity: SeverityAssessment {
+                table: "neta-similar".into(),
+                table_version: 1,
+                level,
+                level_name: layout::level_name("neta-similar", level),
+                action: "investigate".into(),
+                inputs: AssessedInputs {
+                    max_c,
+                    reference_c: cool.then_some(sibling_c),
+                    reference_kind: cool.then_some(ReferenceKind::SimilarComponent),
+                    reference_source: cool.then(|| "phase A".into()),
+                    delta_c: cool.then_some(-14.0),
+                    compared_c: if cool { -14.0 } else { max_c },
+                },
+                cool_exception: cool,
+                not_assessed: None,
+                qualitative: false,
+            },
+            measurement: Measurement {
+                emissivity: 0.95,
+                distance_m: 10.0,
+                reflected_c: 20.0,
+                atmosphere_c: 20.0,
+                relative_humidity: 0.5,
+                qualitative: false,
+            },
+            track: TrackSummary {
+                id: track,
+                first_seen: now,
+                last_seen: now,
+                frames: 10,
+                state: TrackState::Raised,
+            },
+            model: None,
+            evidence: None,
+            historical: false,
+            quality: None,
+        }
+    }
+
+    /// The HTML from the element whose opening tag contains `marker` up to `end`.
+    fn section<'a>(body: &'a str, marker: &str, end: &str) -> &'a str {
+        let from = body
+            .find(marker)
+            .unwrap_or_else(|| panic!("{marker} in {body}"));
+        let rest = &body[from..];
+        &rest[..rest.find(end).unwrap_or(rest.len())]
+    }
+
+    /// The table row holding `needle`.
+    fn row_with<'a>(body: &'a str, needle: &str) -> &'a str {
+        let at = body
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle} in {body}"));
+        let start = body[..at].rfind("<tr").expect("a row");
+        let end = at + body[at..].find("</tr>").expect("the row's end");
+        &body[start..end]
+    }
+
+    #[tokio::test]
+    async fn a_cool_exception_alert_shows_as_one_not_as_level_0_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(dir.path()).await;
+        let (cool, hot, plain) = (
+            uuid::Uuid::now_v7(),
+            uuid::Uuid::now_v7(),
+            uuid::Uuid::now_v7(),
+        );
+        let findings: Vec<_> = [
+            finding(cool, 0, 21.0, true),
+            finding(hot, 2, 70.0, false),
+            finding(plain, 0, 24.0, false),
+        ]
+        .into_iter()
+        .map(|finding| crate::store::IngestedFinding {
+            finding,
+            received_at: chrono::Utc::now(),
+            batch_id: uuid::Uuid::now_v7(),
+        })
+        .collect();
+        crate::store::Store::insert_findings(state.store.as_ref(), &findings)
+            .await
+            .unwrap();
+        let alerts = crate::store::Store::list_alerts(state.store.as_ref(), &Default::default())
+            .await
+            .unwrap()
+            .items;
+        let id_of = |track| alerts.iter().find(|a| a.track_id == track).unwrap().id;
+        let (cool_id, plain_id) = (id_of(cool), id_of(plain));
+        drop(state);
+        let (app, cookies) = signed_in(dir.path()).await;
+        let cookie = &cookies[0].1;
+        let badge = "<span class=\"sev sev-cool\" data-level=\"0\" data-cool-exception=\"true\">cool exception</span>";
+
+        // The queue: the cool alert's row says so; a plain level-0 alert stays "L0 none".
+        let (status, queue) = get_page(&app, cookie, "/alerts").await;
+        assert_eq!(status, StatusCode::OK);
+        let row = row_with(&queue, &format!("data-id=\"{cool_id}\""));
+        assert!(row.contains(badge), "{row}");
+        assert!(!row.contains("L0") && !row.contains("none"), "{row}");
+        let row = row_with(&queue, &format!("data-id=\"{plain_id}\""));
+        assert!(row.contains("L0 none") && !row.contains("cool"), "{row}");
+
+        // The overview: its own bar and legend row, not counted in L0; the hottest list.
+        let (_, overview) = get_page(&app, cookie, "/").await;
+        let bars = section(&overview, "id=\"open-by-severity\"", "</section>");
+        assert!(bars.contains("3 open"), "{bars}");
+        assert!(bars.contains("class=\"bar sev-fill-cool\""), "{bars}");
+        assert!(
+            bars.contains("<span class=\"sev sev-cool\">cool exception</span>: 1"),
+            "{bars}"
+        );
+        assert!(
+            bars.contains("<span class=\"sev sev-0\">L0</span>: 1"),
+            "{bars}"
+        );
+        assert!(
+            bars.contains("<span class=\"sev sev-2\">L2</span>: 1"),
+            "{bars}"
+        );
+        let hottest = section(&overview, "id=\"hottest\"", "</section>");
+        let cool_row = row_with(hottest, &format!("/alerts/{cool_id}"));
+        assert!(cool_row.contains(badge), "{cool_row}");
+
+        // The alert page: header, latest finding, history and provenance.
+        let (status, page) = get_page(&app, cookie, &format!("/alerts/{cool_id}")).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let summary = section(&page, "id=\"alert-summary\"", "</section>");
+        assert!(summary.contains(badge), "{summary}");
+        assert!(summary.contains("latest (cool exception)"), "{summary}");
+        assert!(!page.contains("L0 none"), "{page}");
+        let history = section(&page, "id=\"history\"", "</section>");
+        assert!(history.contains(badge), "{history}");
+        let provenance = section(&page, "id=\"provenance\"", "</section>");
+        assert!(provenance.contains(badge), "{provenance}");
+    }
 }

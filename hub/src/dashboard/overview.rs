@@ -43,8 +43,13 @@ pub(crate) async fn overview(State(s): State<ApiState>, PageUser(p): PageUser) -
         }
     }
     let mut by_level: BTreeMap<u8, usize> = BTreeMap::new();
+    let mut cool = 0;
     for a in &open {
-        *by_level.entry(a.worst_level.min(4)).or_default() += 1;
+        if a.worst_level == 0 && a.cool_exception {
+            cool += 1;
+        } else {
+            *by_level.entry(a.worst_level.min(4)).or_default() += 1;
+        }
     }
     open.sort_by(|a, b| b.worst_max_c.total_cmp(&a.worst_max_c));
     let hottest: Vec<&AlertView> = open.iter().take(5).collect();
@@ -102,7 +107,7 @@ pub(crate) async fn overview(State(s): State<ApiState>, PageUser(p): PageUser) -
             section.card #open-by-severity data-live-section aria-labelledby="open-h" {
                 h2 #open-h { "Open alerts by severity" }
                 p.big { (at_least(open_capped)) (open.len()) " open" }
-                (level_bars(&by_level))
+                (level_bars(&by_level, cool))
                 p { a href="/alerts?status=open&sort=worst_level_desc" { "Open the queue, worst first" } }
             }
             section.card #gateway-health data-live-section aria-labelledby="gw-h" {
@@ -151,7 +156,7 @@ pub(crate) async fn overview(State(s): State<ApiState>, PageUser(p): PageUser) -
                         tbody {
                             @for a in &hottest {
                                 tr {
-                                    td { (layout::severity(&a.severity_table, a.worst_level)) }
+                                    td { (layout::alert_severity(a)) }
                                     td.num { (layout::celsius(a.worst_max_c)) }
                                     td { a href=(format!("/alerts/{}", a.id)) { (place(a)) } }
                                     td { (layout::time(a.last_finding_at)) }
@@ -182,26 +187,50 @@ pub(crate) fn place(a: &AlertView) -> String {
     s
 }
 
-/// Horizontal bars of open alerts per level (colour and text), as SVG.
-fn level_bars(by_level: &BTreeMap<u8, usize>) -> Markup {
-    let max = by_level.values().copied().max().unwrap_or(0).max(1);
-    let levels: Vec<u8> = (0..=4).rev().collect();
+/// One row of the severity bars: a level, or the cool exceptions (level 0, but not
+/// "none": they need investigating).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BarRow {
+    Level(u8),
+    Cool,
+}
+
+/// Horizontal bars of open alerts per level, with cool exceptions as their own row
+/// between L1 and L0 (colour and text), as SVG.
+fn level_bars(by_level: &BTreeMap<u8, usize>, cool: usize) -> Markup {
+    let mut rows: Vec<(BarRow, usize)> = (1..=4)
+        .rev()
+        .map(|l| (BarRow::Level(l), by_level.get(&l).copied().unwrap_or(0)))
+        .collect();
+    rows.push((BarRow::Cool, cool));
+    rows.push((BarRow::Level(0), by_level.get(&0).copied().unwrap_or(0)));
+    let max = rows.iter().map(|(_, n)| *n).max().unwrap_or(0).max(1);
     let row_h = 26;
-    let height = row_h * levels.len();
+    let height = row_h * rows.len();
+    let label = |row: BarRow| match row {
+        BarRow::Level(l) => format!("L{l}"),
+        BarRow::Cool => "cool".to_string(),
+    };
     html! {
         svg.bars viewBox=(format!("0 0 320 {height}")) role="img" aria-label="Open alerts by severity level" {
-            @for (i, level) in levels.iter().enumerate() {
-                @let n = by_level.get(level).copied().unwrap_or(0);
+            @for (i, (row, n)) in rows.iter().enumerate() {
                 @let y = i * row_h;
-                @let w = (n as f64 / max as f64 * 200.0).round();
-                text x="0" y=(y + 17) class="bar-label" { "L" (level) }
-                rect x="40" y=(y + 4) width=(w.max(if n > 0 { 2.0 } else { 0.0 })) height="18" class=(format!("bar sev-fill-{level}")) {}
+                @let w = (*n as f64 / max as f64 * 200.0).round();
+                @let fill = match row {
+                    BarRow::Level(l) => format!("bar sev-fill-{l}"),
+                    BarRow::Cool => "bar sev-fill-cool".to_string(),
+                };
+                text x="0" y=(y + 17) class="bar-label" { (label(*row)) }
+                rect x="40" y=(y + 4) width=(w.max(if *n > 0 { 2.0 } else { 0.0 })) height="18" class=(fill) {}
                 text x=(48.0 + w) y=(y + 17) class="bar-value" { (n) }
             }
         }
         ul.legend {
-            @for level in levels.iter() {
-                li { span class=(layout::level_class(*level)) { "L" (level) } ": " (by_level.get(level).copied().unwrap_or(0)) }
+            @for (row, n) in &rows {
+                @match row {
+                    BarRow::Level(l) => { li { span class=(layout::level_class(*l)) { "L" (l) } ": " (n) } }
+                    BarRow::Cool => { li { span class=(layout::COOL_EXCEPTION_CLASS) { (layout::COOL_EXCEPTION_NAME) } ": " (n) } }
+                }
             }
         }
     }

@@ -223,6 +223,9 @@ pub struct AlertRecord {
     pub finding_count: u64,
     /// `observed_at` of the first finding with track state `cleared`.
     pub cleared_at: Option<DateTime<Utc>>,
+    /// Whether any finding of the track is a cool exception (level 0, the component
+    /// far colder than its reference: an open phase, a lost load).
+    pub cool_exception: bool,
     /// When the first finding arrived (hub clock).
     pub created_at: DateTime<Utc>,
     /// When the latest finding arrived (hub clock).

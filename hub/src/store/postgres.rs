@@ -42,11 +42,11 @@ const FINDING_INSERT: &str = "INSERT INTO findings (id, site, gateway, camera, a
 const ALERT_UPSERT: &str = "INSERT INTO alerts AS a (id, site, gateway, camera, track_id, \
     asset, component_class, severity_table, worst_level, worst_max_c, last_level, \
     last_max_c, first_finding_id, first_finding_at, last_finding_id, last_finding_at, \
-    finding_count, cleared_at, created_at, updated_at) \
+    finding_count, cleared_at, created_at, updated_at, cool_exception) \
     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], \
     $6::text[], $7::text[], $8::text[], $9::int2[], $10::float8[], $11::int2[], \
     $12::float8[], $13::uuid[], $14::timestamptz[], $15::uuid[], $16::timestamptz[], \
-    $17::int8[], $18::timestamptz[], $19::timestamptz[], $19::timestamptz[]) \
+    $17::int8[], $18::timestamptz[], $19::timestamptz[], $19::timestamptz[], $20::bool[]) \
     ON CONFLICT (site, gateway, camera, track_id) DO UPDATE SET \
     worst_level = GREATEST(a.worst_level, EXCLUDED.worst_level), \
     worst_max_c = GREATEST(a.worst_max_c, EXCLUDED.worst_max_c), \
@@ -67,12 +67,13 @@ const ALERT_UPSERT: &str = "INSERT INTO alerts AS a (id, site, gateway, camera, 
     first_finding_at = LEAST(a.first_finding_at, EXCLUDED.first_finding_at), \
     finding_count = a.finding_count + EXCLUDED.finding_count, \
     cleared_at = LEAST(a.cleared_at, EXCLUDED.cleared_at), \
+    cool_exception = a.cool_exception OR EXCLUDED.cool_exception, \
     updated_at = GREATEST(a.updated_at, EXCLUDED.updated_at) RETURNING id";
 
 const ALERT_COLUMNS: &str = "id, site, gateway, camera, track_id, asset, component_class, \
     severity_table, status, worst_level, worst_max_c, last_level, last_max_c, \
     first_finding_id, first_finding_at, last_finding_id, last_finding_at, finding_count, \
-    cleared_at, created_at, updated_at, status_changed_at";
+    cleared_at, created_at, updated_at, status_changed_at, cool_exception";
 
 const GATEWAY_COLUMNS: &str = "site, gateway, password_hash, public_key, created_at, \
     revoked_at, online, last_seen_at, status_at, agent_version, config_version, \
@@ -174,6 +175,7 @@ impl PgStore {
             .bind(deltas.iter().map(|d| d.finding_count).collect::<Vec<_>>())
             .bind(deltas.iter().map(|d| d.cleared_at).collect::<Vec<_>>())
             .bind(deltas.iter().map(|d| d.received_at).collect::<Vec<_>>())
+            .bind(deltas.iter().map(|d| d.cool_exception).collect::<Vec<_>>())
             .fetch_all(&mut *tx)
             .await?;
         rows.iter()
@@ -328,6 +330,7 @@ fn alert_from_row(row: &PgRow) -> Result<AlertRecord, StoreError> {
         last_finding_at: row.try_get("last_finding_at")?,
         finding_count: to_u64(row.try_get("finding_count")?),
         cleared_at: row.try_get("cleared_at")?,
+        cool_exception: row.try_get("cool_exception")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         status_changed_at: row.try_get("status_changed_at")?,

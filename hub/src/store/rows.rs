@@ -263,6 +263,8 @@ pub(crate) struct AlertDelta {
     pub last_finding_at: DateTime<Utc>,
     pub finding_count: i64,
     pub cleared_at: Option<DateTime<Utc>>,
+    /// Whether any of the batch's findings of the track is a cool exception.
+    pub cool_exception: bool,
     /// Latest received_at among the batch's findings of the track (hub clock).
     pub received_at: DateTime<Utc>,
 }
@@ -288,6 +290,7 @@ impl AlertDelta {
             last_finding_at: r.observed_at,
             finding_count: 1,
             cleared_at: (r.track_state == "cleared").then_some(r.observed_at),
+            cool_exception: r.cool_exception,
             received_at: r.received_at,
         }
     }
@@ -317,6 +320,7 @@ impl AlertDelta {
                 None => r.observed_at,
             });
         }
+        self.cool_exception |= r.cool_exception;
         self.finding_count += 1;
         self.received_at = self.received_at.max(r.received_at);
     }

@@ -42,7 +42,7 @@ const FINDING_INSERT: &str = "INSERT INTO findings (id, site, gateway, camera, a
 const ALERT_INSERT: &str = "INSERT INTO alerts (id, site, gateway, camera, track_id, asset, \
     component_class, severity_table, worst_level, worst_max_c, last_level, last_max_c, \
     first_finding_id, first_finding_at, last_finding_id, last_finding_at, finding_count, \
-    cleared_at, created_at, updated_at) ";
+    cleared_at, created_at, updated_at, cool_exception) ";
 
 // Column references in DO UPDATE SET see the row as it was before the update, so the
 // order of the assignments does not matter. SQLite's two-argument min()/max() return
@@ -67,12 +67,13 @@ const ALERT_MERGE: &str = " ON CONFLICT (site, gateway, camera, track_id) DO UPD
     first_finding_at = min(alerts.first_finding_at, excluded.first_finding_at), \
     finding_count = alerts.finding_count + excluded.finding_count, \
     cleared_at = coalesce(min(alerts.cleared_at, excluded.cleared_at), alerts.cleared_at, excluded.cleared_at), \
+    cool_exception = alerts.cool_exception OR excluded.cool_exception, \
     updated_at = max(alerts.updated_at, excluded.updated_at) RETURNING id";
 
 const ALERT_COLUMNS: &str = "id, site, gateway, camera, track_id, asset, component_class, \
     severity_table, status, worst_level, worst_max_c, last_level, last_max_c, \
     first_finding_id, first_finding_at, last_finding_id, last_finding_at, finding_count, \
-    cleared_at, created_at, updated_at, status_changed_at";
+    cleared_at, created_at, updated_at, status_changed_at, cool_exception";
 
 const GATEWAY_COLUMNS: &str = "site, gateway, password_hash, public_key, created_at, \
     revoked_at, online, last_seen_at, status_at, agent_version, config_version, model, \
@@ -174,7 +175,8 @@ impl SqliteStore {
                     .push_bind(d.finding_count)
                     .push_bind(d.cleared_at.map(us))
                     .push_bind(us(d.received_at))
-                    .push_bind(us(d.received_at));
+                    .push_bind(us(d.received_at))
+                    .push_bind(d.cool_exception);
             });
             qb.push(ALERT_MERGE);
             let ids: Vec<Uuid> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
@@ -327,6 +329,7 @@ fn alert_from_row(row: &SqliteRow) -> Result<AlertRecord, StoreError> {
         last_finding_at: ts(row.try_get("last_finding_at")?)?,
         finding_count: to_u64(row.try_get("finding_count")?),
         cleared_at: ts_opt(row.try_get("cleared_at")?)?,
+        cool_exception: row.try_get("cool_exception")?,
         created_at: ts(row.try_get("created_at")?)?,
         updated_at: ts(row.try_get("updated_at")?)?,
         status_changed_at: ts_opt(row.try_get("status_changed_at")?)?,

@@ -224,6 +224,28 @@ pub fn finding(track: Uuid, level: u8, max_c: f64, observed_ms: i64) -> Finding 
     }
 }
 
+/// A cool exception: level 0 on `neta-similar`, the component `below_c` colder than
+/// its loaded sibling phase (an open phase).
+pub fn cool_finding(track: Uuid, max_c: f64, below_c: f64, observed_ms: i64) -> Finding {
+    let mut f = finding(track, 0, max_c, observed_ms);
+    let sibling_c = max_c + below_c;
+    f.reference.similar = Some(SimilarComponent {
+        label: "phase A".into(),
+        celsius: sibling_c,
+    });
+    let s = &mut f.severity;
+    s.table = "neta-similar".into();
+    s.level_name = chitti_common::severity::NO_LEVEL_NAME.into();
+    s.action = "investigate: far colder than its similar component".into();
+    s.inputs.reference_c = Some(sibling_c);
+    s.inputs.reference_kind = Some(chitti_common::severity::ReferenceKind::SimilarComponent);
+    s.inputs.reference_source = Some("phase A".into());
+    s.inputs.delta_c = Some(-below_c);
+    s.inputs.compared_c = -below_c;
+    s.cool_exception = true;
+    f
+}
+
 /// Wraps findings as one received batch.
 pub fn ingested(findings: &[Finding], received_at: DateTime<Utc>) -> Vec<IngestedFinding> {
     let batch_id = Uuid::now_v7();
