@@ -15,6 +15,10 @@ mod broker;
 use broker::{free_port, start_rumqttd};
 
 /// utime + stime of a process, seconds.
+
+/// The bench hub's ack-signing key seed (the agent is told its public half).
+const BENCH_HUB_SEED: [u8; 32] = [7; 32];
+
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let after = &stat[stat.rfind(')').unwrap() + 2..];
@@ -60,6 +64,9 @@ fn main() {
     let metrics_port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("agent.toml");
+    let hub_key = chitti_common::signing::public_key_hex(
+        &chitti_common::signing::signing_key_from_seed(&BENCH_HUB_SEED).verifying_key(),
+    );
     std::fs::write(
         &config,
         format!(
@@ -80,6 +87,7 @@ speed = 10.0
 path = "{}"
 [mqtt]
 url = "mqtt://127.0.0.1:{port}"
+hub_public_keys = ["{hub_key}"]
 [health]
 metrics_listen = "127.0.0.1:{metrics_port}"
 "#,
@@ -123,8 +131,17 @@ metrics_listen = "127.0.0.1:{metrics_port}"
                                 );
                             }
                         }
-                        let ack =
-                            serde_json::to_vec(&chitti_common::protocol::Ack { ids }).unwrap();
+                        // Signed as the hub signs (the agent believes nothing else).
+                        let ack = chitti_common::signing::sign_ack(
+                            "chitti/v1/bench/gw-1/ack",
+                            &chitti_common::protocol::Ack {
+                                batch_id: batch.batch_id,
+                                ids,
+                                signed_at: now,
+                            },
+                            &chitti_common::signing::signing_key_from_seed(&BENCH_HUB_SEED),
+                        )
+                        .unwrap();
                         let _ = client
                             .publish("chitti/v1/bench/gw-1/ack", QoS::AtLeastOnce, false, ack)
                             .await;

@@ -498,6 +498,18 @@ impl MetricsSource for AgentMetrics {
             &[],
             if self.link.is_up() { 1.0 } else { 0.0 },
         );
+        out.counter(
+            m::ACKS_REFUSED_TOTAL,
+            "Acks refused (not signed by a configured hub key for this gateway): nothing deleted.",
+            &[],
+            self.link.acks_refused() as f64,
+        );
+        out.counter(
+            m::ACKS_UNMATCHED_TOTAL,
+            "Verified acks that answered no batch in flight (replays, duplicates): nothing deleted.",
+            &[],
+            self.link.acks_unmatched() as f64,
+        );
         if let Some(ms) = self.board.latency.last_median_ms() {
             out.gauge(
                 m::ANALYSIS_LATENCY_SECONDS,

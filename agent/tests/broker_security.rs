@@ -120,7 +120,7 @@ fn gateway_config(site: &str, gateway: &str, outbox: &Path, mqtt: &str) -> Strin
     let text = simulated_config(site, gateway, 0, outbox, 20);
     let (head, rest) = text.split_once("[mqtt]").unwrap();
     let (_, tail) = rest.split_once("[health]").unwrap();
-    format!("{head}[mqtt]\n{mqtt}\n[health]{tail}")
+    format!("{head}[mqtt]\nhub_public_keys = [\"{TEST_HUB_PUBLIC_KEY}\"]\n{mqtt}\n[health]{tail}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

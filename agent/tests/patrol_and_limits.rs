@@ -77,6 +77,7 @@ raise_after_frames = 2
 path = "{outbox}"
 [mqtt]
 url = "mqtt://127.0.0.1:{port}"
+hub_public_keys = ["{TEST_HUB_PUBLIC_KEY}"]
 [health]
 status_interval_s = 1
 "#,

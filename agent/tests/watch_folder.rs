@@ -30,6 +30,7 @@ rescan_s = 1
 path = "{outbox}"
 [mqtt]
 url = "mqtt://127.0.0.1:1883"
+hub_public_keys = ["{TEST_HUB_PUBLIC_KEY}"]
 reconnect_min_ms = 50
 [health]
 status_interval_s = 1

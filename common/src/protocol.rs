@@ -6,7 +6,7 @@
 //! | `status` | agent → hub | 1 | yes | [`AgentStatus`] (also the Last Will, `online: false`) |
 //! | `findings` | agent → hub | 1 | no | [`FindingBatch`] |
 //! | `telemetry` | agent → hub | 0 | no | [`Telemetry`] |
-//! | `ack` | hub → agent | 1 | no | [`Ack`]: findings durably committed by the hub |
+//! | `ack` | hub → agent | 1 | no | [`Ack`] signed by the hub's key (`signing::sign_ack`): findings of one batch durably committed |
 //! | `config/set` | hub → agent | 1 | yes | desired configuration document |
 //! | `config/state` | agent → hub | 1 | yes | [`ConfigState`] |
 //!
@@ -204,8 +204,14 @@ pub struct FindingBatch {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ack {
-    /// Committed finding ids.
+    /// The [`FindingBatch::batch_id`] this answers: the agent deletes only ids of a
+    /// batch it sent and has not seen answered (a replayed ack names none).
+    pub batch_id: Uuid,
+    /// Committed finding ids (of that batch).
     pub ids: Vec<Uuid>,
+    /// When the hub signed it (for logs and audits; not a freshness check, which would
+    /// make a gateway with a wrong clock keep everything forever).
+    pub signed_at: DateTime<Utc>,
 }
 
 /// State of one camera in `/status`.
@@ -751,7 +757,10 @@ mod tests {
 
     #[test]
     fn malformed_payloads_are_rejected_with_a_reason() {
-        let err = serde_json::from_str::<Ack>(r#"{"ids": ["not-a-uuid"]}"#).unwrap_err();
+        let err = serde_json::from_str::<Ack>(
+            r#"{"batch_id": "01936f5e-0000-7000-8000-000000000000", "ids": ["not-a-uuid"], "signed_at": "2026-01-01T00:00:00Z"}"#,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("UUID"), "{err}");
         let err = serde_json::from_str::<Ack>(r#"{"ids": [], "extra": 1}"#).unwrap_err();
         assert!(err.to_string().contains("unknown field `extra`"), "{err}");

@@ -30,8 +30,22 @@
 //! the path. There is no nonce or timestamp on purpose: blobs are content-addressed and
 //! the PUT is idempotent, so a replayed signature can only upload the very same bytes
 //! again under the same name.
+//!
+//! # Acknowledgements
+//!
+//! An `/ack` makes the agent delete findings from its outbox, so a forged one destroys
+//! data whenever the hub has not stored it. Every ack is a [`SignedAck`] by the **hub's**
+//! key, which the agent knows from its configuration (`mqtt.hub_public_keys`), over
+//!
+//! ```text
+//! "chitti/v1/ack" 0x00 <topic> 0x00 <ack JSON bytes>
+//! ```
+//!
+//! The topic names the gateway, so an ack for one gateway is worthless on another's;
+//! the [`Ack`] names the batch it answers, and the agent deletes only ids of a batch it
+//! sent and has not yet seen answered, so a recorded ack replayed later deletes nothing.
 
-use crate::protocol::{FindingBatch, Topic};
+use crate::protocol::{Ack, FindingBatch, Topic};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -251,6 +265,95 @@ pub fn check_identity(topic: &Topic, batch: &FindingBatch) -> Result<(), BatchEr
     Ok(())
 }
 
+/// Version of the signed ack envelope.
+pub const SIGNED_ACK_VERSION: u32 = 1;
+
+/// Domain separation for acknowledgements.
+const ACK_CONTEXT: &[u8] = b"chitti/v1/ack";
+
+/// The `/ack` payload: an [`Ack`] signed by the hub.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedAck<'a> {
+    /// Envelope version ([`SIGNED_ACK_VERSION`]).
+    pub v: u32,
+    /// The hub's Ed25519 public key, lowercase hex.
+    pub key: String,
+    /// The Ed25519 signature, lowercase hex.
+    pub sig: String,
+    /// The [`Ack`] exactly as signed.
+    #[serde(borrow)]
+    pub ack: &'a RawValue,
+}
+
+/// Why an `/ack` payload was not believed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AckError {
+    /// Not JSON, or not a signed ack (an unsigned `{ids}` from an old hub included).
+    #[error("not a signed acknowledgement: {0}")]
+    Envelope(String),
+    /// An envelope version this agent does not read.
+    #[error("signed ack version {0} is not supported (expected {SIGNED_ACK_VERSION})")]
+    Version(u32),
+    /// Signed by a key this agent was not told to trust.
+    #[error("ack signed by key {0}, which is not one of mqtt.hub_public_keys")]
+    UnknownKey(String),
+    /// The signature does not verify (forged, altered, or made for another topic).
+    #[error("ack signature does not verify for {0}")]
+    BadSignature(String),
+    /// The signed bytes are not a valid ack.
+    #[error("invalid ack: {0}")]
+    Ack(String),
+}
+
+fn ack_message(topic: &str, ack: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(ACK_CONTEXT.len() + topic.len() + ack.len() + 2);
+    m.extend_from_slice(ACK_CONTEXT);
+    m.push(0);
+    m.extend_from_slice(topic.as_bytes());
+    m.push(0);
+    m.extend_from_slice(ack);
+    m
+}
+
+/// Serialises and signs an ack for `topic` (the gateway's `/ack` topic) with the hub's
+/// key: the `/ack` payload.
+pub fn sign_ack(topic: &str, ack: &Ack, key: &SigningKey) -> Result<Vec<u8>, String> {
+    let ack_json = serde_json::to_string(ack).map_err(|e| e.to_string())?;
+    let signature = key.sign(&ack_message(topic, ack_json.as_bytes()));
+    let raw = RawValue::from_string(ack_json).map_err(|e| e.to_string())?;
+    let envelope = SignedAck {
+        v: SIGNED_ACK_VERSION,
+        key: public_key_hex(&key.verifying_key()),
+        sig: hex::encode(signature.to_bytes()),
+        ack: &raw,
+    };
+    serde_json::to_vec(&envelope).map_err(|e| e.to_string())
+}
+
+/// Verifies an `/ack` payload that arrived on `topic` against the hub keys the agent
+/// trusts, and returns the ack.
+pub fn open_ack(topic: &str, payload: &[u8], trusted: &[VerifyingKey]) -> Result<Ack, AckError> {
+    let envelope: SignedAck<'_> =
+        serde_json::from_slice(payload).map_err(|e| AckError::Envelope(e.to_string()))?;
+    if envelope.v != SIGNED_ACK_VERSION {
+        return Err(AckError::Version(envelope.v));
+    }
+    let key = parse_public_key(&envelope.key)
+        .ok()
+        .filter(|k| trusted.contains(k))
+        .ok_or_else(|| AckError::UnknownKey(envelope.key.clone()))?;
+    let mut sig = [0u8; 64];
+    hex::decode_to_slice(&envelope.sig, &mut sig)
+        .map_err(|_| AckError::BadSignature(topic.to_string()))?;
+    key.verify_strict(
+        &ack_message(topic, envelope.ack.get().as_bytes()),
+        &Signature::from_bytes(&sig),
+    )
+    .map_err(|_| AckError::BadSignature(topic.to_string()))?;
+    serde_json::from_str(envelope.ack.get()).map_err(|e| AckError::Ack(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,5 +457,48 @@ mod tests {
         let hex_key = public_key_hex(&a.verifying_key());
         assert_eq!(parse_public_key(&hex_key).unwrap(), a.verifying_key());
         assert!(parse_public_key("zz").is_err());
+    }
+
+    fn ack() -> Ack {
+        Ack {
+            batch_id: Uuid::now_v7(),
+            ids: vec![Uuid::now_v7(), Uuid::now_v7()],
+            signed_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_signed_ack_opens_only_with_a_trusted_key_on_its_own_topic() {
+        let hub = signing_key_from_seed(&[7; 32]);
+        let other = signing_key_from_seed(&[8; 32]);
+        let topic = "chitti/v1/north/gw-b/ack";
+        let a = ack();
+        let payload = sign_ack(topic, &a, &hub).unwrap();
+        let trusted = [other.verifying_key(), hub.verifying_key()];
+        assert_eq!(open_ack(topic, &payload, &trusted).unwrap(), a);
+        // Replayed on another gateway's topic.
+        assert_eq!(
+            open_ack("chitti/v1/north/gw-a/ack", &payload, &trusted),
+            Err(AckError::BadSignature("chitti/v1/north/gw-a/ack".into()))
+        );
+        // Signed by a key nobody trusts (a gateway's own, say).
+        let forged = sign_ack(topic, &a, &other).unwrap();
+        assert!(matches!(
+            open_ack(topic, &forged, &[hub.verifying_key()]),
+            Err(AckError::UnknownKey(_))
+        ));
+        // An altered id list.
+        let text = String::from_utf8(payload).unwrap();
+        let altered = text.replace(&a.ids[0].to_string(), &Uuid::now_v7().to_string());
+        assert!(matches!(
+            open_ack(topic, altered.as_bytes(), &trusted),
+            Err(AckError::BadSignature(_))
+        ));
+        // The old unsigned form.
+        let unsigned = format!(r#"{{"ids": ["{}"]}}"#, a.ids[0]);
+        assert!(matches!(
+            open_ack(topic, unsigned.as_bytes(), &trusted),
+            Err(AckError::Envelope(_))
+        ));
     }
 }

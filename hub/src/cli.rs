@@ -65,6 +65,13 @@ pub enum Command {
     /// Enrol, list and revoke gateways.
     #[command(subcommand)]
     Gateway(GatewayCommand),
+    /// Print the public half of the hub's ack-signing key (made on first use), the value
+    /// of every agent's `mqtt.hub_public_keys`.
+    HubKey {
+        /// Configuration.
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Manage people's accounts (the first admin is made here).
     #[command(subcommand)]
     User(UserCommand),
@@ -258,6 +265,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Command::Gateway(cmd) => runtime()?.block_on(gateway(cmd)),
+        Command::HubKey { config } => {
+            let config = load(&config)?;
+            let path = crate::hub_key::path(&config);
+            let key = crate::hub_key::load_or_create(&path)?;
+            println!(
+                "{}",
+                chitti_common::signing::public_key_hex(&key.verifying_key())
+            );
+            Ok(())
+        }
         Command::User(cmd) => runtime()?.block_on(user(cmd)),
     }
 }
@@ -291,7 +308,8 @@ async fn gateway(cmd: GatewayCommand) -> anyhow::Result<()> {
                     public_key: issued.public_key.to_bytes(),
                 })
                 .await?;
-            let files = issued.write_to(&out, &broker_url)?;
+            let hub_key = crate::hub_key::load_or_create(&crate::hub_key::path(&config))?;
+            let files = issued.write_to(&out, &broker_url, &hub_key.verifying_key())?;
             println!("gateway {site}/{gateway} enrolled; MQTT user name {username}");
             println!(
                 "public key {}",

@@ -138,12 +138,14 @@ fn base64_url(bytes: &[u8]) -> String {
 
 impl IssuedCredentials {
     /// Writes the gateway's files into `dir`: `mqtt-password`, `signing.key` (when the
-    /// hub made the key), both mode 0600, and `agent-credentials.toml`, the part of the
-    /// agent's configuration that uses them.
+    /// hub made the key), both mode 0600, `hub-public-key` (what the agent verifies
+    /// every `/ack` with) and `agent-credentials.toml`, the part of the agent's
+    /// configuration that uses them.
     pub fn write_to(
         &self,
         dir: &Path,
         broker_url: &str,
+        hub_key: &VerifyingKey,
     ) -> Result<Vec<std::path::PathBuf>, CredentialError> {
         let write = |name: &str,
                      text: &str,
@@ -179,11 +181,14 @@ impl IssuedCredentials {
                 true,
             )?);
         }
+        let hub_key = public_key_hex(hub_key);
+        written.push(write("hub-public-key", &format!("{hub_key}\n"), false)?);
         let snippet = format!(
             "# Credentials of gateway {site}/{gateway}, issued by chitti-hub gateway add.\n\
              # Merge into the agent's configuration; keep the files next to it (mode 0600).\n\
              [identity]\nsite = \"{site}\"\ngateway = \"{gateway}\"\n\n\
-             [mqtt]\nurl = \"{broker_url}\"\nusername = \"{user}\"\npassword_file = \"mqtt-password\"\n{signing}",
+             [mqtt]\nurl = \"{broker_url}\"\nusername = \"{user}\"\npassword_file = \"mqtt-password\"\n\
+             hub_public_keys_file = \"hub-public-key\"   # the hub's key: only acks it signed delete findings\n{signing}",
             site = self.site,
             gateway = self.gateway,
             user = self.username,
@@ -224,8 +229,19 @@ mod tests {
             "Debug never shows the password"
         );
         let dir = tempfile::tempdir().unwrap();
-        let files = a.write_to(dir.path(), "mqtt://hub:1883").unwrap();
-        assert_eq!(files.len(), 3);
+        let files = a
+            .write_to(
+                dir.path(),
+                "mqtt://hub:1883",
+                &signing_key_from_seed(&[3; 32]).verifying_key(),
+            )
+            .unwrap();
+        assert_eq!(files.len(), 4);
+        let hub = public_key_hex(&signing_key_from_seed(&[3; 32]).verifying_key());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("hub-public-key")).unwrap(),
+            format!("{hub}\n")
+        );
         let mode = |f: &str| {
             std::fs::metadata(dir.path().join(f))
                 .unwrap()
@@ -243,8 +259,15 @@ mod tests {
         assert!(
             snippet.contains("username = \"north/gw-1\"") && snippet.contains("signing_key_file")
         );
+        assert!(snippet.contains("hub_public_keys_file = \"hub-public-key\""));
         // Never overwrites.
-        assert!(a.write_to(dir.path(), "mqtt://hub:1883").is_err());
+        assert!(a
+            .write_to(
+                dir.path(),
+                "mqtt://hub:1883",
+                &signing_key_from_seed(&[3; 32]).verifying_key()
+            )
+            .is_err());
         // A key brought by the operator: no seed written.
         let own = issue("north", "gw-2", "north/gw-2", Some(a.public_key)).unwrap();
         assert!(own.signing_seed.is_none());

@@ -34,7 +34,7 @@ use crate::store::{DeadLetter, IngestedFinding, Store, StoreError};
 use chitti_common::protocol::{
     validate_batch, Ack, AgentStatus, FindingBatch, Telemetry, Topic, TopicKind,
 };
-use chitti_common::signing::{open_batch, BatchError};
+use chitti_common::signing::{open_batch, sign_ack, BatchError};
 use chrono::{DateTime, Utc};
 use ed25519_dalek::VerifyingKey;
 use std::collections::HashMap;
@@ -150,6 +150,8 @@ struct CachedGateway {
 struct PendingBatch {
     message: InboundMessage,
     topic: Topic,
+    /// The batch the ack answers (the agent deletes only ids of batches it sent).
+    batch_id: Uuid,
     findings: Vec<IngestedFinding>,
     /// Every id of the message: what its ack names once committed.
     ids: Vec<Uuid>,
@@ -160,6 +162,7 @@ struct PendingBatch {
 pub struct Ingest<S> {
     store: Arc<S>,
     acks: Arc<dyn AckPublisher>,
+    hub_key: Arc<ed25519_dalek::SigningKey>,
     settings: IngestSettings,
     metrics: Arc<IngestMetrics>,
     keys: HashMap<(String, String), CachedGateway>,
@@ -182,16 +185,19 @@ impl Rejection {
 }
 
 impl<S: Store + 'static> Ingest<S> {
-    /// An ingest stage over `store`, acknowledging through `acks`.
+    /// An ingest stage over `store`, acknowledging through `acks` with acks signed by
+    /// `hub_key` (`crate::hub_key`).
     pub fn new(
         store: Arc<S>,
         acks: Arc<dyn AckPublisher>,
+        hub_key: Arc<ed25519_dalek::SigningKey>,
         settings: IngestSettings,
         metrics: Arc<IngestMetrics>,
     ) -> Self {
         Self {
             store,
             acks,
+            hub_key,
             settings,
             metrics,
             keys: HashMap::new(),
@@ -262,6 +268,7 @@ impl<S: Store + 'static> Ingest<S> {
             TopicKind::Findings => match self.open_findings(&topic, &message.payload).await {
                 Ok(batch) => {
                     let ids = batch.findings.iter().map(|f| f.id).collect();
+                    let batch_id = batch.batch_id;
                     let findings = batch
                         .findings
                         .into_iter()
@@ -274,6 +281,7 @@ impl<S: Store + 'static> Ingest<S> {
                     Some(PendingBatch {
                         message,
                         topic,
+                        batch_id,
                         findings,
                         ids,
                         received,
@@ -549,7 +557,13 @@ impl<S: Store + 'static> Ingest<S> {
             let ack_topic = Topic::new(&p.topic.site, &p.topic.gateway, TopicKind::Ack)
                 .map(|t| t.to_string())
                 .unwrap_or_default();
-            let payload = serde_json::to_vec(&Ack { ids }).expect("ack serialises");
+            let ack = Ack {
+                batch_id: p.batch_id,
+                ids,
+                signed_at: Utc::now(),
+            };
+            // Signed by the hub: the agent deletes nothing on an ack it cannot verify.
+            let payload = sign_ack(&ack_topic, &ack, &self.hub_key).expect("ack serialises");
             match self.acks.publish(ack_topic, payload).await {
                 Ok(()) => {
                     self.metrics.acks.fetch_add(1, Ordering::Relaxed);

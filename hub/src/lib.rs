@@ -13,6 +13,7 @@ pub mod demo;
 pub mod evidence;
 pub mod guard;
 pub mod http;
+pub mod hub_key;
 pub mod ingest;
 pub mod live;
 pub mod serve;

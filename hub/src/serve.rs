@@ -46,6 +46,9 @@ pub enum ServeError {
     /// The evidence store cannot be opened.
     #[error("evidence: {0}")]
     Evidence(#[from] crate::evidence::EvidenceError),
+    /// The hub's ack-signing key cannot be read or made.
+    #[error(transparent)]
+    HubKey(#[from] crate::hub_key::HubKeyError),
     /// The MQTT side failed to start.
     #[error("mqtt: {0}")]
     Broker(#[from] crate::broker::BrokerError),
@@ -277,6 +280,9 @@ pub async fn serve(
         })?;
     let store = Arc::new(open_store(&config).await?);
     let evidence = Arc::new(open_evidence(&config)?);
+    let hub_key = Arc::new(crate::hub_key::load_or_create(&crate::hub_key::path(
+        &config,
+    ))?);
     let live = Arc::new(crate::live::LiveEvents::new(
         crate::live::DEFAULT_LIVE_HISTORY,
     ));
@@ -294,6 +300,7 @@ pub async fn serve(
     let ingest = Ingest::new(
         Arc::clone(&store),
         Arc::new(BusAcks(Arc::clone(&bus))),
+        hub_key,
         IngestSettings {
             require_signatures: config.ingest.require_signatures,
             commit_max_findings: config.ingest.commit_max_findings,

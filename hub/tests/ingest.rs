@@ -4,7 +4,7 @@
 mod support;
 
 use chitti_common::protocol::{Ack, FindingBatch, Topic, TopicKind};
-use chitti_common::signing::{sign_batch, signing_key_from_seed};
+use chitti_common::signing::{open_ack, sign_batch, signing_key_from_seed};
 use chitti_hub::ingest::{AckPublisher, InboundMessage, Ingest, IngestMetrics, IngestSettings};
 use chitti_hub::store::{NewGateway, Store};
 use ed25519_dalek::SigningKey;
@@ -27,11 +27,18 @@ impl AckPublisher for Acks {
         payload: Vec<u8>,
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
         Box::pin(async move {
-            let ack: Ack = serde_json::from_slice(&payload).map_err(|e| e.to_string())?;
+            // Every ack is signed by the hub's key for its own topic.
+            let ack: Ack = open_ack(&topic, &payload, &[hub_key().verifying_key()])
+                .map_err(|e| e.to_string())?;
             self.0.lock().unwrap().push((topic, ack));
             Ok(())
         })
     }
+}
+
+/// The key the ingest stage under test signs its acks with.
+fn hub_key() -> SigningKey {
+    signing_key_from_seed(&[99; 32])
 }
 
 fn key(n: u8) -> SigningKey {
@@ -98,6 +105,7 @@ fn start<S: Store + 'static>(store: Arc<S>) -> Harness {
     let ingest = Ingest::new(
         store,
         acks.clone(),
+        Arc::new(hub_key()),
         IngestSettings {
             require_signatures: true,
             commit_max_findings: 5000,
@@ -153,6 +161,7 @@ async fn signed_batches_are_stored_once_and_acked_after_commit(backend: &str) {
     for (topic, ack) in &acks {
         assert_eq!(topic, "chitti/v1/north-yard/gw-07/ack");
         assert_eq!(ack.ids, ids);
+        assert_eq!(ack.batch_id, b.batch_id, "the ack answers its batch");
     }
     use std::sync::atomic::Ordering::Relaxed;
     assert_eq!(h.metrics.findings_inserted.load(Relaxed), 3);

@@ -230,14 +230,25 @@ url = "{mqtt}"
 username = "{site}/{gateway}"
 password_file = "{cred}/mqtt-password"
 signing_key_file = "{cred}/signing.key"
+hub_public_keys = ["{hub_key}"]
 reconnect_min_ms = 50
 reconnect_max_ms = 500
 [health]
 status_interval_s = 1
 "#,
         outbox = outbox.display(),
-        cred = credentials.display()
+        cred = credentials.display(),
+        hub_key = hub_public_key(credentials),
     )
+}
+
+/// The hub's public key as `gateway add` wrote it beside a gateway's credentials.
+pub fn hub_public_key(credentials: &Path) -> String {
+    let path = credentials.join("hub-public-key");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .to_string()
 }
 
 /// What a finding says without its ids and clocks.

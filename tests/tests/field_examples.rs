@@ -107,6 +107,13 @@ fn prepare(example: &Path, dir: &Path, hub: &HubAddrs, creds: &Path, fixture: &P
         )
     });
     place(&creds.join("signing.key"), Path::new(&signing));
+    let hub_keys = string(mqtt, "hub_public_keys_file").unwrap_or_else(|| {
+        panic!(
+            "{}: no mqtt.hub_public_keys_file: the agent could not believe any /ack",
+            example.display()
+        )
+    });
+    place(&creds.join("hub-public-key"), Path::new(&hub_keys));
     mqtt.insert("reconnect_max_ms".into(), 500.into());
 
     if let Some(evidence) = doc.get_mut("evidence").and_then(toml::Value::as_table_mut) {

@@ -473,6 +473,16 @@ pub struct MqttConfig {
     /// with it so the hub can prove where it came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_key_file: Option<PathBuf>,
+    /// The hub's public keys (64 hex characters each; `chitti-hub hub-key`, or
+    /// `agent-credentials.toml` from `gateway add`). A finding leaves the outbox only on
+    /// an `/ack` signed by one of them; list two while the hub's key is rotated. Empty:
+    /// no ack can be believed and the outbox keeps everything (said at start).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hub_public_keys: Vec<String>,
+    /// A file of the hub's public keys, one per line (`hub-public-key`, written by
+    /// `chitti-hub gateway add`); trusted together with `hub_public_keys`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub_public_keys_file: Option<PathBuf>,
     /// Keep-alive, seconds (rumqttd rejects 0).
     #[serde(default = "default_keep_alive")]
     pub keep_alive_s: u64,
@@ -783,6 +793,7 @@ impl AgentConfig {
             ("mqtt.client_cert_file", &self.mqtt.client_cert_file),
             ("mqtt.client_key_file", &self.mqtt.client_key_file),
             ("mqtt.signing_key_file", &self.mqtt.signing_key_file),
+            ("mqtt.hub_public_keys_file", &self.mqtt.hub_public_keys_file),
             ("evidence.ca_file", &self.evidence.ca_file),
         ] {
             if let Some(f) = file {
@@ -850,6 +861,7 @@ impl AgentConfig {
         fix_opt(&mut self.mqtt.client_cert_file);
         fix_opt(&mut self.mqtt.client_key_file);
         fix_opt(&mut self.mqtt.signing_key_file);
+        fix_opt(&mut self.mqtt.hub_public_keys_file);
         fix_opt(&mut self.evidence.ca_file);
         fix_opt(&mut self.detector.model);
         fix_opt(&mut self.detector.library);
@@ -1259,6 +1271,11 @@ impl MqttConfig {
         if self.max_packet_bytes.0 < 16 << 10 {
             p.push("mqtt.max_packet_bytes", "must be at least 16 KiB");
         }
+        for (i, key) in self.hub_public_keys.iter().enumerate() {
+            if let Err(e) = chitti_common::signing::parse_public_key(key) {
+                p.push(format!("mqtt.hub_public_keys[{i}]"), e);
+            }
+        }
     }
 }
 
@@ -1419,6 +1436,41 @@ fn decode_sections(mut table: toml::Table, p: &mut Problems) -> Option<AgentConf
 }
 
 /// Reads a signing key file: 64 hex characters (the Ed25519 seed).
+/// Every hub key the agent trusts: `mqtt.hub_public_keys` and the lines of
+/// `mqtt.hub_public_keys_file` (blank lines and `#` comments skipped).
+pub fn hub_public_keys(mqtt: &MqttConfig) -> Result<Vec<ed25519_dalek::VerifyingKey>, String> {
+    let mut keys = Vec::new();
+    for (i, key) in mqtt.hub_public_keys.iter().enumerate() {
+        keys.push(
+            chitti_common::signing::parse_public_key(key)
+                .map_err(|e| format!("mqtt.hub_public_keys[{i}]: {e}"))?,
+        );
+    }
+    if let Some(path) = &mqtt.hub_public_keys_file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            format!(
+                "mqtt.hub_public_keys_file: cannot read {}: {e}",
+                path.display()
+            )
+        })?;
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            keys.push(chitti_common::signing::parse_public_key(line).map_err(|e| {
+                format!(
+                    "mqtt.hub_public_keys_file: {} line {}: {e}",
+                    path.display(),
+                    n + 1
+                )
+            })?);
+        }
+    }
+    Ok(keys)
+}
+
+/// Reads a signing key file (64 hex characters).
 pub fn read_signing_key(path: &Path) -> Result<ed25519_dalek::SigningKey, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;

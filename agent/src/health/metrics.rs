@@ -28,6 +28,10 @@ pub const OUTBOX_BYTES: &str = "chitti_agent_outbox_bytes";
 pub const OUTBOX_EVICTED_TOTAL: &str = "chitti_agent_outbox_evicted_total";
 /// Findings by state (counter; label `state`).
 pub const FINDINGS_TOTAL: &str = "chitti_agent_findings_total";
+/// `/ack`s refused (unsigned, forged, another gateway's): nothing was deleted.
+pub const ACKS_REFUSED_TOTAL: &str = "chitti_agent_acks_refused_total";
+/// Verified `/ack`s that answered no batch in flight (replays, duplicates).
+pub const ACKS_UNMATCHED_TOTAL: &str = "chitti_agent_acks_unmatched_total";
 /// 1 while the MQTT session is up, else 0 (gauge).
 pub const MQTT_CONNECTED: &str = "chitti_agent_mqtt_connected";
 /// Median analysis latency of the last window, in seconds (gauge).

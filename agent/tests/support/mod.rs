@@ -49,6 +49,17 @@ impl HubLedger {
     }
 }
 
+/// The stand-in hub's ack-signing key (fixed: the agents' configurations name its
+/// public half, [`TEST_HUB_PUBLIC_KEY`]).
+pub fn test_hub_key() -> ed25519_dalek::SigningKey {
+    chitti_common::signing::signing_key_from_seed(&[42; 32])
+}
+
+/// `mqtt.hub_public_keys` of the agents these tests run: the public half of
+/// [`test_hub_key`] (checked by `the_test_hub_key_is_the_one_configured`).
+pub const TEST_HUB_PUBLIC_KEY: &str =
+    "197f6b23e16c8532c6abc838facd5ea789be0c76b2920334039bfa8b3d368d61";
+
 /// A hub stand-in: subscribes to every gateway's findings and status, "commits" each
 /// finding (into the ledger), then acks the batch on the gateway's `/ack` — the
 /// contract of DESIGN.md §2.
@@ -144,7 +155,16 @@ impl TestHub {
                                         Topic::new(&topic.site, &topic.gateway, TopicKind::Ack)
                                             .unwrap()
                                             .to_string();
-                                    let ack = serde_json::to_vec(&Ack { ids }).unwrap();
+                                    let ack = chitti_common::signing::sign_ack(
+                                        &ack_topic,
+                                        &Ack {
+                                            batch_id: batch.batch_id,
+                                            ids,
+                                            signed_at: chrono::Utc::now(),
+                                        },
+                                        &test_hub_key(),
+                                    )
+                                    .unwrap();
                                     let _ = client
                                         .publish(ack_topic, QoS::AtLeastOnce, false, ack)
                                         .await;
@@ -413,6 +433,7 @@ resend_after_s = 5
 batch_max_findings = 7
 [mqtt]
 url = "mqtt://127.0.0.1:{broker_port}"
+hub_public_keys = ["{TEST_HUB_PUBLIC_KEY}"]
 reconnect_min_ms = 50
 reconnect_max_ms = 500
 [health]

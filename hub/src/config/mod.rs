@@ -215,6 +215,10 @@ pub struct IngestConfig {
     /// A gateway is offline when nothing was heard from it for this long, seconds.
     #[serde(default = "default_offline_s")]
     pub offline_after_s: u64,
+    /// The hub's Ed25519 key that signs every `/ack` (default `hub-signing.key` in the
+    /// data directory, made on first start; replicas share one file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub_key_file: Option<PathBuf>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -389,6 +393,7 @@ impl HubConfig {
             &mut self.broker.external.client_cert_file,
             &mut self.broker.external.client_key_file,
             &mut self.evidence.path,
+            &mut self.ingest.hub_key_file,
         ]
         .into_iter()
         .flatten()

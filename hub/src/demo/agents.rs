@@ -178,6 +178,7 @@ pub fn config_text(
     data_dir: &Path,
     mqtt_url: &str,
     hub_url: &str,
+    hub_key: &str,
     speed: f64,
     detector: Option<&DemoDetector>,
 ) -> String {
@@ -283,6 +284,7 @@ pub fn config_text(
     t.push_str(&format!(
         "[outbox]\npath = {}\nmax_bytes = \"256 MiB\"\nresend_after_s = 10\n\n\
          [mqtt]\nurl = {}\nusername = {}\npassword_file = {}\nsigning_key_file = {}\n\
+         hub_public_keys = [{}]\n\
          reconnect_min_ms = 200\nreconnect_max_ms = 5000\n\n\
          [evidence]\nhub_url = {}\n\n\
          [health]\nstatus_interval_s = 5\ntelemetry_interval_s = 30\nshutdown_deadline_s = 5\n",
@@ -291,6 +293,7 @@ pub fn config_text(
         toml_str(&format!("{}/{}", plan.site, plan.gateway)),
         toml_path(&files.password_file()),
         toml_path(&files.signing_key_file()),
+        toml_str(hub_key),
         toml_str(hub_url),
     ));
     t
@@ -454,6 +457,9 @@ pub fn expected_drone_findings(config: &AgentConfig, inbox: &Path) -> anyhow::Re
 mod tests {
     use super::*;
 
+    /// A hub public key for the configurations (any valid one).
+    const HUB_KEY: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+
     fn files(dir: &Path, site: &str, gateway: &str) -> GatewayFiles {
         GatewayFiles {
             dir: dir.join("gateways").join(site).join(gateway),
@@ -475,6 +481,7 @@ mod tests {
                 dir.path(),
                 "mqtt://127.0.0.1:1883",
                 "http://127.0.0.1:8080",
+                HUB_KEY,
                 10.0,
                 None,
             );
@@ -499,6 +506,7 @@ mod tests {
                 dir.path(),
                 "mqtt://127.0.0.1:1883",
                 "http://127.0.0.1:8080",
+                HUB_KEY,
                 10.0,
                 d,
             );
@@ -561,6 +569,7 @@ mod tests {
             dir.path(),
             "mqtt://127.0.0.1:1883",
             "http://127.0.0.1:8080",
+            HUB_KEY,
             10.0,
             None,
         );

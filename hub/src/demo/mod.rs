@@ -150,6 +150,9 @@ pub async fn run(args: DemoArgs, mut shutdown: watch::Receiver<bool>) -> anyhow:
 
     // The store first: sites and the admin exist before anyone can sign in.
     let store = Arc::new(crate::serve::open_store(&config).await?);
+    // The key `serve` signs acks with: the agents are told its public half.
+    let hub_key = crate::hub_key::load_or_create(&crate::hub_key::path(&config))?;
+    let hub_key = chitti_common::signing::public_key_hex(&hub_key.verifying_key());
     let counts = seed::sites(&store).await.context("seeding the sites")?;
     let admin = seed::admin(&store, &data_dir, args.admin_password.as_deref()).await?;
     if counts.created > 0 {
@@ -184,6 +187,7 @@ pub async fn run(args: DemoArgs, mut shutdown: watch::Receiver<bool>) -> anyhow:
         &store,
         &mqtt_url,
         &hub_url,
+        &hub_key,
         Block {
             http: http_addr,
             mqtt: mqtt_addr,
@@ -230,6 +234,7 @@ async fn run_agents(
     store: &Arc<AnyStore>,
     mqtt_url: &str,
     hub_url: &str,
+    hub_key: &str,
     block: Block<'_>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -242,7 +247,15 @@ async fn run_agents(
     let mut images = 0;
     let started = async {
         for plan in &plans {
-            let files = seed::gateway(store, data_dir, plan.site, &plan.gateway, mqtt_url).await?;
+            let files = seed::gateway(
+                store,
+                data_dir,
+                plan.site,
+                &plan.gateway,
+                mqtt_url,
+                &chitti_common::signing::parse_public_key(hub_key).map_err(anyhow::Error::msg)?,
+            )
+            .await?;
             if !files.active {
                 continue;
             }
@@ -255,6 +268,7 @@ async fn run_agents(
                 data_dir,
                 mqtt_url,
                 hub_url,
+                hub_key,
                 args.speed,
                 detector.as_ref(),
             );

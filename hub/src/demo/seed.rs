@@ -366,6 +366,7 @@ pub async fn gateway(
     site: &str,
     gateway: &str,
     broker_url: &str,
+    hub_key: &ed25519_dalek::VerifyingKey,
 ) -> anyhow::Result<GatewayFiles> {
     let dir = data_dir.join("gateways").join(site).join(gateway);
     let username = gateway_username(site, gateway);
@@ -386,7 +387,7 @@ pub async fn gateway(
             }
             let issued: IssuedCredentials =
                 crate::credentials::issue(site, gateway, &username, None)?;
-            issued.write_to(&dir, broker_url)?;
+            issued.write_to(&dir, broker_url, hub_key)?;
             let seed = issued.signing_seed.context("the hub made the key")?;
             (issued.password, seed)
         }

@@ -13,9 +13,12 @@
 //! - **On every ConnAck**: subscribe to `/ack` (QoS 1), publish the retained `/status`,
 //!   forget what was in flight and send the whole backlog again, oldest first, in
 //!   bounded batches (count, bytes, in-flight window).
-//! - **Acks**: `/ack` payloads are parsed strictly; a malformed one is logged with the
-//!   reason and ignored (the findings stay and are resent); the named findings are
-//!   deleted from the outbox.
+//! - **Acks**: an `/ack` deletes findings only when it is signed by one of the hub keys
+//!   in `mqtt.hub_public_keys` over this gateway's ack topic
+//!   (`chitti_common::signing::open_ack`) **and** answers a batch this sink sent and
+//!   has not yet seen answered ([`SentBatches`]); then only that batch's ids go.
+//!   Anything else — unsigned, forged, for another gateway, replayed — is counted and
+//!   logged, and deletes nothing (the findings stay and are resent).
 //! - **Reconnect** after a failure with jittered exponential backoff between
 //!   `reconnect_min_ms` and `reconnect_max_ms`.
 //! - **Shutdown**: publish `online: false` (retained), disconnect cleanly.
@@ -45,14 +48,28 @@ pub enum MqttSinkError {
 }
 
 /// Whether the link to the broker is up: shared with the outbox writer, which marks
-/// findings stored while it is down as backlog.
+/// findings stored while it is down as backlog. Also counts the acks refused.
 #[derive(Debug, Default)]
 pub struct LinkState {
     up: AtomicBool,
     connects: std::sync::atomic::AtomicU64,
+    acks_refused: std::sync::atomic::AtomicU64,
+    acks_unmatched: std::sync::atomic::AtomicU64,
 }
 
 impl LinkState {
+    /// `/ack`s that did not verify (unsigned, forged, another gateway's): nothing was
+    /// deleted for them.
+    pub fn acks_refused(&self) -> u64 {
+        self.acks_refused.load(Ordering::Relaxed)
+    }
+
+    /// Verified `/ack`s that answer no batch in flight (a replay, a duplicate, or a
+    /// batch sent before a restart): nothing was deleted for them.
+    pub fn acks_unmatched(&self) -> u64 {
+        self.acks_unmatched.load(Ordering::Relaxed)
+    }
+
     /// True while connected.
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::SeqCst)
@@ -101,6 +118,38 @@ impl GatewayTopics {
     }
 }
 
+/// Batches sent and not yet answered, oldest first, bounded: an ack may delete only
+/// ids of one of these, once. A batch pushed out by newer ones just waits for its
+/// resend (its findings are still in the outbox).
+#[derive(Debug, Default)]
+pub struct SentBatches {
+    batches: std::collections::VecDeque<(Uuid, Vec<Uuid>)>,
+}
+
+impl SentBatches {
+    /// Most batches remembered.
+    pub const CAPACITY: usize = 4096;
+
+    /// Remembers a sent batch.
+    pub fn sent(&mut self, batch_id: Uuid, ids: Vec<Uuid>) {
+        if self.batches.len() == Self::CAPACITY {
+            self.batches.pop_front();
+        }
+        self.batches.push_back((batch_id, ids));
+    }
+
+    /// The ids `ack` may delete: those of its batch that it names; `None` when it
+    /// answers no batch in flight. The batch is answered either way.
+    pub fn answer(&mut self, ack: &Ack) -> Option<Vec<Uuid>> {
+        let at = self
+            .batches
+            .iter()
+            .position(|(id, _)| *id == ack.batch_id)?;
+        let (_, ids) = self.batches.remove(at)?;
+        Some(ids.into_iter().filter(|id| ack.ids.contains(id)).collect())
+    }
+}
+
 /// The MQTT sink.
 pub struct MqttSink {
     options: MqttOptions,
@@ -115,6 +164,8 @@ pub struct MqttSink {
     status_every: Duration,
     telemetry_every: Duration,
     signing_key: Option<ed25519_dalek::SigningKey>,
+    hub_keys: Vec<ed25519_dalek::VerifyingKey>,
+    sent: std::sync::Mutex<SentBatches>,
 }
 
 impl std::fmt::Debug for MqttSink {
@@ -181,9 +232,19 @@ impl MqttSink {
             }
             None => None,
         };
+        let hub_keys = crate::config::hub_public_keys(m).map_err(MqttSinkError::Config)?;
+        if hub_keys.is_empty() {
+            tracing::warn!(
+                "no hub key (mqtt.hub_public_keys, mqtt.hub_public_keys_file): no /ack can \
+                 be verified, so every finding stays in the outbox (use the output of \
+                 `chitti-hub hub-key`)"
+            );
+        }
         let o = &config.outbox;
         Ok(Self {
             signing_key,
+            hub_keys,
+            sent: std::sync::Mutex::new(SentBatches::default()),
             options,
             topics,
             outbox,
@@ -320,17 +381,29 @@ impl MqttSink {
     }
 
     async fn on_ack(&self, payload: &[u8]) {
-        let ack: Ack = match serde_json::from_slice(payload) {
+        let ack = match chitti_common::signing::open_ack(&self.topics.ack, payload, &self.hub_keys)
+        {
             Ok(a) => a,
             Err(err) => {
-                tracing::warn!(bytes = payload.len(), %err, "malformed /ack ignored");
+                self.link.acks_refused.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(bytes = payload.len(), %err, "/ack refused: nothing deleted");
                 return;
             }
         };
+        let ids = self
+            .sent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .answer(&ack);
+        let Some(ids) = ids else {
+            self.link.acks_unmatched.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(batch = %ack.batch_id, "/ack for no batch in flight (replayed, duplicate, or sent before a restart): nothing deleted");
+            return;
+        };
         let outbox = Arc::clone(&self.outbox);
-        let count = ack.ids.len();
+        let count = ids.len();
         // A deletion commits with fsync: off the async workers.
-        match tokio::task::spawn_blocking(move || outbox.acknowledge(&ack.ids)).await {
+        match tokio::task::spawn_blocking(move || outbox.acknowledge(&ids)).await {
             Ok(Ok(deleted)) => tracing::debug!(acked = count, deleted, "ack"),
             Ok(Err(err)) => {
                 tracing::error!(%err, "cannot delete acknowledged findings; they will be resent")
@@ -381,6 +454,10 @@ impl MqttSink {
                 }
             };
             tracing::debug!(batch = %message.batch_id, findings = message.findings.len(), bytes = json.len(), "publish findings");
+            self.sent.lock().unwrap_or_else(|e| e.into_inner()).sent(
+                message.batch_id,
+                message.findings.iter().map(|f| f.id).collect(),
+            );
             if let Err(err) = client
                 .publish(self.topics.findings.clone(), QoS::AtLeastOnce, false, json)
                 .await
@@ -472,5 +549,46 @@ impl Jitter {
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ack(batch_id: Uuid, ids: &[Uuid]) -> Ack {
+        Ack {
+            batch_id,
+            ids: ids.to_vec(),
+            signed_at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn an_ack_deletes_only_ids_of_its_own_batch_and_only_once() {
+        let mut sent = SentBatches::default();
+        let (b1, b2) = (Uuid::now_v7(), Uuid::now_v7());
+        let (f1, f2, f3) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        sent.sent(b1, vec![f1, f2]);
+        sent.sent(b2, vec![f3]);
+        // An ack naming another batch's finding deletes only its own batch's ids.
+        assert_eq!(sent.answer(&ack(b1, &[f1, f3])), Some(vec![f1]));
+        // Replayed: the batch is answered already.
+        assert_eq!(sent.answer(&ack(b1, &[f1, f2])), None);
+        // An unknown batch.
+        assert_eq!(sent.answer(&ack(Uuid::now_v7(), &[f3])), None);
+        assert_eq!(sent.answer(&ack(b2, &[f3])), Some(vec![f3]));
+    }
+
+    #[test]
+    fn the_oldest_batches_are_forgotten_beyond_capacity() {
+        let mut sent = SentBatches::default();
+        let first = Uuid::now_v7();
+        sent.sent(first, vec![Uuid::now_v7()]);
+        for _ in 0..SentBatches::CAPACITY {
+            sent.sent(Uuid::now_v7(), Vec::new());
+        }
+        assert_eq!(sent.batches.len(), SentBatches::CAPACITY);
+        assert_eq!(sent.answer(&ack(first, &[])), None);
     }
 }
