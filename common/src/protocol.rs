@@ -618,6 +618,20 @@ mod tests {
     }
 
     #[test]
+    fn ack_wire_shape() {
+        // Carried inside `signing::SignedAck`; the hub signs these exact bytes.
+        let ack = Ack {
+            batch_id: Uuid::parse_str("0192d4f0-9000-7000-8000-0000000000aa").unwrap(),
+            ids: vec![Uuid::parse_str("0192d4f0-8f8e-7cc2-9d6a-3b1f6f0e8a11").unwrap()],
+            signed_at: DateTime::parse_from_rfc3339("2026-11-22T21:42:47Z")
+                .unwrap()
+                .with_timezone(&Utc),
+        };
+        expect![[r#"{"batch_id":"0192d4f0-9000-7000-8000-0000000000aa","ids":["0192d4f0-8f8e-7cc2-9d6a-3b1f6f0e8a11"],"signed_at":"2026-11-22T21:42:47Z"}"#]]
+            .assert_eq(&serde_json::to_string(&ack).unwrap());
+    }
+
+    #[test]
     fn finding_batch_wire_shape() {
         let batch = FindingBatch {
             batch_id: Uuid::parse_str("0192d4f0-9000-7000-8000-0000000000aa").unwrap(),
