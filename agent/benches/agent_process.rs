@@ -14,11 +14,10 @@ use std::time::{Duration, Instant};
 mod broker;
 use broker::{free_port, start_rumqttd};
 
-/// utime + stime of a process, seconds.
-
 /// The bench hub's ack-signing key seed (the agent is told its public half).
 const BENCH_HUB_SEED: [u8; 32] = [7; 32];
 
+/// utime + stime of a process, seconds.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let after = &stat[stat.rfind(')').unwrap() + 2..];

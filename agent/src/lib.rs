@@ -6,6 +6,7 @@ pub mod analysis;
 pub mod cli;
 pub mod config;
 pub mod detector;
+pub mod features;
 pub mod health;
 pub mod inspect;
 pub mod outbox;

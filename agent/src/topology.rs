@@ -64,17 +64,13 @@ pub async fn run(
 ) -> anyhow::Result<RunSummary> {
     // A camera this build cannot drive stops the agent at once, naming it, rather than
     // leaving a source that retries forever.
-    if !crate::sources::v4l2::device::V4L2_BUILT_IN {
+    if !crate::features::V4L2_BUILT_IN {
         if let Some(camera) = config
             .cameras
             .iter()
             .find(|c| matches!(c.source, SourceConfig::V4l2(_)))
         {
-            anyhow::bail!(
-                "camera {}: {}",
-                camera.id,
-                crate::sources::v4l2::device::V4L2_MISSING
-            );
+            anyhow::bail!("camera {}: {}", camera.id, crate::features::V4L2_MISSING);
         }
     }
     let catalog = config

@@ -419,6 +419,34 @@ pub async fn all_stored_findings(
     findings
 }
 
+/// A hub configuration in `dir` on embedded defaults (broker and HTTP on free ports)
+/// whose store is the Postgres database at `store_url` (often through a
+/// [`CuttableProxy`]); its path.
+pub fn postgres_hub_config(dir: &Path, store_url: &str) -> PathBuf {
+    let config = dir.join("hub.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 1\ndata_dir = \"{}\"\n[store]\nurl = \"{store_url}\"\n\
+             [broker.embedded]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
+            dir.join("data").display(),
+        ),
+    )
+    .expect("write the hub configuration");
+    config
+}
+
+/// The ids of every finding in the store.
+pub async fn stored_finding_ids(
+    store: &chitti_hub::store::AnyStore,
+) -> std::collections::BTreeSet<uuid::Uuid> {
+    all_stored_findings(store)
+        .await
+        .into_iter()
+        .map(|f| f.finding.id)
+        .collect()
+}
+
 /// The SQLite URL of a hub data directory.
 pub fn sqlite_url(data: &Path) -> String {
     format!("sqlite://{}?mode=rwc", data.join("chitti.db").display())

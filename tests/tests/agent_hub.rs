@@ -219,16 +219,7 @@ async fn while_postgres_is_unreachable_nothing_is_acknowledged_and_everything_la
     let dir = tempfile::tempdir().unwrap();
     let db = TestPostgres::create().await;
     let proxy = CuttableProxy::start(5432).await;
-    let config = dir.path().join("hub.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "version = 1\ndata_dir = \"{}\"\n[store]\nurl = \"{}\"\n[broker.embedded]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
-            dir.path().join("data").display(),
-            db.url_via(proxy.port)
-        ),
-    )
-    .unwrap();
+    let config = postgres_hub_config(dir.path(), &db.url_via(proxy.port));
     let config_s = config.display().to_string();
     enrol(
         &["--config", &config_s],

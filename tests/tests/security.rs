@@ -9,7 +9,6 @@
 use chitti_e2e::*;
 use chitti_hub::store::{AnyStore, Store};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// Gateway A, logged in to the hub's broker with its own credentials.
@@ -57,16 +56,7 @@ async fn forged_acks_during_a_database_outage_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db = TestPostgres::create().await;
     let proxy = CuttableProxy::start(5432).await;
-    let config = dir.path().join("hub.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "version = 1\ndata_dir = \"{}\"\n[store]\nurl = \"{}\"\n[broker.embedded]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
-            dir.path().join("data").display(),
-            db.url_via(proxy.port)
-        ),
-    )
-    .unwrap();
+    let config = postgres_hub_config(dir.path(), &db.url_via(proxy.port));
     let config_s = config.display().to_string();
     let (creds_a, creds_b) = (dir.path().join("gw-a"), dir.path().join("gw-b"));
     enrol(&["--config", &config_s], "north-yard", "gw-a", &creds_a);
@@ -179,22 +169,16 @@ async fn forged_acks_during_a_database_outage_lose_nothing() {
             let cameras = store.list_cameras("north-yard", "gw-b").await.ok()?;
             let finished = cameras.iter().any(|c| c.state == "finished");
             let want = logged_finding_ids(&agent.log_text());
-            let have: BTreeSet<uuid::Uuid> = all_stored_findings(&store)
-                .await
-                .into_iter()
-                .map(|f| f.finding.id)
-                .collect();
-            (finished && want.is_subset(&have)).then_some(())
+            (finished && want.is_subset(&stored_finding_ids(&store).await)).then_some(())
         },
     )
     .await;
     let want = logged_finding_ids(&agent.log_text());
-    let have: BTreeSet<uuid::Uuid> = all_stored_findings(&store)
-        .await
-        .into_iter()
-        .map(|f| f.finding.id)
-        .collect();
-    assert_eq!(have, want, "every finding B made, none lost");
+    assert_eq!(
+        stored_finding_ids(&store).await,
+        want,
+        "every finding B made, none lost"
+    );
     assert!(agent.terminate().success());
     assert!(hub.terminate().success());
 }

@@ -778,6 +778,12 @@ impl AgentConfig {
                     );
                 }
             }
+            if matches!(camera.source, SourceConfig::V4l2(_)) && !crate::features::V4L2_BUILT_IN {
+                p.push(
+                    format!("camera[{i}].source.kind"),
+                    crate::features::V4L2_MISSING,
+                );
+            }
             if let Some(patrol) = &camera.patrol {
                 if !patrol.serial.exists() {
                     p.push(

@@ -51,7 +51,11 @@
         const ul = el("ul", "findings");
         for (const f of file.findings) {
           const li = el("li", "finding");
-          const sev = el("span", `sev sev-${Math.min(4, f.severity)}`, `L${f.severity} ${f.level_name}`);
+          // A cool exception (a phase far colder than its sibling) is named as such,
+          // never "L0 none" (the same badge as the queue's).
+          const sev = f.cool_exception && f.severity === 0
+            ? el("span", "sev sev-cool", "cool exception")
+            : el("span", `sev sev-${Math.min(4, f.severity)}`, `L${f.severity} ${f.level_name}`);
           li.append(sev, ` ${f.max_c.toFixed(1)} °C at (${f.max_at[0]}, ${f.max_at[1]}), ${f.area_px} px — ${f.action}`);
           if (!f.new) li.append(el("span", "muted", " (already stored)"));
           ul.append(li);

@@ -208,9 +208,22 @@ trait Export: Send + 'static {
 fn csv_bytes(rows: &[Vec<String>]) -> Result<Bytes, ApiError> {
     let mut w = csv::Writer::from_writer(Vec::new());
     for row in rows {
-        w.write_record(row).map_err(|_| internal())?;
+        w.write_record(row.iter().map(|cell| spreadsheet_safe(cell).into_owned()))
+            .map_err(|_| internal())?;
     }
     w.into_inner().map(Bytes::from).map_err(|_| internal())
+}
+
+/// A cell a spreadsheet will not run as a formula: text starting with `=`, `+`, `-`,
+/// `@`, tab or carriage return gets a leading `'` (OWASP's CSV-injection advice), unless
+/// it is a plain number such as `-3.5`, which stays a number.
+fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    let risky = cell.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if risky && cell.parse::<f64>().is_err() {
+        std::borrow::Cow::Owned(format!("'{cell}"))
+    } else {
+        std::borrow::Cow::Borrowed(cell)
+    }
 }
 
 fn header_row(columns: &[&str]) -> Vec<String> {
@@ -1445,6 +1458,27 @@ fn write_pdf(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formulas_are_neutralised_and_numbers_kept() {
+        for (cell, want) in [
+            (
+                "=HYPERLINK(\"http://evil\",\"x\")",
+                "'=HYPERLINK(\"http://evil\",\"x\")",
+            ),
+            ("+1+1", "'+1+1"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tcmd", "'\tcmd"),
+            ("\rcmd", "'\rcmd"),
+            ("-3.25", "-3.25"),
+            ("+4", "+4"),
+            ("olga", "olga"),
+            ("", ""),
+        ] {
+            assert_eq!(spreadsheet_safe(cell), want, "{cell:?}");
+        }
+    }
 
     #[test]
     fn text_is_wrapped_at_spaces_and_long_words_are_split() {

@@ -20,10 +20,19 @@ pub(crate) struct LoginParams {
     next: Option<String>,
 }
 
-/// Where to go after signing in: a path on this hub only (never `//elsewhere`).
+/// Where to go after signing in: a path on this hub only. Never `//elsewhere`, nor a
+/// backslash, whitespace or control character anywhere: browsers drop a tab or newline
+/// from a URL, so `/\t/evil.example/` would become `//evil.example/`.
 fn safe_next(next: Option<&str>) -> &str {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.chars().any(|c| c.is_control() || c.is_whitespace()) =>
+        {
+            n
+        }
         _ => "/",
     }
 }
@@ -497,5 +506,16 @@ mod tests {
         assert_eq!(safe_next(Some("https://evil.example/")), "/");
         assert_eq!(safe_next(Some("/\\evil")), "/");
         assert_eq!(safe_next(None), "/");
+        // A tab, newline or space that a browser would drop or fold (found by probing:
+        // `/login?next=/%09/evil.example/` landed on evil.example).
+        for sneaky in [
+            "/\t/evil.example/",
+            "/\n/evil.example",
+            "/\r//evil",
+            "/ /evil",
+            "/\u{0}x",
+        ] {
+            assert_eq!(safe_next(Some(sneaky)), "/", "{sneaky:?}");
+        }
     }
 }

@@ -171,14 +171,23 @@ pub fn install_detector(data_dir: &Path, library: PathBuf) -> anyhow::Result<Dem
     Ok(DemoDetector { model, library })
 }
 
+/// How the demo's agents reach the hub.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HubLink {
+    /// The embedded broker, `mqtt://…`.
+    pub mqtt_url: String,
+    /// The HTTP base for evidence uploads, `http://…`.
+    pub hub_url: String,
+    /// The hub's ack-signing public key, hex.
+    pub hub_key: String,
+}
+
 /// The agent configuration of one gateway, as TOML text.
 pub fn config_text(
     plan: &GatewayPlan,
     files: &GatewayFiles,
     data_dir: &Path,
-    mqtt_url: &str,
-    hub_url: &str,
-    hub_key: &str,
+    hub: &HubLink,
     speed: f64,
     detector: Option<&DemoDetector>,
 ) -> String {
@@ -289,12 +298,12 @@ pub fn config_text(
          [evidence]\nhub_url = {}\n\n\
          [health]\nstatus_interval_s = 5\ntelemetry_interval_s = 30\nshutdown_deadline_s = 5\n",
         toml_path(&dir.join("outbox")),
-        toml_str(mqtt_url),
+        toml_str(&hub.mqtt_url),
         toml_str(&format!("{}/{}", plan.site, plan.gateway)),
         toml_path(&files.password_file()),
         toml_path(&files.signing_key_file()),
-        toml_str(hub_key),
-        toml_str(hub_url),
+        toml_str(&hub.hub_key),
+        toml_str(&hub.hub_url),
     ));
     t
 }
@@ -457,8 +466,14 @@ pub fn expected_drone_findings(config: &AgentConfig, inbox: &Path) -> anyhow::Re
 mod tests {
     use super::*;
 
-    /// A hub public key for the configurations (any valid one).
-    const HUB_KEY: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+    /// Where the configurations point (any valid hub key).
+    fn link() -> HubLink {
+        HubLink {
+            mqtt_url: "mqtt://127.0.0.1:1883".into(),
+            hub_url: "http://127.0.0.1:8080".into(),
+            hub_key: "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a".into(),
+        }
+    }
 
     fn files(dir: &Path, site: &str, gateway: &str) -> GatewayFiles {
         GatewayFiles {
@@ -479,9 +494,7 @@ mod tests {
                 p,
                 &files(dir.path(), p.site, &p.gateway),
                 dir.path(),
-                "mqtt://127.0.0.1:1883",
-                "http://127.0.0.1:8080",
-                HUB_KEY,
+                &link(),
                 10.0,
                 None,
             );
@@ -504,9 +517,7 @@ mod tests {
                 p,
                 &files(dir.path(), p.site, &p.gateway),
                 dir.path(),
-                "mqtt://127.0.0.1:1883",
-                "http://127.0.0.1:8080",
-                HUB_KEY,
+                &link(),
                 10.0,
                 d,
             );
@@ -567,9 +578,7 @@ mod tests {
             p,
             &files(dir.path(), p.site, &p.gateway),
             dir.path(),
-            "mqtt://127.0.0.1:1883",
-            "http://127.0.0.1:8080",
-            HUB_KEY,
+            &link(),
             10.0,
             None,
         );

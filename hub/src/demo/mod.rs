@@ -178,16 +178,17 @@ pub async fn run(args: DemoArgs, mut shutdown: watch::Receiver<bool>) -> anyhow:
     };
     let mqtt_addr = connect_addr(*running.mqtt.first().context("no MQTT listener")?);
     let http_addr = connect_addr(running.http);
-    let mqtt_url = format!("mqtt://{mqtt_addr}");
-    let hub_url = format!("http://{http_addr}");
+    let link = agents::HubLink {
+        mqtt_url: format!("mqtt://{mqtt_addr}"),
+        hub_url: format!("http://{http_addr}"),
+        hub_key,
+    };
 
     let result = run_agents(
         &args,
         &data_dir,
         &store,
-        &mqtt_url,
-        &hub_url,
-        &hub_key,
+        &link,
         Block {
             http: http_addr,
             mqtt: mqtt_addr,
@@ -232,9 +233,7 @@ async fn run_agents(
     args: &DemoArgs,
     data_dir: &Path,
     store: &Arc<AnyStore>,
-    mqtt_url: &str,
-    hub_url: &str,
-    hub_key: &str,
+    link: &agents::HubLink,
     block: Block<'_>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -252,8 +251,9 @@ async fn run_agents(
                 data_dir,
                 plan.site,
                 &plan.gateway,
-                mqtt_url,
-                &chitti_common::signing::parse_public_key(hub_key).map_err(anyhow::Error::msg)?,
+                &link.mqtt_url,
+                &chitti_common::signing::parse_public_key(&link.hub_key)
+                    .map_err(anyhow::Error::msg)?,
             )
             .await?;
             if !files.active {
@@ -262,16 +262,8 @@ async fn run_agents(
             if plan.watches == agents::Watches::DroneDock {
                 images = agents::stage_flight(&agents::drone_inbox(data_dir))?;
             }
-            let text = agents::config_text(
-                plan,
-                &files,
-                data_dir,
-                mqtt_url,
-                hub_url,
-                hub_key,
-                args.speed,
-                detector.as_ref(),
-            );
+            let text =
+                agents::config_text(plan, &files, data_dir, link, args.speed, detector.as_ref());
             let config = agents::parse(&text, &plan.gateway)?;
             let dir = agents::agent_dir(data_dir, &plan.gateway);
             std::fs::create_dir_all(&dir)

@@ -4,7 +4,7 @@
 //! The source loop only sees the trait, so its reconnect logic is tested with a scripted
 //! fake; the real device needs a `/dev/videoN` and is not exercised by the unit tests.
 //! An agent built without the feature refuses a `v4l2` camera at config validation
-//! ([`V4L2_BUILT_IN`]), so the opener's fallback error is a last line of defence.
+//! (`crate::features::V4L2_BUILT_IN`), so the opener's fallback error is a last line of defence.
 
 use super::format::{ActiveFormat, AdvertisedFormat, ChosenFormat, FrameInterval, USUAL_FPS};
 use std::io;
@@ -150,16 +150,12 @@ impl DeviceOpener for V4l2Opener {
 
     #[cfg(not(feature = "v4l2"))]
     fn open(&mut self) -> Result<Box<dyn CaptureDevice>, DeviceError> {
-        Err(DeviceError::unusable(&self.path, V4L2_MISSING))
+        Err(DeviceError::unusable(
+            &self.path,
+            crate::features::V4L2_MISSING,
+        ))
     }
 }
-
-/// Whether this build can capture from V4L2 devices (the `v4l2` cargo feature).
-pub const V4L2_BUILT_IN: bool = cfg!(feature = "v4l2");
-
-/// Why a build without the `v4l2` feature cannot open a device.
-pub const V4L2_MISSING: &str = "this chitti-agent was built without V4L2 capture; \
-     rebuild it with `--features v4l2` (needs libclang at build time, see cross/README.md)";
 
 /// Discrete intervals standing for a stepwise/continuous interval range (`min` is the
 /// shortest interval, i.e. the highest rate): the ends and the usual rates between.
