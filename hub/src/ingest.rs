@@ -477,7 +477,8 @@ impl<S: Store + 'static> Ingest<S> {
         received_at: DateTime<Utc>,
         rejection: Rejection,
     ) {
-        tracing::warn!(topic = %message.topic, class = rejection.class, reason = %rejection.reason,
+        // `?`: topics and reasons quote what a gateway sent; escaped, never raw in the log.
+        tracing::warn!(topic = ?message.topic, class = rejection.class, reason = ?rejection.reason,
             bytes = message.payload.len(), "dead letter");
         self.metrics.dead(rejection.class);
         let letter = DeadLetter {

@@ -182,3 +182,42 @@ async fn forged_acks_during_a_database_outage_lose_nothing() {
     assert!(agent.terminate().success());
     assert!(hub.terminate().success());
 }
+
+/// A user name that tries to plant a log line: a newline, a forged "signed in" record
+/// and ANSI colour codes. The hub's log shows it escaped on the refusal's own line.
+#[test]
+fn a_user_name_cannot_forge_a_log_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data").display().to_string();
+    let (hub, addrs) = start_hub(
+        &[
+            "--data",
+            &data,
+            "--mqtt",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ],
+        &dir.path().join("hub.log"),
+    );
+    let forged = "mallory\n2026-12-06T00:00:00Z  INFO signed in username=admin\u{1b}[31m";
+    let answer = ureq::post(format!("http://{}/api/v1/auth/login", addrs.http))
+        .header("content-type", "application/json")
+        .send(serde_json::json!({ "username": forged, "password": "x" }).to_string());
+    assert!(
+        matches!(answer, Err(ureq::Error::StatusCode(401))),
+        "{answer:?}"
+    );
+    let log = hub.log_text();
+    assert!(log.contains("sign-in refused"), "{log}");
+    assert!(
+        !log.lines()
+            .any(|l| l.trim_start().starts_with("2026-12-06T00:00:00Z")),
+        "a forged line in the log:\n{log}"
+    );
+    assert!(
+        !log.contains('\u{1b}'),
+        "raw escape codes in the log:\n{log}"
+    );
+    assert!(log.contains(r"mallory\n2026-12-06"), "{log}");
+}

@@ -103,6 +103,17 @@ impl From<&crate::store::UserRecord> for UserView {
     }
 }
 
+/// An argon2id hash of a random password, made once: what an unknown user name is
+/// checked against.
+fn dummy_password_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let mut secret = [0u8; 16];
+        let _ = getrandom::fill(&mut secret);
+        hash_password(&hex::encode(secret)).unwrap_or_default()
+    })
+}
+
 /// Signs in with a user name and password.
 #[utoipa::path(
     post,
@@ -138,18 +149,22 @@ async fn login(
     } else {
         s.store.user_by_username(&req.username).await?
     };
-    let ok = match &user {
-        Some(u) if u.disabled_at.is_none() => {
-            let (hash, password) = (u.password_hash.clone(), req.password.clone());
-            tokio::task::spawn_blocking(move || verify_password(&hash, &password))
-                .await
-                .unwrap_or(false)
-        }
-        _ => false,
+    // The same argon2 work whether or not the name exists (a dummy hash otherwise), so
+    // the answer's timing does not tell which user names are real.
+    let (hash, usable) = match &user {
+        Some(u) => (u.password_hash.clone(), u.disabled_at.is_none()),
+        None => (dummy_password_hash().to_string(), false),
     };
+    let password = req.password.clone();
+    let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
+        .await
+        .unwrap_or(false)
+        && usable;
     let Some(user) = user.filter(|_| ok) else {
         s.logins.failed(&req.username, ip);
-        tracing::warn!(username = %req.username, from = ?ip, "sign-in refused");
+        // `?`: newlines and control characters in a user name are escaped, never written
+        // raw into the log (a forged "signed in" line).
+        tracing::warn!(username = ?req.username, from = ?ip, "sign-in refused");
         return Err(ApiError::new(
             ErrorCode::Unauthorized,
             "wrong user name or password",
@@ -169,7 +184,7 @@ async fn login(
             from_address: ip.map(|i| i.to_string()),
         })
         .await?;
-    tracing::info!(username = %user.username, from = ?ip, "signed in");
+    tracing::info!(username = ?user.username, from = ?ip, "signed in");
     let cookie = format!(
         "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
         SESSION_LIFETIME.as_secs(),
@@ -224,7 +239,7 @@ async fn logout(
         s.store.delete_session(&hash).await?;
         s.auth_cache.forget(&hash);
     }
-    tracing::info!(username = %p.user.username, "signed out");
+    tracing::info!(username = ?p.user.username, "signed out");
     let clear = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     Ok(([(header::SET_COOKIE, clear)], StatusCode::NO_CONTENT).into_response())
 }

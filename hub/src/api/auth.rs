@@ -302,13 +302,36 @@ impl AuthCache {
     }
 }
 
-/// Failed-login limits: at most `max_failures` per `window`, per user name and per
-/// client address.
+/// Failed-login limits, with memory bounded by construction.
+///
+/// - **Per user name**: at most `max_failures` failures per `window`.
+/// - **Per address**: at most `max_failures × ADDRESS_FACTOR`, so one person's typos do
+///   not lock out everyone behind the same proxy, while spraying many names from one
+///   address is still stopped.
+/// - **Bounded**: a name is kept as a 16-byte digest (a 1 MiB user name costs what a
+///   short one does), nothing is stored for an attempt that did not fail, expired
+///   failures are dropped, and at most [`LOGIN_LIMITER_MAX_KEYS`] names and addresses
+///   are tracked (the longest-quiet one goes first).
 #[derive(Debug)]
 pub struct LoginLimiter {
     max_failures: usize,
     window: Duration,
-    failures: Mutex<HashMap<String, Vec<Instant>>>,
+    failures: Mutex<HashMap<LimitKey, Vec<Instant>>>,
+}
+
+/// Most user names and addresses the limiter tracks at once.
+pub const LOGIN_LIMITER_MAX_KEYS: usize = 16_384;
+
+/// How many more failures an address may have than one user name.
+const ADDRESS_FACTOR: usize = 10;
+
+/// What the limiter counts failures of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum LimitKey {
+    /// A user name, as the first 16 bytes of the SHA-256 of its lowercase form.
+    User([u8; 16]),
+    /// A client address.
+    Address(IpAddr),
 }
 
 impl LoginLimiter {
@@ -321,31 +344,60 @@ impl LoginLimiter {
         }
     }
 
-    fn keys(username: &str, from: Option<IpAddr>) -> Vec<String> {
-        let mut keys = vec![format!("user:{username}")];
+    fn keys(username: &str, from: Option<IpAddr>) -> Vec<(LimitKey, usize)> {
+        let digest = Sha256::digest(username.to_lowercase().as_bytes());
+        let mut user = [0u8; 16];
+        user.copy_from_slice(&digest[..16]);
+        let mut keys = vec![(LimitKey::User(user), 1)];
         if let Some(ip) = from {
-            keys.push(format!("ip:{ip}"));
+            keys.push((LimitKey::Address(ip), ADDRESS_FACTOR));
         }
         keys
     }
 
-    /// Whether another attempt is allowed now.
+    /// Whether another attempt is allowed now (stores nothing).
     pub fn allowed(&self, username: &str, from: Option<IpAddr>) -> bool {
-        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let window = self.window;
-        Self::keys(username, from).iter().all(|k| {
-            let list = f.entry(k.clone()).or_default();
-            list.retain(|t| t.elapsed() < window);
-            list.len() < self.max_failures
+        let f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        Self::keys(username, from).iter().all(|(k, factor)| {
+            f.get(k).map_or(0, |list| {
+                list.iter().filter(|t| t.elapsed() < self.window).count()
+            }) < self.max_failures * factor
         })
     }
 
     /// Records a failed attempt.
     pub fn failed(&self, username: &str, from: Option<IpAddr>) {
         let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        for k in Self::keys(username, from) {
-            f.entry(k).or_default().push(Instant::now());
+        let window = self.window;
+        for (k, factor) in Self::keys(username, from) {
+            if !f.contains_key(&k) && f.len() >= LOGIN_LIMITER_MAX_KEYS {
+                f.retain(|_, list| {
+                    list.retain(|t| t.elapsed() < window);
+                    !list.is_empty()
+                });
+                if f.len() >= LOGIN_LIMITER_MAX_KEYS {
+                    let quietest = f
+                        .iter()
+                        .min_by_key(|(_, list)| list.last().copied())
+                        .map(|(k, _)| *k);
+                    if let Some(q) = quietest {
+                        f.remove(&q);
+                    }
+                }
+            }
+            let list = f.entry(k).or_default();
+            list.retain(|t| t.elapsed() < window);
+            // Only the failures that can still refuse are worth keeping.
+            if list.len() >= self.max_failures * factor {
+                list.remove(0);
+            }
+            list.push(Instant::now());
         }
+    }
+
+    /// Names and addresses tracked now.
+    pub fn tracked(&self) -> usize {
+        self.failures.lock().map(|f| f.len()).unwrap_or(0)
     }
 }
 
@@ -396,5 +448,41 @@ mod tests {
             cache.put(format!("t{i}"), session(chrono::Duration::hours(1)));
             assert!(cache.len() <= AUTH_CACHE_MAX);
         }
+    }
+
+    #[test]
+    fn one_users_failures_do_not_lock_out_the_others_behind_the_same_address() {
+        let limiter = LoginLimiter::new(3, Duration::from_secs(60));
+        let proxy: IpAddr = "10.1.2.3".parse().unwrap();
+        for _ in 0..3 {
+            assert!(limiter.allowed("olga", Some(proxy)));
+            limiter.failed("olga", Some(proxy));
+        }
+        assert!(!limiter.allowed("olga", Some(proxy)), "olga is limited");
+        assert!(!limiter.allowed("OLGA", None), "by name, whatever the case");
+        assert!(limiter.allowed("vera", Some(proxy)), "vera is not");
+        // Spraying names from one address is limited at ten times the per-name limit.
+        for n in 0..27 {
+            limiter.failed(&format!("guess-{n}"), Some(proxy));
+        }
+        assert!(!limiter.allowed("vera", Some(proxy)));
+        assert!(limiter.allowed("vera", Some("10.9.9.9".parse().unwrap())));
+    }
+
+    #[test]
+    fn memory_is_bounded_whatever_the_names() {
+        let limiter = LoginLimiter::new(10, Duration::from_secs(60));
+        // Checks alone store nothing.
+        for n in 0..1000 {
+            assert!(limiter.allowed(&format!("nobody-{n}"), None));
+        }
+        assert_eq!(limiter.tracked(), 0);
+        // Failures under ever new, long names keep at most the cap, each a fixed size.
+        let long = "x".repeat(1 << 10);
+        for n in 0..LOGIN_LIMITER_MAX_KEYS + 500 {
+            limiter.failed(&format!("{long}{n}"), None);
+            assert!(limiter.tracked() <= LOGIN_LIMITER_MAX_KEYS);
+        }
+        assert_eq!(limiter.tracked(), LOGIN_LIMITER_MAX_KEYS);
     }
 }

@@ -565,8 +565,8 @@ fn install_auth(
                     }
                     Err(_) => {
                         warn!(
-                            client_id,
-                            username,
+                            client_id = ?client_id,
+                            username = ?username,
                             timeout_ms = timeout.as_millis() as u64,
                             "mqtt login check timed out"
                         );
@@ -574,10 +574,11 @@ fn install_auth(
                     }
                 };
                 if allowed {
-                    debug!(client_id, username, "mqtt login accepted");
+                    // `?`: names from the network are escaped in the log.
+                    debug!(client_id = ?client_id, username = ?username, "mqtt login accepted");
                 } else {
                     // rumqttd closes the connection without a CONNACK (no return code 5).
-                    info!(client_id, username, "mqtt login refused");
+                    info!(client_id = ?client_id, username = ?username, "mqtt login refused");
                 }
                 allowed
             }
