@@ -213,6 +213,36 @@ path = "/var/lib/x"
 }
 
 #[test]
+fn preflight_names_a_v4l2_camera_this_build_cannot_drive() {
+    let text = r#"
+version = 1
+[identity]
+site = "a"
+gateway = "b"
+[[camera]]
+id = "usb"
+[camera.source]
+kind = "v4l2"
+device = "/dev/video0"
+mode = "preview"
+[outbox]
+path = "/var/lib/x"
+"#;
+    let config = parse(text).unwrap();
+    // The schema accepts it (a hub validating for another build must too); the check
+    // on this machine says whether this build can capture.
+    let refused = config
+        .preflight("test.toml")
+        .err()
+        .is_some_and(|e| e.paths().contains(&"camera[0].source.kind"));
+    assert_eq!(refused, !crate::features::V4L2_BUILT_IN);
+    if refused {
+        let text = config.preflight("test.toml").unwrap_err().to_string();
+        assert!(text.contains("--features v4l2"), "{text}");
+    }
+}
+
+#[test]
 fn mqtt_urls_are_parsed_with_default_ports() {
     let mut m = MqttConfig::default();
     assert_eq!(m.endpoint(), Ok(("127.0.0.1".into(), 1883, false)));
