@@ -243,6 +243,42 @@ path = "/var/lib/x"
 }
 
 #[test]
+fn hub_keys_that_are_not_ed25519_keys_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = chitti_common::signing::public_key_hex(
+        &chitti_common::signing::signing_key_from_seed(&[1; 32]).verifying_key(),
+    );
+    let file = dir.path().join("hub-public-key");
+    std::fs::write(&file, format!("# the hub\n{good}\n\nnot-a-key\n")).unwrap();
+    let text = format!(
+        r#"
+version = 1
+[identity]
+site = "a"
+gateway = "b"
+[[camera]]
+id = "c"
+[camera.source]
+kind = "simulated"
+[outbox]
+path = "/var/lib/x"
+[mqtt]
+hub_public_keys = ["{good}", "abc"]
+hub_public_keys_file = "{}"
+"#,
+        file.display()
+    );
+    let err = AgentConfig::from_toml(&text, "test.toml", Path::new("/")).unwrap_err();
+    assert_eq!(err.paths(), ["mqtt.hub_public_keys[1]"]);
+    let text = text.replace(r#", "abc""#, "");
+    let config = AgentConfig::from_toml(&text, "test.toml", Path::new("/")).unwrap();
+    let err = hub_public_keys(&config.mqtt).unwrap_err();
+    assert!(err.contains("line 4") && err.contains("64 hex"), "{err}");
+    std::fs::write(&file, format!("{good}\n")).unwrap();
+    assert_eq!(hub_public_keys(&config.mqtt).unwrap().len(), 2);
+}
+
+#[test]
 fn mqtt_urls_are_parsed_with_default_ports() {
     let mut m = MqttConfig::default();
     assert_eq!(m.endpoint(), Ok(("127.0.0.1".into(), 1883, false)));
