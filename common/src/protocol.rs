@@ -3,9 +3,9 @@
 //!
 //! | suffix | direction | QoS | retain | payload |
 //! |---|---|---|---|---|
-//! | `status` | agent → hub | 1 | yes | [`AgentStatus`] (also the Last Will, `online: false`) |
-//! | `findings` | agent → hub | 1 | no | [`FindingBatch`] |
-//! | `telemetry` | agent → hub | 0 | no | [`Telemetry`] |
+//! | `status` | agent → hub | 1 | yes | [`AgentStatus`] (also the Last Will, `online: false`) signed by the gateway (`signing::sign_report`) |
+//! | `findings` | agent → hub | 1 | no | [`FindingBatch`] signed by the gateway (`signing::sign_batch`) |
+//! | `telemetry` | agent → hub | 0 | no | [`Telemetry`] signed by the gateway (`signing::sign_report`) |
 //! | `ack` | hub → agent | 1 | no | [`Ack`] signed by the hub's key (`signing::sign_ack`): findings of one batch durably committed |
 //! | `config/set` | hub → agent | 1 | yes | desired configuration document |
 //! | `config/state` | agent → hub | 1 | yes | [`ConfigState`] |
@@ -277,6 +277,11 @@ pub struct AgentStatus {
     pub config_version: Option<u32>,
     /// When this status was produced.
     pub ts: DateTime<Utc>,
+    /// When the agent process that sent it started: the Last Will, signed at start,
+    /// has `ts == session`. The hub applies a Will only for the current session (or a
+    /// newer one), any other status only when newer than the last it applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<DateTime<Utc>>,
 }
 
 /// Periodic health on `/telemetry`.
@@ -629,6 +634,24 @@ mod tests {
         };
         expect![[r#"{"batch_id":"0192d4f0-9000-7000-8000-0000000000aa","ids":["0192d4f0-8f8e-7cc2-9d6a-3b1f6f0e8a11"],"signed_at":"2026-11-22T21:42:47Z"}"#]]
             .assert_eq(&serde_json::to_string(&ack).unwrap());
+    }
+
+    #[test]
+    fn status_wire_shape() {
+        // Carried inside `signing::SignedReport`; the gateway signs these exact bytes.
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let status = AgentStatus {
+            online: false,
+            agent_version: "0.1.0".into(),
+            cameras: Vec::new(),
+            buffer: None,
+            model: None,
+            detector: Some("disabled".into()),
+            config_version: None,
+            ts: at("2026-11-22T21:40:00Z"),
+            session: Some(at("2026-11-22T21:40:00Z")),
+        };
+        expect![[r#"{"online":false,"agent_version":"0.1.0","cameras":[],"buffer":null,"model":null,"detector":"disabled","config_version":null,"ts":"2026-11-22T21:40:00Z","session":"2026-11-22T21:40:00Z"}"#]].assert_eq(&serde_json::to_string(&status).unwrap());
     }
 
     #[test]

@@ -44,6 +44,24 @@
 //! The topic names the gateway, so an ack for one gateway is worthless on another's;
 //! the [`Ack`] names the batch it answers, and the agent deletes only ids of a batch it
 //! sent and has not yet seen answered, so a recorded ack replayed later deletes nothing.
+//!
+//! # Status and telemetry
+//!
+//! What the hub believes about a gateway's health (online, cameras, detector, outbox,
+//! temperatures) comes only from that gateway: `/status` (the Last Will included) and
+//! `/telemetry` are [`SignedReport`]s by the gateway's key, over
+//!
+//! ```text
+//! "chitti/v1/status" | "chitti/v1/telemetry" 0x00 <topic> 0x00 <report JSON bytes>
+//! ```
+//!
+//! Against replay the hub keeps, per gateway, the newest status `ts` it applied and
+//! the agent `session` (process start) it came from: a status is applied only when it
+//! is newer, except the Last Will (offline, signed at start with `ts = session`),
+//! which is applied when its session is the current one or newer. A recorded "online"
+//! replayed after a gateway died is therefore refused; a replayed Will of the running
+//! session marks a live gateway offline only until its next status. Telemetry is
+//! applied only when newer than the gateway's newest sample.
 
 use crate::protocol::{Ack, FindingBatch, Topic};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
@@ -174,14 +192,19 @@ pub fn verify_evidence(
     })
 }
 
-fn message(topic: &str, batch: &[u8]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(CONTEXT.len() + topic.len() + batch.len() + 2);
-    m.extend_from_slice(CONTEXT);
+/// `context 0x00 topic 0x00 body`: what every signed MQTT payload signs.
+fn topic_message(context: &[u8], topic: &str, body: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(context.len() + topic.len() + body.len() + 2);
+    m.extend_from_slice(context);
     m.push(0);
     m.extend_from_slice(topic.as_bytes());
     m.push(0);
-    m.extend_from_slice(batch);
+    m.extend_from_slice(body);
     m
+}
+
+fn message(topic: &str, batch: &[u8]) -> Vec<u8> {
+    topic_message(CONTEXT, topic, batch)
 }
 
 /// A signing key from its 32-byte seed.
@@ -307,13 +330,7 @@ pub enum AckError {
 }
 
 fn ack_message(topic: &str, ack: &[u8]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(ACK_CONTEXT.len() + topic.len() + ack.len() + 2);
-    m.extend_from_slice(ACK_CONTEXT);
-    m.push(0);
-    m.extend_from_slice(topic.as_bytes());
-    m.push(0);
-    m.extend_from_slice(ack);
-    m
+    topic_message(ACK_CONTEXT, topic, ack)
 }
 
 /// Serialises and signs an ack for `topic` (the gateway's `/ack` topic) with the hub's
@@ -352,6 +369,157 @@ pub fn open_ack(topic: &str, payload: &[u8], trusted: &[VerifyingKey]) -> Result
     )
     .map_err(|_| AckError::BadSignature(topic.to_string()))?;
     serde_json::from_str(envelope.ack.get()).map_err(|e| AckError::Ack(e.to_string()))
+}
+
+/// Version of the signed report envelope (`/status`, `/telemetry`).
+pub const SIGNED_REPORT_VERSION: u32 = 1;
+
+/// What a gateway reports about itself, signed like its finding batches: the hub
+/// believes a gateway's health only from the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportKind {
+    /// `/status` (and the Last Will): an [`AgentStatus`](crate::protocol::AgentStatus).
+    Status,
+    /// `/telemetry`: a [`Telemetry`](crate::protocol::Telemetry) sample.
+    Telemetry,
+}
+
+impl ReportKind {
+    fn context(self) -> &'static [u8] {
+        match self {
+            Self::Status => b"chitti/v1/status",
+            Self::Telemetry => b"chitti/v1/telemetry",
+        }
+    }
+
+    /// `status` or `telemetry`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Status => "status",
+            Self::Telemetry => "telemetry",
+        }
+    }
+}
+
+/// The `/status` and `/telemetry` payload: a report signed by the gateway's key over
+/// `"chitti/v1/status"|"chitti/v1/telemetry" 0x00 <topic> 0x00 <report JSON bytes>`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedReport<'a> {
+    /// Envelope version ([`SIGNED_REPORT_VERSION`]).
+    pub v: u32,
+    /// The gateway's Ed25519 public key, lowercase hex.
+    pub key: String,
+    /// The Ed25519 signature, lowercase hex.
+    pub sig: String,
+    /// The report exactly as signed.
+    #[serde(borrow)]
+    pub report: &'a RawValue,
+}
+
+/// Why a `/status` or `/telemetry` payload was not believed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReportError {
+    /// Not a signed report: an agent older than signed reports, or not JSON at all.
+    #[error("not a signed {kind} (an agent older than signed reports must be upgraded): {reason}")]
+    Envelope {
+        /// `status` or `telemetry`.
+        kind: &'static str,
+        /// What the parser said.
+        reason: String,
+    },
+    /// An envelope version this hub does not read.
+    #[error("signed report version {0} is not supported (expected {SIGNED_REPORT_VERSION})")]
+    Version(u32),
+    /// The key is not the one registered for the topic's gateway.
+    #[error("key {key} is not registered for gateway {gateway}")]
+    UnknownKey {
+        /// The key named in the envelope.
+        key: String,
+        /// `site/gateway` of the topic.
+        gateway: String,
+    },
+    /// The signature does not verify (forged, altered, or made for another topic).
+    #[error("{kind} signature does not verify for {gateway}")]
+    BadSignature {
+        /// `status` or `telemetry`.
+        kind: &'static str,
+        /// `site/gateway` of the topic.
+        gateway: String,
+    },
+    /// The signed bytes are not a valid report.
+    #[error("invalid {kind}: {reason}")]
+    Report {
+        /// `status` or `telemetry`.
+        kind: &'static str,
+        /// What the parser said.
+        reason: String,
+    },
+}
+
+/// Serialises and signs a report for `topic` with the gateway's key: the `/status` or
+/// `/telemetry` payload.
+pub fn sign_report<T: Serialize>(
+    kind: ReportKind,
+    topic: &str,
+    report: &T,
+    key: &SigningKey,
+) -> Result<Vec<u8>, String> {
+    let json = serde_json::to_string(report).map_err(|e| e.to_string())?;
+    let signature = key.sign(&topic_message(kind.context(), topic, json.as_bytes()));
+    let raw = RawValue::from_string(json).map_err(|e| e.to_string())?;
+    let envelope = SignedReport {
+        v: SIGNED_REPORT_VERSION,
+        key: public_key_hex(&key.verifying_key()),
+        sig: hex::encode(signature.to_bytes()),
+        report: &raw,
+    };
+    serde_json::to_vec(&envelope).map_err(|e| e.to_string())
+}
+
+/// Verifies a `/status` or `/telemetry` payload that arrived on `topic` against the
+/// keys registered (and not revoked) for the topic's gateway, and returns the report.
+pub fn open_report<T: serde::de::DeserializeOwned>(
+    kind: ReportKind,
+    topic: &Topic,
+    payload: &[u8],
+    registered: &[VerifyingKey],
+) -> Result<T, ReportError> {
+    let gateway = || format!("{}/{}", topic.site, topic.gateway);
+    let envelope: SignedReport<'_> =
+        serde_json::from_slice(payload).map_err(|e| ReportError::Envelope {
+            kind: kind.name(),
+            reason: e.to_string(),
+        })?;
+    if envelope.v != SIGNED_REPORT_VERSION {
+        return Err(ReportError::Version(envelope.v));
+    }
+    let key = parse_public_key(&envelope.key)
+        .ok()
+        .filter(|k| registered.contains(k))
+        .ok_or_else(|| ReportError::UnknownKey {
+            key: envelope.key.clone(),
+            gateway: gateway(),
+        })?;
+    let bad = || ReportError::BadSignature {
+        kind: kind.name(),
+        gateway: gateway(),
+    };
+    let mut sig = [0u8; 64];
+    hex::decode_to_slice(&envelope.sig, &mut sig).map_err(|_| bad())?;
+    key.verify_strict(
+        &topic_message(
+            kind.context(),
+            &topic.to_string(),
+            envelope.report.get().as_bytes(),
+        ),
+        &Signature::from_bytes(&sig),
+    )
+    .map_err(|_| bad())?;
+    serde_json::from_str(envelope.report.get()).map_err(|e| ReportError::Report {
+        kind: kind.name(),
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -457,6 +625,86 @@ mod tests {
         let hex_key = public_key_hex(&a.verifying_key());
         assert_eq!(parse_public_key(&hex_key).unwrap(), a.verifying_key());
         assert!(parse_public_key("zz").is_err());
+    }
+
+    #[test]
+    fn a_signed_report_opens_only_with_its_key_on_its_topic_and_kind() {
+        let a = signing_key_from_seed(&[7; 32]);
+        let b = signing_key_from_seed(&[9; 32]);
+        let status_a = Topic::new("north", "gw-a", TopicKind::Status).unwrap();
+        let status_b = Topic::new("north", "gw-b", TopicKind::Status).unwrap();
+        let telemetry_a = Topic::new("north", "gw-a", TopicKind::Telemetry).unwrap();
+        let report = serde_json::json!({"online": true});
+        let signed = sign_report(ReportKind::Status, &status_a.to_string(), &report, &a).unwrap();
+        let opened: serde_json::Value =
+            open_report(ReportKind::Status, &status_a, &signed, &[a.verifying_key()]).unwrap();
+        assert_eq!(opened, report);
+        // Another gateway's topic, another kind, another key, an unsigned report.
+        assert!(matches!(
+            open_report::<serde_json::Value>(
+                ReportKind::Status,
+                &status_b,
+                &signed,
+                &[a.verifying_key()]
+            ),
+            Err(ReportError::BadSignature { .. })
+        ));
+        assert!(matches!(
+            open_report::<serde_json::Value>(
+                ReportKind::Telemetry,
+                &telemetry_a,
+                &signed,
+                &[a.verifying_key()]
+            ),
+            Err(ReportError::BadSignature { .. })
+        ));
+        assert!(matches!(
+            open_report::<serde_json::Value>(
+                ReportKind::Status,
+                &status_a,
+                &signed,
+                &[b.verifying_key()]
+            ),
+            Err(ReportError::UnknownKey { .. })
+        ));
+        let unsigned = open_report::<serde_json::Value>(
+            ReportKind::Status,
+            &status_a,
+            br#"{"online": true}"#,
+            &[a.verifying_key()],
+        )
+        .unwrap_err();
+        assert!(
+            unsigned
+                .to_string()
+                .starts_with("not a signed status (an agent older"),
+            "{unsigned}"
+        );
+        // Altered after signing.
+        let altered = String::from_utf8(signed).unwrap().replace("true", "false");
+        assert!(matches!(
+            open_report::<serde_json::Value>(
+                ReportKind::Status,
+                &status_a,
+                altered.as_bytes(),
+                &[a.verifying_key()]
+            ),
+            Err(ReportError::BadSignature { .. })
+        ));
+    }
+
+    #[test]
+    fn signed_report_wire_shape() {
+        // Ed25519 signatures are deterministic: the whole envelope is pinned.
+        let key = signing_key_from_seed(&[7; 32]);
+        let signed = sign_report(
+            ReportKind::Telemetry,
+            "chitti/v1/north/gw-a/telemetry",
+            &serde_json::json!({"ts": "2026-11-22T21:40:00Z", "frame_drops": 0}),
+            &key,
+        )
+        .unwrap();
+        expect_test::expect![[r#"{"v":1,"key":"ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c","sig":"974f402b436e16cdeabcff3c5db362f0c8eefcf1c9299ef682771c2d4d61729df00bfac05bf414e97aa3b3a980c24732bb64c27ed4e7e189835c6f5f0bf97e09","report":{"frame_drops":0,"ts":"2026-11-22T21:40:00Z"}}"#]].assert_eq(std::str::from_utf8(&signed).unwrap());
     }
 
     fn ack() -> Ack {

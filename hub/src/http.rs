@@ -44,7 +44,8 @@ pub fn router(state: HttpState) -> Router {
         crate::api::ApiState::new(Arc::clone(&state.store), state.settings.secure_cookies)
             .with_evidence(Arc::clone(&state.evidence))
             .with_live(Arc::clone(&state.live))
-            .with_max_upload_bytes(state.settings.max_upload_bytes.0);
+            .with_max_upload_bytes(state.settings.max_upload_bytes.0)
+            .with_token_max_days(state.settings.token_max_days);
     // The dashboard shares the API's state (and so its sessions and login limits).
     let dashboard = crate::dashboard::router(api_state.clone());
     let api = crate::api::router(api_state);

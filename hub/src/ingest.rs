@@ -28,13 +28,18 @@
 //!   dead-lettered alone and *is* acknowledged, so the gateway does not resend it
 //!   forever.
 //! - `/status` (retained; also the Last Will) updates the gateway's online state and
-//!   health; `/telemetry` is stored per minute.
+//!   health; `/telemetry` is stored per minute. Both are signed by the gateway like its
+//!   batches and applied only when fresh (see [`chitti_common::signing`], replay): an
+//!   unsigned, forged or replayed report is a dead letter, so no gateway (and nobody on
+//!   the broker) can make the hub believe another gateway is alive.
 
-use crate::store::{DeadLetter, IngestedFinding, Store, StoreError};
+use crate::store::{DeadLetter, IngestedFinding, StatusOutcome, Store, StoreError};
 use chitti_common::protocol::{
     validate_batch, Ack, AgentStatus, FindingBatch, Telemetry, Topic, TopicKind,
 };
-use chitti_common::signing::{open_batch, sign_ack, BatchError};
+use chitti_common::signing::{
+    open_batch, open_report, sign_ack, BatchError, ReportError, ReportKind,
+};
 use chrono::{DateTime, Utc};
 use ed25519_dalek::VerifyingKey;
 use std::collections::HashMap;
@@ -112,6 +117,8 @@ pub struct IngestMetrics {
     pub dead_letters: std::sync::Mutex<HashMap<&'static str, u64>>,
     /// Status messages applied.
     pub statuses: AtomicU64,
+    /// The status already applied, seen again (the retained copy after a reconnect).
+    pub statuses_repeated: AtomicU64,
     /// Telemetry samples stored.
     pub telemetry: AtomicU64,
 }
@@ -293,52 +300,94 @@ impl<S: Store + 'static> Ingest<S> {
                 }
             },
             TopicKind::Status => {
-                match serde_json::from_slice::<AgentStatus>(&message.payload) {
+                match self
+                    .open_report::<AgentStatus>(ReportKind::Status, &topic, &message.payload)
+                    .await
+                {
                     Ok(status) => {
-                        self.with_retry("status", || {
-                            self.store.update_gateway_status(
-                                &topic.site,
-                                &topic.gateway,
-                                &status,
-                                received_at,
-                            )
-                        })
-                        .await;
-                        self.metrics.statuses.fetch_add(1, Ordering::Relaxed);
-                        if let Some(live) = &self.live {
-                            live.gateway_changed(&topic.site, &topic.gateway);
+                        let outcome = self
+                            .with_retry("status", || {
+                                self.store.update_gateway_status(
+                                    &topic.site,
+                                    &topic.gateway,
+                                    &status,
+                                    received_at,
+                                )
+                            })
+                            .await;
+                        match outcome {
+                            StatusOutcome::Applied => {
+                                self.metrics.statuses.fetch_add(1, Ordering::Relaxed);
+                                if let Some(live) = &self.live {
+                                    live.gateway_changed(&topic.site, &topic.gateway);
+                                }
+                                message.settle();
+                            }
+                            // The retained status seen again (a reconnect, a restart).
+                            StatusOutcome::Stale { last } if last == status.ts => {
+                                self.metrics
+                                    .statuses_repeated
+                                    .fetch_add(1, Ordering::Relaxed);
+                                message.settle();
+                            }
+                            StatusOutcome::Stale { last } => {
+                                let reason = format!(
+                                    "status of {} is not newer than the last applied ({}) and \
+                                     not the Last Will of the current session: a replay, or \
+                                     the gateway's clock went back",
+                                    status.ts.to_rfc3339(),
+                                    last.to_rfc3339()
+                                );
+                                self.dead_letter(
+                                    message,
+                                    received_at,
+                                    Rejection::new("stale", reason),
+                                )
+                                .await;
+                            }
+                            StatusOutcome::NotEnrolled => {
+                                let reason = format!(
+                                    "gateway {}/{} is not enrolled (chitti-hub gateway add)",
+                                    topic.site, topic.gateway
+                                );
+                                self.dead_letter(
+                                    message,
+                                    received_at,
+                                    Rejection::new("unknown-gateway", reason),
+                                )
+                                .await;
+                            }
                         }
-                        message.settle();
                     }
-                    Err(e) => {
-                        self.dead_letter(
-                            message,
-                            received_at,
-                            Rejection::new("status", e.to_string()),
-                        )
-                        .await;
-                    }
+                    Err(rejection) => self.dead_letter(message, received_at, rejection).await,
                 }
                 None
             }
             TopicKind::Telemetry => {
-                match serde_json::from_slice::<Telemetry>(&message.payload) {
+                match self
+                    .open_report::<Telemetry>(ReportKind::Telemetry, &topic, &message.payload)
+                    .await
+                {
                     Ok(t) => {
-                        self.with_retry("telemetry", || {
-                            self.store.insert_telemetry(&topic.site, &topic.gateway, &t)
-                        })
-                        .await;
-                        self.metrics.telemetry.fetch_add(1, Ordering::Relaxed);
-                        message.settle();
+                        let stored = self
+                            .with_retry("telemetry", || {
+                                self.store.insert_telemetry(&topic.site, &topic.gateway, &t)
+                            })
+                            .await;
+                        if stored {
+                            self.metrics.telemetry.fetch_add(1, Ordering::Relaxed);
+                            message.settle();
+                        } else {
+                            let reason = format!(
+                                "telemetry of {} is not newer than the gateway's newest sample: \
+                                 a replay, or the gateway's clock went back",
+                                t.ts.to_rfc3339()
+                            );
+                            self.dead_letter(message, received_at, Rejection::new("stale", reason))
+                                .await;
+                        }
                     }
-                    Err(e) => {
-                        self.dead_letter(
-                            message,
-                            received_at,
-                            Rejection::new("telemetry", e.to_string()),
-                        )
-                        .await;
-                    }
+                    Err(rejection) => self.dead_letter(message, received_at, rejection).await,
                 }
                 None
             }
@@ -412,6 +461,47 @@ impl<S: Store + 'static> Ingest<S> {
             }
         }
         Ok(&self.keys[&key])
+    }
+
+    /// Verifies a `/status` or `/telemetry` payload: signed by the gateway's registered
+    /// key (plain JSON is read only with `require_signatures = false`).
+    async fn open_report<T: serde::de::DeserializeOwned>(
+        &mut self,
+        kind: ReportKind,
+        topic: &Topic,
+        payload: &[u8],
+    ) -> Result<T, Rejection> {
+        if !self.settings.require_signatures {
+            if let Ok(report) = serde_json::from_slice::<T>(payload) {
+                return Ok(report);
+            }
+        }
+        let mut fresh = false;
+        loop {
+            let cached = self.keys_for(&topic.site, &topic.gateway, fresh).await?;
+            if cached.revoked {
+                return Err(Rejection::new(
+                    "revoked",
+                    format!("gateway {}/{} is revoked", topic.site, topic.gateway),
+                ));
+            }
+            match open_report::<T>(kind, topic, payload, &cached.keys) {
+                Ok(report) => return Ok(report),
+                // A key we do not know may be one enrolled a moment ago.
+                Err(ReportError::UnknownKey { .. }) if !fresh => fresh = true,
+                Err(e) => {
+                    let class = match e {
+                        ReportError::Envelope { .. }
+                        | ReportError::Version(_)
+                        | ReportError::Report { .. } => kind.name(),
+                        ReportError::UnknownKey { .. } | ReportError::BadSignature { .. } => {
+                            "signature"
+                        }
+                    };
+                    return Err(Rejection::new(class, e.to_string()));
+                }
+            }
+        }
     }
 
     async fn open_findings(

@@ -436,6 +436,12 @@ pub fn render_metrics(out: &mut MetricsWriter, m: &IngestMetrics, bus: &HubBus) 
         m.statuses.load(Relaxed) as f64,
     );
     out.counter(
+        "chitti_hub_status_messages_repeated_total",
+        "Gateway statuses received again after being applied (retained copies).",
+        &[],
+        m.statuses_repeated.load(Relaxed) as f64,
+    );
+    out.counter(
         "chitti_hub_telemetry_samples_total",
         "Telemetry samples stored.",
         &[],

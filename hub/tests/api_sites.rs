@@ -10,7 +10,7 @@ use chitti_common::protocol::{AgentStatus, BufferStatus, CameraStatus, EvictionC
 use chitti_hub::api::{router, ApiState};
 use chitti_hub::credentials::hash_password;
 use chitti_hub::live::{Change, LiveEvents};
-use chitti_hub::store::{AnyStore, AuditRecord, NewGateway, NewUser, Role, Store};
+use chitti_hub::store::{AnyStore, AuditRecord, NewGateway, NewUser, Role, StatusOutcome, Store};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -161,6 +161,7 @@ fn status(
         detector: online.then(|| "degraded (model /opt/chitti/model.onnx: not found)".into()),
         config_version: online.then_some(7),
         ts,
+        session: Some(ts),
     }
 }
 
@@ -991,44 +992,48 @@ async fn gateways_show_their_latest_status_and_cameras(backend: &str) {
     let vera = api.login("vera").await;
     let now = Utc::now();
     let frame = now - Duration::seconds(2);
-    assert!(api
-        .store
-        .update_gateway_status(
-            "north-yard",
-            "gw-07",
-            &status(
-                true,
-                vec![
-                    camera("cam-1", "streaming", Some(frame)),
-                    camera("cam-2", "idle", None)
-                ],
-                Some(BufferStatus {
-                    depth: 12,
-                    bytes: 40_960,
-                    oldest_at: Some(now - Duration::seconds(30)),
-                    evicted: EvictionCounts {
-                        evidence: 3,
-                        findings: 1
-                    },
-                }),
-                now - Duration::seconds(1),
-            ),
-            now,
-        )
-        .await
-        .unwrap());
+    assert_eq!(
+        api.store
+            .update_gateway_status(
+                "north-yard",
+                "gw-07",
+                &status(
+                    true,
+                    vec![
+                        camera("cam-1", "streaming", Some(frame)),
+                        camera("cam-2", "idle", None)
+                    ],
+                    Some(BufferStatus {
+                        depth: 12,
+                        bytes: 40_960,
+                        oldest_at: Some(now - Duration::seconds(30)),
+                        evicted: EvictionCounts {
+                            evidence: 3,
+                            findings: 1
+                        },
+                    }),
+                    now - Duration::seconds(1),
+                ),
+                now,
+            )
+            .await
+            .unwrap(),
+        StatusOutcome::Applied
+    );
     // gw-08 went away five minutes ago: its Last Will.
     let gone = now - Duration::seconds(300);
-    assert!(api
-        .store
-        .update_gateway_status(
-            "north-yard",
-            "gw-08",
-            &status(false, vec![], None, gone),
-            gone
-        )
-        .await
-        .unwrap());
+    assert_eq!(
+        api.store
+            .update_gateway_status(
+                "north-yard",
+                "gw-08",
+                &status(false, vec![], None, gone),
+                gone
+            )
+            .await
+            .unwrap(),
+        StatusOutcome::Applied
+    );
 
     let r = api
         .ok(StatusCode::OK, "GET", "/api/v1/gateways", &vera, None)

@@ -1181,6 +1181,7 @@ fn status(online: bool, cameras: Vec<CameraStatus>, buffer: Option<BufferStatus>
         detector: None,
         config_version: online.then_some(3),
         ts: at(500),
+        session: Some(at(100)),
     }
 }
 
@@ -1213,10 +1214,12 @@ async fn status_updates_gateway_and_cameras<S: Store>(s: &S) {
             },
         }),
     );
-    assert!(s
-        .update_gateway_status("north-yard", "gw-07", &online, at(1000))
-        .await
-        .unwrap());
+    assert_eq!(
+        s.update_gateway_status("north-yard", "gw-07", &online, at(1000))
+            .await
+            .unwrap(),
+        StatusOutcome::Applied
+    );
     let g = s.gateway("north-yard", "gw-07").await.unwrap().unwrap();
     assert!(g.online);
     assert_eq!(
@@ -1247,25 +1250,90 @@ async fn status_updates_gateway_and_cameras<S: Store>(s: &S) {
         (Some(at(400)), at(1000))
     );
 
-    // The Last Will: offline, nothing else. What it does not carry is kept.
-    let will = status(false, vec![], None);
-    assert!(s
-        .update_gateway_status("north-yard", "gw-07", &will, at(2000))
-        .await
-        .unwrap());
+    // A replay of what was applied, or anything older, changes nothing.
+    let mut older = online.clone();
+    older.ts = at(450);
+    older.agent_version = "forged".into();
+    for replay in [&online, &older] {
+        assert_eq!(
+            s.update_gateway_status("north-yard", "gw-07", replay, at(1500))
+                .await
+                .unwrap(),
+            StatusOutcome::Stale { last: at(500) }
+        );
+    }
+    // Nor does the Last Will of an earlier session (an old run's, replayed).
+    let mut old_will = status(false, vec![], None);
+    (old_will.ts, old_will.session) = (at(50), Some(at(50)));
+    assert_eq!(
+        s.update_gateway_status("north-yard", "gw-07", &old_will, at(1600))
+            .await
+            .unwrap(),
+        StatusOutcome::Stale { last: at(500) }
+    );
+    let g = s.gateway("north-yard", "gw-07").await.unwrap().unwrap();
+    assert!(g.online);
+    assert_eq!(g.last_seen_at, Some(at(1000)));
+    assert_eq!(g.agent_version.as_deref(), Some("0.1.0"));
+
+    // The Last Will of this session (stamped at its start, older than its statuses):
+    // offline, nothing else. What it does not carry is kept, and status_at stays.
+    let mut will = status(false, vec![], None);
+    will.ts = at(100);
+    assert_eq!(
+        s.update_gateway_status("north-yard", "gw-07", &will, at(2000))
+            .await
+            .unwrap(),
+        StatusOutcome::Applied
+    );
     let g = s.gateway("north-yard", "gw-07").await.unwrap().unwrap();
     assert!(!g.online);
+    assert_eq!(g.status_at, Some(at(500)));
     assert_eq!(g.last_seen_at, Some(at(2000)));
     assert_eq!(g.buffer.as_ref(), Some(&want_buffer));
     assert_eq!(g.cameras.len(), 2);
     assert_eq!(g.model, online.model);
     assert_eq!(g.last_status.as_ref(), Some(&will));
 
-    // Back online with one camera: the list follows, the camera table keeps history.
-    let back = status(true, vec![camera("cam-1", "idle", 0.0, None)], None);
-    s.update_gateway_status("north-yard", "gw-07", &back, at(3000))
-        .await
-        .unwrap();
+    // Once dead, the recorded "online" replayed does not bring it back.
+    assert!(matches!(
+        s.update_gateway_status("north-yard", "gw-07", &online, at(2500))
+            .await
+            .unwrap(),
+        StatusOutcome::Stale { .. }
+    ));
+    assert!(
+        !s.gateway("north-yard", "gw-07")
+            .await
+            .unwrap()
+            .unwrap()
+            .online
+    );
+
+    // Back online (a new run) with one camera: the list follows, the camera table
+    // keeps history.
+    let mut back = status(true, vec![camera("cam-1", "idle", 0.0, None)], None);
+    (back.ts, back.session) = (at(700), Some(at(650)));
+    assert_eq!(
+        s.update_gateway_status("north-yard", "gw-07", &back, at(3000))
+            .await
+            .unwrap(),
+        StatusOutcome::Applied
+    );
+    // The first run's Will, replayed now, is refused: its session is over.
+    assert!(matches!(
+        s.update_gateway_status("north-yard", "gw-07", &will, at(3100))
+            .await
+            .unwrap(),
+        StatusOutcome::Stale { .. }
+    ));
+    assert!(
+        s.gateway("north-yard", "gw-07")
+            .await
+            .unwrap()
+            .unwrap()
+            .online
+    );
     let g = s.gateway("north-yard", "gw-07").await.unwrap().unwrap();
     assert_eq!(g.cameras, back.cameras);
     let cams = s.list_cameras("north-yard", "gw-07").await.unwrap();
@@ -1280,10 +1348,12 @@ async fn status_updates_gateway_and_cameras<S: Store>(s: &S) {
     );
     assert_eq!(cams[1].updated_at, at(1000));
 
-    assert!(!s
-        .update_gateway_status("north-yard", "gw-99", &online, at(1000))
-        .await
-        .unwrap());
+    assert_eq!(
+        s.update_gateway_status("north-yard", "gw-99", &online, at(1000))
+            .await
+            .unwrap(),
+        StatusOutcome::NotEnrolled
+    );
     assert!(s
         .list_cameras("north-yard", "gw-99")
         .await
@@ -1318,9 +1388,12 @@ async fn telemetry_is_downsampled_to_minutes<S: Store>(s: &S) {
     let t1 = sample(sec(10), Some(50.0), None, Some(1000), Some(20.0), 3);
     let t2 = sample(sec(50), Some(60.0), Some(40.0), Some(800), Some(30.0), 2);
     let t3 = sample(sec(65), Some(55.0), None, None, None, 0);
-    // Out of order on purpose: first/last follow the samples' ts.
+    for t in [&t1, &t2, &t3] {
+        assert!(s.insert_telemetry("north-yard", "gw-07", t).await.unwrap());
+    }
+    // A replayed sample, or one older than the newest stored, adds nothing.
     for t in [&t2, &t1, &t3] {
-        s.insert_telemetry("north-yard", "gw-07", t).await.unwrap();
+        assert!(!s.insert_telemetry("north-yard", "gw-07", t).await.unwrap());
     }
     s.insert_telemetry("north-yard", "gw-08", &t1)
         .await
@@ -1448,6 +1521,7 @@ fn new_token(token: &str, user_id: Uuid, scopes: &[&str]) -> NewApiToken {
         user_id,
         name: format!("{token} integration"),
         scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        expires_at: None,
     }
 }
 
@@ -1696,7 +1770,7 @@ async fn api_tokens_authenticate_until_revoked<S: Store>(s: &S) {
     // Lookup records the use.
     let before_use = Utc::now() - Duration::milliseconds(1);
     let (token, user) = s
-        .api_token_by_hash(&token_hash("t1"))
+        .api_token_by_hash(&token_hash("t1"), Utc::now())
         .await
         .unwrap()
         .unwrap();
@@ -1709,13 +1783,13 @@ async fn api_tokens_authenticate_until_revoked<S: Store>(s: &S) {
     assert_eq!(listed[0].last_used_at, Some(used));
     assert_eq!(listed[1].last_used_at, None);
     let (again, _) = s
-        .api_token_by_hash(&token_hash("t1"))
+        .api_token_by_hash(&token_hash("t1"), Utc::now())
         .await
         .unwrap()
         .unwrap();
     assert!(again.last_used_at.unwrap() >= used);
     assert!(s
-        .api_token_by_hash(&token_hash("nope"))
+        .api_token_by_hash(&token_hash("nope"), Utc::now())
         .await
         .unwrap()
         .is_none());
@@ -1725,18 +1799,40 @@ async fn api_tokens_authenticate_until_revoked<S: Store>(s: &S) {
     assert!(!s.revoke_api_token(t1.id).await.unwrap(), "already revoked");
     assert!(!s.revoke_api_token(Uuid::now_v7()).await.unwrap());
     assert!(s
-        .api_token_by_hash(&token_hash("t1"))
+        .api_token_by_hash(&token_hash("t1"), Utc::now())
         .await
         .unwrap()
         .is_none());
     assert!(s
-        .api_token_by_hash(&token_hash("t2"))
+        .api_token_by_hash(&token_hash("t2"), Utc::now())
         .await
         .unwrap()
         .is_some());
     let listed = s.list_api_tokens(alice.id).await.unwrap();
     assert!(listed[0].revoked_at.is_some(), "revoked tokens are listed");
     assert!(listed[1].revoked_at.is_none());
+
+    // Expiry: the token works until `expires_at`, and never after.
+    let mut expiring = new_token("t5", alice.id, &["read"]);
+    expiring.expires_at = Some(at(10_000));
+    let t5 = s.create_api_token(&expiring).await.unwrap();
+    assert_eq!(t5.expires_at, Some(at(10_000)));
+    assert!(s
+        .api_token_by_hash(&token_hash("t5"), at(9_999))
+        .await
+        .unwrap()
+        .is_some());
+    for when in [at(10_000), at(20_000)] {
+        assert!(s
+            .api_token_by_hash(&token_hash("t5"), when)
+            .await
+            .unwrap()
+            .is_none());
+    }
+    assert_eq!(
+        s.list_api_tokens(alice.id).await.unwrap()[2].expires_at,
+        Some(at(10_000))
+    );
 
     // Refused: bad scopes, bad hash, unknown user, reused hash.
     for scopes in [&["two words"][..], &[""][..], &["a", "b\tc"][..]] {
@@ -1784,7 +1880,7 @@ async fn a_disabled_user_is_shut_out<S: Store>(s: &S) {
         .unwrap()
         .is_some());
     assert!(s
-        .api_token_by_hash(&token_hash("k-carol"))
+        .api_token_by_hash(&token_hash("k-carol"), Utc::now())
         .await
         .unwrap()
         .is_some());
@@ -1796,7 +1892,7 @@ async fn a_disabled_user_is_shut_out<S: Store>(s: &S) {
         .unwrap()
         .is_none());
     assert!(s
-        .api_token_by_hash(&token_hash("k-carol"))
+        .api_token_by_hash(&token_hash("k-carol"), Utc::now())
         .await
         .unwrap()
         .is_none());
@@ -1807,7 +1903,8 @@ async fn a_disabled_user_is_shut_out<S: Store>(s: &S) {
         .unwrap()
         .is_some());
 
-    // Re-enabling brings the token back but not the session: disabling ended it.
+    // Re-enabling brings back neither the session nor the token: disabling ended the
+    // one and revoked the other (listed as revoked).
     assert!(s.set_user_disabled(carol.id, false).await.unwrap());
     assert!(s
         .session_by_token_hash(&token_hash("s-carol"), at(3))
@@ -1815,13 +1912,20 @@ async fn a_disabled_user_is_shut_out<S: Store>(s: &S) {
         .unwrap()
         .is_none());
     assert!(!s.delete_session(&token_hash("s-carol")).await.unwrap());
-    let (_, user) = s
-        .api_token_by_hash(&token_hash("k-carol"))
+    assert!(s
+        .api_token_by_hash(&token_hash("k-carol"), Utc::now())
         .await
         .unwrap()
-        .unwrap();
-    assert_eq!(user.id, carol.id);
-    assert!(user.disabled_at.is_none());
+        .is_none());
+    let listed = s.list_api_tokens(carol.id).await.unwrap();
+    assert!(listed[0].revoked_at.is_some(), "{listed:?}");
+    assert!(s
+        .user(carol.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .disabled_at
+        .is_none());
 }
 
 fn site(id: &str, name: &str, kind: SiteKind) -> NewSite {

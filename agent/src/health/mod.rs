@@ -204,6 +204,9 @@ pub struct StatusBoard {
     pub thermal_zones: std::path::PathBuf,
     /// Folder whose file system holds the outbox.
     pub outbox_path: std::path::PathBuf,
+    /// When this agent process started: every status names it, and the Last Will
+    /// carries it as its `ts` (see `chitti_common::signing`, replay).
+    pub session: chrono::DateTime<Utc>,
     drops_mark: Mutex<u64>,
     // Per camera (frames, drops) at the previous telemetry message, and when.
     camera_marks: Mutex<(Vec<(u64, u64)>, std::time::Instant)>,
@@ -227,6 +230,7 @@ impl StatusBoard {
             latency,
             thermal_zones,
             outbox_path,
+            session: Utc::now(),
             drops_mark: Mutex::new(0),
             camera_marks: Mutex::new((Vec::new(), std::time::Instant::now())),
         }
@@ -250,6 +254,16 @@ impl StatusBoard {
             ),
             config_version: self.config_version,
             ts: Utc::now(),
+            session: Some(self.session),
+        }
+    }
+
+    /// The Last Will, registered with the broker at start: offline, stamped with the
+    /// session start so the hub can tell it belongs to this run.
+    pub fn last_will(&self) -> chitti_common::protocol::AgentStatus {
+        chitti_common::protocol::AgentStatus {
+            ts: self.session,
+            ..self.status(false)
         }
     }
 

@@ -6,6 +6,7 @@
 use chitti_agent::config::AgentConfig;
 use chitti_common::finding::Finding;
 use chitti_common::protocol::{Ack, AgentStatus, FindingBatch, Topic, TopicKind};
+use chitti_common::signing::ReportKind;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -170,13 +171,18 @@ impl TestHub {
                                         .await;
                                 }
                                 TopicKind::Telemetry => {
-                                    if let Ok(t) = serde_json::from_slice(&p.payload) {
+                                    if let Some(t) =
+                                        open_report(ReportKind::Telemetry, &topic, &p.payload)
+                                    {
                                         ledger.lock().unwrap().telemetry = Some(t);
                                     }
                                 }
                                 TopicKind::Status => {
-                                    if let Ok(s) = serde_json::from_slice::<AgentStatus>(&p.payload)
-                                    {
+                                    if let Some(s) = open_report::<AgentStatus>(
+                                        ReportKind::Status,
+                                        &topic,
+                                        &p.payload,
+                                    ) {
                                         let mut l = ledger.lock().unwrap();
                                         l.statuses.insert(topic.gateway.clone(), s.clone());
                                         l.status = Some(s);
@@ -453,6 +459,22 @@ fn open_findings(topic: &Topic, payload: &[u8]) -> Option<FindingBatch> {
     let envelope: SignedBatch<'_> = serde_json::from_slice(payload).ok()?;
     let key = parse_public_key(&envelope.key).ok()?;
     open_batch(topic, payload, &[key]).ok()
+}
+
+/// A `/status` or `/telemetry` as the test hub reads it: plain (a gateway without a
+/// key) or signed by the key it names (the hub's key registry is not modelled here).
+fn open_report<T: serde::de::DeserializeOwned>(
+    kind: chitti_common::signing::ReportKind,
+    topic: &Topic,
+    payload: &[u8],
+) -> Option<T> {
+    use chitti_common::signing::{parse_public_key, SignedReport};
+    if let Ok(report) = serde_json::from_slice::<T>(payload) {
+        return Some(report);
+    }
+    let envelope: SignedReport<'_> = serde_json::from_slice(payload).ok()?;
+    let key = parse_public_key(&envelope.key).ok()?;
+    chitti_common::signing::open_report(kind, topic, payload, &[key]).ok()
 }
 
 /// What a finding says, without its random ids and clocks: what the tests compare.

@@ -476,10 +476,16 @@ pub struct NewTokenRequest {
         pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
     )]
     pub name: String,
-    /// Scopes: each non-empty, without whitespace or control characters.
-    #[serde(default)]
+    /// What the token may do (at least one; its user's role still applies): `read`
+    /// (every GET), `alerts`, `sites`, `gateways`, `uploads`, `users`. Each operation
+    /// names the scope it needs (`x-chitti-scope`).
     #[schema(schema_with = scopes_schema)]
     pub scopes: Vec<String>,
+    /// Days until the token stops working: 1 to `http.token_max_days` (default: that
+    /// maximum; without one configured, absent means never).
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub expires_in_days: Option<u32>,
 }
 
 fn scopes_schema() -> utoipa::openapi::Array {
@@ -488,12 +494,37 @@ fn scopes_schema() -> utoipa::openapi::Array {
         .items(
             ObjectBuilder::new()
                 .schema_type(Type::String)
-                .pattern(Some("^[^\\s\\x00-\\x1f\\x7f-\\x9f]+$")),
+                .enum_values(Some(auth::Scope::ALL.map(auth::Scope::as_str))),
         )
+        .min_items(Some(1))
         .description(Some(
-            "Scopes: each non-empty, without whitespace or control characters",
+            "What the token may do: read, alerts, sites, gateways, uploads, users",
         ))
         .build()
+}
+
+/// The request's scopes, each known and listed once.
+fn check_scopes(scopes: &[String]) -> Result<(), ApiError> {
+    if scopes.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "a token needs at least one scope (of: {})",
+            auth::scope_names()
+        )));
+    }
+    for (i, scope) in scopes.iter().enumerate() {
+        if auth::Scope::parse(scope).is_none() {
+            return Err(ApiError::bad_request(format!(
+                "unknown scope {scope:?} (scopes: {})",
+                auth::scope_names()
+            )));
+        }
+        if scopes[..i].contains(scope) {
+            return Err(ApiError::bad_request(format!(
+                "scope {scope:?} is listed twice"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A token name: 1 to 64 characters, no control characters.
@@ -522,6 +553,8 @@ pub struct TokenView {
     pub revoked: bool,
     /// When last used.
     pub last_used_at: Option<DateTime<Utc>>,
+    /// When it stops working; absent: never.
+    pub expires_at: Option<DateTime<Utc>>,
     /// Only in the answer that creates it: the token is never shown again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
@@ -536,6 +569,7 @@ impl From<crate::store::ApiTokenRecord> for TokenView {
             created_at: t.created_at,
             revoked: t.revoked_at.is_some(),
             last_used_at: t.last_used_at,
+            expires_at: t.expires_at,
             token: None,
         }
     }
@@ -588,6 +622,20 @@ async fn add_token(
     ApiJson(req): ApiJson<NewTokenRequest>,
 ) -> Result<(StatusCode, Json<TokenView>), ApiError> {
     check_token_name(&req.name)?;
+    check_scopes(&req.scopes)?;
+    let max = s.token_max_days;
+    let days = match (req.expires_in_days, max) {
+        (Some(0), _) => return Err(ApiError::bad_request("expires_in_days must be at least 1")),
+        (Some(d), m) if m > 0 && d > m => {
+            return Err(ApiError::bad_request(format!(
+                "expires_in_days {d} is longer than this hub allows ({m}, http.token_max_days)"
+            )))
+        }
+        (Some(d), _) => Some(d),
+        (None, 0) => None,
+        (None, m) => Some(m),
+    };
+    let expires_at = days.map(|d| Utc::now() + chrono::Duration::days(i64::from(d)));
     if matches!(p.via, auth::AuthVia::ApiToken { .. }) {
         return Err(ApiError::forbidden(
             "tokens are made by signed-in users, not by tokens",
@@ -601,6 +649,7 @@ async fn add_token(
             user_id: p.user.id,
             name: req.name,
             scopes: req.scopes,
+            expires_at,
         })
         .await?;
     audit(

@@ -8,7 +8,11 @@
 //! - A request authenticated by the **cookie** that changes state must carry the
 //!   session's CSRF token in `X-CSRF-Token` (a cross-site page cannot read it); bearer
 //!   requests need none (a browser never adds them by itself).
-//! - API tokens (`chitti_…`) are stored as SHA-256 too, shown once, revocable.
+//! - API tokens (`chitti_…`) are stored as SHA-256 too, shown once, revocable, and
+//!   optionally expiring. A token acts with its user's role **and** only within its
+//!   [`Scope`]s: each operation needs one scope ([`Scope::for_operation`], also in the
+//!   OpenAPI document as `x-chitti-scope`); a token without it gets 403 naming it.
+//!   Disabling a user revokes their tokens, so re-enabling them revives none.
 //! - Failed logins are rate-limited per user name and per client address.
 
 use super::error::{ApiError, ErrorCode};
@@ -40,6 +44,81 @@ pub fn new_token(prefix: &str) -> Result<String, ApiError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|_| ApiError::new(ErrorCode::Internal, "no randomness"))?;
     Ok(format!("{prefix}{}", hex::encode(bytes)))
+}
+
+/// What an API token may do, on top of its user's role. Sessions are not scoped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    /// Every read (`GET`): findings, alerts, sites, fleet, evidence, exports, the stream.
+    Read,
+    /// Alert actions: acknowledge, assign, comment, resolve, reopen.
+    Alerts,
+    /// Sites, structures and assets: create, change, delete.
+    Sites,
+    /// Gateways: revoke.
+    Gateways,
+    /// Handheld inspections: upload.
+    Uploads,
+    /// Users and API tokens: create, change, disable, revoke.
+    Users,
+}
+
+impl Scope {
+    /// Every scope, in the order the documentation lists them.
+    pub const ALL: [Scope; 6] = [
+        Self::Read,
+        Self::Alerts,
+        Self::Sites,
+        Self::Gateways,
+        Self::Uploads,
+        Self::Users,
+    ];
+
+    /// The scope's name, as tokens list it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Alerts => "alerts",
+            Self::Sites => "sites",
+            Self::Gateways => "gateways",
+            Self::Uploads => "uploads",
+            Self::Users => "users",
+        }
+    }
+
+    /// A scope by name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// The scope an API token needs for `method` on `path` (the full path, from
+    /// `/api/v1/`); `None` for what needs none (signing out). The one place the rule
+    /// is written: the extractor enforces it and the OpenAPI document shows it.
+    pub fn for_operation(method: &Method, path: &str) -> Option<Self> {
+        if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+            return Some(Self::Read);
+        }
+        let rest = path
+            .strip_prefix("/api/v1/")
+            .unwrap_or(path)
+            .trim_start_matches('/');
+        let first = rest.split('/').next().unwrap_or("");
+        Some(match first {
+            "auth" => return None,
+            "alerts" => Self::Alerts,
+            "sites" => Self::Sites,
+            "gateways" => Self::Gateways,
+            "uploads" => Self::Uploads,
+            // Users, tokens, and anything added later until it is given its own scope:
+            // the most guarded one.
+            _ => Self::Users,
+        })
+    }
+}
+
+/// The comma-separated names of every scope (for error messages and documentation).
+pub fn scope_names() -> String {
+    Scope::ALL.map(Scope::as_str).join(", ")
 }
 
 /// How the caller authenticated.
@@ -138,11 +217,30 @@ where
                     via: AuthVia::SessionBearer,
                     from,
                 }),
-                Some(Resolved::ApiToken { user, name, scopes }) => Ok(Self {
-                    user,
-                    via: AuthVia::ApiToken { name, scopes },
-                    from,
-                }),
+                Some(Resolved::ApiToken {
+                    user, name, scopes, ..
+                }) => {
+                    // The API router is merged, never nested: the URI is the full path.
+                    if let Some(needed) = Scope::for_operation(&parts.method, parts.uri.path()) {
+                        if !scopes.iter().any(|s| s == needed.as_str()) {
+                            return Err(ApiError::forbidden(format!(
+                                "this API token lacks the `{}` scope this operation needs \
+                                 (it has: {})",
+                                needed.as_str(),
+                                if scopes.is_empty() {
+                                    "none".to_string()
+                                } else {
+                                    scopes.join(", ")
+                                }
+                            )));
+                        }
+                    }
+                    Ok(Self {
+                        user,
+                        via: AuthVia::ApiToken { name, scopes },
+                        from,
+                    })
+                }
                 None => Err(ApiError::unauthorized()),
             };
         }
@@ -188,11 +286,12 @@ async fn resolve(
                 csrf: session.csrf_token,
                 expires_at: session.expires_at,
             }
-        } else if let Some((t, user)) = state.store.api_token_by_hash(hash).await? {
+        } else if let Some((t, user)) = state.store.api_token_by_hash(hash, now).await? {
             Resolved::ApiToken {
                 user,
                 name: t.name,
                 scopes: t.scopes,
+                expires_at: t.expires_at,
             }
         } else {
             return Ok(None);
@@ -218,6 +317,7 @@ enum Resolved {
         user: UserRecord,
         name: String,
         scopes: Vec<String>,
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
     },
 }
 
@@ -254,8 +354,11 @@ impl AuthCache {
     fn get(&self, hash: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Resolved> {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let (at, resolved) = entries.get(hash)?;
-        let fresh = at.elapsed() < self.ttl
-            && !matches!(resolved, Resolved::Session { expires_at, .. } if *expires_at <= now);
+        let expired = match resolved {
+            Resolved::Session { expires_at, .. } => *expires_at <= now,
+            Resolved::ApiToken { expires_at, .. } => expires_at.is_some_and(|e| e <= now),
+        };
+        let fresh = at.elapsed() < self.ttl && !expired;
         if fresh {
             Some(resolved.clone())
         } else {

@@ -81,6 +81,8 @@ pub struct ApiState {
     pub secure_cookies: bool,
     /// Largest multipart upload (all files together).
     pub max_upload_bytes: u64,
+    /// Longest API token life, days (0: no limit; `http.token_max_days`).
+    pub token_max_days: u32,
 }
 
 impl ApiState {
@@ -98,7 +100,14 @@ impl ApiState {
             auth_cache: Arc::new(auth::AuthCache::new(auth::AUTH_CACHE_TTL)),
             secure_cookies,
             max_upload_bytes: crate::config::DEFAULT_MAX_UPLOAD_BYTES,
+            token_max_days: 365,
         }
+    }
+
+    /// The same state with another longest API token life (days; 0: no limit).
+    pub fn with_token_max_days(mut self, days: u32) -> Self {
+        self.token_max_days = days;
+        self
     }
 
     /// The same state with another upload limit.

@@ -72,6 +72,7 @@ pub(crate) fn base() -> OpenApiDoc {
 /// `/api/openapi.json` and `/api/docs` for a finished document.
 pub(crate) fn docs(mut doc: OpenApiDoc) -> Router<ApiState> {
     document_rate_limit(&mut doc);
+    document_scopes(&mut doc);
     Router::from(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, doc))
 }
 
@@ -101,6 +102,69 @@ fn document_rate_limit(doc: &mut OpenApiDoc) {
                 .responses
                 .entry("429".to_string())
                 .or_insert_with(|| response.clone().into());
+        }
+    }
+}
+
+/// Every operation a user calls names the API token scope it needs
+/// ([`super::auth::Scope::for_operation`], the rule the extractor enforces) as
+/// `x-chitti-scope`, in its description, and with a 403 answer.
+fn document_scopes(doc: &mut OpenApiDoc) {
+    use axum::http::Method;
+    use utoipa::openapi::extensions::ExtensionsBuilder;
+    use utoipa::openapi::{Content, Ref, ResponseBuilder};
+    for (path, item) in doc.paths.paths.iter_mut() {
+        for (method, op) in [
+            (Method::GET, &mut item.get),
+            (Method::PUT, &mut item.put),
+            (Method::POST, &mut item.post),
+            (Method::DELETE, &mut item.delete),
+            (Method::PATCH, &mut item.patch),
+        ] {
+            let Some(op) = op else { continue };
+            // Only what users call: sign-in is public, evidence PUT is a gateway's.
+            let by_user = op
+                .security
+                .iter()
+                .flatten()
+                .any(|r| serde_json::to_value(r).is_ok_and(|v| v.get("bearer").is_some()));
+            if !by_user {
+                continue;
+            }
+            let scope = super::auth::Scope::for_operation(&method, path);
+            let name = scope.map(super::auth::Scope::as_str);
+            let extensions = ExtensionsBuilder::new()
+                .add("x-chitti-scope", serde_json::json!(name))
+                .build();
+            match &mut op.extensions {
+                Some(e) => e.merge(extensions),
+                None => op.extensions = Some(extensions),
+            }
+            let Some(name) = name else { continue };
+            let line = format!("API tokens need the `{name}` scope.");
+            op.description = Some(match op.description.take() {
+                Some(d) if !d.is_empty() => format!("{d}\n\n{line}"),
+                _ => line,
+            });
+            let answer = format!("An API token without the `{name}` scope");
+            op.responses
+                .responses
+                .entry("403".to_string())
+                .and_modify(|r| {
+                    if let utoipa::openapi::RefOr::T(r) = r {
+                        r.description = format!("{}; or {answer}", r.description);
+                    }
+                })
+                .or_insert_with(|| {
+                    ResponseBuilder::new()
+                        .description(answer.clone())
+                        .content(
+                            "application/json",
+                            Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+                        )
+                        .build()
+                        .into()
+                });
         }
     }
 }

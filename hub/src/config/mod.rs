@@ -159,6 +159,10 @@ pub struct HttpConfig {
     /// Largest multipart upload of handheld inspections (all files together).
     #[serde(default = "default_max_upload")]
     pub max_upload_bytes: ByteSize,
+    /// Longest life of an API token, days: a token asked for without an expiry gets
+    /// this one, and a longer one is refused. 0: tokens may never expire.
+    #[serde(default = "default_token_max_days")]
+    pub token_max_days: u32,
 }
 
 /// Where evidence blobs are kept.
@@ -268,6 +272,9 @@ fn default_commit_findings() -> usize {
 }
 fn default_commit_wait() -> u64 {
     20
+}
+fn default_token_max_days() -> u32 {
+    365
 }
 fn default_queue() -> usize {
     1024

@@ -148,7 +148,7 @@ impl Store for AnyStore {
         gateway: &str,
         status: &AgentStatus,
         received_at: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<StatusOutcome, StoreError> {
         delegate!(self, s => s.update_gateway_status(site, gateway, status, received_at))
     }
 
@@ -165,7 +165,7 @@ impl Store for AnyStore {
         site: &str,
         gateway: &str,
         telemetry: &Telemetry,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         delegate!(self, s => s.insert_telemetry(site, gateway, telemetry))
     }
 
@@ -230,8 +230,9 @@ impl Store for AnyStore {
     async fn api_token_by_hash(
         &self,
         token_hash: &str,
+        now: DateTime<Utc>,
     ) -> Result<Option<(ApiTokenRecord, UserRecord)>, StoreError> {
-        delegate!(self, s => s.api_token_by_hash(token_hash))
+        delegate!(self, s => s.api_token_by_hash(token_hash, now))
     }
 
     async fn list_api_tokens(&self, user_id: Uuid) -> Result<Vec<ApiTokenRecord>, StoreError> {

@@ -212,18 +212,20 @@ pub trait Store: Send + Sync {
         gateway: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Records a `/status` (or Last Will), in arrival order: the Last Will's `ts` is
-    /// from connect time, so ordering by `ts` would wrongly discard it. `last_seen_at`
-    /// is `received_at`; absent fields (no buffer, no model) keep their previous value,
-    /// and the camera list is replaced, and cameras upserted, only by an online status.
-    /// `false` when the gateway is not enrolled (nothing stored).
+    /// Records a verified `/status` (or Last Will) when it is fresh: its `ts` is newer
+    /// than `status_at`, or it is an offline status whose `session` is the current one
+    /// or newer (the Last Will, stamped at agent start, so older than the statuses of
+    /// its run; it does not move `status_at` back). The check and the write are one
+    /// statement, so concurrent statuses cannot both win. `last_seen_at` is
+    /// `received_at`; absent fields (no buffer, no model) keep their previous value, and
+    /// the camera list is replaced, and cameras upserted, only by an online status.
     fn update_gateway_status(
         &self,
         site: &str,
         gateway: &str,
         status: &AgentStatus,
         received_at: DateTime<Utc>,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    ) -> impl Future<Output = Result<StatusOutcome, StoreError>> + Send;
 
     /// Every camera a gateway has reported, by camera id.
     fn list_cameras(
@@ -232,13 +234,15 @@ pub trait Store: Send + Sync {
         gateway: &str,
     ) -> impl Future<Output = Result<Vec<CameraRecord>, StoreError>> + Send;
 
-    /// Adds a telemetry sample to its minute (see [`TelemetryMinute`] for the rule).
+    /// Adds a telemetry sample to its minute (see [`TelemetryMinute`] for the rule),
+    /// only when it is newer than every sample of the gateway stored so far (a replay
+    /// adds nothing). `false` when it was not.
     fn insert_telemetry(
         &self,
         site: &str,
         gateway: &str,
         telemetry: &Telemetry,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// A gateway's telemetry minutes with `since <= bucket_start < until`, oldest first.
     fn telemetry(
@@ -324,11 +328,13 @@ pub trait Store: Send + Sync {
         token: &NewApiToken,
     ) -> impl Future<Output = Result<ApiTokenRecord, StoreError>> + Send;
 
-    /// The token a hash names and its user, setting `last_used_at` to the hub's clock.
-    /// `None` when there is none, it is revoked or the user is disabled.
+    /// The token a hash names and its user, setting `last_used_at` to `now` (the
+    /// hub's clock). `None` when there is none, it is revoked, it expired by `now`, or
+    /// the user is disabled.
     fn api_token_by_hash(
         &self,
         token_hash: &str,
+        now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Option<(ApiTokenRecord, UserRecord)>, StoreError>> + Send;
 
     /// A user's tokens, revoked ones included, oldest first.

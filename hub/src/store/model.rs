@@ -475,6 +475,22 @@ pub struct BufferStats {
     pub evicted_findings: u64,
 }
 
+/// What became of a `/status` given to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusOutcome {
+    /// Recorded.
+    Applied,
+    /// No such gateway: nothing stored.
+    NotEnrolled,
+    /// Not newer than the status last applied (`last`, gateway clock), and not the Last
+    /// Will of the current session: a replay, a retained copy seen again, or a gateway
+    /// whose clock went back. Nothing stored.
+    Stale {
+        /// `ts` of the status last applied.
+        last: DateTime<Utc>,
+    },
+}
+
 /// An enrolled gateway and what it last reported.
 #[derive(Clone, PartialEq)]
 pub struct GatewayRecord {
@@ -494,7 +510,8 @@ pub struct GatewayRecord {
     pub online: bool,
     /// When the hub last received a status (hub clock).
     pub last_seen_at: Option<DateTime<Utc>>,
-    /// The latest status' own timestamp (gateway clock).
+    /// The newest applied status' own timestamp (gateway clock); a Last Will applied
+    /// after it does not move it back.
     pub status_at: Option<DateTime<Utc>>,
     /// Agent version.
     pub agent_version: Option<String>,
@@ -848,6 +865,8 @@ pub struct NewApiToken {
     /// Scopes, in order; each non-empty and without whitespace (they are stored
     /// space-separated, as OAuth writes them).
     pub scopes: Vec<String>,
+    /// When it stops authenticating; `None` never.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for NewApiToken {
@@ -878,6 +897,8 @@ pub struct ApiTokenRecord {
     pub revoked_at: Option<DateTime<Utc>>,
     /// When it last authenticated.
     pub last_used_at: Option<DateTime<Utc>>,
+    /// When it stops authenticating; `None` never.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// A site to create or update.

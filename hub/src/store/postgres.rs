@@ -262,6 +262,7 @@ fn api_token_from_row(row: &PgRow) -> Result<ApiTokenRecord, StoreError> {
         created_at: row.try_get("created_at")?,
         revoked_at: row.try_get("revoked_at")?,
         last_used_at: row.try_get("last_used_at")?,
+        expires_at: row.try_get("expires_at")?,
     })
 }
 
@@ -844,7 +845,7 @@ impl Store for PgStore {
         gateway: &str,
         status: &AgentStatus,
         received_at: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<StatusOutcome, StoreError> {
         // A status is kept for display: NUL (which jsonb refuses) becomes U+FFFD.
         let status_json = serde_json::to_string(status)
             .map(rows::json_without_nul)
@@ -863,15 +864,19 @@ impl Store for PgStore {
         let buffer = status.buffer.as_ref();
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
-            "UPDATE gateways SET online = $1, last_seen_at = $2, status_at = $3, \
-             agent_version = $4, config_version = COALESCE($5, config_version), \
+            "UPDATE gateways SET online = $1, last_seen_at = $2, \
+             status_at = CASE WHEN status_at IS NULL OR $3 > status_at THEN $3 ELSE status_at END, \
+             status_session_at = COALESCE($17, status_session_at), agent_version = $4, config_version = COALESCE($5, config_version), \
              model = COALESCE($6::jsonb, model), \
              buffer_depth = COALESCE($7, buffer_depth), buffer_bytes = COALESCE($8, buffer_bytes), \
              buffer_oldest_at = CASE WHEN $9 THEN $10 ELSE buffer_oldest_at END, \
              evicted_evidence = COALESCE($11, evicted_evidence), \
              evicted_findings = COALESCE($12, evicted_findings), \
              cameras = COALESCE($13::jsonb, cameras), last_status = $14::jsonb \
-             WHERE site = $15 AND gateway = $16",
+             WHERE site = $15 AND gateway = $16 \
+             AND (status_at IS NULL OR $3 > status_at \
+                  OR (NOT $1 AND $17::timestamptz IS NOT NULL \
+                      AND (status_session_at IS NULL OR $17 >= status_session_at)))",
         )
         .bind(status.online)
         .bind(received_at)
@@ -889,10 +894,23 @@ impl Store for PgStore {
         .bind(status_json)
         .bind(site)
         .bind(gateway)
+        .bind(status.session)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
-            return Ok(false);
+            let last: Option<Option<DateTime<Utc>>> = sqlx::query_scalar(
+                "SELECT status_at FROM gateways WHERE site = $1 AND gateway = $2",
+            )
+            .bind(site)
+            .bind(gateway)
+            .fetch_optional(&mut *tx)
+            .await?;
+            return Ok(match last {
+                None => StatusOutcome::NotEnrolled,
+                Some(last) => StatusOutcome::Stale {
+                    last: last.unwrap_or(status.ts),
+                },
+            });
         }
         if status.online && !status.cameras.is_empty() {
             let cams = &status.cameras;
@@ -917,7 +935,7 @@ impl Store for PgStore {
             .await?;
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(StatusOutcome::Applied)
     }
 
     async fn list_cameras(
@@ -953,18 +971,20 @@ impl Store for PgStore {
         site: &str,
         gateway: &str,
         t: &Telemetry,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let sample = |v: Option<f64>| v.filter(|v| v.is_finite());
         let (cpu, gpu, latency) = (
             sample(t.cpu_temp_c),
             sample(t.gpu_temp_c),
             sample(t.analysis_latency_ms),
         );
-        sqlx::query(
+        let done = sqlx::query(
             "INSERT INTO telemetry_minutes AS m (site, gateway, bucket_start, samples, \
              cpu_temp_sum, cpu_temp_n, cpu_temp_max, gpu_temp_sum, gpu_temp_n, gpu_temp_max, \
              disk_free_min, latency_sum, latency_n, latency_max, frame_drops, first_ts, last_ts) \
-             VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15) \
+             SELECT $1, $2, $3, 1, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15 \
+             WHERE NOT EXISTS (SELECT 1 FROM telemetry_minutes \
+                 WHERE site = $1 AND gateway = $2 AND bucket_start >= $3 AND last_ts >= $15) \
              ON CONFLICT (site, gateway, bucket_start) DO UPDATE SET \
              samples = m.samples + 1, \
              cpu_temp_sum = m.cpu_temp_sum + EXCLUDED.cpu_temp_sum, \
@@ -998,7 +1018,7 @@ impl Store for PgStore {
         .bind(t.ts)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn telemetry(
@@ -1094,6 +1114,14 @@ impl Store for PgStore {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
+            // Revoked, not just refused: re-enabling the user revives none of them.
+            sqlx::query(
+                "UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+            )
+            .bind(rows::to_micros(Utc::now()))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
@@ -1201,10 +1229,11 @@ impl Store for PgStore {
             created_at: rows::to_micros(Utc::now()),
             revoked_at: None,
             last_used_at: None,
+            expires_at: new.expires_at.map(rows::to_micros),
         };
         sqlx::query(
-            "INSERT INTO api_tokens (id, token_hash, user_id, name, scopes, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO api_tokens (id, token_hash, user_id, name, scopes, created_at, \
+             expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(token.id)
         .bind(&new.token_hash)
@@ -1212,6 +1241,7 @@ impl Store for PgStore {
         .bind(&token.name)
         .bind(scopes)
         .bind(token.created_at)
+        .bind(token.expires_at)
         .execute(&self.pool)
         .await
         .map_err(|e| {
@@ -1233,16 +1263,18 @@ impl Store for PgStore {
     async fn api_token_by_hash(
         &self,
         token_hash: &str,
+        now: DateTime<Utc>,
     ) -> Result<Option<(ApiTokenRecord, UserRecord)>, StoreError> {
         let row = sqlx::query(&format!(
             "UPDATE api_tokens t SET last_used_at = GREATEST(t.last_used_at, $2) \
              FROM users u WHERE t.token_hash = $1 AND t.revoked_at IS NULL \
+             AND (t.expires_at IS NULL OR t.expires_at > $2) \
              AND u.id = t.user_id AND u.disabled_at IS NULL \
              RETURNING t.id, t.user_id, t.name, t.scopes, t.created_at, t.revoked_at, \
-             t.last_used_at, {USER_RETURNING}"
+             t.last_used_at, t.expires_at, {USER_RETURNING}"
         ))
         .bind(token_hash)
-        .bind(rows::to_micros(Utc::now()))
+        .bind(rows::to_micros(now))
         .fetch_optional(&self.pool)
         .await?;
         row.map(|row| Ok((api_token_from_row(&row)?, user_from_row(&row, "u_")?)))

@@ -41,7 +41,7 @@ pub(crate) const USER_COLUMNS: &str = "id, username, password_hash, role, create
 pub(crate) const SESSION_COLUMNS: &str =
     "id, user_id, csrf_token, created_at, expires_at, last_seen_at, from_address";
 pub(crate) const API_TOKEN_COLUMNS: &str =
-    "id, user_id, name, scopes, created_at, revoked_at, last_used_at";
+    "id, user_id, name, scopes, created_at, revoked_at, last_used_at, expires_at";
 pub(crate) const SITE_COLUMNS: &str = "id, name, kind, created_at";
 pub(crate) const STRUCTURE_COLUMNS: &str = "site, id, name, kind, created_at";
 pub(crate) const ASSET_COLUMNS: &str =

@@ -257,6 +257,7 @@ fn api_token_from_row(row: &SqliteRow) -> Result<ApiTokenRecord, StoreError> {
         created_at: ts(row.try_get("created_at")?)?,
         revoked_at: ts_opt(row.try_get("revoked_at")?)?,
         last_used_at: ts_opt(row.try_get("last_used_at")?)?,
+        expires_at: ts_opt(row.try_get("expires_at")?)?,
     })
 }
 
@@ -834,7 +835,7 @@ impl Store for SqliteStore {
         gateway: &str,
         status: &AgentStatus,
         received_at: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<StatusOutcome, StoreError> {
         // A status is kept for display: NUL (which jsonb refuses) becomes U+FFFD.
         let status_json = serde_json::to_string(status)
             .map(rows::json_without_nul)
@@ -853,14 +854,19 @@ impl Store for SqliteStore {
         let buffer = status.buffer.as_ref();
         let mut tx = self.pool.begin_with(WRITE).await?;
         let done = sqlx::query(
-            "UPDATE gateways SET online = ?, last_seen_at = ?, status_at = ?, agent_version = ?, \
-             config_version = coalesce(?, config_version), model = coalesce(?, model), \
-             buffer_depth = coalesce(?, buffer_depth), buffer_bytes = coalesce(?, buffer_bytes), \
-             buffer_oldest_at = CASE WHEN ? THEN ? ELSE buffer_oldest_at END, \
-             evicted_evidence = coalesce(?, evicted_evidence), \
-             evicted_findings = coalesce(?, evicted_findings), \
-             cameras = coalesce(?, cameras), last_status = ? \
-             WHERE site = ? AND gateway = ?",
+            "UPDATE gateways SET online = ?1, last_seen_at = ?2, \
+             status_at = CASE WHEN status_at IS NULL OR ?3 > status_at THEN ?3 ELSE status_at END, \
+             status_session_at = coalesce(?17, status_session_at), agent_version = ?4, \
+             config_version = coalesce(?5, config_version), model = coalesce(?6, model), \
+             buffer_depth = coalesce(?7, buffer_depth), buffer_bytes = coalesce(?8, buffer_bytes), \
+             buffer_oldest_at = CASE WHEN ?9 THEN ?10 ELSE buffer_oldest_at END, \
+             evicted_evidence = coalesce(?11, evicted_evidence), \
+             evicted_findings = coalesce(?12, evicted_findings), \
+             cameras = coalesce(?13, cameras), last_status = ?14 \
+             WHERE site = ?15 AND gateway = ?16 \
+             AND (status_at IS NULL OR ?3 > status_at \
+                  OR (NOT ?1 AND ?17 IS NOT NULL \
+                      AND (status_session_at IS NULL OR ?17 >= status_session_at)))",
         )
         .bind(status.online)
         .bind(us(received_at))
@@ -878,10 +884,22 @@ impl Store for SqliteStore {
         .bind(status_json)
         .bind(site)
         .bind(gateway)
+        .bind(status.session.map(us))
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
-            return Ok(false);
+            let last: Option<Option<i64>> =
+                sqlx::query_scalar("SELECT status_at FROM gateways WHERE site = ? AND gateway = ?")
+                    .bind(site)
+                    .bind(gateway)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            return Ok(match last {
+                None => StatusOutcome::NotEnrolled,
+                Some(last) => StatusOutcome::Stale {
+                    last: ts_opt(last)?.unwrap_or(status.ts),
+                },
+            });
         }
         if status.online {
             for camera in &status.cameras {
@@ -905,7 +923,7 @@ impl Store for SqliteStore {
             }
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(StatusOutcome::Applied)
     }
 
     async fn list_cameras(
@@ -941,18 +959,20 @@ impl Store for SqliteStore {
         site: &str,
         gateway: &str,
         t: &Telemetry,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let sample = |v: Option<f64>| v.filter(|v| v.is_finite());
         let (cpu, gpu, latency) = (
             sample(t.cpu_temp_c),
             sample(t.gpu_temp_c),
             sample(t.analysis_latency_ms),
         );
-        sqlx::query(
+        let done = sqlx::query(
             "INSERT INTO telemetry_minutes (site, gateway, bucket_start, samples, \
              cpu_temp_sum, cpu_temp_n, cpu_temp_max, gpu_temp_sum, gpu_temp_n, gpu_temp_max, \
              disk_free_min, latency_sum, latency_n, latency_max, frame_drops, first_ts, last_ts) \
-             VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             SELECT ?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16 \
+             WHERE NOT EXISTS (SELECT 1 FROM telemetry_minutes \
+                 WHERE site = ?1 AND gateway = ?2 AND bucket_start >= ?3 AND last_ts >= ?16) \
              ON CONFLICT (site, gateway, bucket_start) DO UPDATE SET \
              samples = telemetry_minutes.samples + 1, \
              cpu_temp_sum = telemetry_minutes.cpu_temp_sum + excluded.cpu_temp_sum, \
@@ -991,7 +1011,7 @@ impl Store for SqliteStore {
         .bind(us(t.ts))
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn telemetry(
@@ -1086,6 +1106,14 @@ impl Store for SqliteStore {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
+            // Revoked, not just refused: re-enabling the user revives none of them.
+            sqlx::query(
+                "UPDATE api_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+            )
+            .bind(us(Utc::now()))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
@@ -1216,10 +1244,11 @@ impl Store for SqliteStore {
             created_at: rows::to_micros(Utc::now()),
             revoked_at: None,
             last_used_at: None,
+            expires_at: new.expires_at.map(rows::to_micros),
         };
         sqlx::query(
-            "INSERT INTO api_tokens (id, token_hash, user_id, name, scopes, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO api_tokens (id, token_hash, user_id, name, scopes, created_at, \
+             expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(token.id)
         .bind(&new.token_hash)
@@ -1227,6 +1256,7 @@ impl Store for SqliteStore {
         .bind(&token.name)
         .bind(scopes)
         .bind(us(token.created_at))
+        .bind(token.expires_at.map(us))
         .execute(&self.pool)
         .await
         .map_err(|e| {
@@ -1248,29 +1278,34 @@ impl Store for SqliteStore {
     async fn api_token_by_hash(
         &self,
         token_hash: &str,
+        now: DateTime<Utc>,
     ) -> Result<Option<(ApiTokenRecord, UserRecord)>, StoreError> {
         // A read first, so that unknown and revoked tokens never take the write lock.
         let row = sqlx::query(
             "SELECT t.user_id FROM api_tokens t JOIN users u ON u.id = t.user_id \
-             WHERE t.token_hash = ? AND t.revoked_at IS NULL AND u.disabled_at IS NULL",
+             WHERE t.token_hash = ? AND t.revoked_at IS NULL AND u.disabled_at IS NULL \
+             AND (t.expires_at IS NULL OR t.expires_at > ?)",
         )
         .bind(token_hash)
+        .bind(us(now))
         .fetch_optional(&self.pool)
         .await?;
         if row.is_none() {
             return Ok(None);
         }
-        let now = us(Utc::now());
+        let now = us(now);
         let mut tx = self.pool.begin_with(WRITE).await?;
         let row = sqlx::query(&format!(
             "UPDATE api_tokens SET last_used_at = max(coalesce(last_used_at, ?), ?) \
              WHERE token_hash = ? AND revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > ?) \
              AND user_id IN (SELECT id FROM users WHERE disabled_at IS NULL) \
              RETURNING {API_TOKEN_COLUMNS}"
         ))
         .bind(now)
         .bind(now)
         .bind(token_hash)
+        .bind(now)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {

@@ -29,6 +29,7 @@ use crate::config::AgentConfig;
 use crate::health::StatusBoard;
 use crate::outbox::{BatchLimits, Outbox};
 use chitti_common::protocol::{Ack, FindingBatch, Topic, TopicKind};
+use chitti_common::signing::ReportKind;
 use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS, Transport};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -150,6 +151,21 @@ impl SentBatches {
     }
 }
 
+/// A `/status` or `/telemetry` payload: signed with the gateway's key (the hub
+/// believes nothing else), plain JSON only for a gateway without one (accepted only by
+/// a hub with `ingest.require_signatures = false`).
+fn report_payload<T: serde::Serialize>(
+    kind: ReportKind,
+    topic: &str,
+    report: &T,
+    key: Option<&ed25519_dalek::SigningKey>,
+) -> Result<Vec<u8>, String> {
+    match key {
+        Some(key) => chitti_common::signing::sign_report(kind, topic, report, key),
+        None => serde_json::to_vec(report).map_err(|e| e.to_string()),
+    }
+}
+
 /// The MQTT sink.
 pub struct MqttSink {
     options: MqttOptions,
@@ -196,10 +212,22 @@ impl MqttSink {
         let max_packet = usize::try_from(m.max_packet_bytes.0).unwrap_or(usize::MAX);
         options.set_max_packet_size(max_packet, max_packet);
         options.set_inflight(100);
-        let offline = board.status(false);
+        let signing_key = match &m.signing_key_file {
+            Some(file) => {
+                Some(crate::config::read_signing_key(file).map_err(MqttSinkError::Config)?)
+            }
+            None => None,
+        };
+        let will = report_payload(
+            ReportKind::Status,
+            &topics.status,
+            &board.last_will(),
+            signing_key.as_ref(),
+        )
+        .map_err(MqttSinkError::Config)?;
         options.set_last_will(LastWill::new(
             topics.status.clone(),
-            serde_json::to_vec(&offline).expect("status serialises"),
+            will,
             QoS::AtLeastOnce,
             true,
         ));
@@ -226,12 +254,6 @@ impl MqttSink {
                 rumqttc::TlsConfiguration::Rustls(Arc::new(tls)),
             ));
         }
-        let signing_key = match &m.signing_key_file {
-            Some(file) => {
-                Some(crate::config::read_signing_key(file).map_err(MqttSinkError::Config)?)
-            }
-            None => None,
-        };
         let hub_keys = crate::config::hub_public_keys(m).map_err(MqttSinkError::Config)?;
         if hub_keys.is_empty() {
             tracing::warn!(
@@ -337,8 +359,11 @@ impl MqttSink {
                 _ = telemetry_tick.tick() => {
                     if self.link.is_up() {
                         let telemetry = self.board.telemetry();
-                        if let Ok(json) = serde_json::to_vec(&telemetry) {
-                            let _ = client.publish(self.topics.telemetry.clone(), QoS::AtMostOnce, false, json).await;
+                        match report_payload(ReportKind::Telemetry, &self.topics.telemetry, &telemetry, self.signing_key.as_ref()) {
+                            Ok(payload) => {
+                                let _ = client.publish(self.topics.telemetry.clone(), QoS::AtMostOnce, false, payload).await;
+                            }
+                            Err(err) => tracing::warn!(%err, "cannot encode telemetry"),
                         }
                     }
                 }
@@ -346,10 +371,19 @@ impl MqttSink {
         }
         // Graceful end: the hub sees us go offline on purpose, not by the Last Will.
         if self.link.is_up() {
-            let offline = serde_json::to_vec(&self.board.status(false)).expect("status serialises");
-            let _ = client
-                .publish(self.topics.status.clone(), QoS::AtLeastOnce, true, offline)
-                .await;
+            match report_payload(
+                ReportKind::Status,
+                &self.topics.status,
+                &self.board.status(false),
+                self.signing_key.as_ref(),
+            ) {
+                Ok(offline) => {
+                    let _ = client
+                        .publish(self.topics.status.clone(), QoS::AtLeastOnce, true, offline)
+                        .await;
+                }
+                Err(err) => tracing::warn!(%err, "cannot encode the offline status"),
+            }
             let _ = client.disconnect().await;
             // Let the event loop write the last packets out.
             let _ = tokio::time::timeout(Duration::from_secs(2), async {
@@ -367,7 +401,12 @@ impl MqttSink {
 
     async fn publish_status(&self, client: &AsyncClient) {
         let status = self.board.status(true);
-        match serde_json::to_vec(&status) {
+        match report_payload(
+            ReportKind::Status,
+            &self.topics.status,
+            &status,
+            self.signing_key.as_ref(),
+        ) {
             Ok(json) => {
                 if let Err(err) = client
                     .publish(self.topics.status.clone(), QoS::AtLeastOnce, true, json)
