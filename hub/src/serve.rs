@@ -141,7 +141,7 @@ fn auth_handler(store: Arc<AnyStore>) -> AuthHandler {
                 let record = match store.gateway_by_username(&username).await {
                     Ok(Some(r)) if !r.is_revoked() => r,
                     Ok(_) => {
-                        tracing::warn!(%username, "mqtt login refused: unknown or revoked gateway");
+                        tracing::warn!(username = ?username, "mqtt login refused: unknown or revoked gateway");
                         return false;
                     }
                     Err(err) => {
@@ -162,7 +162,7 @@ fn auth_handler(store: Arc<AnyStore>) -> AuthHandler {
                         .unwrap_or_else(|e| e.into_inner())
                         .insert(key, Instant::now());
                 } else {
-                    tracing::warn!(%username, "mqtt login refused: wrong password");
+                    tracing::warn!(username = ?username, "mqtt login refused: wrong password");
                 }
                 ok
             }) as Pin<Box<dyn Future<Output = bool> + Send>>

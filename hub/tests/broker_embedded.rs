@@ -28,7 +28,7 @@ fn auth(seen: Arc<Mutex<Vec<(String, String)>>>) -> AuthHandler {
             seen.lock().unwrap().push((client_id, username.clone()));
             matches!(
                 (username.as_str(), password.as_str()),
-                ("gw-1", "s3cret") | ("gw-2", "hunter2")
+                ("s/gw-1", "s3cret") | ("s/gw-2", "hunter2")
             )
         })
     })
@@ -64,27 +64,31 @@ async fn the_hub_callback_decides_who_logs_in() {
     .await;
     assert_ne!(port, 0, "port 0 resolved to the real port");
 
-    connect(login("gw-1", port, "gw-1", "s3cret"))
+    // The client id is the gateway's own (`site.gateway`), whatever the client asked.
+    connect(login("any-id", port, "s/gw-1", "s3cret"))
         .await
         .expect("good login accepted");
     assert!(seen
         .lock()
         .unwrap()
-        .contains(&("gw-1".to_owned(), "gw-1".to_owned())));
+        .contains(&("s.gw-1".to_owned(), "s/gw-1".to_owned())));
 
     // rumqttd refuses by closing the connection: no CONNACK with a return code.
-    let refused = connect(login("gw-1", port, "gw-1", "wrong")).await;
+    let refused = connect(login("s/gw-1", port, "s/gw-1", "wrong")).await;
     assert!(refused.is_err(), "bad password refused");
     let refused = connect(agent_options("gw-anon", port)).await;
     assert!(refused.is_err(), "no credentials refused");
-    let refused = connect(login("chitti-hub-1234", port, "gw-2", "hunter2")).await;
-    assert!(refused.is_err(), "the hub's link id is reserved");
+    let refused = connect(login("gw-2", port, "gw-2", "hunter2")).await;
+    assert!(
+        refused.is_err(),
+        "not a gateway user name: refused by the front"
+    );
 
     // rumqttd refuses keep-alive 0 (after the password check passed).
-    let mut no_keepalive = login("gw-2", port, "gw-2", "hunter2");
+    let mut no_keepalive = login("s/gw-2", port, "s/gw-2", "hunter2");
     no_keepalive.set_keep_alive(Duration::ZERO);
     assert!(connect(no_keepalive).await.is_err(), "keep-alive 0 refused");
-    connect(login("gw-2", port, "gw-2", "hunter2"))
+    connect(login("s/gw-2", port, "s/gw-2", "hunter2"))
         .await
         .expect("the broker still takes good logins");
 }
@@ -338,7 +342,7 @@ async fn many_gateways_connect_at_once() {
             tokio::spawn(async move {
                 let _turn = handshakes.acquire_owned().await.unwrap();
                 let id = format!("gw-{i}");
-                connect(login(&id, port, &id, "pw")).await
+                connect(login(&id, port, &format!("s/{id}"), "pw")).await
             })
         })
         .collect();
@@ -484,4 +488,102 @@ async fn clients_beyond_max_connections_are_refused() {
     let _one = connect(agent_options("gw-1", port)).await.unwrap();
     let _two = connect(agent_options("gw-2", port)).await.unwrap();
     assert!(connect(agent_options("gw-3", port)).await.is_err());
+}
+
+/// The authorisation front: a gateway publishes and subscribes only on its own topics,
+/// its client id is its user name (no takeover), and its Last Will is its own status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_is_confined_to_its_own_topics_and_client_id() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (mut bus, port) = start(EmbeddedSettings {
+        auth: Some(auth(seen.clone())),
+        ..settings()
+    })
+    .await;
+    // B: subscribed to its own ack.
+    let (b, b_events) = connect(login("chitti-s-gw-2", port, "s/gw-2", "hunter2"))
+        .await
+        .unwrap();
+    let mut b_events = drive(b_events);
+    b.subscribe("chitti/v1/s/gw-2/ack", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    next_suback(&mut b_events).await;
+
+    // A may publish its own findings; they reach the hub.
+    let (a, a_events) = connect(login("chitti-s-gw-1", port, "s/gw-1", "s3cret"))
+        .await
+        .unwrap();
+    let mut a_events = drive(a_events);
+    publish_acked(
+        &a,
+        &mut a_events,
+        "chitti/v1/s/gw-1/findings",
+        b"own".to_vec(),
+    )
+    .await;
+    let got = bus.inbound().recv().await.unwrap();
+    assert_eq!(got.topic, "chitti/v1/s/gw-1/findings");
+    got.settle();
+
+    // A subscribing to everything, or to B's ack: closed, nothing of B's received.
+    for filter in ["#", "chitti/v1/s/gw-2/ack", "chitti/v1/s/+/findings"] {
+        let (a, a_events) = connect(login("x", port, "s/gw-1", "s3cret")).await.unwrap();
+        let mut a_events = drive(a_events);
+        a.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+        let why = closed(&mut a_events).await;
+        assert!(!why.is_empty(), "{filter}: closed");
+    }
+    // A publishing as B: closed, and the hub never hears it.
+    let (a, a_events) = connect(login("x", port, "s/gw-1", "s3cret")).await.unwrap();
+    let mut a_events = drive(a_events);
+    a.publish(
+        "chitti/v1/s/gw-2/status",
+        QoS::AtLeastOnce,
+        true,
+        b"{\"online\":true}".to_vec(),
+    )
+    .await
+    .unwrap();
+    closed(&mut a_events).await;
+    // A Last Will on B's status: refused at CONNECT.
+    let mut will = login("x", port, "s/gw-1", "s3cret");
+    will.set_last_will(rumqttc::LastWill::new(
+        "chitti/v1/s/gw-2/status",
+        b"{\"online\":false}".to_vec(),
+        QoS::AtLeastOnce,
+        true,
+    ));
+    assert!(
+        connect(will).await.is_err(),
+        "a Will on another gateway's topic"
+    );
+
+    // A connecting with B's client id does not take B's session: the id becomes A's
+    // own, and B still gets its ack.
+    let (_a2, a2_events) = connect(login("s.gw-2", port, "s/gw-1", "s3cret"))
+        .await
+        .unwrap();
+    let _a2_events = drive(a2_events);
+    assert_eq!(
+        seen.lock().unwrap().last().cloned(),
+        Some(("s.gw-1".to_owned(), "s/gw-1".to_owned()))
+    );
+    bus.publish("chitti/v1/s/gw-2/ack", b"for B".to_vec(), false)
+        .await
+        .unwrap();
+    let delivered = next_message(&mut b_events).await;
+    assert_eq!(&delivered.payload[..], b"for B");
+
+    // The only thing the hub heard from A is its own findings.
+    publish_acked(
+        &b,
+        &mut b_events,
+        "chitti/v1/s/gw-2/telemetry",
+        b"t".to_vec(),
+    )
+    .await;
+    let next = bus.inbound().recv().await.unwrap();
+    assert_eq!(next.topic, "chitti/v1/s/gw-2/telemetry");
+    bus.shutdown().await;
 }

@@ -236,6 +236,8 @@ pub struct EmbeddedBroker {
     inbound: mpsc::Receiver<Inbound>,
     publish_tx: Option<mpsc::Sender<PublishCommand>>,
     threads: Vec<JoinHandle<()>>,
+    // The authorisation front's accept loop; aborted (its port freed) on shutdown.
+    front: Option<tokio::task::JoinHandle<()>>,
     addrs: Vec<SocketAddr>,
     link_id: String,
     // rumqttd reads the PEM files on every TLS accept: they must outlive the listener's
@@ -306,8 +308,12 @@ impl EmbeddedBroker {
             threads,
             link_id,
             _pem_dir,
+            front,
             ..
         } = self;
+        if let Some(front) = front {
+            front.abort();
+        }
         // Dropping the receiver unblocks a reader waiting on a full channel; closing the
         // publish queue makes the writer disconnect the link, which ends the reader.
         drop(inbound);
@@ -345,7 +351,16 @@ fn start_blocking(
 
     check_open_files_limit(settings.max_connections);
 
-    let tcp_addr = settings.tcp.map(resolve_addr).transpose()?;
+    // With a login check, the public password listener is the authorisation front's
+    // (`super::front`) and rumqttd's listens on loopback behind it.
+    let front = match (settings.tcp, &settings.auth) {
+        (Some(public), Some(_)) => Some(bind_front(public, &runtime)?),
+        _ => None,
+    };
+    let tcp_addr = match &front {
+        Some(_) => Some(resolve_addr(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?),
+        None => settings.tcp.map(resolve_addr).transpose()?,
+    };
     let tls_addr = settings
         .tls
         .as_ref()
@@ -459,11 +474,22 @@ fn start_blocking(
         .map_err(|e| BrokerError::Embedded(format!("cannot spawn the broker thread: {e}")))?;
     drop(broker_thread);
 
-    let addrs: Vec<SocketAddr> = tcp_addr.into_iter().chain(tls_addr).collect();
     let deadline = Instant::now() + settings.start_timeout;
-    for addr in &addrs {
+    for addr in tcp_addr.iter().chain(&tls_addr) {
         wait_listening(*addr, &exited_rx, deadline)?;
     }
+    let (public_tcp, front_task) = match (front, tcp_addr) {
+        (Some((listener, public)), Some(internal)) => {
+            let limits = super::front::FrontLimits {
+                max_packet,
+                connect_timeout: settings.connect_timeout,
+            };
+            let task = runtime.spawn(super::front::run(listener, internal, limits));
+            (Some(public), Some(task))
+        }
+        _ => (tcp_addr, None),
+    };
+    let addrs: Vec<SocketAddr> = public_tcp.into_iter().chain(tls_addr).collect();
 
     let (inbound_tx, inbound) = mpsc::channel(settings.inbound_capacity);
     let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
@@ -477,7 +503,9 @@ fn start_blocking(
         .map_err(|e| BrokerError::Embedded(format!("cannot spawn the link writer: {e}")))?;
 
     info!(
-        tcp = ?tcp_addr,
+        tcp = ?public_tcp,
+        rumqttd_tcp = ?tcp_addr,
+        authorisation_front = front_task.is_some(),
         tls = ?tls_addr,
         link_id = %link_id,
         max_payload_bytes = settings.max_payload_bytes,
@@ -488,6 +516,7 @@ fn start_blocking(
         inbound,
         publish_tx: Some(publish_tx),
         threads: vec![rx_thread, tx_thread],
+        front: front_task,
         addrs,
         link_id,
         _pem_dir: pem_dir,
@@ -528,6 +557,31 @@ fn open_files_limit() -> Option<u64> {
 }
 
 /// An explicit address must be free now; port 0 becomes a free port now.
+/// Binds the authorisation front's listener on the public address (port 0: the kernel's
+/// choice, reported exactly).
+fn bind_front(
+    addr: SocketAddr,
+    runtime: &tokio::runtime::Handle,
+) -> Result<(tokio::net::TcpListener, SocketAddr), BrokerError> {
+    let _context = runtime.enter();
+    let bind = || -> std::io::Result<(tokio::net::TcpListener, SocketAddr)> {
+        let socket = match addr.ip() {
+            IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        #[cfg(unix)]
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        let listener = socket.listen(1024)?;
+        let bound = listener.local_addr()?;
+        Ok((listener, bound))
+    };
+    bind().map_err(|e| match e.kind() {
+        std::io::ErrorKind::AddrInUse => BrokerError::AddrInUse { addr },
+        _ => BrokerError::Bind { addr, source: e },
+    })
+}
+
 fn resolve_addr(addr: SocketAddr) -> Result<SocketAddr, BrokerError> {
     match try_bind(addr) {
         Ok(bound) => Ok(bound),

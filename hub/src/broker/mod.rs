@@ -29,6 +29,7 @@
 
 pub mod embedded;
 pub mod external;
+pub mod front;
 mod tls;
 
 use bytes::Bytes;

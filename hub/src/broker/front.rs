@@ -1,0 +1,354 @@
+//! The embedded broker's authorisation front: per-gateway topic permissions and a
+//! client id bound to the gateway, which rumqttd cannot enforce itself.
+//!
+//! rumqttd (0.20, the newest release) offers one hook, a password check at CONNECT; it
+//! has no publish or subscribe authorisation, and it lets any client take any client
+//! id (the older connection is dropped). Replacing the broker (rmqtt and the `mqtt5`
+//! crate have ACL hooks) would mean re-proving everything [`super::embedded`] documents
+//! about ports, readiness, sessions and TLS, so instead the hub owns the password
+//! listener's socket and reads what each client sends with rumqttd's own MQTT 3.1.1
+//! codec before it reaches rumqttd, which listens on loopback only:
+//!
+//! ```text
+//! gateway ──TCP──▶ front (public address) ──checked packets──▶ rumqttd (127.0.0.1:port)
+//!         ◀───────────────────── everything rumqttd sends ───────────────────────
+//! ```
+//!
+//! - **CONNECT**: the user name must be a gateway's (`site/gateway`; the password is
+//!   still checked by rumqttd's hook); the **client id is replaced by `site.gateway`**
+//!   (rumqttd refuses `/` in a client id; `.` is in no site or gateway id, so the name
+//!   is unique), so no gateway can take over another's session (as Mosquitto's
+//!   `use_username_as_clientid`); a Last Will must be on the gateway's own `/status`.
+//! - **PUBLISH** only on the gateway's own `/status`, `/findings`, `/telemetry` and
+//!   `/config/state`; **SUBSCRIBE** only to its own `/ack` and `/config/set`.
+//! - Anything else closes the connection with one log line naming the gateway, the
+//!   topic and the rule (MQTT 3.1.1 lets a server close on a refused publish; a refused
+//!   subscription is closed too rather than granted nothing, so a misconfigured client
+//!   is noticed). A malformed or oversized packet closes it as rumqttd would.
+//! - MQTT 5 clients are refused here (the agents speak 3.1.1).
+//!
+//! The mutual-TLS listener is still terminated by rumqttd and is not covered (see
+//! SECURITY.md); signatures protect what it carries.
+
+use bytes::BytesMut;
+use chitti_common::protocol::{Topic, TopicKind};
+use rumqttd::protocol::v4::V4;
+use rumqttd::protocol::{Packet, Protocol};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{debug, warn};
+
+/// What one gateway may do on the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayPermissions {
+    site: String,
+    gateway: String,
+}
+
+impl GatewayPermissions {
+    /// The permissions of the gateway a broker user name (`site/gateway`) names.
+    pub fn for_username(username: &str) -> Option<Self> {
+        let (site, gateway) = crate::store::parse_gateway_username(username)?;
+        Some(Self {
+            site: site.to_string(),
+            gateway: gateway.to_string(),
+        })
+    }
+
+    fn own(&self, topic: &str) -> Option<TopicKind> {
+        let t = Topic::parse(topic).ok()?;
+        (t.site == self.site && t.gateway == self.gateway).then_some(t.kind)
+    }
+
+    /// The client id the gateway's connection gets: `site.gateway`.
+    pub fn client_id(&self) -> String {
+        format!("{}.{}", self.site, self.gateway)
+    }
+
+    /// Whether the gateway may publish on `topic`: its own status, findings, telemetry
+    /// and applied configuration.
+    pub fn may_publish(&self, topic: &str) -> bool {
+        matches!(
+            self.own(topic),
+            Some(
+                TopicKind::Status
+                    | TopicKind::Findings
+                    | TopicKind::Telemetry
+                    | TopicKind::ConfigState
+            )
+        )
+    }
+
+    /// Whether the gateway may subscribe to `filter`: exactly its own `/ack` or
+    /// `/config/set` (no wildcards).
+    pub fn may_subscribe(&self, filter: &str) -> bool {
+        !filter.contains(['+', '#'])
+            && matches!(
+                self.own(filter),
+                Some(TopicKind::Ack | TopicKind::ConfigSet)
+            )
+    }
+}
+
+/// Limits the front applies before rumqttd sees anything.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FrontLimits {
+    /// Largest packet (rumqttd's own limit, so an oversized one is refused here).
+    pub max_packet: usize,
+    /// How long a new connection has to send its CONNECT.
+    pub connect_timeout: Duration,
+}
+
+/// Accepts clients on `listener` and relays what they may do to rumqttd at `broker`.
+pub(crate) async fn run(listener: TcpListener, broker: SocketAddr, limits: FrontLimits) {
+    loop {
+        match listener.accept().await {
+            Ok((client, peer)) => {
+                tokio::spawn(async move {
+                    if let Err(refusal) = relay(client, peer, broker, limits).await {
+                        // `?`: user names and topics come from the network.
+                        warn!(%peer, gateway = ?refusal.who, reason = ?refusal.reason,
+                            "mqtt connection closed by the authorisation front");
+                    }
+                });
+            }
+            Err(err) => {
+                // Out of file descriptors, say: wait rather than spin.
+                warn!(%err, "mqtt front: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Why a connection was closed.
+struct Refusal {
+    who: Option<String>,
+    reason: String,
+}
+
+impl Refusal {
+    fn new(who: Option<&str>, reason: impl Into<String>) -> Self {
+        Self {
+            who: who.map(str::to_string),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The next whole packet in `buf`, reading more from `from` as needed; `None` at a
+/// clean end of stream.
+async fn next_frame(
+    from: &mut (impl AsyncReadExt + Unpin),
+    buf: &mut BytesMut,
+    max_packet: usize,
+) -> Result<Option<BytesMut>, String> {
+    loop {
+        match rumqttd::protocol::v4::check(buf.iter(), max_packet) {
+            Ok(header) => return Ok(Some(buf.split_to(header.frame_length()))),
+            Err(rumqttd::protocol::Error::InsufficientBytes(_)) => {}
+            Err(e) => return Err(format!("malformed or oversized packet: {e}")),
+        }
+        let read = from
+            .read_buf(buf)
+            .await
+            .map_err(|e| format!("read failed: {e}"))?;
+        if read == 0 {
+            return if buf.is_empty() {
+                Ok(None)
+            } else {
+                Err("connection ended inside a packet".into())
+            };
+        }
+    }
+}
+
+fn parse(frame: &BytesMut, max_packet: usize) -> Result<Packet, String> {
+    let mut copy = frame.clone();
+    V4.read_mut(&mut copy, max_packet)
+        .map_err(|e| format!("malformed packet: {e}"))
+}
+
+async fn relay(
+    mut client: TcpStream,
+    peer: SocketAddr,
+    broker: SocketAddr,
+    limits: FrontLimits,
+) -> Result<(), Refusal> {
+    let mut buf = BytesMut::with_capacity(4096);
+    let first = tokio::time::timeout(
+        limits.connect_timeout,
+        next_frame(&mut client, &mut buf, limits.max_packet),
+    )
+    .await
+    .map_err(|_| Refusal::new(None, "no CONNECT within the connect timeout"))?
+    .map_err(|e| Refusal::new(None, e))?;
+    let Some(first) = first else {
+        // A port probe (the broker's own readiness check among them).
+        return Ok(());
+    };
+    if first.first().map(|b| b >> 4) != Some(1) {
+        return Err(Refusal::new(None, "the first packet is not CONNECT"));
+    }
+    let Packet::Connect(mut connect, _, will, _, login) = parse(&first, limits.max_packet)
+        .map_err(|e| {
+            Refusal::new(
+                None,
+                format!("{e} (only MQTT 3.1.1 is accepted on this listener)"),
+            )
+        })?
+    else {
+        return Err(Refusal::new(None, "the first packet is not CONNECT"));
+    };
+    let Some(login) = login else {
+        return Err(Refusal::new(None, "CONNECT without a user name"));
+    };
+    let username = login.username.clone();
+    let who = Some(username.as_str());
+    let permissions = GatewayPermissions::for_username(&username)
+        .ok_or_else(|| Refusal::new(who, "the user name is not a gateway's (site/gateway)"))?;
+    if let Some(will) = &will {
+        let topic = String::from_utf8_lossy(&will.topic);
+        if !permissions.may_publish(&topic) {
+            return Err(Refusal::new(
+                who,
+                format!("a Last Will on {topic:?}, which is not this gateway's own topic"),
+            ));
+        }
+    }
+    let bound = permissions.client_id();
+    if connect.client_id != bound {
+        debug!(%peer, gateway = ?username, client_id = ?connect.client_id, %bound,
+            "mqtt front: client id replaced by the gateway's own");
+    }
+    connect.client_id = bound;
+    let mut rewritten = BytesMut::new();
+    V4.write(
+        Packet::Connect(connect, None, will, None, Some(login)),
+        &mut rewritten,
+    )
+    .map_err(|e| Refusal::new(who, format!("cannot re-encode CONNECT: {e}")))?;
+
+    let mut upstream = TcpStream::connect(broker)
+        .await
+        .map_err(|e| Refusal::new(who, format!("the broker is not reachable: {e}")))?;
+    let _ = upstream.set_nodelay(true);
+    let _ = client.set_nodelay(true);
+    upstream
+        .write_all(&rewritten)
+        .await
+        .map_err(|e| Refusal::new(who, format!("write to the broker failed: {e}")))?;
+    let (mut client_rx, mut client_tx) = client.into_split();
+    let (mut broker_rx, mut broker_tx) = upstream.into_split();
+    let downstream = tokio::io::copy(&mut broker_rx, &mut client_tx);
+    let upstream = async {
+        loop {
+            let frame = match next_frame(&mut client_rx, &mut buf, limits.max_packet).await {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(Refusal::new(who, e)),
+            };
+            match frame.first().map(|b| b >> 4) {
+                Some(1) => return Err(Refusal::new(who, "a second CONNECT")),
+                Some(3) => {
+                    if let Packet::Publish(publish, _) =
+                        parse(&frame, limits.max_packet).map_err(|e| Refusal::new(who, e))?
+                    {
+                        let topic = String::from_utf8_lossy(&publish.topic);
+                        if !permissions.may_publish(&topic) {
+                            return Err(Refusal::new(
+                                who,
+                                format!(
+                                    "publish on {topic:?}: not one of this gateway's own topics"
+                                ),
+                            ));
+                        }
+                    }
+                }
+                Some(8) => {
+                    if let Packet::Subscribe(subscribe, _) =
+                        parse(&frame, limits.max_packet).map_err(|e| Refusal::new(who, e))?
+                    {
+                        if let Some(f) = subscribe
+                            .filters
+                            .iter()
+                            .find(|f| !permissions.may_subscribe(&f.path))
+                        {
+                            return Err(Refusal::new(
+                                who,
+                                format!(
+                                    "subscribe to {:?}: a gateway may subscribe only to its own /ack and /config/set",
+                                    f.path
+                                ),
+                            ));
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if let Err(e) = broker_tx.write_all(&frame).await {
+                return Err(Refusal::new(
+                    who,
+                    format!("write to the broker failed: {e}"),
+                ));
+            }
+        }
+    };
+    // Whichever side ends first ends both.
+    tokio::select! {
+        result = upstream => {
+            debug!(%peer, gateway = ?username, "mqtt front: the client side ended");
+            result
+        }
+        result = downstream => {
+            debug!(%peer, gateway = ?username, ?result, "mqtt front: the broker side ended");
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gateway_may_use_only_its_own_topics() {
+        let p = GatewayPermissions::for_username("north/gw-a").unwrap();
+        for own in ["status", "findings", "telemetry", "config/state"] {
+            assert!(
+                p.may_publish(&format!("chitti/v1/north/gw-a/{own}")),
+                "{own}"
+            );
+        }
+        for other in [
+            "chitti/v1/north/gw-b/status",
+            "chitti/v1/south/gw-a/findings",
+            "chitti/v1/north/gw-a/ack",
+            "chitti/v1/north/gw-a/config/set",
+            "chitti/v1/north/gw-a/status/x",
+            "chitti/v2/north/gw-a/status",
+            "$SYS/broker",
+            "",
+        ] {
+            assert!(!p.may_publish(other), "{other}");
+        }
+        assert!(p.may_subscribe("chitti/v1/north/gw-a/ack"));
+        assert!(p.may_subscribe("chitti/v1/north/gw-a/config/set"));
+        for other in [
+            "#",
+            "chitti/v1/#",
+            "chitti/v1/north/+/ack",
+            "chitti/v1/north/gw-a/+",
+            "chitti/v1/north/gw-b/ack",
+            "chitti/v1/north/gw-a/findings",
+        ] {
+            assert!(!p.may_subscribe(other), "{other}");
+        }
+        assert_eq!(p.client_id(), "north.gw-a");
+        for not_a_gateway in ["gw-a", "", "a/b/c", "North/gw-a"] {
+            assert!(GatewayPermissions::for_username(not_a_gateway).is_none());
+        }
+    }
+}
