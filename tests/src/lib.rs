@@ -482,3 +482,116 @@ pub fn api_login(http: std::net::SocketAddr, username: &str, password: &str) -> 
     let body: serde_json::Value = serde_json::from_str(&text).expect("login JSON");
     body["token"].as_str().expect("token").to_string()
 }
+
+/// A Mosquitto of the test's own on a free port, its configuration `extra` lines after
+/// the listener; killed on drop. (The hub's broker tests have their own: the two test
+/// crates cannot share a helper without a crate of their own.)
+pub struct Mosquitto {
+    child: std::process::Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
+impl Mosquitto {
+    /// Starts `mosquitto -c <dir>/mosquitto.conf`; returns once it logs "running".
+    pub fn start(dir: &Path, extra: &str) -> Self {
+        let port = free_port();
+        let conf = dir.join("mosquitto.conf");
+        let log = dir.join("mosquitto.log");
+        // `user root`: a root Mosquitto would otherwise drop to the `mosquitto` user,
+        // which cannot read the test's private temporary directory.
+        std::fs::write(
+            &conf,
+            format!(
+                "user root\nper_listener_settings false\npersistence false\n\
+                 log_dest stderr\nlog_type all\nlistener {port} 127.0.0.1\n{extra}\n"
+            ),
+        )
+        .expect("write mosquitto.conf");
+        let mut child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the mosquitto binary (tests/run-all.sh installs it)");
+        // Mosquitto says "… running" once its listener is open; its log is copied to a
+        // file from then on (the pipe is drained so it never blocks).
+        use std::io::{BufRead, Write};
+        let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let mut file = std::fs::File::create(&log).expect("mosquitto log");
+        for line in lines.by_ref() {
+            let line = line.expect("mosquitto log line");
+            let _ = writeln!(file, "{line}");
+            if line.contains(" running") {
+                break;
+            }
+        }
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let _ = writeln!(file, "{line}");
+            }
+        });
+        let mosquitto = Self { child, port, log };
+        assert!(
+            mosquitto.log_text().contains(" running"),
+            "mosquitto did not start:\n{}",
+            mosquitto.log_text()
+        );
+        mosquitto
+    }
+
+    /// `mqtt://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// Its log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A hub configuration in `dir` using the external broker at `broker_url` (as
+/// `username` with `password`, when given) and the store at `store_url`; its path.
+pub fn external_hub_config(
+    dir: &Path,
+    store_url: &str,
+    broker_url: &str,
+    login: Option<(&str, &str)>,
+) -> PathBuf {
+    let config = dir.join("hub.toml");
+    // A SQLite store URL names a file in the data directory: it must exist.
+    std::fs::create_dir_all(dir.join("data")).expect("create the data directory");
+    let login = match login {
+        Some((user, password)) => {
+            let file = dir.join("hub-mqtt-password");
+            std::fs::write(&file, password).expect("write the hub's broker password");
+            format!(
+                "username = \"{user}\"\npassword_file = \"{}\"\n",
+                file.display()
+            )
+        }
+        None => String::new(),
+    };
+    std::fs::write(
+        &config,
+        format!(
+            "version = 1\ndata_dir = \"{}\"\n[store]\nurl = \"{store_url}\"\n\
+             [broker]\nmode = \"external\"\n[broker.external]\nurl = \"{broker_url}\"\n{login}\
+             [http]\nlisten = \"127.0.0.1:0\"\n",
+            dir.join("data").display(),
+        ),
+    )
+    .expect("write the hub configuration");
+    config
+}
