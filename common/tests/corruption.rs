@@ -964,12 +964,9 @@ fn crc32(bytes: &[u8]) -> u32 {
     })
 }
 
-#[test]
-fn a_forged_png_raw_size_costs_at_most_the_largest_legal_frame() {
-    // The record and the PNG header agree on 8192 x 8192 (the largest side accepted)
-    // while the PNG data is 80 x 60's worth: the decode fails, and what it may
-    // allocate is bounded by the largest legal frame (8192² x 2 bytes = 128 MiB),
-    // not by anything larger a length field could claim.
+/// The AX8 R-JPEG, its record and PNG header edited to agree on 8192 x 8192 while the
+/// PNG data is 80 x 60's worth.
+fn claiming_8192_squared() -> Vec<u8> {
     let fx = fixture(ONE_CHUNK_JPEG);
     let mut bytes = fx.bytes.clone();
     let (raw, big) = record_of(&bytes, fx.chunks[0].data_at, 0x01);
@@ -981,12 +978,67 @@ fn a_forged_png_raw_size_costs_at_most_the_largest_legal_frame() {
     write_u32(&mut bytes, ihdr + 12, true, 8192);
     let crc = crc32(&bytes[ihdr + 4..ihdr + 8 + 13]);
     write_u32(&mut bytes, ihdr + 8 + 13, true, crc);
+    bytes
+}
+
+#[test]
+fn a_frame_declaring_more_pixels_than_the_limit_is_refused_before_decoding() {
+    // A small file claiming 8192 x 8192 (67 Mpx): refused from the record header, so
+    // nothing near the claim is allocated (before the limit: up to 128 MiB of counts
+    // and ~670 MB for an analysis).
+    let bytes = claiming_8192_squared();
     let (err, peak) = first_error(&bytes);
+    assert!(
+        matches!(&err, FlirError::TooManyPixels { width: 8192, height: 8192, limit, .. }
+            if *limit == chitti_common::flir::DEFAULT_MAX_FRAME_PIXELS),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "frame 0: 8192×8192 pixels exceeds the limit of 4194304 pixels"
+    );
+    assert!(peak < 2 * bytes.len() + (1 << 20), "{peak} bytes");
+}
+
+#[test]
+fn a_forged_png_raw_size_costs_at_most_the_largest_legal_frame() {
+    // With the pixel limit raised to the largest side accepted, the decode fails, and
+    // what it may allocate is bounded by the largest legal frame (8192² x 2 bytes =
+    // 128 MiB), not by anything larger a length field could claim.
+    let bytes = claiming_8192_squared();
+    let limits = ParseLimits {
+        max_frame_pixels: 8192 * 8192,
+        ..ParseLimits::default()
+    };
+    let (result, peak) = peak_heap::measure(|| {
+        let mut file = FlirFile::open(Cursor::new(&bytes[..]), limits).expect("open");
+        file.frame(0).map(|_| ())
+    });
+    let err = result.expect_err("an undecodable PNG");
     assert!(
         matches!(&err, FlirError::Record { record: "raw data record", reason, .. } if reason.starts_with("png")),
         "{err:?}"
     );
     assert!(peak <= 8192 * 8192 * 2 + (16 << 20), "{} MiB", peak >> 20);
+}
+
+#[test]
+fn a_sequence_is_refused_once_its_frames_exceed_the_file_pixel_budget() {
+    // The SC660 sequence: two 640 x 480 frames. A budget of one and a half frames lets
+    // the first through and refuses the second before decoding it.
+    let bytes = edited(SEQ_FILE);
+    let limits = ParseLimits {
+        max_file_pixels: 640 * 480 * 3 / 2,
+        ..ParseLimits::default()
+    };
+    let mut file = FlirFile::open(Cursor::new(&bytes[..]), limits).expect("open");
+    let first = file.frame(0).expect("the first frame is within the budget");
+    assert_eq!((first.raw.width(), first.raw.height()), (640, 480));
+    let err = file.frame(1).expect_err("the second is not");
+    assert_eq!(
+        err.to_string(),
+        "frame 1 would take the file past its pixel budget: 640×480 pixels exceeds the limit of 153600 pixels"
+    );
 }
 
 #[test]

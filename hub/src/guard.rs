@@ -8,8 +8,10 @@
 //! wall behind SameSite cookies and CSRF tokens.
 //!
 //! **Rate limit.** A token bucket per client — the peer address, or for a gateway's
-//! signed evidence upload the gateway it names (many gateways can share one NAT
-//! address) — refilled at `http.requests_per_minute`, with a burst of a tenth of a
+//! evidence upload whose signature **verifies** the gateway (many gateways can share
+//! one NAT address; an unverified `X-Chitti-Gateway` counts against the address, so
+//! nobody can spend a real gateway's budget or grow the table with made-up names) —
+//! refilled at `http.requests_per_minute`, with a burst of a tenth of a
 //! minute's worth (at least 10). Beyond it: 429 with `Retry-After`. The table of
 //! buckets is bounded: when full, buckets that have refilled are dropped, and if none
 //! has, the oldest half goes.
@@ -199,34 +201,140 @@ impl RateLimiter {
     }
 }
 
-/// Who a request counts against.
-fn client_key(req: &Request) -> String {
-    if req.method() == Method::PUT && req.uri().path().starts_with("/api/v1/evidence/") {
-        if let Some(gw) = req
-            .headers()
-            .get(chitti_common::signing::GATEWAY_HEADER)
-            .and_then(|v| v.to_str().ok())
-        {
-            return format!("gateway {gw}");
+/// When a gateway's key was read, and the key (`None`: no such, or a revoked, gateway).
+type RememberedKey = (Instant, Option<ed25519_dalek::VerifyingKey>);
+
+/// Gateways' public keys, remembered for [`GatewayKeys::TTL`]: what the rate limit
+/// checks an evidence upload's signature with before counting it against a gateway.
+pub struct GatewayKeys {
+    store: Arc<crate::store::AnyStore>,
+    keys: Mutex<HashMap<(String, String), RememberedKey>>,
+}
+
+impl std::fmt::Debug for GatewayKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayKeys").finish_non_exhaustive()
+    }
+}
+
+impl GatewayKeys {
+    /// How long a key (or its absence) is remembered.
+    pub const TTL: Duration = Duration::from_secs(30);
+    /// Most gateways remembered (the table is emptied when full).
+    pub const MAX: usize = 16_384;
+
+    /// Keys read from `store`.
+    pub fn new(store: Arc<crate::store::AnyStore>) -> Self {
+        Self {
+            store,
+            keys: Mutex::new(HashMap::new()),
         }
     }
-    match req.extensions().get::<ConnectInfo<SocketAddr>>() {
-        Some(ConnectInfo(addr)) => addr.ip().to_string(),
-        None => "unknown".to_string(),
+
+    async fn key(&self, site: &str, gateway: &str) -> Option<ed25519_dalek::VerifyingKey> {
+        use crate::store::Store;
+        let id = (site.to_string(), gateway.to_string());
+        if let Some((at, key)) = self.keys.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
+            if at.elapsed() < Self::TTL {
+                return *key;
+            }
+        }
+        let key = match self.store.gateway(site, gateway).await {
+            Ok(Some(r)) if !r.is_revoked() => {
+                ed25519_dalek::VerifyingKey::from_bytes(&r.public_key).ok()
+            }
+            Ok(_) => None,
+            // The handler will answer the store error; count against the address.
+            Err(_) => return None,
+        };
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        if keys.len() >= Self::MAX {
+            keys.clear();
+        }
+        keys.insert(id, (Instant::now(), key));
+        key
+    }
+
+    /// The gateway an evidence upload (`PUT /api/v1/evidence/{sha256}` with its
+    /// gateway and signature headers) is signed by, when its signature verifies.
+    async fn verified_uploader(&self, upload: EvidenceClaim) -> Option<String> {
+        let (site, gateway) = crate::store::parse_gateway_username(upload.gateway.trim())?;
+        let key = self.key(site, gateway).await?;
+        chitti_common::signing::verify_evidence(
+            site,
+            gateway,
+            &upload.sha256,
+            &upload.signature,
+            &key,
+        )
+        .ok()?;
+        Some(format!("gateway {site}/{gateway}"))
+    }
+}
+
+/// What an evidence upload claims, read off the request before anything is awaited.
+struct EvidenceClaim {
+    sha256: String,
+    gateway: String,
+    signature: String,
+}
+
+impl EvidenceClaim {
+    fn of(req: &Request) -> Option<Self> {
+        use chitti_common::signing::{GATEWAY_HEADER, SIGNATURE_HEADER};
+        if req.method() != Method::PUT {
+            return None;
+        }
+        let sha256 = req.uri().path().strip_prefix("/api/v1/evidence/")?;
+        crate::evidence::validate_sha256(sha256).ok()?;
+        let header = |name| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        Some(Self {
+            sha256: sha256.to_string(),
+            gateway: header(GATEWAY_HEADER)?,
+            signature: header(SIGNATURE_HEADER)?,
+        })
+    }
+}
+
+/// What the rate-limit middleware needs.
+#[derive(Debug, Clone)]
+pub struct RateGuard {
+    /// The buckets.
+    pub limiter: Arc<RateLimiter>,
+    /// Keys to verify evidence uploads with.
+    pub gateways: Arc<GatewayKeys>,
+}
+
+/// Who a request counts against: a verified uploading gateway, else the address.
+async fn client_key(
+    address: String,
+    claim: Option<EvidenceClaim>,
+    gateways: &GatewayKeys,
+) -> String {
+    match claim {
+        Some(claim) => gateways.verified_uploader(claim).await.unwrap_or(address),
+        None => address,
     }
 }
 
 /// The rate-limit middleware, for `/api` (see the module docs).
-pub async fn rate_limit(
-    State(limiter): State<Arc<RateLimiter>>,
-    req: Request,
-    next: Next,
-) -> Response {
+pub async fn rate_limit(State(guard): State<RateGuard>, req: Request, next: Next) -> Response {
     if !req.uri().path().starts_with("/api/") {
         return next.run(req).await;
     }
-    let client = client_key(&req);
-    match limiter.check(&client, Instant::now()) {
+    // Read off the request before awaiting: a `&Request` is not `Send`.
+    let address = match req.extensions().get::<ConnectInfo<SocketAddr>>() {
+        Some(ConnectInfo(addr)) => addr.ip().to_string(),
+        None => "unknown".to_string(),
+    };
+    let claim = EvidenceClaim::of(&req);
+    let client = client_key(address, claim, &guard.gateways).await;
+    match guard.limiter.check(&client, Instant::now()) {
         Ok(()) => next.run(req).await,
         Err(wait) => {
             tracing::debug!(%client, "rate limited");

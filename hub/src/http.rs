@@ -45,16 +45,24 @@ pub fn router(state: HttpState) -> Router {
             .with_evidence(Arc::clone(&state.evidence))
             .with_live(Arc::clone(&state.live))
             .with_max_upload_bytes(state.settings.max_upload_bytes.0)
-            .with_token_max_days(state.settings.token_max_days);
+            .with_token_max_days(state.settings.token_max_days)
+            .with_analysis_limits(
+                state.settings.max_frame_pixels,
+                state.settings.max_file_pixels,
+                state.settings.max_concurrent_analyses as usize,
+            );
     // The dashboard shares the API's state (and so its sessions and login limits).
     let dashboard = crate::dashboard::router(api_state.clone());
     let api = crate::api::router(api_state);
     let cors = Arc::new(crate::guard::CorsPolicy::new(
         &state.settings.allowed_origins,
     ));
-    let limiter = Arc::new(crate::guard::RateLimiter::per_minute(
-        state.settings.requests_per_minute,
-    ));
+    let limiter = crate::guard::RateGuard {
+        limiter: Arc::new(crate::guard::RateLimiter::per_minute(
+            state.settings.requests_per_minute,
+        )),
+        gateways: Arc::new(crate::guard::GatewayKeys::new(Arc::clone(&state.store))),
+    };
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))

@@ -97,6 +97,7 @@ impl Form {
 
 struct Api {
     app: axum::Router,
+    state: ApiState,
     store: Arc<AnyStore>,
     evidence: Arc<EvidenceStore>,
     live: Arc<LiveEvents>,
@@ -106,6 +107,7 @@ struct Api {
 
 struct Reply {
     status: StatusCode,
+    retry_after: Option<String>,
     content_type: String,
     bytes: Vec<u8>,
     body: Value,
@@ -182,12 +184,14 @@ impl Api {
             .with_live(live.clone())
             .with_max_upload_bytes(max_upload);
         // As chitti_hub::http::router mounts it: under the global body limit.
-        let app = router(state).layer(DefaultBodyLimit::max(chitti_hub::http::MAX_BODY_BYTES));
+        let app =
+            router(state.clone()).layer(DefaultBodyLimit::max(chitti_hub::http::MAX_BODY_BYTES));
         let viewer = tokens.remove(0);
         let operator = tokens.remove(0);
         (
             Self {
                 app,
+                state,
                 store,
                 evidence,
                 live,
@@ -221,6 +225,10 @@ impl Api {
     async fn send(&self, req: Request<Body>) -> Reply {
         let resp = self.app.clone().oneshot(req).await.unwrap();
         let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_string());
         let content_type = resp
             .headers()
             .get("content-type")
@@ -233,6 +241,7 @@ impl Api {
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         Reply {
             status,
+            retry_after,
             content_type,
             bytes,
             body,
@@ -510,6 +519,42 @@ async fn damaged_and_foreign_files_fail_alone(backend: &str) {
         .unwrap();
     assert_eq!(entry.event.detail["files_failed"], 5);
     assert_eq!(entry.event.detail["note"], "bay 3 survey, cloudy");
+}
+
+/// Heavy work is bounded: a file whose frames declare more pixels than the hub's
+/// budget fails alone (before decoding), and when every analysis slot is busy an
+/// upload is 503 with `Retry-After`, its body unread.
+async fn pixel_budgets_and_busy_slots_bound_the_work(backend: &str) {
+    let (mut api, _db) = Api::new(backend).await;
+    let seq = fixture("flir_sc660_2frames.seq");
+    // One and a half 640×480 frames per file, one analysis at a time.
+    api.state = api.state.clone().with_analysis_limits(
+        chitti_common::flir::DEFAULT_MAX_FRAME_PIXELS,
+        640 * 480 * 3 / 2,
+        1,
+    );
+    api.app =
+        router(api.state.clone()).layer(DefaultBodyLimit::max(chitti_hub::http::MAX_BODY_BYTES));
+    let form = || Form::default().site().file("long.seq", &seq).finish();
+    let r = api.upload(form(), api.as_operator()).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let file = &r.body["files"][0];
+    assert_eq!(file["status"], "error", "{file}");
+    let message = file["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("frame 1 would take the file past its pixel budget: 640×480 pixels"),
+        "{message}"
+    );
+    assert!(api.findings().await.is_empty());
+
+    // Every slot busy (a long analysis elsewhere): 503, come back in 2 s.
+    let busy = api.state.analysis_slot().expect("the one slot");
+    let r = api.upload(form(), api.as_operator()).await;
+    assert_error(&r, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    assert_eq!(r.retry_after.as_deref(), Some("2"));
+    drop(busy);
+    let r = api.upload(form(), api.as_operator()).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
 }
 
 async fn uploading_a_file_again_stores_nothing_twice(backend: &str) {
@@ -888,6 +933,7 @@ macro_rules! on_both {
 on_both!(
     fixtures_give_the_thermal_cores_findings,
     damaged_and_foreign_files_fail_alone,
+    pixel_budgets_and_busy_slots_bound_the_work,
     uploading_a_file_again_stores_nothing_twice,
     roles_sites_and_forms_are_checked,
     limits_hold_and_beat_the_global_body_limit,

@@ -7,6 +7,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
 use chitti_hub::config::HttpConfig;
+use chitti_hub::store::{NewGateway, Store};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use support::TestDb;
@@ -140,7 +141,7 @@ async fn only_listed_origins_get_cors_and_others_cannot_change_state() {
 #[tokio::test]
 async fn each_client_is_rate_limited_on_its_own_and_health_is_not() {
     // 60 a minute: a burst of 10.
-    let (app, _db) = app(HttpConfig {
+    let (app, db) = app(HttpConfig {
         requests_per_minute: 60,
         ..HttpConfig::default()
     })
@@ -177,15 +178,65 @@ async fn each_client_is_rate_limited_on_its_own_and_health_is_not() {
             .unwrap();
         assert_eq!(r.status(), StatusCode::OK);
     }
-    // Gateways' signed evidence uploads count per gateway, not per (shared) address.
-    let put = |gw: &str| {
+    // A gateway's evidence upload counts against the gateway, not its (shared, here
+    // exhausted) address, once its signature verifies…
+    let key = chitti_common::signing::signing_key_from_seed(&[3; 32]);
+    db.store
+        .add_gateway(&NewGateway {
+            site: "north-yard".into(),
+            gateway: "gw-1".into(),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".into(),
+            public_key: key.verifying_key().to_bytes(),
+        })
+        .await
+        .unwrap();
+    let sha = "0".repeat(64);
+    let signed = chitti_common::signing::sign_evidence("north-yard", "gw-1", &sha, &key);
+    let put = |from: &str, gw: &str, signature: &str| {
         request(
             "PUT",
-            &format!("/api/v1/evidence/{}", "0".repeat(64)),
-            "10.0.0.1:1",
-            &[("x-chitti-gateway", gw), ("x-chitti-signature", "00")],
+            &format!("/api/v1/evidence/{sha}"),
+            from,
+            &[("x-chitti-gateway", gw), ("x-chitti-signature", signature)],
         )
     };
-    let r = app.clone().oneshot(put("north-yard/gw-1")).await.unwrap();
+    let r = app
+        .clone()
+        .oneshot(put("10.0.0.1:1", "north-yard/gw-1", &signed))
+        .await
+        .unwrap();
     assert_ne!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    // …and only then: claiming the gateway without its signature counts against the
+    // address (exhausted here), so nobody can spend a real gateway's budget…
+    let r = app
+        .clone()
+        .oneshot(put("10.0.0.1:1", "north-yard/gw-1", &"0".repeat(128)))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    // …not even from many addresses at once: after 50 forged claims, the real gateway
+    // still has its burst.
+    for i in 0..50 {
+        let _ = app
+            .clone()
+            .oneshot(put(
+                &format!("10.1.0.{i}:1"),
+                "north-yard/gw-1",
+                &"0".repeat(128),
+            ))
+            .await
+            .unwrap();
+    }
+    for i in 0..9 {
+        let r = app
+            .clone()
+            .oneshot(put("10.0.0.1:1", "north-yard/gw-1", &signed))
+            .await
+            .unwrap();
+        assert_ne!(
+            r.status(),
+            StatusCode::TOO_MANY_REQUESTS,
+            "genuine upload {i}"
+        );
+    }
 }

@@ -100,6 +100,19 @@ pub enum FlirError {
         /// The limit.
         limit: u64,
     },
+    /// A frame declares more pixels than the limits allow (checked from its header,
+    /// before anything is decoded or allocated).
+    #[error("{what}: {width}×{height} pixels exceeds the limit of {limit} pixels")]
+    TooManyPixels {
+        /// The frame, or the file's running total.
+        what: String,
+        /// Declared width.
+        width: u32,
+        /// Declared height.
+        height: u32,
+        /// The limit that applied.
+        limit: u64,
+    },
     /// A frame index past the end of a sequence.
     #[error("frame {index} does not exist: the file has {count} frame(s)")]
     NoSuchFrame {
@@ -129,13 +142,27 @@ pub struct ParseLimits {
     pub max_jpeg_bytes: u64,
     /// Largest single FFF frame of a sequence.
     pub max_frame_bytes: u64,
+    /// Most pixels one frame may declare. A compressed frame (PNG, JPEG-LS) of a few
+    /// hundred bytes can declare 8192×8192; this is checked from the header, before
+    /// decoding. The default, 2048×2048, is above the largest radiometric cameras
+    /// (1280×1024 sensors, 2048×1536 UltraMax images).
+    pub max_frame_pixels: u64,
+    /// Most pixels all frames read from one file may declare together (pixels ×
+    /// frames): bounds the work one uploaded sequence can cause. Unlimited by default
+    /// (an agent replays long sequences); the hub sets it for uploads.
+    pub max_file_pixels: u64,
 }
+
+/// [`ParseLimits::max_frame_pixels`] by default.
+pub const DEFAULT_MAX_FRAME_PIXELS: u64 = 2048 * 2048;
 
 impl Default for ParseLimits {
     fn default() -> Self {
         Self {
             max_jpeg_bytes: 64 << 20,
             max_frame_bytes: 64 << 20,
+            max_frame_pixels: DEFAULT_MAX_FRAME_PIXELS,
+            max_file_pixels: u64::MAX,
         }
     }
 }
@@ -210,7 +237,38 @@ impl FlirFrame {
 }
 
 /// Parses one FFF frame held in memory. `offset` is its position in the file.
-fn parse_frame(blob: &[u8], offset: u64, index: usize) -> Result<FlirFrame, FlirError> {
+/// How many pixels the next frame may declare, and why that many.
+#[derive(Debug, Clone, Copy)]
+struct PixelBudget {
+    limit: u64,
+    /// The file's running total is the tighter bound.
+    file_total: bool,
+}
+
+impl PixelBudget {
+    fn check(self, index: usize, width: u32, height: u32) -> Result<(), FlirError> {
+        if u64::from(width) * u64::from(height) <= self.limit {
+            return Ok(());
+        }
+        Err(FlirError::TooManyPixels {
+            what: if self.file_total {
+                format!("frame {index} would take the file past its pixel budget")
+            } else {
+                format!("frame {index}")
+            },
+            width,
+            height,
+            limit: self.limit,
+        })
+    }
+}
+
+fn parse_frame(
+    blob: &[u8],
+    offset: u64,
+    index: usize,
+    budget: PixelBudget,
+) -> Result<FlirFrame, FlirError> {
     let header = fff::parse_header(blob, offset)?;
     let dir_start = header.directory_offset as usize;
     let dir_end = fff::directory_end(&header);
@@ -255,8 +313,11 @@ fn parse_frame(blob: &[u8], offset: u64, index: usize) -> Result<FlirFrame, Flir
         reason: "the frame has no RawData record (not a radiometric image)".into(),
     })?;
     let raw_base = offset + u64::from(raw_entry.offset);
-    let (raw, raw_encoding, raw_order) =
-        records::decode_raw_data(record_bytes(raw_entry, "raw data record")?, raw_base)?;
+    let (raw, raw_encoding, raw_order) = records::decode_raw_data(
+        record_bytes(raw_entry, "raw data record")?,
+        raw_base,
+        &|width, height| budget.check(index, width, height),
+    )?;
 
     let cam_entry = find(fff::record_type::CAMERA_INFO).ok_or_else(|| FlirError::Record {
         record: "camera info record",
@@ -360,6 +421,8 @@ pub struct FlirFile<R> {
     frame_starts: Vec<u64>,
     /// True once the walk has reached the end of the file.
     walked_to_end: bool,
+    /// Pixels of the frames read so far (against `limits.max_file_pixels`).
+    pixels_read: u64,
 }
 
 impl<R: Read + Seek> FlirFile<R> {
@@ -400,6 +463,7 @@ impl<R: Read + Seek> FlirFile<R> {
                 exif_model: scan.exif_model,
                 frame_starts: vec![0],
                 walked_to_end: true,
+                pixels_read: 0,
             });
         }
         if !fff::has_magic(magic) {
@@ -420,6 +484,7 @@ impl<R: Read + Seek> FlirFile<R> {
             exif_model: None,
             frame_starts: vec![0],
             walked_to_end: false,
+            pixels_read: 0,
         })
     }
 
@@ -448,7 +513,10 @@ impl<R: Read + Seek> FlirFile<R> {
             if index > 0 {
                 return Err(FlirError::NoSuchFrame { index, count: 1 });
             }
-            return parse_frame(fff, 0, 0);
+            let budget = self.budget();
+            let frame = parse_frame(fff, 0, 0, budget)?;
+            self.pixels_read += u64::from(frame.raw.width()) * u64::from(frame.raw.height());
+            return Ok(frame);
         }
         while self.frame_starts.len() <= index && !self.walked_to_end {
             self.walk_one()?;
@@ -476,7 +544,19 @@ impl<R: Read + Seek> FlirFile<R> {
                 offset: start,
                 source,
             })?;
-        parse_frame(&blob, start, index)
+        let frame = parse_frame(&blob, start, index, self.budget())?;
+        self.pixels_read += u64::from(frame.raw.width()) * u64::from(frame.raw.height());
+        Ok(frame)
+    }
+
+    /// What the next frame may declare: the per-frame limit, or what is left of the
+    /// file's.
+    fn budget(&self) -> PixelBudget {
+        let left = self.limits.max_file_pixels.saturating_sub(self.pixels_read);
+        PixelBudget {
+            limit: left.min(self.limits.max_frame_pixels),
+            file_total: left < self.limits.max_frame_pixels,
+        }
     }
 
     /// Iterates over every frame lazily; stops after the first error.

@@ -64,9 +64,12 @@ fn record_order(bytes: &[u8], base: u64, what: &'static str) -> Result<ByteOrder
 }
 
 /// Decodes a RawData record into counts.
+/// `within_budget` is asked about the declared size before anything is decoded or
+/// allocated.
 pub(crate) fn decode_raw_data(
     record: &[u8],
     base: u64,
+    within_budget: &dyn Fn(u32, u32) -> Result<(), FlirError>,
 ) -> Result<(RawFrame, RawEncoding, ByteOrder), FlirError> {
     const WHAT: &str = "raw data record";
     let order = record_order(record, base, WHAT)?;
@@ -78,6 +81,7 @@ pub(crate) fn decode_raw_data(
         offset: base + 2,
         reason: e.to_string(),
     })?;
+    within_budget(width, height)?;
     let payload = view.slice(
         PAYLOAD_AT,
         record.len().saturating_sub(PAYLOAD_AT),

@@ -607,6 +607,7 @@ async fn thermogram(
         .parse()
         .map_err(render_error)?;
     let (finding, bytes) = finding_evidence(&s, &id).await?;
+    let _slot = s.analysis_slot()?;
     let png = tokio::task::spawn_blocking(move || {
         let t = temperature_image(&bytes, &measurement_overrides(&finding.measurement))
             .map_err(|e| temperature_error(&finding, e))?;
@@ -703,6 +704,7 @@ async fn temperatures(
     p.require(Role::Viewer)?;
     let binary = wants_binary(&headers);
     let (finding, bytes) = finding_evidence(&s, &id).await?;
+    let _slot = s.analysis_slot()?;
     let (content_type, body) = tokio::task::spawn_blocking(move || {
         let t = temperature_image(&bytes, &measurement_overrides(&finding.measurement))
             .map_err(|e| temperature_error(&finding, e))?;

@@ -83,6 +83,11 @@ pub struct ApiState {
     pub max_upload_bytes: u64,
     /// Longest API token life, days (0: no limit; `http.token_max_days`).
     pub token_max_days: u32,
+    /// What an uploaded FLIR file may make the parser do (`http.max_frame_pixels`,
+    /// `http.max_file_pixels`).
+    pub parse_limits: chitti_common::flir::ParseLimits,
+    /// Analyses that may run at once (`http.max_concurrent_analyses`).
+    pub analyses: Arc<tokio::sync::Semaphore>,
 }
 
 impl ApiState {
@@ -101,7 +106,38 @@ impl ApiState {
             secure_cookies,
             max_upload_bytes: crate::config::DEFAULT_MAX_UPLOAD_BYTES,
             token_max_days: 365,
+            parse_limits: chitti_common::flir::ParseLimits {
+                max_file_pixels: 64 * chitti_common::flir::DEFAULT_MAX_FRAME_PIXELS,
+                ..chitti_common::flir::ParseLimits::default()
+            },
+            analyses: Arc::new(tokio::sync::Semaphore::new(4)),
         }
+    }
+
+    /// The same state with other analysis limits: pixels per frame and per file, and
+    /// analyses at once.
+    pub fn with_analysis_limits(
+        mut self,
+        max_frame_pixels: u64,
+        max_file_pixels: u64,
+        concurrent: usize,
+    ) -> Self {
+        self.parse_limits.max_frame_pixels = max_frame_pixels;
+        self.parse_limits.max_file_pixels = max_file_pixels;
+        self.analyses = Arc::new(tokio::sync::Semaphore::new(concurrent.max(1)));
+        self
+    }
+
+    /// A slot for one analysis (an upload, a thermogram, a grid, a report), held while
+    /// it runs; 503 with `Retry-After` when all are busy, so a burst of heavy requests
+    /// queues at the client instead of in the hub's memory.
+    pub fn analysis_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        Arc::clone(&self.analyses).try_acquire_owned().map_err(|_| {
+            ApiError::new(
+                ErrorCode::Unavailable,
+                "every analysis slot is busy (http.max_concurrent_analyses); retry shortly",
+            )
+        })
     }
 
     /// The same state with another longest API token life (days; 0: no limit).

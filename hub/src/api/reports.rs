@@ -563,6 +563,7 @@ async fn visual_jpg(
         .await
         .map_err(evidence_error)?
         .ok_or_else(|| ApiError::not_found(format!("evidence {sha}")))?;
+    let _slot = s.analysis_slot()?;
     let visual = tokio::task::spawn_blocking(move || visual_jpeg(&bytes))
         .await
         .map_err(|_| internal())?
@@ -667,6 +668,7 @@ async fn inspection_pdf(
             rfc3339(q.to)
         )));
     }
+    let _slot = s.analysis_slot()?;
     let site = s
         .store
         .site(&q.site)

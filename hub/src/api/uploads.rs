@@ -88,7 +88,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chitti_common::analysis::AnalysisOptions;
 use chitti_common::finding::{EvidenceRef, Finding, FindingSource};
-use chitti_common::flir::{ContainerKind, ParseLimits};
+use chitti_common::flir::ContainerKind;
 use chitti_common::inspection::{inspect_file, InspectionError, InspectionOptions};
 use chitti_common::severity::{
     ReferenceKind, ReferenceTemperature, SeverityBasis, SeverityCatalog, SeverityTable,
@@ -308,6 +308,8 @@ async fn create_upload(
     if content_length(req.headers()).is_some_and(|len| len > limit) {
         return Err(too_large(limit));
     }
+    // One analysis slot for the whole upload, taken before its body is read.
+    let slot = s.analysis_slot()?;
     let stream = wants_ndjson(req.headers());
     let body_limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let req = req.map(|body| Body::new(http_body_util::Limited::new(body, body_limit)));
@@ -324,6 +326,7 @@ async fn create_upload(
     }
     let (mut tx, body) = http_body_util::channel::Channel::<Bytes>::new(4);
     tokio::spawn(async move {
+        let _slot = slot;
         let line = match upload.run(multipart, Some(&mut tx)).await {
             Ok(summary) => ProgressLine::Summary(&summary).to_bytes(),
             Err(err) => ProgressLine::Error(ErrorDetail {
@@ -729,7 +732,7 @@ impl Upload {
                 reference: self.form.reference.clone(),
                 ..AnalysisOptions::default()
             },
-            limits: ParseLimits::default(),
+            limits: self.s.parse_limits,
         };
         let analysed = {
             let bytes = bytes.clone();

@@ -163,6 +163,17 @@ pub struct HttpConfig {
     /// this one, and a longer one is refused. 0: tokens may never expire.
     #[serde(default = "default_token_max_days")]
     pub token_max_days: u32,
+    /// Most pixels one frame of an uploaded or stored FLIR file may declare (checked
+    /// from its header, before decoding).
+    #[serde(default = "default_max_frame_pixels")]
+    pub max_frame_pixels: u64,
+    /// Most pixels × frames one uploaded file may declare.
+    #[serde(default = "default_max_file_pixels")]
+    pub max_file_pixels: u64,
+    /// Analyses (uploads, thermograms, temperature grids, reports) running at once;
+    /// beyond it the API answers 503 with `Retry-After`.
+    #[serde(default = "default_max_concurrent_analyses")]
+    pub max_concurrent_analyses: u32,
 }
 
 /// Where evidence blobs are kept.
@@ -275,6 +286,16 @@ fn default_commit_wait() -> u64 {
 }
 fn default_token_max_days() -> u32 {
     365
+}
+fn default_max_frame_pixels() -> u64 {
+    chitti_common::flir::DEFAULT_MAX_FRAME_PIXELS
+}
+/// 64 frames of the largest frame, or about 870 of a 640×480 camera.
+fn default_max_file_pixels() -> u64 {
+    64 * chitti_common::flir::DEFAULT_MAX_FRAME_PIXELS
+}
+fn default_max_concurrent_analyses() -> u32 {
+    4
 }
 fn default_queue() -> usize {
     1024
@@ -497,6 +518,18 @@ impl HubConfig {
                     format!("{origin:?} is not an origin (scheme://host[:port], no path, no *)"),
                 );
             }
+        }
+        if self.http.max_frame_pixels == 0 {
+            p.push("http.max_frame_pixels", "must be > 0");
+        }
+        if self.http.max_file_pixels < self.http.max_frame_pixels {
+            p.push(
+                "http.max_file_pixels",
+                "must be at least http.max_frame_pixels",
+            );
+        }
+        if self.http.max_concurrent_analyses == 0 {
+            p.push("http.max_concurrent_analyses", "must be at least 1");
         }
         if self.http.requests_per_minute == 0 {
             p.push("http.requests_per_minute", "must be at least 1");
