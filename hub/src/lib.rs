@@ -15,6 +15,7 @@ pub mod guard;
 pub mod http;
 pub mod hub_key;
 pub mod ingest;
+pub mod listener;
 pub mod live;
 pub mod serve;
 pub mod store;

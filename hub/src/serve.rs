@@ -322,17 +322,12 @@ pub async fn serve(
         live,
         settings: config.http.clone(),
     });
-    let (http_stop_tx, mut http_stop_rx) = watch::channel(false);
-    let http_task = tokio::spawn(async move {
-        let _ = axum::serve(
-            http,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = http_stop_rx.wait_for(|s| *s).await;
-        })
-        .await;
-    });
+    let (http_stop_tx, http_stop_rx) = watch::channel(false);
+    let limits = crate::listener::ListenerLimits {
+        header_read_timeout: Duration::from_secs(config.http.header_read_timeout_s),
+        max_connections: config.http.max_connections,
+    };
+    let http_task = tokio::spawn(crate::listener::serve(http, app, limits, http_stop_rx));
     tracing::info!(mqtt = ?mqtt, http = %http_addr, store = store.backend().name(), "hub running");
     if let Some(started) = started {
         let _ = started.send(Running {

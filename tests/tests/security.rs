@@ -717,3 +717,80 @@ async fn the_shipped_mosquitto_acl_confines_each_gateway() {
     assert!(agent.terminate().success());
     assert!(hub.terminate().success());
 }
+
+/// Slowloris: sockets that send a header a little at a time (or nothing) are closed
+/// after `http.header_read_timeout_s`, and beyond `http.max_connections` a new
+/// connection is closed at once; the hub answers again as soon as they are gone.
+#[test]
+fn slow_and_surplus_http_connections_are_closed() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hub.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 1\ndata_dir = \"{}\"\n[broker.embedded]\nlisten = \"127.0.0.1:0\"\n\
+             [http]\nlisten = \"127.0.0.1:0\"\nheader_read_timeout_s = 5\nmax_connections = 8\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let config_s = config.display().to_string();
+    let (hub, addrs) = start_hub(&["--config", &config_s], &dir.path().join("hub.log"));
+    let open = || {
+        let s = std::net::TcpStream::connect(addrs.http).unwrap();
+        s.set_read_timeout(Some(HANG_GUARD)).unwrap();
+        s
+    };
+    // Eight slow clients: a first line and one header, never the end of the header.
+    let mut slow: Vec<_> = (0..8)
+        .map(|_| {
+            let mut s = open();
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: hub\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    // A ninth connection finds every slot taken: closed at once, while the eight are
+    // still open (their timeout has not passed: a read would block).
+    let mut surplus = open();
+    let _ = surplus.write_all(b"GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n");
+    let mut buf = [0u8; 64];
+    assert!(
+        matches!(surplus.read(&mut buf), Ok(0) | Err(_)),
+        "the ninth connection is closed"
+    );
+    slow[0].set_nonblocking(true).unwrap();
+    assert!(
+        matches!(slow[0].read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the slow clients are still held before their timeout"
+    );
+    slow[0].set_nonblocking(false).unwrap();
+    // Each slow client is closed by the header-read timeout (a 408 or nothing, then
+    // end of stream), not left hanging.
+    for (i, s) in slow.iter_mut().enumerate() {
+        let mut answer = Vec::new();
+        let read = s.read_to_end(&mut answer);
+        assert!(
+            read.is_ok()
+                || matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+            "slow client {i}: {read:?}"
+        );
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            text.is_empty() || text.starts_with("HTTP/1.1 408"),
+            "slow client {i}: {text}"
+        );
+    }
+    // The slots are free again.
+    let ok = ureq::get(format!("http://{}/healthz", addrs.http))
+        .call()
+        .expect("healthz after the slow clients are gone");
+    assert_eq!(ok.status(), 200);
+    assert!(
+        hub.log_text().contains("connection refused at the cap"),
+        "{}",
+        hub.log_text()
+    );
+    assert!(hub.terminate().success());
+}

@@ -174,6 +174,13 @@ pub struct HttpConfig {
     /// beyond it the API answers 503 with `Retry-After`.
     #[serde(default = "default_max_concurrent_analyses")]
     pub max_concurrent_analyses: u32,
+    /// Seconds a client has to send a request's header (each request on a kept-alive
+    /// connection too); then the connection is closed.
+    #[serde(default = "default_header_read_timeout_s")]
+    pub header_read_timeout_s: u64,
+    /// Most HTTP connections open at once; beyond it new ones are closed.
+    #[serde(default = "default_http_max_connections")]
+    pub max_connections: usize,
 }
 
 /// Where evidence blobs are kept.
@@ -296,6 +303,12 @@ fn default_max_file_pixels() -> u64 {
 }
 fn default_max_concurrent_analyses() -> u32 {
     4
+}
+fn default_header_read_timeout_s() -> u64 {
+    10
+}
+fn default_http_max_connections() -> usize {
+    1024
 }
 fn default_queue() -> usize {
     1024
@@ -527,6 +540,12 @@ impl HubConfig {
                 "http.max_file_pixels",
                 "must be at least http.max_frame_pixels",
             );
+        }
+        if self.http.header_read_timeout_s == 0 {
+            p.push("http.header_read_timeout_s", "must be at least 1");
+        }
+        if self.http.max_connections == 0 {
+            p.push("http.max_connections", "must be at least 1");
         }
         if self.http.max_concurrent_analyses == 0 {
             p.push("http.max_concurrent_analyses", "must be at least 1");
