@@ -675,6 +675,34 @@ async fn action_bodies_are_checked_per_action(backend: &str) {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["status"], "acknowledged");
+    // A body must say it is JSON (415), whatever it holds; `+json` types are JSON.
+    for (content_type, want) in [
+        (Some("text/plain"), StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        (None, StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        (
+            Some("application/x-www-form-urlencoded"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            Some("application/merge-patch+json; charset=utf-8"),
+            StatusCode::OK,
+        ),
+    ] {
+        let mut req = Request::builder()
+            .method("POST")
+            .uri(url("comment"))
+            .header("authorization", format!("Bearer {otto}"));
+        if let Some(t) = content_type {
+            req = req.header("content-type", t);
+        }
+        let resp = api
+            .app
+            .clone()
+            .oneshot(req.body(Body::from(r#"{"note": "typed"}"#)).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), want, "{content_type:?}");
+    }
     // comment and assign need theirs.
     for action in ["comment", "assign"] {
         let r = api.call("POST", &url(action), Some(&otto), None, &[]).await;

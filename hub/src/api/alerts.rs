@@ -26,6 +26,7 @@ use crate::store::{
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -435,14 +436,31 @@ pub struct AssignRequest {
 }
 
 /// An action's JSON body. Where the body is optional (`default` is `Some`), an empty
-/// body or `null` is the default.
+/// body or `null` is the default. A body that is there must say it is JSON (415).
 fn action_body<T: DeserializeOwned>(
+    headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     default: Option<T>,
 ) -> Result<T, ApiError> {
     let body = body.map_err(|r| json_rejection(r.status(), r.body_text()))?;
     if body.is_empty() {
         return default.ok_or_else(|| ApiError::bad_request("this action needs a JSON body"));
+    }
+    let json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        })
+        .unwrap_or(false);
+    if !json {
+        return Err(json_rejection(
+            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            String::new(),
+        ));
     }
     let value: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
@@ -505,6 +523,7 @@ async fn act(
         (status = 404, description = "No such alert", body = ErrorBody),
         (status = 409, description = "The alert is not open", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "A body without a JSON content type", body = ErrorBody),
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -512,10 +531,11 @@ async fn acknowledge(
     State(s): State<ApiState>,
     p: Principal,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AlertView>, ApiError> {
     p.require(Role::Operator)?;
-    let req = action_body(body, Some(NoteRequest::default()))?;
+    let req = action_body(&headers, body, Some(NoteRequest::default()))?;
     act(&s, &p, &id, AlertEventKind::Acknowledge, req.note, None).await
 }
 
@@ -534,6 +554,7 @@ async fn acknowledge(
         (status = 404, description = "No such alert, or no such evidence", body = ErrorBody),
         (status = 409, description = "The alert is already resolved", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "A body without a JSON content type", body = ErrorBody),
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -541,10 +562,11 @@ async fn resolve(
     State(s): State<ApiState>,
     p: Principal,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AlertView>, ApiError> {
     p.require(Role::Operator)?;
-    let req = action_body(body, Some(ResolveRequest::default()))?;
+    let req = action_body(&headers, body, Some(ResolveRequest::default()))?;
     let detail = match req.verified_fixed_sha256.as_deref() {
         Some(sha) => {
             crate::evidence::validate_sha256(sha)
@@ -574,6 +596,7 @@ async fn resolve(
         (status = 404, description = "No such alert", body = ErrorBody),
         (status = 409, description = "The alert is open", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "A body without a JSON content type", body = ErrorBody),
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -581,10 +604,11 @@ async fn reopen(
     State(s): State<ApiState>,
     p: Principal,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AlertView>, ApiError> {
     p.require(Role::Operator)?;
-    let req = action_body(body, Some(NoteRequest::default()))?;
+    let req = action_body(&headers, body, Some(NoteRequest::default()))?;
     act(&s, &p, &id, AlertEventKind::Reopen, req.note, None).await
 }
 
@@ -602,6 +626,7 @@ async fn reopen(
         (status = 403, description = "Needs the operator role, or a cookie session without X-CSRF-Token", body = ErrorBody),
         (status = 404, description = "No such alert", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "A body without a JSON content type", body = ErrorBody),
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -609,10 +634,11 @@ async fn comment(
     State(s): State<ApiState>,
     p: Principal,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AlertView>, ApiError> {
     p.require(Role::Operator)?;
-    let req: CommentRequest = action_body(body, None)?;
+    let req: CommentRequest = action_body(&headers, body, None)?;
     if req.note.is_empty() {
         return Err(ApiError::bad_request("a comment needs a note"));
     }
@@ -633,6 +659,7 @@ async fn comment(
         (status = 403, description = "Needs the operator role, or a cookie session without X-CSRF-Token", body = ErrorBody),
         (status = 404, description = "No such alert", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "A body without a JSON content type", body = ErrorBody),
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -640,10 +667,11 @@ async fn assign(
     State(s): State<ApiState>,
     p: Principal,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AlertView>, ApiError> {
     p.require(Role::Operator)?;
-    let req: AssignRequest = action_body(body, None)?;
+    let req: AssignRequest = action_body(&headers, body, None)?;
     let n = req.assignee.chars().count();
     if n == 0 || n > MAX_ASSIGNEE_CHARS {
         return Err(ApiError::bad_request(format!(
