@@ -29,20 +29,30 @@ use std::time::{Duration, Instant};
 /// Most clients tracked at once.
 pub const MAX_TRACKED_CLIENTS: usize = 65_536;
 
-/// The CORS policy.
+/// The CORS policy, and which origins are the hub's own.
 #[derive(Debug, Clone, Default)]
 pub struct CorsPolicy {
     allowed: Vec<String>,
+    /// `http.public_origins`: the hub's own origins, scheme included. Empty: the
+    /// request's `Host` under `scheme`.
+    public: Vec<String>,
+    /// The scheme the hub is reached by when `public` is empty: `https` with
+    /// `http.secure_cookies` (behind TLS), else `http`.
+    scheme: &'static str,
+}
+
+fn normalise_origin(origin: &str) -> String {
+    origin.trim_end_matches('/').to_ascii_lowercase()
 }
 
 impl CorsPolicy {
-    /// A policy allowing these origins besides the hub's own.
-    pub fn new(allowed: &[String]) -> Self {
+    /// A policy allowing `allowed` origins besides the hub's own: `public` when given,
+    /// else the request's host under `https` (`behind_tls`) or `http`.
+    pub fn new(allowed: &[String], public: &[String], behind_tls: bool) -> Self {
         Self {
-            allowed: allowed
-                .iter()
-                .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
-                .collect(),
+            allowed: allowed.iter().map(|o| normalise_origin(o)).collect(),
+            public: public.iter().map(|o| normalise_origin(o)).collect(),
+            scheme: if behind_tls { "https" } else { "http" },
         }
     }
 
@@ -51,16 +61,35 @@ impl CorsPolicy {
             .iter()
             .any(|a| a == &origin.to_ascii_lowercase())
     }
-}
 
-/// Whether `origin` is the origin the request was sent to (by its `Host`).
-fn is_same_origin(origin: &str, headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
-        return false;
-    };
-    origin
-        .split_once("://")
-        .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host))
+    /// Whether `origin` is the hub's own: one of `public`, or, without them, the
+    /// request's `Host` under the hub's scheme (a page on `http://` is not the hub
+    /// served on `https://`).
+    fn is_same_origin(&self, origin: &str, headers: &HeaderMap) -> bool {
+        let origin = origin.to_ascii_lowercase();
+        if !self.public.is_empty() {
+            return self.public.contains(&origin);
+        }
+        let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+            return false;
+        };
+        origin == format!("{}://{}", self.scheme, host.to_ascii_lowercase())
+    }
+
+    /// Whether a request for `host` may be served: any host without
+    /// `http.public_origins`, else only theirs (a DNS-rebinding page, or a forged
+    /// `Host` in links the hub writes, gets 421).
+    fn serves_host(&self, host: Option<&str>) -> bool {
+        if self.public.is_empty() {
+            return true;
+        }
+        let Some(host) = host.map(str::to_ascii_lowercase) else {
+            return false;
+        };
+        self.public
+            .iter()
+            .any(|o| o.split_once("://").is_some_and(|(_, h)| h == host))
+    }
 }
 
 const ALLOWED_METHODS: &str = "GET, POST, PUT, PATCH, DELETE";
@@ -68,6 +97,25 @@ const ALLOWED_HEADERS: &str = "authorization, content-type, x-csrf-token, last-e
 
 /// The CORS middleware (see the module docs).
 pub async fn cors(State(policy): State<Arc<CorsPolicy>>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    // Probes and scrapers reach a replica by its address: health and metrics answer
+    // whatever the Host.
+    let probe = matches!(path, "/healthz" | "/readyz" | "/metrics");
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
+    if !probe && !policy.serves_host(host) {
+        tracing::debug!(host = ?host, "request for a host not in http.public_origins");
+        return ApiError::new(
+            ErrorCode::MisdirectedRequest,
+            format!(
+                "this hub does not serve host {:?} (http.public_origins)",
+                host.unwrap_or("")
+            ),
+        )
+        .into_response();
+    }
     let origin = req
         .headers()
         .get(header::ORIGIN)
@@ -76,7 +124,7 @@ pub async fn cors(State(policy): State<Arc<CorsPolicy>>, req: Request, next: Nex
     let Some(origin) = origin else {
         return next.run(req).await;
     };
-    if is_same_origin(&origin, req.headers()) {
+    if policy.is_same_origin(&origin, req.headers()) {
         return next.run(req).await;
     }
     let allowed = policy.is_allowed(&origin);
@@ -391,14 +439,28 @@ mod tests {
     }
 
     #[test]
-    fn origins_compare_exactly_and_without_case() {
-        let p = CorsPolicy::new(&["https://Ops.Example.net".to_string()]);
+    fn origins_compare_exactly_and_without_case_scheme_included() {
+        let p = CorsPolicy::new(&["https://Ops.Example.net".to_string()], &[], false);
         assert!(p.is_allowed("https://ops.example.net"));
         assert!(!p.is_allowed("https://ops.example.net.evil.org"));
         assert!(!p.is_allowed("http://ops.example.net"));
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("hub.local:8080"));
-        assert!(is_same_origin("http://hub.local:8080", &h));
-        assert!(!is_same_origin("http://hub.local:8081", &h));
+        assert!(p.is_same_origin("http://hub.local:8080", &h));
+        assert!(!p.is_same_origin("http://hub.local:8081", &h));
+        // Behind TLS the hub's own origin is https: an http page is another origin.
+        let tls = CorsPolicy::new(&[], &[], true);
+        assert!(tls.is_same_origin("https://HUB.local:8080", &h));
+        assert!(!tls.is_same_origin("http://hub.local:8080", &h));
+        // With public origins, only those, whatever the Host says; other hosts are
+        // not served.
+        let public = CorsPolicy::new(&[], &["https://hub.example.net".to_string()], false);
+        assert!(public.is_same_origin("https://hub.example.net", &h));
+        assert!(!public.is_same_origin("http://hub.example.net", &h));
+        assert!(!public.is_same_origin("http://hub.local:8080", &h));
+        assert!(public.serves_host(Some("Hub.Example.net")));
+        assert!(!public.serves_host(Some("hub.local:8080")));
+        assert!(!public.serves_host(None));
+        assert!(p.serves_host(Some("anything")));
     }
 }

@@ -8,7 +8,7 @@ use crate::ingest::IngestMetrics;
 use crate::store::{AnyStore, Store};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use chitti_common::metrics_text::MetricsWriter;
@@ -32,6 +32,25 @@ pub struct HttpState {
     pub live: Arc<crate::live::LiveEvents>,
     /// Cookie, CORS, rate and upload settings.
     pub settings: crate::config::HttpConfig,
+    /// The bearer token `/metrics` requires (`http.metrics_token_file`), as its SHA-256;
+    /// `None`: open.
+    pub metrics_token: Option<[u8; 32]>,
+}
+
+/// Reads `http.metrics_token_file` (trimmed; at least 16 characters) into what
+/// [`HttpState::metrics_token`] holds.
+pub fn read_metrics_token(path: &std::path::Path) -> Result<[u8; 32], String> {
+    use sha2::Digest;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("http.metrics_token_file {}: {e}", path.display()))?;
+    let token = text.trim();
+    if token.len() < 16 {
+        return Err(format!(
+            "http.metrics_token_file {}: the token is shorter than 16 characters",
+            path.display()
+        ));
+    }
+    Ok(sha2::Sha256::digest(token.as_bytes()).into())
 }
 
 /// Largest request body accepted by the API (uploads and evidence get their own limits).
@@ -56,6 +75,8 @@ pub fn router(state: HttpState) -> Router {
     let api = crate::api::router(api_state);
     let cors = Arc::new(crate::guard::CorsPolicy::new(
         &state.settings.allowed_origins,
+        &state.settings.public_origins,
+        state.settings.secure_cookies,
     ));
     let limiter = crate::guard::RateGuard {
         limiter: Arc::new(crate::guard::RateLimiter::per_minute(
@@ -126,7 +147,28 @@ async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
+async fn metrics(State(s): State<HttpState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(want) = &s.metrics_token {
+        use sha2::Digest;
+        let sent = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| <[u8; 32]>::from(sha2::Sha256::digest(t.trim().as_bytes())));
+        // Digests compared: the time taken says nothing about the token.
+        if sent.as_ref() != Some(want) {
+            let mut r = crate::api::error::ApiError::new(
+                crate::api::error::ErrorCode::Unauthorized,
+                "/metrics needs Authorization: Bearer with the token of http.metrics_token_file",
+            )
+            .into_response();
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+            return r;
+        }
+    }
     let mut out = MetricsWriter::new();
     crate::serve::render_metrics(&mut out, &s.ingest, &s.bus);
     let db_started = Instant::now();
@@ -174,4 +216,5 @@ async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
         )],
         out.finish(),
     )
+        .into_response()
 }

@@ -68,6 +68,9 @@ pub enum ServeError {
         /// Why.
         source: std::io::Error,
     },
+    /// A setting names something unusable (say, a metrics token file that is empty).
+    #[error("{0}")]
+    Setting(String),
     /// Other I/O (the HTTP listener).
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -278,6 +281,13 @@ pub async fn serve(
                 ServeError::Io(e)
             }
         })?;
+    let metrics_token = config
+        .http
+        .metrics_token_file
+        .as_deref()
+        .map(crate::http::read_metrics_token)
+        .transpose()
+        .map_err(ServeError::Setting)?;
     let store = Arc::new(open_store(&config).await?);
     let evidence = Arc::new(open_evidence(&config)?);
     let hub_key = Arc::new(crate::hub_key::load_or_create(&crate::hub_key::path(
@@ -321,6 +331,7 @@ pub async fn serve(
         evidence,
         live,
         settings: config.http.clone(),
+        metrics_token,
     });
     let (http_stop_tx, http_stop_rx) = watch::channel(false);
     let limits = crate::listener::ListenerLimits {

@@ -367,6 +367,7 @@ async fn evidence_limits_apply_through_the_http_router(backend: &str) {
         evidence: Arc::new(EvidenceStore::in_memory(limit)),
         live: Arc::new(chitti_hub::live::LiveEvents::new(16)),
         settings: Default::default(),
+        metrics_token: None,
     });
     let png_of = |len: usize| {
         let mut b = b"\x89PNG\r\n\x1a\n".to_vec();

@@ -14,6 +14,13 @@ use support::TestDb;
 use tower::ServiceExt;
 
 async fn app(settings: HttpConfig) -> (axum::Router, TestDb) {
+    app_with_metrics_token(settings, None).await
+}
+
+async fn app_with_metrics_token(
+    settings: HttpConfig,
+    metrics_token: Option<[u8; 32]>,
+) -> (axum::Router, TestDb) {
     let db = TestDb::migrated("sqlite").await;
     let bus = chitti_hub::broker::ExternalBus::connect(chitti_hub::broker::ExternalSettings::new(
         "mqtt://127.0.0.1:1",
@@ -28,6 +35,7 @@ async fn app(settings: HttpConfig) -> (axum::Router, TestDb) {
         evidence: Arc::new(chitti_hub::evidence::EvidenceStore::in_memory(1 << 20)),
         live: Arc::new(chitti_hub::live::LiveEvents::new(16)),
         settings,
+        metrics_token,
     });
     (app, db)
 }
@@ -238,5 +246,101 @@ async fn each_client_is_rate_limited_on_its_own_and_health_is_not() {
             StatusCode::TOO_MANY_REQUESTS,
             "genuine upload {i}"
         );
+    }
+}
+
+#[tokio::test]
+async fn metrics_can_require_a_bearer_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("metrics-token");
+    std::fs::write(&file, "s3cret-metrics-token-0123\n").unwrap();
+    let token = chitti_hub::http::read_metrics_token(&file).unwrap();
+    std::fs::write(dir.path().join("short"), "abc").unwrap();
+    let short = chitti_hub::http::read_metrics_token(&dir.path().join("short")).unwrap_err();
+    assert!(short.contains("shorter than 16 characters"), "{short}");
+    let (app, _db) = app_with_metrics_token(HttpConfig::default(), Some(token)).await;
+    let get = |auth: Option<&str>| {
+        let headers: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
+        request("GET", "/metrics", "10.0.0.1:1", &headers)
+    };
+    for auth in [
+        None,
+        Some("Bearer wrong-token-wrong-token"),
+        Some("Basic czNjcmV0"),
+    ] {
+        let r = app.clone().oneshot(get(auth)).await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{auth:?}");
+        assert_eq!(r.headers()["www-authenticate"], "Bearer");
+        assert_eq!(error_code(r).await, "unauthorized");
+    }
+    let r = app
+        .clone()
+        .oneshot(get(Some("Bearer s3cret-metrics-token-0123")))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+    assert!(String::from_utf8_lossy(&body).contains("chitti_hub_uptime_seconds"));
+    // Health stays open.
+    let r = app
+        .clone()
+        .oneshot(request("GET", "/healthz", "10.0.0.1:1", &[]))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn public_origins_pin_the_host_and_the_scheme() {
+    let (app, _db) = app(HttpConfig {
+        public_origins: vec!["https://hub.example.net".into()],
+        ..HttpConfig::default()
+    })
+    .await;
+    let with_host = |method: &str, uri: &str, host: &str, origin: Option<&str>| {
+        let mut req = request(method, uri, "10.0.0.1:1", &[]);
+        req.headers_mut().insert("host", host.parse().unwrap());
+        if let Some(o) = origin {
+            req.headers_mut().insert("origin", o.parse().unwrap());
+        }
+        req
+    };
+    // Another Host (DNS rebinding, a forged Host): 421, in the error shape.
+    let r = app
+        .clone()
+        .oneshot(with_host("GET", "/api/v1/me", "hub.local:8080", None))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::MISDIRECTED_REQUEST);
+    assert_eq!(error_code(r).await, "misdirected_request");
+    // Probes reach a replica by its address: answered.
+    let r = app
+        .clone()
+        .oneshot(with_host("GET", "/healthz", "10.1.2.3:8080", None))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // The hub's own host: served; its own origin is https only.
+    let r = app
+        .clone()
+        .oneshot(with_host("GET", "/api/v1/me", "hub.example.net", None))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    for (origin, want) in [
+        ("https://hub.example.net", StatusCode::UNAUTHORIZED),
+        ("http://hub.example.net", StatusCode::FORBIDDEN),
+    ] {
+        let r = app
+            .clone()
+            .oneshot(with_host(
+                "POST",
+                "/api/v1/auth/login",
+                "hub.example.net",
+                Some(origin),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), want, "{origin}");
     }
 }

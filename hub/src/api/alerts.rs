@@ -706,17 +706,35 @@ mod tests {
 
     #[test]
     fn an_empty_body_is_the_default_only_where_one_is_optional() {
-        let n: NoteRequest = action_body(Ok(Bytes::new()), Some(NoteRequest::default())).unwrap();
+        let json = {
+            let mut h = HeaderMap::new();
+            h.insert(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/json"),
+            );
+            h
+        };
+        let none = HeaderMap::new();
+        let n: NoteRequest =
+            action_body(&none, Ok(Bytes::new()), Some(NoteRequest::default())).unwrap();
         assert!(n.note.is_none());
-        assert!(action_body::<CommentRequest>(Ok(Bytes::new()), None).is_err());
-        assert!(action_body::<NoteRequest>(Ok(Bytes::from_static(b"{\"x\":1}")), None).is_err());
+        assert!(action_body::<CommentRequest>(&none, Ok(Bytes::new()), None).is_err());
+        assert!(
+            action_body::<NoteRequest>(&json, Ok(Bytes::from_static(b"{\"x\":1}")), None).is_err()
+        );
         // A struct is not read from an array of its fields.
-        assert!(action_body::<NoteRequest>(Ok(Bytes::from_static(b"[null]")), None).is_err());
+        assert!(
+            action_body::<NoteRequest>(&json, Ok(Bytes::from_static(b"[null]")), None).is_err()
+        );
         let n: NoteRequest = action_body(
+            &json,
             Ok(Bytes::from_static(b"null")),
             Some(NoteRequest::default()),
         )
         .unwrap();
         assert!(n.note.is_none());
+        // A body without a JSON type: 415.
+        let e = action_body::<NoteRequest>(&none, Ok(Bytes::from_static(b"{}")), None).unwrap_err();
+        assert_eq!(e.code, super::super::error::ErrorCode::UnsupportedMediaType);
     }
 }

@@ -24,6 +24,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The body's content is not an accepted kind (415).
     UnsupportedMediaType,
+    /// The request names a host this hub does not serve (`http.public_origins`, 421).
+    MisdirectedRequest,
     /// Too many requests (429).
     RateLimited,
     /// The database is unreachable (503).
@@ -43,6 +45,7 @@ impl ErrorCode {
             Self::Conflict => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,

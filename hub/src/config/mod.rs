@@ -153,6 +153,17 @@ pub struct HttpConfig {
     /// (exact `scheme://host[:port]`; empty: same origin only).
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// The origins the hub is served under (`scheme://host[:port]`, as users type
+    /// them). Set: requests for any other `Host` get 421 (health and metrics excepted)
+    /// and only these count as the hub's own origin. Empty: any host, the hub's own
+    /// origin being the request's host under `https` with `secure_cookies`, else `http`.
+    #[serde(default)]
+    pub public_origins: Vec<String>,
+    /// A file holding the bearer token `/metrics` requires (Prometheus
+    /// `authorization.credentials_file`). Unset: `/metrics` is open to anyone who can
+    /// reach the port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_token_file: Option<PathBuf>,
     /// Requests a minute one client address may make to the API (429 beyond).
     #[serde(default = "default_rate_limit")]
     pub requests_per_minute: u32,
@@ -520,16 +531,24 @@ impl HubConfig {
         if self.evidence.backend == EvidenceBackend::S3 && self.evidence.bucket.is_none() {
             p.push("evidence.bucket", "the s3 backend needs a bucket");
         }
-        for (i, origin) in self.http.allowed_origins.iter().enumerate() {
-            let ok = (origin.starts_with("https://") || origin.starts_with("http://"))
-                && origin.split_once("://").is_some_and(|(_, rest)| {
-                    !rest.is_empty() && !rest.contains('/') && !rest.contains('*')
-                });
-            if !ok {
-                p.push(
-                    format!("http.allowed_origins[{i}]"),
-                    format!("{origin:?} is not an origin (scheme://host[:port], no path, no *)"),
-                );
+        let origins = [
+            ("allowed_origins", &self.http.allowed_origins),
+            ("public_origins", &self.http.public_origins),
+        ];
+        for (key, list) in origins {
+            for (i, origin) in list.iter().enumerate() {
+                let ok = (origin.starts_with("https://") || origin.starts_with("http://"))
+                    && origin.split_once("://").is_some_and(|(_, rest)| {
+                        !rest.is_empty() && !rest.contains('/') && !rest.contains('*')
+                    });
+                if !ok {
+                    p.push(
+                        format!("http.{key}[{i}]"),
+                        format!(
+                            "{origin:?} is not an origin (scheme://host[:port], no path, no *)"
+                        ),
+                    );
+                }
             }
         }
         if self.http.max_frame_pixels == 0 {
