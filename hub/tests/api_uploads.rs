@@ -519,6 +519,25 @@ async fn damaged_and_foreign_files_fail_alone(backend: &str) {
         .unwrap();
     assert_eq!(entry.event.detail["files_failed"], 5);
     assert_eq!(entry.event.detail["note"], "bay 3 survey, cloudy");
+    // The good file's findings have their own record, written with them.
+    let per_file: Vec<_> = audit
+        .iter()
+        .filter(|a| a.event.action == "upload.file")
+        .collect();
+    assert_eq!(per_file.len(), 1);
+    assert_eq!(per_file[0].event.detail["file"], "good.jpg");
+    assert_eq!(per_file[0].event.detail["sha256"], sha.as_str());
+    let recorded: Vec<String> = per_file[0].event.detail["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let mut stored_ids: Vec<String> = stored.iter().map(|f| f.id.to_string()).collect();
+    stored_ids.sort();
+    let mut recorded_sorted = recorded.clone();
+    recorded_sorted.sort();
+    assert_eq!(recorded_sorted, stored_ids);
 }
 
 /// Heavy work is bounded: a file whose frames declare more pixels than the hub's

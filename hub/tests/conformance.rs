@@ -58,6 +58,7 @@ conformance! {
         text_search_track_and_alert_filters,
         cursors_are_checked,
         an_unstorable_finding_rejects_the_whole_batch,
+        findings_and_their_audit_record_commit_together,
         gateways_enrol_list_revoke_and_look_up,
         status_updates_gateway_and_cameras,
         telemetry_is_downsampled_to_minutes,
@@ -1029,6 +1030,42 @@ async fn cursors_are_checked<S: Store>(s: &S) {
         Cursor::parse("not-a-cursor"),
         Err(StoreError::InvalidCursor)
     ));
+}
+
+async fn findings_and_their_audit_record_commit_together<S: Store>(s: &S) {
+    let track = Uuid::now_v7();
+    let good = finding(track, 1, 40.0, 0);
+    let event = |file: &str| AuditEvent {
+        at: at(5),
+        actor: "otto".into(),
+        action: "upload.file".into(),
+        target: "north-yard".into(),
+        from_address: None,
+        detail: serde_json::json!({ "file": file }),
+    };
+    let report = s
+        .insert_findings_audited(
+            &ingested(std::slice::from_ref(&good), at(0)),
+            &event("a.jpg"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.inserted, vec![good.id]);
+    // A batch the store refuses leaves no record either.
+    let mut bad = finding(track, 1, 40.0, 1);
+    bad.camera = "cam\0one".into();
+    assert!(s
+        .insert_findings_audited(&ingested(&[bad], at(0)), &event("b.jpg"))
+        .await
+        .is_err());
+    let audit = s.list_audit(10).await.unwrap();
+    let files: Vec<&serde_json::Value> = audit
+        .iter()
+        .filter(|r| r.event.action == "upload.file")
+        .map(|r| &r.event.detail["file"])
+        .collect();
+    assert_eq!(files, [&serde_json::json!("a.jpg")]);
+    assert_eq!(s.count_findings().await.unwrap(), 1);
 }
 
 async fn an_unstorable_finding_rejects_the_whole_batch<S: Store>(s: &S) {

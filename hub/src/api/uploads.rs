@@ -74,7 +74,9 @@
 //! the request fails half-way, `{"error": {code, message}}` as the last line.
 //!
 //! One audit entry per upload (`upload.create` on the site), also when it fails
-//! half-way.
+//! half-way, and one per file with findings (`upload.file`: the upload, the file, its
+//! SHA-256 and the finding ids), written in the same transaction as those findings, so
+//! an upload cut off by a crash leaves no stored finding without its record.
 
 use super::auth::Principal;
 use super::error::{ApiError, ErrorBody, ErrorCode, ErrorDetail};
@@ -811,7 +813,7 @@ impl Upload {
             out.error = Some(err);
             return out;
         }
-        let new = match self.store_findings(&findings, now).await {
+        let new = match self.store_findings(&findings, now, &out.name, &sha).await {
             Ok(new) => new,
             Err(err) => {
                 out.error = Some(err);
@@ -868,12 +870,15 @@ impl Upload {
         Ok(())
     }
 
-    /// Stores the findings (one transaction) and names the alerts they touched;
-    /// returns the ids stored now.
+    /// Stores one file's findings with their `upload.file` audit record (one
+    /// transaction: a crash later in the upload leaves no finding unrecorded) and names
+    /// the alerts they touched; returns the ids stored now.
     async fn store_findings(
         &self,
         findings: &[Finding],
         now: DateTime<Utc>,
+        file: &str,
+        sha256: &str,
     ) -> Result<HashSet<Uuid>, ErrorDetail> {
         if findings.is_empty() {
             return Ok(HashSet::new());
@@ -886,10 +891,24 @@ impl Upload {
                 batch_id: self.id,
             })
             .collect();
+        let record = crate::store::AuditEvent {
+            at: now,
+            actor: self.p.actor(),
+            action: "upload.file".into(),
+            target: self.form.site.clone(),
+            from_address: self.p.from.clone(),
+            detail: serde_json::json!({
+                "upload_id": self.id,
+                "file": file,
+                "sha256": sha256,
+                "asset": self.form.asset,
+                "findings": findings.iter().map(|f| f.id).collect::<Vec<_>>(),
+            }),
+        };
         let report = self
             .s
             .store
-            .insert_findings(&rows)
+            .insert_findings_audited(&rows, &record)
             .await
             .map_err(store_error)?;
         self.s.live.alerts_changed(report.alerts);

@@ -75,6 +75,14 @@ impl Store for AnyStore {
         delegate!(self, s => s.insert_findings(findings))
     }
 
+    async fn insert_findings_audited(
+        &self,
+        findings: &[IngestedFinding],
+        audit: &AuditEvent,
+    ) -> Result<InsertReport, StoreError> {
+        delegate!(self, s => s.insert_findings_audited(findings, audit))
+    }
+
     async fn finding(&self, id: Uuid) -> Result<Option<StoredFinding>, StoreError> {
         delegate!(self, s => s.finding(id))
     }

@@ -111,6 +111,15 @@ pub trait Store: Send + Sync {
         findings: &[IngestedFinding],
     ) -> impl Future<Output = Result<InsertReport, StoreError>> + Send;
 
+    /// [`Store::insert_findings`] and an audit record in the same transaction: the
+    /// record exists exactly when the rows do (an upload cut off by a crash leaves no
+    /// finding without its record).
+    fn insert_findings_audited(
+        &self,
+        findings: &[IngestedFinding],
+        audit: &AuditEvent,
+    ) -> impl Future<Output = Result<InsertReport, StoreError>> + Send;
+
     /// One finding by id.
     fn finding(
         &self,

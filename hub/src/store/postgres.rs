@@ -454,45 +454,15 @@ impl Store for PgStore {
         &self,
         findings: &[IngestedFinding],
     ) -> Result<InsertReport, StoreError> {
-        if findings.is_empty() {
-            return Ok(InsertReport::default());
-        }
-        let batch = PreparedBatch::new(findings)?;
-        let rows = &batch.rows;
-        let text = |f: fn(&rows::FindingRow) -> &str| rows.iter().map(f).collect::<Vec<_>>();
-        let maybe =
-            |f: fn(&rows::FindingRow) -> Option<&str>| rows.iter().map(f).collect::<Vec<_>>();
-        let mut tx = self.pool.begin().await?;
-        let ids: Vec<Uuid> = sqlx::query_scalar(FINDING_INSERT)
-            .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
-            .bind(text(|r| &r.site))
-            .bind(text(|r| &r.gateway))
-            .bind(text(|r| &r.camera))
-            .bind(maybe(|r| r.asset.as_deref()))
-            .bind(maybe(|r| r.preset.as_deref()))
-            .bind(rows.iter().map(|r| r.captured_at).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.captured_offset_s).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.observed_at).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.received_at).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.batch_id).collect::<Vec<_>>())
-            .bind(text(|r| r.source))
-            .bind(rows.iter().map(|r| r.severity_level).collect::<Vec<_>>())
-            .bind(text(|r| &r.severity_table))
-            .bind(rows.iter().map(|r| r.cool_exception).collect::<Vec<_>>())
-            .bind(maybe(|r| r.component_class.as_deref()))
-            .bind(rows.iter().map(|r| r.max_c).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.track_id).collect::<Vec<_>>())
-            .bind(text(|r| r.track_state))
-            .bind(rows.iter().map(|r| r.historical).collect::<Vec<_>>())
-            .bind(maybe(|r| r.evidence_sha256.as_deref()))
-            .bind(text(|r| &r.doc))
-            .fetch_all(&mut *tx)
-            .await?;
-        let inserted: HashSet<Uuid> = ids.into_iter().collect();
-        let deltas = batch.alert_deltas(&inserted);
-        let alerts = Self::insert_alerts(&mut tx, &deltas).await?;
-        tx.commit().await?;
-        Ok(batch.report(&inserted, alerts))
+        self.insert_findings_with(findings, None).await
+    }
+
+    async fn insert_findings_audited(
+        &self,
+        findings: &[IngestedFinding],
+        audit: &AuditEvent,
+    ) -> Result<InsertReport, StoreError> {
+        self.insert_findings_with(findings, Some(audit)).await
     }
 
     async fn finding(&self, id: Uuid) -> Result<Option<StoredFinding>, StoreError> {
@@ -1626,19 +1596,8 @@ impl Store for PgStore {
     }
 
     async fn audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit_log (at, actor, action, target, from_address, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
-        )
-        .bind(rows::to_micros(event.at))
-        .bind(text_without_nul(&event.actor))
-        .bind(text_without_nul(&event.action))
-        .bind(text_without_nul(&event.target))
-        .bind(event.from_address.as_deref().map(text_without_nul))
-        .bind(rows::json_without_nul(event.detail.to_string()))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        write_audit(&mut conn, event).await
     }
 
     async fn list_audit(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
@@ -1682,4 +1641,73 @@ fn push_contains(qb: &mut QueryBuilder<'_, Postgres>, columns: &[&str], text: &s
             .push(" ESCAPE '\\'");
     }
     qb.push(")");
+}
+
+impl PgStore {
+    /// The findings (and an audit record, when given) in one transaction.
+    async fn insert_findings_with(
+        &self,
+        findings: &[IngestedFinding],
+        audit: Option<&AuditEvent>,
+    ) -> Result<InsertReport, StoreError> {
+        if findings.is_empty() {
+            return Ok(InsertReport::default());
+        }
+        let batch = PreparedBatch::new(findings)?;
+        let rows = &batch.rows;
+        let text = |f: fn(&rows::FindingRow) -> &str| rows.iter().map(f).collect::<Vec<_>>();
+        let maybe =
+            |f: fn(&rows::FindingRow) -> Option<&str>| rows.iter().map(f).collect::<Vec<_>>();
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<Uuid> = sqlx::query_scalar(FINDING_INSERT)
+            .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+            .bind(text(|r| &r.site))
+            .bind(text(|r| &r.gateway))
+            .bind(text(|r| &r.camera))
+            .bind(maybe(|r| r.asset.as_deref()))
+            .bind(maybe(|r| r.preset.as_deref()))
+            .bind(rows.iter().map(|r| r.captured_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.captured_offset_s).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.observed_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.received_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.batch_id).collect::<Vec<_>>())
+            .bind(text(|r| r.source))
+            .bind(rows.iter().map(|r| r.severity_level).collect::<Vec<_>>())
+            .bind(text(|r| &r.severity_table))
+            .bind(rows.iter().map(|r| r.cool_exception).collect::<Vec<_>>())
+            .bind(maybe(|r| r.component_class.as_deref()))
+            .bind(rows.iter().map(|r| r.max_c).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.track_id).collect::<Vec<_>>())
+            .bind(text(|r| r.track_state))
+            .bind(rows.iter().map(|r| r.historical).collect::<Vec<_>>())
+            .bind(maybe(|r| r.evidence_sha256.as_deref()))
+            .bind(text(|r| &r.doc))
+            .fetch_all(&mut *tx)
+            .await?;
+        let inserted: HashSet<Uuid> = ids.into_iter().collect();
+        let deltas = batch.alert_deltas(&inserted);
+        let alerts = Self::insert_alerts(&mut tx, &deltas).await?;
+        if let Some(event) = audit {
+            write_audit(&mut tx, event).await?;
+        }
+        tx.commit().await?;
+        Ok(batch.report(&inserted, alerts))
+    }
+}
+
+/// Appends one audit record on `conn` (a transaction's, or a pooled connection).
+async fn write_audit(conn: &mut sqlx::PgConnection, event: &AuditEvent) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor, action, target, from_address, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
+    )
+    .bind(rows::to_micros(event.at))
+    .bind(text_without_nul(&event.actor))
+    .bind(text_without_nul(&event.action))
+    .bind(text_without_nul(&event.target))
+    .bind(event.from_address.as_deref().map(text_without_nul))
+    .bind(rows::json_without_nul(event.detail.to_string()))
+    .execute(conn)
+    .await?;
+    Ok(())
 }

@@ -457,46 +457,15 @@ impl Store for SqliteStore {
         &self,
         findings: &[IngestedFinding],
     ) -> Result<InsertReport, StoreError> {
-        if findings.is_empty() {
-            return Ok(InsertReport::default());
-        }
-        let batch = PreparedBatch::new(findings)?;
-        let mut tx = self.pool.begin_with(WRITE).await?;
-        let mut inserted = HashSet::with_capacity(batch.rows.len());
-        for chunk in batch.rows.chunks(FINDING_ROWS_PER_STATEMENT) {
-            let mut qb = QueryBuilder::<Sqlite>::new(FINDING_INSERT);
-            qb.push_values(chunk, |mut b, r| {
-                b.push_bind(r.id)
-                    .push_bind(&r.site)
-                    .push_bind(&r.gateway)
-                    .push_bind(&r.camera)
-                    .push_bind(&r.asset)
-                    .push_bind(&r.preset)
-                    .push_bind(us(r.captured_at))
-                    .push_bind(r.captured_offset_s)
-                    .push_bind(us(r.observed_at))
-                    .push_bind(us(r.received_at))
-                    .push_bind(r.batch_id)
-                    .push_bind(r.source)
-                    .push_bind(r.severity_level)
-                    .push_bind(&r.severity_table)
-                    .push_bind(r.cool_exception)
-                    .push_bind(&r.component_class)
-                    .push_bind(r.max_c)
-                    .push_bind(r.track_id)
-                    .push_bind(r.track_state)
-                    .push_bind(r.historical)
-                    .push_bind(&r.evidence_sha256)
-                    .push_bind(&r.doc);
-            });
-            qb.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
-            let ids: Vec<Uuid> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
-            inserted.extend(ids);
-        }
-        let deltas = batch.alert_deltas(&inserted);
-        let alerts = Self::insert_alerts(&mut tx, &deltas).await?;
-        tx.commit().await?;
-        Ok(batch.report(&inserted, alerts))
+        self.insert_findings_with(findings, None).await
+    }
+
+    async fn insert_findings_audited(
+        &self,
+        findings: &[IngestedFinding],
+        audit: &AuditEvent,
+    ) -> Result<InsertReport, StoreError> {
+        self.insert_findings_with(findings, Some(audit)).await
     }
 
     async fn finding(&self, id: Uuid) -> Result<Option<StoredFinding>, StoreError> {
@@ -1647,19 +1616,8 @@ impl Store for SqliteStore {
     }
 
     async fn audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit_log (at, actor, action, target, from_address, detail) \
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(us(event.at))
-        .bind(text_without_nul(&event.actor))
-        .bind(text_without_nul(&event.action))
-        .bind(text_without_nul(&event.target))
-        .bind(event.from_address.as_deref().map(text_without_nul))
-        .bind(rows::json_without_nul(event.detail.to_string()))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        write_audit(&mut conn, event).await
     }
 
     async fn list_audit(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
@@ -1703,4 +1661,77 @@ fn push_contains(qb: &mut QueryBuilder<'_, Sqlite>, columns: &[&str], text: &str
             .push(" ESCAPE '\\'");
     }
     qb.push(")");
+}
+
+impl SqliteStore {
+    /// The findings (and an audit record, when given) in one transaction.
+    async fn insert_findings_with(
+        &self,
+        findings: &[IngestedFinding],
+        audit: Option<&AuditEvent>,
+    ) -> Result<InsertReport, StoreError> {
+        if findings.is_empty() {
+            return Ok(InsertReport::default());
+        }
+        let batch = PreparedBatch::new(findings)?;
+        let mut tx = self.pool.begin_with(WRITE).await?;
+        let mut inserted = HashSet::with_capacity(batch.rows.len());
+        for chunk in batch.rows.chunks(FINDING_ROWS_PER_STATEMENT) {
+            let mut qb = QueryBuilder::<Sqlite>::new(FINDING_INSERT);
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(r.id)
+                    .push_bind(&r.site)
+                    .push_bind(&r.gateway)
+                    .push_bind(&r.camera)
+                    .push_bind(&r.asset)
+                    .push_bind(&r.preset)
+                    .push_bind(us(r.captured_at))
+                    .push_bind(r.captured_offset_s)
+                    .push_bind(us(r.observed_at))
+                    .push_bind(us(r.received_at))
+                    .push_bind(r.batch_id)
+                    .push_bind(r.source)
+                    .push_bind(r.severity_level)
+                    .push_bind(&r.severity_table)
+                    .push_bind(r.cool_exception)
+                    .push_bind(&r.component_class)
+                    .push_bind(r.max_c)
+                    .push_bind(r.track_id)
+                    .push_bind(r.track_state)
+                    .push_bind(r.historical)
+                    .push_bind(&r.evidence_sha256)
+                    .push_bind(&r.doc);
+            });
+            qb.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
+            let ids: Vec<Uuid> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
+            inserted.extend(ids);
+        }
+        let deltas = batch.alert_deltas(&inserted);
+        let alerts = Self::insert_alerts(&mut tx, &deltas).await?;
+        if let Some(event) = audit {
+            write_audit(&mut tx, event).await?;
+        }
+        tx.commit().await?;
+        Ok(batch.report(&inserted, alerts))
+    }
+}
+
+/// Appends one audit record on `conn` (a transaction's, or a pooled connection).
+async fn write_audit(
+    conn: &mut sqlx::SqliteConnection,
+    event: &AuditEvent,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor, action, target, from_address, detail) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(us(event.at))
+    .bind(text_without_nul(&event.actor))
+    .bind(text_without_nul(&event.action))
+    .bind(text_without_nul(&event.target))
+    .bind(event.from_address.as_deref().map(text_without_nul))
+    .bind(rows::json_without_nul(event.detail.to_string()))
+    .execute(conn)
+    .await?;
+    Ok(())
 }
