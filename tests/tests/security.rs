@@ -794,3 +794,111 @@ fn slow_and_surplus_http_connections_are_closed() {
     );
     assert!(hub.terminate().success());
 }
+
+/// The hub's resident memory (`VmRSS`), bytes.
+fn rss_bytes(hub: &Process) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", hub.child.id())).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kib * 1024
+}
+
+/// One HTTP/1.1 request on a fresh connection; the status code.
+fn raw_request(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    text.get(9..12)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP answer: {text:?}"))
+}
+
+/// Memory an unauthenticated client can make the hub keep is bounded: 2 000 failed
+/// sign-ins with 32 KiB user names and 2 000 evidence uploads claiming 32 KiB gateway
+/// names (64 MiB sent each) leave the hub's resident memory within a few MiB of where
+/// it was (measured from outside the process). Before: every failed name and every
+/// claimed gateway was kept (~1.5 MB per 1 000 names of this size, and a rate-limit
+/// bucket per claim).
+#[test]
+fn unauthenticated_floods_do_not_grow_the_hubs_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hub.toml");
+    // A rate limit high enough that every request reaches its handler.
+    std::fs::write(
+        &config,
+        format!(
+            "version = 1\ndata_dir = \"{}\"\n[broker.embedded]\nlisten = \"127.0.0.1:0\"\n\
+             [http]\nlisten = \"127.0.0.1:0\"\nrequests_per_minute = 10000000\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let config_s = config.display().to_string();
+    let (hub, addrs) = start_hub(&["--config", &config_s], &dir.path().join("hub.log"));
+    let login = |i: usize| {
+        let name = format!("{i:06}{}", "n".repeat(32 << 10));
+        let body = serde_json::json!({ "username": name, "password": "x" }).to_string();
+        raw_request(
+            addrs.http,
+            &format!(
+                "POST /api/v1/auth/login HTTP/1.1\r\nHost: hub\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            ),
+            body.as_bytes(),
+        )
+    };
+    let upload = |i: usize| {
+        let gateway = format!("site/{i:06}{}", "g".repeat(32 << 10));
+        raw_request(
+            addrs.http,
+            &format!(
+                "PUT /api/v1/evidence/{} HTTP/1.1\r\nHost: hub\r\nX-Chitti-Gateway: {gateway}\r\n\
+                 X-Chitti-Signature: {}\r\nContent-Length: 4\r\nConnection: close\r\n\r\n",
+                "a".repeat(64),
+                "0".repeat(128)
+            ),
+            b"blob",
+        )
+    };
+    // Warm up (allocator arenas, caches), then measure.
+    for i in 0..50 {
+        login(i);
+        upload(i);
+    }
+    let before = rss_bytes(&hub);
+    let mut statuses = std::collections::BTreeMap::new();
+    for i in 0..2000 {
+        *statuses.entry(login(1000 + i)).or_insert(0u32) += 1;
+        *statuses.entry(upload(1000 + i)).or_insert(0u32) += 1;
+    }
+    let after = rss_bytes(&hub);
+    let growth = after as i64 - before as i64;
+    eprintln!(
+        "hub RSS: {} MiB before, {} MiB after 2 000 × 32 KiB user names and 2 000 × 32 KiB \
+         gateway claims (growth {} KiB); answers {statuses:?}; rerun: cargo nextest run -p \
+         chitti-e2e --test security unauthenticated_floods",
+        before >> 20,
+        after >> 20,
+        growth / 1024
+    );
+    // Every answer a refusal (401, or 429 once the sign-in limits trip).
+    assert!(
+        statuses.keys().all(|s| [401, 429].contains(s)),
+        "{statuses:?}"
+    );
+    assert!(
+        growth < 16 << 20,
+        "the hub kept {} MiB for 128 MiB of refused requests",
+        growth >> 20
+    );
+    assert!(hub.terminate().success());
+}

@@ -137,10 +137,28 @@ async fn login(
     ClientAddr(ip): ClientAddr,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    if !s.logins.allowed(&req.username, ip) {
+    // A name no account can have (too long, control characters) is refused at once,
+    // counted against the address (and the one shared name "") only: it costs no hash
+    // and no memory, and says nothing about which names exist.
+    let valid_name = crate::store::is_valid_username(&req.username);
+    let limited_as = if valid_name {
+        req.username.as_str()
+    } else {
+        ""
+    };
+    if !s.logins.allowed(limited_as, ip) {
         return Err(ApiError::new(
             ErrorCode::RateLimited,
             "too many failed sign-ins; wait a minute",
+        ));
+    }
+    if !valid_name {
+        s.logins.failed("", ip);
+        tracing::warn!(username = ?req.username.chars().take(80).collect::<String>(),
+            bytes = req.username.len(), from = ?ip, "sign-in refused: not a possible user name");
+        return Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            "wrong user name or password",
         ));
     }
     // A password no account can have is refused before argon2 sees it.

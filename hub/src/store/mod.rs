@@ -475,6 +475,12 @@ pub trait Store: Send + Sync {
 /// Longest username, in bytes.
 const MAX_USERNAME_LEN: usize = 64;
 
+/// Whether `username` could be an account's (1 to 64 bytes, no whitespace or control
+/// characters): what sign-in checks before it spends a password hash.
+pub fn is_valid_username(username: &str) -> bool {
+    check_username(username).is_ok()
+}
+
 fn check_username(username: &str) -> Result<(), StoreError> {
     let invalid = |reason| StoreError::InvalidInput {
         what: "username",
