@@ -132,12 +132,13 @@ impl Api {
     }
 }
 
-fn assert_error(r: &Reply, status: StatusCode, code: &str) {
+/// Asserts an error answer; its message.
+fn assert_error(r: &Reply, status: StatusCode, code: &str) -> String {
     assert_eq!(r.status, status, "{:?}", r.body);
     assert_eq!(r.body["error"]["code"], code, "{:?}", r.body);
-    assert!(r.body["error"]["message"]
-        .as_str()
-        .is_some_and(|m| !m.is_empty()));
+    let message = r.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(!message.is_empty());
+    message.to_string()
 }
 
 async fn each_role_may_do_exactly_what_it_should(backend: &str) {
@@ -453,6 +454,144 @@ async fn api_tokens_are_shown_once_scoped_to_their_user_and_revocable(backend: &
     );
     assert_error(
         &api.call("GET", "/api/v1/alerts", Some(&token), None, &[])
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+}
+
+/// A token does what its scopes allow (within its user's role), for as long as it was
+/// made for, and never again once its user was disabled.
+async fn a_token_is_confined_to_its_scopes_and_its_life(backend: &str) {
+    let (api, _db) = Api::new(backend).await;
+    let (ada, _, _) = api.login("ada").await;
+    let (vera, _, _) = api.login("vera").await;
+    let make = |session: String, body: Value| {
+        let api = &api;
+        async move {
+            api.call("POST", "/api/v1/tokens", Some(&session), Some(body), &[])
+                .await
+        }
+    };
+    // The finding of the attack: a read token of an admin made an admin user.
+    let r = make(ada.clone(), json!({"name": "reader", "scopes": ["read"]})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let reader = r.body["token"].as_str().unwrap().to_string();
+    let expires =
+        chrono::DateTime::parse_from_rfc3339(r.body["expires_at"].as_str().unwrap()).unwrap();
+    let days = (expires.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_days();
+    assert!((364..=365).contains(&days), "default life {days} days");
+    assert_eq!(
+        api.call("GET", "/api/v1/users", Some(&reader), None, &[])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let new_admin =
+        json!({"username": "mallory", "role": "admin", "password": "correct horse battery 1"});
+    let r = api
+        .call(
+            "POST",
+            "/api/v1/users",
+            Some(&reader),
+            Some(new_admin.clone()),
+            &[],
+        )
+        .await;
+    let message = assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+    assert!(message.contains("lacks the `users` scope"), "{message}");
+    assert!(message.contains("(it has: read)"), "{message}");
+    let r = api
+        .call(
+            "POST",
+            &format!("/api/v1/alerts/{}/acknowledge", Uuid::now_v7()),
+            Some(&reader),
+            None,
+            &[],
+        )
+        .await;
+    assert!(assert_error(&r, StatusCode::FORBIDDEN, "forbidden").contains("`alerts` scope"));
+    // With the scope it may (the role still applies).
+    let r = make(
+        ada.clone(),
+        json!({"name": "admin-tool", "scopes": ["read", "users"]}),
+    )
+    .await;
+    let admin_tool = r.body["token"].as_str().unwrap().to_string();
+    let r = api
+        .call(
+            "POST",
+            "/api/v1/users",
+            Some(&admin_tool),
+            Some(new_admin),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    // What a token may be made with.
+    for (body, needle) in [
+        (json!({"name": "t", "scopes": []}), "at least one scope"),
+        (json!({"name": "t"}), "scopes"),
+        (
+            json!({"name": "t", "scopes": ["admin"]}),
+            "unknown scope \"admin\"",
+        ),
+        (
+            json!({"name": "t", "scopes": ["read", "read"]}),
+            "listed twice",
+        ),
+        (
+            json!({"name": "t", "scopes": ["read"], "expires_in_days": 366}),
+            "longer than this hub allows (365",
+        ),
+        (
+            json!({"name": "t", "scopes": ["read"], "expires_in_days": 0}),
+            "at least 1",
+        ),
+    ] {
+        let r = make(ada.clone(), body.clone()).await;
+        let message = assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+        assert!(message.contains(needle), "{body}: {message}");
+    }
+    let r = make(
+        ada.clone(),
+        json!({"name": "short", "scopes": ["read"], "expires_in_days": 1}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    // A disabled user's tokens stay dead when the user is enabled again.
+    let r = make(
+        vera.clone(),
+        json!({"name": "vera-tool", "scopes": ["read"]}),
+    )
+    .await;
+    let vera_tool = r.body["token"].as_str().unwrap().to_string();
+    let users = api
+        .call("GET", "/api/v1/users", Some(&ada), None, &[])
+        .await;
+    let vera_id = users.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "vera")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for disabled in [true, false] {
+        let r = api
+            .call(
+                "PATCH",
+                &format!("/api/v1/users/{vera_id}"),
+                Some(&ada),
+                Some(json!({ "disabled": disabled })),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    }
+    assert_error(
+        &api.call("GET", "/api/v1/alerts", Some(&vera_tool), None, &[])
             .await,
         StatusCode::UNAUTHORIZED,
         "unauthorized",
@@ -1175,6 +1314,7 @@ on_both!(
     cookie_sessions_need_csrf_tokens_and_logout_ends_them,
     wrong_passwords_are_refused_and_rate_limited,
     api_tokens_are_shown_once_scoped_to_their_user_and_revocable,
+    a_token_is_confined_to_its_scopes_and_its_life,
     lists_page_through_every_row_exactly_once,
     the_stream_carries_alert_changes_filtered_and_resumable,
     action_bodies_are_checked_per_action,

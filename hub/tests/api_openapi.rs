@@ -243,7 +243,7 @@ async fn the_document_describes_exactly_the_routes_the_router_answers() {
             .as_array()
             .unwrap()
             .len(),
-        10
+        11
     );
 }
 
@@ -313,4 +313,42 @@ async fn alerts_and_their_history_say_whether_they_are_cool_exceptions() {
             "{schema}: always on the wire"
         );
     }
+}
+
+/// Every operation a user calls names the API token scope it needs, as the extractor
+/// enforces it, with a 403 for a token without it.
+#[tokio::test]
+async fn every_user_operation_names_its_token_scope() {
+    use chitti_hub::api::auth::Scope;
+    let (app, _db) = app().await;
+    let (_, doc) = call(&app, "GET", "/api/openapi.json").await;
+    let mut seen = BTreeSet::new();
+    for op in OPERATIONS {
+        let (method, path) = op.split_once(' ').unwrap();
+        let operation = &doc["paths"][path][method.to_ascii_lowercase()];
+        let want = Scope::for_operation(&method.parse().unwrap(), path).map(Scope::as_str);
+        if PUBLIC.contains(op) || GATEWAY_SIGNED.contains(op) {
+            assert!(operation.get("x-chitti-scope").is_none(), "{op}");
+            continue;
+        }
+        assert_eq!(operation["x-chitti-scope"].as_str(), want, "{op}");
+        if let Some(scope) = want {
+            seen.insert(scope);
+            assert!(
+                operation["responses"]["403"]["description"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("`{scope}` scope")),
+                "{op}"
+            );
+        }
+    }
+    // Every scope guards something.
+    assert_eq!(
+        seen,
+        Scope::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<BTreeSet<_>>()
+    );
 }

@@ -73,6 +73,7 @@ pub(crate) fn base() -> OpenApiDoc {
 pub(crate) fn docs(mut doc: OpenApiDoc) -> Router<ApiState> {
     document_rate_limit(&mut doc);
     document_scopes(&mut doc);
+    document_analysis_slots(&mut doc);
     Router::from(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, doc))
 }
 
@@ -165,6 +166,40 @@ fn document_scopes(doc: &mut OpenApiDoc) {
                         .build()
                         .into()
                 });
+        }
+    }
+}
+
+/// The operations that take an analysis slot (`ApiState::analysis_slot`) can answer
+/// 503 with `Retry-After` when every slot is busy.
+fn document_analysis_slots(doc: &mut OpenApiDoc) {
+    use utoipa::openapi::{Content, Ref, ResponseBuilder};
+    let response = ResponseBuilder::new()
+        .description(
+            "Every analysis slot is busy (`http.max_concurrent_analyses`) or the database is \
+             unavailable; retry after `Retry-After` seconds",
+        )
+        .content(
+            "application/json",
+            Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+        )
+        .build();
+    for (path, post) in [
+        ("/api/v1/uploads", true),
+        ("/api/v1/findings/{id}/thermogram.png", false),
+        ("/api/v1/findings/{id}/temperatures", false),
+        ("/api/v1/evidence/{sha256}/visual.jpg", false),
+        ("/api/v1/reports/inspection.pdf", false),
+    ] {
+        let Some(item) = doc.paths.paths.get_mut(path) else {
+            continue;
+        };
+        let op = if post { &mut item.post } else { &mut item.get };
+        if let Some(op) = op {
+            op.responses
+                .responses
+                .entry("503".to_string())
+                .or_insert_with(|| response.clone().into());
         }
     }
 }
