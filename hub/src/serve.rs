@@ -119,6 +119,29 @@ type LoginCache = HashMap<(String, [u8; 32]), Instant>;
 
 /// Checks gateway logins against the store; successful checks are remembered for a
 /// minute so that reconnect storms do not cost an argon2 hash each.
+/// Whether the gateway a verified TLS client certificate names (`site/gateway`, given
+/// as the user name) may log in: enrolled and not revoked.
+fn certificate_check(store: Arc<AnyStore>) -> AuthHandler {
+    Arc::new(
+        move |_client_id: String, username: String, _password: String| {
+            let store = Arc::clone(&store);
+            Box::pin(async move {
+                match store.gateway_by_username(&username).await {
+                    Ok(Some(r)) if !r.is_revoked() => true,
+                    Ok(_) => {
+                        tracing::warn!(username = ?username, "mqtt certificate login refused: unknown or revoked gateway");
+                        false
+                    }
+                    Err(err) => {
+                        tracing::error!(%err, "mqtt certificate login not checked: store unavailable");
+                        false
+                    }
+                }
+            })
+        },
+    )
+}
+
 fn auth_handler(store: Arc<AnyStore>) -> AuthHandler {
     let cache: Arc<Mutex<LoginCache>> = Arc::default();
     // argon2 costs ~20 ms of CPU and 19 MiB per check: a reconnect storm of a whole
@@ -220,7 +243,8 @@ async fn start_bus(config: &HubConfig, store: Arc<AnyStore>) -> Result<HubBus, S
                 max_payload_bytes: usize::try_from(e.max_payload_bytes.0).unwrap_or(usize::MAX),
                 max_connections: e.max_connections,
                 inbound_capacity: config.ingest.queue,
-                auth: Some(auth_handler(store)),
+                auth: Some(auth_handler(Arc::clone(&store))),
+                certificate_check: Some(certificate_check(store)),
                 ..EmbeddedSettings::default()
             };
             Ok(HubBus::Embedded(EmbeddedBroker::start(settings).await?))

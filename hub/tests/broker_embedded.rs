@@ -587,3 +587,99 @@ async fn a_gateway_is_confined_to_its_own_topics_and_client_id() {
     assert_eq!(next.topic, "chitti/v1/s/gw-2/telemetry");
     bus.shutdown().await;
 }
+
+/// Behind the front, the mutual-TLS listener ties a certificate to one gateway (its CN,
+/// `site/gateway`, enrolled and not revoked per the hub's check), confines it to that
+/// gateway's topics, trusts every certificate of the client CA, and a silent socket
+/// does not hold up other clients' handshakes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_is_one_gateway_confined_to_its_topics() {
+    let other_ca = Ca::new("an older fleet ca");
+    let ca = Ca::new("chitti gateways");
+    let server = ca.server();
+    let checked = Arc::new(Mutex::new(Vec::new()));
+    let certificate_check: AuthHandler = {
+        let checked = checked.clone();
+        Arc::new(move |_, username: String, _| {
+            let checked = checked.clone();
+            Box::pin(async move {
+                checked.lock().unwrap().push(username.clone());
+                username != "s/gw-revoked"
+            })
+        })
+    };
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (mut bus, _) = start(EmbeddedSettings {
+        auth: Some(auth(seen.clone())),
+        certificate_check: Some(certificate_check),
+        tls: Some(TlsListener {
+            addr: any_port(),
+            cert_chain_pem: server.cert_pem.into_bytes(),
+            key_pem: server.key_pem.into_bytes(),
+            // Two CAs: the second signs the gateways (rumqttd alone trusted the first).
+            client_ca_pem: format!("{}{}", other_ca.pem(), ca.pem()).into_bytes(),
+            check_password: false,
+        }),
+        ..settings()
+    })
+    .await;
+    let tls_port = bus.local_addrs()[1].port();
+    let options = |identity: &Issued| {
+        with_tls(
+            agent_options("any", tls_port),
+            tls_client(&ca.pem(), Some(identity)),
+        )
+    };
+    // A silent socket on the TLS port first: it must not block the handshakes below.
+    let _silent = tokio::net::TcpStream::connect(("127.0.0.1", tls_port))
+        .await
+        .unwrap();
+
+    let gw1 = ca.client("s/gw-1", None);
+    let (agent, events) = connect(options(&gw1)).await.expect("gw-1's certificate");
+    let mut events = drive(events);
+    publish_acked(
+        &agent,
+        &mut events,
+        "chitti/v1/s/gw-1/findings",
+        b"[]".to_vec(),
+    )
+    .await;
+    let got = bus.inbound().recv().await.unwrap();
+    assert_eq!(got.topic, "chitti/v1/s/gw-1/findings");
+    got.settle();
+    assert_eq!(checked.lock().unwrap().as_slice(), ["s/gw-1"]);
+    // The hub's password check never saw it: the certificate is the credential.
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    // Another gateway's topic: closed.
+    agent
+        .publish(
+            "chitti/v1/s/gw-2/status",
+            QoS::AtLeastOnce,
+            true,
+            b"{}".to_vec(),
+        )
+        .await
+        .unwrap();
+    closed(&mut events).await;
+
+    // Not a gateway name, a revoked gateway, no certificate: refused.
+    for (cn, why) in [("gw-tls", "not site/gateway"), ("s/gw-revoked", "revoked")] {
+        let issued = ca.client(cn, None);
+        assert!(connect(options(&issued)).await.is_err(), "{why}");
+    }
+    assert!(
+        connect(with_tls(
+            agent_options("nocert", tls_port),
+            tls_client(&ca.pem(), None)
+        ))
+        .await
+        .is_err(),
+        "no certificate"
+    );
+    bus.shutdown().await;
+}

@@ -44,8 +44,13 @@
 //! - **TLS handshakes block the listener.** rumqttd performs the TLS handshake inside its
 //!   accept loop, without a timeout: one client that opens a TCP connection to the TLS
 //!   port and sends nothing stops every further TLS accept until it leaves (seen: a
-//!   good client times out after 5 s while a silent socket is open). Expose the TLS
-//!   listener only where that is acceptable, or terminate TLS in front of it.
+//!   good client times out after 5 s while a silent socket is open). With a login check
+//!   (the hub's case) TLS is therefore terminated by the authorisation front instead
+//!   (`super::front`), each handshake on its own task; rumqttd's own TLS listener is
+//!   used only without one (tests, anonymous demos).
+//! - **No publish/subscribe authorisation, client ids up for grabs.** Both are the
+//!   authorisation front's job: with a login check, every public listener is the
+//!   front's and rumqttd listens on loopback only.
 //! - **One thread per listener.** Each listener runs all of its connections on one
 //!   current-thread runtime.
 //! - **The hub's link id** is `chitti-hub-<random>`: a remote client connecting with the
@@ -122,8 +127,13 @@ pub struct EmbeddedSettings {
     /// Capacity of the inbound channel.
     pub inbound_capacity: usize,
     /// The login check. `None`: anonymous clients are accepted on the TCP listener
-    /// (demo only).
+    /// (demo only). With it, both listeners are behind the authorisation front
+    /// ([`super::front`]).
     pub auth: Option<AuthHandler>,
+    /// Whether the gateway a TLS client certificate names (its CN, `site/gateway`,
+    /// given as the user name) may log in: enrolled, not revoked. `None`: any name
+    /// the certificate carries.
+    pub certificate_check: Option<AuthHandler>,
     /// How long [`EmbeddedBroker::start`] waits for the listeners to accept.
     pub start_timeout: Duration,
 }
@@ -138,6 +148,7 @@ impl Default for EmbeddedSettings {
             connect_timeout: Duration::from_secs(10),
             inbound_capacity: DEFAULT_INBOUND_CAPACITY,
             auth: None,
+            certificate_check: None,
             start_timeout: Duration::from_secs(10),
         }
     }
@@ -153,6 +164,10 @@ impl fmt::Debug for EmbeddedSettings {
             .field("connect_timeout", &self.connect_timeout)
             .field("inbound_capacity", &self.inbound_capacity)
             .field("auth", &self.auth.as_ref().map(|_| "<handler>"))
+            .field(
+                "certificate_check",
+                &self.certificate_check.as_ref().map(|_| "<handler>"),
+            )
             .field("start_timeout", &self.start_timeout)
             .finish()
     }
@@ -236,8 +251,8 @@ pub struct EmbeddedBroker {
     inbound: mpsc::Receiver<Inbound>,
     publish_tx: Option<mpsc::Sender<PublishCommand>>,
     threads: Vec<JoinHandle<()>>,
-    // The authorisation front's accept loop; aborted (its port freed) on shutdown.
-    front: Option<tokio::task::JoinHandle<()>>,
+    // The authorisation fronts' accept loops; aborted (their ports freed) on shutdown.
+    front: Vec<tokio::task::JoinHandle<()>>,
     addrs: Vec<SocketAddr>,
     link_id: String,
     // rumqttd reads the PEM files on every TLS accept: they must outlive the listener's
@@ -311,8 +326,8 @@ impl EmbeddedBroker {
             front,
             ..
         } = self;
-        if let Some(front) = front {
-            front.abort();
+        for task in front {
+            task.abort();
         }
         // Dropping the receiver unblocks a reader waiting on a full channel; closing the
         // publish queue makes the writer disconnect the link, which ends the reader.
@@ -351,21 +366,37 @@ fn start_blocking(
 
     check_open_files_limit(settings.max_connections);
 
-    // With a login check, the public password listener is the authorisation front's
-    // (`super::front`) and rumqttd's listens on loopback behind it.
-    let front = match (settings.tcp, &settings.auth) {
-        (Some(public), Some(_)) => Some(bind_front(public, &runtime)?),
+    // With a login check, the public listeners are the authorisation front's
+    // (`super::front`) and rumqttd listens on loopback only, behind it, for both.
+    let fronted = settings.auth.is_some();
+    let front_tcp = match settings.tcp {
+        Some(public) if fronted => Some(bind_front(public, &runtime)?),
         _ => None,
     };
-    let tcp_addr = match &front {
-        Some(_) => Some(resolve_addr(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?),
-        None => settings.tcp.map(resolve_addr).transpose()?,
+    let front_tls = match &settings.tls {
+        Some(t) if fronted => Some((
+            bind_front(t.addr, &runtime)?,
+            tls::mutual_tls_server_config(&t.cert_chain_pem, &t.key_pem, &t.client_ca_pem)?,
+            t.check_password,
+        )),
+        _ => None,
     };
-    let tls_addr = settings
-        .tls
-        .as_ref()
-        .map(|t| resolve_addr(t.addr))
-        .transpose()?;
+    let tcp_addr = if fronted {
+        Some(resolve_addr(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?)
+    } else {
+        settings.tcp.map(resolve_addr).transpose()?
+    };
+    let tls_addr = match &settings.tls {
+        Some(t) if !fronted => Some(resolve_addr(t.addr)?),
+        _ => None,
+    };
+    // What the front logs certificate clients in with; only this process knows it.
+    let front_secret: Arc<str> = {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| BrokerError::Embedded(format!("no randomness for the front: {e}")))?;
+        format!("chitti-front-{}", hex::encode(bytes)).into()
+    };
 
     let link_id = format!(
         "{HUB_LINK_PREFIX}-{:016x}",
@@ -383,7 +414,13 @@ fn start_blocking(
         };
         if check_password {
             if let Some(auth) = settings.auth.clone() {
-                install_auth(&mut c, auth, runtime.clone(), settings.connect_timeout);
+                install_auth(
+                    &mut c,
+                    auth,
+                    Arc::clone(&front_secret),
+                    runtime.clone(),
+                    settings.connect_timeout,
+                );
             }
         }
         c
@@ -478,18 +515,33 @@ fn start_blocking(
     for addr in tcp_addr.iter().chain(&tls_addr) {
         wait_listening(*addr, &exited_rx, deadline)?;
     }
-    let (public_tcp, front_task) = match (front, tcp_addr) {
-        (Some((listener, public)), Some(internal)) => {
-            let limits = super::front::FrontLimits {
-                max_packet,
-                connect_timeout: settings.connect_timeout,
-            };
-            let task = runtime.spawn(super::front::run(listener, internal, limits));
-            (Some(public), Some(task))
-        }
-        _ => (tcp_addr, None),
+    let limits = super::front::FrontLimits {
+        max_packet,
+        connect_timeout: settings.connect_timeout,
     };
-    let addrs: Vec<SocketAddr> = public_tcp.into_iter().chain(tls_addr).collect();
+    let mut front_tasks = Vec::new();
+    let mut public_tcp = tcp_addr;
+    let mut public_tls = tls_addr;
+    if let (Some((listener, public)), Some(internal)) = (front_tcp, tcp_addr) {
+        front_tasks.push(runtime.spawn(super::front::run(listener, internal, limits)));
+        public_tcp = Some(public);
+    } else if fronted {
+        // TLS only: the loopback listener is not reachable from outside.
+        public_tcp = None;
+    }
+    if let (Some(((listener, public), config, check_password)), Some(internal)) =
+        (front_tls, tcp_addr)
+    {
+        let tls = super::front::TlsFront {
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            certificate_check: settings.certificate_check.clone(),
+            check_password,
+            secret: Arc::clone(&front_secret),
+        };
+        front_tasks.push(runtime.spawn(super::front::run_tls(listener, internal, limits, tls)));
+        public_tls = Some(public);
+    }
+    let addrs: Vec<SocketAddr> = public_tcp.into_iter().chain(public_tls).collect();
 
     let (inbound_tx, inbound) = mpsc::channel(settings.inbound_capacity);
     let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
@@ -505,7 +557,7 @@ fn start_blocking(
     info!(
         tcp = ?public_tcp,
         rumqttd_tcp = ?tcp_addr,
-        authorisation_front = front_task.is_some(),
+        authorisation_front = fronted,
         tls = ?tls_addr,
         link_id = %link_id,
         max_payload_bytes = settings.max_payload_bytes,
@@ -516,7 +568,7 @@ fn start_blocking(
         inbound,
         publish_tx: Some(publish_tx),
         threads: vec![rx_thread, tx_thread],
-        front: front_task,
+        front: front_tasks,
         addrs,
         link_id,
         _pem_dir: pem_dir,
@@ -593,6 +645,7 @@ fn resolve_addr(addr: SocketAddr) -> Result<SocketAddr, BrokerError> {
 fn install_auth(
     connections: &mut ConnectionSettings,
     auth: AuthHandler,
+    front_secret: Arc<str>,
     runtime: tokio::runtime::Handle,
     timeout: Duration,
 ) {
@@ -600,7 +653,21 @@ fn install_auth(
         move |client_id: String, username: String, password: String| {
             let auth = auth.clone();
             let runtime = runtime.clone();
+            let front_secret = Arc::clone(&front_secret);
             async move {
+                // A certificate client the TLS front verified (only the front knows the
+                // secret; it checked the certificate and the gateway itself).
+                if !front_secret.is_empty()
+                    && password.len() == front_secret.len()
+                    && password
+                        .bytes()
+                        .zip(front_secret.bytes())
+                        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                        == 0
+                {
+                    debug!(client_id = ?client_id, username = ?username, "mqtt login by certificate");
+                    return true;
+                }
                 if client_id.starts_with(HUB_LINK_PREFIX) {
                     warn!(
                         client_id,

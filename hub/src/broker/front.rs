@@ -27,16 +27,23 @@
 //!   is noticed). A malformed or oversized packet closes it as rumqttd would.
 //! - MQTT 5 clients are refused here (the agents speak 3.1.1).
 //!
-//! The mutual-TLS listener is still terminated by rumqttd and is not covered (see
-//! SECURITY.md); signatures protect what it carries.
+//! **Mutual TLS.** With a TLS listener the front terminates TLS itself (rustls, every
+//! certificate of the client CA trusted, a client certificate required, each handshake
+//! on its own task with the connect timeout, so a silent socket blocks nobody). The
+//! gateway is the certificate's: its subject CN must be `site/gateway`, and the hub's
+//! certificate check (enrolled, not revoked) must pass. Its CONNECT login is replaced
+//! by that name and a secret of this process, which rumqttd's password hook accepts;
+//! with `check_password` the client's own login is kept and its user name must be the
+//! certificate's. The same permissions then apply.
 
 use bytes::BytesMut;
 use chitti_common::protocol::{Topic, TopicKind};
 use rumqttd::protocol::v4::V4;
-use rumqttd::protocol::{Packet, Protocol};
+use rumqttd::protocol::{Login, Packet, Protocol};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
@@ -101,25 +108,149 @@ pub(crate) struct FrontLimits {
     pub connect_timeout: Duration,
 }
 
+/// Who a connection is.
+#[derive(Clone)]
+enum Credential {
+    /// The user name (and password, checked by rumqttd's hook) in its CONNECT.
+    Password,
+    /// A verified client certificate naming `gateway` (`site/gateway`).
+    Certificate {
+        gateway: String,
+        /// Keep the client's own login (its user name must be `gateway`).
+        check_password: bool,
+        /// What replaces the password otherwise (accepted by rumqttd's hook).
+        secret: Arc<str>,
+    },
+}
+
 /// Accepts clients on `listener` and relays what they may do to rumqttd at `broker`.
 pub(crate) async fn run(listener: TcpListener, broker: SocketAddr, limits: FrontLimits) {
     loop {
-        match listener.accept().await {
-            Ok((client, peer)) => {
-                tokio::spawn(async move {
-                    if let Err(refusal) = relay(client, peer, broker, limits).await {
-                        // `?`: user names and topics come from the network.
-                        warn!(%peer, gateway = ?refusal.who, reason = ?refusal.reason,
-                            "mqtt connection closed by the authorisation front");
+        let Some((client, peer)) = accept(&listener).await else {
+            continue;
+        };
+        tokio::spawn(async move {
+            let _ = client.set_nodelay(true);
+            closed(
+                peer,
+                relay(client, peer, broker, limits, Credential::Password).await,
+            );
+        });
+    }
+}
+
+/// What the TLS listener needs.
+#[derive(Clone)]
+pub(crate) struct TlsFront {
+    /// Requires and verifies client certificates.
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    /// Whether a certificate's gateway may log in (enrolled, not revoked).
+    pub certificate_check: Option<super::embedded::AuthHandler>,
+    /// Keep clients' own logins (checked by rumqttd's hook) instead of the secret.
+    pub check_password: bool,
+    /// The password the front logs certificate clients in with.
+    pub secret: Arc<str>,
+}
+
+/// Accepts TLS clients on `listener`: handshake (each on its own task), the gateway
+/// from the certificate, then as [`run`].
+pub(crate) async fn run_tls(
+    listener: TcpListener,
+    broker: SocketAddr,
+    limits: FrontLimits,
+    tls: TlsFront,
+) {
+    loop {
+        let Some((client, peer)) = accept(&listener).await else {
+            continue;
+        };
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let _ = client.set_nodelay(true);
+            let stream =
+                match tokio::time::timeout(limits.connect_timeout, tls.acceptor.accept(client))
+                    .await
+                {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(err)) => {
+                        debug!(%peer, %err, "mqtt tls handshake failed");
+                        return;
                     }
-                });
+                    Err(_) => {
+                        debug!(%peer, "mqtt tls handshake timed out");
+                        return;
+                    }
+                };
+            let gateway = match certificate_gateway(&stream) {
+                Ok(g) => g,
+                Err(reason) => {
+                    closed(peer, Err(Refusal::new(None, reason)));
+                    return;
+                }
+            };
+            if let Some(check) = &tls.certificate_check {
+                if !check(String::new(), gateway.clone(), String::new()).await {
+                    closed(
+                        peer,
+                        Err(Refusal::new(
+                            Some(&gateway),
+                            "the certificate's gateway is not enrolled or is revoked",
+                        )),
+                    );
+                    return;
+                }
             }
-            Err(err) => {
-                // Out of file descriptors, say: wait rather than spin.
-                warn!(%err, "mqtt front: accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            let credential = Credential::Certificate {
+                gateway,
+                check_password: tls.check_password,
+                secret: tls.secret,
+            };
+            closed(peer, relay(stream, peer, broker, limits, credential).await);
+        });
+    }
+}
+
+/// The gateway a verified client certificate names: its subject CN, `site/gateway`.
+fn certificate_gateway(
+    stream: &tokio_rustls::server::TlsStream<TcpStream>,
+) -> Result<String, String> {
+    let (_, session) = stream.get_ref();
+    let cert = session
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .ok_or("no client certificate")?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|e| format!("unreadable client certificate: {e}"))?;
+    let cn = parsed
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .ok_or("the client certificate has no subject CN")?;
+    GatewayPermissions::for_username(cn)
+        .map(|_| cn.to_string())
+        .ok_or_else(|| {
+            format!("the client certificate's CN {cn:?} is not a gateway (site/gateway)")
+        })
+}
+
+async fn accept(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
+    match listener.accept().await {
+        Ok(accepted) => Some(accepted),
+        Err(err) => {
+            // Out of file descriptors, say: wait rather than spin.
+            warn!(%err, "mqtt front: accept failed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            None
         }
+    }
+}
+
+fn closed(peer: SocketAddr, result: Result<(), Refusal>) {
+    if let Err(refusal) = result {
+        // `?`: user names and topics come from the network.
+        warn!(%peer, gateway = ?refusal.who, reason = ?refusal.reason,
+            "mqtt connection closed by the authorisation front");
     }
 }
 
@@ -171,11 +302,12 @@ fn parse(frame: &BytesMut, max_packet: usize) -> Result<Packet, String> {
         .map_err(|e| format!("malformed packet: {e}"))
 }
 
-async fn relay(
-    mut client: TcpStream,
+async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
+    mut client: S,
     peer: SocketAddr,
     broker: SocketAddr,
     limits: FrontLimits,
+    credential: Credential,
 ) -> Result<(), Refusal> {
     let mut buf = BytesMut::with_capacity(4096);
     let first = tokio::time::timeout(
@@ -202,8 +334,34 @@ async fn relay(
     else {
         return Err(Refusal::new(None, "the first packet is not CONNECT"));
     };
-    let Some(login) = login else {
-        return Err(Refusal::new(None, "CONNECT without a user name"));
+    let login = match credential {
+        Credential::Password => {
+            login.ok_or_else(|| Refusal::new(None, "CONNECT without a user name"))?
+        }
+        Credential::Certificate {
+            gateway,
+            check_password: true,
+            ..
+        } => {
+            let login =
+                login.ok_or_else(|| Refusal::new(Some(&gateway), "CONNECT without a user name"))?;
+            if login.username != gateway {
+                return Err(Refusal::new(
+                    Some(&gateway),
+                    format!(
+                        "user name {:?} is not the certificate's gateway",
+                        login.username
+                    ),
+                ));
+            }
+            login
+        }
+        Credential::Certificate {
+            gateway, secret, ..
+        } => Login {
+            username: gateway,
+            password: secret.to_string(),
+        },
     };
     let username = login.username.clone();
     let who = Some(username.as_str());
@@ -235,12 +393,11 @@ async fn relay(
         .await
         .map_err(|e| Refusal::new(who, format!("the broker is not reachable: {e}")))?;
     let _ = upstream.set_nodelay(true);
-    let _ = client.set_nodelay(true);
     upstream
         .write_all(&rewritten)
         .await
         .map_err(|e| Refusal::new(who, format!("write to the broker failed: {e}")))?;
-    let (mut client_rx, mut client_tx) = client.into_split();
+    let (mut client_rx, mut client_tx) = tokio::io::split(client);
     let (mut broker_rx, mut broker_tx) = upstream.into_split();
     let downstream = tokio::io::copy(&mut broker_rx, &mut client_tx);
     let upstream = async {

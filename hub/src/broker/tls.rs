@@ -55,6 +55,34 @@ pub(crate) fn check_server_pems(
     Ok(cas.len())
 }
 
+/// The TLS listener's server configuration when the hub terminates TLS itself (the
+/// authorisation front): this chain and key, and a client certificate required, signed
+/// by any certificate of `client_ca_pem`.
+pub(crate) fn mutual_tls_server_config(
+    cert_chain_pem: &[u8],
+    key_pem: &[u8],
+    client_ca_pem: &[u8],
+) -> Result<rustls::ServerConfig, BrokerError> {
+    let chain = certs(cert_chain_pem, "tls server certificate")?;
+    let key = private_key(key_pem, "tls server key")?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in certs(client_ca_pem, "tls client ca")? {
+        roots
+            .add(ca)
+            .map_err(|e| BrokerError::Tls(format!("tls client ca: {e}")))?;
+    }
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| BrokerError::Tls(format!("tls client ca: {e}")))?;
+    rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| BrokerError::Tls(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| BrokerError::Tls(format!("tls server certificate and key: {e}")))
+}
+
 /// The client configuration for `mqtts://`: trust `ca_pem` (all certificates in it) and,
 /// for mutual TLS, present `client_cert_pem` with `client_key_pem`.
 pub(crate) fn client_config(
