@@ -447,7 +447,10 @@ pub struct MqttConfig {
     /// `mqtt://host:port` or `mqtts://host:port` (TLS).
     #[serde(default = "default_mqtt_url")]
     pub url: String,
-    /// Client id; default `chitti-{site}-{gateway}`.
+    /// Client id; default `chitti-{site}-{gateway}`. The hub's embedded broker binds a
+    /// gateway's session to `{site}.{gateway}` whatever is asked (and Mosquitto with
+    /// `use_username_as_clientid` to the user name), so no gateway can take over
+    /// another's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
     /// User name for password authentication.
