@@ -718,6 +718,23 @@ async fn the_shipped_mosquitto_acl_confines_each_gateway() {
     assert!(hub.terminate().success());
 }
 
+/// A hub on SQLite in `dir`, its broker and HTTP on free ports, with these extra lines
+/// in its `[http]` section.
+fn hub_with_http_settings(dir: &std::path::Path, http: &str) -> (Process, HubAddrs) {
+    let config = dir.join("hub.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 1\ndata_dir = \"{}\"\n[broker.embedded]\nlisten = \"127.0.0.1:0\"\n\
+             [http]\nlisten = \"127.0.0.1:0\"\n{http}\n",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    let config_s = config.display().to_string();
+    start_hub(&["--config", &config_s], &dir.join("hub.log"))
+}
+
 /// Slowloris: sockets that send a header a little at a time (or nothing) are closed
 /// after `http.header_read_timeout_s`, and beyond `http.max_connections` a new
 /// connection is closed at once; the hub answers again as soon as they are gone.
@@ -725,18 +742,8 @@ async fn the_shipped_mosquitto_acl_confines_each_gateway() {
 fn slow_and_surplus_http_connections_are_closed() {
     use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("hub.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "version = 1\ndata_dir = \"{}\"\n[broker.embedded]\nlisten = \"127.0.0.1:0\"\n\
-             [http]\nlisten = \"127.0.0.1:0\"\nheader_read_timeout_s = 5\nmax_connections = 8\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let config_s = config.display().to_string();
-    let (hub, addrs) = start_hub(&["--config", &config_s], &dir.path().join("hub.log"));
+    let (hub, addrs) =
+        hub_with_http_settings(dir.path(), "header_read_timeout_s = 5\nmax_connections = 8");
     let open = || {
         let s = std::net::TcpStream::connect(addrs.http).unwrap();
         s.set_read_timeout(Some(HANG_GUARD)).unwrap();
@@ -830,19 +837,8 @@ fn raw_request(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> u16 {
 #[test]
 fn unauthenticated_floods_do_not_grow_the_hubs_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("hub.toml");
     // A rate limit high enough that every request reaches its handler.
-    std::fs::write(
-        &config,
-        format!(
-            "version = 1\ndata_dir = \"{}\"\n[broker.embedded]\nlisten = \"127.0.0.1:0\"\n\
-             [http]\nlisten = \"127.0.0.1:0\"\nrequests_per_minute = 10000000\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let config_s = config.display().to_string();
-    let (hub, addrs) = start_hub(&["--config", &config_s], &dir.path().join("hub.log"));
+    let (hub, addrs) = hub_with_http_settings(dir.path(), "requests_per_minute = 10000000");
     let login = |i: usize| {
         let name = format!("{i:06}{}", "n".repeat(32 << 10));
         let body = serde_json::json!({ "username": name, "password": "x" }).to_string();

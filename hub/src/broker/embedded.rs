@@ -617,14 +617,7 @@ fn bind_front(
 ) -> Result<(tokio::net::TcpListener, SocketAddr), BrokerError> {
     let _context = runtime.enter();
     let bind = || -> std::io::Result<(tokio::net::TcpListener, SocketAddr)> {
-        let socket = match addr.ip() {
-            IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-            IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-        };
-        #[cfg(unix)]
-        socket.set_reuseaddr(true)?;
-        socket.bind(addr)?;
-        let listener = socket.listen(1024)?;
+        let listener = super::bound_socket(addr)?.listen(1024)?;
         let bound = listener.local_addr()?;
         Ok((listener, bound))
     };

@@ -216,17 +216,22 @@ pub fn port_is_free(addr: SocketAddr) -> bool {
 /// the address it got. The port is free only until someone else takes it: see
 /// [`EmbeddedSettings`] for the race this leaves.
 pub(crate) fn try_bind(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    bound_socket(addr)?.local_addr()
+}
+
+/// A socket bound to `addr`, as tokio's `TcpListener::bind` (rumqttd's) binds it.
+pub(crate) fn bound_socket(addr: SocketAddr) -> std::io::Result<tokio::net::TcpSocket> {
     let socket = match addr.ip() {
         IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
         IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
     };
-    // tokio's TcpListener::bind (rumqttd's) sets SO_REUSEADDR on Unix; do the same so a
-    // port in TIME_WAIT counts as free. A socket that is listening on the port still
-    // makes bind() fail with EADDRINUSE, which is what "taken" means here.
+    // SO_REUSEADDR on Unix, so a port in TIME_WAIT counts as free. A socket that is
+    // listening on the port still makes bind() fail with EADDRINUSE, which is what
+    // "taken" means here.
     #[cfg(unix)]
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
-    socket.local_addr()
+    Ok(socket)
 }
 
 /// Checks what the hub may publish to: MQTT forbids wildcards in a topic name, `$`
