@@ -256,7 +256,7 @@ async fn start_bus(config: &HubConfig, store: Arc<AnyStore>) -> Result<HubBus, S
                 .clone()
                 .unwrap_or_else(|| format!("chitti-hub-{}", std::process::id()));
             let mut s = ExternalSettings::new(x.url.clone(), client_id);
-            s.share_group = Some(x.group.clone());
+            s.share_group = (!x.group.is_empty()).then(|| x.group.clone());
             s.username = x.username.clone();
             if let Some(f) = &x.password_file {
                 s.password = Some(String::from_utf8_lossy(&read(f)?).trim().to_string());

@@ -569,6 +569,18 @@ pub fn external_hub_config(
     broker_url: &str,
     login: Option<(&str, &str)>,
 ) -> PathBuf {
+    external_hub_config_in_group(dir, store_url, broker_url, login, "chitti-hub")
+}
+
+/// [`external_hub_config`] with this shared-subscription group (`""`: plain
+/// subscriptions).
+pub fn external_hub_config_in_group(
+    dir: &Path,
+    store_url: &str,
+    broker_url: &str,
+    login: Option<(&str, &str)>,
+    group: &str,
+) -> PathBuf {
     let config = dir.join("hub.toml");
     // A SQLite store URL names a file in the data directory: it must exist.
     std::fs::create_dir_all(dir.join("data")).expect("create the data directory");
@@ -587,11 +599,87 @@ pub fn external_hub_config(
         &config,
         format!(
             "version = 1\ndata_dir = \"{}\"\n[store]\nurl = \"{store_url}\"\n\
-             [broker]\nmode = \"external\"\n[broker.external]\nurl = \"{broker_url}\"\n{login}\
+             [broker]\nmode = \"external\"\n[broker.external]\nurl = \"{broker_url}\"\n\
+             group = \"{group}\"\n{login}\
              [http]\nlisten = \"127.0.0.1:0\"\n",
             dir.join("data").display(),
         ),
     )
     .expect("write the hub configuration");
     config
+}
+
+/// A nats-server of the test's own (MQTT and JetStream on), from a configuration text;
+/// killed on drop.
+pub struct NatsServer {
+    child: std::process::Child,
+    /// Its MQTT port on 127.0.0.1.
+    pub mqtt_port: u16,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
+impl NatsServer {
+    /// Starts `nats-server -c <dir>/nats.conf` with `config`, in which `NATS_PORT`,
+    /// `MQTT_PORT` and `STORE_DIR` are replaced by free ports and a folder in `dir`;
+    /// returns once it says it is ready.
+    pub fn start(dir: &Path, config: &str) -> Self {
+        use std::io::{BufRead, Write};
+        let mqtt_port = free_port();
+        let store = dir.join("nats-store");
+        let conf = dir.join("nats.conf");
+        std::fs::write(
+            &conf,
+            config
+                .replace("NATS_PORT", &free_port().to_string())
+                .replace("MQTT_PORT", &mqtt_port.to_string())
+                .replace("STORE_DIR", &store.display().to_string()),
+        )
+        .expect("write nats.conf");
+        let log = dir.join("nats.log");
+        let mut child = Command::new("nats-server")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the nats-server binary (tests/run-all.sh installs it)");
+        let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let mut file = std::fs::File::create(&log).expect("nats log");
+        for line in lines.by_ref() {
+            let line = line.expect("nats log line");
+            let _ = writeln!(file, "{line}");
+            if line.contains("Server is ready") {
+                break;
+            }
+        }
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let _ = writeln!(file, "{line}");
+            }
+        });
+        let server = Self {
+            child,
+            mqtt_port,
+            log,
+        };
+        assert!(
+            server.log_text().contains("Server is ready"),
+            "nats-server did not start:\n{}",
+            server.log_text()
+        );
+        server
+    }
+
+    /// Its log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

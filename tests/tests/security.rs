@@ -898,3 +898,104 @@ fn unauthenticated_floods_do_not_grow_the_hubs_memory() {
     );
     assert!(hub.terminate().success());
 }
+
+/// The shipped NATS configuration, its gateway block copied once per gateway as an
+/// operator would: B's findings travel to the hub (one replica, plain subscriptions)
+/// and its acks back, A reads nothing of B's and cannot publish on B's topics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_nats_permissions_confine_each_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store_url = sqlite_url(&data);
+    let (creds_a, creds_b) = (dir.path().join("gw-a"), dir.path().join("gw-b"));
+    let probe_config = external_hub_config(dir.path(), &store_url, "mqtt://127.0.0.1:1", None);
+    let probe_s = probe_config.display().to_string();
+    enrol(&["--config", &probe_s], "north-yard", "gw-a", &creds_a);
+    enrol(&["--config", &probe_s], "north-yard", "gw-b", &creds_b);
+    let password = |creds: &std::path::Path| {
+        std::fs::read_to_string(creds.join("mqtt-password"))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let shipped =
+        std::fs::read_to_string(workspace_root().join("deploy/brokers/nats/chitti.conf")).unwrap();
+    let begin = shipped.find("    # BEGIN gateway").expect("BEGIN gateway");
+    let end = shipped.find("    # END gateway").expect("END gateway");
+    let template: String = shipped[begin..end]
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let gateways: String = [("gw-a", password(&creds_a)), ("gw-b", password(&creds_b))]
+        .iter()
+        .map(|(gw, pw)| {
+            template
+                .replace("SITE", "north-yard")
+                .replace("GATEWAY", gw)
+                .replace("PASSWORD", pw)
+        })
+        .collect();
+    let config = format!("{}{gateways}{}", &shipped[..begin], &shipped[end..])
+        .replace("HUB_PASSWORD", "hub-secret")
+        .replace("listen: 127.0.0.1:4222", "listen: 127.0.0.1:NATS_PORT")
+        .replace("store_dir: \"/var/lib/nats\"", "store_dir: \"STORE_DIR\"")
+        .replace(
+            "mqtt { listen: 0.0.0.0:1883 }",
+            "mqtt { listen: 127.0.0.1:MQTT_PORT }",
+        );
+    let nats = NatsServer::start(dir.path(), &config);
+    let hub_config = external_hub_config_in_group(
+        dir.path(),
+        &store_url,
+        &format!("mqtt://127.0.0.1:{}", nats.mqtt_port),
+        Some(("chitti-hub", "hub-secret")),
+        "",
+    );
+    let hub_s = hub_config.display().to_string();
+    let (hub, _) = start_hub(&["--config", &hub_s], &dir.path().join("hub.log"));
+    let store = AnyStore::connect(&store_url).await.unwrap();
+    let a_password = password(&creds_a);
+    let a_login = ("north-yard/gw-a", a_password.as_str());
+    let context = || {
+        format!(
+            "hub log:\n{}\nnats log:\n{}",
+            hub.log_text(),
+            nats.log_text()
+        )
+    };
+    let (received, agent) = b_delivers_while_a_probes(
+        dir.path(),
+        nats.mqtt_port,
+        &store,
+        a_login,
+        &creds_b,
+        context,
+    )
+    .await;
+    assert!(received.is_empty(), "A read B's traffic: {received:?}");
+    let (a, _a_seen) = mqtt_client(nats.mqtt_port, "a-writes", Some(a_login)).await;
+    a.publish(
+        "chitti/v1/north-yard/gw-b/status",
+        QoS::AtLeastOnce,
+        true,
+        b"{\"online\":true}".to_vec(),
+    )
+    .await
+    .unwrap();
+    eventually("NATS refusing A's publish", context, || async {
+        nats.log_text()
+            .contains(r#"Publish Violation - User "north-yard/gw-a", Subject "chitti.v1.north-yard.gw-b.status""#)
+            .then_some(())
+    })
+    .await;
+    assert!(
+        nats.log_text()
+            .contains(r#"Subscription Violation - User "north-yard/gw-a""#),
+        "{}",
+        context()
+    );
+    assert_eq!(store.dead_letter_count().await.unwrap(), 0, "{}", context());
+    assert!(agent.terminate().success());
+    assert!(hub.terminate().success());
+}

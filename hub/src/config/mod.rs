@@ -116,6 +116,8 @@ pub struct ExternalBrokerConfig {
     #[serde(default = "default_external_url")]
     pub url: String,
     /// Shared-subscription group: replicas with the same group split the messages.
+    /// Empty: plain subscriptions, for one hub replica on a broker without shared
+    /// subscriptions (NATS's MQTT takes `$share/…` literally).
     #[serde(default = "default_group")]
     pub group: String,
     /// Client id (unique and stable per replica); default `chitti-hub-{hostname}`.
@@ -516,10 +518,10 @@ impl HubConfig {
                 format!("{:?} must start with mqtt:// or mqtts://", x.url),
             );
         }
-        if x.group.is_empty() || x.group.contains(['/', '+', '#']) {
+        if x.group.contains(['/', '+', '#']) {
             p.push(
                 "broker.external.group",
-                "must be a non-empty name without / + #",
+                "must be a name without / + # (or empty: no shared subscription)",
             );
         }
         if x.client_cert_file.is_some() != x.client_key_file.is_some() {
