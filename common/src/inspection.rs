@@ -68,9 +68,11 @@ pub struct FindingOrigin {
 /// The finding of one assessed region (hotspot, cool exception or phase comparison) of a
 /// frame analysed with `params` against `reference`, whose quality gate said `quality`.
 /// The similar component of a phase comparison comes from the region's own assessment.
-/// Its id is a fresh UUIDv7; stills replace it (and the track id) with [`still_ids`].
+/// Its `id` comes from the caller (this crate reads no clock and draws no random
+/// numbers): a fresh UUIDv7 for a stream, [`still_ids`] for a still.
 #[allow(clippy::too_many_arguments)] // each is a distinct part of the finding
 pub fn finding_for_region(
+    id: Uuid,
     origin: &FindingOrigin,
     params: &RadiometricParams,
     reference: &ReferenceTemperature,
@@ -98,7 +100,7 @@ pub fn finding_for_region(
         None
     };
     Finding {
-        id: Uuid::now_v7(),
+        id,
         site: origin.site.clone(),
         gateway: origin.gateway.clone(),
         camera: origin.camera.clone(),
@@ -355,7 +357,8 @@ impl InspectedFrame {
                     frames: 1,
                     state: TrackState::Raised,
                 };
-                let mut f = finding_for_region(
+                finding_for_region(
+                    id,
                     &origin,
                     &self.params,
                     &ambient_of(&self.reference, &self.params),
@@ -364,9 +367,7 @@ impl InspectedFrame {
                     self.components.component_of(region),
                     evidence.clone(),
                     &self.quality,
-                );
-                f.id = id;
-                f
+                )
             })
             .collect()
     }

@@ -11,7 +11,10 @@
 //! * [`SYS_CRATES_THAT_BUILD_ALONE`]: the `-sys` crates we accept, each with why it
 //!   builds with nothing installed. Any other `-sys` crate fails the test until someone
 //!   checks it and adds it here with a reason.
+//!
+//! It also checks that `common` stays pure: no clock and no randomness outside tests.
 
+use chitti_e2e::workspace_root;
 use std::process::Command;
 
 /// Crates whose build needs a system tool or library, and what it needs.
@@ -175,5 +178,54 @@ fn the_gateway_build_with_v4l2_is_named_with_its_path() {
     assert!(
         problems.iter().any(|p| p.starts_with("v4l2-sys-mit needs")),
         "{problems:#?}"
+    );
+}
+
+/// `common` is pure: outside its tests it reads no clock and draws no random number
+/// (ids and times are passed in), so the same input gives the same finding anywhere.
+#[test]
+fn common_reads_no_clock_and_no_randomness() {
+    let forbidden = [
+        "Utc::now(",
+        "Local::now(",
+        "now_v7(",
+        "new_v4(",
+        "SystemTime::now(",
+        "Instant::now(",
+        "getrandom",
+        "thread_rng",
+    ];
+    let mut found = Vec::new();
+    let mut folders = vec![workspace_root().join("common/src")];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            // Everything from the test module on is test code.
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for (n, line) in code.lines().enumerate() {
+                let line = line.trim_start();
+                if line.starts_with("//") {
+                    continue;
+                }
+                for f in forbidden {
+                    if line.contains(f) {
+                        found.push(format!("{}:{}: {line}", path.display(), n + 1));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "clock or randomness in common:\n{}",
+        found.join("\n")
     );
 }

@@ -474,6 +474,7 @@ impl CameraAnalyzer {
             model: self.detector.model(),
         };
         let finding = finding_for_region(
+            uuid::Uuid::now_v7(),
             &origin,
             &analysis.params,
             &ambient_of(&analysis.reference, &analysis.params),
