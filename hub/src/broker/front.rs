@@ -296,6 +296,27 @@ async fn next_frame(
     }
 }
 
+/// The topic of a whole PUBLISH packet: after the fixed header (its first byte and a
+/// 1 to 4 byte remaining length), a big-endian u16 length and that many UTF-8 bytes.
+fn publish_topic(frame: &[u8]) -> Result<&str, String> {
+    let malformed = || "malformed PUBLISH".to_string();
+    // The remaining length's last byte is the first without its high bit.
+    let length_bytes = frame
+        .iter()
+        .skip(1)
+        .take(4)
+        .position(|b| b & 0x80 == 0)
+        .ok_or_else(malformed)?
+        + 1;
+    let at = 1 + length_bytes;
+    let len = frame
+        .get(at..at + 2)
+        .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+        .ok_or_else(malformed)?;
+    let topic = frame.get(at + 2..at + 2 + len).ok_or_else(malformed)?;
+    std::str::from_utf8(topic).map_err(|_| "a PUBLISH topic that is not UTF-8".to_string())
+}
+
 fn parse(frame: &BytesMut, max_packet: usize) -> Result<Packet, String> {
     let mut copy = frame.clone();
     V4.read_mut(&mut copy, max_packet)
@@ -410,18 +431,14 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
             match frame.first().map(|b| b >> 4) {
                 Some(1) => return Err(Refusal::new(who, "a second CONNECT")),
                 Some(3) => {
-                    if let Packet::Publish(publish, _) =
-                        parse(&frame, limits.max_packet).map_err(|e| Refusal::new(who, e))?
-                    {
-                        let topic = String::from_utf8_lossy(&publish.topic);
-                        if !permissions.may_publish(&topic) {
-                            return Err(Refusal::new(
-                                who,
-                                format!(
-                                    "publish on {topic:?}: not one of this gateway's own topics"
-                                ),
-                            ));
-                        }
+                    // Only the topic is read: a batch of up to a MiB is not copied or
+                    // decoded here (rumqttd decodes it).
+                    let topic = publish_topic(&frame).map_err(|e| Refusal::new(who, e))?;
+                    if !permissions.may_publish(topic) {
+                        return Err(Refusal::new(
+                            who,
+                            format!("publish on {topic:?}: not one of this gateway's own topics"),
+                        ));
                     }
                 }
                 Some(8) => {
@@ -469,6 +486,41 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_publish_topic_is_read_without_decoding_the_payload() {
+        let encode = |topic: &str, payload_len: usize| {
+            let publish = rumqttd::protocol::Publish::new(
+                bytes::Bytes::copy_from_slice(topic.as_bytes()),
+                bytes::Bytes::from(vec![7u8; payload_len]),
+                false,
+            );
+            let mut out = BytesMut::new();
+            V4.write(Packet::Publish(publish, None), &mut out).unwrap();
+            out
+        };
+        // One, two and three remaining-length bytes.
+        for payload in [10, 300, 70_000] {
+            let frame = encode("chitti/v1/north/gw-a/findings", payload);
+            assert_eq!(
+                publish_topic(&frame).unwrap(),
+                "chitti/v1/north/gw-a/findings"
+            );
+        }
+        // Cut short, a topic running past the end, a topic that is not UTF-8.
+        let frame = encode("chitti/v1/north/gw-a/status", 4);
+        assert!(publish_topic(&frame[..3]).is_err());
+        let mut long = frame.to_vec();
+        long[3] = 0xff;
+        assert!(publish_topic(&long).is_err());
+        let mut bad = frame.to_vec();
+        bad[5] = 0xff;
+        assert_eq!(
+            publish_topic(&bad).unwrap_err(),
+            "a PUBLISH topic that is not UTF-8"
+        );
+        assert!(publish_topic(&[0x30]).is_err());
+    }
 
     #[test]
     fn a_gateway_may_use_only_its_own_topics() {
