@@ -557,8 +557,8 @@ async fn the_embedded_broker_confines_each_gateway() {
     );
     let port = addrs.mqtt.unwrap().port();
     let store = AnyStore::connect(&sqlite_url(&data)).await.unwrap();
-    let a_password = std::fs::read_to_string(creds_a.join("mqtt-password")).unwrap();
-    let a_login = ("north-yard/gw-a", a_password.trim());
+    let a_password = mqtt_password(&creds_a);
+    let a_login = ("north-yard/gw-a", a_password.as_str());
     let context = || format!("hub log:\n{}", hub.log_text());
     let (received, agent) =
         b_delivers_while_a_probes(dir.path(), port, &store, a_login, &creds_b, context).await;
@@ -570,15 +570,7 @@ async fn the_embedded_broker_confines_each_gateway() {
     })
     .await;
     // A publishing on B's status, and connecting with B's client id.
-    let (a, mut a_seen) = mqtt_client(port, "chitti-north-yard-gw-b", Some(a_login)).await;
-    a.publish(
-        "chitti/v1/north-yard/gw-b/status",
-        QoS::AtLeastOnce,
-        true,
-        b"{\"online\":true}".to_vec(),
-    )
-    .await
-    .unwrap();
+    let (_a, mut a_seen) = a_publishes_on_bs_status(port, "chitti-north-yard-gw-b", a_login).await;
     assert!(
         tokio::time::timeout(HANG_GUARD, a_seen.recv())
             .await
@@ -610,25 +602,12 @@ async fn the_embedded_broker_confines_each_gateway() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shipped_mosquitto_acl_confines_each_gateway() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let store_url = sqlite_url(&data);
-    let (creds_a, creds_b) = (dir.path().join("gw-a"), dir.path().join("gw-b"));
-    // Enrol first (a hub configuration without a broker running yet).
-    let probe_config = external_hub_config(dir.path(), &store_url, "mqtt://127.0.0.1:1", None);
-    let probe_s = probe_config.display().to_string();
-    enrol(&["--config", &probe_s], "north-yard", "gw-a", &creds_a);
-    enrol(&["--config", &probe_s], "north-yard", "gw-b", &creds_b);
-    let password = |creds: &std::path::Path| {
-        std::fs::read_to_string(creds.join("mqtt-password"))
-            .unwrap()
-            .trim()
-            .to_string()
-    };
+    let (store_url, creds_a, creds_b) = enrol_a_and_b_for_an_external_broker(dir.path());
     let passwd = dir.path().join("chitti.passwd");
     for (i, (user, pw)) in [
         ("chitti-hub", "hub-secret".to_string()),
-        ("north-yard/gw-a", password(&creds_a)),
-        ("north-yard/gw-b", password(&creds_b)),
+        ("north-yard/gw-a", mqtt_password(&creds_a)),
+        ("north-yard/gw-b", mqtt_password(&creds_b)),
     ]
     .iter()
     .enumerate()
@@ -671,7 +650,7 @@ async fn the_shipped_mosquitto_acl_confines_each_gateway() {
     let config_s = config.display().to_string();
     let (hub, _) = start_hub(&["--config", &config_s], &dir.path().join("hub.log"));
     let store = AnyStore::connect(&store_url).await.unwrap();
-    let a_password = password(&creds_a);
+    let a_password = mqtt_password(&creds_a);
     let a_login = ("north-yard/gw-a", a_password.as_str());
     let context = || {
         format!(
@@ -687,15 +666,7 @@ async fn the_shipped_mosquitto_acl_confines_each_gateway() {
             .await;
     assert!(received.is_empty(), "A read B's traffic: {received:?}");
     // A publishing on B's status is denied by the broker; A's client id is its own.
-    let (a, _a_seen) = mqtt_client(broker.port, "north-yard/gw-b", Some(a_login)).await;
-    a.publish(
-        "chitti/v1/north-yard/gw-b/status",
-        QoS::AtLeastOnce,
-        true,
-        b"{\"online\":true}".to_vec(),
-    )
-    .await
-    .unwrap();
+    let (_a, _a_seen) = a_publishes_on_bs_status(broker.port, "north-yard/gw-b", a_login).await;
     eventually("the broker denying A's publish", context, || async {
         broker
             .log_text()
@@ -802,6 +773,51 @@ fn slow_and_surplus_http_connections_are_closed() {
     assert!(hub.terminate().success());
 }
 
+/// B's MQTT password, as `gateway add` wrote it.
+fn mqtt_password(creds: &std::path::Path) -> String {
+    std::fs::read_to_string(creds.join("mqtt-password"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// Enrols gateways A and B into a SQLite hub store in `dir` (before any broker runs);
+/// the store's URL and their credential folders.
+fn enrol_a_and_b_for_an_external_broker(
+    dir: &std::path::Path,
+) -> (String, std::path::PathBuf, std::path::PathBuf) {
+    let store_url = sqlite_url(&dir.join("data"));
+    let (creds_a, creds_b) = (dir.join("gw-a"), dir.join("gw-b"));
+    let probe_config = external_hub_config(dir, &store_url, "mqtt://127.0.0.1:1", None);
+    let probe_s = probe_config.display().to_string();
+    enrol(&["--config", &probe_s], "north-yard", "gw-a", &creds_a);
+    enrol(&["--config", &probe_s], "north-yard", "gw-b", &creds_b);
+    (store_url, creds_a, creds_b)
+}
+
+/// A, logged in as itself (with `client_id`), publishes an "online" status on B's
+/// topic; A's client (kept, so its connection stays until the broker drops it) and what
+/// it receives afterwards (closed when the broker drops A).
+async fn a_publishes_on_bs_status(
+    port: u16,
+    client_id: &str,
+    a_login: (&str, &str),
+) -> (
+    AsyncClient,
+    tokio::sync::mpsc::UnboundedReceiver<rumqttc::Publish>,
+) {
+    let (a, seen) = mqtt_client(port, client_id, Some(a_login)).await;
+    a.publish(
+        "chitti/v1/north-yard/gw-b/status",
+        QoS::AtLeastOnce,
+        true,
+        b"{\"online\":true}".to_vec(),
+    )
+    .await
+    .unwrap();
+    (a, seen)
+}
+
 /// The hub's resident memory (`VmRSS`), bytes.
 fn rss_bytes(hub: &Process) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{}/status", hub.child.id())).unwrap();
@@ -905,19 +921,7 @@ fn unauthenticated_floods_do_not_grow_the_hubs_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shipped_nats_permissions_confine_each_gateway() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let store_url = sqlite_url(&data);
-    let (creds_a, creds_b) = (dir.path().join("gw-a"), dir.path().join("gw-b"));
-    let probe_config = external_hub_config(dir.path(), &store_url, "mqtt://127.0.0.1:1", None);
-    let probe_s = probe_config.display().to_string();
-    enrol(&["--config", &probe_s], "north-yard", "gw-a", &creds_a);
-    enrol(&["--config", &probe_s], "north-yard", "gw-b", &creds_b);
-    let password = |creds: &std::path::Path| {
-        std::fs::read_to_string(creds.join("mqtt-password"))
-            .unwrap()
-            .trim()
-            .to_string()
-    };
+    let (store_url, creds_a, creds_b) = enrol_a_and_b_for_an_external_broker(dir.path());
     let shipped =
         std::fs::read_to_string(workspace_root().join("deploy/brokers/nats/chitti.conf")).unwrap();
     let begin = shipped.find("    # BEGIN gateway").expect("BEGIN gateway");
@@ -927,15 +931,18 @@ async fn the_shipped_nats_permissions_confine_each_gateway() {
         .filter(|l| !l.trim_start().starts_with('#'))
         .map(|l| format!("{l}\n"))
         .collect();
-    let gateways: String = [("gw-a", password(&creds_a)), ("gw-b", password(&creds_b))]
-        .iter()
-        .map(|(gw, pw)| {
-            template
-                .replace("SITE", "north-yard")
-                .replace("GATEWAY", gw)
-                .replace("PASSWORD", pw)
-        })
-        .collect();
+    let gateways: String = [
+        ("gw-a", mqtt_password(&creds_a)),
+        ("gw-b", mqtt_password(&creds_b)),
+    ]
+    .iter()
+    .map(|(gw, pw)| {
+        template
+            .replace("SITE", "north-yard")
+            .replace("GATEWAY", gw)
+            .replace("PASSWORD", pw)
+    })
+    .collect();
     let config = format!("{}{gateways}{}", &shipped[..begin], &shipped[end..])
         .replace("HUB_PASSWORD", "hub-secret")
         .replace("listen: 127.0.0.1:4222", "listen: 127.0.0.1:NATS_PORT")
@@ -955,7 +962,7 @@ async fn the_shipped_nats_permissions_confine_each_gateway() {
     let hub_s = hub_config.display().to_string();
     let (hub, _) = start_hub(&["--config", &hub_s], &dir.path().join("hub.log"));
     let store = AnyStore::connect(&store_url).await.unwrap();
-    let a_password = password(&creds_a);
+    let a_password = mqtt_password(&creds_a);
     let a_login = ("north-yard/gw-a", a_password.as_str());
     let context = || {
         format!(
@@ -974,15 +981,7 @@ async fn the_shipped_nats_permissions_confine_each_gateway() {
     )
     .await;
     assert!(received.is_empty(), "A read B's traffic: {received:?}");
-    let (a, _a_seen) = mqtt_client(nats.mqtt_port, "a-writes", Some(a_login)).await;
-    a.publish(
-        "chitti/v1/north-yard/gw-b/status",
-        QoS::AtLeastOnce,
-        true,
-        b"{\"online\":true}".to_vec(),
-    )
-    .await
-    .unwrap();
+    let (_a, _a_seen) = a_publishes_on_bs_status(nats.mqtt_port, "a-writes", a_login).await;
     eventually("NATS refusing A's publish", context, || async {
         nats.log_text()
             .contains(r#"Publish Violation - User "north-yard/gw-a", Subject "chitti.v1.north-yard.gw-b.status""#)

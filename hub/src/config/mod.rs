@@ -646,6 +646,12 @@ group = "a/b"
 queue = 0
 [http]
 listn = "1.2.3.4:5"
+public_origins = ["https://hub.example.net/dashboard"]
+max_frame_pixels = 0
+max_file_pixels = 0
+max_concurrent_analyses = 0
+header_read_timeout_s = 0
+max_connections = 0
 "#;
         let err = HubConfig::from_toml(text, "hub.toml", Path::new("/")).unwrap_err();
         let message = err.to_string();
@@ -666,6 +672,11 @@ listn = "1.2.3.4:5"
             "broker.embedded.max_payload_bytes: must be at least 16 KiB",
             "broker.external.group:",
             "ingest.queue: must be at least 1",
+            "http.public_origins[0]: \"https://hub.example.net/dashboard\" is not an origin",
+            "http.max_frame_pixels: must be > 0",
+            "http.max_concurrent_analyses: must be at least 1",
+            "http.header_read_timeout_s: must be at least 1",
+            "http.max_connections: must be at least 1",
         ] {
             assert!(
                 message.contains(expected),
