@@ -43,9 +43,8 @@ use chitti_common::signing::{sign_batch, signing_key_from_seed};
 use chitti_hub::config::HubConfig;
 use chitti_hub::credentials::hash_password;
 use chitti_hub::serve::{serve, Running};
-use chitti_hub::store::{
-    gateway_username, IngestedFinding, NewGateway, PgStore, Store, StoreOptions,
-};
+use chitti_hub::store::prelude::*;
+use chitti_hub::store::{gateway_username, IngestedFinding, NewGateway, PgStore, StoreOptions};
 use chrono::Utc;
 use copy_rows::{copy_batches, sample};
 use ed25519_dalek::SigningKey;

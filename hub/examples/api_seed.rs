@@ -14,7 +14,9 @@
 #[path = "../benches/support/copy_rows.rs"]
 mod copy_rows;
 
-use chitti_hub::store::{AnyStore, IngestedFinding, Store};
+use chitti_hub::store::prelude::*;
+use chitti_hub::store::{AlertStore, IngestStore};
+use chitti_hub::store::{AnyStore, IngestedFinding};
 use chrono::Utc;
 use std::time::Instant;
 use uuid::Uuid;

@@ -18,7 +18,8 @@
 #[path = "../benches/support/copy_rows.rs"]
 mod copy_rows;
 
-use chitti_hub::store::{IngestedFinding, PgStore, SqliteStore, Store, StoreOptions};
+use chitti_hub::store::prelude::*;
+use chitti_hub::store::{IngestedFinding, PgStore, SqliteStore, StoreOptions};
 use chrono::Utc;
 use copy_rows::{copy_batches, sample};
 use sqlx::Connection;

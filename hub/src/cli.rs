@@ -2,6 +2,7 @@
 
 use crate::config::{BrokerMode, ConfigErrors, HubConfig, DEFAULT_CONFIG_TOML};
 use crate::store::{gateway_username, NewGateway, Store};
+use crate::store::{AccountStore, FleetStore};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;

@@ -1,4 +1,8 @@
-//! What stands in front of the API: strict CORS and a per-client rate limit.
+//! What stands in front of the API: the served hosts, strict CORS and a per-client rate
+//! limit.
+//!
+//! **Hosts.** With `http.public_origins` set, a request whose `Host` names none of them
+//! gets 421 (the health probes excepted).
 //!
 //! **CORS.** A request without `Origin`, or from the hub's own origin, passes as is.
 //! An origin listed in `http.allowed_origins` gets the CORS headers it needs (bearer
@@ -17,6 +21,7 @@
 //! has, the oldest half goes.
 
 use crate::api::error::{ApiError, ErrorCode};
+use crate::store::FleetStore;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
@@ -280,7 +285,6 @@ impl GatewayKeys {
     }
 
     async fn key(&self, site: &str, gateway: &str) -> Option<ed25519_dalek::VerifyingKey> {
-        use crate::store::Store;
         let id = (site.to_string(), gateway.to_string());
         if let Some((at, key)) = self.keys.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
             if at.elapsed() < Self::TTL {

@@ -2,9 +2,15 @@
 //! answers and the broker side is up), `/metrics` (Prometheus), the API
 //! ([`crate::api`]) and the dashboard ([`crate::dashboard`]), behind strict CORS and a
 //! per-client rate limit ([`crate::guard`]).
+//!
+//! `/metrics` may sit behind a bearer token (`http.metrics_token_file`, compared as
+//! SHA-256 digests). Every answer gets the security headers (`nosniff`, `DENY` framing,
+//! no referrer, `no-store`, a strict CSP, `default-src 'self'`), and every body a 1 MiB
+//! limit unless its route sets its own (evidence, uploads).
 
 use crate::broker::HubBus;
 use crate::ingest::IngestMetrics;
+use crate::store::FleetStore;
 use crate::store::{AnyStore, Store};
 use axum::extract::State;
 use axum::http::{header, StatusCode};

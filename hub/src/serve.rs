@@ -4,7 +4,7 @@
 //! gateways ──MQTT──▶ HubBus (embedded rumqttd | external broker, $share) ──Inbound──▶ Ingest ──▶ Store
 //!                        ▲                                                  │ after commit
 //!                        └──────────────────────── /ack ◀───────────────────┘
-//! operators, Prometheus ──HTTP──▶ /healthz /readyz /metrics (the API comes with its issue)
+//! operators, Prometheus ──HTTP──▶ /healthz /readyz /metrics, the API, the dashboard (http.rs)
 //! ```
 
 use crate::broker::{
@@ -15,6 +15,7 @@ use crate::config::{BrokerMode, EvidenceBackend, HubConfig};
 use crate::credentials::verify_password;
 use crate::evidence::EvidenceStore;
 use crate::ingest::{AckPublisher, InboundMessage, Ingest, IngestMetrics, IngestSettings};
+use crate::store::FleetStore;
 use crate::store::{AnyStore, Store, StoreOptions};
 use chitti_common::metrics_text::MetricsWriter;
 use sha2::{Digest, Sha256};

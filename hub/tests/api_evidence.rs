@@ -20,7 +20,8 @@ use chitti_common::signing::{
 use chitti_hub::api::auth::token_hash;
 use chitti_hub::api::{router, ApiState};
 use chitti_hub::evidence::EvidenceStore;
-use chitti_hub::store::{AnyStore, NewGateway, NewSession, NewUser, Role, Store};
+use chitti_hub::store::prelude::*;
+use chitti_hub::store::{AnyStore, NewGateway, NewSession, NewUser, Role};
 use ed25519_dalek::SigningKey;
 use serde_json::Value;
 use sha2::{Digest, Sha256};

@@ -9,7 +9,7 @@ mod support;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chitti_hub::api::{router, ApiState};
-use chitti_hub::store::Store;
+use chitti_hub::store::prelude::*;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -16,9 +16,10 @@ use chitti_hub::api::auth::token_hash;
 use chitti_hub::api::reports::{jpeg_geometry, ALERT_COLUMNS, FINDING_COLUMNS, MAX_REPORT_TRACKS};
 use chitti_hub::api::{router, ApiState};
 use chitti_hub::evidence::EvidenceStore;
+use chitti_hub::store::prelude::*;
 use chitti_hub::store::{
     AlertEventKind, AnyStore, NewAlertEvent, NewAsset, NewSession, NewSite, NewStructure, NewUser,
-    Role, SiteKind, Store, StructureKind,
+    Role, SiteKind, StructureKind,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};

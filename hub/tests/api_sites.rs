@@ -10,7 +10,8 @@ use chitti_common::protocol::{AgentStatus, BufferStatus, CameraStatus, EvictionC
 use chitti_hub::api::{router, ApiState};
 use chitti_hub::credentials::hash_password;
 use chitti_hub::live::{Change, LiveEvents};
-use chitti_hub::store::{AnyStore, AuditRecord, NewGateway, NewUser, Role, StatusOutcome, Store};
+use chitti_hub::store::prelude::*;
+use chitti_hub::store::{AnyStore, AuditRecord, NewGateway, NewUser, Role, StatusOutcome};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 use std::sync::Arc;

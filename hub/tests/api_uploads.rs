@@ -18,9 +18,9 @@ use chitti_hub::api::auth::token_hash;
 use chitti_hub::api::{router, ApiState};
 use chitti_hub::evidence::EvidenceStore;
 use chitti_hub::live::{Change, LiveEvents};
+use chitti_hub::store::prelude::*;
 use chitti_hub::store::{
     AlertQuery, AnyStore, FindingQuery, NewAsset, NewSession, NewSite, NewUser, Role, SiteKind,
-    Store,
 };
 use serde_json::Value;
 use std::path::PathBuf;

@@ -4,6 +4,13 @@
 //! a package the paths of its *own* binaries, so [`binary`] finds the workspace's from
 //! the test executable's location (`target/<profile>/deps/…` → `target/<profile>/`)
 //! and has the same cargo build them (a no-op when they are up to date).
+//!
+//! The rest is the one sandbox every scenario starts its world with: processes that are
+//! killed when dropped ([`Process`], [`start_hub`], [`start_agent`]), enrolment and
+//! configurations, a cuttable TCP proxy ([`CuttableProxy`]), a scratch Postgres database
+//! per test ([`TestPostgres`]), brokers of the test's own ([`Mosquitto`],
+//! [`NatsServer`]), the findings a simulated camera should produce
+//! ([`predicted_shapes`]), and [`eventually`] for bounded waits.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -402,7 +409,7 @@ impl Drop for TestPostgres {
 pub async fn all_stored_findings(
     store: &chitti_hub::store::AnyStore,
 ) -> Vec<chitti_hub::store::StoredFinding> {
-    use chitti_hub::store::Store;
+    use chitti_hub::store::IngestStore;
     let mut findings = Vec::new();
     let mut query = chitti_hub::store::FindingQuery {
         limit: 500,

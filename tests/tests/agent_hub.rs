@@ -3,7 +3,8 @@
 //! once, through a hub crash and a database outage.
 
 use chitti_e2e::*;
-use chitti_hub::store::{AnyStore, Store};
+use chitti_hub::store::prelude::*;
+use chitti_hub::store::AnyStore;
 
 /// Every finding in the store.
 async fn all_findings(store: &AnyStore) -> Vec<chitti_common::finding::Finding> {

@@ -4,7 +4,8 @@
 //! database with what the agent made.
 
 use chitti_e2e::*;
-use chitti_hub::store::{AnyStore, Store};
+use chitti_hub::store::prelude::*;
+use chitti_hub::store::AnyStore;
 use std::collections::BTreeSet;
 use std::path::Path;
 use uuid::Uuid;

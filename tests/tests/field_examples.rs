@@ -18,7 +18,8 @@
 //! key fails here the way it would fail in the field.
 
 use chitti_e2e::*;
-use chitti_hub::store::{AnyStore, Store};
+use chitti_hub::store::prelude::*;
+use chitti_hub::store::AnyStore;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 

@@ -15,7 +15,8 @@
 //!   findings still travel end to end.
 
 use chitti_e2e::*;
-use chitti_hub::store::{AnyStore, Store};
+use chitti_hub::store::prelude::*;
+use chitti_hub::store::AnyStore;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::time::Duration;
 

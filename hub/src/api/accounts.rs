@@ -18,7 +18,8 @@ use super::auth::{self, new_token, token_hash, Principal, SESSION_COOKIE, SESSIO
 use super::error::{ApiError, ErrorBody, ErrorCode};
 use super::{audit, enum_schema, ApiJson, ApiState, ClientAddr, ListPage};
 use crate::credentials::{hash_password, verify_password};
-use crate::store::{NewApiToken, NewSession, NewUser, Role, Store};
+use crate::store::AccountStore;
+use crate::store::{NewApiToken, NewSession, NewUser, Role};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -21,8 +21,9 @@ use super::findings::{search_text, FindingView};
 use super::{enum_schema, json_object, json_rejection, parse_cursor, ApiQuery, ApiState, ListPage};
 use crate::store::{
     AlertEventKind, AlertQuery, AlertRecord, AlertSort, AlertStatus, FindingQuery, NewAlertEvent,
-    Role, Store,
+    Role,
 };
+use crate::store::{AlertStore, EvidenceIndex, IngestStore};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};

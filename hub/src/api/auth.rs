@@ -17,7 +17,8 @@
 
 use super::error::{ApiError, ErrorCode};
 use super::ApiState;
-use crate::store::{Role, Store, UserRecord};
+use crate::store::AccountStore;
+use crate::store::{Role, UserRecord};
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method};

@@ -30,7 +30,18 @@
 //!
 //! Lists return `{items, next_cursor}` ([`ListPage`]) with keyset pagination
 //! (`?after=…&limit=…`) where a list can grow without bound (findings, alerts); the
-//! others are whole and their `next_cursor` is always `null`.
+//! others are whole and their `next_cursor` is always `null`. A cursor continues only
+//! the order it came from (another order's is a 400), and every row is returned exactly
+//! once while new rows arrive (checked per order on both stores); `updated_desc` is the
+//! exception by nature: an alert that changes while someone pages moves to the top.
+//!
+//! Text search (`?q=`) is a parameterised, escaped, case-insensitive substring match over
+//! site, gateway, camera, asset and component class that filters along the chosen
+//! order's index (a trigram index would be the next step on Postgres).
+//!
+//! Heavy requests (uploads, thermograms, grids, reports) take a slot of
+//! `http.max_concurrent_analyses` (503 with `Retry-After` beyond); uploads parse FLIR
+//! files under the `ParseLimits` of `http.max_frame_pixels` and `http.max_file_pixels`.
 
 pub mod accounts;
 pub mod alerts;
@@ -51,6 +62,7 @@ pub(crate) use alerts::AlertView;
 use crate::evidence::EvidenceStore;
 use crate::live::LiveEvents;
 use crate::store::AnyStore;
+use crate::store::AuditLog;
 use auth::{LoginLimiter, Principal};
 use axum::extract::{ConnectInfo, Query};
 use axum::http::StatusCode;
@@ -336,7 +348,6 @@ pub(crate) async fn audit(
     target: &str,
     detail: serde_json::Value,
 ) -> Result<(), ApiError> {
-    use crate::store::Store;
     s.store
         .audit(&crate::store::AuditEvent {
             at: Utc::now(),

@@ -37,8 +37,18 @@
 //! [`MAX_REPORT_SCANNED_FINDINGS`] findings read (likewise noted), and at most
 //! [`MAX_REPORT_IMAGE_BYTES`] of embedded images (visual images past it are left out,
 //! noted on their page). Each evidence file is read and converted once for all the
-//! report's findings from it, and its visual image embedded once. Text uses the PDF's built-in Helvetica (no font file is
-//! embedded; characters outside Windows-1252 print as `?`).
+//! report's findings from it, and its visual image embedded once. Status comes from at
+//! most [`MAX_REPORT_SCANNED_ALERTS`] alerts read (a track past them shows "no alert
+//! found"). Caps are noted in the PDF rather than refused: a 200 with a note beats a 413
+//! the operator cannot act on. One page per track, not per finding, because a streamed
+//! track has a finding every few seconds. The report is built in memory; rendering runs
+//! on blocking threads.
+//!
+//! The PDF is written with `pdf-writer` (MIT/Apache-2.0, the typst project's low-level
+//! writer, no transitive dependencies). Text uses the PDF's built-in Helvetica and
+//! Helvetica-Bold with `WinAnsiEncoding` (no font file is embedded; characters outside
+//! Windows-1252 print as `?`, so ΔT is written "Delta T"). Thermograms are embedded as
+//! Flate-compressed RGB; visual JPEGs pass through as `DCTDecode`, never re-encoded.
 
 use super::alerts::AlertParams;
 use super::auth::Principal;
@@ -50,9 +60,9 @@ use super::findings::FindingParams;
 use super::{ApiQuery, ApiState};
 use crate::evidence::{validate_sha256, EvidenceKind};
 use crate::store::{
-    AlertEventKind, AlertQuery, AlertRecord, FindingQuery, Role, Store, StoredFinding,
-    MAX_PAGE_LIMIT,
+    AlertEventKind, AlertQuery, AlertRecord, FindingQuery, Role, StoredFinding, MAX_PAGE_LIMIT,
 };
+use crate::store::{AlertStore, IngestStore, SiteStore};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue};

@@ -29,9 +29,10 @@
 use super::auth::Principal;
 use super::error::{ApiError, ErrorBody};
 use super::{audit, enum_schema, ApiJson, ApiQuery, ApiState, ListPage};
+use crate::store::SiteStore;
 use crate::store::{
-    AssetRecord, NewAsset, NewSite, NewStructure, Phase, Role, SiteKind, SiteRecord, Store,
-    StructureKind, StructureRecord,
+    AssetRecord, NewAsset, NewSite, NewStructure, Phase, Role, SiteKind, SiteRecord, StructureKind,
+    StructureRecord,
 };
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

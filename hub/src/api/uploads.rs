@@ -81,7 +81,8 @@
 use super::auth::Principal;
 use super::error::{ApiError, ErrorBody, ErrorCode, ErrorDetail};
 use super::ApiState;
-use crate::store::{EvidenceRecord, IngestedFinding, Role, Store};
+use crate::store::{EvidenceIndex, IngestStore, SiteStore};
+use crate::store::{EvidenceRecord, IngestedFinding, Role};
 use axum::body::{Body, Bytes};
 use axum::extract::multipart::{Field, MultipartError};
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};

@@ -18,6 +18,10 @@
 //! so a page shows exactly what the API answers and the API's role checks apply. Every
 //! state change is made by the browser through `/api/v1` (the cookie session and its
 //! `X-CSRF-Token`, given to the page in a `<meta>`), so the API is the only writer.
+//! Only what the API has no endpoint for is read from the store directly, with the same
+//! `Store` methods: the asset and component-class choices of the filters, and the fleet
+//! page's device temperature (the latest telemetry minute). Buttons a role may not use
+//! are not rendered; the API refuses them anyway.
 //!
 //! **Assets are compiled in** (`assets.rs`): one stylesheet and three small scripts of
 //! our own, no CDN, no build step. The hub's strict CSP (`default-src 'self'`) holds:
@@ -31,6 +35,17 @@
 //! action forms; keyboard shortcuts and bulk acknowledge in the queue; the thermal
 //! viewer (`viewer.js`, drawing the °C grid of `/api/v1/findings/{id}/temperatures`
 //! in the server's own palette tables); per-file upload progress (`upload.js`).
+//!
+//! **Element ids the browser tests rely on** (`tests/tests/dashboard.rs`): sign-in
+//! `#login-form #username #password #login-submit`; header `#user-name #user-role
+//! #live-status[data-state=live|connecting|offline] #logout`; queue `#queue-filters
+//! #alert-queue #alert-rows tr.alert-row[data-id][data-status][data-updated]`,
+//! `.live-new`/`.live-changed`, `.row-check #bulk-ack #bulk-result #queue-export-csv
+//! #next-page`; alert `#alert-summary #viewer[data-finding-id] #thermal-canvas[data-ready]
+//! #cursor-temp #palette #span-min #span-max #zoom-in #provenance #history #actions
+//! #trail-list li[data-kind]`; upload `#upload-site #upload-files
+//! #upload-list li[data-name][data-result=ok|error] li.finding`; reports `#export-csv
+//! #report-form #report-site #report-from #report-to`. Renaming one breaks those tests.
 
 mod alerts;
 mod assets;
@@ -220,7 +235,7 @@ mod tests {
         for role in [Role::Viewer, Role::Operator, Role::Admin] {
             let name = role.as_str();
             let password = "a long enough password";
-            crate::store::Store::add_user(
+            crate::store::AccountStore::add_user(
                 state.store.as_ref(),
                 &crate::store::NewUser {
                     username: name.into(),
@@ -452,13 +467,14 @@ mod tests {
             batch_id: uuid::Uuid::now_v7(),
         })
         .collect();
-        crate::store::Store::insert_findings(state.store.as_ref(), &findings)
+        crate::store::IngestStore::insert_findings(state.store.as_ref(), &findings)
             .await
             .unwrap();
-        let alerts = crate::store::Store::list_alerts(state.store.as_ref(), &Default::default())
-            .await
-            .unwrap()
-            .items;
+        let alerts =
+            crate::store::AlertStore::list_alerts(state.store.as_ref(), &Default::default())
+                .await
+                .unwrap()
+                .items;
         let id_of = |track| alerts.iter().find(|a| a.track_id == track).unwrap().id;
         let (cool_id, plain_id) = (id_of(cool), id_of(plain));
         drop(state);

@@ -10,7 +10,10 @@
 //! ```
 //!
 //! - **One wiring**: the hub is [`crate::serve::serve`] with the embedded defaults; the
-//!   demo only decides addresses, seeds the store and runs agents beside it.
+//!   demo only decides addresses, seeds the store and runs agents beside it (it calls
+//!   `serve`, the store, [`crate::credentials`] and the agent's topology, nothing else).
+//! - **Optional**: cargo feature `demo`, on by default; `--no-default-features` leaves
+//!   it, and with it the agent, out of fleet builds.
 //! - **Resumable**: everything lives in the data folder (default `chitti-demo/`): the
 //!   SQLite database and evidence, `admin-password`, the gateways' credentials
 //!   (`gateways/{site}/{gateway}/`, as `gateway add` writes them), each agent's
@@ -34,7 +37,8 @@ pub use ports::{resolve as resolve_listen, Listen, DEFAULT_HTTP, DEFAULT_MQTT};
 pub use seed::{ADMIN, BAYS, LINE, SUBSTATION, TOWERS};
 
 use crate::config::HubConfig;
-use crate::store::{AnyStore, FindingQuery, Store};
+use crate::store::{AnyStore, FindingQuery};
+use crate::store::{FleetStore, IngestStore};
 use anyhow::Context;
 use chitti_common::finding::{Finding, FindingSource, TrackState};
 use std::collections::{HashMap, HashSet, VecDeque};

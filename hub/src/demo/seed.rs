@@ -15,8 +15,9 @@
 use crate::credentials::{hash_password, verify_password, IssuedCredentials};
 use crate::store::{
     gateway_username, AnyStore, AuditEvent, NewAsset, NewGateway, NewSite, NewStructure, NewUser,
-    Phase, Role, SiteKind, Store, StructureKind,
+    Phase, Role, SiteKind, StructureKind,
 };
+use crate::store::{AccountStore, AuditLog, FleetStore, SiteStore};
 use anyhow::Context;
 use chitti_common::signing::signing_key_from_seed;
 use std::path::{Path, PathBuf};

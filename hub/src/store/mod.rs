@@ -1,15 +1,24 @@
 //! The hub's relational store (DESIGN.md §5): findings, alerts, gateways, telemetry,
 //! dead letters, and the tables the HTTP API builds on.
 //!
-//! One trait, [`Store`], two implementations: [`SqliteStore`] (the embedded default, a
-//! file next to the binary) and [`PgStore`] (the fleet store), and [`AnyStore`] which
-//! picks one from a URL. One conformance suite (`tests/conformance.rs`) runs against
-//! both.
+//! Each query is written once. A domain trait per part of the store, each in its own
+//! module with its SQL: [`IngestStore`] (findings, dead letters), [`AlertStore`],
+//! [`FleetStore`] (gateways, cameras, telemetry), [`AccountStore`] (users, sessions,
+//! tokens), [`SiteStore`] (sites, structures, assets), [`EvidenceIndex`] and
+//! [`AuditLog`]; [`Store`] is all of them plus migrations. Every trait is implemented
+//! once, for any [`Backed`] type: [`SqliteStore`] (the embedded default, a file next to
+//! the binary), [`PgStore`] (the fleet store) and [`AnyStore`] (either, picked from a
+//! URL). The statements run through the dialect layer (`sql.rs`: `$n` placeholders on
+//! both engines, timestamps and JSON encoded per engine); the few whose text differs
+//! (bulk inserts, `GREATEST` against `max`, the token lookups) are chosen by
+//! [`Backend`] next to each other, and the engine modules (`sqlite.rs`, `postgres.rs`)
+//! hold only connecting, migrations and bulk inserts. One conformance suite
+//! (`tests/conformance.rs`) runs against both engines.
 //!
 //! # Invariants
 //!
 //! - **Exactly-once findings.** A finding's UUIDv7 is its primary key and every insert
-//!   is `ON CONFLICT (id) DO NOTHING`. [`Store::insert_findings`] commits a batch in one
+//!   is `ON CONFLICT (id) DO NOTHING`. [`IngestStore::insert_findings`] commits a batch in one
 //!   transaction; when it returns `Ok`, every id in the [`InsertReport`] (inserted and
 //!   duplicate alike) is durable and may be acknowledged. SQLite runs in WAL mode with
 //!   `synchronous=FULL`, so a commit is on disk; Postgres commits with its default
@@ -35,31 +44,47 @@
 //! - Sites and structures are never deleted from under what refers to them: such a
 //!   delete is [`StoreError::InUse`]. Users are disabled, never deleted. Every other state change (not
 //!   alert actions, which have their own trail) belongs in the audit log
-//!   ([`Store::audit`]); the caller writes it, the store does not.
+//!   ([`AuditLog::audit`]); the caller writes it, the store does not.
 //! - The Postgres `findings` table is not partitioned (see the migration's header: a
 //!   `received_at` partition key would break `ON CONFLICT (id)`; partition by `id`
 //!   ranges when it is needed).
 //! - Findings have no foreign keys: ingest must never refuse a finding (and so withhold
 //!   its ack) because its site, asset or evidence is not known yet.
 
+mod accounts;
+mod alerts;
 mod any;
 mod cursor;
 mod error;
+mod fleet;
+mod ingest;
 mod model;
 mod postgres;
+mod records;
 mod rows;
+mod sites;
+mod sql;
 mod sqlite;
 
+pub use accounts::AccountStore;
+pub use alerts::AlertStore;
 pub use any::AnyStore;
 pub use cursor::Cursor;
 use cursor::Listing;
 pub use error::StoreError;
+pub use fleet::FleetStore;
+pub use ingest::IngestStore;
 pub use model::*;
 pub use postgres::PgStore;
+pub use records::{AuditLog, EvidenceIndex};
+pub use sites::SiteStore;
+pub use sql::Db;
+use sql::{Sql, Tx};
 pub use sqlite::SqliteStore;
 
 use chitti_common::protocol::{AgentStatus, Telemetry};
 use chrono::{DateTime, Utc};
+use std::collections::HashSet;
 use std::future::Future;
 use uuid::Uuid;
 
@@ -82,395 +107,88 @@ impl Backend {
     }
 }
 
-/// The hub's store. Every method is one short transaction (or one query); futures are
-/// `Send`, so callers can hold a `S: Store` across `tokio::spawn`.
-pub trait Store: Send + Sync {
+/// A store whose statements run on a [`Db`]: the three store types. Every domain trait
+/// below is implemented once, for every `Backed` type, so a new query is written in one
+/// place (its domain's module) and no store type forwards anything by hand.
+pub trait Backed: Send + Sync {
+    /// The pool this store's statements run on.
+    fn db(&self) -> Db<'_>;
+}
+
+/// The hub's whole store: every domain, plus migrations and readiness. Every method is
+/// one short transaction (or one query); futures are `Send`, so callers can hold a
+/// `S: Store` across `tokio::spawn`. A handler that needs one domain can ask for that
+/// trait alone (`S: AlertStore`).
+pub trait Store:
+    Backed + IngestStore + AlertStore + FleetStore + AccountStore + SiteStore + EvidenceIndex + AuditLog
+{
     /// Which database this is.
-    fn backend(&self) -> Backend;
+    fn backend(&self) -> Backend {
+        self.db().backend()
+    }
 
     /// A cheap round trip, for readiness.
-    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move {
+            self.db().execute(Sql::new("SELECT 1")).await?;
+            Ok(())
+        }
+    }
 
     /// Applies the embedded migrations not yet applied (idempotent; on Postgres,
     /// concurrent replicas serialize on an advisory lock).
-    fn migrate(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn migrate(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move {
+            match self.db() {
+                Db::Sqlite(pool) => sqlite::MIGRATOR.run(pool).await?,
+                Db::Postgres(pool) => postgres::MIGRATOR.run(pool).await?,
+            }
+            Ok(())
+        }
+    }
 
     /// Every embedded migration and whether this database has it. Read-only: does not
     /// create the bookkeeping table.
     fn migration_status(
         &self,
-    ) -> impl Future<Output = Result<Vec<MigrationInfo>, StoreError>> + Send;
-
-    /// Stores a batch of findings in one transaction, skipping ids already stored, and
-    /// updates the alerts of their tracks. Durable when it returns `Ok`; on `Err`
-    /// nothing of the batch is stored. A finding that cannot be stored (a NUL character
-    /// in a text field, a non-finite hotspot temperature) rejects the batch with
-    /// [`StoreError::InvalidFinding`].
-    fn insert_findings(
-        &self,
-        findings: &[IngestedFinding],
-    ) -> impl Future<Output = Result<InsertReport, StoreError>> + Send;
-
-    /// [`Store::insert_findings`] and an audit record in the same transaction: the
-    /// record exists exactly when the rows do (an upload cut off by a crash leaves no
-    /// finding without its record).
-    fn insert_findings_audited(
-        &self,
-        findings: &[IngestedFinding],
-        audit: &AuditEvent,
-    ) -> impl Future<Output = Result<InsertReport, StoreError>> + Send;
-
-    /// One finding by id.
-    fn finding(
-        &self,
-        id: Uuid,
-    ) -> impl Future<Output = Result<Option<StoredFinding>, StoreError>> + Send;
-
-    /// How many findings are stored (exact; a full count on Postgres).
-    fn count_findings(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
-
-    /// A page of findings, newest received first: keyset pagination on
-    /// (`received_at`, `id`) descending. The text filter is a parameterised `LIKE`
-    /// (`ILIKE` on Postgres) over site, gateway, camera, asset and component class:
-    /// case-insensitive for ASCII letters on SQLite, for all letters on Postgres.
-    fn list_findings(
-        &self,
-        query: &FindingQuery,
-    ) -> impl Future<Output = Result<Page<StoredFinding>, StoreError>> + Send;
-
-    /// One alert by id.
-    fn alert(
-        &self,
-        id: Uuid,
-    ) -> impl Future<Output = Result<Option<AlertRecord>, StoreError>> + Send;
-
-    /// A page of alerts in the query's [`AlertSort`] order, keyset-paginated; a cursor
-    /// of another order is [`StoreError::InvalidCursor`]. The text filter is as for
-    /// [`Store::list_findings`].
-    fn list_alerts(
-        &self,
-        query: &AlertQuery,
-    ) -> impl Future<Output = Result<Page<AlertRecord>, StoreError>> + Send;
-
-    /// Applies an operator action to an alert and appends it to the audit trail, in one
-    /// transaction. Returns the alert as it now is.
-    fn record_alert_event(
-        &self,
-        event: &NewAlertEvent,
-    ) -> impl Future<Output = Result<AlertRecord, StoreError>> + Send;
-
-    /// An alert's audit trail, oldest first.
-    fn alert_events(
-        &self,
-        alert_id: Uuid,
-    ) -> impl Future<Output = Result<Vec<AlertEvent>, StoreError>> + Send;
-
-    /// Keeps a message ingest could not use. NUL characters in the topic and reason
-    /// (text columns) are replaced by U+FFFD; the payload is kept byte for byte.
-    fn record_dead_letter(
-        &self,
-        letter: &DeadLetter,
-    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
-
-    /// How many dead letters are kept.
-    fn dead_letter_count(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
-
-    /// The newest dead letters, newest first (at most [`MAX_PAGE_LIMIT`]).
-    fn list_dead_letters(
-        &self,
-        limit: u32,
-    ) -> impl Future<Output = Result<Vec<DeadLetterRecord>, StoreError>> + Send;
-
-    /// Enrols a gateway (creating its site row when needed). An existing (site,
-    /// gateway), revoked or not, is [`StoreError::GatewayExists`].
-    fn add_gateway(
-        &self,
-        gateway: &NewGateway,
-    ) -> impl Future<Output = Result<GatewayRecord, StoreError>> + Send;
-
-    /// Every gateway, revoked ones included, by site and gateway id.
-    fn list_gateways(&self) -> impl Future<Output = Result<Vec<GatewayRecord>, StoreError>> + Send;
-
-    /// One gateway.
-    fn gateway(
-        &self,
-        site: &str,
-        gateway: &str,
-    ) -> impl Future<Output = Result<Option<GatewayRecord>, StoreError>> + Send;
-
-    /// The gateway an MQTT username (`{site}/{gateway}`) names; `None` for an unknown
-    /// or malformed username. Revoked gateways are returned: check
-    /// [`GatewayRecord::is_revoked`].
-    fn gateway_by_username(
-        &self,
-        username: &str,
-    ) -> impl Future<Output = Result<Option<GatewayRecord>, StoreError>> + Send {
+    ) -> impl Future<Output = Result<Vec<MigrationInfo>, StoreError>> + Send {
         async move {
-            match parse_gateway_username(username) {
-                Some((site, gateway)) => self.gateway(site, gateway).await,
-                None => Ok(None),
-            }
+            let db = self.db();
+            let (migrator, present) = match db {
+                Db::Sqlite(_) => (
+                    &sqlite::MIGRATOR,
+                    "SELECT count(*) > 0 AS present FROM sqlite_master \
+                     WHERE type = 'table' AND name = '_sqlx_migrations'",
+                ),
+                Db::Postgres(_) => (
+                    &postgres::MIGRATOR,
+                    "SELECT to_regclass('_sqlx_migrations') IS NOT NULL AS present",
+                ),
+            };
+            let applied: HashSet<i64> = if db.fetch_one(Sql::new(present)).await?.get("present")? {
+                let done = Sql::new("SELECT version FROM _sqlx_migrations WHERE success");
+                db.fetch_all(done)
+                    .await?
+                    .iter()
+                    .map(|row| row.get::<i64>("version"))
+                    .collect::<Result<_, _>>()?
+            } else {
+                HashSet::new()
+            };
+            Ok(migrator
+                .iter()
+                .filter(|m| !m.migration_type.is_down_migration())
+                .map(|m| MigrationInfo {
+                    version: m.version,
+                    description: m.description.to_string(),
+                    applied: applied.contains(&m.version),
+                })
+                .collect())
         }
     }
-
-    /// Revokes a gateway (sets `revoked_at`, keeps the record). `false` when there is
-    /// no such gateway or it was already revoked.
-    fn revoke_gateway(
-        &self,
-        site: &str,
-        gateway: &str,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    /// Records a verified `/status` (or Last Will) when it is fresh: its `ts` is newer
-    /// than `status_at`, or it is an offline status whose `session` is the current one
-    /// or newer (the Last Will, stamped at agent start, so older than the statuses of
-    /// its run; it does not move `status_at` back). The check and the write are one
-    /// statement, so concurrent statuses cannot both win. `last_seen_at` is
-    /// `received_at`; absent fields (no buffer, no model) keep their previous value, and
-    /// the camera list is replaced, and cameras upserted, only by an online status.
-    fn update_gateway_status(
-        &self,
-        site: &str,
-        gateway: &str,
-        status: &AgentStatus,
-        received_at: DateTime<Utc>,
-    ) -> impl Future<Output = Result<StatusOutcome, StoreError>> + Send;
-
-    /// Every camera a gateway has reported, by camera id.
-    fn list_cameras(
-        &self,
-        site: &str,
-        gateway: &str,
-    ) -> impl Future<Output = Result<Vec<CameraRecord>, StoreError>> + Send;
-
-    /// Adds a telemetry sample to its minute (see [`TelemetryMinute`] for the rule),
-    /// only when it is newer than every sample of the gateway stored so far (a replay
-    /// adds nothing). `false` when it was not.
-    fn insert_telemetry(
-        &self,
-        site: &str,
-        gateway: &str,
-        telemetry: &Telemetry,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    /// A gateway's telemetry minutes with `since <= bucket_start < until`, oldest first.
-    fn telemetry(
-        &self,
-        site: &str,
-        gateway: &str,
-        since: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Vec<TelemetryMinute>, StoreError>> + Send;
-
-    /// Creates a user (id and `created_at` assigned here). A taken username, disabled
-    /// or not, is [`StoreError::UserExists`]; a username that is empty, longer than 64
-    /// bytes or has whitespace or control characters is [`StoreError::InvalidInput`].
-    fn add_user(
-        &self,
-        user: &NewUser,
-    ) -> impl Future<Output = Result<UserRecord, StoreError>> + Send;
-
-    /// One user by id.
-    fn user(&self, id: Uuid)
-        -> impl Future<Output = Result<Option<UserRecord>, StoreError>> + Send;
-
-    /// One user by username (exact, case-sensitive).
-    fn user_by_username(
-        &self,
-        username: &str,
-    ) -> impl Future<Output = Result<Option<UserRecord>, StoreError>> + Send;
-
-    /// Every user, disabled ones included, by username.
-    fn list_users(&self) -> impl Future<Output = Result<Vec<UserRecord>, StoreError>> + Send;
-
-    /// Disables (sets `disabled_at`, keeping an earlier one) or re-enables a user.
-    /// Disabling also deletes the user's sessions, so re-enabling does not revive them;
-    /// API tokens are kept (they work again once the user is enabled, unless revoked).
-    /// `false` when there is no such user.
-    fn set_user_disabled(
-        &self,
-        id: Uuid,
-        disabled: bool,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    /// Changes a user's role. `false` when there is no such user.
-    fn set_user_role(
-        &self,
-        id: Uuid,
-        role: Role,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    /// Stores a login session (id assigned here, `last_seen_at` = `created_at`). The
-    /// token hash must be lowercase hex SHA-256 ([`StoreError::InvalidInput`]); an
-    /// unknown user is [`StoreError::NotFound`].
-    fn create_session(
-        &self,
-        session: &NewSession,
-    ) -> impl Future<Output = Result<SessionRecord, StoreError>> + Send;
-
-    /// The session a token hash names and its user, moving `last_seen_at` up to `now`.
-    /// `None` when there is none, it has expired (`expires_at <= now`) or the user is
-    /// disabled.
-    fn session_by_token_hash(
-        &self,
-        token_hash: &str,
-        now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Option<(SessionRecord, UserRecord)>, StoreError>> + Send;
-
-    /// Ends a session (logout). `false` when there was none.
-    fn delete_session(
-        &self,
-        token_hash: &str,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    /// Deletes every session with `expires_at <= now`; returns how many.
-    fn delete_expired_sessions(
-        &self,
-        now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-
-    /// Stores an API token (id and `created_at` assigned here). The hash must be
-    /// lowercase hex SHA-256 and each scope non-empty without whitespace
-    /// ([`StoreError::InvalidInput`]); an unknown user is [`StoreError::NotFound`].
-    fn create_api_token(
-        &self,
-        token: &NewApiToken,
-    ) -> impl Future<Output = Result<ApiTokenRecord, StoreError>> + Send;
-
-    /// The token a hash names and its user, setting `last_used_at` to `now` (the
-    /// hub's clock). `None` when there is none, it is revoked, it expired by `now`, or
-    /// the user is disabled.
-    fn api_token_by_hash(
-        &self,
-        token_hash: &str,
-        now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Option<(ApiTokenRecord, UserRecord)>, StoreError>> + Send;
-
-    /// A user's tokens, revoked ones included, oldest first.
-    fn list_api_tokens(
-        &self,
-        user_id: Uuid,
-    ) -> impl Future<Output = Result<Vec<ApiTokenRecord>, StoreError>> + Send;
-
-    /// Revokes a token (sets `revoked_at`, keeps the record). `false` when there is no
-    /// such token or it was already revoked.
-    fn revoke_api_token(&self, id: Uuid) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    /// Creates a site. An existing id (also one created by enrolling a gateway: use
-    /// [`Store::update_site`]) is [`StoreError::AlreadyExists`].
-    fn add_site(
-        &self,
-        site: &NewSite,
-    ) -> impl Future<Output = Result<SiteRecord, StoreError>> + Send;
-
-    /// Every site, by id.
-    fn list_sites(&self) -> impl Future<Output = Result<Vec<SiteRecord>, StoreError>> + Send;
-
-    /// One site.
-    fn site(&self, id: &str)
-        -> impl Future<Output = Result<Option<SiteRecord>, StoreError>> + Send;
-
-    /// Sets a site's name and kind. `false` when there is no such site.
-    fn update_site(&self, site: &NewSite) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    /// Deletes a site. [`StoreError::InUse`] while it has structures, assets or
-    /// gateways; `false` when there is no such site.
-    fn delete_site(&self, id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    /// Creates a structure in a site. An unknown site is [`StoreError::NotFound`], an
-    /// existing (site, id) [`StoreError::AlreadyExists`].
-    fn add_structure(
-        &self,
-        structure: &NewStructure,
-    ) -> impl Future<Output = Result<StructureRecord, StoreError>> + Send;
-
-    /// A site's structures, by id.
-    fn list_structures(
-        &self,
-        site: &str,
-    ) -> impl Future<Output = Result<Vec<StructureRecord>, StoreError>> + Send;
-
-    /// One structure.
-    fn structure(
-        &self,
-        site: &str,
-        id: &str,
-    ) -> impl Future<Output = Result<Option<StructureRecord>, StoreError>> + Send;
-
-    /// Sets a structure's name and kind. `false` when there is no such structure.
-    fn update_structure(
-        &self,
-        structure: &NewStructure,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    /// Deletes a structure. [`StoreError::InUse`] while assets are on it; `false`
-    /// when there is no such structure.
-    fn delete_structure(
-        &self,
-        site: &str,
-        id: &str,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    /// Creates an asset. An unknown site, or structure in that site, is
-    /// [`StoreError::NotFound`]; an existing (site, id) [`StoreError::AlreadyExists`].
-    fn add_asset(
-        &self,
-        asset: &NewAsset,
-    ) -> impl Future<Output = Result<AssetRecord, StoreError>> + Send;
-
-    /// Assets, of one site or of all, by site and id.
-    fn list_assets(
-        &self,
-        site: Option<&str>,
-    ) -> impl Future<Output = Result<Vec<AssetRecord>, StoreError>> + Send;
-
-    /// One asset.
-    fn asset(
-        &self,
-        site: &str,
-        id: &str,
-    ) -> impl Future<Output = Result<Option<AssetRecord>, StoreError>> + Send;
-
-    /// Sets an asset's structure, name, phase and class. An unknown structure is
-    /// [`StoreError::NotFound`]; `false` when there is no such asset.
-    fn update_asset(
-        &self,
-        asset: &NewAsset,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    /// Deletes an asset (findings naming it keep their copy of the id). `false` when
-    /// there is no such asset.
-    fn delete_asset(
-        &self,
-        site: &str,
-        id: &str,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    /// Records an evidence blob's metadata, once: `true` when newly recorded, `false`
-    /// when the hash was already known (the first record is kept). The hash must be
-    /// lowercase hex SHA-256 ([`StoreError::InvalidInput`]).
-    fn record_evidence(
-        &self,
-        evidence: &EvidenceRecord,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    /// One evidence blob's metadata.
-    fn evidence(
-        &self,
-        sha256: &str,
-    ) -> impl Future<Output = Result<Option<EvidenceRecord>, StoreError>> + Send;
-
-    /// Appends to the audit log. NUL characters in text (and JSON strings) become
-    /// U+FFFD, as for alert events.
-    fn audit(&self, event: &AuditEvent) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// The newest audit records, newest (highest id) first (at most
-    /// [`MAX_PAGE_LIMIT`]).
-    fn list_audit(
-        &self,
-        limit: u32,
-    ) -> impl Future<Output = Result<Vec<AuditRecord>, StoreError>> + Send;
 }
+
+impl<T: Backed> Store for T {}
 
 /// Longest username, in bytes.
 const MAX_USERNAME_LEN: usize = 64;
@@ -557,9 +275,9 @@ fn check_asset_ids(a: &NewAsset) -> Result<(), StoreError> {
 }
 
 /// The kind of constraint a failed statement violated, if that is why it failed.
-fn violation(err: &sqlx::Error) -> Option<sqlx::error::ErrorKind> {
+fn violation(err: &StoreError) -> Option<sqlx::error::ErrorKind> {
     match err {
-        sqlx::Error::Database(db) => Some(db.kind()),
+        StoreError::Database(sqlx::Error::Database(db)) => Some(db.kind()),
         _ => None,
     }
 }
@@ -567,35 +285,35 @@ fn violation(err: &sqlx::Error) -> Option<sqlx::error::ErrorKind> {
 /// A failed statement as a store error: `on_unique` when it broke a unique (or primary
 /// key) constraint, `on_foreign_key` when it broke a foreign key, else as usual.
 fn constraint_error(
-    err: sqlx::Error,
+    err: StoreError,
     on_unique: impl FnOnce() -> StoreError,
     on_foreign_key: impl FnOnce() -> StoreError,
 ) -> StoreError {
     match violation(&err) {
         Some(sqlx::error::ErrorKind::UniqueViolation) => on_unique(),
         Some(sqlx::error::ErrorKind::ForeignKeyViolation) => on_foreign_key(),
-        _ => err.into(),
+        _ => err,
     }
 }
 
 /// [`constraint_error`] for statements that can only break a unique constraint.
-fn unique_error(err: sqlx::Error, on_unique: impl FnOnce() -> StoreError) -> StoreError {
+fn unique_error(err: StoreError, on_unique: impl FnOnce() -> StoreError) -> StoreError {
     match violation(&err) {
         Some(sqlx::error::ErrorKind::UniqueViolation) => on_unique(),
-        _ => err.into(),
+        _ => err,
     }
 }
 
 /// [`constraint_error`] for statements that can only break a foreign key.
-fn foreign_key_error(err: sqlx::Error, on_foreign_key: impl FnOnce() -> StoreError) -> StoreError {
+fn foreign_key_error(err: StoreError, on_foreign_key: impl FnOnce() -> StoreError) -> StoreError {
     match violation(&err) {
         Some(sqlx::error::ErrorKind::ForeignKeyViolation) => on_foreign_key(),
-        _ => err.into(),
+        _ => err,
     }
 }
 
 /// Whether a statement failed on a foreign key.
-fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
+fn is_foreign_key_violation(err: &StoreError) -> bool {
     matches!(
         violation(err),
         Some(sqlx::error::ErrorKind::ForeignKeyViolation)
@@ -689,4 +407,13 @@ fn to_i64(v: u64) -> i64 {
 /// Signed 64-bit columns back into counters.
 fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
+}
+
+/// Every store trait, for code that uses the whole store (tools, tests, benchmarks):
+/// `use chitti_hub::store::prelude::*;`.
+pub mod prelude {
+    pub use super::{
+        AccountStore, AlertStore, AuditLog, Backed, EvidenceIndex, FleetStore, IngestStore,
+        SiteStore, Store,
+    };
 }

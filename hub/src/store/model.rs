@@ -58,7 +58,7 @@ pub struct IngestedFinding {
     pub batch_id: Uuid,
 }
 
-/// What [`Store::insert_findings`](super::Store::insert_findings) did. Both lists are
+/// What [`IngestStore::insert_findings`](super::IngestStore::insert_findings) did. Both lists are
 /// durably committed when it returns: acknowledge all of them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InsertReport {
@@ -111,7 +111,7 @@ pub struct FindingQuery {
     /// Only this track (episode) id.
     pub track: Option<Uuid>,
     /// Only findings whose site, gateway, camera, asset or component class contains
-    /// this text, case-insensitively ([`super::Store::list_findings`] says how).
+    /// this text, case-insensitively ([`super::IngestStore::list_findings`] says how).
     pub text: Option<String>,
     /// Page size, clamped to `1..=`[`MAX_PAGE_LIMIT`].
     pub limit: u32,
@@ -255,7 +255,7 @@ pub struct AlertQuery {
     /// Only alerts created before this (hub clock).
     pub until: Option<DateTime<Utc>>,
     /// Only alerts whose site, gateway, camera, asset or component class contains this
-    /// text, case-insensitively ([`super::Store::list_alerts`] says how).
+    /// text, case-insensitively ([`super::AlertStore::list_alerts`] says how).
     pub text: Option<String>,
     /// The order, and so the keyset a cursor continues.
     pub sort: AlertSort,

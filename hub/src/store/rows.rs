@@ -36,17 +36,6 @@ pub(crate) struct FindingRow {
     pub doc: String,
 }
 
-/// Column lists both schemas share, in the order the row mappers read them.
-pub(crate) const USER_COLUMNS: &str = "id, username, password_hash, role, created_at, disabled_at";
-pub(crate) const SESSION_COLUMNS: &str =
-    "id, user_id, csrf_token, created_at, expires_at, last_seen_at, from_address";
-pub(crate) const API_TOKEN_COLUMNS: &str =
-    "id, user_id, name, scopes, created_at, revoked_at, last_used_at, expires_at";
-pub(crate) const SITE_COLUMNS: &str = "id, name, kind, created_at";
-pub(crate) const STRUCTURE_COLUMNS: &str = "site, id, name, kind, created_at";
-pub(crate) const ASSET_COLUMNS: &str =
-    "site, structure, id, name, phase, component_class, created_at";
-
 /// Columns per finding row (the SQLite chunking depends on it).
 pub(crate) const FINDING_COLUMNS: usize = 22;
 

@@ -88,7 +88,7 @@ impl TestDb {
     /// The same, already migrated.
     pub async fn migrated(backend: &str) -> Self {
         let db = Self::fresh(backend).await;
-        use chitti_hub::store::Store;
+        use chitti_hub::store::prelude::*;
         db.store.migrate().await.expect("migrate");
         db
     }
