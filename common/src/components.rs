@@ -48,8 +48,29 @@
 //!   against the frame's ambient reference (the same table the frame's hotspots use,
 //!   unless that table needs a similar component).
 //!
+//! The unloaded rule looks at the rise alone, not at the distance to the 10 °C step: the
+//! shipped model's test frame has an open CT/PT phase only 9.5 °C colder than its loaded
+//! siblings, and a first rule that also asked for ≥ 10 °C made it the baseline and flagged
+//! both loaded phases. Two loaded phases 20 °C apart give a major discrepancy on the
+//! hotter, not a cool exception on the cooler.
+//!
 //! The box statistics include whatever background the box holds: the max is the
 //! component's, the mean is the box's.
+//!
+//! # Findings
+//! Thresholded hotspots are reported as without a detector, each carrying the component
+//! whose box holds its max pixel (none outside every box). The *reportable* phase
+//! comparisons (a level, or a cool exception) are regions of their own, after the
+//! hotspots, reported with the `neta-similar` severity and `reference.similar` naming the
+//! sibling. A hot phase can so give two findings — its absolute reading on the camera's
+//! table and its imbalance on `neta-similar` — answering two questions; three equally hot
+//! phases give no comparison finding. The wiring of detector, measurement and regions is
+//! `crate::inspection::measure_frame_components`, shared by the agent and `inspect`.
+//!
+//! # Known limits
+//! The grouping looks at boxes only, not at wiring, so two unrelated components of one
+//! class that happen to line up are compared. Preview (non-radiometric) frames report
+//! nothing until a detector runs on them.
 //!
 //! Pure: no IO.
 //!

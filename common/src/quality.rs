@@ -4,7 +4,10 @@
 //! **qualitative**: its hotspots are still found and reported (a missed hotspot is a
 //! fire), but every severity assessment of it carries `qualitative: true` and its findings
 //! carry the [`ImageQuality`] that says why, so nobody files a blurred or saturated
-//! reading as a measured temperature.
+//! reading as a measured temperature. The level is kept as *indicative* (blur and
+//! saturation read peaks low). The assessment's `qualitative` and `Finding.quality` are
+//! `#[serde(default)]` and omitted when false or absent, so older payloads parse and
+//! quantitative findings serialise exactly as before the gate existed.
 //!
 //! # Checks and their defaults ([`QualityOptions`])
 //! - **Blurred** ([`QualityCode::Blurred`]): the *edge sharpness* of the °C image — the

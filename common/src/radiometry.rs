@@ -11,6 +11,15 @@
 //!
 //! All maths is in `f64`. For whole frames, [`CelsiusLut`] evaluates the formula once
 //! per distinct raw value in the frame's range, then maps pixels through the table.
+//!
+//! - **Validation** reports every bad parameter at once (0 < E ≤ 1, 0 < IRT ≤ 1, RH a
+//!   fraction, R1, R2, B > 0, …). R1, R2, B > 0 also make the mapping increasing, which
+//!   the raw-domain hotspot threshold relies on.
+//! - **Physical floor**: a raw value whose signal makes the logarithm's argument ≤ 1 has
+//!   no temperature (dead pixels, wrong parameters): a single value is
+//!   `Celsius::BelowFloor`; a frame clamps such pixels to the coldest valid temperature
+//!   of its range and counts them ([`ConversionReport`]), so no NaN leaves the thermal
+//!   core.
 
 use crate::image::{RawFrame, TemperatureImage};
 use serde::{Deserialize, Serialize};

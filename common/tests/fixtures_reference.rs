@@ -202,7 +202,7 @@ fn metadata_matches_exiftool() {
             );
         }
         // GPS: exiftool's numeric value ignores the N/S/E/W refs when the stored value is
-        // positive; we apply them (see ARCHITECTURE.md), so compare magnitudes and check
+        // positive; we apply them (see the `common/src/flir/records.rs` header), so compare magnitudes and check
         // the sign against the ref.
         match (&frame.gps, e.get("FLIR:GPSLatitude")) {
             (Some(g), Some(lat)) => {

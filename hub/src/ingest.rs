@@ -31,7 +31,11 @@
 //!   health; `/telemetry` is stored per minute. Both are signed by the gateway like its
 //!   batches and applied only when fresh (see [`chitti_common::signing`], replay): an
 //!   unsigned, forged or replayed report is a dead letter, so no gateway (and nobody on
-//!   the broker) can make the hub believe another gateway is alive.
+//!   the broker) can make the hub believe another gateway is alive. Their dead-letter
+//!   reasons include `signature` and `stale`; the retained status seen again after a
+//!   reconnect is only counted (`chitti_hub_status_messages_repeated_total`).
+//! - **Group commit**: messages are grouped up to `ingest.commit_max_findings` findings
+//!   or `ingest.commit_max_wait_ms`, whichever comes first, and committed together.
 
 use crate::store::{DeadLetter, IngestedFinding, StatusOutcome, Store, StoreError};
 use chitti_common::protocol::{

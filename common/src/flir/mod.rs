@@ -14,7 +14,20 @@
 //! input is a [`FlirError`] naming what was wrong and at which offset.
 //!
 //! Sequences are read lazily through [`std::io::Read`] + [`std::io::Seek`]: one frame
-//! in memory at a time, whatever the file's length.
+//! in memory at a time, whatever the file's length. A record that runs past the end of
+//! the file is clipped and the frame notes `truncated_bytes` (the last T1030sc `.csq`
+//! frame declares 4 bytes of padding the file does not hold); decoders still verify
+//! their payload, so a really truncated image is an error. Malformed optional records
+//! (GPS, visual image) become the frame's `warnings`; the thermal data still counts.
+//!
+//! # Known limits (found by fuzzing, left as they are)
+//!
+//! - A forged PNG or JPEG-LS header matching a forged RawData size (up to 8192×8192)
+//!   makes the decoder allocate the full 128 MiB frame before the data turns out short:
+//!   bounded by [`ParseLimits`], but thousands of times the input.
+//! - In a sequence, a corrupted record length in one frame moves where the next frame is
+//!   looked for; the walk ends there, so later frames are not counted. The frames before
+//!   still read, and the damaged frame reports `truncated_bytes` or `TooLarge`.
 
 mod bytes;
 mod fff;

@@ -1,6 +1,23 @@
 //! Decoders for the FFF records the thermal core uses: RawData (0x01), CameraInfo
 //! (0x20), GPSInfo (0x2B) and EmbeddedImage (0x0E). Offsets and conventions follow
 //! exiftool's FLIR.pm tables (see `shared/thermal/FLIR-FORMAT.md` §3–§5).
+//!
+//! - **RawData** by payload magic: a 16-bit PNG (samples read in the record's byte order),
+//!   JPEG-LS, a lossy JPEG (refused: it holds no radiometric counts), else uncompressed
+//!   words in the record's byte order with a length check.
+//! - **JPEG-LS** (`.csq`) is decoded by `pure_jpegls` (pure Rust). It replaced CharLS
+//!   (C++, CMake) on this evidence: bit-identical counts on all 8 frames of the T1030sc
+//!   `.csq` (`common/tests/jpegls_reference.rs`), no panic, hang or heap overrun on cut,
+//!   bit-flipped and random scans (`jpegls_robustness.rs`); the price is 2.3× CharLS's
+//!   decode time (BENCHMARKS.md §8). `dicom-toolkit-codec` was not taken: it pulls a
+//!   JPEG 2000 stack and many dependencies for one codec.
+//! - **GPSInfo** applies the N/S/E/W refs to positive stored values, where exiftool's
+//!   numeric output does not. The one fixture where that matters, the T1030sc `.csq`,
+//!   stores +97.526° with `W`: exiftool prints "97° 31' E", we read −97.526°. We believe
+//!   the reference is wrong there: the camera clock's offset in the same file is −07:00,
+//!   which fits Manitoba (50.73° N, 97.53° W), not Tuva (97.5° E, UTC+7/+8); the DJI and
+//!   Duo Pro R files store negative longitudes with `W`. Every other value of every
+//!   fixture agrees with the reference (`common/tests/fixtures_reference.rs`).
 
 use super::bytes::{ByteOrder, StructView};
 use super::FlirError;

@@ -1,6 +1,13 @@
 //! The API's own description: OpenAPI 3.1 generated from the handlers' annotations
 //! (`utoipa`), served at `/api/openapi.json`, with Swagger UI at `/api/docs` (its files
 //! are compiled into the binary: no CDN).
+//!
+//! The description is the contract: every handler is annotated; `chitti-common`'s
+//! optional `openapi` feature (utoipa derives only, no IO) gives `Finding` and the status
+//! types real schemas; every user operation gets its `x-chitti-scope` and its 403 here.
+//! `hub/tests/api_openapi.rs` checks the document lists exactly the router's operations,
+//! and `tests/schemathesis.sh` (run by `tests/run-all.sh`) fuzzes every operation
+//! against it: no 5xx, no answer outside the schema.
 
 use super::ApiState;
 use axum::Router;

@@ -56,6 +56,22 @@
 //! - **The hub's link id** is `chitti-hub-<random>`: a remote client connecting with the
 //!   same id would replace the hub's link (rumqttd drops the older of two connections
 //!   with one id). The password check refuses every id starting with `chitti-hub`.
+//! - **Small things measured by the tests**: a failed login gets no CONNACK code, just a
+//!   closed connection; keep-alive 0 is refused; with the open-files limit below its
+//!   connections rumqttd's accept loop spins on `EMFILE`, so the hub warns when
+//!   `ulimit -n` < `max_connections` + 256.
+//!
+//! # Known limit: a burst larger than the log
+//!
+//! rumqttd keeps each filter's messages in an in-memory log (`LOG_SEGMENTS` ×
+//! `MIN_SEGMENT_BYTES` or two packets: 16 MiB, about 277 batches of 60 KB). A burst
+//! larger than that (1000 gateways each publishing two such batches at once) makes it
+//! skip the hub's read cursor ahead ("Read cursor start jumped …") after it has PUBACKed
+//! the publishers. Nothing is lost end to end — the hub never acknowledged those
+//! findings, so the agents resend them after `resend_after_s` — but they arrive late,
+//! and agents resending in step can recreate the burst. Follow-ups: size the log from
+//! `max_connections × max_payload`, and jitter the agents' resend timer. Measured in
+//! BENCHMARKS.md, "What limits it".
 
 use super::{
     tls, try_bind, BrokerError, Inbound, DEFAULT_INBOUND_CAPACITY, DEFAULT_MAX_PAYLOAD_BYTES,

@@ -1,7 +1,9 @@
 //! The hub's configuration: one TOML file, versioned and strict, every problem
 //! reported at once with its key path (the same machinery as the agent's,
 //! `chitti_common::config`). `serve` works with no file at all: embedded broker,
-//! SQLite and evidence in the data directory.
+//! SQLite and evidence in the data directory. `default.toml` is what
+//! `print-default-config` prints and equals the built-in defaults (a test keeps them
+//! equal); the `--data`, `--http` and `--mqtt` flags override the file.
 
 use chitti_common::config::{parse_table, Problems};
 pub use chitti_common::config::{ByteSize, ConfigError, ConfigErrors};
