@@ -86,6 +86,10 @@ impl InboundMessage {
     }
 }
 
+/// Why an ack was not published: the publisher's own error, kept whole (with its
+/// sources) for the log line. Ingest does not branch on it: the gateway resends.
+pub type AckError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Where acks are published (the embedded broker's link, or the external client).
 pub trait AckPublisher: Send + Sync {
     /// Publishes `payload` on `topic` with QoS 1.
@@ -93,7 +97,7 @@ pub trait AckPublisher: Send + Sync {
         &self,
         topic: String,
         payload: Vec<u8>,
-    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
+    ) -> Pin<Box<dyn Future<Output = Result<(), AckError>> + Send + '_>>;
 }
 
 /// Counters of what ingest did (for `/metrics`).

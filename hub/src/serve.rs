@@ -14,7 +14,9 @@ use crate::broker::{
 use crate::config::{BrokerMode, EvidenceBackend, HubConfig};
 use crate::credentials::verify_password;
 use crate::evidence::EvidenceStore;
-use crate::ingest::{AckPublisher, InboundMessage, Ingest, IngestMetrics, IngestSettings};
+use crate::ingest::{
+    AckError, AckPublisher, InboundMessage, Ingest, IngestMetrics, IngestSettings,
+};
 use crate::store::FleetStore;
 use crate::store::{AnyStore, Store, StoreOptions};
 use chitti_common::metrics_text::MetricsWriter;
@@ -205,13 +207,8 @@ impl AckPublisher for BusAcks {
         &self,
         topic: String,
         payload: Vec<u8>,
-    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
-        Box::pin(async move {
-            self.0
-                .publish(&topic, payload, false)
-                .await
-                .map_err(|e| e.to_string())
-        })
+    ) -> Pin<Box<dyn Future<Output = Result<(), AckError>> + Send + '_>> {
+        Box::pin(async move { Ok(self.0.publish(&topic, payload, false).await?) })
     }
 }
 

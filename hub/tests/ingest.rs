@@ -5,7 +5,9 @@ mod support;
 
 use chitti_common::protocol::{Ack, FindingBatch, Topic, TopicKind};
 use chitti_common::signing::{open_ack, sign_batch, signing_key_from_seed};
-use chitti_hub::ingest::{AckPublisher, InboundMessage, Ingest, IngestMetrics, IngestSettings};
+use chitti_hub::ingest::{
+    AckError, AckPublisher, InboundMessage, Ingest, IngestMetrics, IngestSettings,
+};
 use chitti_hub::store::prelude::*;
 use chitti_hub::store::NewGateway;
 use ed25519_dalek::SigningKey;
@@ -26,7 +28,7 @@ impl AckPublisher for Acks {
         &self,
         topic: String,
         payload: Vec<u8>,
-    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+    ) -> Pin<Box<dyn Future<Output = Result<(), AckError>> + Send + '_>> {
         Box::pin(async move {
             // Every ack is signed by the hub's key for its own topic.
             let ack: Ack = open_ack(&topic, &payload, &[hub_key().verifying_key()])

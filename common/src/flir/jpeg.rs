@@ -25,10 +25,124 @@ pub(crate) fn looks_like_jpeg(bytes: &[u8]) -> bool {
     bytes.starts_with(&[0xFF, 0xD8])
 }
 
-/// Walks the JPEG's markers up to the first scan and collects the FLIR chunks.
+/// One marker segment before the first scan.
+pub(crate) struct Segment<'a> {
+    /// The marker byte (the `XX` of `0xFFXX`).
+    marker: u8,
+    /// Where the marker starts in the file.
+    at: usize,
+    /// The segment's bytes after its length field.
+    payload: &'a [u8],
+}
+
+/// The marker segments of a JPEG, in order, up to its first scan (`SOS`) or its end.
 ///
 /// Tolerates `0xFF` fill bytes and junk between segments (a DJI XT2 firmware writes 14
-/// stray bytes after its last DHT segment) by resynchronising on the next marker.
+/// stray bytes after its last DHT segment) by resynchronising on the next marker. A
+/// segment cut off before its declared end is an error, after which the walk stops.
+pub(crate) struct Segments<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    done: bool,
+}
+
+/// Walks `bytes`, which must start with a JPEG SOI marker (see [`looks_like_jpeg`]).
+pub(crate) fn segments(bytes: &[u8]) -> Segments<'_> {
+    Segments {
+        bytes,
+        pos: 2,
+        done: !looks_like_jpeg(bytes),
+    }
+}
+
+impl<'a> Iterator for Segments<'a> {
+    type Item = Result<Segment<'a>, FlirError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let bytes = self.bytes;
+        while !self.done {
+            // Find the next marker: an 0xFF followed by a byte that is neither 0x00
+            // (stuffing) nor 0xFF (fill). Anything else on the way is junk we skip.
+            let mut pos = self.pos;
+            while pos < bytes.len() && bytes[pos] != 0xFF {
+                pos += 1;
+            }
+            while pos + 1 < bytes.len() && bytes[pos + 1] == 0xFF {
+                pos += 1;
+            }
+            if pos + 1 >= bytes.len() {
+                break;
+            }
+            let marker = bytes[pos + 1];
+            let marker_at = pos;
+            self.pos = pos + 2;
+            match marker {
+                0x00 => continue,
+                // Standalone markers without a length field.
+                0x01 | 0xD0..=0xD7 => continue,
+                // Start of scan or end of image: the image data follows.
+                0xDA | 0xD9 => break,
+                _ => {}
+            }
+            let pos = self.pos;
+            if pos + 2 > bytes.len() {
+                self.done = true;
+                return Some(Err(FlirError::Jpeg {
+                    offset: marker_at as u64,
+                    reason: format!("segment 0xFF{marker:02X} is cut off before its length"),
+                }));
+            }
+            let len = usize::from(u16::from_be_bytes([bytes[pos], bytes[pos + 1]]));
+            if len < 2 || pos + len > bytes.len() {
+                self.done = true;
+                return Some(Err(FlirError::Jpeg {
+                    offset: marker_at as u64,
+                    reason: format!(
+                        "segment 0xFF{marker:02X} declares {len} bytes but {} remain",
+                        bytes.len() - pos
+                    ),
+                }));
+            }
+            self.pos = pos + len;
+            return Some(Ok(Segment {
+                marker,
+                at: marker_at,
+                payload: &bytes[pos + 2..pos + len],
+            }));
+        }
+        self.done = true;
+        None
+    }
+}
+
+/// Width, height and colour components (1 or 3) of an 8-bit baseline or progressive
+/// JPEG, from its frame header; `None` for anything else (lossless and arithmetic-coded
+/// JPEGs, which PDF readers do not decode, included).
+pub fn jpeg_geometry(jpeg: &[u8]) -> Option<(u32, u32, u8)> {
+    if !looks_like_jpeg(jpeg) {
+        return None;
+    }
+    for segment in segments(jpeg) {
+        let Segment {
+            marker, payload, ..
+        } = segment.ok()?;
+        let is_sof = matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
+        if !is_sof {
+            continue;
+        }
+        if payload.len() < 6 || payload[0] != 8 {
+            return None;
+        }
+        let h = u32::from(u16::from_be_bytes([payload[1], payload[2]]));
+        let w = u32::from(u16::from_be_bytes([payload[3], payload[4]]));
+        let comps = payload[5];
+        let supported = matches!(marker, 0xC0..=0xC2);
+        return (supported && w > 0 && h > 0 && matches!(comps, 1 | 3)).then_some((w, h, comps));
+    }
+    None
+}
+
+/// Walks the JPEG's markers up to the first scan and collects the FLIR chunks.
 pub(crate) fn scan(bytes: &[u8]) -> Result<JpegScan, FlirError> {
     if !looks_like_jpeg(bytes) {
         return Err(FlirError::NotFlir {
@@ -38,47 +152,12 @@ pub(crate) fn scan(bytes: &[u8]) -> Result<JpegScan, FlirError> {
     let mut chunks: BTreeMap<u8, &[u8]> = BTreeMap::new();
     let mut declared_last: Option<(u8, usize)> = None;
     let mut result = JpegScan::default();
-    let mut pos = 2usize;
-    loop {
-        // Find the next marker: an 0xFF followed by a byte that is neither 0x00 (stuffing)
-        // nor 0xFF (fill). Anything else on the way is junk we skip.
-        while pos < bytes.len() && bytes[pos] != 0xFF {
-            pos += 1;
-        }
-        while pos + 1 < bytes.len() && bytes[pos + 1] == 0xFF {
-            pos += 1;
-        }
-        if pos + 1 >= bytes.len() {
-            break;
-        }
-        let marker = bytes[pos + 1];
-        let marker_at = pos;
-        pos += 2;
-        match marker {
-            0x00 => continue,
-            // Standalone markers without a length field.
-            0x01 | 0xD0..=0xD7 => continue,
-            // Start of scan or end of image: FLIR's segments always come before.
-            0xDA | 0xD9 => break,
-            _ => {}
-        }
-        if pos + 2 > bytes.len() {
-            return Err(FlirError::Jpeg {
-                offset: marker_at as u64,
-                reason: format!("segment 0xFF{marker:02X} is cut off before its length"),
-            });
-        }
-        let len = usize::from(u16::from_be_bytes([bytes[pos], bytes[pos + 1]]));
-        if len < 2 || pos + len > bytes.len() {
-            return Err(FlirError::Jpeg {
-                offset: marker_at as u64,
-                reason: format!(
-                    "segment 0xFF{marker:02X} declares {len} bytes but {} remain",
-                    bytes.len() - pos
-                ),
-            });
-        }
-        let payload = &bytes[pos + 2..pos + len];
+    for segment in segments(bytes) {
+        let Segment {
+            marker,
+            at: marker_at,
+            payload,
+        } = segment?;
         if marker == 0xE1 {
             if payload.starts_with(b"FLIR\0") && payload.len() >= FLIR_CHUNK_HEADER {
                 let index = payload[6];
@@ -110,7 +189,6 @@ pub(crate) fn scan(bytes: &[u8]) -> Result<JpegScan, FlirError> {
                 result.exif_model = result.exif_model.or(model);
             }
         }
-        pos += len;
     }
     let Some((last, _)) = declared_last else {
         return Err(FlirError::NotFlir {
@@ -219,4 +297,23 @@ fn exif_make_model(tiff: &[u8]) -> (Option<String>, Option<String>) {
         }
     }
     (make, model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jpeg_geometry_reads_the_frame_header() {
+        // SOI, an APP0 of 4 bytes, SOF0 (8 bit, 2 x 3, 3 components), SOS.
+        let jpeg = [
+            0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0x00, 0x00, 0xFF, 0xC0, 0x00, 0x11, 0x08, 0x00,
+            0x03, 0x00, 0x02, 0x03, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1, 0xFF, 0xDA,
+        ];
+        assert_eq!(jpeg_geometry(&jpeg), Some((2, 3, 3)));
+        assert_eq!(jpeg_geometry(b"\x89PNG"), None);
+        assert_eq!(jpeg_geometry(&[0xFF, 0xD8, 0xFF, 0xDA, 0, 2]), None);
+        // Truncated inside the frame header.
+        assert_eq!(jpeg_geometry(&jpeg[..14]), None);
+    }
 }

@@ -35,6 +35,7 @@ mod jpeg;
 mod records;
 
 pub use bytes::ByteOrder;
+pub use jpeg::jpeg_geometry;
 pub use records::{
     CameraInfo, CameraLimits, CaptureTime, EmbeddedImage, GpsInfo, RawEncoding, VisualImageKind,
 };
