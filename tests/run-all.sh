@@ -62,13 +62,15 @@ fi
 ORT_DYLIB_PATH=$(models/fetch-onnxruntime.sh)
 export ORT_DYLIB_PATH
 
+# `chitti-hub/demo`: the demo (off in the hub's default build) and its tests run too;
+# the end-to-end tests' `chitti-hub demo` binary is built with it.
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --no-fail-fast
+  cargo nextest run --workspace --features chitti-hub/demo --locked --no-fail-fast
 else
-  cargo test --workspace --locked --no-fail-fast --lib --bins --tests
+  cargo test --workspace --features chitti-hub/demo --locked --no-fail-fast --lib --bins --tests
 fi
 # nextest does not run doc tests.
-cargo test --workspace --locked --doc
+cargo test --workspace --features chitti-hub/demo --locked --doc
 
 # The hub's API against its own OpenAPI document (a running hub, schemathesis).
 tests/schemathesis.sh

@@ -80,6 +80,15 @@ pub enum Command {
     /// line, an admin account, and simulated gateways in this process.
     #[cfg(feature = "demo")]
     Demo(crate::demo::DemoArgs),
+    /// Not in this build: the demo links the agent, which the hub's default build leaves
+    /// out. The arguments are taken only to answer with how to get it.
+    #[cfg(not(feature = "demo"))]
+    #[command(hide = true)]
+    Demo {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        /// Whatever followed `demo`.
+        args: Vec<String>,
+    },
 }
 
 /// `user …`.
@@ -265,6 +274,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 crate::demo::run(args, rx).await
             })
         }
+        #[cfg(not(feature = "demo"))]
+        Command::Demo { .. } => anyhow::bail!(
+            "this chitti-hub was built without the demo (a fleet build); run it with \
+             `cargo run --release -p chitti-hub --features demo -- demo`"
+        ),
         Command::Gateway(cmd) => runtime()?.block_on(gateway(cmd)),
         Command::HubKey { config } => {
             let config = load(&config)?;

@@ -36,6 +36,10 @@ pub fn binary(name: &str) -> PathBuf {
         build
             .args(["build", "--bin", name])
             .current_dir(workspace_root());
+        if name == "chitti-hub" {
+            // The demo scenarios run `chitti-hub demo`, which the default build leaves out.
+            build.args(["--features", "chitti-hub/demo"]);
+        }
         if profile_dir.file_name().is_some_and(|p| p == "release") {
             build.arg("--release");
         }

@@ -152,6 +152,29 @@ fn the_default_hub_build_needs_no_system_package() {
 }
 
 #[test]
+fn the_demo_build_needs_no_system_package() {
+    // README's first command builds the hub with its `demo` feature (the agent inside).
+    let problems = system_dependencies("chitti-hub", &["demo"]);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_default_hub_build_links_no_agent_code() {
+    let crates: Vec<String> = parse_tree(&cargo_tree("chitti-hub", &["--prefix", "depth"]))
+        .into_iter()
+        .map(|line| line.name)
+        .collect();
+    assert!(crates.iter().any(|c| c == "chitti-common"), "{crates:?}");
+    assert!(!crates.iter().any(|c| c == "chitti-agent"), "{crates:?}");
+    // The demo feature is what brings the agent in (so the check above can fail).
+    let demo = parse_tree(&cargo_tree(
+        "chitti-hub",
+        &["--prefix", "depth", "--features", "demo"],
+    ));
+    assert!(demo.iter().any(|line| line.name == "chitti-agent"));
+}
+
+#[test]
 fn sqlite_is_compiled_from_its_bundled_source() {
     // Without `bundled`, libsqlite3-sys links the system's libsqlite3 (pkg-config).
     let features = cargo_tree(
