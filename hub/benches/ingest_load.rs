@@ -38,7 +38,8 @@
 #[path = "support/copy_rows.rs"]
 mod copy_rows;
 
-use chitti_common::protocol::{Ack, FindingBatch, Topic, TopicKind};
+use chitti_common::protocol::{FindingBatch, Topic, TopicKind};
+use chitti_common::signing::open_ack;
 use chitti_common::signing::{sign_batch, signing_key_from_seed};
 use chitti_hub::config::HubConfig;
 use chitti_hub::credentials::hash_password;
@@ -48,6 +49,7 @@ use chitti_hub::store::{gateway_username, IngestedFinding, NewGateway, PgStore, 
 use chrono::Utc;
 use copy_rows::{copy_batches, sample};
 use ed25519_dalek::SigningKey;
+use ed25519_dalek::VerifyingKey;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use sqlx::Connection;
 use std::collections::{HashMap, VecDeque};
@@ -275,13 +277,18 @@ async fn connect_gateway(
     }
 }
 
-/// Drives a connected event loop: acks go to the publisher, the first error ends it.
-async fn drive(mut events: EventLoop, tx: mpsc::UnboundedSender<GatewayEvent>) {
+/// Drives a connected event loop: acks (verified against the hub's key, as an agent
+/// does) go to the publisher, the first error ends it.
+async fn drive(
+    mut events: EventLoop,
+    tx: mpsc::UnboundedSender<GatewayEvent>,
+    hub_key: VerifyingKey,
+) {
     loop {
         match events.poll().await {
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let at = Instant::now();
-                match serde_json::from_slice::<Ack>(&p.payload) {
+                match open_ack(&p.topic, &p.payload, &[hub_key]) {
                     Ok(ack) => {
                         if let Some(first) = ack.ids.first() {
                             let _ = tx.send(GatewayEvent::Ack(*first, at));
@@ -672,6 +679,10 @@ async fn run(
         .max(settings.gateways + 16);
     config.http.listen = "127.0.0.1:0".parse()?;
     config.ingest.require_signatures = true;
+    // The key the hub signs its acks with (made here, loaded by the hub from the same
+    // file), so that the gateways verify every ack as agents do.
+    let hub_key =
+        chitti_hub::hub_key::load_or_create(&chitti_hub::hub_key::path(&config))?.verifying_key();
     // The embedded broker's in-memory log per filter (hub/src/broker/embedded.rs: four
     // segments of at least 4 MiB and two largest packets).
     let max_packet = config.broker.embedded.max_payload_bytes.0 as usize + 512;
@@ -793,7 +804,7 @@ async fn run(
                     {
                         Ok(Ok((client, events))) => {
                             let (tx, rx) = mpsc::unbounded_channel();
-                            let driver = tokio::spawn(drive(events, tx));
+                            let driver = tokio::spawn(drive(events, tx, hub_key));
                             return Ok((client, rx, driver));
                         }
                         Ok(Err(e)) => last = e,

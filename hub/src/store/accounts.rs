@@ -218,53 +218,26 @@ pub trait AccountStore: Backed {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Option<(SessionRecord, UserRecord)>, StoreError>> + Send {
         async move {
-            let now = rows::to_micros(now);
-            let db = self.db();
-            match db.backend() {
-                Backend::Postgres => {
-                    // One statement: the checks and the update see the same rows.
-                    let sql = Sql::new(format!(
-                        "UPDATE sessions s SET last_seen_at = GREATEST(s.last_seen_at, $2) \
-                         FROM users u WHERE s.token_hash = $1 AND s.expires_at > $2 \
-                         AND u.id = s.user_id AND u.disabled_at IS NULL \
-                         RETURNING s.id, s.user_id, s.csrf_token, s.created_at, s.expires_at, \
-                         s.last_seen_at, s.from_address, {USER_RETURNING}"
-                    ))
-                    .bind(token_hash)
-                    .bind(now);
-                    let row = db.fetch_optional(sql).await?;
-                    row.map(|row| Ok((session_from_row(&row)?, user_from_row(&row, "u_")?)))
-                        .transpose()
-                }
-                Backend::Sqlite => {
-                    let known = Sql::new(
-                        "SELECT s.user_id FROM sessions s JOIN users u ON u.id = s.user_id \
-                         WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.disabled_at IS NULL",
-                    )
-                    .bind(token_hash)
-                    .bind(now);
-                    if db.fetch_optional(known).await?.is_none() {
-                        return Ok(None);
-                    }
-                    let mut tx = db.begin_write().await?;
-                    // The same conditions again: the user may have been disabled since.
-                    let touch = Sql::new(format!(
-                        "UPDATE sessions SET last_seen_at = max(last_seen_at, $1) \
-                         WHERE token_hash = $2 AND expires_at > $1 \
-                         AND user_id IN (SELECT id FROM users WHERE disabled_at IS NULL) \
-                         RETURNING {SESSION_COLUMNS}"
-                    ))
-                    .bind(now)
-                    .bind(token_hash);
-                    let Some(row) = tx.fetch_optional(touch).await? else {
-                        return Ok(None);
-                    };
-                    let session = session_from_row(&row)?;
-                    let user = user_in(&mut tx, session.user_id).await?;
-                    tx.commit().await?;
-                    Ok(Some((session, user)))
-                }
-            }
+            let lookup = BearerLookup {
+                postgres: format!(
+                    "UPDATE sessions s SET last_seen_at = GREATEST(s.last_seen_at, $2) \
+                     FROM users u WHERE s.token_hash = $1 AND s.expires_at > $2 \
+                     AND u.id = s.user_id AND u.disabled_at IS NULL \
+                     RETURNING s.id, s.user_id, s.csrf_token, s.created_at, s.expires_at, \
+                     s.last_seen_at, s.from_address, {USER_RETURNING}"
+                ),
+                sqlite_known: "SELECT s.user_id FROM sessions s JOIN users u ON u.id = s.user_id \
+                     WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.disabled_at IS NULL",
+                sqlite_touch: format!(
+                    "UPDATE sessions SET last_seen_at = max(last_seen_at, $2) \
+                     WHERE token_hash = $1 AND expires_at > $2 \
+                     AND user_id IN (SELECT id FROM users WHERE disabled_at IS NULL) \
+                     RETURNING {SESSION_COLUMNS}"
+                ),
+            };
+            lookup
+                .run(self.db(), token_hash, now, session_from_row, |s| s.user_id)
+                .await
         }
     }
 
@@ -347,55 +320,32 @@ pub trait AccountStore: Backed {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Option<(ApiTokenRecord, UserRecord)>, StoreError>> + Send {
         async move {
-            let now = rows::to_micros(now);
-            let db = self.db();
-            match db.backend() {
-                Backend::Postgres => {
-                    let sql = Sql::new(format!(
-                        "UPDATE api_tokens t SET last_used_at = GREATEST(t.last_used_at, $2) \
-                         FROM users u WHERE t.token_hash = $1 AND t.revoked_at IS NULL \
-                         AND (t.expires_at IS NULL OR t.expires_at > $2) \
-                         AND u.id = t.user_id AND u.disabled_at IS NULL \
-                         RETURNING t.id, t.user_id, t.name, t.scopes, t.created_at, \
-                         t.revoked_at, t.last_used_at, t.expires_at, {USER_RETURNING}"
-                    ))
-                    .bind(token_hash)
-                    .bind(now);
-                    let row = db.fetch_optional(sql).await?;
-                    row.map(|row| Ok((api_token_from_row(&row)?, user_from_row(&row, "u_")?)))
-                        .transpose()
-                }
-                Backend::Sqlite => {
-                    let known = Sql::new(
-                        "SELECT t.user_id FROM api_tokens t JOIN users u ON u.id = t.user_id \
-                         WHERE t.token_hash = $1 AND t.revoked_at IS NULL \
-                         AND u.disabled_at IS NULL \
-                         AND (t.expires_at IS NULL OR t.expires_at > $2)",
-                    )
-                    .bind(token_hash)
-                    .bind(now);
-                    if db.fetch_optional(known).await?.is_none() {
-                        return Ok(None);
-                    }
-                    let mut tx = db.begin_write().await?;
-                    let touch = Sql::new(format!(
-                        "UPDATE api_tokens SET last_used_at = max(coalesce(last_used_at, $1), $1) \
-                         WHERE token_hash = $2 AND revoked_at IS NULL \
-                         AND (expires_at IS NULL OR expires_at > $1) \
-                         AND user_id IN (SELECT id FROM users WHERE disabled_at IS NULL) \
-                         RETURNING {API_TOKEN_COLUMNS}"
-                    ))
-                    .bind(now)
-                    .bind(token_hash);
-                    let Some(row) = tx.fetch_optional(touch).await? else {
-                        return Ok(None);
-                    };
-                    let token = api_token_from_row(&row)?;
-                    let user = user_in(&mut tx, token.user_id).await?;
-                    tx.commit().await?;
-                    Ok(Some((token, user)))
-                }
-            }
+            let lookup = BearerLookup {
+                postgres: format!(
+                    "UPDATE api_tokens t SET last_used_at = GREATEST(t.last_used_at, $2) \
+                     FROM users u WHERE t.token_hash = $1 AND t.revoked_at IS NULL \
+                     AND (t.expires_at IS NULL OR t.expires_at > $2) \
+                     AND u.id = t.user_id AND u.disabled_at IS NULL \
+                     RETURNING t.id, t.user_id, t.name, t.scopes, t.created_at, \
+                     t.revoked_at, t.last_used_at, t.expires_at, {USER_RETURNING}"
+                ),
+                sqlite_known:
+                    "SELECT t.user_id FROM api_tokens t JOIN users u ON u.id = t.user_id \
+                     WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND u.disabled_at IS NULL \
+                     AND (t.expires_at IS NULL OR t.expires_at > $2)",
+                sqlite_touch: format!(
+                    "UPDATE api_tokens SET last_used_at = max(coalesce(last_used_at, $2), $2) \
+                     WHERE token_hash = $1 AND revoked_at IS NULL \
+                     AND (expires_at IS NULL OR expires_at > $2) \
+                     AND user_id IN (SELECT id FROM users WHERE disabled_at IS NULL) \
+                     RETURNING {API_TOKEN_COLUMNS}"
+                ),
+            };
+            lookup
+                .run(self.db(), token_hash, now, api_token_from_row, |t| {
+                    t.user_id
+                })
+                .await
         }
     }
 
@@ -434,6 +384,55 @@ pub trait AccountStore: Backed {
 }
 
 impl<T: Backed> AccountStore for T {}
+
+/// How one kind of bearer credential is found by its hash and its use recorded, on each
+/// engine (see the module header). Every statement binds `$1` = the token hash and
+/// `$2` = now.
+struct BearerLookup {
+    /// Postgres: the checks and the update in one statement, returning the record and
+    /// the user's columns prefixed `u_`.
+    postgres: String,
+    /// SQLite: the read that keeps unknown and refused tokens off the write lock.
+    sqlite_known: &'static str,
+    /// SQLite: the update, with the same conditions again (the user may have been
+    /// disabled since the read), returning the record.
+    sqlite_touch: String,
+}
+
+impl BearerLookup {
+    async fn run<R>(
+        self,
+        db: Db<'_>,
+        token_hash: &str,
+        now: DateTime<Utc>,
+        parse: fn(&Row) -> Result<R, StoreError>,
+        user_id: fn(&R) -> Uuid,
+    ) -> Result<Option<(R, UserRecord)>, StoreError> {
+        let now = rows::to_micros(now);
+        let statement = |text: String| Sql::new(text).bind(token_hash).bind(now);
+        match db.backend() {
+            Backend::Postgres => {
+                let row = db.fetch_optional(statement(self.postgres)).await?;
+                row.map(|row| Ok((parse(&row)?, user_from_row(&row, "u_")?)))
+                    .transpose()
+            }
+            Backend::Sqlite => {
+                let known = statement(self.sqlite_known.to_string());
+                if db.fetch_optional(known).await?.is_none() {
+                    return Ok(None);
+                }
+                let mut tx = db.begin_write().await?;
+                let Some(row) = tx.fetch_optional(statement(self.sqlite_touch)).await? else {
+                    return Ok(None);
+                };
+                let record = parse(&row)?;
+                let user = user_in(&mut tx, user_id(&record)).await?;
+                tx.commit().await?;
+                Ok(Some((record, user)))
+            }
+        }
+    }
+}
 
 /// A user read inside a transaction (it exists: a foreign key names it).
 async fn user_in(tx: &mut Tx, id: Uuid) -> Result<UserRecord, StoreError> {
