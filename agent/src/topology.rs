@@ -22,7 +22,7 @@ use crate::health::metrics::{self as m, MetricsSource, MetricsWriter};
 use crate::health::{CameraHealth, FindingCounters, LatencyWindow, StatusBoard};
 use crate::outbox::Outbox;
 use crate::patrol::{
-    spawn_patrol, PatrolConfig as PatrolRun, PatrolPosition, PatrolStop, SerialPanTiltPort,
+    spawn_patrol, PatrolPlan as PatrolRun, PatrolPosition, PatrolStop, SerialPanTiltPort,
 };
 use crate::sinks::evidence::{EvidenceStore, EvidenceUploaderConfig, UploaderHandle};
 use crate::sinks::mqtt::{LinkState, MqttSink};
@@ -111,7 +111,12 @@ pub async fn run(
                 .iter()
                 .map(|(id, source, detect)| -> Box<dyn Detector> {
                     if *detect {
-                        crate::detector::camera_detector(&detector_config, id, source, &health)
+                        crate::detector::camera_detector(
+                            &detector_config,
+                            id,
+                            matches!(source, SourceConfig::RjpegDir(_)),
+                            &health,
+                        )
                     } else {
                         Box::new(NoDetector)
                     }
@@ -204,7 +209,9 @@ pub async fn run(
         let detector = detectors
             .next()
             .unwrap_or_else(|| Box::new(NoDetector) as Box<dyn Detector>);
-        let analyzer = CameraAnalyzer::new(&config, camera, table, detector);
+        let analyzer = config
+            .analysis
+            .build(&config.camera_context(camera), table, detector);
         analyzers.push(spawn_analysis(
             analyzer,
             rx,
@@ -228,7 +235,7 @@ pub async fn run(
 
     let mut board = StatusBoard::new(
         cameras,
-        Arc::clone(&outbox),
+        Arc::clone(&outbox) as Arc<dyn crate::health::BufferGauge>,
         latency,
         config.health.thermal_zones.clone(),
         config.outbox.path.clone(),
@@ -303,7 +310,7 @@ pub async fn run(
     };
 
     let sink = MqttSink::new(
-        &config,
+        &config.mqtt_context(),
         Arc::clone(&outbox),
         Arc::clone(&board),
         Arc::clone(&link),
@@ -382,6 +389,40 @@ pub async fn run(
         "stopped"
     );
     Ok(drained)
+}
+
+/// The findings a configuration's simulated cameras produce over their `frames`, found
+/// by running the same frames through the same analysis in-process: what an agent
+/// with this configuration must deliver (ids and clocks aside). For tests and the demo's
+/// self-check; cameras without a frame limit are skipped.
+pub fn predicted_findings(
+    config: &AgentConfig,
+) -> Result<Vec<chitti_common::finding::Finding>, String> {
+    let catalog = config.severity_catalog()?;
+    let mut out = Vec::new();
+    for camera in &config.cameras {
+        let SourceConfig::Simulated(sim) = &camera.source else {
+            continue;
+        };
+        let Some(frames) = sim.frames else {
+            continue;
+        };
+        let scene = Scene::new(SimulatedCamera::from_config(&camera.id, sim))?;
+        let table = catalog
+            .get(config.table_for(camera))
+            .ok_or_else(|| format!("camera {}: unknown severity table", camera.id))?
+            .clone();
+        let mut analyzer =
+            config
+                .analysis
+                .build(&config.camera_context(camera), table, Box::new(NoDetector));
+        for n in 0..frames {
+            let frame = scene.source_frame(n, chrono::Utc::now().fixed_offset());
+            let outcome = analyzer.process(&frame).map_err(|e| e.to_string())?;
+            out.extend(outcome.findings.into_iter().map(|f| f.finding));
+        }
+    }
+    Ok(out)
 }
 
 fn v4l2_source(

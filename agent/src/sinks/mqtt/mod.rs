@@ -23,9 +23,11 @@
 //!   `reconnect_min_ms` and `reconnect_max_ms`.
 //! - **Shutdown**: publish `online: false` (retained), disconnect cleanly.
 
+pub mod config;
 mod tls;
 
-use crate::config::AgentConfig;
+pub use config::{hub_public_keys, read_signing_key, MqttConfig, MqttContext};
+
 use crate::health::StatusBoard;
 use crate::outbox::{BatchLimits, Outbox};
 use chitti_common::protocol::{Ack, FindingBatch, Topic, TopicKind};
@@ -193,18 +195,19 @@ impl std::fmt::Debug for MqttSink {
 }
 
 impl MqttSink {
-    /// Builds the sink from the configuration (reads TLS files and the password file).
+    /// Builds the sink from its configuration and context (reads TLS files and the
+    /// password file).
     pub fn new(
-        config: &AgentConfig,
+        cx: &MqttContext<'_>,
         outbox: Arc<Outbox>,
         board: Arc<StatusBoard>,
         link: Arc<LinkState>,
         new_findings: Arc<Notify>,
     ) -> Result<Self, MqttSinkError> {
-        let m = &config.mqtt;
+        let m = cx.mqtt;
         let (host, port, use_tls) = m.endpoint().map_err(MqttSinkError::Config)?;
-        let topics = GatewayTopics::new(&config.identity.site, &config.identity.gateway)?;
-        let mut options = MqttOptions::new(config.client_id(), host, port);
+        let topics = GatewayTopics::new(cx.site, cx.gateway)?;
+        let mut options = MqttOptions::new(cx.client_id.clone(), host, port);
         options.set_keep_alive(Duration::from_secs(m.keep_alive_s));
         // A persistent session lets the broker queue our acks while we are away; we
         // never rely on it for durability (rumqttd keeps sessions in memory only).
@@ -213,9 +216,7 @@ impl MqttSink {
         options.set_max_packet_size(max_packet, max_packet);
         options.set_inflight(100);
         let signing_key = match &m.signing_key_file {
-            Some(file) => {
-                Some(crate::config::read_signing_key(file).map_err(MqttSinkError::Config)?)
-            }
+            Some(file) => Some(read_signing_key(file).map_err(MqttSinkError::Config)?),
             None => None,
         };
         let will = report_payload(
@@ -254,7 +255,7 @@ impl MqttSink {
                 rumqttc::TlsConfiguration::Rustls(Arc::new(tls)),
             ));
         }
-        let hub_keys = crate::config::hub_public_keys(m).map_err(MqttSinkError::Config)?;
+        let hub_keys = hub_public_keys(m).map_err(MqttSinkError::Config)?;
         if hub_keys.is_empty() {
             tracing::warn!(
                 "no hub key (mqtt.hub_public_keys, mqtt.hub_public_keys_file): no /ack can \
@@ -262,7 +263,7 @@ impl MqttSink {
                  `chitti-hub hub-key`)"
             );
         }
-        let o = &config.outbox;
+        let o = cx.outbox;
         Ok(Self {
             signing_key,
             hub_keys,
@@ -284,8 +285,8 @@ impl MqttSink {
             },
             reconnect_min: Duration::from_millis(m.reconnect_min_ms),
             reconnect_max: Duration::from_millis(m.reconnect_max_ms),
-            status_every: Duration::from_secs(config.health.status_interval_s),
-            telemetry_every: Duration::from_secs(config.health.telemetry_interval_s),
+            status_every: Duration::from_secs(cx.health.status_interval_s),
+            telemetry_every: Duration::from_secs(cx.health.telemetry_interval_s),
         })
     }
 

@@ -19,6 +19,9 @@
 //! wall clock when it is received, later frames keep the driver's spacing from it
 //! ([`ClockMap`]); frames without a driver stamp get the time they were received.
 
+pub mod config;
+pub use config::{PlanckConfig, V4l2Mode, V4l2SourceToml};
+
 pub mod device;
 pub mod format;
 #[cfg(feature = "v4l2")]

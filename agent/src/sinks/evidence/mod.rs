@@ -13,6 +13,9 @@
 //! enrolled; no token or password travels. The signature names only the blob, so a
 //! replay can only upload the same bytes again.
 
+pub mod config;
+pub use config::EvidenceConfig;
+
 use chitti_common::signing::{sign_evidence, GATEWAY_HEADER, SIGNATURE_HEADER};
 use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
@@ -36,6 +39,21 @@ pub trait EvidenceStore: Send + Sync + 'static {
     fn evidence(&self, sha256: &str) -> Result<Option<Vec<u8>>, String>;
     /// The hub has it: delete it locally.
     fn evidence_uploaded(&self, sha256: &str) -> Result<(), String>;
+}
+
+/// The uploader reads and deletes evidence through the outbox.
+impl EvidenceStore for crate::outbox::Outbox {
+    fn evidence_to_upload(&self, limit: usize) -> Vec<String> {
+        crate::outbox::Outbox::evidence_to_upload(self, limit)
+    }
+
+    fn evidence(&self, sha256: &str) -> Result<Option<Vec<u8>>, String> {
+        crate::outbox::Outbox::evidence(self, sha256).map_err(|e| e.to_string())
+    }
+
+    fn evidence_uploaded(&self, sha256: &str) -> Result<(), String> {
+        crate::outbox::Outbox::evidence_uploaded(self, sha256).map_err(|e| e.to_string())
+    }
 }
 
 /// How the uploader reaches the hub and paces itself.
