@@ -16,6 +16,7 @@
 //! publishes `online: false` and disconnects.
 
 use crate::analysis::{CameraAnalyzer, Detector, NewFinding, NoDetector};
+use crate::backoff::Backoff;
 use crate::config::{nominal_camera_params, AgentConfig, SourceConfig};
 use crate::detector::{DetectorHealth, DetectorState};
 use crate::health::metrics::{self as m, MetricsSource, MetricsWriter};
@@ -41,6 +42,9 @@ pub const FRAME_QUEUE: usize = 4;
 pub const FINDING_QUEUE: usize = 1024;
 /// Most findings the writer commits in one transaction.
 pub const MAX_GROUP_COMMIT: usize = 2048;
+
+/// Retries of a failed outbox append: 0.1 s doubling to 10 s.
+const APPEND_RETRY: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
 
 /// Findings of one frame on their way to the outbox.
 struct FrameFindings {
@@ -430,7 +434,7 @@ fn v4l2_source(
     v: &crate::config::V4l2SourceToml,
 ) -> crate::sources::v4l2::V4l2SourceConfig {
     use crate::config::V4l2Mode;
-    use crate::sources::v4l2::{format::CaptureMode, Backoff, V4l2SourceConfig};
+    use crate::sources::v4l2::{format::CaptureMode, V4l2SourceConfig};
     let mode = match v.mode {
         V4l2Mode::Preview => CaptureMode::Preview,
         V4l2Mode::TemperatureLinear => CaptureMode::TemperatureLinear {
@@ -451,10 +455,10 @@ fn v4l2_source(
     let mut config =
         V4l2SourceConfig::new(camera, v.device.clone(), (v.width, v.height), v.fps, mode);
     config.saturated_max_c = v.saturated_max_c;
-    config.backoff = Backoff {
-        initial: Duration::from_millis(v.reconnect_min_ms),
-        max: Duration::from_millis(v.reconnect_max_ms),
-    };
+    config.backoff = Backoff::new(
+        Duration::from_millis(v.reconnect_min_ms),
+        Duration::from_millis(v.reconnect_max_ms),
+    );
     config.stall_timeout = Duration::from_secs(v.stall_timeout_s);
     config
 }
@@ -682,7 +686,7 @@ fn spawn_writer(
                 }
             }
             let items: Vec<NewFinding> = group.iter().flat_map(|g| g.findings.iter().cloned()).collect();
-            let mut wait = Duration::from_millis(100);
+            let mut retries = APPEND_RETRY.retries();
             loop {
                 match outbox.append(&items, link.is_up()) {
                     Ok(report) => {
@@ -696,9 +700,9 @@ fn spawn_writer(
                     Err(err) => {
                         // Keep the findings in memory and retry: the disk may come back
                         // (full, remounted). Analysis backs up behind us meanwhile.
+                        let wait = retries.next_delay();
                         tracing::error!(%err, findings = items.len(), retry_in_ms = wait.as_millis() as u64, "outbox append failed");
                         std::thread::sleep(wait);
-                        wait = (wait * 2).min(Duration::from_secs(10));
                     }
                 }
             }

@@ -79,6 +79,11 @@ pub struct PatrolPlan {
 }
 
 impl PatrolPlan {
+    /// The serial write retry policy: `retry_initial` doubling to `retry_max`.
+    pub fn retry_backoff(&self) -> crate::backoff::Backoff {
+        crate::backoff::Backoff::new(self.retry_initial, self.retry_max)
+    }
+
     /// A repeating tour at [`DEFAULT_BAUD_RATE`] with the default retry backoff.
     pub fn new(device: impl Into<String>, address: u8, stops: Vec<PatrolStop>) -> Self {
         PatrolPlan {
@@ -461,8 +466,7 @@ fn send_with_retry<P: PanTiltPort + ?Sized>(
     position: &PatrolPosition,
     stop: &AtomicBool,
 ) -> bool {
-    let mut backoff = config.retry_initial;
-    let mut attempt: u32 = 1;
+    let mut retries = config.retry_backoff().retries();
     loop {
         if stop.load(Ordering::Acquire) {
             return false;
@@ -471,11 +475,12 @@ fn send_with_retry<P: PanTiltPort + ?Sized>(
             Ok(()) => return true,
             Err(err) => {
                 let total = position.record_write_error();
+                let backoff = retries.next_delay();
                 tracing::warn!(
                     device = %config.device,
                     preset = %patrol_stop.preset,
                     pelco_preset = patrol_stop.pelco_preset,
-                    attempt,
+                    attempt = retries.attempts(),
                     total_errors = total,
                     retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
                     error = %err,
@@ -484,17 +489,9 @@ fn send_with_retry<P: PanTiltPort + ?Sized>(
                 if wait_unless_stopped(stop, backoff) {
                     return false;
                 }
-                backoff = next_backoff(backoff, config);
-                attempt = attempt.saturating_add(1);
             }
         }
     }
-}
-
-/// Doubles `backoff`, capped at `retry_max` (or at `retry_initial` if that is larger).
-fn next_backoff(backoff: Duration, config: &PatrolPlan) -> Duration {
-    let cap = config.retry_max.max(config.retry_initial);
-    backoff.checked_mul(2).unwrap_or(cap).min(cap)
 }
 
 /// Sleeps for `duration` in slices of at most [`STOP_POLL_INTERVAL`]; `true` if `stop`

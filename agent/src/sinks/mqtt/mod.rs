@@ -26,6 +26,8 @@
 pub mod config;
 mod tls;
 
+use crate::backoff::{Backoff, Jitter};
+
 pub use config::{hub_public_keys, read_signing_key, MqttConfig, MqttContext};
 
 use crate::health::StatusBoard;
@@ -177,8 +179,7 @@ pub struct MqttSink {
     link: Arc<LinkState>,
     new_findings: Arc<Notify>,
     limits: BatchLimits,
-    reconnect_min: Duration,
-    reconnect_max: Duration,
+    reconnect: Backoff,
     status_every: Duration,
     telemetry_every: Duration,
     signing_key: Option<ed25519_dalek::SigningKey>,
@@ -283,8 +284,13 @@ impl MqttSink {
                 max_inflight: o.max_inflight,
                 resend_after: Duration::from_secs(o.resend_after_s),
             },
-            reconnect_min: Duration::from_millis(m.reconnect_min_ms),
-            reconnect_max: Duration::from_millis(m.reconnect_max_ms),
+            // Jittered: gateways reconnecting after a broker restart do not stampede
+            // it in step.
+            reconnect: Backoff::new(
+                Duration::from_millis(m.reconnect_min_ms),
+                Duration::from_millis(m.reconnect_max_ms),
+            )
+            .with_jitter(Jitter::Equal),
             status_every: Duration::from_secs(cx.health.status_interval_s),
             telemetry_every: Duration::from_secs(cx.health.telemetry_interval_s),
         })
@@ -300,12 +306,7 @@ impl MqttSink {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let (client, eventloop) = AsyncClient::new(self.options.clone(), 64);
         let (events_tx, mut events) = mpsc::channel(256);
-        let poller = tokio::spawn(poll_events(
-            eventloop,
-            events_tx,
-            self.reconnect_min,
-            self.reconnect_max,
-        ));
+        let poller = tokio::spawn(poll_events(eventloop, events_tx, self.reconnect));
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut status_tick = tokio::time::interval(self.status_every);
@@ -519,18 +520,12 @@ enum LinkEvent {
 
 /// Polls rumqttc's event loop forever (it reconnects on the next poll after an error),
 /// waiting a jittered, growing delay after each failure.
-async fn poll_events(
-    mut eventloop: EventLoop,
-    tx: mpsc::Sender<LinkEvent>,
-    min: Duration,
-    max: Duration,
-) {
-    let mut delay = min;
-    let mut rng = Jitter::new();
+async fn poll_events(mut eventloop: EventLoop, tx: mpsc::Sender<LinkEvent>, reconnect: Backoff) {
+    let mut retries = reconnect.retries();
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                delay = min;
+                retries.reset();
                 if ack.code == rumqttc::ConnectReturnCode::Success
                     && tx.send(LinkEvent::Connected).await.is_err()
                 {
@@ -560,35 +555,9 @@ async fn poll_events(
                 {
                     return;
                 }
-                // Full jitter over [delay/2, delay]: gateways reconnecting after a broker
-                // restart do not stampede it in step.
-                let wait = delay.mul_f64(0.5 + 0.5 * rng.next_unit());
-                tokio::time::sleep(wait).await;
-                delay = (delay * 2).min(max);
+                tokio::time::sleep(retries.next_delay()).await;
             }
         }
-    }
-}
-
-/// A small generator for backoff jitter (no need for a cryptographic one).
-struct Jitter(u64);
-
-impl Jitter {
-    fn new() -> Self {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0x1234_5678)
-            ^ u64::from(std::process::id());
-        Self(seed | 1)
-    }
-
-    fn next_unit(&mut self) -> f64 {
-        // xorshift64
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
