@@ -195,8 +195,12 @@ fn analysis_alongside(c: &mut Criterion) {
         ),
     ];
     for (name, detector) in detectors {
-        let mut analyzer =
-            CameraAnalyzer::new(&config, &config.cameras[0], table.clone(), detector);
+        let mut analyzer = CameraAnalyzer::new(
+            &config.analysis,
+            &config.camera_context(&config.cameras[0]),
+            table.clone(),
+            detector,
+        );
         let mut i = 0usize;
         group.bench_function(name, |b| {
             b.iter(|| {

@@ -25,8 +25,8 @@ fn analysis(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.bench_function("analyse_640x480_frame_with_hotspots", |b| {
         let mut analyzer = CameraAnalyzer::new(
-            &config,
-            &config.cameras[0],
+            &config.analysis,
+            &config.camera_context(&config.cameras[0]),
             table.clone(),
             Box::new(NoDetector),
         );
@@ -40,8 +40,8 @@ fn analysis(c: &mut Criterion) {
     let quiet: Vec<SourceFrame> = (0..30).map(|i| support::source_frame(&scene, i)).collect();
     group.bench_function("analyse_640x480_frame_quiet", |b| {
         let mut analyzer = CameraAnalyzer::new(
-            &config,
-            &config.cameras[0],
+            &config.analysis,
+            &config.camera_context(&config.cameras[0]),
             table.clone(),
             Box::new(NoDetector),
         );
@@ -82,8 +82,12 @@ fn analysis(c: &mut Criterion) {
 fn findings(n: usize) -> Vec<NewFinding> {
     let (config, table) = support::config_and_table();
     let scene = support::scene(SceneKind::Substation);
-    let mut analyzer =
-        CameraAnalyzer::new(&config, &config.cameras[0], table, Box::new(NoDetector));
+    let mut analyzer = CameraAnalyzer::new(
+        &config.analysis,
+        &config.camera_context(&config.cameras[0]),
+        table,
+        Box::new(NoDetector),
+    );
     let mut template = None;
     for i in 0..60 {
         if let Some(f) = analyzer

@@ -3,6 +3,7 @@
 //! one FLIR file. See ARCHITECTURE.md for the map.
 
 pub mod analysis;
+pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod detector;

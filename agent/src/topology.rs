@@ -16,13 +16,14 @@
 //! publishes `online: false` and disconnects.
 
 use crate::analysis::{CameraAnalyzer, Detector, NewFinding, NoDetector};
+use crate::backoff::Backoff;
 use crate::config::{nominal_camera_params, AgentConfig, SourceConfig};
 use crate::detector::{DetectorHealth, DetectorState};
 use crate::health::metrics::{self as m, MetricsSource, MetricsWriter};
 use crate::health::{CameraHealth, FindingCounters, LatencyWindow, StatusBoard};
 use crate::outbox::Outbox;
 use crate::patrol::{
-    spawn_patrol, PatrolConfig as PatrolRun, PatrolPosition, PatrolStop, SerialPanTiltPort,
+    spawn_patrol, PatrolPlan as PatrolRun, PatrolPosition, PatrolStop, SerialPanTiltPort,
 };
 use crate::sinks::evidence::{EvidenceStore, EvidenceUploaderConfig, UploaderHandle};
 use crate::sinks::mqtt::{LinkState, MqttSink};
@@ -41,6 +42,9 @@ pub const FRAME_QUEUE: usize = 4;
 pub const FINDING_QUEUE: usize = 1024;
 /// Most findings the writer commits in one transaction.
 pub const MAX_GROUP_COMMIT: usize = 2048;
+
+/// Retries of a failed outbox append: 0.1 s doubling to 10 s.
+const APPEND_RETRY: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
 
 /// Findings of one frame on their way to the outbox.
 struct FrameFindings {
@@ -111,7 +115,12 @@ pub async fn run(
                 .iter()
                 .map(|(id, source, detect)| -> Box<dyn Detector> {
                     if *detect {
-                        crate::detector::camera_detector(&detector_config, id, source, &health)
+                        crate::detector::camera_detector(
+                            &detector_config,
+                            id,
+                            matches!(source, SourceConfig::RjpegDir(_)),
+                            &health,
+                        )
                     } else {
                         Box::new(NoDetector)
                     }
@@ -204,7 +213,9 @@ pub async fn run(
         let detector = detectors
             .next()
             .unwrap_or_else(|| Box::new(NoDetector) as Box<dyn Detector>);
-        let analyzer = CameraAnalyzer::new(&config, camera, table, detector);
+        let analyzer = config
+            .analysis
+            .build(&config.camera_context(camera), table, detector);
         analyzers.push(spawn_analysis(
             analyzer,
             rx,
@@ -228,7 +239,7 @@ pub async fn run(
 
     let mut board = StatusBoard::new(
         cameras,
-        Arc::clone(&outbox),
+        Arc::clone(&outbox) as Arc<dyn crate::health::BufferGauge>,
         latency,
         config.health.thermal_zones.clone(),
         config.outbox.path.clone(),
@@ -303,7 +314,7 @@ pub async fn run(
     };
 
     let sink = MqttSink::new(
-        &config,
+        &config.mqtt_context(),
         Arc::clone(&outbox),
         Arc::clone(&board),
         Arc::clone(&link),
@@ -384,12 +395,46 @@ pub async fn run(
     Ok(drained)
 }
 
+/// The findings a configuration's simulated cameras produce over their `frames`, found
+/// by running the same frames through the same analysis in-process: what an agent
+/// with this configuration must deliver (ids and clocks aside). For tests and the demo's
+/// self-check; cameras without a frame limit are skipped.
+pub fn predicted_findings(
+    config: &AgentConfig,
+) -> Result<Vec<chitti_common::finding::Finding>, String> {
+    let catalog = config.severity_catalog()?;
+    let mut out = Vec::new();
+    for camera in &config.cameras {
+        let SourceConfig::Simulated(sim) = &camera.source else {
+            continue;
+        };
+        let Some(frames) = sim.frames else {
+            continue;
+        };
+        let scene = Scene::new(SimulatedCamera::from_config(&camera.id, sim))?;
+        let table = catalog
+            .get(config.table_for(camera))
+            .ok_or_else(|| format!("camera {}: unknown severity table", camera.id))?
+            .clone();
+        let mut analyzer =
+            config
+                .analysis
+                .build(&config.camera_context(camera), table, Box::new(NoDetector));
+        for n in 0..frames {
+            let frame = scene.source_frame(n, chrono::Utc::now().fixed_offset());
+            let outcome = analyzer.process(&frame).map_err(|e| e.to_string())?;
+            out.extend(outcome.findings.into_iter().map(|f| f.finding));
+        }
+    }
+    Ok(out)
+}
+
 fn v4l2_source(
     camera: &str,
     v: &crate::config::V4l2SourceToml,
 ) -> crate::sources::v4l2::V4l2SourceConfig {
     use crate::config::V4l2Mode;
-    use crate::sources::v4l2::{format::CaptureMode, Backoff, V4l2SourceConfig};
+    use crate::sources::v4l2::{format::CaptureMode, V4l2SourceConfig};
     let mode = match v.mode {
         V4l2Mode::Preview => CaptureMode::Preview,
         V4l2Mode::TemperatureLinear => CaptureMode::TemperatureLinear {
@@ -410,10 +455,10 @@ fn v4l2_source(
     let mut config =
         V4l2SourceConfig::new(camera, v.device.clone(), (v.width, v.height), v.fps, mode);
     config.saturated_max_c = v.saturated_max_c;
-    config.backoff = Backoff {
-        initial: Duration::from_millis(v.reconnect_min_ms),
-        max: Duration::from_millis(v.reconnect_max_ms),
-    };
+    config.backoff = Backoff::new(
+        Duration::from_millis(v.reconnect_min_ms),
+        Duration::from_millis(v.reconnect_max_ms),
+    );
     config.stall_timeout = Duration::from_secs(v.stall_timeout_s);
     config
 }
@@ -641,7 +686,7 @@ fn spawn_writer(
                 }
             }
             let items: Vec<NewFinding> = group.iter().flat_map(|g| g.findings.iter().cloned()).collect();
-            let mut wait = Duration::from_millis(100);
+            let mut retries = APPEND_RETRY.retries();
             loop {
                 match outbox.append(&items, link.is_up()) {
                     Ok(report) => {
@@ -655,9 +700,9 @@ fn spawn_writer(
                     Err(err) => {
                         // Keep the findings in memory and retry: the disk may come back
                         // (full, remounted). Analysis backs up behind us meanwhile.
+                        let wait = retries.next_delay();
                         tracing::error!(%err, findings = items.len(), retry_in_ms = wait.as_millis() as u64, "outbox append failed");
                         std::thread::sleep(wait);
-                        wait = (wait * 2).min(Duration::from_secs(10));
                     }
                 }
             }

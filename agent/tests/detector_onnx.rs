@@ -10,7 +10,7 @@
 mod support;
 
 use chitti_agent::analysis::{Detection, Detector};
-use chitti_agent::config::{DetectorConfig, SourceConfig};
+use chitti_agent::config::DetectorConfig;
 use chitti_agent::detector::{
     camera_detector, BackgroundDetector, DetectorError, DetectorHealth, DetectorSettings,
     DetectorState, LayoutChoice, OnnxDetector, OutputLayout,
@@ -358,7 +358,8 @@ fn the_background_detector_answers_at_once_with_the_latest_completed_detections(
 
 #[test]
 fn camera_detector_reports_ok_or_degraded_and_never_fails_the_camera() {
-    let source: SourceConfig = toml::from_str("kind = \"simulated\"").unwrap();
+    // A simulated camera streams: the detector runs in the background.
+    let stills = false;
     let mut config = DetectorConfig {
         enabled: true,
         model: Some(fixture("yolov8_1ch.onnx")),
@@ -366,7 +367,7 @@ fn camera_detector_reports_ok_or_degraded_and_never_fails_the_camera() {
         ..DetectorConfig::default()
     };
     let health = Arc::new(DetectorHealth::new(DetectorState::Disabled));
-    let mut d = camera_detector(&config, "cam-1", &source, &health);
+    let mut d = camera_detector(&config, "cam-1", stills, &health);
     assert_eq!(health.label(), "ok (fixture-yolov8 1)");
     assert!(d.model().is_some());
     let found = poll("detections", || {
@@ -380,7 +381,7 @@ fn camera_detector_reports_ok_or_degraded_and_never_fails_the_camera() {
     std::fs::write(&corrupt, b"garbage").unwrap();
     config.model = Some(corrupt.clone());
     let health = Arc::new(DetectorHealth::new(DetectorState::Disabled));
-    let mut d = camera_detector(&config, "cam-1", &source, &health);
+    let mut d = camera_detector(&config, "cam-1", stills, &health);
     assert!(d.model().is_none());
     assert!(d.detect(&frame()).is_empty());
     assert!(health.is_degraded());
@@ -395,7 +396,7 @@ fn camera_detector_reports_ok_or_degraded_and_never_fails_the_camera() {
 
     config.enabled = false;
     let health = Arc::new(DetectorHealth::new(DetectorState::Disabled));
-    let d = camera_detector(&config, "cam-1", &source, &health);
+    let d = camera_detector(&config, "cam-1", stills, &health);
     assert!(d.model().is_none());
     assert_eq!(health.label(), "disabled");
 }

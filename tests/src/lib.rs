@@ -278,7 +278,7 @@ pub fn predicted_shapes(config_text: &str) -> Vec<(String, String, String, u8, S
     let config =
         chitti_agent::config::AgentConfig::from_toml(config_text, "predicted", Path::new("/"))
             .expect("valid agent configuration");
-    let mut v: Vec<_> = chitti_agent::sources::simulated::predicted_findings(&config)
+    let mut v: Vec<_> = chitti_agent::topology::predicted_findings(&config)
         .expect("predicted findings")
         .iter()
         .map(shape)

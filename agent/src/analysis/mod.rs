@@ -18,9 +18,13 @@
 //! and the findings of a file get their content-derived ids from
 //! `chitti_common::inspection::still_ids`: the functions the hub's hand uploads use too.
 
+pub mod config;
 pub mod tracker;
 
-use crate::config::{AgentConfig, CameraConfig, TrackingConfig};
+pub use config::{
+    AnalysisConfig, CameraContext, RadiometryOverrides, ReferenceConfig, TrackingConfig,
+};
+
 use crate::sources::{FramePayload, SourceFrame};
 use chitti_common::analysis::{
     analyze_prepared, AnalysisError, AnalysisOptions, AssessedHotspot, FrameAnalysis,
@@ -191,20 +195,20 @@ impl std::fmt::Debug for CameraAnalyzer {
 }
 
 impl CameraAnalyzer {
-    /// The analyzer of one configured camera. `table` is the camera's severity table.
+    /// The analyzer of one camera: `[analysis]`, what it needs to know about the camera
+    /// (`camera`), and the camera's severity table (see [`AnalysisConfig::build`]).
     pub fn new(
-        config: &AgentConfig,
-        camera: &CameraConfig,
+        a: &AnalysisConfig,
+        camera: &CameraContext<'_>,
         table: SeverityTable,
         detector: Box<dyn Detector>,
     ) -> Self {
-        let a = &config.analysis;
         let options = AnalysisOptions {
             overrides: camera.radiometry.to_param_overrides(),
             threshold_c: a.threshold_c,
             min_area_px: a.min_area_px,
             max_hotspots: a.max_hotspots,
-            rois: camera.rois.clone(),
+            rois: camera.rois.to_vec(),
             reference: a.reference.as_ref().map(|r| ReferenceTemperature {
                 celsius: r.celsius,
                 kind: r.kind,
@@ -212,17 +216,13 @@ impl CameraAnalyzer {
             }),
             ..AnalysisOptions::default()
         };
-        let presets = camera
-            .patrol
-            .as_ref()
-            .map(|p| p.presets.as_slice())
-            .unwrap_or(&[]);
+        let presets = camera.presets.unwrap_or(&[]);
         Self {
-            site: config.identity.site.clone(),
-            gateway: config.identity.gateway.clone(),
-            camera: camera.id.clone(),
-            asset: camera.asset.clone(),
-            patrols: camera.patrol.is_some(),
+            site: camera.site.to_string(),
+            gateway: camera.gateway.to_string(),
+            camera: camera.camera.to_string(),
+            asset: camera.asset.map(str::to_string),
+            patrols: camera.presets.is_some(),
             component_tables: ComponentTables::for_table(&table),
             table,
             overrides: camera.radiometry.to_param_overrides(),
@@ -291,7 +291,8 @@ impl CameraAnalyzer {
                     .is_some_and(|p| p.is_linear_with(t.kelvin_per_count));
                 // The camera applied its own object parameters; the record keeps what
                 // the configuration says they are.
-                let params = crate::config::nominal_camera_params().with_overrides(&self.overrides);
+                let params =
+                    crate::sources::nominal_camera_params().with_overrides(&self.overrides);
                 if !reuse {
                     self.prepared = Some(PreparedRadiometry::temperature_linear(
                         t.kelvin_per_count,

@@ -18,7 +18,7 @@
 //!   and reference (a phase comparison's is its sibling), and keeping its `qualitative`
 //!   flag.
 
-use crate::config::TrackingConfig;
+use super::config::TrackingConfig;
 use chitti_common::analysis::AssessedHotspot;
 use chitti_common::finding::{TrackState, TrackSummary};
 use chitti_common::geometry::PixelRect;

@@ -12,12 +12,30 @@ pub use chitti_common::config::{ByteSize, ConfigError, ConfigErrors};
 
 use chitti_common::hotspot::RegionOfInterest;
 use chitti_common::protocol::validate_id;
-use chitti_common::radiometry::{ParamOverrides, RadiometricParams};
-use chitti_common::severity::{ReferenceKind, SeverityCatalog};
+
+use chitti_common::severity::SeverityCatalog;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
+
 use std::path::{Path, PathBuf};
+
+// Each component's configuration lives next to its code; this module composes them
+// into the file's sections and validates the whole. Re-exported under their historic
+// paths (`chitti_agent::config::OutboxConfig`, …).
+pub use crate::analysis::config::{
+    AnalysisConfig, CameraContext, RadiometryOverrides, ReferenceConfig, TrackingConfig,
+};
+pub use crate::detector::config::{DetectorConfig, LayoutChoice};
+pub use crate::health::config::HealthConfig;
+pub use crate::outbox::config::{OutboxConfig, OutboxEngine};
+pub use crate::patrol::config::{PatrolConfig, PresetConfig};
+pub use crate::sinks::evidence::config::EvidenceConfig;
+pub use crate::sinks::mqtt::config::{hub_public_keys, read_signing_key, MqttConfig, MqttContext};
+pub use crate::sources::nominal_camera_params;
+pub use crate::sources::rjpeg_dir::config::RjpegDirSourceConfig;
+pub use crate::sources::seq_replay::config::SeqReplaySourceConfig;
+pub use crate::sources::simulated::config::{SceneKind, SimulatedSourceConfig};
+pub use crate::sources::v4l2::config::{PlanckConfig, V4l2Mode, V4l2SourceToml};
 
 /// The only configuration format version this agent reads.
 pub const CONFIG_VERSION: u32 = 1;
@@ -118,616 +136,6 @@ pub enum SourceConfig {
     SeqReplay(SeqReplaySourceConfig),
 }
 
-/// A recorded sequence to replay.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SeqReplaySourceConfig {
-    /// The `.seq`/`.csq` (or any FLIR file).
-    pub path: PathBuf,
-    /// Replay speed: 2 plays twice as fast as recorded.
-    #[serde(default = "one")]
-    pub speed: f64,
-    /// Frame rate when the file carries no times.
-    #[serde(default = "default_fps")]
-    pub fallback_fps: f64,
-    /// Start again at the end.
-    #[serde(default)]
-    pub repeat: bool,
-    /// Produce frames as fast as the pipeline takes them.
-    #[serde(default)]
-    pub unpaced: bool,
-}
-
-/// What a V4L2 camera's stream is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum V4l2Mode {
-    /// `Y16` raw detector counts, turned into °C with `planck` and `radiometry`.
-    RadiometricCounts,
-    /// `Y16` counts where kelvin = count × `kelvin_per_count`.
-    TemperatureLinear,
-    /// Rendered 8-bit video (`YUYV`/`MJPG`): detection only, findings qualitative. A
-    /// FLIR T560's own USB video is this kind.
-    Preview,
-}
-
-/// The camera's Planck calibration (from its R-JPEGs: `exiftool -Planck*`).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PlanckConfig {
-    /// R1.
-    pub r1: f64,
-    /// R2.
-    pub r2: f64,
-    /// B.
-    pub b: f64,
-    /// F.
-    pub f: f64,
-    /// O (counts).
-    pub o: f64,
-}
-
-/// A V4L2 camera.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct V4l2SourceToml {
-    /// Device node; prefer a stable `/dev/v4l/by-id/…` link or the udev name.
-    pub device: PathBuf,
-    /// Preferred width.
-    #[serde(default = "default_width")]
-    pub width: u32,
-    /// Preferred height.
-    #[serde(default = "default_height")]
-    pub height: u32,
-    /// Highest wanted frame rate.
-    #[serde(default = "default_fps")]
-    pub fps: f64,
-    /// What the stream carries.
-    pub mode: V4l2Mode,
-    /// Kelvin per count, for `temperature_linear` (often 0.01 or 0.04).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kelvin_per_count: Option<f64>,
-    /// Planck calibration, for `radiometric_counts`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub planck: Option<PlanckConfig>,
-    /// Upper saturation limit, °C.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub saturated_max_c: Option<f64>,
-    /// First reopen delay after an unplug, ms (doubles up to `reconnect_max_ms`).
-    #[serde(default = "default_reconnect_min")]
-    pub reconnect_min_ms: u64,
-    /// Longest reopen delay, ms.
-    #[serde(default = "default_v4l2_reconnect_max")]
-    pub reconnect_max_ms: u64,
-    /// No frame for this long: the stream is treated as lost and reopened.
-    #[serde(default = "default_stall_s")]
-    pub stall_timeout_s: u64,
-}
-
-/// A simulated radiometric camera.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SimulatedSourceConfig {
-    /// Frame width, pixels.
-    #[serde(default = "default_width")]
-    pub width: u32,
-    /// Frame height, pixels.
-    #[serde(default = "default_height")]
-    pub height: u32,
-    /// Frames per second.
-    #[serde(default = "default_fps")]
-    pub fps: f64,
-    /// Seed: the same seed gives the same frames.
-    #[serde(default = "default_seed")]
-    pub seed: u64,
-    /// Scene time runs this many times faster than wall time (the demo uses 10–60).
-    #[serde(default = "one")]
-    pub speed: f64,
-    /// Which scene.
-    #[serde(default)]
-    pub scene: crate::sources::simulated::SceneKind,
-    /// Mean ambient temperature of the scene, °C.
-    #[serde(default = "default_ambient")]
-    pub ambient_c: f64,
-    /// Sensor noise (standard deviation), °C.
-    #[serde(default = "default_noise")]
-    pub noise_c: f64,
-    /// Stop after this many frames (tests); run forever when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub frames: Option<u64>,
-    /// When true, frames are produced as fast as the pipeline takes them (no pacing,
-    /// no drops): benchmarks and tests.
-    #[serde(default)]
-    pub unpaced: bool,
-}
-
-/// A folder watched for FLIR files.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RjpegDirSourceConfig {
-    /// The folder (USB mass-storage or MTP mount, SD-card offload, FTP drop).
-    pub path: PathBuf,
-    /// Where unreadable files are moved (default: `<path>/quarantine`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quarantine: Option<PathBuf>,
-    /// A file is processed once its size and modification time have not changed for
-    /// this long (a camera or FTP client may still be writing it).
-    #[serde(default = "default_settle_ms")]
-    pub settle_ms: u64,
-    /// Full rescan of the folder, in addition to file-system events (network mounts
-    /// and MTP do not always deliver events).
-    #[serde(default = "default_rescan_s")]
-    pub rescan_s: u64,
-    /// Delete a file once its findings are in the outbox (an FTP drop); default keeps it.
-    #[serde(default)]
-    pub delete_processed: bool,
-}
-
-/// Corrections to the radiometric parameters a camera or file reports.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RadiometryOverrides {
-    /// Object emissivity, 0 < E ≤ 1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub emissivity: Option<f64>,
-    /// Object distance, metres.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub distance_m: Option<f64>,
-    /// Reflected apparent temperature, °C.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reflected_c: Option<f64>,
-    /// Atmospheric temperature, °C.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub atmosphere_c: Option<f64>,
-    /// Relative humidity, percent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub humidity_percent: Option<f64>,
-}
-
-impl RadiometryOverrides {
-    /// As the thermal core's overrides (humidity as a fraction).
-    pub fn to_param_overrides(&self) -> ParamOverrides {
-        ParamOverrides {
-            emissivity: self.emissivity,
-            object_distance_m: self.distance_m,
-            reflected_c: self.reflected_c,
-            atmosphere_c: self.atmosphere_c,
-            relative_humidity: self.humidity_percent.map(|p| p / 100.0),
-        }
-    }
-}
-
-/// A pan-tilt patrol: go to each preset, let the head settle, analyse while dwelling.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PatrolConfig {
-    /// Serial device of the pan-tilt unit (`/dev/ttyUSB0`, or a udev symlink).
-    pub serial: PathBuf,
-    /// Baud rate (8N1).
-    #[serde(default = "default_baud")]
-    pub baud: u32,
-    /// Pelco-D address of the unit, 1–255.
-    #[serde(default = "default_pelco_address")]
-    pub address: u8,
-    /// Start again after the last preset.
-    #[serde(default = "yes")]
-    pub repeat: bool,
-    /// The tour, in order.
-    #[serde(rename = "preset")]
-    pub presets: Vec<PresetConfig>,
-}
-
-/// One stop of a patrol.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PresetConfig {
-    /// Preset id in findings, `[a-z0-9-]{1,64}`.
-    pub id: String,
-    /// Preset number stored in the pan-tilt unit, 1–255.
-    pub pelco_preset: u8,
-    /// The asset seen from this preset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub asset: Option<String>,
-    /// Time for the head to stop moving, ms (frames are not analysed meanwhile).
-    #[serde(default = "default_settle_preset_ms")]
-    pub settle_ms: u64,
-    /// Time spent analysing at the preset, ms.
-    #[serde(default = "default_dwell_ms")]
-    pub dwell_ms: u64,
-    /// Regions analysed at this preset (the camera's `rois` when empty).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub rois: Vec<RegionOfInterest>,
-}
-
-/// How frames are analysed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AnalysisConfig {
-    /// Severity table id (built-in or from `tables_file`).
-    #[serde(default = "default_table")]
-    pub table: String,
-    /// User severity tables (TOML, see ARCHITECTURE.md).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tables_file: Option<PathBuf>,
-    /// Hotspot threshold, °C; default: the lowest temperature that can reach the
-    /// table's first level.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub threshold_c: Option<f64>,
-    /// Smallest hotspot, pixels.
-    #[serde(default = "default_min_area")]
-    pub min_area_px: u32,
-    /// Most hotspots per frame, hottest first.
-    #[serde(default = "default_max_hotspots")]
-    pub max_hotspots: usize,
-    /// Reference for ΔT tables; default: the camera's atmospheric temperature.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reference: Option<ReferenceConfig>,
-    /// Tracking across frames.
-    #[serde(default)]
-    pub tracking: TrackingConfig,
-}
-
-/// A fixed reference temperature for ΔT tables.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReferenceConfig {
-    /// Ambient air or a similar component.
-    pub kind: ReferenceKind,
-    /// Its temperature, °C.
-    pub celsius: f64,
-    /// Where the value comes from (weather station, sibling phase …).
-    #[serde(default = "default_reference_source")]
-    pub source: String,
-}
-
-/// How hotspots are followed across frames of a stream.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrackingConfig {
-    /// Frames in a row a hotspot must be seen before it is raised.
-    #[serde(default = "default_raise_after")]
-    pub raise_after_frames: u32,
-    /// Frames in a row a hotspot must be missing before it is cleared.
-    #[serde(default = "default_clear_after")]
-    pub clear_after_frames: u32,
-    /// A raised hotspot is reported again when its peak rises by this much, °C.
-    #[serde(default = "default_update_delta")]
-    pub update_delta_c: f64,
-    /// Hysteresis at severity boundaries, °C.
-    #[serde(default = "one")]
-    pub hysteresis_c: f64,
-    /// A region belongs to a track when its hottest pixel is this close to the track's,
-    /// pixels, or their boxes overlap.
-    #[serde(default = "default_match_distance")]
-    pub match_distance_px: u32,
-}
-
-/// Which storage engine holds the outbox.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OutboxEngine {
-    /// redb: fsync per commit, stable format (the default; see ARCHITECTURE.md).
-    #[default]
-    Redb,
-    /// sled 0.34.
-    Sled,
-}
-
-/// The durable local outbox.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OutboxConfig {
-    /// Folder of the outbox database and the processed-file registry.
-    #[serde(default = "default_outbox_path")]
-    pub path: PathBuf,
-    /// Storage engine.
-    #[serde(default)]
-    pub engine: OutboxEngine,
-    /// Upper bound of stored findings and evidence (`"512 MiB"` or bytes).
-    #[serde(default = "default_outbox_max")]
-    pub max_bytes: ByteSize,
-    /// An unacknowledged finding is sent again after this long, seconds.
-    #[serde(default = "default_resend_s")]
-    pub resend_after_s: u64,
-    /// Most findings in one `/findings` message.
-    #[serde(default = "default_batch_findings")]
-    pub batch_max_findings: usize,
-    /// Most bytes of one `/findings` message.
-    #[serde(default = "default_batch_bytes")]
-    pub batch_max_bytes: ByteSize,
-    /// Most findings sent and not yet acknowledged.
-    #[serde(default = "default_inflight")]
-    pub max_inflight: usize,
-}
-
-/// The MQTT connection.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MqttConfig {
-    /// `mqtt://host:port` or `mqtts://host:port` (TLS).
-    #[serde(default = "default_mqtt_url")]
-    pub url: String,
-    /// Client id; default `chitti-{site}-{gateway}`. The hub's embedded broker binds a
-    /// gateway's session to `{site}.{gateway}` whatever is asked (and Mosquitto with
-    /// `use_username_as_clientid` to the user name), so no gateway can take over
-    /// another's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<String>,
-    /// User name for password authentication.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    /// Password (prefer `password_file`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password: Option<String>,
-    /// File holding the password.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password_file: Option<PathBuf>,
-    /// CA certificates (PEM) that sign the broker's certificate (`mqtts://`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<PathBuf>,
-    /// This gateway's client certificate chain (PEM), for mutual TLS.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_cert_file: Option<PathBuf>,
-    /// This gateway's private key (PEM), for mutual TLS.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_key_file: Option<PathBuf>,
-    /// This gateway's Ed25519 signing key (64 hex characters; `chitti-agent keygen`,
-    /// or the file `chitti-hub gateway add` writes). Every finding batch is signed
-    /// with it so the hub can prove where it came from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signing_key_file: Option<PathBuf>,
-    /// The hub's public keys (64 hex characters each; `chitti-hub hub-key`, or
-    /// `agent-credentials.toml` from `gateway add`). A finding leaves the outbox only on
-    /// an `/ack` signed by one of them; list two while the hub's key is rotated. Empty:
-    /// no ack can be believed and the outbox keeps everything (said at start).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub hub_public_keys: Vec<String>,
-    /// A file of the hub's public keys, one per line (`hub-public-key`, written by
-    /// `chitti-hub gateway add`); trusted together with `hub_public_keys`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hub_public_keys_file: Option<PathBuf>,
-    /// Keep-alive, seconds (rumqttd rejects 0).
-    #[serde(default = "default_keep_alive")]
-    pub keep_alive_s: u64,
-    /// First reconnect delay, ms (doubles, with jitter).
-    #[serde(default = "default_reconnect_min")]
-    pub reconnect_min_ms: u64,
-    /// Longest reconnect delay, ms.
-    #[serde(default = "default_reconnect_max")]
-    pub reconnect_max_ms: u64,
-    /// Largest MQTT packet sent or received.
-    #[serde(default = "default_max_packet")]
-    pub max_packet_bytes: ByteSize,
-}
-
-/// Evidence upload.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EvidenceConfig {
-    /// The hub's base URL (`https://hub.example.net`); without it evidence stays in the
-    /// outbox until it is evicted or the finding is acknowledged.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hub_url: Option<String>,
-    /// CA certificates (PEM) for the hub's HTTPS certificate.
-    ///
-    /// Uploads are authenticated by signing each one with the gateway's key
-    /// (`mqtt.signing_key_file`, required with a hub URL), not by a token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<PathBuf>,
-    /// Per-request timeout, seconds.
-    #[serde(default = "default_http_timeout")]
-    pub timeout_s: u64,
-}
-
-/// Status, telemetry and metrics.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HealthConfig {
-    /// Retained `/status` is refreshed this often, seconds.
-    #[serde(default = "default_status_s")]
-    pub status_interval_s: u64,
-    /// `/telemetry` is published this often, seconds.
-    #[serde(default = "default_telemetry_s")]
-    pub telemetry_interval_s: u64,
-    /// Prometheus `/metrics` listen address (local only, e.g. `127.0.0.1:9464`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metrics_listen: Option<SocketAddr>,
-    /// Where thermal zones are read from (`/sys/class/thermal`).
-    #[serde(default = "default_thermal_dir")]
-    pub thermal_zones: PathBuf,
-    /// Longest a graceful shutdown may take, seconds.
-    #[serde(default = "default_shutdown_s")]
-    pub shutdown_deadline_s: u64,
-}
-
-/// The component detector: a YOLO-family ONNX model run through ONNX Runtime
-/// (ARCHITECTURE.md, "Component detector runtime"). Without it, or when its model or
-/// library is missing or broken, findings come from thermal thresholds alone.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DetectorConfig {
-    /// Run the detector.
-    #[serde(default)]
-    pub enabled: bool,
-    /// The `.onnx` model (required when enabled).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<PathBuf>,
-    /// The ONNX Runtime library (`libonnxruntime.so.*`); else `ORT_DYLIB_PATH`, else
-    /// `libonnxruntime.so*` next to the executable.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub library: Option<PathBuf>,
-    /// Detections per second per camera on streams (the latest frame each time).
-    #[serde(default = "default_detector_rate")]
-    pub rate_hz: f64,
-    /// Lowest score kept, 0..1.
-    #[serde(default = "default_confidence")]
-    pub confidence: f64,
-    /// Class-wise NMS: boxes of one class overlapping more than this are one object.
-    #[serde(default = "default_iou")]
-    pub iou: f64,
-    /// Most detections per frame.
-    #[serde(default = "default_max_detections")]
-    pub max_detections: usize,
-    /// ONNX Runtime threads per camera (worker spinning is always off).
-    #[serde(default = "default_intra_threads")]
-    pub intra_threads: usize,
-    /// Model input `[width, height]` for models with a dynamic input size (default:
-    /// the model's `imgsz` metadata).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub input_size: Option<[u32; 2]>,
-    /// Output layout: `auto` (from the output shape and metadata), `yolov8`, `yolov5`
-    /// or `end2end`.
-    #[serde(default)]
-    pub layout: crate::detector::LayoutChoice,
-}
-
-fn default_detector_rate() -> f64 {
-    2.0
-}
-fn default_confidence() -> f64 {
-    0.25
-}
-fn default_iou() -> f64 {
-    0.45
-}
-fn default_max_detections() -> usize {
-    100
-}
-fn default_intra_threads() -> usize {
-    1
-}
-
-fn default_width() -> u32 {
-    640
-}
-fn default_height() -> u32 {
-    480
-}
-fn default_fps() -> f64 {
-    30.0
-}
-fn default_seed() -> u64 {
-    1
-}
-fn default_ambient() -> f64 {
-    15.0
-}
-fn default_noise() -> f64 {
-    0.1
-}
-fn one() -> f64 {
-    1.0
-}
-fn yes() -> bool {
-    true
-}
-fn default_settle_ms() -> u64 {
-    2000
-}
-fn default_rescan_s() -> u64 {
-    30
-}
-fn default_baud() -> u32 {
-    9600
-}
-fn default_pelco_address() -> u8 {
-    1
-}
-fn default_settle_preset_ms() -> u64 {
-    3000
-}
-fn default_dwell_ms() -> u64 {
-    20_000
-}
-fn default_table() -> String {
-    "utility-absolute".into()
-}
-fn default_min_area() -> u32 {
-    4
-}
-fn default_max_hotspots() -> usize {
-    32
-}
-fn default_reference_source() -> String {
-    "configured reference".into()
-}
-fn default_raise_after() -> u32 {
-    3
-}
-fn default_clear_after() -> u32 {
-    30
-}
-fn default_update_delta() -> f64 {
-    2.0
-}
-fn default_match_distance() -> u32 {
-    24
-}
-fn default_outbox_path() -> PathBuf {
-    "/var/lib/chitti-agent/outbox".into()
-}
-fn default_outbox_max() -> ByteSize {
-    ByteSize(1 << 30)
-}
-fn default_resend_s() -> u64 {
-    60
-}
-fn default_batch_findings() -> usize {
-    50
-}
-fn default_batch_bytes() -> ByteSize {
-    ByteSize(128 << 10)
-}
-fn default_inflight() -> usize {
-    500
-}
-fn default_mqtt_url() -> String {
-    "mqtt://127.0.0.1:1883".into()
-}
-fn default_keep_alive() -> u64 {
-    30
-}
-fn default_reconnect_min() -> u64 {
-    500
-}
-fn default_reconnect_max() -> u64 {
-    60_000
-}
-fn default_max_packet() -> ByteSize {
-    ByteSize(1 << 20)
-}
-fn default_v4l2_reconnect_max() -> u64 {
-    30_000
-}
-fn default_stall_s() -> u64 {
-    10
-}
-fn default_http_timeout() -> u64 {
-    30
-}
-fn default_status_s() -> u64 {
-    30
-}
-fn default_telemetry_s() -> u64 {
-    60
-}
-fn default_thermal_dir() -> PathBuf {
-    "/sys/class/thermal".into()
-}
-fn default_shutdown_s() -> u64 {
-    10
-}
-
-chitti_common::defaults_from_serde!(
-    AnalysisConfig,
-    TrackingConfig,
-    OutboxConfig,
-    MqttConfig,
-    EvidenceConfig,
-    HealthConfig,
-    DetectorConfig
-);
-
 impl AgentConfig {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
@@ -812,6 +220,31 @@ impl AgentConfig {
             }
         }
         p.into_result(origin)
+    }
+
+    /// What the MQTT sink needs besides `[mqtt]`.
+    pub fn mqtt_context(&self) -> MqttContext<'_> {
+        MqttContext {
+            mqtt: &self.mqtt,
+            site: &self.identity.site,
+            gateway: &self.identity.gateway,
+            client_id: self.client_id(),
+            outbox: &self.outbox,
+            health: &self.health,
+        }
+    }
+
+    /// What `camera`'s analyzer needs to know besides `[analysis]`.
+    pub fn camera_context<'a>(&'a self, camera: &'a CameraConfig) -> CameraContext<'a> {
+        CameraContext {
+            site: &self.identity.site,
+            gateway: &self.identity.gateway,
+            camera: &camera.id,
+            asset: camera.asset.as_deref(),
+            radiometry: &camera.radiometry,
+            rois: &camera.rois,
+            presets: camera.patrol.as_ref().map(|p| p.presets.as_slice()),
+        }
     }
 
     /// The id of the severity table a camera uses.
@@ -962,9 +395,7 @@ impl CameraConfig {
                 if !(16..=4096).contains(&sim.height) {
                     p.push(at("source.height"), "must be 16 to 4096 pixels");
                 }
-                if sim.scene == crate::sources::simulated::SceneKind::Components
-                    && (sim.width < 64 || sim.height < 48)
-                {
+                if sim.scene == SceneKind::Components && (sim.width < 64 || sim.height < 48) {
                     p.push(
                         at("source.scene"),
                         "\"components\" needs a frame of at least 64x48 pixels",
@@ -1211,33 +642,6 @@ impl OutboxConfig {
 }
 
 impl MqttConfig {
-    /// Host, port and whether TLS is used, from `url`.
-    pub fn endpoint(&self) -> Result<(String, u16, bool), String> {
-        let (tls, rest) = if let Some(rest) = self.url.strip_prefix("mqtts://") {
-            (true, rest)
-        } else if let Some(rest) = self.url.strip_prefix("mqtt://") {
-            (false, rest)
-        } else {
-            return Err(format!(
-                "{:?} must start with mqtt:// or mqtts://",
-                self.url
-            ));
-        };
-        let rest = rest.trim_end_matches('/');
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) => (
-                h,
-                p.parse::<u16>()
-                    .map_err(|_| format!("{:?}: port {p:?} is not a number", self.url))?,
-            ),
-            None => (rest, if tls { 8883 } else { 1883 }),
-        };
-        if host.is_empty() || host.contains('/') {
-            return Err(format!("{:?}: no host name", self.url));
-        }
-        Ok((host.trim_matches(['[', ']']).to_string(), port, tls))
-    }
-
     fn validate_into(&self, p: &mut Problems) {
         match self.endpoint() {
             Ok((_, _, tls)) => {
@@ -1442,76 +846,6 @@ fn decode_sections(mut table: toml::Table, p: &mut Problems) -> Option<AgentConf
         health: health?,
         detector: detector?,
     })
-}
-
-/// Reads a signing key file: 64 hex characters (the Ed25519 seed).
-/// Every hub key the agent trusts: `mqtt.hub_public_keys` and the lines of
-/// `mqtt.hub_public_keys_file` (blank lines and `#` comments skipped).
-pub fn hub_public_keys(mqtt: &MqttConfig) -> Result<Vec<ed25519_dalek::VerifyingKey>, String> {
-    let mut keys = Vec::new();
-    for (i, key) in mqtt.hub_public_keys.iter().enumerate() {
-        keys.push(
-            chitti_common::signing::parse_public_key(key)
-                .map_err(|e| format!("mqtt.hub_public_keys[{i}]: {e}"))?,
-        );
-    }
-    if let Some(path) = &mqtt.hub_public_keys_file {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            format!(
-                "mqtt.hub_public_keys_file: cannot read {}: {e}",
-                path.display()
-            )
-        })?;
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            keys.push(chitti_common::signing::parse_public_key(line).map_err(|e| {
-                format!(
-                    "mqtt.hub_public_keys_file: {} line {}: {e}",
-                    path.display(),
-                    n + 1
-                )
-            })?);
-        }
-    }
-    Ok(keys)
-}
-
-/// Reads a signing key file (64 hex characters).
-pub fn read_signing_key(path: &Path) -> Result<ed25519_dalek::SigningKey, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut seed = [0u8; 32];
-    hex::decode_to_slice(text.trim(), &mut seed)
-        .map_err(|_| format!("{}: a signing key is 64 hex characters", path.display()))?;
-    Ok(chitti_common::signing::signing_key_from_seed(&seed))
-}
-
-/// Radiometric parameters for sources that carry none of their own (a simulated
-/// camera): the Planck calibration of the FLIR T640 fixture (a T5xx/T6xx-class
-/// 640×480 detector), emissivity 0.95, 1 m, 20 °C, 50 % humidity.
-pub fn nominal_camera_params() -> RadiometricParams {
-    RadiometricParams {
-        emissivity: 0.95,
-        object_distance_m: 1.0,
-        reflected_c: 20.0,
-        atmosphere_c: 20.0,
-        ir_window_c: 20.0,
-        ir_window_transmission: 1.0,
-        relative_humidity: 0.5,
-        planck_r1: 15848.854,
-        planck_r2: 0.014_533_112,
-        planck_b: 1414.9,
-        planck_f: 1.0,
-        planck_o: -4405.0,
-        atm_alpha1: 0.006569,
-        atm_alpha2: 0.01262,
-        atm_beta1: -0.002276,
-        atm_beta2: -0.00667,
-        atm_x: 1.9,
-    }
 }
 
 #[cfg(test)]

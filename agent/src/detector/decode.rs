@@ -11,6 +11,7 @@
 //!
 //! Coordinates are in model-input (letterboxed) pixels in every layout.
 
+use super::config::LayoutChoice;
 use super::metadata::ClassNames;
 use super::DetectorError;
 use crate::analysis::Detection;
@@ -51,22 +52,6 @@ impl OutputLayout {
             Self::End2end => "end2end [1, K, 6]",
         }
     }
-}
-
-/// The layout the configuration asks for: found from the output shape and metadata,
-/// or forced (for a model whose shape fits two layouts and that says nothing).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LayoutChoice {
-    /// From the output shape, the class names and the `end2end` key.
-    #[default]
-    Auto,
-    /// `[1, 4+nc, N]`.
-    Yolov8,
-    /// `[1, N, 5+nc]`.
-    Yolov5,
-    /// `[1, K, 6]`.
-    End2end,
 }
 
 /// A decoded layout: which one, how many classes, and how many rows/anchors.

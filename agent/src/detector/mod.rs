@@ -26,22 +26,23 @@
 //! (`chitti-agent synth` writes the same unit image) and deployment see one mapping.
 
 mod background;
+pub mod config;
 pub mod decode;
 pub mod metadata;
 mod onnx;
 pub mod runtime;
 
+pub use crate::health::detector::{DetectorHealth, DetectorState};
 pub use background::BackgroundDetector;
-pub use decode::{DecodeSettings, Layout, LayoutChoice, OutputLayout};
+pub use config::{DetectorConfig, LayoutChoice};
+pub use decode::{DecodeSettings, Layout, OutputLayout};
 pub use onnx::{ModelInput, ModelOutput, OnnxDetector};
 pub use runtime::LibraryOrigin;
 
 use crate::analysis::{Detector, NoDetector};
-use crate::config::{DetectorConfig, SourceConfig};
-use chitti_common::finding::ModelIdentity;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+
+use std::sync::Arc;
 
 /// Why the detector cannot load or run. Every message names what was wrong.
 #[derive(Debug, thiserror::Error)]
@@ -205,137 +206,18 @@ impl DetectorSettings {
     }
 }
 
-/// The detector's state as `/status` reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DetectorState {
-    /// No `[detector]` enabled: thresholds alone, by choice.
-    Disabled,
-    /// A model runs.
-    Running(ModelIdentity),
-    /// A model should run but cannot: thresholds alone, with the reason.
-    Degraded(String),
-}
-
-/// The detector's health, shared by every camera's detector, `/status` and `/metrics`.
-#[derive(Debug)]
-pub struct DetectorHealth {
-    state: Mutex<DetectorState>,
-    runs: AtomicU64,
-    errors: AtomicU64,
-    skipped: AtomicU64,
-    last_inference_us: AtomicU64,
-}
-
-impl DetectorHealth {
-    /// A health that starts in `state`.
-    pub fn new(state: DetectorState) -> Self {
-        Self {
-            state: Mutex::new(state),
-            runs: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            skipped: AtomicU64::new(0),
-            last_inference_us: AtomicU64::new(0),
-        }
-    }
-
-    /// The current state.
-    pub fn state(&self) -> DetectorState {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// `/status`'s `detector`: `disabled`, `ok (<name> <version>)` or
-    /// `degraded (<reason>)`.
-    pub fn label(&self) -> String {
-        match self.state() {
-            DetectorState::Disabled => "disabled".into(),
-            DetectorState::Running(m) => format!("ok ({} {})", m.name, m.version),
-            DetectorState::Degraded(why) => format!("degraded ({why})"),
-        }
-    }
-
-    /// The model in use, while one runs.
-    pub fn model(&self) -> Option<ModelIdentity> {
-        match self.state() {
-            DetectorState::Running(m) => Some(m),
-            _ => None,
-        }
-    }
-
-    /// True once degraded.
-    pub fn is_degraded(&self) -> bool {
-        matches!(self.state(), DetectorState::Degraded(_))
-    }
-
-    /// Marks a model as running, unless something already degraded (a degraded
-    /// camera keeps the whole agent's detector degraded: it is what needs fixing).
-    pub fn set_running(&self, model: ModelIdentity) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if !matches!(*state, DetectorState::Degraded(_)) {
-            *state = DetectorState::Running(model);
-        }
-    }
-
-    /// Degrades with `reason`, logged once (the first reason is kept).
-    pub fn degrade(&self, reason: String) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if matches!(*state, DetectorState::Degraded(_)) {
-            return;
-        }
-        tracing::error!(reason = %reason,
-            "component detector degraded: continuing on thermal thresholds alone");
-        *state = DetectorState::Degraded(reason);
-    }
-
-    /// Counts a completed inference and its duration.
-    pub fn record_run(&self, took: std::time::Duration) {
-        self.runs.fetch_add(1, Ordering::Relaxed);
-        self.last_inference_us
-            .store(took.as_micros() as u64, Ordering::Relaxed);
-    }
-
-    /// Counts a failed inference.
-    pub fn record_error(&self) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Counts a frame replaced in the mailbox before the detector took it.
-    pub fn record_skip(&self) {
-        self.skipped.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Completed inferences.
-    pub fn runs(&self) -> u64 {
-        self.runs.load(Ordering::Relaxed)
-    }
-
-    /// Failed inferences.
-    pub fn errors(&self) -> u64 {
-        self.errors.load(Ordering::Relaxed)
-    }
-
-    /// Frames submitted for detection but replaced by a newer one first.
-    pub fn skipped(&self) -> u64 {
-        self.skipped.load(Ordering::Relaxed)
-    }
-
-    /// Duration of the last completed detection (pre-processing, inference, decode),
-    /// seconds.
-    pub fn last_inference_seconds(&self) -> f64 {
-        self.last_inference_us.load(Ordering::Relaxed) as f64 / 1e6
-    }
-}
-
 /// The detector of one camera, as the configuration asks: [`NoDetector`] when
 /// detection is disabled or the model cannot load (the health then says why, logged
 /// once), a [`BackgroundDetector`] for streams, a synchronous [`OnnxDetector`] for
-/// watched folders (each file is one still that deserves its own detections).
+/// watched folders (each file is one still that deserves its own detections): `stills`
+/// says which the camera's frames are.
 ///
 /// Loads the model: blocking work (file read, session creation, one warm-up run),
 /// to be called from a blocking thread.
 pub fn camera_detector(
     config: &DetectorConfig,
     camera: &str,
-    source: &SourceConfig,
+    stills: bool,
     health: &Arc<DetectorHealth>,
 ) -> Box<dyn Detector> {
     if !config.enabled {
@@ -358,9 +240,9 @@ pub fn camera_detector(
         version = %detector.identity().version, layout = detector.layout().kind.label(),
         input = ?detector.input_size(), "component detector loaded");
     health.set_running(detector.identity().clone());
-    match source {
-        SourceConfig::RjpegDir(_) => Box::new(detector),
-        _ => match BackgroundDetector::spawn(detector, config.rate_hz, camera) {
+    match stills {
+        true => Box::new(detector),
+        false => match BackgroundDetector::spawn(detector, config.rate_hz, camera) {
             Ok(d) => Box::new(d),
             Err(err) => {
                 health.degrade(format!("cannot start the detector thread: {err}"));

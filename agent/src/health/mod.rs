@@ -1,7 +1,12 @@
 //! Health the agent reports: camera states and counters, shared between a camera's
 //! source thread (which writes) and the status/telemetry publishers (which read).
 
+pub mod config;
+pub mod detector;
 pub mod metrics;
+
+pub use config::HealthConfig;
+pub use detector::{DetectorHealth, DetectorState};
 
 use chitti_common::protocol::CameraStatus;
 use chrono::{DateTime, Utc};
@@ -185,17 +190,24 @@ impl LatencyWindow {
     }
 }
 
+/// What the status board reads of the outbox (implemented by
+/// [`Outbox`](crate::outbox::Outbox)): a trait, so health does not depend on storage.
+pub trait BufferGauge: Send + Sync + std::fmt::Debug {
+    /// Depth, bytes, oldest entry and evictions.
+    fn status(&self) -> chitti_common::protocol::BufferStatus;
+}
+
 /// Everything `/status` and `/telemetry` report, gathered from the running agent.
 #[derive(Debug)]
 pub struct StatusBoard {
     /// Cameras.
     pub cameras: Vec<std::sync::Arc<CameraHealth>>,
-    /// The outbox.
-    pub outbox: std::sync::Arc<crate::outbox::Outbox>,
+    /// The outbox, through what it reports.
+    pub outbox: std::sync::Arc<dyn BufferGauge>,
     /// Detection model, when one runs (else the detector's, while it runs).
     pub model: Option<chitti_common::finding::ModelIdentity>,
     /// The component detector's health; `None` reads `disabled`.
-    pub detector: Option<std::sync::Arc<crate::detector::DetectorHealth>>,
+    pub detector: Option<std::sync::Arc<DetectorHealth>>,
     /// Configuration version applied.
     pub config_version: Option<u32>,
     /// Analysis latencies.
@@ -216,7 +228,7 @@ impl StatusBoard {
     /// A board over the running parts.
     pub fn new(
         cameras: Vec<std::sync::Arc<CameraHealth>>,
-        outbox: std::sync::Arc<crate::outbox::Outbox>,
+        outbox: std::sync::Arc<dyn BufferGauge>,
         latency: std::sync::Arc<LatencyWindow>,
         thermal_zones: std::path::PathBuf,
         outbox_path: std::path::PathBuf,

@@ -54,6 +54,7 @@
 //! corruption reports (sled #1452, #1533, #1527, #1509); the evidence behind choosing
 //! redb as the default is in ARCHITECTURE.md.
 
+pub mod config;
 mod engine_redb;
 mod engine_sled;
 
@@ -61,10 +62,11 @@ pub use engine_redb::RedbEngine;
 pub use engine_sled::SledEngine;
 
 use crate::analysis::NewFinding;
-use crate::config::{OutboxConfig, OutboxEngine as EngineKind};
 use chitti_common::finding::Finding;
 use chitti_common::protocol::{BufferStatus, EvictionCounts};
 use chrono::{DateTime, Utc};
+use config::OutboxEngine as EngineKind;
+pub use config::{OutboxConfig, OutboxEngine};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -596,18 +598,9 @@ impl Outbox {
     }
 }
 
-/// The uploader reads and deletes evidence through the outbox.
-impl crate::sinks::evidence::EvidenceStore for Outbox {
-    fn evidence_to_upload(&self, limit: usize) -> Vec<String> {
-        Outbox::evidence_to_upload(self, limit)
-    }
-
-    fn evidence(&self, sha256: &str) -> Result<Option<Vec<u8>>, String> {
-        Outbox::evidence(self, sha256).map_err(|e| e.to_string())
-    }
-
-    fn evidence_uploaded(&self, sha256: &str) -> Result<(), String> {
-        Outbox::evidence_uploaded(self, sha256).map_err(|e| e.to_string())
+impl crate::health::BufferGauge for Outbox {
+    fn status(&self) -> BufferStatus {
+        Outbox::status(self)
     }
 }
 

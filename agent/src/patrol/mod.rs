@@ -7,7 +7,10 @@
 //! head is: `Some` only while dwelling, `None` while moving or settling, so frames taken
 //! while the head moves are never analysed against the wrong asset.
 
+pub mod config;
 pub mod pelco_d;
+
+pub use config::{PatrolConfig, PresetConfig};
 
 #[cfg(test)]
 mod tests;
@@ -58,7 +61,7 @@ pub struct PatrolStop {
 
 /// Everything the patrol needs; built by the agent's configuration layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PatrolConfig {
+pub struct PatrolPlan {
     /// Serial device of the RS-485/RS-232 adapter, e.g. `/dev/ttyUSB0`.
     pub device: String,
     /// Serial speed in baud; the line is always 8 data bits, no parity, 1 stop bit.
@@ -75,10 +78,15 @@ pub struct PatrolConfig {
     pub retry_max: Duration,
 }
 
-impl PatrolConfig {
+impl PatrolPlan {
+    /// The serial write retry policy: `retry_initial` doubling to `retry_max`.
+    pub fn retry_backoff(&self) -> crate::backoff::Backoff {
+        crate::backoff::Backoff::new(self.retry_initial, self.retry_max)
+    }
+
     /// A repeating tour at [`DEFAULT_BAUD_RATE`] with the default retry backoff.
     pub fn new(device: impl Into<String>, address: u8, stops: Vec<PatrolStop>) -> Self {
-        PatrolConfig {
+        PatrolPlan {
             device: device.into(),
             baud_rate: DEFAULT_BAUD_RATE,
             address,
@@ -230,7 +238,7 @@ impl SerialPanTiltPort {
     }
 
     /// Opens the device and baud rate named in `config`.
-    pub fn from_config(config: &PatrolConfig) -> Result<Self, PatrolError> {
+    pub fn from_config(config: &PatrolPlan) -> Result<Self, PatrolError> {
         Self::open(&config.device, config.baud_rate)
     }
 
@@ -401,7 +409,7 @@ pub enum PatrolOutcome {
 /// Every wait notices `stop` within [`STOP_POLL_INTERVAL`]. On return `position` is `None`.
 pub fn run_patrol<P: PanTiltPort + ?Sized>(
     port: &mut P,
-    config: &PatrolConfig,
+    config: &PatrolPlan,
     position: &PatrolPosition,
     stop: &AtomicBool,
 ) -> Result<PatrolOutcome, PatrolError> {
@@ -420,7 +428,7 @@ pub fn run_patrol<P: PanTiltPort + ?Sized>(
 
 fn tour<P: PanTiltPort + ?Sized>(
     port: &mut P,
-    config: &PatrolConfig,
+    config: &PatrolPlan,
     frames: &[[u8; FRAME_LEN]],
     position: &PatrolPosition,
     stop: &AtomicBool,
@@ -454,12 +462,11 @@ fn send_with_retry<P: PanTiltPort + ?Sized>(
     port: &mut P,
     frame: &[u8; FRAME_LEN],
     patrol_stop: &PatrolStop,
-    config: &PatrolConfig,
+    config: &PatrolPlan,
     position: &PatrolPosition,
     stop: &AtomicBool,
 ) -> bool {
-    let mut backoff = config.retry_initial;
-    let mut attempt: u32 = 1;
+    let mut retries = config.retry_backoff().retries();
     loop {
         if stop.load(Ordering::Acquire) {
             return false;
@@ -468,11 +475,12 @@ fn send_with_retry<P: PanTiltPort + ?Sized>(
             Ok(()) => return true,
             Err(err) => {
                 let total = position.record_write_error();
+                let backoff = retries.next_delay();
                 tracing::warn!(
                     device = %config.device,
                     preset = %patrol_stop.preset,
                     pelco_preset = patrol_stop.pelco_preset,
-                    attempt,
+                    attempt = retries.attempts(),
                     total_errors = total,
                     retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
                     error = %err,
@@ -481,17 +489,9 @@ fn send_with_retry<P: PanTiltPort + ?Sized>(
                 if wait_unless_stopped(stop, backoff) {
                     return false;
                 }
-                backoff = next_backoff(backoff, config);
-                attempt = attempt.saturating_add(1);
             }
         }
     }
-}
-
-/// Doubles `backoff`, capped at `retry_max` (or at `retry_initial` if that is larger).
-fn next_backoff(backoff: Duration, config: &PatrolConfig) -> Duration {
-    let cap = config.retry_max.max(config.retry_initial);
-    backoff.checked_mul(2).unwrap_or(cap).min(cap)
 }
 
 /// Sleeps for `duration` in slices of at most [`STOP_POLL_INTERVAL`]; `true` if `stop`
@@ -547,7 +547,7 @@ impl PatrolThread {
 /// Starts [`run_patrol`] on a new thread named `patrol`, after validating `config`.
 pub fn spawn_patrol<P>(
     mut port: P,
-    config: PatrolConfig,
+    config: PatrolPlan,
     position: PatrolPosition,
 ) -> Result<PatrolThread, PatrolError>
 where

@@ -58,7 +58,7 @@ fn patrol_over_a_pseudo_terminal() {
             dwell: Duration::from_millis(30),
         })
         .collect();
-    let config = PatrolConfig::new(slave_path.clone(), 0x17, stops.clone());
+    let config = PatrolPlan::new(slave_path.clone(), 0x17, stops.clone());
     assert!(config.repeat);
 
     // Far end: decode everything the master receives.

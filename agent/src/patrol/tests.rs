@@ -64,12 +64,12 @@ fn go_to(address: u8, preset: u8) -> [u8; FRAME_LEN] {
     pelco_d::encode(address, Command::GoToPreset(preset)).unwrap()
 }
 
-fn one_shot_config(stops: Vec<PatrolStop>) -> PatrolConfig {
-    PatrolConfig {
+fn one_shot_config(stops: Vec<PatrolStop>) -> PatrolPlan {
+    PatrolPlan {
         repeat: false,
         retry_initial: Duration::from_millis(1),
         retry_max: Duration::from_millis(4),
-        ..PatrolConfig::new("/dev/null", 5, stops)
+        ..PatrolPlan::new("/dev/null", 5, stops)
     }
 }
 
@@ -118,25 +118,20 @@ fn write_errors_are_counted_and_retried() {
 
 #[test]
 fn backoff_doubles_up_to_the_cap() {
-    let config = PatrolConfig {
+    let config = PatrolPlan {
         retry_initial: Duration::from_millis(100),
         retry_max: Duration::from_millis(500),
-        ..PatrolConfig::new("/dev/null", 1, Vec::new())
+        ..PatrolPlan::new("/dev/null", 1, Vec::new())
     };
-    let mut backoff = config.retry_initial;
-    let mut seen = vec![backoff];
-    for _ in 0..4 {
-        backoff = next_backoff(backoff, &config);
-        seen.push(backoff);
-    }
+    let mut retries = config.retry_backoff().retries();
+    let seen: Vec<Duration> = (0..5).map(|_| retries.next_delay()).collect();
     let ms = |n| Duration::from_millis(n);
     assert_eq!(seen, vec![ms(100), ms(200), ms(400), ms(500), ms(500)]);
-    assert_eq!(next_backoff(Duration::MAX, &config), ms(500));
 }
 
 #[test]
 fn stop_interrupts_a_long_dwell() {
-    let config = PatrolConfig::new("/dev/null", 1, vec![stop("a", 1, Duration::MAX)]);
+    let config = PatrolPlan::new("/dev/null", 1, vec![stop("a", 1, Duration::MAX)]);
     let (port, sent) = FakePort::new(0);
     let position = PatrolPosition::new();
     let changes = position.subscribe();
@@ -156,10 +151,10 @@ fn stop_interrupts_a_long_dwell() {
 
 #[test]
 fn stop_interrupts_retry_backoff() {
-    let config = PatrolConfig {
+    let config = PatrolPlan {
         retry_initial: Duration::from_secs(3600),
         retry_max: Duration::from_secs(3600),
-        ..PatrolConfig::new("/dev/null", 1, vec![stop("a", 1, Duration::from_millis(1))])
+        ..PatrolPlan::new("/dev/null", 1, vec![stop("a", 1, Duration::from_millis(1))])
     };
     let (mut port, sent) = FakePort::new(usize::MAX);
     let (failures_tx, failures) = mpsc::channel();
@@ -178,7 +173,7 @@ fn stop_interrupts_retry_backoff() {
 
 #[test]
 fn raised_stop_flag_sends_nothing() {
-    let config = PatrolConfig::new("/dev/null", 1, vec![stop("a", 1, Duration::MAX)]);
+    let config = PatrolPlan::new("/dev/null", 1, vec![stop("a", 1, Duration::MAX)]);
     let (mut port, sent) = FakePort::new(0);
     let position = PatrolPosition::new();
     let outcome = run_patrol(&mut port, &config, &position, &AtomicBool::new(true)).unwrap();
@@ -197,49 +192,49 @@ fn waits_handle_extreme_durations() {
 
 #[test]
 fn invalid_configs_are_rejected_before_any_write() {
-    let ok = || PatrolConfig::new("/dev/null", 1, vec![stop("a", 1, Duration::from_millis(1))]);
-    let cases: Vec<(PatrolConfig, &str)> = vec![
+    let ok = || PatrolPlan::new("/dev/null", 1, vec![stop("a", 1, Duration::from_millis(1))]);
+    let cases: Vec<(PatrolPlan, &str)> = vec![
         (
-            PatrolConfig { address: 0, ..ok() },
+            PatrolPlan { address: 0, ..ok() },
             "invalid pelco-d address 0 (must be 1..=255)",
         ),
         (
-            PatrolConfig {
+            PatrolPlan {
                 baud_rate: 0,
                 ..ok()
             },
             "invalid baud rate 0",
         ),
         (
-            PatrolConfig {
+            PatrolPlan {
                 stops: Vec::new(),
                 ..ok()
             },
             "patrol has no stops",
         ),
         (
-            PatrolConfig {
+            PatrolPlan {
                 retry_initial: Duration::ZERO,
                 ..ok()
             },
             "retry backoff must be non-zero",
         ),
         (
-            PatrolConfig {
+            PatrolPlan {
                 stops: vec![stop("", 1, Duration::from_millis(1))],
                 ..ok()
             },
             "patrol stop with an empty preset id",
         ),
         (
-            PatrolConfig {
+            PatrolPlan {
                 stops: vec![stop("gis-bay", 0, Duration::from_millis(1))],
                 ..ok()
             },
             "patrol stop \"gis-bay\": pelco-d preset 0 is invalid (presets are 1..=255)",
         ),
         (
-            PatrolConfig {
+            PatrolPlan {
                 stops: vec![stop("gis-bay", 1, Duration::ZERO)],
                 ..ok()
             },

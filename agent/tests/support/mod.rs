@@ -337,7 +337,12 @@ pub fn simulated_camera_analysis(
         .get(config.table_for(camera))
         .unwrap()
         .clone();
-    let analyzer = chitti_agent::analysis::CameraAnalyzer::new(&config, camera, table, detector);
+    let analyzer = chitti_agent::analysis::CameraAnalyzer::new(
+        &config.analysis,
+        &config.camera_context(camera),
+        table,
+        detector,
+    );
     (scene, analyzer)
 }
 
@@ -494,7 +499,7 @@ pub fn shape(f: &Finding) -> FindingShape {
 /// the findings the agent must deliver, as shapes, sorted.
 pub fn expected_shapes(config_text: &str) -> Vec<FindingShape> {
     let config = AgentConfig::from_toml(config_text, "expected", Path::new("/")).unwrap();
-    let mut shapes: Vec<_> = chitti_agent::sources::simulated::predicted_findings(&config)
+    let mut shapes: Vec<_> = chitti_agent::topology::predicted_findings(&config)
         .unwrap()
         .iter()
         .map(shape)

@@ -23,9 +23,13 @@
 //!   `reconnect_min_ms` and `reconnect_max_ms`.
 //! - **Shutdown**: publish `online: false` (retained), disconnect cleanly.
 
+pub mod config;
 mod tls;
 
-use crate::config::AgentConfig;
+use crate::backoff::{Backoff, Jitter};
+
+pub use config::{hub_public_keys, read_signing_key, MqttConfig, MqttContext};
+
 use crate::health::StatusBoard;
 use crate::outbox::{BatchLimits, Outbox};
 use chitti_common::protocol::{Ack, FindingBatch, Topic, TopicKind};
@@ -175,8 +179,7 @@ pub struct MqttSink {
     link: Arc<LinkState>,
     new_findings: Arc<Notify>,
     limits: BatchLimits,
-    reconnect_min: Duration,
-    reconnect_max: Duration,
+    reconnect: Backoff,
     status_every: Duration,
     telemetry_every: Duration,
     signing_key: Option<ed25519_dalek::SigningKey>,
@@ -193,18 +196,19 @@ impl std::fmt::Debug for MqttSink {
 }
 
 impl MqttSink {
-    /// Builds the sink from the configuration (reads TLS files and the password file).
+    /// Builds the sink from its configuration and context (reads TLS files and the
+    /// password file).
     pub fn new(
-        config: &AgentConfig,
+        cx: &MqttContext<'_>,
         outbox: Arc<Outbox>,
         board: Arc<StatusBoard>,
         link: Arc<LinkState>,
         new_findings: Arc<Notify>,
     ) -> Result<Self, MqttSinkError> {
-        let m = &config.mqtt;
+        let m = cx.mqtt;
         let (host, port, use_tls) = m.endpoint().map_err(MqttSinkError::Config)?;
-        let topics = GatewayTopics::new(&config.identity.site, &config.identity.gateway)?;
-        let mut options = MqttOptions::new(config.client_id(), host, port);
+        let topics = GatewayTopics::new(cx.site, cx.gateway)?;
+        let mut options = MqttOptions::new(cx.client_id.clone(), host, port);
         options.set_keep_alive(Duration::from_secs(m.keep_alive_s));
         // A persistent session lets the broker queue our acks while we are away; we
         // never rely on it for durability (rumqttd keeps sessions in memory only).
@@ -213,9 +217,7 @@ impl MqttSink {
         options.set_max_packet_size(max_packet, max_packet);
         options.set_inflight(100);
         let signing_key = match &m.signing_key_file {
-            Some(file) => {
-                Some(crate::config::read_signing_key(file).map_err(MqttSinkError::Config)?)
-            }
+            Some(file) => Some(read_signing_key(file).map_err(MqttSinkError::Config)?),
             None => None,
         };
         let will = report_payload(
@@ -254,7 +256,7 @@ impl MqttSink {
                 rumqttc::TlsConfiguration::Rustls(Arc::new(tls)),
             ));
         }
-        let hub_keys = crate::config::hub_public_keys(m).map_err(MqttSinkError::Config)?;
+        let hub_keys = hub_public_keys(m).map_err(MqttSinkError::Config)?;
         if hub_keys.is_empty() {
             tracing::warn!(
                 "no hub key (mqtt.hub_public_keys, mqtt.hub_public_keys_file): no /ack can \
@@ -262,7 +264,7 @@ impl MqttSink {
                  `chitti-hub hub-key`)"
             );
         }
-        let o = &config.outbox;
+        let o = cx.outbox;
         Ok(Self {
             signing_key,
             hub_keys,
@@ -282,10 +284,15 @@ impl MqttSink {
                 max_inflight: o.max_inflight,
                 resend_after: Duration::from_secs(o.resend_after_s),
             },
-            reconnect_min: Duration::from_millis(m.reconnect_min_ms),
-            reconnect_max: Duration::from_millis(m.reconnect_max_ms),
-            status_every: Duration::from_secs(config.health.status_interval_s),
-            telemetry_every: Duration::from_secs(config.health.telemetry_interval_s),
+            // Jittered: gateways reconnecting after a broker restart do not stampede
+            // it in step.
+            reconnect: Backoff::new(
+                Duration::from_millis(m.reconnect_min_ms),
+                Duration::from_millis(m.reconnect_max_ms),
+            )
+            .with_jitter(Jitter::Equal),
+            status_every: Duration::from_secs(cx.health.status_interval_s),
+            telemetry_every: Duration::from_secs(cx.health.telemetry_interval_s),
         })
     }
 
@@ -299,12 +306,7 @@ impl MqttSink {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let (client, eventloop) = AsyncClient::new(self.options.clone(), 64);
         let (events_tx, mut events) = mpsc::channel(256);
-        let poller = tokio::spawn(poll_events(
-            eventloop,
-            events_tx,
-            self.reconnect_min,
-            self.reconnect_max,
-        ));
+        let poller = tokio::spawn(poll_events(eventloop, events_tx, self.reconnect));
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut status_tick = tokio::time::interval(self.status_every);
@@ -518,18 +520,12 @@ enum LinkEvent {
 
 /// Polls rumqttc's event loop forever (it reconnects on the next poll after an error),
 /// waiting a jittered, growing delay after each failure.
-async fn poll_events(
-    mut eventloop: EventLoop,
-    tx: mpsc::Sender<LinkEvent>,
-    min: Duration,
-    max: Duration,
-) {
-    let mut delay = min;
-    let mut rng = Jitter::new();
+async fn poll_events(mut eventloop: EventLoop, tx: mpsc::Sender<LinkEvent>, reconnect: Backoff) {
+    let mut retries = reconnect.retries();
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                delay = min;
+                retries.reset();
                 if ack.code == rumqttc::ConnectReturnCode::Success
                     && tx.send(LinkEvent::Connected).await.is_err()
                 {
@@ -559,35 +555,9 @@ async fn poll_events(
                 {
                     return;
                 }
-                // Full jitter over [delay/2, delay]: gateways reconnecting after a broker
-                // restart do not stampede it in step.
-                let wait = delay.mul_f64(0.5 + 0.5 * rng.next_unit());
-                tokio::time::sleep(wait).await;
-                delay = (delay * 2).min(max);
+                tokio::time::sleep(retries.next_delay()).await;
             }
         }
-    }
-}
-
-/// A small generator for backoff jitter (no need for a cryptographic one).
-struct Jitter(u64);
-
-impl Jitter {
-    fn new() -> Self {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0x1234_5678)
-            ^ u64::from(std::process::id());
-        Self(seed | 1)
-    }
-
-    fn next_unit(&mut self) -> f64 {
-        // xorshift64
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 

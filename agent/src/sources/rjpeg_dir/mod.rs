@@ -19,11 +19,13 @@
 //! - **Never dropped**: frames of files wait for room in the pipeline (the file is on
 //!   disk; waiting costs nothing).
 
+pub mod config;
+pub use config::RjpegDirSourceConfig;
+
 mod registry;
 
 pub use registry::ProcessedRegistry;
 
-use crate::config::RjpegDirSourceConfig;
 use crate::health::CameraState;
 use crate::sources::{
     FileDone, FramePayload, FrameSender, RadiometricFrame, SourceError, SourceFile, SourceFrame,

@@ -7,6 +7,9 @@
 //! never dropped: the file is on disk, so the replay waits for the pipeline. A frame
 //! that cannot be read ends the replay with the reason in the camera's state.
 
+pub mod config;
+pub use config::SeqReplaySourceConfig;
+
 use crate::health::CameraState;
 use crate::sources::{FramePayload, FrameSender, RadiometricFrame, SourceFrame, StopFlag};
 use chitti_common::finding::FindingSource;

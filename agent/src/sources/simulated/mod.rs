@@ -26,7 +26,10 @@
 //! the same fault cycle drawn by that generator (three bushings), for running the
 //! detector on a live stream.
 
+pub mod config;
 pub mod scene;
+
+pub use config::{SceneKind, SimulatedSourceConfig};
 
 use crate::health::{CameraHealth, CameraState};
 use crate::sources::{FramePayload, FrameSender, Offer, RadiometricFrame, SourceFrame, StopFlag};
@@ -35,28 +38,8 @@ use chitti_common::image::RawFrame;
 use chitti_common::radiometry::{RadiometricParams, RawToCelsius};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use scene::{CountTable, SceneRng};
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Which scene a simulated camera shows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SceneKind {
-    /// Three phases; a connector heats up and cools down, a phase goes cold.
-    #[default]
-    Substation,
-    /// Three healthy phases: nothing should be reported.
-    Quiet,
-    /// The `substation` fault cycle drawn as the [`scene`] generator's components: a
-    /// row of three bushings (what `chitti-agent synth` draws and the shipped component
-    /// detector was trained on) on a sky-and-ground background; phase B's terminal
-    /// heats and cools, phase C loses its load. For running the detector on a live
-    /// stream. Each frame is drawn by the generator (optics blur, fixed pattern, its own
-    /// sensor noise: `noise_c` does not apply), tens of milliseconds at 640×480, so
-    /// keep `fps` low (1–5, the detector's own rate); at least 64×48 pixels.
-    Components,
-}
 
 /// Scene length of one fault cycle, seconds.
 pub const CYCLE_S: f64 = 1200.0;
@@ -92,8 +75,8 @@ pub struct SimulatedCamera {
 
 impl SimulatedCamera {
     /// The camera a configuration describes, with the nominal radiometric parameters
-    /// ([`nominal_camera_params`](crate::config::nominal_camera_params)).
-    pub fn from_config(camera: &str, c: &crate::config::SimulatedSourceConfig) -> Self {
+    /// ([`nominal_camera_params`](crate::sources::nominal_camera_params)).
+    pub fn from_config(camera: &str, c: &SimulatedSourceConfig) -> Self {
         Self {
             camera: camera.to_string(),
             width: c.width,
@@ -104,7 +87,7 @@ impl SimulatedCamera {
             scene: c.scene,
             frames: c.frames,
             unpaced: c.unpaced,
-            params: crate::config::nominal_camera_params(),
+            params: crate::sources::nominal_camera_params(),
             ambient_c: c.ambient_c,
             noise_c: c.noise_c,
         }
@@ -354,42 +337,6 @@ pub fn phase_body_rects(width: u32, height: u32) -> [[u32; 4]; 3] {
     })
 }
 
-/// The findings a configuration's simulated cameras produce over their `frames`, found
-/// by running the same frames through the same analysis in-process: what an agent
-/// with this configuration must deliver (ids and clocks aside). For tests and the demo's
-/// self-check; cameras without a frame limit are skipped.
-pub fn predicted_findings(
-    config: &crate::config::AgentConfig,
-) -> Result<Vec<chitti_common::finding::Finding>, String> {
-    let catalog = config.severity_catalog()?;
-    let mut out = Vec::new();
-    for camera in &config.cameras {
-        let crate::config::SourceConfig::Simulated(sim) = &camera.source else {
-            continue;
-        };
-        let Some(frames) = sim.frames else {
-            continue;
-        };
-        let scene = Scene::new(SimulatedCamera::from_config(&camera.id, sim))?;
-        let table = catalog
-            .get(config.table_for(camera))
-            .ok_or_else(|| format!("camera {}: unknown severity table", camera.id))?
-            .clone();
-        let mut analyzer = crate::analysis::CameraAnalyzer::new(
-            config,
-            camera,
-            table,
-            Box::new(crate::analysis::NoDetector),
-        );
-        for n in 0..frames {
-            let frame = scene.source_frame(n, Utc::now().fixed_offset());
-            let outcome = analyzer.process(&frame).map_err(|e| e.to_string())?;
-            out.extend(outcome.findings.into_iter().map(|f| f.finding));
-        }
-    }
-    Ok(out)
-}
-
 /// Starts the camera on its own thread.
 pub fn spawn(
     scene: Scene,
@@ -438,7 +385,7 @@ fn run(scene: &Scene, sender: &FrameSender, stop: &StopFlag) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::nominal_camera_params;
+    use crate::sources::nominal_camera_params;
 
     fn camera(scene: SceneKind) -> SimulatedCamera {
         SimulatedCamera {

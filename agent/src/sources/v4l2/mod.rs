@@ -19,6 +19,10 @@
 //! wall clock when it is received, later frames keep the driver's spacing from it
 //! ([`ClockMap`]); frames without a driver stamp get the time they were received.
 
+pub mod config;
+pub use crate::backoff::Backoff;
+pub use config::{PlanckConfig, V4l2Mode, V4l2SourceToml};
+
 pub mod device;
 pub mod format;
 #[cfg(feature = "v4l2")]
@@ -32,32 +36,6 @@ use chitti_common::finding::FindingSource;
 use chrono::{DateTime, Utc};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// Capped exponential backoff between reopen attempts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    /// Wait before the first reopen (and after any session that delivered frames).
-    pub initial: Duration,
-    /// The cap; each failed attempt doubles the wait up to this.
-    pub max: Duration,
-}
-
-impl Default for Backoff {
-    /// 0.5 s doubling to 30 s.
-    fn default() -> Self {
-        Self {
-            initial: Duration::from_millis(500),
-            max: Duration::from_secs(30),
-        }
-    }
-}
-
-impl Backoff {
-    /// The wait after `current`: doubled, capped.
-    pub fn next(&self, current: Duration) -> Duration {
-        current.saturating_mul(2).min(self.max).max(self.initial)
-    }
-}
 
 /// One V4L2 camera's configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,7 +78,8 @@ impl V4l2SourceConfig {
             fps,
             mode,
             saturated_max_c: None,
-            backoff: Backoff::default(),
+            // 0.5 s doubling to 30 s.
+            backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(30)),
             stall_timeout: Duration::from_secs(10),
         }
     }
@@ -193,7 +172,7 @@ pub fn run(
         return;
     }
     let mut seq = 0u64;
-    let mut wait = config.backoff.initial;
+    let mut retries = config.backoff.retries();
     while !stop.is_raised() {
         let end = match opener.open() {
             Ok(mut device) => {
@@ -217,14 +196,14 @@ pub fn run(
                 delivered_frames,
             } => {
                 if delivered_frames {
-                    wait = config.backoff.initial;
+                    retries.reset();
                 }
+                let wait = retries.next_delay();
                 tracing::warn!(camera = %config.camera, device = %config.device.display(), %reason, retry_in = ?wait, "v4l2 camera lost");
                 health.set_state(CameraState::Reconnecting(reason));
                 if stop.sleep(wait) {
                     break;
                 }
-                wait = config.backoff.next(wait);
             }
         }
     }
@@ -368,10 +347,7 @@ mod tests {
 
     fn config(mode: CaptureMode) -> V4l2SourceConfig {
         V4l2SourceConfig {
-            backoff: Backoff {
-                initial: Duration::from_millis(1),
-                max: Duration::from_millis(4),
-            },
+            backoff: Backoff::new(Duration::from_millis(1), Duration::from_millis(4)),
             // Never reached in a test: stalls are not what these tests are about.
             stall_timeout: Duration::from_secs(3600),
             ..V4l2SourceConfig::new("cam1", "/dev/fake0", (W, H), 30.0, mode)
@@ -530,10 +506,7 @@ mod tests {
         let (failures_tx, failures) = mpsc::channel();
         r.cam.notify_failures(failures_tx);
         let mut cfg = config(linear());
-        cfg.backoff = Backoff {
-            initial: Duration::from_secs(3600),
-            max: Duration::from_secs(3600),
-        };
+        cfg.backoff = Backoff::new(Duration::from_secs(3600), Duration::from_secs(3600));
         // Nothing scripted: every open fails.
         let handle = spawn(cfg, r.cam.opener(), r.sender, r.stop.clone());
         failures.recv().unwrap();
@@ -663,13 +636,9 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_the_cap() {
-        let b = Backoff::default();
-        let mut w = b.initial;
-        let mut seen = vec![w];
-        for _ in 0..8 {
-            w = b.next(w);
-            seen.push(w);
-        }
+        let config = V4l2SourceConfig::new("cam1", "/dev/fake0", (W, H), 30.0, linear());
+        let mut retries = config.backoff.retries();
+        let seen: Vec<Duration> = (0..9).map(|_| retries.next_delay()).collect();
         let secs: Vec<f64> = seen.iter().map(Duration::as_secs_f64).collect();
         assert_eq!(secs, [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]);
     }

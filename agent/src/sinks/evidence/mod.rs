@@ -13,13 +13,15 @@
 //! enrolled; no token or password travels. The signature names only the blob, so a
 //! replay can only upload the same bytes again.
 
+pub mod config;
+pub use config::EvidenceConfig;
+
+use crate::backoff::{Backoff, Jitter, Retries};
 use chitti_common::signing::{sign_evidence, GATEWAY_HEADER, SIGNATURE_HEADER};
 use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
-use std::collections::hash_map::RandomState;
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -36,6 +38,21 @@ pub trait EvidenceStore: Send + Sync + 'static {
     fn evidence(&self, sha256: &str) -> Result<Option<Vec<u8>>, String>;
     /// The hub has it: delete it locally.
     fn evidence_uploaded(&self, sha256: &str) -> Result<(), String>;
+}
+
+/// The uploader reads and deletes evidence through the outbox.
+impl EvidenceStore for crate::outbox::Outbox {
+    fn evidence_to_upload(&self, limit: usize) -> Vec<String> {
+        crate::outbox::Outbox::evidence_to_upload(self, limit)
+    }
+
+    fn evidence(&self, sha256: &str) -> Result<Option<Vec<u8>>, String> {
+        crate::outbox::Outbox::evidence(self, sha256).map_err(|e| e.to_string())
+    }
+
+    fn evidence_uploaded(&self, sha256: &str) -> Result<(), String> {
+        crate::outbox::Outbox::evidence_uploaded(self, sha256).map_err(|e| e.to_string())
+    }
 }
 
 /// How the uploader reaches the hub and paces itself.
@@ -252,17 +269,14 @@ pub fn spawn(
         agent,
         base,
         identity,
-        timing: Timing {
-            retry_min: config.retry_min,
-            retry_max: config.retry_max,
-            poll: config.poll,
-        },
+        timing: Timing { poll: config.poll },
         store,
         stop,
         shared: Arc::clone(&shared),
         skip: HashSet::new(),
-        attempt: 0,
-        rng: seed(),
+        retries: Backoff::new(config.retry_min, config.retry_max)
+            .with_jitter(Jitter::Equal)
+            .retries(),
     };
     let thread = std::thread::Builder::new()
         .name("evidence-upload".into())
@@ -308,8 +322,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 struct Timing {
-    retry_min: Duration,
-    retry_max: Duration,
     poll: Duration,
 }
 
@@ -334,8 +346,7 @@ struct Worker {
     // retried until restart, so they cannot keep the uploader in a hot loop.
     skip: HashSet<String>,
     // Consecutive transient failures, for the backoff.
-    attempt: u32,
-    rng: u64,
+    retries: Retries,
 }
 
 enum Pass {
@@ -480,7 +491,7 @@ impl Worker {
             Ok(response) => response,
             Err(_) if self.stopped() => return Outcome::Stopped,
             Err(err) => {
-                let delay = self.backoff();
+                let delay = self.retries.next_delay();
                 warn!(
                     sha256 = name,
                     %err,
@@ -495,7 +506,7 @@ impl Worker {
         match classify(status) {
             Verdict::Stored => {
                 // The hub answered, so it is healthy: the next failure starts afresh.
-                self.attempt = 0;
+                self.retries.reset();
                 if let Err(err) = self.store.evidence_uploaded(name) {
                     // The hub has it; the next pass sends it again (idempotent PUT)
                     // and tries the delete once more.
@@ -515,7 +526,7 @@ impl Worker {
                 Outcome::Done
             }
             Verdict::Rejected => {
-                self.attempt = 0;
+                self.retries.reset();
                 let body = body_snippet(&mut response);
                 error!(
                     sha256 = name,
@@ -531,10 +542,7 @@ impl Worker {
                 Outcome::Done
             }
             Verdict::Retry => {
-                let backoff = self.backoff();
-                let delay = retry_after(response.headers())
-                    .map(|d| d.min(self.timing.retry_max))
-                    .unwrap_or(backoff);
+                let delay = self.retries.next_delay_or(retry_after(response.headers()));
                 warn!(
                     sha256 = name,
                     status,
@@ -569,17 +577,6 @@ impl Worker {
             stop: &self.stop,
         };
         request.send(ureq::SendBody::from_reader(&mut body))
-    }
-
-    fn backoff(&mut self) -> Duration {
-        let delay = backoff_delay(
-            self.timing.retry_min,
-            self.timing.retry_max,
-            self.attempt,
-            next_random(&mut self.rng),
-        );
-        self.attempt = self.attempt.saturating_add(1);
-        delay
     }
 
     fn failure(&self, message: String) {
@@ -636,42 +633,6 @@ fn body_snippet(response: &mut ureq::http::Response<ureq::Body>) -> String {
         .take(BODY_SNIPPET)
         .read_to_end(&mut buf);
     String::from_utf8_lossy(&buf).into_owned()
-}
-
-/// Capped exponential backoff with jitter: `min * 2^attempt`, capped at `max`, then
-/// a random point in its upper half, never below `min`.
-fn backoff_delay(min: Duration, max: Duration, attempt: u32, random: u64) -> Duration {
-    let ceiling = min
-        .checked_mul(1u32 << attempt.min(31))
-        .unwrap_or(max)
-        .min(max);
-    let half = ceiling / 2;
-    let span = half.as_nanos() as u64;
-    let jitter = if span == 0 { 0 } else { random % (span + 1) };
-    (half + Duration::from_nanos(jitter)).max(min)
-}
-
-// xorshift64*: plenty for jitter, and no dependency for it.
-fn next_random(state: &mut u64) -> u64 {
-    let mut x = *state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *state = x;
-    x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-}
-
-// Seeded from the std hasher's per-process random keys, so agents that lost the hub
-// together do not retry in lockstep.
-fn seed() -> u64 {
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    hasher.finish() | 1
 }
 
 fn is_sha256_hex(name: &str) -> bool {
@@ -1317,28 +1278,6 @@ mod tests {
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
         );
         assert_eq!(retry_after(&headers), None);
-    }
-
-    #[test]
-    fn backoff_doubles_within_bounds_with_jitter() {
-        let (min, max) = (Duration::from_secs(1), Duration::from_secs(300));
-        for random in [0, 1, 12_345_678_901, u64::MAX] {
-            assert_eq!(backoff_delay(min, max, 0, random), min);
-            let third = backoff_delay(min, max, 3, random);
-            assert!(third >= Duration::from_secs(4) && third <= Duration::from_secs(8));
-            for attempt in [9, 31, 32, u32::MAX] {
-                let capped = backoff_delay(min, max, attempt, random);
-                assert!(capped >= max / 2 && capped <= max, "{attempt}: {capped:?}");
-            }
-        }
-        assert_eq!(backoff_delay(min, max, 3, 0), Duration::from_secs(4));
-        assert_eq!(
-            backoff_delay(min, max, 3, 4_000_000_000),
-            Duration::from_secs(8)
-        );
-        let mut rng = seed();
-        let a = next_random(&mut rng);
-        assert_ne!(a, next_random(&mut rng));
     }
 
     #[test]
