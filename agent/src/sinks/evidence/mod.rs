@@ -17,6 +17,7 @@ pub mod config;
 pub use config::EvidenceConfig;
 
 use crate::backoff::{Backoff, Jitter, Retries};
+use crate::outbox::OutboxError;
 use chitti_common::signing::{sign_evidence, GATEWAY_HEADER, SIGNATURE_HEADER};
 use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
@@ -35,9 +36,9 @@ pub trait EvidenceStore: Send + Sync + 'static {
     /// Evidence waiting for upload, oldest first (lowercase hex sha256 strings).
     fn evidence_to_upload(&self, limit: usize) -> Vec<String>;
     /// The bytes of one blob (None if it is gone).
-    fn evidence(&self, sha256: &str) -> Result<Option<Vec<u8>>, String>;
+    fn evidence(&self, sha256: &str) -> Result<Option<Vec<u8>>, OutboxError>;
     /// The hub has it: delete it locally.
-    fn evidence_uploaded(&self, sha256: &str) -> Result<(), String>;
+    fn evidence_uploaded(&self, sha256: &str) -> Result<(), OutboxError>;
 }
 
 /// The uploader reads and deletes evidence through the outbox.
@@ -46,12 +47,12 @@ impl EvidenceStore for crate::outbox::Outbox {
         crate::outbox::Outbox::evidence_to_upload(self, limit)
     }
 
-    fn evidence(&self, sha256: &str) -> Result<Option<Vec<u8>>, String> {
-        crate::outbox::Outbox::evidence(self, sha256).map_err(|e| e.to_string())
+    fn evidence(&self, sha256: &str) -> Result<Option<Vec<u8>>, OutboxError> {
+        crate::outbox::Outbox::evidence(self, sha256)
     }
 
-    fn evidence_uploaded(&self, sha256: &str) -> Result<(), String> {
-        crate::outbox::Outbox::evidence_uploaded(self, sha256).map_err(|e| e.to_string())
+    fn evidence_uploaded(&self, sha256: &str) -> Result<(), OutboxError> {
+        crate::outbox::Outbox::evidence_uploaded(self, sha256)
     }
 }
 
@@ -766,14 +767,14 @@ mod tests {
             self.names().into_iter().take(limit).collect()
         }
 
-        fn evidence(&self, sha256: &str) -> Result<Option<Vec<u8>>, String> {
+        fn evidence(&self, sha256: &str) -> Result<Option<Vec<u8>>, OutboxError> {
             Ok(lock(&self.blobs)
                 .iter()
                 .find(|(n, _)| n == sha256)
                 .map(|(_, b)| b.clone()))
         }
 
-        fn evidence_uploaded(&self, sha256: &str) -> Result<(), String> {
+        fn evidence_uploaded(&self, sha256: &str) -> Result<(), OutboxError> {
             lock(&self.blobs).retain(|(n, _)| n != sha256);
             lock(&self.uploaded_calls).push(sha256.to_owned());
             let _ = self.uploaded_tx.send(sha256.to_owned());
