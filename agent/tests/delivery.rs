@@ -71,7 +71,7 @@ async fn a_backlog_built_while_the_broker_is_unreachable_replays_as_historical()
     let dir = tempfile::tempdir().unwrap();
     let site = format!("mosq-backlog-{}", std::process::id());
     let mut hub = TestHub::start(1883, &site).await;
-    let proxy = CuttableProxy::start(1883, false).await;
+    let proxy = CuttableProxy::start_with(1883, false).await;
     let config_text = simulated_config(&site, "gw-1", proxy.port, &dir.path().join("outbox"), 60);
     let expected = expected_shapes(&config_text);
     let config = dir.path().join("agent.toml");
@@ -342,7 +342,7 @@ async fn evidence_is_uploaded_and_recomputes_the_findings_temperatures() {
 async fn a_broker_restart_mid_stream_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let broker = OwnMosquitto::start(port, dir.path());
+    let broker = Mosquitto::start_on(port, dir.path(), "allow_anonymous true");
     let site = "own-mosquitto-restart";
     let mut hub = TestHub::start(port, site).await;
     // A paced camera: 12 s of frames, so the stream is still running when the broker dies.
@@ -366,7 +366,7 @@ async fn a_broker_restart_mid_stream_loses_nothing() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let _broker = OwnMosquitto::start(port, dir.path());
+    let _broker = Mosquitto::start_on(port, dir.path(), "allow_anonymous true");
     let ledger = hub
         .wait_for(
             "every logged finding, the camera finished, the outbox empty",

@@ -1,14 +1,9 @@
 //! `chitti-agent inspect` as a user runs it: the real binary on the real fixtures.
 
+use chitti_test_support::fixture;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Command, Output};
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/flir")
-        .join(name)
-}
 
 fn inspect(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_chitti-agent"))

@@ -4,13 +4,8 @@
 
 mod support;
 
+use chitti_test_support::fixture;
 use support::*;
-
-fn fixture(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/flir")
-        .join(name)
-}
 
 fn folder_config(site: &str, folder: &std::path::Path, outbox: &std::path::Path) -> String {
     format!(

@@ -6,144 +6,15 @@ mod support;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use chitti_hub::api::{router, ApiState};
-use chitti_hub::credentials::hash_password;
 use chitti_hub::store::prelude::*;
-use chitti_hub::store::{AnyStore, NewUser, Role};
 use serde_json::{json, Value};
-use std::sync::Arc;
-use support::{cool_finding, finding, ingested, TestDb};
+use support::{assert_error, cool_finding, finding, ingested, Api};
 use tower::ServiceExt;
 use uuid::Uuid;
 
-struct Api {
-    app: axum::Router,
-    store: Arc<AnyStore>,
-    live: Arc<chitti_hub::live::LiveEvents>,
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Value,
-}
-
-impl Api {
-    async fn new(backend: &str) -> (Self, TestDb) {
-        let db = TestDb::migrated(backend).await;
-        let store = Arc::new(db.store.clone());
-        // One hash for every account: argon2 is slow on purpose.
-        let hash = hash_password("correct horse battery").unwrap();
-        for (name, role) in [
-            ("vera", Role::Viewer),
-            ("otto", Role::Operator),
-            ("ada", Role::Admin),
-        ] {
-            store
-                .add_user(&NewUser {
-                    username: name.into(),
-                    password_hash: hash.clone(),
-                    role,
-                })
-                .await
-                .unwrap();
-        }
-        let state = ApiState::new(store.clone(), false);
-        let live = state.live.clone();
-        tokio::spawn(chitti_hub::api::stream::run_publisher(
-            live.clone(),
-            store.clone(),
-        ));
-        let app = router(state);
-        (Self { app, store, live }, db)
-    }
-
-    async fn call(
-        &self,
-        method: &str,
-        uri: &str,
-        auth: Option<&str>,
-        body: Option<Value>,
-        headers: &[(&str, &str)],
-    ) -> Reply {
-        let mut req = Request::builder().method(method).uri(uri);
-        if let Some(t) = auth {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = match body {
-            Some(b) => req
-                .header("content-type", "application/json")
-                .body(Body::from(b.to_string())),
-            None => req.body(Body::empty()),
-        }
-        .unwrap();
-        let resp = self.app.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    async fn login(&self, user: &str) -> (String, String, String) {
-        let r = self
-            .call(
-                "POST",
-                "/api/v1/auth/login",
-                None,
-                Some(json!({"username": user, "password": "correct horse battery"})),
-                &[],
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-        let cookie = r.headers["set-cookie"].to_str().unwrap().to_string();
-        assert!(
-            cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
-            "{cookie}"
-        );
-        let session = cookie.split(';').next().unwrap().to_string();
-        (
-            r.body["token"].as_str().unwrap().to_string(),
-            r.body["csrf_token"].as_str().unwrap().to_string(),
-            session,
-        )
-    }
-
-    /// Stores a track of three findings: one alert.
-    async fn alert(&self) -> Uuid {
-        let track = Uuid::now_v7();
-        let findings: Vec<_> = (0..3)
-            .map(|i| finding(track, 1 + i as u8, 50.0 + i as f64, i))
-            .collect();
-        self.store
-            .insert_findings(&ingested(&findings, chrono::Utc::now()))
-            .await
-            .unwrap();
-        let page = self.store.list_alerts(&Default::default()).await.unwrap();
-        page.items.iter().find(|a| a.track_id == track).unwrap().id
-    }
-}
-
-/// Asserts an error answer; its message.
-fn assert_error(r: &Reply, status: StatusCode, code: &str) -> String {
-    assert_eq!(r.status, status, "{:?}", r.body);
-    assert_eq!(r.body["error"]["code"], code, "{:?}", r.body);
-    let message = r.body["error"]["message"].as_str().unwrap_or_default();
-    assert!(!message.is_empty());
-    message.to_string()
-}
-
 async fn each_role_may_do_exactly_what_it_should(backend: &str) {
     let (api, _db) = Api::new(backend).await;
+    api.spawn_publisher();
     let alert = api.alert().await;
     let mut tokens = Vec::new();
     for user in ["vera", "otto", "ada"] {
@@ -234,6 +105,7 @@ async fn each_role_may_do_exactly_what_it_should(backend: &str) {
 
 async fn the_lifecycle_refuses_invalid_transitions_with_409(backend: &str) {
     let (api, _db) = Api::new(backend).await;
+    api.spawn_publisher();
     let alert = api.alert().await;
     let (otto, _, _) = api.login("otto").await;
     let act = |a: &'static str| format!("/api/v1/alerts/{alert}/{a}");
@@ -312,6 +184,7 @@ async fn the_lifecycle_refuses_invalid_transitions_with_409(backend: &str) {
 
 async fn cookie_sessions_need_csrf_tokens_and_logout_ends_them(backend: &str) {
     let (api, _db) = Api::new(backend).await;
+    api.spawn_publisher();
     let alert = api.alert().await;
     let (_, csrf, cookie) = api.login("otto").await;
     let path = format!("/api/v1/alerts/{alert}/acknowledge");
@@ -370,6 +243,7 @@ async fn cookie_sessions_need_csrf_tokens_and_logout_ends_them(backend: &str) {
 
 async fn wrong_passwords_are_refused_and_rate_limited(backend: &str) {
     let (api, _db) = Api::new(backend).await;
+    api.spawn_publisher();
     for _ in 0..10 {
         let r = api
             .call(
@@ -407,6 +281,7 @@ async fn wrong_passwords_are_refused_and_rate_limited(backend: &str) {
 
 async fn api_tokens_are_shown_once_scoped_to_their_user_and_revocable(backend: &str) {
     let (api, _db) = Api::new(backend).await;
+    api.spawn_publisher();
     let (session, _, _) = api.login("vera").await;
     let r = api
         .call(
@@ -465,6 +340,7 @@ async fn api_tokens_are_shown_once_scoped_to_their_user_and_revocable(backend: &
 /// made for, and never again once its user was disabled.
 async fn a_token_is_confined_to_its_scopes_and_its_life(backend: &str) {
     let (api, _db) = Api::new(backend).await;
+    api.spawn_publisher();
     let (ada, _, _) = api.login("ada").await;
     let (vera, _, _) = api.login("vera").await;
     let make = |session: String, body: Value| {
@@ -601,6 +477,7 @@ async fn a_token_is_confined_to_its_scopes_and_its_life(backend: &str) {
 
 async fn lists_page_through_every_row_exactly_once(backend: &str) {
     let (api, _db) = Api::new(backend).await;
+    api.spawn_publisher();
     let track = Uuid::now_v7();
     let findings: Vec<_> = (0..25)
         .map(|i| finding(track, 1, 40.0 + i as f64, i))
@@ -714,6 +591,7 @@ impl EventReader {
 
 async fn the_stream_carries_alert_changes_filtered_and_resumable(backend: &str) {
     let (api, _db) = Api::new(backend).await;
+    api.spawn_publisher();
     let (vera, _, _) = api.login("vera").await;
     let (otto, _, _) = api.login("otto").await;
     let mut all = EventReader::open(&api, &vera, "", None).await;
@@ -789,6 +667,7 @@ async fn the_stream_carries_alert_changes_filtered_and_resumable(backend: &str) 
 
 async fn action_bodies_are_checked_per_action(backend: &str) {
     let (api, _db) = Api::new(backend).await;
+    api.spawn_publisher();
     let alert = api.alert().await;
     let (otto, _, _) = api.login("otto").await;
     let url = |action: &str| format!("/api/v1/alerts/{alert}/{action}");
@@ -918,6 +797,7 @@ async fn action_bodies_are_checked_per_action(backend: &str) {
 
 async fn admins_change_roles_and_disable_users_but_not_themselves(backend: &str) {
     let (api, _db) = Api::new(backend).await;
+    api.spawn_publisher();
     let (ada, _, _) = api.login("ada").await;
     let (otto, _, _) = api.login("otto").await;
     let users = api
@@ -1013,6 +893,7 @@ async fn admins_change_roles_and_disable_users_but_not_themselves(backend: &str)
 
 async fn alert_orders_page_stably_while_alerts_arrive(backend: &str) {
     let (api, _db) = Api::new(backend).await;
+    api.spawn_publisher();
     let mut before = std::collections::BTreeSet::new();
     for i in 0..13_i64 {
         let f = finding(Uuid::now_v7(), (i % 4) as u8, 40.0 + i as f64, i);
@@ -1106,6 +987,7 @@ async fn alert_orders_page_stably_while_alerts_arrive(backend: &str) {
 
 async fn search_and_track_filters_reach_the_store(backend: &str) {
     let (api, _db) = Api::new(backend).await;
+    api.spawn_publisher();
     let alert = api.alert().await;
     // Another track on the same camera: not in the alert's history.
     let other = finding(Uuid::now_v7(), 2, 70.0, 5);
@@ -1199,6 +1081,7 @@ async fn search_and_track_filters_reach_the_store(backend: &str) {
 /// that says so, whatever batch the cool finding came in; a hot track's does not.
 async fn alerts_say_when_their_track_is_a_cool_exception(backend: &str) {
     let (api, _db) = Api::new(backend).await;
+    api.spawn_publisher();
     let (vera, _, _) = api.login("vera").await;
     let store = |fs: Vec<chitti_common::finding::Finding>| {
         let store = api.store.clone();
@@ -1292,24 +1175,7 @@ async fn alerts_say_when_their_track_is_a_cool_exception(backend: &str) {
     assert_eq!(r.body["history"][0]["cool_exception"], false);
 }
 
-macro_rules! on_both {
-    ($($name:ident),*) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name("sqlite").await
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name("postgres").await
-            })*
-        }
-    };
-}
-
-on_both!(
+support::on_both!(
     each_role_may_do_exactly_what_it_should,
     the_lifecycle_refuses_invalid_transitions_with_409,
     cookie_sessions_need_csrf_tokens_and_logout_ends_them,

@@ -12,39 +12,25 @@ use chitti_common::analysis::PreparedRadiometry;
 use chitti_common::analysis::{analyze_frame, analyze_prepared, AnalysisOptions, FrameAnalysis};
 use chitti_common::evidence::{encode_radiometric_png, RadiometricPngMeta};
 use chitti_common::finding::{EvidenceRef, Finding, Measurement};
+use chitti_common::inspection::sha256_hex;
 use chitti_common::radiometry::ParamOverrides;
 use chitti_common::severity::SeverityCatalog;
 use chitti_common::signing::{
     sign_evidence, signing_key_from_seed, GATEWAY_HEADER, SIGNATURE_HEADER,
 };
-use chitti_hub::api::auth::token_hash;
-use chitti_hub::api::{router, ApiState};
 use chitti_hub::evidence::EvidenceStore;
 use chitti_hub::store::prelude::*;
-use chitti_hub::store::{AnyStore, NewGateway, NewSession, NewUser, Role};
+use chitti_hub::store::AnyStore;
+use chitti_test_support::read_fixture;
 use ed25519_dalek::SigningKey;
-use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use support::{ingested, TestDb};
-use tower::ServiceExt;
+use support::{assert_error, enrol, ingested, Api, Reply, TestDb, Users};
 use uuid::Uuid;
 
 const SITE: &str = "north-yard";
 const GATEWAY: &str = "gw-07";
 const OTHER_GATEWAY: &str = "gw-08";
 const REVOKED_GATEWAY: &str = "gw-09";
-
-fn fixture(name: &str) -> Vec<u8> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/flir")
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn sha(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
 
 fn key(gateway: &str) -> SigningKey {
     let seed = match gateway {
@@ -55,118 +41,37 @@ fn key(gateway: &str) -> SigningKey {
     signing_key_from_seed(&seed)
 }
 
-struct Api {
-    app: axum::Router,
-    store: Arc<AnyStore>,
-    evidence: Arc<EvidenceStore>,
-    /// A viewer's bearer token.
-    viewer: String,
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    bytes: Vec<u8>,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
-    }
-}
-
-/// A store with a viewer (session made directly: no argon2 in these tests) and three
-/// enrolled gateways, one of them revoked.
-async fn setup(store: &Arc<AnyStore>) -> String {
-    let user = store
-        .add_user(&NewUser {
-            username: "vera".into(),
-            password_hash: "never used".into(),
-            role: Role::Viewer,
-        })
-        .await
-        .unwrap();
-    let token = "chs_viewer-session-token".to_string();
-    let now = chrono::Utc::now();
-    store
-        .create_session(&NewSession {
-            token_hash: token_hash(&token),
-            user_id: user.id,
-            csrf_token: "csrf".into(),
-            created_at: now,
-            expires_at: now + chrono::Duration::hours(1),
-            from_address: None,
-        })
-        .await
-        .unwrap();
+/// Three gateways of `SITE` enrolled with their keys, one of them revoked.
+async fn enrol_gateways(store: &AnyStore) {
     for gateway in [GATEWAY, OTHER_GATEWAY, REVOKED_GATEWAY] {
-        store
-            .add_gateway(&NewGateway {
-                site: SITE.into(),
-                gateway: gateway.into(),
-                password_hash: "never used".into(),
-                public_key: key(gateway).verifying_key().to_bytes(),
-            })
-            .await
-            .unwrap();
+        enrol(
+            store,
+            SITE,
+            gateway,
+            key(gateway).verifying_key().to_bytes(),
+        )
+        .await;
     }
     assert!(store.revoke_gateway(SITE, REVOKED_GATEWAY).await.unwrap());
-    token
 }
 
 impl Api {
-    async fn new(backend: &str) -> (Self, TestDb) {
-        let db = TestDb::migrated(backend).await;
-        let store = Arc::new(db.store.clone());
-        let viewer = setup(&store).await;
-        let evidence = Arc::new(EvidenceStore::in_memory(64 << 20));
-        let app = router(ApiState::new(store.clone(), false).with_evidence(evidence.clone()));
-        (
-            Self {
-                app,
-                store,
-                evidence,
-                viewer,
-            },
-            db,
-        )
-    }
-
-    async fn send(&self, req: Request<Body>) -> Reply {
-        send(&self.app, req).await
-    }
-
-    async fn get(&self, uri: &str, auth: Option<&str>, accept: Option<&str>) -> Reply {
-        let mut req = Request::get(uri);
-        if let Some(t) = auth {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        if let Some(a) = accept {
-            req = req.header("accept", a);
-        }
-        self.send(req.body(Body::empty()).unwrap()).await
+    /// The API with its users' sessions made directly (no argon2 in these tests) and
+    /// the gateways enrolled.
+    async fn with_gateways(backend: &str) -> (Self, TestDb) {
+        let (api, db) = Api::with(backend, Users::Sessions, |state| {
+            state.with_evidence(Arc::new(EvidenceStore::in_memory(64 << 20)))
+        })
+        .await;
+        enrol_gateways(&api.store).await;
+        (api, db)
     }
 
     /// Uploads as `GATEWAY`, signed for the body's own hash.
     async fn upload(&self, bytes: &[u8]) -> Reply {
-        let name = sha(bytes);
+        let name = sha256_hex(bytes);
         self.send(signed_put(&name, GATEWAY, GATEWAY, bytes.to_vec()))
             .await
-    }
-}
-
-async fn send(app: &axum::Router, req: Request<Body>) -> Reply {
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let bytes = axum::body::to_bytes(resp.into_body(), 64 << 20)
-        .await
-        .unwrap()
-        .to_vec();
-    Reply {
-        status,
-        headers,
-        bytes,
     }
 }
 
@@ -183,19 +88,10 @@ fn signed_put(name: &str, claimed: &str, signer: &str, body: Vec<u8>) -> Request
         .unwrap()
 }
 
-fn assert_error(r: &Reply, status: StatusCode, code: &str) -> String {
-    let body = r.json();
-    assert_eq!(r.status, status, "{body:?}");
-    assert_eq!(body["error"]["code"], code, "{body:?}");
-    let message = body["error"]["message"].as_str().unwrap_or_default();
-    assert!(!message.is_empty(), "{body:?}");
-    message.to_string()
-}
-
 /// An agent-style stream evidence PNG from a real FLIR file: its raw counts and its
 /// camera parameters, as `encode_radiometric_png` writes them on a gateway.
 fn agent_png(fixture_name: &str) -> (Vec<u8>, chitti_common::flir::FlirFrame) {
-    let frame = chitti_common::flir::parse_bytes(&fixture(fixture_name)).unwrap();
+    let frame = chitti_common::flir::parse_bytes(&read_fixture(fixture_name)).unwrap();
     let meta = RadiometricPngMeta {
         version: 1,
         camera: "cam-1".into(),
@@ -208,24 +104,24 @@ fn agent_png(fixture_name: &str) -> (Vec<u8>, chitti_common::flir::FlirFrame) {
 }
 
 async fn signed_uploads_are_stored_once_and_checked(backend: &str) {
-    let (api, _db) = Api::new(backend).await;
+    let (api, _db) = Api::with_gateways(backend).await;
     let (png, _) = agent_png("flir_ax8_png_80x60.jpg");
-    let name = sha(&png);
+    let name = sha256_hex(&png);
 
     let first = api.upload(&png).await;
-    assert_eq!(first.status, StatusCode::CREATED, "{:?}", first.json());
+    assert_eq!(first.status, StatusCode::CREATED, "{:?}", first.body);
     assert_eq!(
         first.headers["location"],
         format!("/api/v1/evidence/{name}").as_str()
     );
-    let view = first.json();
+    let view = first.body.clone();
     assert_eq!(view["sha256"], name.as_str());
     assert_eq!(view["size"], png.len());
     assert_eq!(view["content_type"], "image/png");
     // A repeat is 200 with the first record; the blob and its record exist once.
     let again = api.upload(&png).await;
-    assert_eq!(again.status, StatusCode::OK, "{:?}", again.json());
-    assert_eq!(again.json(), view);
+    assert_eq!(again.status, StatusCode::OK, "{:?}", again.body);
+    assert_eq!(again.body, view);
     let record = api.store.evidence(&name).await.unwrap().unwrap();
     assert_eq!(
         (record.size, record.content_type.as_str()),
@@ -282,7 +178,7 @@ async fn signed_uploads_are_stored_once_and_checked(backend: &str) {
     assert!(m.contains("revoked"), "{m}");
 
     // The body must hash to the (signed) name.
-    let other = sha(b"some other bytes");
+    let other = sha256_hex(b"some other bytes");
     let m = assert_error(
         &api.send(signed_put(&other, GATEWAY, GATEWAY, png.clone()))
             .await,
@@ -315,11 +211,11 @@ async fn signed_uploads_are_stored_once_and_checked(backend: &str) {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.bytes, png);
     assert_eq!(r.headers["content-type"], "image/png");
-    let jpeg = fixture("flir_ex320_png_bigendian.jpg");
+    let jpeg = read_fixture("flir_ex320_png_bigendian.jpg");
     assert_eq!(api.upload(&jpeg).await.status, StatusCode::CREATED);
     let r = api
         .get(
-            &format!("/api/v1/evidence/{}", sha(&jpeg)),
+            &format!("/api/v1/evidence/{}", sha256_hex(&jpeg)),
             Some(&api.viewer),
             None,
         )
@@ -351,17 +247,15 @@ async fn signed_uploads_are_stored_once_and_checked(backend: &str) {
 }
 
 async fn evidence_limits_apply_through_the_http_router(backend: &str) {
-    let db = TestDb::migrated(backend).await;
-    let store = Arc::new(db.store.clone());
-    setup(&store).await;
+    let (mut api, _db) = Api::with_gateways(backend).await;
     let limit = 2 << 20;
     let bus = chitti_hub::broker::ExternalBus::connect(chitti_hub::broker::ExternalSettings::new(
         "mqtt://127.0.0.1:1",
         "api-evidence-test",
     ))
     .unwrap();
-    let app = chitti_hub::http::router(chitti_hub::http::HttpState {
-        store,
+    api.app = chitti_hub::http::router(chitti_hub::http::HttpState {
+        store: api.store.clone(),
         ingest: Arc::new(chitti_hub::ingest::IngestMetrics::default()),
         bus: Arc::new(chitti_hub::broker::HubBus::External(bus)),
         started: std::time::Instant::now(),
@@ -378,19 +272,24 @@ async fn evidence_limits_apply_through_the_http_router(backend: &str) {
     // Over the global 1 MiB, under the evidence limit: the route's limit wins.
     let global = chitti_hub::http::MAX_BODY_BYTES;
     let medium = png_of(global + global / 2);
-    let r = send(
-        &app,
-        signed_put(&sha(&medium), GATEWAY, GATEWAY, medium.clone()),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json());
+    let r = api
+        .send(signed_put(
+            &sha256_hex(&medium),
+            GATEWAY,
+            GATEWAY,
+            medium.clone(),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     // Over the evidence limit: 413 in the API's error shape, declared or streamed.
     let big = png_of(limit as usize + 1);
-    let r = send(&app, signed_put(&sha(&big), GATEWAY, GATEWAY, big.clone())).await;
+    let r = api
+        .send(signed_put(&sha256_hex(&big), GATEWAY, GATEWAY, big.clone()))
+        .await;
     assert_error(&r, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
-    let mut undeclared = signed_put(&sha(&big), GATEWAY, GATEWAY, big.clone());
+    let mut undeclared = signed_put(&sha256_hex(&big), GATEWAY, GATEWAY, big.clone());
     undeclared.headers_mut().remove("content-length");
-    let r = send(&app, undeclared).await;
+    let r = api.send(undeclared).await;
     assert_error(&r, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
     // The global limit still holds everywhere else, and a JSON body over it is a 413
     // in the error shape too.
@@ -401,7 +300,7 @@ async fn evidence_limits_apply_through_the_http_router(backend: &str) {
             "x".repeat(global)
         )))
         .unwrap();
-    let r = send(&app, login).await;
+    let r = api.send(login).await;
     assert_error(&r, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
 }
 
@@ -459,9 +358,9 @@ fn png_size(bytes: &[u8]) -> (u32, u32) {
 async fn check_grid(api: &Api, f: &Finding, width: u32, height: u32) {
     let uri = format!("/api/v1/findings/{}/temperatures", f.id);
     let r = api.get(&uri, Some(&api.viewer), None).await;
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json());
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.headers["content-type"], "application/json");
-    let grid = r.json();
+    let grid = r.body.clone();
     assert_eq!(
         (grid["width"].as_u64(), grid["height"].as_u64()),
         (Some(width.into()), Some(height.into()))
@@ -507,7 +406,7 @@ async fn check_grid(api: &Api, f: &Finding, width: u32, height: u32) {
 }
 
 async fn thermograms_and_grids_are_recomputed_from_evidence(backend: &str) {
-    let (api, _db) = Api::new(backend).await;
+    let (api, _db) = Api::with_gateways(backend).await;
     let catalog = SeverityCatalog::builtin();
     let table = catalog.get("utility-absolute").unwrap();
 
@@ -534,9 +433,9 @@ async fn thermograms_and_grids_are_recomputed_from_evidence(backend: &str) {
         &near_peak(probe.stats.max_c, overrides),
     )
     .unwrap();
-    let stream = finding_from(&analysis, &sha(&png));
+    let stream = finding_from(&analysis, &sha256_hex(&png));
     // (b) File evidence: an R-JPEG as it is, with the file's own parameters.
-    let jpeg = fixture("flir_ex320_png_bigendian.jpg");
+    let jpeg = read_fixture("flir_ex320_png_bigendian.jpg");
     let jframe = chitti_common::flir::parse_bytes(&jpeg).unwrap();
     let probe = analyze_frame(&jframe, table, &AnalysisOptions::default()).unwrap();
     let janalysis = analyze_frame(
@@ -545,12 +444,12 @@ async fn thermograms_and_grids_are_recomputed_from_evidence(backend: &str) {
         &near_peak(probe.stats.max_c, ParamOverrides::default()),
     )
     .unwrap();
-    let mut file = finding_from(&janalysis, &sha(&jpeg));
+    let mut file = finding_from(&janalysis, &sha256_hex(&jpeg));
     file.source = chitti_common::finding::FindingSource::Rjpeg;
     // Two more: evidence never uploaded, and none at all.
-    let mut not_uploaded = finding_from(&analysis, &sha(b"never uploaded"));
+    let mut not_uploaded = finding_from(&analysis, &sha256_hex(b"never uploaded"));
     not_uploaded.id = Uuid::now_v7();
-    let mut without = finding_from(&analysis, &sha(&png));
+    let mut without = finding_from(&analysis, &sha256_hex(&png));
     without.id = Uuid::now_v7();
     without.evidence = None;
     api.store
@@ -585,7 +484,7 @@ async fn thermograms_and_grids_are_recomputed_from_evidence(backend: &str) {
                 None,
             )
             .await;
-        assert_eq!(exact.status, StatusCode::OK, "{:?}", exact.json());
+        assert_eq!(exact.status, StatusCode::OK, "{:?}", exact.body);
         assert_eq!(exact.headers["content-type"], "image/png");
         assert_eq!(png_size(&exact.bytes), (w, h));
         let plain = api
@@ -605,7 +504,7 @@ async fn thermograms_and_grids_are_recomputed_from_evidence(backend: &str) {
             let r = api
                 .get(&format!("{base}?{query}"), Some(&api.viewer), None)
                 .await;
-            assert_eq!(r.status, StatusCode::OK, "{query}: {:?}", r.json());
+            assert_eq!(r.status, StatusCode::OK, "{query}: {:?}", r.body);
             png_size(&r.bytes);
         }
         for query in [
@@ -660,8 +559,8 @@ async fn thermograms_and_grids_are_recomputed_from_evidence(backend: &str) {
 }
 
 async fn the_endpoints_are_described_in_openapi(backend: &str) {
-    let (api, _db) = Api::new(backend).await;
-    let doc = api.get("/api/openapi.json", None, None).await.json();
+    let (api, _db) = Api::with_gateways(backend).await;
+    let doc = api.get("/api/openapi.json", None, None).await.body;
     let paths = &doc["paths"];
     let put = &paths["/api/v1/evidence/{sha256}"]["put"];
     assert_eq!(put["tags"][0], "evidence");
@@ -681,24 +580,7 @@ async fn the_endpoints_are_described_in_openapi(backend: &str) {
     assert!(grid["application/json"].is_object() && grid["application/octet-stream"].is_object());
 }
 
-macro_rules! on_both {
-    ($($name:ident),*) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name("sqlite").await
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name("postgres").await
-            })*
-        }
-    };
-}
-
-on_both!(
+support::on_both!(
     signed_uploads_are_stored_once_and_checked,
     evidence_limits_apply_through_the_http_router,
     thermograms_and_grids_are_recomputed_from_evidence,

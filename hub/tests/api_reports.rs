@@ -7,25 +7,20 @@
 
 mod support;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use chitti_common::evidence::{encode_radiometric_png, RadiometricPngMeta};
 use chitti_common::finding::{EvidenceRef, Finding};
 use chitti_common::geometry::{PixelPoint, PixelRect};
-use chitti_hub::api::auth::token_hash;
+use chitti_common::inspection::sha256_hex;
 use chitti_hub::api::reports::{jpeg_geometry, ALERT_COLUMNS, FINDING_COLUMNS, MAX_REPORT_TRACKS};
-use chitti_hub::api::{router, ApiState};
 use chitti_hub::evidence::EvidenceStore;
 use chitti_hub::store::prelude::*;
 use chitti_hub::store::{
-    AlertEventKind, AnyStore, NewAlertEvent, NewAsset, NewSession, NewSite, NewStructure, NewUser,
-    Role, SiteKind, StructureKind,
+    AlertEventKind, NewAlertEvent, NewAsset, NewSite, NewStructure, SiteKind, StructureKind,
 };
-use serde_json::Value;
-use sha2::{Digest, Sha256};
+use chitti_test_support::read_fixture;
 use std::sync::Arc;
-use support::{at, ingested, TestDb};
-use tower::ServiceExt;
+use support::{at, ingested, Api, Reply, TestDb, Users};
 use uuid::Uuid;
 
 const SITE: &str = "north-yard";
@@ -35,71 +30,15 @@ const ASSET: &str = "bay3-breaker-b";
 /// A component class with the characters CSV must quote.
 const ODD_CLASS: &str = "bushing, \"HV\" side";
 
-fn fixture(name: &str) -> Vec<u8> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/flir")
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn sha(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-struct Api {
-    app: axum::Router,
-    store: Arc<AnyStore>,
-    evidence: Arc<EvidenceStore>,
-    viewer: String,
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    bytes: Vec<u8>,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
-    }
-
-    fn error(&self, status: StatusCode, code: &str) -> String {
-        let body = self.json();
-        assert_eq!(self.status, status, "{body:?}");
-        assert_eq!(body["error"]["code"], code, "{body:?}");
-        body["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    }
-}
-
 impl Api {
-    async fn new(backend: &str) -> (Self, TestDb) {
-        let db = TestDb::migrated(backend).await;
-        let store = Arc::new(db.store.clone());
-        let user = store
-            .add_user(&NewUser {
-                username: "vera".into(),
-                password_hash: "never used".into(),
-                role: Role::Viewer,
-            })
-            .await
-            .unwrap();
-        let viewer = "chs_viewer-session-token".to_string();
-        let now = chrono::Utc::now();
-        store
-            .create_session(&NewSession {
-                token_hash: token_hash(&viewer),
-                user_id: user.id,
-                csrf_token: "csrf".into(),
-                created_at: now,
-                expires_at: now + chrono::Duration::hours(1),
-                from_address: None,
-            })
-            .await
-            .unwrap();
+    /// The API with the viewer's session made directly (no argon2 in these tests), an
+    /// evidence store, and `SITE` with a bay and its `ASSET`.
+    async fn with_site(backend: &str) -> (Self, TestDb) {
+        let (api, db) = Api::with(backend, Users::Sessions, |state| {
+            state.with_evidence(Arc::new(EvidenceStore::in_memory(64 << 20)))
+        })
+        .await;
+        let store = &api.store;
         store
             .add_site(&NewSite {
                 id: SITE.into(),
@@ -128,45 +67,17 @@ impl Api {
             })
             .await
             .unwrap();
-        let evidence = Arc::new(EvidenceStore::in_memory(64 << 20));
-        let app = router(ApiState::new(store.clone(), false).with_evidence(evidence.clone()));
-        (
-            Self {
-                app,
-                store,
-                evidence,
-                viewer,
-            },
-            db,
-        )
+        (api, db)
     }
 
-    async fn get(&self, uri: &str, auth: bool) -> Reply {
-        let mut req = Request::get(uri);
-        if auth {
-            req = req.header("authorization", format!("Bearer {}", self.viewer));
-        }
-        let resp = self
-            .app
-            .clone()
-            .oneshot(req.body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = axum::body::to_bytes(resp.into_body(), 256 << 20)
-            .await
-            .unwrap()
-            .to_vec();
-        Reply {
-            status,
-            headers,
-            bytes,
-        }
+    /// `GET uri` as the viewer, or signed out.
+    async fn get_as_viewer(&self, uri: &str, signed_in: bool) -> Reply {
+        let auth = signed_in.then_some(self.viewer.as_str());
+        self.get(uri, auth, None).await
     }
 
     async fn put_evidence(&self, bytes: &[u8]) -> String {
-        let name = sha(bytes);
+        let name = sha256_hex(bytes);
         self.evidence
             .put(&name, bytes::Bytes::from(bytes.to_vec()))
             .await
@@ -177,7 +88,7 @@ impl Api {
 
 /// The rows of a CSV answer, with its header checked.
 fn csv_rows(r: &Reply, columns: &[&str]) -> Vec<Vec<String>> {
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json());
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.headers["content-type"], "text/csv; charset=utf-8");
     assert!(r.headers["content-disposition"]
         .to_str()
@@ -219,7 +130,7 @@ fn small_finding(track: Uuid, level: u8, name: &str, max_c: f64, ms: i64) -> Fin
 }
 
 async fn csv_exports_respect_filters_and_quote(backend: &str) {
-    let (api, _db) = Api::new(backend).await;
+    let (api, _db) = Api::with_site(backend).await;
     let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     let mut fa = small_finding(a, 3, "serious", 87.25, 0);
     fa.component = Some(chitti_common::finding::DetectedComponent {
@@ -259,7 +170,7 @@ async fn csv_exports_respect_filters_and_quote(backend: &str) {
         .unwrap();
 
     let rows = csv_rows(
-        &api.get("/api/v1/alerts/export.csv", true).await,
+        &api.get_as_viewer("/api/v1/alerts/export.csv", true).await,
         ALERT_COLUMNS,
     );
     assert_eq!(rows.len(), 3);
@@ -285,19 +196,24 @@ async fn csv_exports_respect_filters_and_quote(backend: &str) {
     assert_eq!(row[c_("link")], format!("/api/v1/alerts/{}", alert_a.id));
     assert_eq!(row[c_("cool_exception")], "false");
     // The raw text quotes the fields with commas and quotes, RFC 4180 style.
-    let text = String::from_utf8(api.get("/api/v1/alerts/export.csv", true).await.bytes).unwrap();
+    let text = String::from_utf8(
+        api.get_as_viewer("/api/v1/alerts/export.csv", true)
+            .await
+            .bytes,
+    )
+    .unwrap();
     assert!(text.contains("\"bushing, \"\"HV\"\" side\""), "{text}");
 
     // The list's filters apply.
     let rows = csv_rows(
-        &api.get("/api/v1/alerts/export.csv?site=north-yard", true)
+        &api.get_as_viewer("/api/v1/alerts/export.csv?site=north-yard", true)
             .await,
         ALERT_COLUMNS,
     );
     assert_eq!(rows.len(), 2);
     assert!(rows.iter().all(|r| r[c_("site")] == SITE));
     let rows = csv_rows(
-        &api.get(
+        &api.get_as_viewer(
             "/api/v1/alerts/export.csv?min_level=2&sort=worst_level_desc",
             true,
         )
@@ -307,7 +223,7 @@ async fn csv_exports_respect_filters_and_quote(backend: &str) {
     let levels: Vec<&str> = rows.iter().map(|r| r[c_("level")].as_str()).collect();
     assert_eq!(levels, ["3", "2"]);
     let rows = csv_rows(
-        &api.get("/api/v1/alerts/export.csv?status=resolved", true)
+        &api.get_as_viewer("/api/v1/alerts/export.csv?status=resolved", true)
             .await,
         ALERT_COLUMNS,
     );
@@ -315,17 +231,17 @@ async fn csv_exports_respect_filters_and_quote(backend: &str) {
     // Invalid filters are the list's 400s; nobody signed in is 401.
     for bad in ["status=bogus", "sort=hot", "colour=red", "after=zzz"] {
         let r = api
-            .get(&format!("/api/v1/alerts/export.csv?{bad}"), true)
+            .get_as_viewer(&format!("/api/v1/alerts/export.csv?{bad}"), true)
             .await;
         r.error(StatusCode::BAD_REQUEST, "bad_request");
     }
-    api.get("/api/v1/alerts/export.csv", false)
+    api.get_as_viewer("/api/v1/alerts/export.csv", false)
         .await
         .error(StatusCode::UNAUTHORIZED, "unauthorized");
 
     // Findings: the list's filters, the same quoting.
     let rows = csv_rows(
-        &api.get("/api/v1/findings/export.csv?min_level=3", true)
+        &api.get_as_viewer("/api/v1/findings/export.csv?min_level=3", true)
             .await,
         FINDING_COLUMNS,
     );
@@ -339,16 +255,16 @@ async fn csv_exports_respect_filters_and_quote(backend: &str) {
     assert_eq!(rows[0][f_("action")], "serious: act on it");
     assert_eq!(rows[0][f_("max_c")], "87.25");
     assert_eq!(rows[0][f_("track_state")], "raised");
-    api.get("/api/v1/findings/export.csv?track=nope", true)
+    api.get_as_viewer("/api/v1/findings/export.csv?track=nope", true)
         .await
         .error(StatusCode::BAD_REQUEST, "bad_request");
-    api.get("/api/v1/findings/export.csv", false)
+    api.get_as_viewer("/api/v1/findings/export.csv", false)
         .await
         .error(StatusCode::UNAUTHORIZED, "unauthorized");
 }
 
 async fn csv_exports_every_row_past_a_store_page(backend: &str) {
-    let (api, _db) = Api::new(backend).await;
+    let (api, _db) = Api::with_site(backend).await;
     // 1 000 rows is one store page: 1 234 findings need two.
     let findings: Vec<Finding> = (0..1234i32)
         .map(|i| {
@@ -363,21 +279,23 @@ async fn csv_exports_every_row_past_a_store_page(backend: &str) {
             .unwrap();
     }
     let rows = csv_rows(
-        &api.get("/api/v1/findings/export.csv?limit=5", true).await,
+        &api.get_as_viewer("/api/v1/findings/export.csv?limit=5", true)
+            .await,
         FINDING_COLUMNS,
     );
     assert_eq!(rows.len(), 1234);
     let ids: std::collections::HashSet<&str> = rows.iter().map(|r| r[0].as_str()).collect();
     assert_eq!(ids.len(), 1234, "no row twice");
     let rows = csv_rows(
-        &api.get("/api/v1/alerts/export.csv?limit=5", true).await,
+        &api.get_as_viewer("/api/v1/alerts/export.csv?limit=5", true)
+            .await,
         ALERT_COLUMNS,
     );
     assert_eq!(rows.len(), 1234);
 }
 
 async fn the_alert_csv_marks_cool_exceptions(backend: &str) {
-    let (api, _db) = Api::new(backend).await;
+    let (api, _db) = Api::with_site(backend).await;
     let (cool, hot) = (Uuid::now_v7(), Uuid::now_v7());
     api.store
         .insert_findings(&ingested(
@@ -390,7 +308,7 @@ async fn the_alert_csv_marks_cool_exceptions(backend: &str) {
         .await
         .unwrap();
     let rows = csv_rows(
-        &api.get("/api/v1/alerts/export.csv", true).await,
+        &api.get_as_viewer("/api/v1/alerts/export.csv", true).await,
         ALERT_COLUMNS,
     );
     let c_ = |n| col(ALERT_COLUMNS, n);
@@ -409,7 +327,7 @@ async fn the_alert_csv_marks_cool_exceptions(backend: &str) {
 
 /// An agent-style stream evidence PNG from a real FLIR file.
 fn agent_png(fixture_name: &str) -> Vec<u8> {
-    let frame = chitti_common::flir::parse_bytes(&fixture(fixture_name)).unwrap();
+    let frame = chitti_common::flir::parse_bytes(&read_fixture(fixture_name)).unwrap();
     let meta = RadiometricPngMeta {
         version: 1,
         camera: "cam-1".into(),
@@ -439,8 +357,8 @@ fn page_text(doc: &lopdf::Document, page: u32) -> String {
 }
 
 async fn the_inspection_report_has_a_page_per_track(backend: &str) {
-    let (api, _db) = Api::new(backend).await;
-    let rjpeg = fixture("flir_ax8_png_80x60.jpg");
+    let (api, _db) = Api::with_site(backend).await;
+    let rjpeg = read_fixture("flir_ax8_png_80x60.jpg");
     let rjpeg_sha = api.put_evidence(&rjpeg).await;
     let png = agent_png("flir_ax8_png_80x60.jpg");
     let png_sha = api.put_evidence(&png).await;
@@ -480,8 +398,8 @@ async fn the_inspection_report_has_a_page_per_track(backend: &str) {
     let from = (at(0) - minute).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let to = (at(0) + minute).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let uri = format!("/api/v1/reports/inspection.pdf?site={SITE}&from={from}&to={to}");
-    let r = api.get(&uri, true).await;
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json());
+    let r = api.get_as_viewer(&uri, true).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.headers["content-type"], "application/pdf");
     assert!(r.bytes.starts_with(b"%PDF-"));
     let doc = lopdf::Document::load_mem(&r.bytes).expect("a PDF lopdf reads");
@@ -554,19 +472,19 @@ async fn the_inspection_report_has_a_page_per_track(backend: &str) {
 
     // An empty period: the cover alone.
     let r = api
-        .get(
+        .get_as_viewer(
             &format!("/api/v1/reports/inspection.pdf?site={SITE}&from={to}&to={to}"),
             true,
         )
         .await;
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json());
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let doc = lopdf::Document::load_mem(&r.bytes).unwrap();
     assert_eq!(doc.get_pages().len(), 1);
     assert!(page_text(&doc, 1).contains("No findings"));
 
     // Errors.
     let m = api
-        .get(
+        .get_as_viewer(
             &format!("/api/v1/reports/inspection.pdf?site={SITE}&from={to}&to={from}"),
             true,
         )
@@ -574,7 +492,7 @@ async fn the_inspection_report_has_a_page_per_track(backend: &str) {
         .error(StatusCode::BAD_REQUEST, "bad_request");
     assert!(m.contains("after"), "{m}");
     let m = api
-        .get(
+        .get_as_viewer(
             &format!("/api/v1/reports/inspection.pdf?site=nowhere&from={from}&to={to}"),
             true,
         )
@@ -586,17 +504,17 @@ async fn the_inspection_report_has_a_page_per_track(backend: &str) {
         format!("site={SITE}&from=yesterday&to={to}"),
         format!("site={SITE}&from={from}&to={to}&pages=9"),
     ] {
-        api.get(&format!("/api/v1/reports/inspection.pdf?{bad}"), true)
+        api.get_as_viewer(&format!("/api/v1/reports/inspection.pdf?{bad}"), true)
             .await
             .error(StatusCode::BAD_REQUEST, "bad_request");
     }
-    api.get(&uri, false)
+    api.get_as_viewer(&uri, false)
         .await
         .error(StatusCode::UNAUTHORIZED, "unauthorized");
 }
 
 async fn the_inspection_report_is_capped_with_a_note(backend: &str) {
-    let (api, _db) = Api::new(backend).await;
+    let (api, _db) = Api::with_site(backend).await;
     let tracks = MAX_REPORT_TRACKS + 3;
     // Evidence named but never uploaded: each page says so instead of an image.
     let findings: Vec<Finding> = (0..tracks)
@@ -614,12 +532,12 @@ async fn the_inspection_report_is_capped_with_a_note(backend: &str) {
         at(60_000).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     );
     let r = api
-        .get(
+        .get_as_viewer(
             &format!("/api/v1/reports/inspection.pdf?site={SITE}&from={from}&to={to}"),
             true,
         )
         .await;
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json());
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let doc = lopdf::Document::load_mem(&r.bytes).unwrap();
     assert_eq!(doc.get_pages().len(), 1 + MAX_REPORT_TRACKS);
     let cover = page_text(&doc, 1);
@@ -635,13 +553,13 @@ async fn the_inspection_report_is_capped_with_a_note(backend: &str) {
 }
 
 async fn visual_images_come_from_flir_evidence(backend: &str) {
-    let (api, _db) = Api::new(backend).await;
-    let rjpeg = fixture("flir_ax8_png_80x60.jpg");
+    let (api, _db) = Api::with_site(backend).await;
+    let rjpeg = read_fixture("flir_ax8_png_80x60.jpg");
     let rjpeg_sha = api.put_evidence(&rjpeg).await;
     let r = api
-        .get(&format!("/api/v1/evidence/{rjpeg_sha}/visual.jpg"), true)
+        .get_as_viewer(&format!("/api/v1/evidence/{rjpeg_sha}/visual.jpg"), true)
         .await;
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json());
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.headers["content-type"], "image/jpeg");
     assert!(r.bytes.starts_with(&[0xFF, 0xD8]) && r.bytes.ends_with(&[0xFF, 0xD9]));
     // The AX8's visual camera is 640 × 480 (MANIFEST), and the bytes are the file's.
@@ -652,47 +570,30 @@ async fn visual_images_come_from_flir_evidence(backend: &str) {
     // Agent PNG evidence and a FLIR file whose visual image is a PNG: 404, saying why.
     let png_sha = api.put_evidence(&agent_png("flir_ax8_png_80x60.jpg")).await;
     let b60_sha = api
-        .put_evidence(&fixture("flir_b60_png_embedded_png.jpg"))
+        .put_evidence(&read_fixture("flir_b60_png_embedded_png.jpg"))
         .await;
     for (name, why) in [(&png_sha, "radiometric PNG"), (&b60_sha, "is a PNG")] {
         let m = api
-            .get(&format!("/api/v1/evidence/{name}/visual.jpg"), true)
+            .get_as_viewer(&format!("/api/v1/evidence/{name}/visual.jpg"), true)
             .await
             .error(StatusCode::NOT_FOUND, "not_found");
         assert!(m.contains(why), "{m}");
     }
-    let unknown = sha(b"never uploaded");
+    let unknown = sha256_hex(b"never uploaded");
     let m = api
-        .get(&format!("/api/v1/evidence/{unknown}/visual.jpg"), true)
+        .get_as_viewer(&format!("/api/v1/evidence/{unknown}/visual.jpg"), true)
         .await
         .error(StatusCode::NOT_FOUND, "not_found");
     assert!(m.contains(&unknown), "{m}");
-    api.get("/api/v1/evidence/NOPE/visual.jpg", true)
+    api.get_as_viewer("/api/v1/evidence/NOPE/visual.jpg", true)
         .await
         .error(StatusCode::BAD_REQUEST, "bad_request");
-    api.get(&format!("/api/v1/evidence/{rjpeg_sha}/visual.jpg"), false)
+    api.get_as_viewer(&format!("/api/v1/evidence/{rjpeg_sha}/visual.jpg"), false)
         .await
         .error(StatusCode::UNAUTHORIZED, "unauthorized");
 }
 
-macro_rules! on_both {
-    ($($name:ident),*) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name("sqlite").await
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name("postgres").await
-            })*
-        }
-    };
-}
-
-on_both!(
+support::on_both!(
     csv_exports_respect_filters_and_quote,
     csv_exports_every_row_past_a_store_page,
     the_alert_csv_marks_cool_exceptions,

@@ -4,135 +4,18 @@
 
 mod support;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use chitti_common::protocol::{AgentStatus, BufferStatus, CameraStatus, EvictionCounts};
-use chitti_hub::api::{router, ApiState};
-use chitti_hub::credentials::hash_password;
 use chitti_hub::live::{Change, LiveEvents};
 use chitti_hub::store::prelude::*;
-use chitti_hub::store::{AnyStore, AuditRecord, NewGateway, NewUser, Role, StatusOutcome};
+use chitti_hub::store::{AuditRecord, StatusOutcome};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use support::TestDb;
-use tower::ServiceExt;
-
-struct Api {
-    app: axum::Router,
-    store: Arc<AnyStore>,
-    live: Arc<LiveEvents>,
-}
-
-struct Reply {
-    status: StatusCode,
-    body: Value,
-}
-
-impl Api {
-    async fn new(backend: &str) -> (Self, TestDb) {
-        let db = TestDb::migrated(backend).await;
-        let store = Arc::new(db.store.clone());
-        // One hash for every account: argon2 is slow on purpose.
-        let hash = hash_password("correct horse battery").unwrap();
-        for (name, role) in [
-            ("vera", Role::Viewer),
-            ("otto", Role::Operator),
-            ("ada", Role::Admin),
-        ] {
-            store
-                .add_user(&NewUser {
-                    username: name.into(),
-                    password_hash: hash.clone(),
-                    role,
-                })
-                .await
-                .unwrap();
-        }
-        let live = Arc::new(LiveEvents::new(16));
-        let app = router(ApiState::new(store.clone(), false).with_live(live.clone()));
-        (Self { app, store, live }, db)
-    }
-
-    async fn call(
-        &self,
-        method: &str,
-        uri: &str,
-        auth: Option<&str>,
-        body: Option<Value>,
-    ) -> Reply {
-        let mut req = Request::builder().method(method).uri(uri);
-        if let Some(t) = auth {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        let req = match body {
-            Some(b) => req
-                .header("content-type", "application/json")
-                .body(Body::from(b.to_string())),
-            None => req.body(Body::empty()),
-        }
-        .unwrap();
-        let resp = self.app.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 22)
-            .await
-            .unwrap();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { status, body }
-    }
-
-    /// A bearer session token.
-    async fn login(&self, user: &str) -> String {
-        let r = self
-            .call(
-                "POST",
-                "/api/v1/auth/login",
-                None,
-                Some(json!({"username": user, "password": "correct horse battery"})),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-        r.body["token"].as_str().unwrap().to_string()
-    }
-
-    /// A call that must succeed with `status`; its body.
-    async fn ok(
-        &self,
-        status: StatusCode,
-        method: &str,
-        uri: &str,
-        auth: &str,
-        body: Option<Value>,
-    ) -> Value {
-        let r = self.call(method, uri, Some(auth), body).await;
-        assert_eq!(r.status, status, "{method} {uri}: {:?}", r.body);
-        r.body
-    }
-
-    async fn enrol(&self, site: &str, gateway: &str) {
-        self.store
-            .add_gateway(&NewGateway {
-                site: site.into(),
-                gateway: gateway.into(),
-                password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".into(),
-                public_key: [7; 32],
-            })
-            .await
-            .unwrap();
-    }
-
-    /// The audit log, oldest first.
-    async fn audit_log(&self) -> Vec<AuditRecord> {
-        let mut log = self.store.list_audit(1000).await.unwrap();
-        log.reverse();
-        log
-    }
-}
+use support::{Api, Reply, Users};
 
 fn assert_error(r: &Reply, status: StatusCode, code: &str, mentions: &str) {
-    assert_eq!(r.status, status, "{:?}", r.body);
-    assert_eq!(r.body["error"]["code"], code, "{:?}", r.body);
-    let message = r.body["error"]["message"].as_str().unwrap_or_default();
+    let message = r.error(status, code);
     assert!(
         message.contains(mentions),
         "{message:?} should mention {mentions:?}"
@@ -179,7 +62,7 @@ fn camera(id: &str, state: &str, last: Option<DateTime<Utc>>) -> CameraStatus {
 /// bay with an asset on it.
 async fn fixtures(api: &Api) {
     api.enrol("north-yard", "gw-07").await;
-    let ada = api.login("ada").await;
+    let ada = api.bearer("ada").await;
     api.ok(
         StatusCode::CREATED,
         "POST",
@@ -205,13 +88,16 @@ async fn fixtures(api: &Api) {
 }
 
 async fn each_role_may_do_exactly_what_it_should(backend: &str) {
-    let (api, _db) = Api::new(backend).await;
+    let (api, _db) = Api::with(backend, Users::SignIn, |state| {
+        state.with_live(Arc::new(LiveEvents::new(16)))
+    })
+    .await;
     fixtures(&api).await;
     let audited_before = api.audit_log().await.len();
     let tokens = [
-        api.login("vera").await,
-        api.login("otto").await,
-        api.login("ada").await,
+        api.bearer("vera").await,
+        api.bearer("otto").await,
+        api.bearer("ada").await,
     ];
     const READ: [bool; 3] = [true, true, true];
     const ADMIN: [bool; 3] = [false, false, true];
@@ -275,10 +161,10 @@ async fn each_role_may_do_exactly_what_it_should(backend: &str) {
     ];
     for (method, path, body, allowed) in &cases {
         // Nobody signed in: 401, before anything else is looked at.
-        let r = api.call(method, path, None, body.clone()).await;
+        let r = api.call(method, path, None, body.clone(), &[]).await;
         assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized", "sign in");
         for (role, token) in tokens.iter().enumerate() {
-            let r = api.call(method, path, Some(token), body.clone()).await;
+            let r = api.call(method, path, Some(token), body.clone(), &[]).await;
             if allowed[role] {
                 assert!(
                     r.status.is_success(),
@@ -318,9 +204,12 @@ async fn each_role_may_do_exactly_what_it_should(backend: &str) {
 }
 
 async fn the_hierarchy_round_trips(backend: &str) {
-    let (api, _db) = Api::new(backend).await;
-    let ada = api.login("ada").await;
-    let vera = api.login("vera").await;
+    let (api, _db) = Api::with(backend, Users::SignIn, |state| {
+        state.with_live(Arc::new(LiveEvents::new(16)))
+    })
+    .await;
+    let ada = api.bearer("ada").await;
+    let vera = api.bearer("vera").await;
     let created = api
         .ok(
             StatusCode::CREATED,
@@ -557,10 +446,10 @@ async fn the_hierarchy_round_trips(backend: &str) {
     // Tear down, children first; each is gone after.
     for id in ["ct-a", "ct-b", "bushing-a", "yard-light"] {
         let uri = format!("{base}/{id}");
-        let r = api.call("DELETE", &uri, Some(&ada), None).await;
+        let r = api.call("DELETE", &uri, Some(&ada), None, &[]).await;
         assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
         assert_error(
-            &api.call("GET", &uri, Some(&vera), None).await,
+            &api.call("GET", &uri, Some(&vera), None, &[]).await,
             StatusCode::NOT_FOUND,
             "not_found",
             &format!("asset north-yard/{id}"),
@@ -569,12 +458,12 @@ async fn the_hierarchy_round_trips(backend: &str) {
     for id in ["bay-1", "bay-2", "tower-1"] {
         let uri = format!("/api/v1/sites/north-yard/structures/{id}");
         assert_eq!(
-            api.call("DELETE", &uri, Some(&ada), None).await.status,
+            api.call("DELETE", &uri, Some(&ada), None, &[]).await.status,
             StatusCode::NO_CONTENT
         );
     }
     assert_eq!(
-        api.call("DELETE", "/api/v1/sites/north-yard", Some(&ada), None)
+        api.call("DELETE", "/api/v1/sites/north-yard", Some(&ada), None, &[])
             .await
             .status,
         StatusCode::NO_CONTENT
@@ -626,9 +515,12 @@ type Refusal = (
 );
 
 async fn refusals_say_what_is_wrong(backend: &str) {
-    let (api, _db) = Api::new(backend).await;
+    let (api, _db) = Api::with(backend, Users::SignIn, |state| {
+        state.with_live(Arc::new(LiveEvents::new(16)))
+    })
+    .await;
     fixtures(&api).await;
-    let ada = api.login("ada").await;
+    let ada = api.bearer("ada").await;
     let audited_before = api.audit_log().await.len();
     let site = "/api/v1/sites/north-yard";
     let cases: Vec<Refusal> = vec![
@@ -933,7 +825,7 @@ async fn refusals_say_what_is_wrong(backend: &str) {
         ),
     ];
     for (method, path, body, status, code, mentions) in cases {
-        let r = api.call(method, &path, Some(&ada), body).await;
+        let r = api.call(method, &path, Some(&ada), body, &[]).await;
         assert!(
             r.status == status,
             "{method} {path}: {} {:?}",
@@ -970,14 +862,14 @@ async fn refusals_say_what_is_wrong(backend: &str) {
     )
     .await;
     assert_error(
-        &api.call("DELETE", site, Some(&ada), None).await,
+        &api.call("DELETE", site, Some(&ada), None, &[]).await,
         StatusCode::CONFLICT,
         "conflict",
         "site north-yard (gateways) is in use",
     );
     // Unknown endpoints under the new paths are still the API's 404.
     assert_error(
-        &api.call("GET", &format!("{site}/bays"), Some(&ada), None)
+        &api.call("GET", &format!("{site}/bays"), Some(&ada), None, &[])
             .await,
         StatusCode::NOT_FOUND,
         "not_found",
@@ -986,11 +878,14 @@ async fn refusals_say_what_is_wrong(backend: &str) {
 }
 
 async fn gateways_show_their_latest_status_and_cameras(backend: &str) {
-    let (api, _db) = Api::new(backend).await;
+    let (api, _db) = Api::with(backend, Users::SignIn, |state| {
+        state.with_live(Arc::new(LiveEvents::new(16)))
+    })
+    .await;
     api.enrol("north-yard", "gw-07").await;
     api.enrol("north-yard", "gw-08").await;
     api.enrol("south-yard", "gw-01").await;
-    let vera = api.login("vera").await;
+    let vera = api.bearer("vera").await;
     let now = Utc::now();
     let frame = now - Duration::seconds(2);
     assert_eq!(
@@ -1095,15 +990,21 @@ async fn gateways_show_their_latest_status_and_cameras(backend: &str) {
     assert_eq!(r["items"].as_array().unwrap().len(), 1);
     assert_eq!(r["items"][0]["gateway"], "gw-01");
     assert_error(
-        &api.call("GET", "/api/v1/gateways?site=South", Some(&vera), None)
+        &api.call("GET", "/api/v1/gateways?site=South", Some(&vera), None, &[])
             .await,
         StatusCode::BAD_REQUEST,
         "bad_request",
         "site id",
     );
     assert_error(
-        &api.call("GET", "/api/v1/gateways?online=true", Some(&vera), None)
-            .await,
+        &api.call(
+            "GET",
+            "/api/v1/gateways?online=true",
+            Some(&vera),
+            None,
+            &[],
+        )
+        .await,
         StatusCode::BAD_REQUEST,
         "bad_request",
         "online",
@@ -1167,6 +1068,7 @@ async fn gateways_show_their_latest_status_and_cameras(backend: &str) {
             "/api/v1/gateways/north-yard/gw-99",
             Some(&vera),
             None,
+            &[],
         )
         .await,
         StatusCode::NOT_FOUND,
@@ -1174,8 +1076,14 @@ async fn gateways_show_their_latest_status_and_cameras(backend: &str) {
         "gateway north-yard/gw-99",
     );
     assert_error(
-        &api.call("GET", "/api/v1/gateways/north-yard/GW", Some(&vera), None)
-            .await,
+        &api.call(
+            "GET",
+            "/api/v1/gateways/north-yard/GW",
+            Some(&vera),
+            None,
+            &[],
+        )
+        .await,
         StatusCode::BAD_REQUEST,
         "bad_request",
         "gateway id",
@@ -1248,8 +1156,14 @@ async fn gateways_show_their_latest_status_and_cameras(backend: &str) {
         .await;
     assert_eq!(cams(&by_gateway), ["south-yard/gw-01/cam-1"]);
     assert_error(
-        &api.call("GET", "/api/v1/cameras?camera=cam-1", Some(&vera), None)
-            .await,
+        &api.call(
+            "GET",
+            "/api/v1/cameras?camera=cam-1",
+            Some(&vera),
+            None,
+            &[],
+        )
+        .await,
         StatusCode::BAD_REQUEST,
         "bad_request",
         "camera",
@@ -1281,7 +1195,10 @@ async fn gateways_show_their_latest_status_and_cameras(backend: &str) {
 }
 
 async fn revoking_a_gateway_is_audited_and_announced(backend: &str) {
-    let (api, _db) = Api::new(backend).await;
+    let (api, _db) = Api::with(backend, Users::SignIn, |state| {
+        state.with_live(Arc::new(LiveEvents::new(16)))
+    })
+    .await;
     api.enrol("north-yard", "gw-07").await;
     let now = Utc::now();
     api.store
@@ -1299,7 +1216,7 @@ async fn revoking_a_gateway_is_audited_and_announced(backend: &str) {
         .await
         .unwrap();
     let mut changes = api.live.take_changes().unwrap();
-    let ada = api.login("ada").await;
+    let ada = api.bearer("ada").await;
     let r = api
         .ok(
             StatusCode::OK,
@@ -1342,6 +1259,7 @@ async fn revoking_a_gateway_is_audited_and_announced(backend: &str) {
             "/api/v1/gateways/north-yard/gw-07/revoke",
             Some(&ada),
             None,
+            &[],
         )
         .await,
         StatusCode::CONFLICT,
@@ -1354,6 +1272,7 @@ async fn revoking_a_gateway_is_audited_and_announced(backend: &str) {
             "/api/v1/gateways/north-yard/gw-99/revoke",
             Some(&ada),
             None,
+            &[],
         )
         .await,
         StatusCode::NOT_FOUND,
@@ -1375,8 +1294,11 @@ async fn revoking_a_gateway_is_audited_and_announced(backend: &str) {
 }
 
 async fn the_openapi_document_describes_every_endpoint(backend: &str) {
-    let (api, _db) = Api::new(backend).await;
-    let r = api.call("GET", "/api/openapi.json", None, None).await;
+    let (api, _db) = Api::with(backend, Users::SignIn, |state| {
+        state.with_live(Arc::new(LiveEvents::new(16)))
+    })
+    .await;
+    let r = api.call("GET", "/api/openapi.json", None, None, &[]).await;
     assert_eq!(r.status, StatusCode::OK);
     let paths = &r.body["paths"];
     for (path, methods) in [
@@ -1443,24 +1365,7 @@ async fn the_openapi_document_describes_every_endpoint(backend: &str) {
     );
 }
 
-macro_rules! on_both {
-    ($($name:ident),*) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name("sqlite").await
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name("postgres").await
-            })*
-        }
-    };
-}
-
-on_both!(
+support::on_both!(
     each_role_may_do_exactly_what_it_should,
     the_hierarchy_round_trips,
     refusals_say_what_is_wrong,

@@ -14,31 +14,19 @@ use chitti_common::finding::{EvidenceRef, FindingSource};
 use chitti_common::flir::ParseLimits;
 use chitti_common::inspection::{inspect_file, sha256_hex, FindingOrigin, InspectionOptions};
 use chitti_common::severity::SeverityCatalog;
-use chitti_hub::api::auth::token_hash;
 use chitti_hub::api::{router, ApiState};
 use chitti_hub::evidence::EvidenceStore;
 use chitti_hub::live::{Change, LiveEvents};
 use chitti_hub::store::prelude::*;
-use chitti_hub::store::{
-    AlertQuery, AnyStore, FindingQuery, NewAsset, NewSession, NewSite, NewUser, Role, SiteKind,
-};
+use chitti_hub::store::{AlertQuery, FindingQuery, NewAsset, NewSite, SiteKind};
+use chitti_test_support::{fixtures_dir, read_fixture};
 use serde_json::Value;
-use std::path::PathBuf;
 use std::sync::Arc;
-use support::TestDb;
-use tower::ServiceExt;
+use support::{assert_error, Api, Reply, TestDb, Users};
 
 const SITE: &str = "north-yard";
 const ASSET: &str = "bay3-breaker-b";
 const BOUNDARY: &str = "chitti-test-boundary-7d1f";
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/flir")
-}
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(fixtures().join(name)).expect("fixture")
-}
 
 /// Every FLIR fixture (the reference.json samples), by name.
 fn fixture_names() -> Vec<String> {
@@ -53,7 +41,7 @@ fn fixture_names() -> Vec<String> {
 }
 
 fn reference() -> Value {
-    let text = std::fs::read_to_string(fixtures().join("reference.json")).unwrap();
+    let text = std::fs::read_to_string(fixtures_dir().join("reference.json")).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
@@ -95,24 +83,6 @@ impl Form {
     }
 }
 
-struct Api {
-    app: axum::Router,
-    state: ApiState,
-    store: Arc<AnyStore>,
-    evidence: Arc<EvidenceStore>,
-    live: Arc<LiveEvents>,
-    viewer: String,
-    operator: String,
-}
-
-struct Reply {
-    status: StatusCode,
-    retry_after: Option<String>,
-    content_type: String,
-    bytes: Vec<u8>,
-    body: Value,
-}
-
 /// How to send a request.
 #[derive(Clone, Copy, Default)]
 struct Send<'a> {
@@ -122,43 +92,28 @@ struct Send<'a> {
     content_length: bool,
 }
 
+/// As `chitti_hub::http::router` mounts the API: under the global body limit.
+fn mount(state: ApiState) -> axum::Router {
+    router(state).layer(DefaultBodyLimit::max(chitti_hub::http::MAX_BODY_BYTES))
+}
+
 impl Api {
-    async fn new(backend: &str) -> (Self, TestDb) {
-        Self::with_limits(backend, 256 << 20, 64 << 20).await
+    async fn uploads(backend: &str) -> (Self, TestDb) {
+        Self::uploads_with_limits(backend, 256 << 20, 64 << 20).await
     }
 
     /// An API whose uploads may be `max_upload` bytes and each file `max_file` bytes,
-    /// behind the hub's global 1 MiB body limit.
-    async fn with_limits(backend: &str, max_upload: u64, max_file: u64) -> (Self, TestDb) {
-        let db = TestDb::migrated(backend).await;
-        let store = Arc::new(db.store.clone());
-        let now = chrono::Utc::now();
-        let mut tokens = Vec::new();
-        for (name, role) in [("vera", Role::Viewer), ("otto", Role::Operator)] {
-            let user = store
-                .add_user(&NewUser {
-                    username: name.into(),
-                    // Never checked: the sessions are made here, not by signing in.
-                    password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA".into(),
-                    role,
-                })
-                .await
-                .unwrap();
-            let token = format!("chs_test_{name}");
-            store
-                .create_session(&NewSession {
-                    token_hash: token_hash(&token),
-                    user_id: user.id,
-                    csrf_token: "csrf".into(),
-                    created_at: now,
-                    expires_at: now + chrono::Duration::hours(1),
-                    from_address: None,
-                })
-                .await
-                .unwrap();
-            tokens.push(token);
-        }
-        store
+    /// behind the hub's global 1 MiB body limit; `SITE` and its `ASSET` seeded.
+    async fn uploads_with_limits(backend: &str, max_upload: u64, max_file: u64) -> (Self, TestDb) {
+        let (mut api, db) = Api::with(backend, Users::Sessions, |state| {
+            state
+                .with_evidence(Arc::new(EvidenceStore::in_memory(max_file)))
+                .with_live(Arc::new(LiveEvents::new(64)))
+                .with_max_upload_bytes(max_upload)
+        })
+        .await;
+        api.app = mount(api.state.clone());
+        api.store
             .add_site(&NewSite {
                 id: SITE.into(),
                 name: "North Yard 132 kV".into(),
@@ -166,7 +121,7 @@ impl Api {
             })
             .await
             .unwrap();
-        store
+        api.store
             .add_asset(&NewAsset {
                 site: SITE.into(),
                 structure: None,
@@ -177,29 +132,7 @@ impl Api {
             })
             .await
             .unwrap();
-        let evidence = Arc::new(EvidenceStore::in_memory(max_file));
-        let live = Arc::new(LiveEvents::new(64));
-        let state = ApiState::new(store.clone(), false)
-            .with_evidence(evidence.clone())
-            .with_live(live.clone())
-            .with_max_upload_bytes(max_upload);
-        // As chitti_hub::http::router mounts it: under the global body limit.
-        let app =
-            router(state.clone()).layer(DefaultBodyLimit::max(chitti_hub::http::MAX_BODY_BYTES));
-        let viewer = tokens.remove(0);
-        let operator = tokens.remove(0);
-        (
-            Self {
-                app,
-                state,
-                store,
-                evidence,
-                live,
-                viewer,
-                operator,
-            },
-            db,
-        )
+        (api, db)
     }
 
     async fn upload(&self, body: Vec<u8>, send: Send<'_>) -> Reply {
@@ -220,32 +153,6 @@ impl Api {
             req = req.header("content-length", body.len().to_string());
         }
         self.send(req.body(Body::from(body)).unwrap()).await
-    }
-
-    async fn send(&self, req: Request<Body>) -> Reply {
-        let resp = self.app.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get("retry-after")
-            .map(|v| v.to_str().unwrap().to_string());
-        let content_type = resp
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
-        let bytes = axum::body::to_bytes(resp.into_body(), 64 << 20)
-            .await
-            .unwrap()
-            .to_vec();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply {
-            status,
-            retry_after,
-            content_type,
-            bytes,
-            body,
-        }
     }
 
     fn as_operator(&self) -> Send<'_> {
@@ -273,14 +180,6 @@ impl Api {
         assert!(page.next_cursor.is_none());
         page.items
     }
-}
-
-fn assert_error(r: &Reply, status: StatusCode, code: &str) -> String {
-    assert_eq!(r.status, status, "{:?}", r.body);
-    assert_eq!(r.body["error"]["code"], code, "{:?}", r.body);
-    let message = r.body["error"]["message"].as_str().unwrap_or_default();
-    assert!(!message.is_empty());
-    message.to_string()
 }
 
 /// What the thermal core itself makes of a file, as the hub reports it.
@@ -320,22 +219,22 @@ fn expected_findings(bytes: &[u8], camera: &str) -> (usize, Vec<chitti_common::f
 }
 
 async fn fixtures_give_the_thermal_cores_findings(backend: &str) {
-    let (api, _db) = Api::new(backend).await;
+    let (api, _db) = Api::uploads(backend).await;
     let mut changes = api.live.take_changes().unwrap();
     let names = fixture_names();
     let mut form = Form::default().site();
     for name in &names {
-        form = form.file(name, &fixture(name));
+        form = form.file(name, &read_fixture(name));
     }
     let r = api.upload(form.finish(), api.as_operator()).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    assert!(r.content_type.starts_with("application/json"));
+    assert!(r.content_type().starts_with("application/json"));
     let files = r.body["files"].as_array().unwrap();
     assert_eq!(files.len(), names.len());
     let reference = reference();
     let mut total = 0;
     for (file, name) in files.iter().zip(&names) {
-        let bytes = fixture(name);
+        let bytes = read_fixture(name);
         assert_eq!(file["name"], name.as_str());
         assert_eq!(file["status"], "ok", "{name}: {file}");
         assert_eq!(file["error"], Value::Null);
@@ -446,9 +345,9 @@ async fn fixtures_give_the_thermal_cores_findings(backend: &str) {
 }
 
 async fn damaged_and_foreign_files_fail_alone(backend: &str) {
-    let (api, _db) = Api::new(backend).await;
-    let good = fixture("flir_t640_png.jpg");
-    let seq = fixture("flir_sc660_2frames.seq");
+    let (api, _db) = Api::uploads(backend).await;
+    let good = read_fixture("flir_t640_png.jpg");
+    let seq = read_fixture("flir_sc660_2frames.seq");
     let truncated_jpeg = &good[..20_000];
     let truncated_seq = &seq[..seq.len() * 3 / 4];
     let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR not really an image";
@@ -544,16 +443,15 @@ async fn damaged_and_foreign_files_fail_alone(backend: &str) {
 /// budget fails alone (before decoding), and when every analysis slot is busy an
 /// upload is 503 with `Retry-After`, its body unread.
 async fn pixel_budgets_and_busy_slots_bound_the_work(backend: &str) {
-    let (mut api, _db) = Api::new(backend).await;
-    let seq = fixture("flir_sc660_2frames.seq");
+    let (mut api, _db) = Api::uploads(backend).await;
+    let seq = read_fixture("flir_sc660_2frames.seq");
     // One and a half 640×480 frames per file, one analysis at a time.
     api.state = api.state.clone().with_analysis_limits(
         chitti_common::flir::DEFAULT_MAX_FRAME_PIXELS,
         640 * 480 * 3 / 2,
         1,
     );
-    api.app =
-        router(api.state.clone()).layer(DefaultBodyLimit::max(chitti_hub::http::MAX_BODY_BYTES));
+    api.app = mount(api.state.clone());
     let form = || Form::default().site().file("long.seq", &seq).finish();
     let r = api.upload(form(), api.as_operator()).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
@@ -570,18 +468,18 @@ async fn pixel_budgets_and_busy_slots_bound_the_work(backend: &str) {
     let busy = api.state.analysis_slot().expect("the one slot");
     let r = api.upload(form(), api.as_operator()).await;
     assert_error(&r, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
-    assert_eq!(r.retry_after.as_deref(), Some("2"));
+    assert_eq!(r.header("retry-after"), Some("2"));
     drop(busy);
     let r = api.upload(form(), api.as_operator()).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
 }
 
 async fn uploading_a_file_again_stores_nothing_twice(backend: &str) {
-    let (api, _db) = Api::new(backend).await;
+    let (api, _db) = Api::uploads(backend).await;
     let form = || {
         Form::default()
             .site()
-            .file("a.jpg", &fixture("flir_t420_png_640x480.jpg"))
+            .file("a.jpg", &read_fixture("flir_t420_png_640x480.jpg"))
             .finish()
     };
     let first = api.upload(form(), api.as_operator()).await;
@@ -615,8 +513,8 @@ async fn uploading_a_file_again_stores_nothing_twice(backend: &str) {
 }
 
 async fn roles_sites_and_forms_are_checked(backend: &str) {
-    let (api, _db) = Api::new(backend).await;
-    let jpeg = fixture("flir_ax8_png_80x60.jpg");
+    let (api, _db) = Api::uploads(backend).await;
+    let jpeg = read_fixture("flir_ax8_png_80x60.jpg");
     let good = || Form::default().site().file("a.jpg", &jpeg).finish();
     assert_error(
         &api.upload(
@@ -740,7 +638,7 @@ async fn roles_sites_and_forms_are_checked(backend: &str) {
                 .text("severity_table", "neta-similar")
                 .text("reference_c", "20")
                 .text("reference_kind", "similar")
-                .file("a.jpg", &fixture("flir_t640_png.jpg"))
+                .file("a.jpg", &read_fixture("flir_t640_png.jpg"))
                 .finish(),
             api.as_operator(),
         )
@@ -771,9 +669,9 @@ async fn roles_sites_and_forms_are_checked(backend: &str) {
 
 async fn limits_hold_and_beat_the_global_body_limit(backend: &str) {
     // Uploads of at most 4 MiB, files of at most 1.2 MB.
-    let t640 = fixture("flir_t640_png.jpg"); // 1.55 MB: above the global 1 MiB
-    let t420 = fixture("flir_t420_png_640x480.jpg"); // 0.8 MB
-    let (api, _db) = Api::with_limits(backend, 4 << 20, 1_200_000).await;
+    let t640 = read_fixture("flir_t640_png.jpg"); // 1.55 MB: above the global 1 MiB
+    let t420 = read_fixture("flir_t420_png_640x480.jpg"); // 0.8 MB
+    let (api, _db) = Api::uploads_with_limits(backend, 4 << 20, 1_200_000).await;
     // Above the global 1 MiB limit, within the upload limit: the route's limit wins.
     let r = api
         .upload(
@@ -830,12 +728,12 @@ async fn limits_hold_and_beat_the_global_body_limit(backend: &str) {
 }
 
 async fn ndjson_streams_one_line_per_file_then_the_summary(backend: &str) {
-    let (api, _db) = Api::new(backend).await;
+    let (api, _db) = Api::uploads(backend).await;
     let form = Form::default()
         .site()
-        .file("a.jpg", &fixture("flir_one_png_portrait.jpg"))
+        .file("a.jpg", &read_fixture("flir_one_png_portrait.jpg"))
         .file("b.txt", b"plain text")
-        .file("c.csq", &fixture("flir_t1030sc_8frames_jpegls.csq"))
+        .file("c.csq", &read_fixture("flir_t1030sc_8frames_jpegls.csq"))
         .finish();
     let r = api
         .upload(
@@ -847,7 +745,7 @@ async fn ndjson_streams_one_line_per_file_then_the_summary(backend: &str) {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.content_type, "application/x-ndjson");
+    assert_eq!(r.content_type(), "application/x-ndjson");
     let text = String::from_utf8(r.bytes).unwrap();
     assert!(text.ends_with('\n'));
     let lines: Vec<Value> = text
@@ -913,7 +811,7 @@ async fn ndjson_streams_one_line_per_file_then_the_summary(backend: &str) {
 }
 
 async fn the_endpoint_is_described_in_openapi(backend: &str) {
-    let (api, _db) = Api::new(backend).await;
+    let (api, _db) = Api::uploads(backend).await;
     let r = api
         .send(
             Request::builder()
@@ -932,24 +830,7 @@ async fn the_endpoint_is_described_in_openapi(backend: &str) {
     assert!(r.body["components"]["schemas"]["UploadResponse"].is_object());
 }
 
-macro_rules! on_both {
-    ($($name:ident),*) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name("sqlite").await
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name("postgres").await
-            })*
-        }
-    };
-}
-
-on_both!(
+support::on_both!(
     fixtures_give_the_thermal_cores_findings,
     damaged_and_foreign_files_fail_alone,
     pixel_budgets_and_busy_slots_bound_the_work,

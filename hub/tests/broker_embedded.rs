@@ -1,7 +1,6 @@
 //! The embedded rumqttd, black-box: real TCP and TLS on free ports, rumqttc clients as
 //! agents, the hub's side through `HubBus`.
 
-#[path = "broker_support/mod.rs"]
 mod support;
 
 use chitti_hub::broker::{
@@ -12,7 +11,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::*;
+use support::broker::*;
 
 const ANY_PORT: &str = "127.0.0.1:0";
 

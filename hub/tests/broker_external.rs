@@ -2,13 +2,12 @@
 //! temporary directory): shared subscription, manual acks and redelivery, hub → agent
 //! publishes, mutual TLS with a password.
 
-#[path = "broker_support/mod.rs"]
 mod support;
 
 use chitti_hub::broker::{ExternalBus, ExternalSettings, HubBus, Inbound};
 use rumqttc::{AsyncClient, QoS};
 use std::collections::BTreeSet;
-use support::*;
+use support::broker::*;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 const FINDINGS: &str = "chitti/v1/s/g/findings";

@@ -9,13 +9,12 @@ use chitti_hub::ingest::{
     AckError, AckPublisher, InboundMessage, Ingest, IngestMetrics, IngestSettings,
 };
 use chitti_hub::store::prelude::*;
-use chitti_hub::store::NewGateway;
 use ed25519_dalek::SigningKey;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::{finding, TestDb};
+use support::{enrol, finding, TestDb};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -46,18 +45,6 @@ fn hub_key() -> SigningKey {
 
 fn key(n: u8) -> SigningKey {
     signing_key_from_seed(&[n; 32])
-}
-
-async fn enrol(store: &impl Store, site: &str, gateway: &str, key: &SigningKey) {
-    store
-        .add_gateway(&NewGateway {
-            site: site.into(),
-            gateway: gateway.into(),
-            password_hash: "$argon2id$unused".into(),
-            public_key: key.verifying_key().to_bytes(),
-        })
-        .await
-        .unwrap();
 }
 
 fn batch(site: &str, gateway: &str, n: usize) -> FindingBatch {
@@ -149,7 +136,13 @@ async fn signed_batches_are_stored_once_and_acked_after_commit(backend: &str) {
     let db = TestDb::migrated(backend).await;
     let store = Arc::new(db.store.clone());
     let k = key(1);
-    enrol(store.as_ref(), "north-yard", "gw-07", &k).await;
+    enrol(
+        store.as_ref(),
+        "north-yard",
+        "gw-07",
+        k.verifying_key().to_bytes(),
+    )
+    .await;
     let h = start(store.clone());
     let t = topic("north-yard", "gw-07");
     let b = batch("north-yard", "gw-07", 3);
@@ -177,8 +170,20 @@ async fn bad_input_is_dead_lettered_and_ingest_carries_on(backend: &str) {
     let db = TestDb::migrated(backend).await;
     let store = Arc::new(db.store.clone());
     let (a, b) = (key(1), key(2));
-    enrol(store.as_ref(), "north-yard", "gw-a", &a).await;
-    enrol(store.as_ref(), "north-yard", "gw-b", &b).await;
+    enrol(
+        store.as_ref(),
+        "north-yard",
+        "gw-a",
+        a.verifying_key().to_bytes(),
+    )
+    .await;
+    enrol(
+        store.as_ref(),
+        "north-yard",
+        "gw-b",
+        b.verifying_key().to_bytes(),
+    )
+    .await;
     let h = start(store.clone());
     let ta = topic("north-yard", "gw-a");
     let tb = topic("north-yard", "gw-b");
@@ -271,7 +276,13 @@ async fn a_revoked_gateway_is_refused_once_the_cache_expires_or_at_once_when_new
     let db = TestDb::migrated(backend).await;
     let store = Arc::new(db.store.clone());
     let k = key(5);
-    enrol(store.as_ref(), "north-yard", "gw-r", &k).await;
+    enrol(
+        store.as_ref(),
+        "north-yard",
+        "gw-r",
+        k.verifying_key().to_bytes(),
+    )
+    .await;
     store.revoke_gateway("north-yard", "gw-r").await.unwrap();
     let h = start(store.clone());
     let t = topic("north-yard", "gw-r");
@@ -290,24 +301,7 @@ async fn a_revoked_gateway_is_refused_once_the_cache_expires_or_at_once_when_new
     );
 }
 
-macro_rules! on_both {
-    ($($name:ident),*) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name("sqlite").await
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name("postgres").await
-            })*
-        }
-    };
-}
-
-on_both!(
+support::on_both!(
     signed_batches_are_stored_once_and_acked_after_commit,
     bad_input_is_dead_lettered_and_ingest_carries_on,
     a_revoked_gateway_is_refused_once_the_cache_expires_or_at_once_when_new

@@ -7,11 +7,15 @@
 //!
 //! The rest is the one sandbox every scenario starts its world with: processes that are
 //! killed when dropped ([`Process`], [`start_hub`], [`start_agent`]), enrolment and
-//! configurations, a cuttable TCP proxy ([`CuttableProxy`]), a scratch Postgres database
-//! per test ([`TestPostgres`]), brokers of the test's own ([`Mosquitto`],
-//! [`NatsServer`]), the findings a simulated camera should produce
-//! ([`predicted_shapes`]), and [`eventually`] for bounded waits.
+//! configurations, the findings a simulated camera should produce ([`predicted_shapes`]),
+//! and [`eventually`] for bounded waits. The plumbing every test crate shares (free
+//! ports, [`CuttableProxy`], a scratch Postgres database per test ([`ScratchPostgres`]),
+//! brokers of the test's own ([`Mosquitto`], [`NatsServer`]), the FLIR [`fixture`]s)
+//! comes from `chitti-test-support` and is re-exported here.
 
+pub use chitti_test_support::{
+    fixture, free_port, workspace_root, CuttableProxy, Mosquitto, NatsServer, ScratchPostgres,
+};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -47,19 +51,6 @@ pub fn binary(name: &str) -> PathBuf {
         assert!(status.success(), "cargo build --bin {name} failed");
     }
     path
-}
-
-/// The workspace root (the folder with the virtual `Cargo.toml`).
-pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is inside the workspace")
-        .to_path_buf()
-}
-
-/// A FLIR fixture from `tests/fixtures/flir/`.
-pub fn flir_fixture(name: &str) -> PathBuf {
-    workspace_root().join("tests/fixtures/flir").join(name)
 }
 
 /// A process the test started; killed on drop.
@@ -287,128 +278,6 @@ pub fn predicted_shapes(config_text: &str) -> Vec<(String, String, String, u8, S
     v
 }
 
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-/// A TCP proxy the test can cut (every connection closed, new ones refused) and
-/// restore: a network link or a database that goes away.
-pub struct CuttableProxy {
-    /// Its port.
-    pub port: u16,
-    up: tokio::sync::watch::Sender<bool>,
-}
-
-impl CuttableProxy {
-    /// Proxies 127.0.0.1:port → 127.0.0.1:`target`.
-    pub async fn start(target: u16) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind proxy");
-        let port = listener.local_addr().expect("addr").port();
-        let (tx, rx) = tokio::sync::watch::channel(true);
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    return;
-                };
-                let mut state = rx.clone();
-                if !*state.borrow() {
-                    drop(inbound);
-                    continue;
-                }
-                tokio::spawn(async move {
-                    let Ok(mut outbound) =
-                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
-                    else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = state.wait_for(|up| !*up) => {}
-                    }
-                });
-            }
-        });
-        Self { port, up: tx }
-    }
-
-    /// Cuts every connection and refuses new ones.
-    pub fn cut(&self) {
-        self.up.send_replace(false);
-    }
-
-    /// Lets connections through again.
-    pub fn restore(&self) {
-        self.up.send_replace(true);
-    }
-}
-
-/// A fresh Postgres database on the test server, dropped on drop.
-pub struct TestPostgres {
-    /// Its URL.
-    pub url: String,
-    name: String,
-    admin: String,
-}
-
-impl TestPostgres {
-    /// Creates `chitti_e2e_<random>` through `postgres://postgres@127.0.0.1:5432/postgres`
-    /// (or `CHITTI_TEST_POSTGRES_URL`).
-    pub async fn create() -> Self {
-        use sqlx::Connection;
-        let admin = std::env::var("CHITTI_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let name = format!("chitti_e2e_{}", uuid::Uuid::now_v7().simple());
-        let mut conn = sqlx::PgConnection::connect(&admin)
-            .await
-            .expect("connect to postgres");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .expect("create database");
-        let url = format!(
-            "{}/{name}",
-            admin.rsplit_once('/').expect("url with a database").0
-        );
-        Self { url, name, admin }
-    }
-
-    /// The URL through another port (a proxy in front of the server).
-    pub fn url_via(&self, port: u16) -> String {
-        self.url.replace(":5432/", &format!(":{port}/"))
-    }
-}
-
-impl Drop for TestPostgres {
-    fn drop(&mut self) {
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        // Drop runs outside any runtime guarantee: use a small one of its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            if let Ok(rt) = rt {
-                rt.block_on(async move {
-                    use sqlx::Connection;
-                    if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
-                        let _ =
-                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                                .execute(&mut c)
-                                .await;
-                    }
-                });
-            }
-        })
-        .join();
-    }
-}
-
 /// Every finding in the store, page after page, newest received first.
 pub async fn all_stored_findings(
     store: &chitti_hub::store::AnyStore,
@@ -494,84 +363,6 @@ pub fn api_login(http: std::net::SocketAddr, username: &str, password: &str) -> 
     body["token"].as_str().expect("token").to_string()
 }
 
-/// A Mosquitto of the test's own on a free port, its configuration `extra` lines after
-/// the listener; killed on drop. (The hub's broker tests have their own: the two test
-/// crates cannot share a helper without a crate of their own.)
-pub struct Mosquitto {
-    child: std::process::Child,
-    /// Its port on 127.0.0.1.
-    pub port: u16,
-    /// Its log file.
-    pub log: PathBuf,
-}
-
-impl Mosquitto {
-    /// Starts `mosquitto -c <dir>/mosquitto.conf`; returns once it logs "running".
-    pub fn start(dir: &Path, extra: &str) -> Self {
-        let port = free_port();
-        let conf = dir.join("mosquitto.conf");
-        let log = dir.join("mosquitto.log");
-        // `user root`: a root Mosquitto would otherwise drop to the `mosquitto` user,
-        // which cannot read the test's private temporary directory.
-        std::fs::write(
-            &conf,
-            format!(
-                "user root\nper_listener_settings false\npersistence false\n\
-                 log_dest stderr\nlog_type all\nlistener {port} 127.0.0.1\n{extra}\n"
-            ),
-        )
-        .expect("write mosquitto.conf");
-        let mut child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("the mosquitto binary (tests/run-all.sh installs it)");
-        // Mosquitto says "… running" once its listener is open; its log is copied to a
-        // file from then on (the pipe is drained so it never blocks).
-        use std::io::{BufRead, Write};
-        let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let mut file = std::fs::File::create(&log).expect("mosquitto log");
-        for line in lines.by_ref() {
-            let line = line.expect("mosquitto log line");
-            let _ = writeln!(file, "{line}");
-            if line.contains(" running") {
-                break;
-            }
-        }
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                let _ = writeln!(file, "{line}");
-            }
-        });
-        let mosquitto = Self { child, port, log };
-        assert!(
-            mosquitto.log_text().contains(" running"),
-            "mosquitto did not start:\n{}",
-            mosquitto.log_text()
-        );
-        mosquitto
-    }
-
-    /// `mqtt://127.0.0.1:<port>`.
-    pub fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
-    }
-
-    /// Its log so far.
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A hub configuration in `dir` using the external broker at `broker_url` (as
 /// `username` with `password`, when given) and the store at `store_url`; its path.
 pub fn external_hub_config(
@@ -618,79 +409,4 @@ pub fn external_hub_config_in_group(
     )
     .expect("write the hub configuration");
     config
-}
-
-/// A nats-server of the test's own (MQTT and JetStream on), from a configuration text;
-/// killed on drop.
-pub struct NatsServer {
-    child: std::process::Child,
-    /// Its MQTT port on 127.0.0.1.
-    pub mqtt_port: u16,
-    /// Its log file.
-    pub log: PathBuf,
-}
-
-impl NatsServer {
-    /// Starts `nats-server -c <dir>/nats.conf` with `config`, in which `NATS_PORT`,
-    /// `MQTT_PORT` and `STORE_DIR` are replaced by free ports and a folder in `dir`;
-    /// returns once it says it is ready.
-    pub fn start(dir: &Path, config: &str) -> Self {
-        use std::io::{BufRead, Write};
-        let mqtt_port = free_port();
-        let store = dir.join("nats-store");
-        let conf = dir.join("nats.conf");
-        std::fs::write(
-            &conf,
-            config
-                .replace("NATS_PORT", &free_port().to_string())
-                .replace("MQTT_PORT", &mqtt_port.to_string())
-                .replace("STORE_DIR", &store.display().to_string()),
-        )
-        .expect("write nats.conf");
-        let log = dir.join("nats.log");
-        let mut child = Command::new("nats-server")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("the nats-server binary (tests/run-all.sh installs it)");
-        let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let mut file = std::fs::File::create(&log).expect("nats log");
-        for line in lines.by_ref() {
-            let line = line.expect("nats log line");
-            let _ = writeln!(file, "{line}");
-            if line.contains("Server is ready") {
-                break;
-            }
-        }
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                let _ = writeln!(file, "{line}");
-            }
-        });
-        let server = Self {
-            child,
-            mqtt_port,
-            log,
-        };
-        assert!(
-            server.log_text().contains("Server is ready"),
-            "nats-server did not start:\n{}",
-            server.log_text()
-        );
-        server
-    }
-
-    /// Its log so far.
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

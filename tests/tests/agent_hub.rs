@@ -122,7 +122,7 @@ async fn agent_to_embedded_broker_to_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_to_mosquitto_to_hub_in_external_mode_to_postgres() {
     let dir = tempfile::tempdir().unwrap();
-    let db = TestPostgres::create().await;
+    let db = ScratchPostgres::create("chitti_e2e").await;
     let group = format!("e2e-{}", uuid::Uuid::now_v7().simple());
     let config = dir.path().join("hub.toml");
     std::fs::write(
@@ -218,7 +218,7 @@ async fn a_hub_killed_mid_stream_loses_and_duplicates_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_postgres_is_unreachable_nothing_is_acknowledged_and_everything_lands_after() {
     let dir = tempfile::tempdir().unwrap();
-    let db = TestPostgres::create().await;
+    let db = ScratchPostgres::create("chitti_e2e").await;
     let proxy = CuttableProxy::start(5432).await;
     let config = postgres_hub_config(dir.path(), &db.url_via(proxy.port));
     let config_s = config.display().to_string();

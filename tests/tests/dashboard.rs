@@ -589,10 +589,10 @@ async fn an_operator_sees_an_alert_arrive_acknowledges_it_reads_its_thermogram_a
     c.wait_for("#upload-form").await;
     let junk = dir.join("not-a-thermogram.jpg");
     std::fs::write(&junk, b"this is not a FLIR file at all").unwrap();
-    let fixture = flir_fixture("flir_t640_png.jpg");
+    let flir = fixture("flir_t640_png.jpg");
     c.wait_for("#upload-files")
         .await
-        .send_keys(&format!("{}\n{}", fixture.display(), junk.display()))
+        .send_keys(&format!("{}\n{}", flir.display(), junk.display()))
         .await
         .unwrap();
     let good = c
@@ -765,7 +765,7 @@ async fn a_viewer_sees_no_action_buttons_and_the_api_refuses_its_actions() {
         &olga,
         "north-yard",
         "t640.jpg",
-        &std::fs::read(flir_fixture("flir_t640_png.jpg")).unwrap(),
+        &std::fs::read(fixture("flir_t640_png.jpg")).unwrap(),
     );
     assert_eq!(upload["files"][0]["status"], "ok", "{upload}");
     let vera = api_login(http, "vera", PASSWORD);

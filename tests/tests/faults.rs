@@ -259,7 +259,7 @@ async fn a_broker_restarted_mid_stream_loses_and_duplicates_nothing() {
     let port = free_port();
     let broker = OwnMosquitto::start(port);
     broker.wait_ready().await;
-    let db = TestPostgres::create().await;
+    let db = ScratchPostgres::create("chitti_e2e").await;
     let config = dir.path().join("hub.toml");
     std::fs::write(
         &config,

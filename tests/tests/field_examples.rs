@@ -219,7 +219,7 @@ async fn delivers_to_a_default_hub(name: &str) {
         dir.path(),
         &addrs,
         &creds,
-        &flir_fixture(fixture_for(name)),
+        &fixture(fixture_for(name)),
     );
 
     // The agent's own validator, with the folders and files checked on this machine.

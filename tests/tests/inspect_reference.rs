@@ -2,14 +2,14 @@
 //! `exiftool+thermimage` reference (`tests/fixtures/flir/reference.json`) to 0.01 °C,
 //! for every frame of the sequences too.
 
-use chitti_e2e::{binary, flir_fixture};
+use chitti_e2e::{binary, fixture};
 use serde_json::Value;
 use std::process::Command;
 
 fn inspect(file: &str, extra: &[String]) -> Value {
     let out = Command::new(binary("chitti-agent"))
         .args(["inspect", "--json"])
-        .arg(flir_fixture(file))
+        .arg(fixture(file))
         .args(extra)
         .output()
         .expect("run chitti-agent");
@@ -24,8 +24,7 @@ fn inspect(file: &str, extra: &[String]) -> Value {
 #[test]
 fn every_fixture_through_the_binary_matches_the_reference() {
     let reference: Value =
-        serde_json::from_str(&std::fs::read_to_string(flir_fixture("reference.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(fixture("reference.json")).unwrap()).unwrap();
     let samples = reference["samples"].as_object().unwrap();
     let mut failures = Vec::new();
     for (name, sample) in samples {

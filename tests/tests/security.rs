@@ -63,7 +63,7 @@ async fn attacker(mqtt: std::net::SocketAddr, username: &str, password: &str) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_acks_during_a_database_outage_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let db = TestPostgres::create().await;
+    let db = ScratchPostgres::create("chitti_e2e").await;
     let proxy = CuttableProxy::start(5432).await;
     // A broker that lets any client publish anywhere (no ACLs): the signatures alone
     // must hold.

@@ -1,20 +1,12 @@
 //! An embedded rumqttd for tests and benchmarks, hosted as its README describes (the
 //! broker's `start()` on its own thread), on a free port.
 
-use std::net::TcpListener as StdListener;
 use std::time::Duration;
 
 /// Longest wait for the broker to accept connections.
 const START_GUARD: Duration = Duration::from_secs(90);
 
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use chitti_test_support::free_port;
 
 /// Starts rumqttd on a free port on its own thread (as its README hosts it); returns
 /// the port. The broker lives until the test process ends.

@@ -1,5 +1,6 @@
 //! Real parts for the agent's black-box tests: an embedded rumqttd on a free port, a
-//! TCP proxy the test can cut, a hub stand-in that commits findings and then acks them
+//! TCP proxy the test can cut and a private Mosquitto (both from `chitti-test-support`),
+//! a hub stand-in that commits findings and then acks them
 //! (as the real hub does), and the agent binary as a child process.
 #![allow(dead_code)] // each test file uses a different part
 
@@ -19,6 +20,8 @@ use uuid::Uuid;
 pub mod broker;
 #[allow(unused_imports)] // each test file uses a different part
 pub use broker::{free_port, start_rumqttd, wait_for_port};
+#[allow(unused_imports)]
+pub use chitti_test_support::{CuttableProxy, Mosquitto};
 
 /// Longest any wait in these tests may take before the test fails (a hang guard, not
 /// a timing assertion).
@@ -252,55 +255,6 @@ fn summary(l: &HubLedger) -> String {
     )
 }
 
-/// A TCP proxy between the agent and a broker that the test can cut and restore.
-pub struct CuttableProxy {
-    pub port: u16,
-    up: watch::Sender<bool>,
-}
-
-impl CuttableProxy {
-    /// Proxies 127.0.0.1:`port` → 127.0.0.1:`target`; starts up or down.
-    pub async fn start(target: u16, up: bool) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (tx, rx) = watch::channel(up);
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    return;
-                };
-                let mut state = rx.clone();
-                if !*state.borrow() {
-                    drop(inbound); // link down: connection refused in effect
-                    continue;
-                }
-                tokio::spawn(async move {
-                    let Ok(mut outbound) =
-                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
-                    else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = async { while *state.borrow_and_update() { if state.changed().await.is_err() { break } } } => {}
-                    }
-                });
-            }
-        });
-        Self { port, up: tx }
-    }
-
-    /// Cuts every connection and refuses new ones.
-    pub fn cut(&self) {
-        self.up.send_replace(false);
-    }
-
-    /// Lets connections through again.
-    pub fn restore(&self) {
-        self.up.send_replace(true);
-    }
-}
-
 /// The agent binary.
 /// The ONNX Runtime library the detector tests load: `ORT_DYLIB_PATH`, which
 /// tests/run-all.sh exports. Without it these tests fail on purpose, saying how to get it.
@@ -523,46 +477,4 @@ pub fn logged_finding_ids(log: &Path) -> std::collections::BTreeSet<Uuid> {
         .filter_map(|l| l.split(" finding=").nth(1))
         .filter_map(|rest| Uuid::parse_str(rest.split_whitespace().next()?).ok())
         .collect()
-}
-
-/// A Mosquitto of the test's own on `port` (the machine's binary, default settings but
-/// the listener); killed on drop.
-pub struct OwnMosquitto {
-    child: Child,
-    /// Its port.
-    pub port: u16,
-}
-
-impl OwnMosquitto {
-    /// Starts it and waits until it accepts connections.
-    pub fn start(port: u16, dir: &Path) -> Self {
-        let conf = dir.join(format!("mosquitto-{port}.conf"));
-        std::fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
-        )
-        .unwrap();
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for_port(port);
-        Self { child, port }
-    }
-
-    /// Stops it (SIGKILL: a crash, no goodbye to clients).
-    pub fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for OwnMosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

@@ -1,7 +1,10 @@
 //! Real parts for the broker tests: a throw-away PKI (rcgen), MQTT clients standing in
-//! for agents (rumqttc), and a Mosquitto of the test's own on a free port.
+//! for agents (rumqttc), and (from `chitti-test-support`) a Mosquitto of the test's own
+//! on a free port.
 #![allow(dead_code)]
 
+#[allow(unused_imports)]
+pub use chitti_test_support::{free_port, Mosquitto};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose,
@@ -10,9 +13,6 @@ use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, Publish, QoS,
     TlsConfiguration, Transport,
 };
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -217,76 +217,6 @@ pub async fn closed(events: &mut mpsc::UnboundedReceiver<AgentEvent>) -> String 
             Some(_) => {}
             None => return "event loop gone".to_owned(),
         }
-    }
-}
-
-/// A free port on 127.0.0.1 (for Mosquitto, which cannot report the one it got).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A Mosquitto of the test's own; killed (SIGKILL) on drop.
-pub struct Mosquitto {
-    child: Child,
-    pub port: u16,
-}
-
-impl Mosquitto {
-    /// Starts `mosquitto -c <dir>/mosquitto.conf` with `listener <port> 127.0.0.1` and
-    /// the given extra lines; returns once it logs that it is running.
-    pub fn start(dir: &Path, extra_config: &str) -> Self {
-        let port = free_port();
-        let conf = dir.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\npersistence false\n{extra_config}\n"
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("mosquitto binary");
-        // Mosquitto logs "... running" once its listeners are open: wait for that line,
-        // then keep draining its log so it never blocks on a full pipe.
-        let mut log = BufReader::new(child.stderr.take().unwrap());
-        let mut seen = String::new();
-        loop {
-            let mut line = String::new();
-            let n = log.read_line(&mut line).unwrap();
-            assert!(n > 0, "mosquitto exited during start-up:\n{seen}");
-            seen.push_str(&line);
-            if line.contains(" running") {
-                break;
-            }
-        }
-        std::thread::spawn(move || {
-            for line in log.lines().map_while(Result::ok) {
-                if std::env::var_os("MOSQUITTO_LOG").is_some() {
-                    eprintln!("mosquitto: {line}");
-                }
-            }
-        });
-        Self { child, port }
-    }
-
-    pub fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -1,0 +1,50 @@
+//! Test plumbing shared by every Chitti test crate (`agent/tests`, `hub/tests` and the
+//! cross-binary scenarios in `tests/`), depending on neither the agent nor the hub:
+//! free ports ([`free_port`]), a TCP proxy the test can cut ([`CuttableProxy`]),
+//! brokers of the test's own ([`Mosquitto`], [`NatsServer`]), a scratch Postgres
+//! database per test ([`ScratchPostgres`]), and the FLIR fixtures ([`fixture`],
+//! [`read_fixture`]).
+
+mod brokers;
+mod postgres;
+mod proxy;
+
+pub use brokers::{Mosquitto, NatsServer};
+pub use postgres::{database_url, postgres_admin_url, ScratchPostgres};
+pub use proxy::CuttableProxy;
+
+use std::path::PathBuf;
+
+/// A free TCP port on 127.0.0.1 (for servers that cannot report the one they got).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// The workspace root (the folder with the virtual `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("tests/support/ is inside the workspace")
+        .to_path_buf()
+}
+
+/// The FLIR fixtures: `tests/fixtures/flir/` in the workspace.
+pub fn fixtures_dir() -> PathBuf {
+    workspace_root().join("tests/fixtures/flir")
+}
+
+/// A FLIR fixture's path.
+pub fn fixture(name: &str) -> PathBuf {
+    fixtures_dir().join(name)
+}
+
+/// A FLIR fixture's bytes.
+pub fn read_fixture(name: &str) -> Vec<u8> {
+    let path = fixture(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
