@@ -68,7 +68,7 @@ pub struct InspectArgs {
     /// an id from --tables.
     #[arg(long, value_name = "ID", default_value = "utility-absolute")]
     pub table: String,
-    /// TOML file with your own severity tables (see ARCHITECTURE.md).
+    /// TOML file with your own severity tables (format: `chitti_common::severity::parse_user_tables`).
     #[arg(long, value_name = "FILE")]
     pub tables: Option<PathBuf>,
     /// Reference temperature in °C for ΔT tables (default: the file's atmospheric

@@ -25,11 +25,12 @@ use crate::outbox::Outbox;
 use crate::patrol::{
     spawn_patrol, PatrolPlan as PatrolRun, PatrolPosition, PatrolStop, SerialPanTiltPort,
 };
+use crate::shutdown::Shutdown;
 use crate::sinks::evidence::{EvidenceStore, EvidenceUploaderConfig, UploaderHandle};
 use crate::sinks::mqtt::{LinkState, MqttSink};
 use crate::sources::rjpeg_dir::RjpegDirSource;
 use crate::sources::simulated::{Scene, SimulatedCamera};
-use crate::sources::{FileDone, FrameSender, SourceFrame, StopFlag};
+use crate::sources::{FileDone, FrameSender, SourceFrame};
 use anyhow::Context;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -61,10 +62,10 @@ pub struct RunSummary {
     pub findings_stored: u64,
 }
 
-/// Runs the agent until `shutdown` turns true.
+/// Runs the agent until `shutdown` turns true (or its sender is dropped).
 pub async fn run(
     config: AgentConfig,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<RunSummary> {
     // A camera this build cannot drive stops the agent at once, naming it, rather than
     // leaving a source that retries forever.
@@ -91,7 +92,7 @@ pub async fn run(
     tracing::info!(engine = outbox.engine_name(), path = %config.outbox.path.display(),
         pending = outbox.status().depth, "outbox open");
 
-    let stop = StopFlag::new();
+    let stop = Shutdown::new();
     let link = Arc::new(LinkState::default());
     let new_findings = Arc::new(Notify::new());
     let latency = Arc::new(LatencyWindow::default());
@@ -247,7 +248,7 @@ pub async fn run(
     board.detector = Some(Arc::clone(&detector_health));
     let board = Arc::new(board);
     // Evidence upload (optional: without a hub URL, evidence stays until its findings go).
-    let uploader_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let uploader_stop = Shutdown::new();
     let uploader = match &config.evidence.hub_url {
         Some(url) => {
             // Validation makes the key mandatory with a hub URL; uploads are signed
@@ -275,7 +276,7 @@ pub async fn run(
             }
             let store: Arc<dyn EvidenceStore> = Arc::clone(&outbox) as Arc<dyn EvidenceStore>;
             let (handle, control) =
-                crate::sinks::evidence::spawn(up, store, Arc::clone(&uploader_stop))?;
+                crate::sinks::evidence::spawn(up, store, uploader_stop.clone())?;
             Some((handle, control))
         }
         None => None,
@@ -294,7 +295,7 @@ pub async fn run(
     }
 
     // Prometheus /metrics on a local address.
-    let (metrics_stop_tx, metrics_stop_rx) = watch::channel(false);
+    let metrics_stop = Shutdown::new();
     let metrics_task = match config.health.metrics_listen {
         Some(addr) => {
             let listener = crate::health::metrics::bind(addr).await?;
@@ -307,7 +308,7 @@ pub async fn run(
             Some(tokio::spawn(crate::health::metrics::serve(
                 listener,
                 source,
-                metrics_stop_rx,
+                metrics_stop.clone(),
             )))
         }
         None => None,
@@ -320,21 +321,17 @@ pub async fn run(
         Arc::clone(&link),
         Arc::clone(&new_findings),
     )?;
-    let (sink_stop_tx, sink_stop_rx) = watch::channel(false);
-    let sink_task = tokio::spawn(sink.run(sink_stop_rx));
+    let sink_stop = Shutdown::new();
+    let sink_task = tokio::spawn(sink.run(sink_stop.clone()));
 
     // Phase 0: running. Sources that end by themselves (a replay, a test's frame limit)
     // do not stop the agent: the findings still have to reach the hub.
-    while !*shutdown.borrow() {
-        if shutdown.changed().await.is_err() {
-            break;
-        }
-    }
+    Shutdown::follow(shutdown).triggered().await;
     tracing::info!("shutting down: stopping sources");
     let deadline = Instant::now() + Duration::from_secs(config.health.shutdown_deadline_s);
 
     // Phase 1: stop sources and patrols, drain analysis and the writer into the outbox.
-    stop.raise();
+    stop.trigger();
     for p in &patrols {
         p.request_stop();
     }
@@ -366,18 +363,18 @@ pub async fn run(
     .await?;
 
     // Phase 2: tell the hub we are going, on purpose.
-    let _ = sink_stop_tx.send(true);
+    sink_stop.trigger();
     let remaining = deadline
         .saturating_duration_since(Instant::now())
         .max(Duration::from_secs(1));
     if tokio::time::timeout(remaining, sink_task).await.is_err() {
         tracing::warn!("mqtt sink still running at the shutdown deadline");
     }
-    let _ = metrics_stop_tx.send(true);
+    metrics_stop.trigger();
     if let Some(task) = metrics_task {
         let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
     }
-    uploader_stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    uploader_stop.trigger();
     if let Some((handle, control)) = uploader {
         control.wake();
         let deadline = Instant::now() + Duration::from_secs(2);

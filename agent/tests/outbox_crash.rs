@@ -9,7 +9,7 @@
 //! What each engine must guarantee: after `kill -9` both keep everything (the page
 //! cache survives a process). After a power cut, redb (the default) keeps everything;
 //! sled is only required to open cleanly, and the test prints what it lost — the
-//! evidence behind the default (ARCHITECTURE.md, "Outbox engine").
+//! evidence behind the default (the `outbox` module header, "Engine: redb by default").
 
 #[path = "support/powercut.rs"]
 mod powercut;

@@ -16,7 +16,7 @@ pub struct AnalysisConfig {
     /// Severity table id (built-in or from `tables_file`).
     #[serde(default = "default_table")]
     pub table: String,
-    /// User severity tables (TOML, see ARCHITECTURE.md).
+    /// User severity tables (TOML, see `chitti_common::severity::parse_user_tables`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tables_file: Option<PathBuf>,
     /// Hotspot threshold, °C; default: the lowest temperature that can reach the

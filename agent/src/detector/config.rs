@@ -20,7 +20,7 @@ pub enum LayoutChoice {
 }
 
 /// The component detector: a YOLO-family ONNX model run through ONNX Runtime
-/// (ARCHITECTURE.md, "Component detector runtime"). Without it, or when its model or
+/// (see the `detector` module header). Without it, or when its model or
 /// library is missing or broken, findings come from thermal thresholds alone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

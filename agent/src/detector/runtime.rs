@@ -16,6 +16,9 @@
 //! *different* file is an error ([`DetectorError::LibraryConflict`]) instead of silently
 //! running on the first one. A failed load keeps nothing, so a corrected path can be
 //! tried again in the same process.
+//!
+//! `ort` is pinned at API level 17, so any ONNX Runtime ≥ 1.17 loads. The wheel is
+//! `manylinux_2_28` (x86_64 or `--arch aarch64`): the gateway needs glibc ≥ 2.28.
 
 use super::DetectorError;
 use ort::environment::Environment;

@@ -5,6 +5,7 @@
 //! Prometheus scraper (or `curl`) needs, and keeps the parser small enough to trust
 //! with whatever arrives on the port.
 
+use crate::shutdown::Shutdown;
 use std::io;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
@@ -12,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
@@ -110,30 +110,20 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, MetricsError> {
 
 pub use chitti_common::metrics_text::MetricsWriter;
 
-/// Serves `/metrics` on `listener` until `shutdown` turns true (or its sender is
-/// dropped). Then it stops accepting, gives answers in progress a moment to finish,
+/// Serves `/metrics` on `listener` until `shutdown` is triggered. Then it stops accepting, gives answers in progress a moment to finish,
 /// and returns. Errors on one connection are logged and never end the server.
-pub async fn serve(
-    listener: TcpListener,
-    source: Arc<dyn MetricsSource>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn serve(listener: TcpListener, source: Arc<dyn MetricsSource>, shutdown: Shutdown) {
     match listener.local_addr() {
         Ok(addr) => info!(%addr, "metrics endpoint listening"),
         Err(err) => info!(%err, "metrics endpoint listening (address unknown)"),
     }
     let mut connections = JoinSet::new();
     loop {
-        if *shutdown.borrow_and_update() {
+        if shutdown.is_triggered() {
             break;
         }
         tokio::select! {
-            changed = shutdown.changed() => {
-                if changed.is_err() {
-                    // Nobody can ask us to stop any more: the agent is going away.
-                    break;
-                }
-            }
+            () = shutdown.triggered() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     if connections.len() >= MAX_CONNECTIONS {
@@ -490,7 +480,8 @@ chitti_agent_analysis_latency_seconds 0.0425
     async fn serves_metrics_and_survives_bad_requests_until_shutdown() {
         let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (shutdown_tx, shutdown) = watch::channel(false);
+        let shutdown = Shutdown::new();
+        let shutdown_tx = shutdown.clone();
         let server = tokio::spawn(serve(listener, Arc::new(agent_source), shutdown));
 
         let ok = exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
@@ -539,7 +530,7 @@ chitti_agent_analysis_latency_seconds 0.0425
         let again = exchange(addr, b"GET /metrics HTTP/1.0\r\n\r\n").await;
         assert_eq!((again.status, again.body.as_str()), (200, EXPECTED));
 
-        shutdown_tx.send(true).unwrap();
+        shutdown_tx.trigger();
         server.await.unwrap();
         assert!(TcpStream::connect(addr).await.is_err());
     }
@@ -548,7 +539,8 @@ chitti_agent_analysis_latency_seconds 0.0425
     async fn a_panicking_source_costs_one_scrape() {
         let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (shutdown_tx, shutdown) = watch::channel(false);
+        let shutdown = Shutdown::new();
+        let shutdown_tx = shutdown.clone();
         let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counted = Arc::clone(&calls);
         let source = move |out: &mut MetricsWriter| {
@@ -568,14 +560,15 @@ chitti_agent_analysis_latency_seconds 0.0425
         assert_eq!(ok.status, 200);
         assert!(ok.body.ends_with("chitti_agent_outbox_findings 3\n"));
         // Dropping the sender also stops the server.
-        drop(shutdown_tx);
+        shutdown_tx.trigger();
         server.await.unwrap();
     }
 
     #[tokio::test]
     async fn shutdown_already_requested_returns_at_once() {
         let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let (_shutdown_tx, shutdown) = watch::channel(true);
+        let shutdown = Shutdown::new();
+        shutdown.trigger();
         serve(listener, Arc::new(agent_source), shutdown).await;
     }
 

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OutboxEngine {
-    /// redb: fsync per commit, stable format (the default; see ARCHITECTURE.md).
+    /// redb: fsync per commit, stable format (the default; see the `outbox` module header).
     #[default]
     Redb,
     /// sled 0.34.

@@ -1,6 +1,6 @@
 //! The outbox on sled 0.34: one tree, each commit an atomic `apply_batch` followed by
 //! `flush` (which, on Linux, sled implements with `sync_file_range`; see the outbox
-//! module header and ARCHITECTURE.md for what that means after a power cut).
+//! module header, "Engine: redb by default", for what that means after a power cut).
 
 use super::{ensure_folder, Op, OutboxError, StoreEngine, Visit};
 use std::path::Path;

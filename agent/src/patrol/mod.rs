@@ -19,12 +19,13 @@ mod tests;
 mod pty_tests;
 
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, PoisonError, RwLock};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use self::pelco_d::{Command, PelcoError, FRAME_LEN};
+use crate::shutdown::Shutdown;
 
 /// Serial speed used when the configuration does not name one. (Many Pelco-D heads ship
 /// at 2400 baud; check the head's DIP switches.)
@@ -38,9 +39,6 @@ pub const DEFAULT_RETRY_INITIAL: Duration = Duration::from_millis(100);
 
 /// Cap on the wait between retries of a failed serial write.
 pub const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(5);
-
-/// Longest a wait inside the patrol goes without checking the stop flag.
-pub const STOP_POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 /// One stop of the tour.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -395,7 +393,7 @@ impl PatrolPosition {
 /// How a patrol ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PatrolOutcome {
-    /// The stop flag was raised.
+    /// The stop signal was triggered.
     Stopped,
     /// A non-repeating tour reached its end.
     Completed,
@@ -406,12 +404,12 @@ pub enum PatrolOutcome {
 ///
 /// Serial write errors are logged, counted in [`PatrolPosition::serial_write_errors`] and
 /// retried with capped exponential backoff; only an invalid `config` returns an error.
-/// Every wait notices `stop` within [`STOP_POLL_INTERVAL`]. On return `position` is `None`.
+/// Every wait ends as soon as `stop` is triggered. On return `position` is `None`.
 pub fn run_patrol<P: PanTiltPort + ?Sized>(
     port: &mut P,
     config: &PatrolPlan,
     position: &PatrolPosition,
-    stop: &AtomicBool,
+    stop: &Shutdown,
 ) -> Result<PatrolOutcome, PatrolError> {
     config.validate()?;
     let frames = config
@@ -431,7 +429,7 @@ fn tour<P: PanTiltPort + ?Sized>(
     config: &PatrolPlan,
     frames: &[[u8; FRAME_LEN]],
     position: &PatrolPosition,
-    stop: &AtomicBool,
+    stop: &Shutdown,
 ) -> PatrolOutcome {
     loop {
         for (patrol_stop, frame) in config.stops.iter().zip(frames) {
@@ -464,11 +462,11 @@ fn send_with_retry<P: PanTiltPort + ?Sized>(
     patrol_stop: &PatrolStop,
     config: &PatrolPlan,
     position: &PatrolPosition,
-    stop: &AtomicBool,
+    stop: &Shutdown,
 ) -> bool {
     let mut retries = config.retry_backoff().retries();
     loop {
-        if stop.load(Ordering::Acquire) {
+        if stop.is_triggered() {
             return false;
         }
         match port.write_frame(frame) {
@@ -494,37 +492,22 @@ fn send_with_retry<P: PanTiltPort + ?Sized>(
     }
 }
 
-/// Sleeps for `duration` in slices of at most [`STOP_POLL_INTERVAL`]; `true` if `stop`
-/// was raised (checked before the first slice too).
-fn wait_unless_stopped(stop: &AtomicBool, duration: Duration) -> bool {
-    // `None` means the deadline is beyond what Instant can represent: wait until stopped.
-    let deadline = Instant::now().checked_add(duration);
-    loop {
-        if stop.load(Ordering::Acquire) {
-            return true;
-        }
-        let slice = match deadline {
-            Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
-                Some(left) if !left.is_zero() => left.min(STOP_POLL_INTERVAL),
-                _ => return false,
-            },
-            None => STOP_POLL_INTERVAL,
-        };
-        thread::sleep(slice);
-    }
+/// Sleeps for `duration`; `true` if `stop` was triggered (checked before sleeping too).
+fn wait_unless_stopped(stop: &Shutdown, duration: Duration) -> bool {
+    stop.sleep(duration)
 }
 
 /// A patrol running on its own thread; see [`spawn_patrol`].
 #[derive(Debug)]
 pub struct PatrolThread {
-    stop: Arc<AtomicBool>,
+    stop: Shutdown,
     handle: JoinHandle<Result<PatrolOutcome, PatrolError>>,
 }
 
 impl PatrolThread {
     /// Asks the patrol to stop without waiting for it.
     pub fn request_stop(&self) {
-        self.stop.store(true, Ordering::Release);
+        self.stop.trigger();
     }
 
     /// Whether the patrol thread has returned.
@@ -554,8 +537,8 @@ where
     P: PanTiltPort + Send + 'static,
 {
     config.validate()?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
+    let stop = Shutdown::new();
+    let flag = stop.clone();
     let handle = thread::Builder::new()
         .name("patrol".into())
         .spawn(move || run_patrol(&mut port, &config, &position, &flag))

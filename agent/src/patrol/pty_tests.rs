@@ -65,7 +65,7 @@ fn patrol_over_a_pseudo_terminal() {
     master
         .set_timeout(Duration::from_millis(50))
         .expect("master timeout");
-    let reading = Arc::new(AtomicBool::new(true));
+    let reading = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let (wire_tx, wire_rx) = mpsc::channel::<Result<[u8; FRAME_LEN], PelcoError>>();
     let reader = {
         let reading = Arc::clone(&reading);

@@ -81,7 +81,7 @@ fn non_repeating_tour_visits_each_stop_once() {
     let position = PatrolPosition::new();
     let changes = position.subscribe();
 
-    let outcome = run_patrol(&mut port, &config, &position, &AtomicBool::new(false)).unwrap();
+    let outcome = run_patrol(&mut port, &config, &position, &Shutdown::new()).unwrap();
 
     assert_eq!(outcome, PatrolOutcome::Completed);
     assert_eq!(
@@ -104,7 +104,7 @@ fn write_errors_are_counted_and_retried() {
     let position = PatrolPosition::new();
     let changes = position.subscribe();
 
-    let outcome = run_patrol(&mut port, &config, &position, &AtomicBool::new(false)).unwrap();
+    let outcome = run_patrol(&mut port, &config, &position, &Shutdown::new()).unwrap();
 
     assert_eq!(outcome, PatrolOutcome::Completed);
     assert_eq!(position.serial_write_errors(), 3);
@@ -176,18 +176,15 @@ fn raised_stop_flag_sends_nothing() {
     let config = PatrolPlan::new("/dev/null", 1, vec![stop("a", 1, Duration::MAX)]);
     let (mut port, sent) = FakePort::new(0);
     let position = PatrolPosition::new();
-    let outcome = run_patrol(&mut port, &config, &position, &AtomicBool::new(true)).unwrap();
+    let outcome = run_patrol(&mut port, &config, &position, &triggered()).unwrap();
     assert_eq!(outcome, PatrolOutcome::Stopped);
     assert!(sent.lock().unwrap().is_empty());
 }
 
 #[test]
 fn waits_handle_extreme_durations() {
-    assert!(!wait_unless_stopped(
-        &AtomicBool::new(false),
-        Duration::ZERO
-    ));
-    assert!(wait_unless_stopped(&AtomicBool::new(true), Duration::MAX));
+    assert!(!wait_unless_stopped(&Shutdown::new(), Duration::ZERO));
+    assert!(wait_unless_stopped(&triggered(), Duration::MAX));
 }
 
 #[test]
@@ -243,13 +240,8 @@ fn invalid_configs_are_rejected_before_any_write() {
     ];
     for (config, message) in cases {
         let (mut port, sent) = FakePort::new(0);
-        let err = run_patrol(
-            &mut port,
-            &config,
-            &PatrolPosition::new(),
-            &AtomicBool::new(false),
-        )
-        .unwrap_err();
+        let err =
+            run_patrol(&mut port, &config, &PatrolPosition::new(), &Shutdown::new()).unwrap_err();
         assert_eq!(err.to_string(), message);
         assert!(sent.lock().unwrap().is_empty());
         let (port, _) = FakePort::new(0);
@@ -293,4 +285,10 @@ fn go_to_frames_decode_back() {
         Frame::from_bytes(&bytes).unwrap().command(),
         Ok(Command::GoToPreset(1))
     );
+}
+
+fn triggered() -> Shutdown {
+    let stop = Shutdown::new();
+    stop.trigger();
+    stop
 }

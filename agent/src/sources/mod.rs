@@ -26,9 +26,8 @@ use chitti_common::image::RawFrame;
 use chitti_common::radiometry::RadiometricParams;
 use chrono::{DateTime, FixedOffset};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// One frame from a source, ready for analysis.
 #[derive(Debug, Clone)]
@@ -183,44 +182,6 @@ pub struct PresetPosition {
     pub preset: String,
     /// Asset the preset looks at.
     pub asset: Option<String>,
-}
-
-/// A shared stop flag for source threads. Threads poll it between frames and in their
-/// waits, so stopping takes at most one poll interval.
-#[derive(Debug, Clone, Default)]
-pub struct StopFlag(Arc<AtomicBool>);
-
-impl StopFlag {
-    /// A flag that is not raised.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Asks every holder to stop.
-    pub fn raise(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-
-    /// True once [`Self::raise`] was called.
-    pub fn is_raised(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-
-    /// Sleeps up to `total`, waking early (and returning `true`) when the flag is raised.
-    pub fn sleep(&self, total: Duration) -> bool {
-        let step = Duration::from_millis(20);
-        let deadline = std::time::Instant::now() + total;
-        loop {
-            if self.is_raised() {
-                return true;
-            }
-            let now = std::time::Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            std::thread::sleep(step.min(deadline - now));
-        }
-    }
 }
 
 /// What happened to an offered frame.

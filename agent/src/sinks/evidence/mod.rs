@@ -18,13 +18,13 @@ pub use config::EvidenceConfig;
 
 use crate::backoff::{Backoff, Jitter, Retries};
 use crate::outbox::OutboxError;
+use crate::shutdown::Shutdown;
 use chitti_common::signing::{sign_evidence, GATEWAY_HEADER, SIGNATURE_HEADER};
 use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -200,14 +200,14 @@ impl std::fmt::Debug for UploaderHandle {
     }
 }
 
-/// Starts the uploader thread. It runs until `stop` is set, and notices within
+/// Starts the uploader thread. It runs until `stop` is triggered, and notices within
 /// [`STOP_CHECK`] while idle or backing off, and between chunks of a body being sent
-/// (setting `stop` and then calling [`UploaderHandle::wake`] ends an idle wait at once).
+/// (triggering `stop` and then calling [`UploaderHandle::wake`] ends an idle wait at once).
 /// A request stalled in the network is only abandoned at `config.timeout`.
 pub fn spawn(
     config: EvidenceUploaderConfig,
     store: Arc<dyn EvidenceStore>,
-    stop: Arc<AtomicBool>,
+    stop: Shutdown,
 ) -> Result<(JoinHandle<()>, UploaderHandle), EvidenceUploadError> {
     let base = config.hub_url.trim_end_matches('/').to_owned();
     let plain_http = base.starts_with("http://");
@@ -341,7 +341,7 @@ struct Worker {
     identity: Identity,
     timing: Timing,
     store: Arc<dyn EvidenceStore>,
-    stop: Arc<AtomicBool>,
+    stop: Shutdown,
     shared: Arc<Shared>,
     // Corrupt or refused blobs: left in the store (a person may want them) but not
     // retried until restart, so they cannot keep the uploader in a hot loop.
@@ -384,11 +384,11 @@ impl Worker {
     }
 
     fn stopped(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
+        self.stop.is_triggered()
     }
 
-    // Waits up to `limit`, in slices short enough to notice the stop flag, which is a
-    // plain atomic that nobody signals. A wake ends the wait only when `wakeable`; it
+    // Waits up to `limit`, in slices short enough to notice `stop` (whose trigger does
+    // not signal this thread's condition variable; the handle's wake does). A wake ends the wait only when `wakeable`; it
     // stays pending otherwise, so the pass after a backoff still sees it.
     fn wait(&self, limit: Duration, wakeable: bool) {
         let deadline = Instant::now() + limit;
@@ -652,12 +652,12 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 struct StopReader<'a> {
     bytes: &'a [u8],
-    stop: &'a AtomicBool,
+    stop: &'a Shutdown,
 }
 
 impl Read for StopReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.stop.load(Ordering::Relaxed) {
+        if self.stop.is_triggered() {
             return Err(io::Error::other("evidence uploader stopping"));
         }
         self.bytes.read(buf)
@@ -670,6 +670,7 @@ mod tests {
     use std::collections::{HashMap, VecDeque};
     use std::io::{BufRead, BufReader, Write};
     use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::mpsc;
 
     // Only a safety net, so that a broken uploader fails the test instead of hanging
@@ -989,13 +990,13 @@ mod tests {
             ],
             None,
         );
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Shutdown::new();
         let (thread, handle) = spawn(config(&hub), store.clone(), stop.clone()).unwrap();
 
         assert_eq!(next_uploaded(&uploaded), a);
         assert_eq!(next_uploaded(&uploaded), b);
         // No wake: the stop must be seen during the idle wait on its own.
-        stop.store(true, Ordering::SeqCst);
+        stop.trigger();
         join(thread);
 
         assert_eq!(hub.paths(), [path(&a), path(&a), path(&a), path(&b)]);
@@ -1042,7 +1043,7 @@ mod tests {
             ..reply(400)
         };
         let hub = Hub::start(vec![(&path(&refused), vec![refusal, reply(200)])], None);
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Shutdown::new();
         let (thread, handle) = spawn(config(&hub), store.clone(), stop.clone()).unwrap();
 
         assert_eq!(next_uploaded(&uploaded), fine);
@@ -1050,7 +1051,7 @@ mod tests {
         let late = store.add(&blob(5, 1000));
         handle.wake();
         assert_eq!(next_uploaded(&uploaded), late);
-        stop.store(true, Ordering::SeqCst);
+        stop.trigger();
         handle.wake();
         join(thread);
 
@@ -1079,14 +1080,14 @@ mod tests {
         let (store, _uploaded) = MemStore::new();
         let a = store.add(&blob(7, 100));
         let hub = Hub::start(Vec::new(), None);
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Shutdown::new();
         let config = EvidenceUploaderConfig {
             signing_key: chitti_common::signing::signing_key_from_seed(&[8; 32]),
             ..config(&hub)
         };
         let (thread, handle) = spawn(config, store.clone(), stop.clone()).unwrap();
         assert_eq!(hub.next_event(), format!("PUT {} -> 401", path(&a)));
-        stop.store(true, Ordering::SeqCst);
+        stop.trigger();
         handle.wake();
         join(thread);
         // Refused for good until restart (a key problem), but never deleted.
@@ -1106,7 +1107,7 @@ mod tests {
             ..reply(429)
         };
         let hub = Hub::start(vec![(&path(&a), vec![later])], None);
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Shutdown::new();
         let config = EvidenceUploaderConfig {
             retry_min: Duration::from_secs(3600),
             retry_max: Duration::from_secs(7200),
@@ -1115,7 +1116,7 @@ mod tests {
         let (thread, handle) = spawn(config, store.clone(), stop.clone()).unwrap();
 
         assert_eq!(hub.next_event(), format!("PUT {} -> 429", path(&a)));
-        stop.store(true, Ordering::SeqCst);
+        stop.trigger();
         join(thread);
 
         assert_eq!(hub.paths(), [path(&a)]);
@@ -1164,14 +1165,14 @@ mod tests {
         let (store, uploaded) = MemStore::new();
         let a = store.add(&blob(6, 50_000));
         let hub = Hub::start(Vec::new(), Some(pki.server.clone()));
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Shutdown::new();
         let trusting = EvidenceUploaderConfig {
             ca_pem: Some(pki.ca_pem.clone().into_bytes()),
             ..config(&hub)
         };
         let (thread, handle) = spawn(trusting, store.clone(), stop.clone()).unwrap();
         assert_eq!(next_uploaded(&uploaded), a);
-        stop.store(true, Ordering::SeqCst);
+        stop.trigger();
         join(thread);
         assert_eq!(hub.paths(), [path(&a)]);
         assert_eq!(handle.stats().uploaded, 1);
@@ -1179,7 +1180,7 @@ mod tests {
         // Without the CA (web PKI roots) the same hub is refused and nothing is sent.
         let b = store.add(b"more evidence");
         let listings = store.listings();
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Shutdown::new();
         let (thread, handle) = spawn(config(&hub), store.clone(), stop.clone()).unwrap();
         assert_eq!(hub.next_event(), format!("PUT {} -> 201", path(&a)));
         assert!(hub.next_event().starts_with("error: "));
@@ -1187,7 +1188,7 @@ mod tests {
         for _ in 0..2 {
             listings.recv_timeout(WAIT).expect("no listing");
         }
-        stop.store(true, Ordering::SeqCst);
+        stop.trigger();
         join(thread);
         assert_eq!(hub.paths(), [path(&a)]);
         assert_eq!(store.names(), [b]);
@@ -1202,7 +1203,7 @@ mod tests {
     fn spawn_rejects_unusable_configuration() {
         let (store, _uploaded) = MemStore::new();
         let store: Arc<dyn EvidenceStore> = store;
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Shutdown::new();
         let base = EvidenceUploaderConfig::new("https://hub.example", SITE, GATEWAY, test_key());
         let cases = [
             (

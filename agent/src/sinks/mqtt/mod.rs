@@ -32,13 +32,14 @@ pub use config::{hub_public_keys, read_signing_key, MqttConfig, MqttContext};
 
 use crate::health::StatusBoard;
 use crate::outbox::{BatchLimits, Outbox};
+use crate::shutdown::Shutdown;
 use chitti_common::protocol::{Ack, FindingBatch, Topic, TopicKind};
 use chitti_common::signing::ReportKind;
 use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS, Transport};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, Notify};
 use uuid::Uuid;
 
 /// The sink could not be set up.
@@ -301,9 +302,9 @@ impl MqttSink {
         &self.topics
     }
 
-    /// Runs until `shutdown` turns true; then publishes the offline status and
+    /// Runs until `shutdown` is triggered; then publishes the offline status and
     /// disconnects.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self, shutdown: Shutdown) {
         let (client, eventloop) = AsyncClient::new(self.options.clone(), 64);
         let (events_tx, mut events) = mpsc::channel(256);
         let poller = tokio::spawn(poll_events(eventloop, events_tx, self.reconnect));
@@ -314,11 +315,7 @@ impl MqttSink {
         let mut last_reason: Option<String> = None;
         loop {
             tokio::select! {
-                changed = shutdown.changed() => {
-                    if changed.is_err() || *shutdown.borrow() {
-                        break;
-                    }
-                }
+                () = shutdown.triggered() => break,
                 event = events.recv() => match event {
                     Some(LinkEvent::Connected) => {
                         self.link.set(true);

@@ -27,9 +27,9 @@ mod registry;
 pub use registry::ProcessedRegistry;
 
 use crate::health::CameraState;
+use crate::shutdown::Shutdown;
 use crate::sources::{
     FileDone, FramePayload, FrameSender, RadiometricFrame, SourceError, SourceFile, SourceFrame,
-    StopFlag,
 };
 use chitti_common::finding::FindingSource;
 use chitti_common::flir::{FlirFile, ParseLimits};
@@ -109,14 +109,14 @@ impl RjpegDirSource {
     pub fn spawn(
         self,
         sender: FrameSender,
-        stop: StopFlag,
+        stop: Shutdown,
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
         std::thread::Builder::new()
             .name(format!("rjpeg-{}", self.camera))
             .spawn(move || self.run(&sender, &stop))
     }
 
-    fn run(self, sender: &FrameSender, stop: &StopFlag) {
+    fn run(self, sender: &FrameSender, stop: &Shutdown) {
         let health = sender.health().clone();
         let (tx, rx) = mpsc::channel();
         let watcher = notify::recommended_watcher(move |event| {
@@ -136,7 +136,7 @@ impl RjpegDirSource {
         let mut pending: HashMap<PathBuf, Candidate> = HashMap::new();
         let mut last_scan: Option<Instant> = None;
         let tick = (self.settle / 4).clamp(Duration::from_millis(20), Duration::from_millis(250));
-        while !stop.is_raised() {
+        while !stop.is_triggered() {
             if last_scan.is_none_or(|t| t.elapsed() >= self.rescan) {
                 self.scan(&mut pending);
                 last_scan = Some(Instant::now());
@@ -161,7 +161,7 @@ impl RjpegDirSource {
                 if !self.process(&path, sender) {
                     return; // pipeline closed
                 }
-                if stop.is_raised() {
+                if stop.is_triggered() {
                     break;
                 }
             }

@@ -11,7 +11,8 @@ pub mod config;
 pub use config::SeqReplaySourceConfig;
 
 use crate::health::CameraState;
-use crate::sources::{FramePayload, FrameSender, RadiometricFrame, SourceFrame, StopFlag};
+use crate::shutdown::Shutdown;
+use crate::sources::{FramePayload, FrameSender, RadiometricFrame, SourceFrame};
 use chitti_common::finding::FindingSource;
 use chitti_common::flir::{FlirFile, ParseLimits};
 use std::path::PathBuf;
@@ -39,7 +40,7 @@ impl SeqReplay {
     pub fn spawn(
         self,
         sender: FrameSender,
-        stop: StopFlag,
+        stop: Shutdown,
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
         std::thread::Builder::new()
             .name(format!("replay-{}", self.camera))
@@ -49,7 +50,7 @@ impl SeqReplay {
                 let mut seq = 0u64;
                 loop {
                     match self.play_once(&sender, &stop, &mut seq) {
-                        Ok(true) if self.repeat && !stop.is_raised() => continue,
+                        Ok(true) if self.repeat && !stop.is_triggered() => continue,
                         Ok(_) => {
                             health.set_state(CameraState::Finished);
                             return;
@@ -68,7 +69,7 @@ impl SeqReplay {
     fn play_once(
         &self,
         sender: &FrameSender,
-        stop: &StopFlag,
+        stop: &Shutdown,
         seq: &mut u64,
     ) -> Result<bool, String> {
         let file = std::fs::File::open(&self.path)
@@ -79,7 +80,7 @@ impl SeqReplay {
         let mut first_at = None;
         let mut elapsed_recorded = Duration::ZERO;
         for (index, frame) in flir.frames().enumerate() {
-            if stop.is_raised() {
+            if stop.is_triggered() {
                 return Ok(false);
             }
             let frame = frame.map_err(|e| format!("frame {index}: {e}"))?;
@@ -156,7 +157,7 @@ mod tests {
             repeat: false,
             unpaced: true,
         };
-        let handle = replay.spawn(sender, StopFlag::new()).unwrap();
+        let handle = replay.spawn(sender, Shutdown::new()).unwrap();
         let mut seqs = Vec::new();
         while let Some(frame) = rx.blocking_recv() {
             assert!(frame.file.is_none());
@@ -188,7 +189,7 @@ mod tests {
             unpaced: true,
         };
         let handle = replay
-            .spawn(FrameSender::new(tx, Arc::clone(&health)), StopFlag::new())
+            .spawn(FrameSender::new(tx, Arc::clone(&health)), Shutdown::new())
             .unwrap();
         assert!(rx.blocking_recv().is_none());
         handle.join().unwrap();

@@ -32,7 +32,8 @@ pub mod scene;
 pub use config::{SceneKind, SimulatedSourceConfig};
 
 use crate::health::{CameraHealth, CameraState};
-use crate::sources::{FramePayload, FrameSender, Offer, RadiometricFrame, SourceFrame, StopFlag};
+use crate::shutdown::Shutdown;
+use crate::sources::{FramePayload, FrameSender, Offer, RadiometricFrame, SourceFrame};
 use chitti_common::finding::FindingSource;
 use chitti_common::image::RawFrame;
 use chitti_common::radiometry::{RadiometricParams, RawToCelsius};
@@ -341,7 +342,7 @@ pub fn phase_body_rects(width: u32, height: u32) -> [[u32; 4]; 3] {
 pub fn spawn(
     scene: Scene,
     sender: FrameSender,
-    stop: StopFlag,
+    stop: Shutdown,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let name = format!("sim-{}", scene.config.camera);
     std::thread::Builder::new()
@@ -349,7 +350,7 @@ pub fn spawn(
         .spawn(move || run(&scene, &sender, &stop))
 }
 
-fn run(scene: &Scene, sender: &FrameSender, stop: &StopFlag) {
+fn run(scene: &Scene, sender: &FrameSender, stop: &Shutdown) {
     let health: &Arc<CameraHealth> = sender.health();
     health.set_state(CameraState::Streaming);
     let c = &scene.config;
@@ -357,7 +358,7 @@ fn run(scene: &Scene, sender: &FrameSender, stop: &StopFlag) {
     let started = Instant::now();
     let started_at: DateTime<Utc> = Utc::now();
     let mut n = 0u64;
-    while !stop.is_raised() && c.frames.is_none_or(|limit| n < limit) {
+    while !stop.is_triggered() && c.frames.is_none_or(|limit| n < limit) {
         let captured_at = (started_at
             + ChronoDuration::microseconds((n as f64 / c.fps * 1e6) as i64))
         .fixed_offset();

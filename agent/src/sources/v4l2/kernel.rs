@@ -3,7 +3,7 @@
 //!
 //! Built only with the `v4l2` cargo feature: `v4l` generates its kernel bindings with
 //! bindgen at build time, which needs libclang, and default builds need no system
-//! package (see ARCHITECTURE.md, "Build without system packages"). Gateway images
+//! package (see ARCHITECTURE.md, "Builds without system packages"). Gateway images
 //! enable the feature (`cross/`, the systemd install notes). It needs a real device and
 //! is not exercised by the unit tests beyond opening a missing node.
 

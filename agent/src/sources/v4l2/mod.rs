@@ -30,8 +30,9 @@ pub mod kernel;
 
 use self::device::{CaptureDevice, DeviceError, DeviceOpener};
 use self::format::{CaptureMode, FormatRequest, Negotiated, PayloadKind};
-use super::{FrameSender, Offer, SourceFrame, StopFlag};
+use super::{FrameSender, Offer, SourceFrame};
 use crate::health::CameraState;
+use crate::shutdown::Shutdown;
 use chitti_common::finding::FindingSource;
 use chrono::{DateTime, Utc};
 use std::path::PathBuf;
@@ -136,7 +137,7 @@ pub fn spawn(
     config: V4l2SourceConfig,
     opener: impl DeviceOpener,
     sender: FrameSender,
-    stop: StopFlag,
+    stop: Shutdown,
 ) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name(format!("v4l2-{}", config.camera))
@@ -162,7 +163,7 @@ pub fn run(
     config: V4l2SourceConfig,
     mut opener: impl DeviceOpener,
     sender: FrameSender,
-    stop: StopFlag,
+    stop: Shutdown,
 ) {
     let health = sender.health().clone();
     let request = config.request();
@@ -173,7 +174,7 @@ pub fn run(
     }
     let mut seq = 0u64;
     let mut retries = config.backoff.retries();
-    while !stop.is_raised() {
+    while !stop.is_triggered() {
         let end = match opener.open() {
             Ok(mut device) => {
                 let end = session(&config, device.as_mut(), &sender, &stop, &mut seq);
@@ -222,7 +223,7 @@ fn session(
     config: &V4l2SourceConfig,
     device: &mut dyn CaptureDevice,
     sender: &FrameSender,
-    stop: &StopFlag,
+    stop: &Shutdown,
     seq: &mut u64,
 ) -> SessionEnd {
     let lost = |reason: String, delivered_frames: bool| SessionEnd::Lost {
@@ -260,7 +261,7 @@ fn session(
     let mut bad_frames = 0u32;
     let mut last_frame = Instant::now();
     loop {
-        if stop.is_raised() {
+        if stop.is_triggered() {
             return SessionEnd::Stopped;
         }
         let frame = match device.next_frame() {
@@ -365,7 +366,7 @@ mod tests {
         cam: FakeCamera,
         sender: FrameSender,
         rx: tokio::sync::mpsc::Receiver<SourceFrame>,
-        stop: StopFlag,
+        stop: Shutdown,
     }
 
     fn rig(capacity: usize) -> Rig {
@@ -376,7 +377,7 @@ mod tests {
             sender: FrameSender::new(tx, health.clone()),
             health,
             rx,
-            stop: StopFlag::new(),
+            stop: Shutdown::new(),
         }
     }
 
@@ -445,7 +446,7 @@ mod tests {
         assert_eq!(r.health.state(), CameraState::Streaming);
         assert_eq!((r.health.frames(), r.health.drops()), (4, 3));
 
-        r.stop.raise();
+        r.stop.trigger();
         handle.join().unwrap();
 
         let unplugged = CameraState::Reconnecting(
@@ -510,7 +511,7 @@ mod tests {
         // Nothing scripted: every open fails.
         let handle = spawn(cfg, r.cam.opener(), r.sender, r.stop.clone());
         failures.recv().unwrap();
-        r.stop.raise();
+        r.stop.trigger();
         handle.join().unwrap();
         assert_eq!(
             r.health.state(),
@@ -569,7 +570,7 @@ mod tests {
             "streaming preview: radiometric_counts asked but device offers only \
              YUYV 4x2 at 15/5/2 fps — preview only"
         );
-        r.stop.raise();
+        r.stop.trigger();
         handle.join().unwrap();
     }
 
@@ -585,7 +586,7 @@ mod tests {
         });
         let handle = spawn(config(linear()), r.cam.opener(), r.sender, r.stop.clone());
         failures.recv().unwrap();
-        r.stop.raise();
+        r.stop.trigger();
         handle.join().unwrap();
         let log = r.cam.log();
         assert_eq!(log[1], Event::Close);
@@ -614,7 +615,7 @@ mod tests {
         let handle = spawn(config(linear()), r.cam.opener(), r.sender, r.stop.clone());
         let f = r.rx.blocking_recv().unwrap();
         assert_eq!((f.seq, counts_of(&f)), (0, 42));
-        r.stop.raise();
+        r.stop.trigger();
         handle.join().unwrap();
         assert_eq!((r.health.frames(), r.health.drops()), (1, 0));
     }
