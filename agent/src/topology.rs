@@ -17,18 +17,16 @@
 
 use crate::analysis::{CameraAnalyzer, Detector, NewFinding, NoDetector};
 use crate::backoff::Backoff;
-use crate::config::{nominal_camera_params, AgentConfig, SourceConfig};
+use crate::config::{AgentConfig, SourceConfig};
 use crate::detector::{DetectorHealth, DetectorState};
 use crate::health::metrics::{self as m, MetricsSource, MetricsWriter};
 use crate::health::{CameraHealth, FindingCounters, LatencyWindow, StatusBoard};
 use crate::outbox::Outbox;
-use crate::patrol::{
-    spawn_patrol, PatrolPlan as PatrolRun, PatrolPosition, PatrolStop, SerialPanTiltPort,
-};
+use crate::patrol::{spawn_patrol, PatrolPosition, SerialPanTiltPort};
 use crate::shutdown::Shutdown;
 use crate::sinks::evidence::{EvidenceStore, EvidenceUploaderConfig, UploaderHandle};
 use crate::sinks::mqtt::{LinkState, MqttSink};
-use crate::sources::rjpeg_dir::RjpegDirSource;
+use crate::sources::config::SourceContext;
 use crate::sources::simulated::{Scene, SimulatedCamera};
 use crate::sources::{FileDone, FrameSender, SourceFrame};
 use anyhow::Context;
@@ -146,24 +144,7 @@ pub async fn run(
         if let Some(p) = &camera.patrol {
             let position = PatrolPosition::new();
             sender = sender.with_position(position.clone());
-            let run = PatrolRun {
-                device: p.serial.display().to_string(),
-                baud_rate: p.baud,
-                address: p.address,
-                stops: p
-                    .presets
-                    .iter()
-                    .map(|s| PatrolStop {
-                        preset: s.id.clone(),
-                        pelco_preset: s.pelco_preset,
-                        asset: s.asset.clone(),
-                        settle: Duration::from_millis(s.settle_ms),
-                        dwell: Duration::from_millis(s.dwell_ms),
-                    })
-                    .collect(),
-                repeat: p.repeat,
-                ..PatrolRun::new(String::new(), p.address, Vec::new())
-            };
+            let run = p.plan();
             let port = SerialPanTiltPort::from_config(&run)
                 .with_context(|| format!("camera {}: pan-tilt unit", camera.id))?;
             patrols.push(
@@ -171,41 +152,14 @@ pub async fn run(
                     .with_context(|| format!("camera {}: patrol", camera.id))?,
             );
         }
-        let handle = match &camera.source {
-            SourceConfig::Simulated(sim) => {
-                let scene = Scene::new(SimulatedCamera::from_config(&camera.id, sim))
-                    .map_err(anyhow::Error::msg)?;
-                crate::sources::simulated::spawn(scene, sender, stop.clone())?
-            }
-            SourceConfig::V4l2(v) => {
-                if !v.device.exists() {
-                    tracing::warn!(camera = %camera.id, device = %v.device.display(),
-                        "camera not present yet; the source keeps trying to open it");
-                }
-                crate::sources::v4l2::spawn(
-                    v4l2_source(&camera.id, v),
-                    v4l2_opener(v),
-                    sender,
-                    stop.clone(),
-                )
-            }
-            SourceConfig::SeqReplay(r) => crate::sources::seq_replay::SeqReplay {
-                camera: camera.id.clone(),
-                path: r.path.clone(),
-                speed: r.speed,
-                fallback_fps: r.fallback_fps,
-                repeat: r.repeat,
-                unpaced: r.unpaced,
-            }
-            .spawn(sender, stop.clone())?,
-            SourceConfig::RjpegDir(dir) => {
-                let registry = config
-                    .outbox
-                    .path
-                    .join(format!("processed-{}.log", camera.id));
-                RjpegDirSource::new(&camera.id, dir, &registry)?.spawn(sender, stop.clone())?
-            }
+        let context = SourceContext {
+            camera: &camera.id,
+            state_dir: &config.outbox.path,
         };
+        let handle = camera
+            .source
+            .spawn(context, sender, stop.clone())
+            .with_context(|| format!("camera {}", camera.id))?;
         sources.push((camera.id.clone(), handle));
         let table = catalog
             .get(config.table_for(camera))
@@ -424,47 +378,6 @@ pub fn predicted_findings(
         }
     }
     Ok(out)
-}
-
-fn v4l2_source(
-    camera: &str,
-    v: &crate::config::V4l2SourceToml,
-) -> crate::sources::v4l2::V4l2SourceConfig {
-    use crate::config::V4l2Mode;
-    use crate::sources::v4l2::{format::CaptureMode, V4l2SourceConfig};
-    let mode = match v.mode {
-        V4l2Mode::Preview => CaptureMode::Preview,
-        V4l2Mode::TemperatureLinear => CaptureMode::TemperatureLinear {
-            kelvin_per_count: v.kelvin_per_count.unwrap_or(0.01), // validated present
-        },
-        V4l2Mode::RadiometricCounts => {
-            let mut params = nominal_camera_params();
-            if let Some(pl) = v.planck {
-                params.planck_r1 = pl.r1;
-                params.planck_r2 = pl.r2;
-                params.planck_b = pl.b;
-                params.planck_f = pl.f;
-                params.planck_o = pl.o;
-            }
-            CaptureMode::RadiometricCounts { params }
-        }
-    };
-    let mut config =
-        V4l2SourceConfig::new(camera, v.device.clone(), (v.width, v.height), v.fps, mode);
-    config.saturated_max_c = v.saturated_max_c;
-    config.backoff = Backoff::new(
-        Duration::from_millis(v.reconnect_min_ms),
-        Duration::from_millis(v.reconnect_max_ms),
-    );
-    config.stall_timeout = Duration::from_secs(v.stall_timeout_s);
-    config
-}
-
-fn v4l2_opener(v: &crate::config::V4l2SourceToml) -> crate::sources::v4l2::device::V4l2Opener {
-    crate::sources::v4l2::device::V4l2Opener {
-        path: v.device.clone(),
-        options: Default::default(),
-    }
 }
 
 /// What `/metrics` reports.

@@ -31,6 +31,7 @@ pub use crate::outbox::config::{OutboxConfig, OutboxEngine};
 pub use crate::patrol::config::{PatrolConfig, PresetConfig};
 pub use crate::sinks::evidence::config::EvidenceConfig;
 pub use crate::sinks::mqtt::config::{hub_public_keys, read_signing_key, MqttConfig, MqttContext};
+pub use crate::sources::config::SourceConfig;
 pub use crate::sources::nominal_camera_params;
 pub use crate::sources::rjpeg_dir::config::RjpegDirSourceConfig;
 pub use crate::sources::seq_replay::config::SeqReplaySourceConfig;
@@ -120,20 +121,6 @@ fn default_true() -> bool {
 
 fn is_true(v: &bool) -> bool {
     *v
-}
-
-/// Where a camera's frames come from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum SourceConfig {
-    /// Deterministic synthetic scenes.
-    Simulated(SimulatedSourceConfig),
-    /// A watched folder of FLIR files.
-    RjpegDir(RjpegDirSourceConfig),
-    /// A V4L2 (USB video) camera.
-    V4l2(V4l2SourceToml),
-    /// A recorded sequence played at its frame rate.
-    SeqReplay(SeqReplaySourceConfig),
 }
 
 impl AgentConfig {

@@ -66,3 +66,27 @@ fn default_settle_preset_ms() -> u64 {
 fn default_dwell_ms() -> u64 {
     20_000
 }
+
+impl PatrolConfig {
+    /// The tour the patrol thread runs.
+    pub fn plan(&self) -> super::PatrolPlan {
+        super::PatrolPlan {
+            device: self.serial.display().to_string(),
+            baud_rate: self.baud,
+            address: self.address,
+            stops: self
+                .presets
+                .iter()
+                .map(|s| super::PatrolStop {
+                    preset: s.id.clone(),
+                    pelco_preset: s.pelco_preset,
+                    asset: s.asset.clone(),
+                    settle: std::time::Duration::from_millis(s.settle_ms),
+                    dwell: std::time::Duration::from_millis(s.dwell_ms),
+                })
+                .collect(),
+            repeat: self.repeat,
+            ..super::PatrolPlan::new(String::new(), self.address, Vec::new())
+        }
+    }
+}

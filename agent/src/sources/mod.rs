@@ -15,6 +15,7 @@
 //! | `seq_replay` | [`seq_replay`] | a recorded `.seq`/`.csq` played at its frame rate (tracked like a stream) |
 //! | `v4l2` | [`v4l2`] | a live V4L2 (USB video) camera: `Y16` counts, or rendered preview video |
 
+pub mod config;
 pub mod rjpeg_dir;
 pub mod seq_replay;
 pub mod simulated;
@@ -295,6 +296,9 @@ pub enum SourceError {
     /// Scene parameters are unusable.
     #[error("{0}")]
     Scene(String),
+    /// The source's thread could not be started.
+    #[error("cannot start the source thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// Radiometric parameters for sources that carry none of their own (a simulated

@@ -93,3 +93,49 @@ fn default_v4l2_reconnect_max() -> u64 {
 fn default_stall_s() -> u64 {
     10
 }
+
+impl V4l2SourceToml {
+    /// What the running source reads, for camera `camera`.
+    pub fn source(&self, camera: &str) -> super::V4l2SourceConfig {
+        use super::format::CaptureMode;
+        let mode = match self.mode {
+            V4l2Mode::Preview => CaptureMode::Preview,
+            V4l2Mode::TemperatureLinear => CaptureMode::TemperatureLinear {
+                kelvin_per_count: self.kelvin_per_count.unwrap_or(0.01), // validated present
+            },
+            V4l2Mode::RadiometricCounts => {
+                let mut params = crate::sources::nominal_camera_params();
+                if let Some(pl) = self.planck {
+                    params.planck_r1 = pl.r1;
+                    params.planck_r2 = pl.r2;
+                    params.planck_b = pl.b;
+                    params.planck_f = pl.f;
+                    params.planck_o = pl.o;
+                }
+                CaptureMode::RadiometricCounts { params }
+            }
+        };
+        let mut config = super::V4l2SourceConfig::new(
+            camera,
+            self.device.clone(),
+            (self.width, self.height),
+            self.fps,
+            mode,
+        );
+        config.saturated_max_c = self.saturated_max_c;
+        config.backoff = crate::backoff::Backoff::new(
+            std::time::Duration::from_millis(self.reconnect_min_ms),
+            std::time::Duration::from_millis(self.reconnect_max_ms),
+        );
+        config.stall_timeout = std::time::Duration::from_secs(self.stall_timeout_s);
+        config
+    }
+
+    /// Opens the configured device.
+    pub fn opener(&self) -> super::device::V4l2Opener {
+        super::device::V4l2Opener {
+            path: self.device.clone(),
+            options: Default::default(),
+        }
+    }
+}
