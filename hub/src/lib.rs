@@ -17,5 +17,6 @@ pub mod hub_key;
 pub mod ingest;
 pub mod listener;
 pub mod live;
+pub mod notify;
 pub mod serve;
 pub mod store;
