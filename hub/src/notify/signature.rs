@@ -61,11 +61,6 @@ impl WebhookSecret {
         Ok(Self(bytes))
     }
 
-    /// A secret from 32 random bytes the caller drew.
-    pub fn from_random(bytes: [u8; 32]) -> Self {
-        Self(bytes.to_vec())
-    }
-
     /// The secret as an admin copies it into the receiver: shown once, at creation.
     pub fn reveal(&self) -> String {
         format!("{SECRET_PREFIX}{}", STANDARD.encode(&self.0))
