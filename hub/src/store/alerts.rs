@@ -130,6 +130,10 @@ pub trait AlertStore: Backed {
                 .await?
                 .ok_or(StoreError::AlertNotFound(event.alert_id))?;
             let alert = alert_from_row(&row)?;
+            if to != from {
+                notifications::record_status_transition(&mut tx, &alert, &event.actor, event.at)
+                    .await?;
+            }
             tx.commit().await?;
             Ok(alert)
         }
@@ -172,7 +176,7 @@ impl<T: Backed> AlertStore for T {}
 /// The columns the text filter of findings and alerts searches.
 pub(crate) const TEXT_COLUMNS: &[&str] = &["site", "gateway", "camera", "asset", "component_class"];
 
-fn alert_by_id(id: Uuid) -> Sql {
+pub(crate) fn alert_by_id(id: Uuid) -> Sql {
     Sql::new(format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1")).bind(id)
 }
 

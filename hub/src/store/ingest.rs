@@ -196,6 +196,10 @@ async fn insert_findings_with(
         Tx::Sqlite(conn) => sqlite::merge_alerts(conn, &deltas).await?,
         Tx::Postgres(conn) => postgres::merge_alerts(conn, &deltas).await?,
     };
+    let received_at = findings.iter().map(|f| f.received_at).max();
+    if let Some(at) = received_at {
+        notifications::record_level_transitions(&mut tx, &alerts, at).await?;
+    }
     if let Some(event) = audit {
         tx.execute(audit_insert(event)).await?;
     }

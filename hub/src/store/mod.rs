@@ -4,8 +4,10 @@
 //! Each query is written once. A domain trait per part of the store, each in its own
 //! module with its SQL: [`IngestStore`] (findings, dead letters), [`AlertStore`],
 //! [`FleetStore`] (gateways, cameras, telemetry), [`AccountStore`] (users, sessions,
-//! tokens), [`SiteStore`] (sites, structures, assets), [`EvidenceIndex`] and
-//! [`AuditLog`]; [`Store`] is all of them plus migrations. Every trait is implemented
+//! tokens), [`SiteStore`] (sites, structures, assets), [`EvidenceIndex`],
+//! [`AuditLog`] and [`NotificationStore`] (alert transitions, the notification outbox,
+//! escalations; its invariants are in its module); [`Store`] is all of them plus
+//! migrations. Every trait is implemented
 //! once, for any [`Backed`] type: [`SqliteStore`] (the embedded default, a file next to
 //! the binary), [`PgStore`] (the fleet store) and [`AnyStore`] (either, picked from a
 //! URL). The statements run through the dialect layer (`sql.rs`: `$n` placeholders on
@@ -59,6 +61,7 @@ mod error;
 mod fleet;
 mod ingest;
 mod model;
+mod notifications;
 mod postgres;
 mod records;
 mod rows;
@@ -75,6 +78,11 @@ pub use error::StoreError;
 pub use fleet::FleetStore;
 pub use ingest::IngestStore;
 pub use model::*;
+pub use notifications::{
+    AlertTransition, ClaimedNotification, DeliveryOutcome, EscalationStep, NotificationPolicy,
+    NotificationRecord, NotificationStatus, NotificationStore, OutboxDepth, PlannedEscalation,
+    PlannedNotification, RoutePlan, TransitionKind,
+};
 pub use postgres::PgStore;
 pub use records::{AuditLog, EvidenceIndex};
 pub use sites::SiteStore;
@@ -120,7 +128,15 @@ pub trait Backed: Send + Sync {
 /// `S: Store` across `tokio::spawn`. A handler that needs one domain can ask for that
 /// trait alone (`S: AlertStore`).
 pub trait Store:
-    Backed + IngestStore + AlertStore + FleetStore + AccountStore + SiteStore + EvidenceIndex + AuditLog
+    Backed
+    + IngestStore
+    + AlertStore
+    + FleetStore
+    + AccountStore
+    + SiteStore
+    + EvidenceIndex
+    + AuditLog
+    + NotificationStore
 {
     /// Which database this is.
     fn backend(&self) -> Backend {
@@ -414,6 +430,6 @@ fn to_u64(v: i64) -> u64 {
 pub mod prelude {
     pub use super::{
         AccountStore, AlertStore, AuditLog, Backed, EvidenceIndex, FleetStore, IngestStore,
-        SiteStore, Store,
+        NotificationStore, SiteStore, Store,
     };
 }

@@ -255,6 +255,27 @@ pub(crate) enum Tx {
 }
 
 impl Tx {
+    /// Every row the statement returns.
+    pub async fn fetch_all(&mut self, sql: Sql) -> Result<Vec<Row>, StoreError> {
+        Ok(match self {
+            Self::Sqlite(tx) => sql
+                .sqlite()
+                .fetch_all(&mut **tx)
+                .await?
+                .into_iter()
+                .map(Row::Sqlite)
+                .collect(),
+            Self::Postgres(tx) => {
+                let q = sql.postgres()?;
+                q.fetch_all(&mut **tx)
+                    .await?
+                    .into_iter()
+                    .map(Row::Postgres)
+                    .collect()
+            }
+        })
+    }
+
     /// The first row, if any.
     pub async fn fetch_optional(&mut self, sql: Sql) -> Result<Option<Row>, StoreError> {
         Ok(match self {
@@ -407,6 +428,15 @@ impl Backend {
         match self {
             Self::Sqlite => "",
             Self::Postgres => " FOR UPDATE",
+        }
+    }
+
+    /// Appended to a `SELECT` whose rows one worker takes while others pass them by
+    /// (claims of the notification outbox by several hub replicas).
+    pub(crate) fn skip_locked(self) -> &'static str {
+        match self {
+            Self::Sqlite => "",
+            Self::Postgres => " FOR UPDATE SKIP LOCKED",
         }
     }
 
