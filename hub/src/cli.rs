@@ -76,6 +76,9 @@ pub enum Command {
     /// Manage people's accounts (the first admin is made here).
     #[command(subcommand)]
     User(UserCommand),
+    /// Notification channels: secrets, test messages, channels turned off.
+    #[command(subcommand)]
+    Notify(NotifyCommand),
     /// Run a demonstration: the hub on embedded defaults with a seeded substation and
     /// line, an admin account, and simulated gateways in this process.
     #[cfg(feature = "demo")]
@@ -88,6 +91,38 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
         /// Whatever followed `demo`.
         args: Vec<String>,
+    },
+}
+
+/// `notify …`.
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Print a new webhook signing secret (`whsec_…`) for a channel's `secret` and its
+    /// receiver. Shown once: it is not stored anywhere else.
+    NewSecret,
+    /// Send a test message to a configured channel, now, and say what it answered.
+    Test {
+        /// Configuration.
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The channel's id.
+        #[arg(long)]
+        channel: String,
+    },
+    /// List the configured channels, and those turned off (a webhook that answered 410).
+    Channels {
+        /// Configuration.
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Turn a channel that was turned off back on.
+    Enable {
+        /// Configuration.
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The channel's id.
+        #[arg(long)]
+        channel: String,
     },
 }
 
@@ -291,6 +326,50 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::User(cmd) => runtime()?.block_on(user(cmd)),
+        Command::Notify(cmd) => runtime()?.block_on(notify(cmd)),
+    }
+}
+
+async fn notify(cmd: NotifyCommand) -> anyhow::Result<()> {
+    use crate::store::NotificationStore;
+    match cmd {
+        NotifyCommand::NewSecret => {
+            let secret = crate::notify::signature::WebhookSecret::generate()
+                .map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+            println!("{}", secret.reveal());
+            Ok(())
+        }
+        NotifyCommand::Test { config, channel } => {
+            let config = load(&config)?;
+            let dashboard_url = config.dashboard_url();
+            let answer =
+                crate::notify::send_test(&config.notifications, &channel, dashboard_url).await?;
+            println!("{channel}: {answer}");
+            Ok(())
+        }
+        NotifyCommand::Channels { config } => {
+            let config = load(&config)?;
+            let store = crate::serve::open_store(&config).await?;
+            let disabled = store.disabled_channels().await?;
+            for c in &config.notifications.channels {
+                let state = match disabled.iter().find(|(id, ..)| *id == c.id) {
+                    Some((_, at, why)) => format!("disabled since {at}: {why}"),
+                    None => "enabled".to_string(),
+                };
+                println!("{} {} {state}", c.id, c.kind.as_str());
+            }
+            Ok(())
+        }
+        NotifyCommand::Enable { config, channel } => {
+            let config = load(&config)?;
+            let store = crate::serve::open_store(&config).await?;
+            if store.enable_channel(&channel).await? {
+                println!("{channel}: enabled");
+            } else {
+                println!("{channel}: was not disabled");
+            }
+            Ok(())
+        }
     }
 }
 

@@ -28,6 +28,8 @@ pub struct HttpState {
     pub store: Arc<AnyStore>,
     /// Ingest counters.
     pub ingest: Arc<IngestMetrics>,
+    /// Notification counters.
+    pub notify: Arc<crate::notify::NotifyMetrics>,
     /// The MQTT side.
     pub bus: Arc<HubBus>,
     /// When the hub started.
@@ -177,6 +179,7 @@ async fn metrics(State(s): State<HttpState>, headers: axum::http::HeaderMap) -> 
     }
     let mut out = MetricsWriter::new();
     crate::serve::render_metrics(&mut out, &s.ingest, &s.bus);
+    crate::notify::render_metrics(&mut out, &s.notify);
     let db_started = Instant::now();
     let db_up = s.store.ping().await.is_ok();
     out.gauge(

@@ -98,6 +98,7 @@ pub struct LiveEvents {
     changes: mpsc::Sender<Change>,
     receiver: Mutex<Option<mpsc::Receiver<Change>>>,
     lost: AtomicBool,
+    alert_signal: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for LiveEvents {
@@ -133,13 +134,20 @@ impl LiveEvents {
             changes,
             receiver: Mutex::new(Some(receiver)),
             lost: AtomicBool::new(false),
+            alert_signal: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// Woken whenever alerts change (the notifier waits on it rather than polling).
+    pub fn alert_signal(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.alert_signal)
     }
 
     /// Names alerts that were created or changed (never blocks; see the module docs).
     pub fn alerts_changed(&self, ids: Vec<Uuid>) {
         if !ids.is_empty() {
             self.send(Change::Alerts(ids));
+            self.alert_signal.notify_one();
         }
     }
 

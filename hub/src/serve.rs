@@ -344,10 +344,22 @@ pub async fn serve(
     )
     .with_live(Arc::clone(&live));
     let ingest_task = tokio::spawn(ingest.run(rx));
+    let notify_metrics = Arc::new(crate::notify::NotifyMetrics::default());
+    let notifier = crate::notify::Notifier::new(
+        Arc::clone(&store),
+        config.notifications.clone(),
+        config.dashboard_url(),
+        Arc::clone(&notify_metrics),
+        live.alert_signal(),
+    )
+    .map_err(|e| ServeError::Setting(e.to_string()))?;
+    let (notify_stop_tx, notify_stop_rx) = watch::channel(false);
+    let notify_task = tokio::spawn(notifier.run(notify_stop_rx));
     let http_addr = http.local_addr()?;
     let app = crate::http::router(crate::http::HttpState {
         store: Arc::clone(&store),
         ingest: Arc::clone(&metrics),
+        notify: notify_metrics,
         bus: Arc::clone(&bus),
         started: Instant::now(),
         evidence,
@@ -371,11 +383,14 @@ pub async fn serve(
     let _ = shutdown.wait_for(|s| *s).await;
     tracing::info!("shutting down");
     let _ = http_stop_tx.send(true);
+    let _ = notify_stop_tx.send(true);
     bridge.abort();
     publisher.abort();
     // Ingest finishes what it holds (its channel closes with the bridge).
     let _ = tokio::time::timeout(Duration::from_secs(5), ingest_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
+    // A send in flight finishes or is left to its lease; nothing is lost either way.
+    let _ = tokio::time::timeout(Duration::from_secs(2), notify_task).await;
     if let Ok(bus) = Arc::try_unwrap(bus) {
         bus.shutdown().await;
     }

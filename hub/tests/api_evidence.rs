@@ -257,6 +257,7 @@ async fn evidence_limits_apply_through_the_http_router(backend: &str) {
     api.app = chitti_hub::http::router(chitti_hub::http::HttpState {
         store: api.store.clone(),
         ingest: Arc::new(chitti_hub::ingest::IngestMetrics::default()),
+        notify: Default::default(),
         bus: Arc::new(chitti_hub::broker::HubBus::External(bus)),
         started: std::time::Instant::now(),
         evidence: Arc::new(EvidenceStore::in_memory(limit)),

@@ -31,6 +31,7 @@ async fn app_with_metrics_token(
     let app = chitti_hub::http::router(chitti_hub::http::HttpState {
         store: Arc::new(db.store.clone()),
         ingest: Arc::new(chitti_hub::ingest::IngestMetrics::default()),
+        notify: Default::default(),
         bus: Arc::new(chitti_hub::broker::HubBus::External(bus)),
         started: std::time::Instant::now(),
         evidence: Arc::new(chitti_hub::evidence::EvidenceStore::in_memory(1 << 20)),

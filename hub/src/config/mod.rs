@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+pub use crate::notify::config::NotificationsConfig;
+
 /// The only configuration format version this hub reads.
 pub const CONFIG_VERSION: u32 = 1;
 
@@ -41,6 +43,9 @@ pub struct HubConfig {
     /// How finding batches are taken in.
     #[serde(default)]
     pub ingest: IngestConfig,
+    /// Who is told of alerts, and escalation.
+    #[serde(default)]
+    pub notifications: NotificationsConfig,
 }
 
 /// The database.
@@ -352,6 +357,7 @@ impl Default for HubConfig {
             http: HttpConfig::default(),
             evidence: EvidenceStoreConfig::default(),
             ingest: IngestConfig::default(),
+            notifications: NotificationsConfig::default(),
         }
     }
 }
@@ -370,7 +376,7 @@ impl HubConfig {
         let mut table = parse_table(text, origin)?;
         let mut p = Problems::default();
         let mut take = |key: &str| table.remove(key);
-        let (version, data_dir, store, broker, http, evidence, ingest) = (
+        let (version, data_dir, store, broker, http, evidence, ingest, notifications) = (
             take("version"),
             take("data_dir"),
             take("store"),
@@ -378,11 +384,13 @@ impl HubConfig {
             take("http"),
             take("evidence"),
             take("ingest"),
+            take("notifications"),
         );
         for key in table.keys() {
             p.push(
                 key.as_str(),
-                "unknown key (expected version, data_dir, store, broker, http, evidence, ingest)",
+                "unknown key (expected version, data_dir, store, broker, http, evidence, \
+                 ingest, notifications)",
             );
         }
         let or_empty = |v: Option<toml::Value>| v.unwrap_or_else(|| toml::Table::new().into());
@@ -402,6 +410,8 @@ impl HubConfig {
         let http = p.decode::<HttpConfig>("http", or_empty(http));
         let evidence = p.decode::<EvidenceStoreConfig>("evidence", or_empty(evidence));
         let ingest = p.decode::<IngestConfig>("ingest", or_empty(ingest));
+        let notifications =
+            p.decode::<NotificationsConfig>("notifications", or_empty(notifications));
         if let (
             Some(version),
             Some(data_dir),
@@ -410,8 +420,17 @@ impl HubConfig {
             Some(http),
             Some(evidence),
             Some(ingest),
-        ) = (version, data_dir, store, broker, http, evidence, ingest)
-        {
+            Some(notifications),
+        ) = (
+            version,
+            data_dir,
+            store,
+            broker,
+            http,
+            evidence,
+            ingest,
+            notifications,
+        ) {
             let mut config = HubConfig {
                 version,
                 data_dir,
@@ -420,6 +439,7 @@ impl HubConfig {
                 http,
                 evidence,
                 ingest,
+                notifications,
             };
             config.resolve_paths(base);
             config.validate_into(&mut p);
@@ -452,6 +472,7 @@ impl HubConfig {
             &mut self.ingest.hub_key_file,
         ]
         .into_iter()
+        .chain(self.notifications.paths_mut())
         .flatten()
         {
             fix(p);
@@ -592,6 +613,16 @@ impl HubConfig {
         if i.offline_after_s == 0 {
             p.push("ingest.offline_after_s", "must be at least 1");
         }
+        self.notifications.validate_into(p);
+    }
+
+    /// The dashboard's base URL for links in notifications: the configured one, else
+    /// the first public origin.
+    pub fn dashboard_url(&self) -> Option<String> {
+        self.notifications
+            .dashboard_url
+            .clone()
+            .or_else(|| self.http.public_origins.first().cloned())
     }
 
     /// The database URL: the configured one, or `chitti.db` in the data directory.

@@ -50,7 +50,7 @@
 mod alerts;
 mod assets;
 mod chart;
-mod layout;
+pub(crate) mod layout;
 mod overview;
 mod pages;
 

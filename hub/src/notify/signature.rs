@@ -61,6 +61,13 @@ impl WebhookSecret {
         Ok(Self(bytes))
     }
 
+    /// A new secret of 24 random bytes (`chitti-hub notify new-secret`).
+    pub fn generate() -> Result<Self, getrandom::Error> {
+        let mut bytes = vec![0u8; 24];
+        getrandom::fill(&mut bytes)?;
+        Ok(Self(bytes))
+    }
+
     /// The secret as an admin copies it into the receiver: shown once, at creation.
     pub fn reveal(&self) -> String {
         format!("{SECRET_PREFIX}{}", STANDARD.encode(&self.0))

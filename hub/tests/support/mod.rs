@@ -11,6 +11,8 @@ mod api;
 pub mod broker;
 mod db;
 mod findings;
+pub mod receiver;
+pub mod smtp;
 
 #[allow(unused_imports)]
 pub use api::{assert_error, Api, Reply, Users, PASSWORD};

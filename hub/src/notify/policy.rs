@@ -1,0 +1,244 @@
+//! The rules, applied: which channels hear of a transition, which escalations it
+//! starts, what each escalation step sends, and the message document every channel
+//! renders from (so a retry says exactly what the first attempt said).
+
+use super::config::{NotificationsConfig, RuleConfig};
+use crate::store::{
+    AlertRecord, AlertTransition, EscalationStep, NotificationPolicy, PlannedEscalation,
+    PlannedNotification, RoutePlan, TransitionKind,
+};
+use serde_json::json;
+use std::collections::HashSet;
+
+/// The configured rules and channels.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    config: NotificationsConfig,
+    dashboard_url: Option<String>,
+}
+
+/// The kind of an alert, as rules name it.
+pub fn alert_kind(alert: &AlertRecord) -> &'static str {
+    if alert.cool_exception && alert.worst_level == 0 {
+        "cool_exception"
+    } else {
+        "hotspot"
+    }
+}
+
+impl Policy {
+    /// The policy of a validated configuration; links point under `dashboard_url`.
+    pub fn new(config: NotificationsConfig, dashboard_url: Option<String>) -> Self {
+        let dashboard_url = dashboard_url.map(|u| u.trim_end_matches('/').to_string());
+        Self {
+            config,
+            dashboard_url,
+        }
+    }
+
+    /// The configuration this policy applies.
+    pub fn config(&self) -> &NotificationsConfig {
+        &self.config
+    }
+
+    /// Whether `rule` takes `alert` at `level` (the level of the transition: routing
+    /// may run after later findings raised the alert further). A cool exception
+    /// (level 0, far colder than its sibling phases) is taken only by rules that name
+    /// the kind or start at level 0.
+    fn matches(rule: &RuleConfig, alert: &AlertRecord, level: u8) -> bool {
+        let kind = alert_kind(alert);
+        let kind_ok = if rule.kinds.is_empty() {
+            kind == "hotspot" || rule.min_level == 0
+        } else {
+            rule.kinds.iter().any(|k| k == kind)
+        };
+        let level_ok = kind == "cool_exception" || level >= rule.min_level;
+        let site_ok = rule.sites.is_empty() || rule.sites.contains(&alert.site);
+        let gateway = format!("{}/{}", alert.site, alert.gateway);
+        let gateway_ok = rule.gateways.is_empty() || rule.gateways.contains(&gateway);
+        kind_ok && level_ok && site_ok && gateway_ok
+    }
+
+    fn planned(
+        &self,
+        channel: &str,
+        rule: &RuleConfig,
+        message: &serde_json::Value,
+        disabled: &HashSet<String>,
+    ) -> PlannedNotification {
+        PlannedNotification {
+            channel: channel.to_string(),
+            rule: rule.id.clone(),
+            message: message.clone(),
+            refused: disabled
+                .contains(channel)
+                .then(|| format!("channel {channel} is disabled")),
+        }
+    }
+
+    /// The document every channel renders: the alert as it is, what happened, and a
+    /// one-line summary.
+    pub fn message(
+        &self,
+        t: &AlertTransition,
+        alert: &AlertRecord,
+        rule: &str,
+    ) -> serde_json::Value {
+        let kind = alert_kind(alert);
+        let severity = if kind == "cool_exception" {
+            crate::dashboard::layout::COOL_EXCEPTION_NAME.to_string()
+        } else {
+            // The level of the transition: a level_up routed after later findings
+            // still says which level it announces.
+            format!(
+                "L{} {}",
+                t.level,
+                crate::dashboard::layout::level_name(&alert.severity_table, t.level)
+            )
+        };
+        let what = match t.kind {
+            TransitionKind::Raised => "raised".to_string(),
+            TransitionKind::LevelUp => "worse".to_string(),
+            TransitionKind::Acknowledged => format!("acknowledged by {}", t.actor),
+            TransitionKind::Resolved => format!("resolved by {}", t.actor),
+            TransitionKind::Reopened => format!("reopened by {}", t.actor),
+            TransitionKind::Escalated if t.step <= 1 => "not acknowledged: escalated".into(),
+            TransitionKind::Escalated => {
+                format!("still not acknowledged (reminder {})", t.step - 1)
+            }
+        };
+        let place = match alert.asset.as_deref().or(alert.component_class.as_deref()) {
+            Some(asset) => format!(
+                "{asset} at {}/{} {}",
+                alert.site, alert.gateway, alert.camera
+            ),
+            None => format!("{}/{} {}", alert.site, alert.gateway, alert.camera),
+        };
+        let summary = format!(
+            "{severity} {} {:.1} °C, {place}: {what}",
+            kind.replace('_', " "),
+            alert.worst_max_c
+        );
+        json!({
+            "event": format!("alert.{}", t.kind.as_str()),
+            "summary": summary,
+            "severity": severity,
+            "rule": rule,
+            "transition": {
+                "kind": t.kind.as_str(),
+                "level": t.level,
+                "step": t.step,
+                "actor": t.actor,
+                "at": t.at,
+            },
+            "alert": {
+                "id": alert.id,
+                "kind": kind,
+                "site": alert.site,
+                "gateway": alert.gateway,
+                "camera": alert.camera,
+                "asset": alert.asset,
+                "component_class": alert.component_class,
+                "status": alert.status.as_str(),
+                "severity_table": alert.severity_table,
+                "worst_level": alert.worst_level,
+                "worst_max_c": alert.worst_max_c,
+                "last_level": alert.last_level,
+                "last_max_c": alert.last_max_c,
+                "cool_exception": alert.cool_exception,
+                "finding_count": alert.finding_count,
+                "first_finding_at": alert.first_finding_at,
+                "last_finding_at": alert.last_finding_at,
+                "last_finding_id": alert.last_finding_id,
+                "created_at": alert.created_at,
+            },
+            "links": self.dashboard_url.as_ref().map(|base| json!({
+                "alert": format!("{base}/alerts/{}", alert.id),
+                "thermogram": format!("{base}/api/v1/findings/{}/thermogram.png", alert.last_finding_id),
+            })),
+        })
+    }
+}
+
+impl NotificationPolicy for Policy {
+    fn route(
+        &self,
+        t: &AlertTransition,
+        alert: &AlertRecord,
+        notified: &HashSet<String>,
+        disabled: &HashSet<String>,
+    ) -> RoutePlan {
+        let mut plan = RoutePlan::default();
+        let mut chosen = HashSet::new();
+        for rule in self
+            .config
+            .rules
+            .iter()
+            .filter(|r| Self::matches(r, alert, t.level))
+        {
+            let message = self.message(t, alert, &rule.id);
+            let channels: Vec<&String> = match t.kind {
+                TransitionKind::Raised | TransitionKind::LevelUp | TransitionKind::Reopened => {
+                    rule.channels.iter().collect()
+                }
+                // Acting closes the loop wherever the alert was announced or escalated
+                // (PagerDuty's incident is acknowledged, the on-call manager told).
+                TransitionKind::Acknowledged | TransitionKind::Resolved => rule
+                    .channels
+                    .iter()
+                    .chain(&rule.escalate_to)
+                    .filter(|c| notified.contains(*c))
+                    .collect(),
+                TransitionKind::Escalated => Vec::new(),
+            };
+            for channel in channels {
+                if chosen.insert(channel.clone()) {
+                    plan.notifications
+                        .push(self.planned(channel, rule, &message, disabled));
+                }
+            }
+            let starts = matches!(
+                t.kind,
+                TransitionKind::Raised | TransitionKind::LevelUp | TransitionKind::Reopened
+            );
+            if let (true, Some(after)) = (starts, rule.escalate_after_s) {
+                plan.escalations.push(PlannedEscalation {
+                    rule: rule.id.clone(),
+                    due_at: t.at + chrono::Duration::seconds(after as i64),
+                });
+            }
+        }
+        plan
+    }
+
+    fn escalate(
+        &self,
+        rule_id: &str,
+        t: &AlertTransition,
+        alert: &AlertRecord,
+        disabled: &HashSet<String>,
+    ) -> EscalationStep {
+        let Some(rule) = self.config.rules.iter().find(|r| r.id == rule_id) else {
+            return EscalationStep::Stop(format!("rule {rule_id} is no longer configured"));
+        };
+        if !Self::matches(rule, alert, alert.worst_level) || rule.escalate_to.is_empty() {
+            return EscalationStep::Stop(format!("rule {rule_id} no longer escalates this alert"));
+        }
+        let message = self.message(t, alert, &rule.id);
+        let notifications = rule
+            .escalate_to
+            .iter()
+            .map(|c| self.planned(c, rule, &message, disabled))
+            .collect();
+        let next_due = match rule.repeat_every_s {
+            Some(every) if t.step <= rule.repeats() => {
+                Some(t.at + chrono::Duration::seconds(every as i64))
+            }
+            _ => None,
+        };
+        EscalationStep::Send {
+            notifications,
+            next_due,
+        }
+    }
+}

@@ -1,0 +1,598 @@
+//! Notifications end to end on both stores: findings stored by the store, the notifier
+//! routing, escalating and sending to a real HTTP receiver that checks every webhook
+//! signature, operators acting through the API, receivers failing in every way.
+//!
+//! Time-driven behaviour (escalation, backoff, leases) is driven by calling
+//! `Notifier::pass` with explicit instants, so nothing waits on the wall clock.
+
+mod support;
+
+use chitti_hub::config::HubConfig;
+use chitti_hub::notify::{Notifier, NotifyMetrics};
+use chitti_hub::store::prelude::*;
+use chitti_hub::store::{AnyStore, DeliveryOutcome, NotificationStatus, TransitionKind};
+use chrono::{DateTime, Duration, Utc};
+use std::sync::Arc;
+use support::receiver::{Receiver, WEBHOOK_SECRET};
+use support::*;
+use uuid::Uuid;
+
+/// The `[notifications]` section for channels on `receiver` and one rule, as an admin
+/// writes it (parsed and validated like the hub's file).
+fn notifications(receiver: &Receiver, rule: &str) -> chitti_hub::config::NotificationsConfig {
+    let text = format!(
+        r#"
+version = 1
+[notifications]
+dashboard_url = "https://hub.example.net"
+[[notifications.channels]]
+id = "scada"
+kind = "webhook"
+url = "{webhook}"
+secret = "{WEBHOOK_SECRET}"
+[[notifications.channels]]
+id = "ops-slack"
+kind = "slack"
+url = "{slack}"
+[[notifications.channels]]
+id = "ops-teams"
+kind = "teams"
+url = "{teams}"
+[[notifications.channels]]
+id = "on-call"
+kind = "pagerduty"
+url = "{pagerduty}"
+routing_key = "R0UT1NGK3Y"
+[[notifications.channels]]
+id = "manager"
+kind = "webhook"
+url = "{manager}"
+secret = "{WEBHOOK_SECRET}"
+{rule}
+"#,
+        webhook = receiver.url("webhook"),
+        slack = receiver.url("slack"),
+        teams = receiver.url("teams"),
+        pagerduty = receiver.url("pagerduty"),
+        manager = receiver.url("webhook?manager"),
+    );
+    HubConfig::from_toml(&text, "hub.toml", std::path::Path::new("/"))
+        .unwrap()
+        .notifications
+}
+
+fn notifier(api: &Api, config: chitti_hub::config::NotificationsConfig) -> Notifier<AnyStore> {
+    Notifier::new(
+        Arc::clone(&api.store),
+        config,
+        None,
+        Arc::new(NotifyMetrics::default()),
+        api.live.alert_signal(),
+    )
+    .unwrap()
+}
+
+/// Stores findings of `track` at these levels (one batch each), received at `at`.
+async fn heat(api: &Api, track: Uuid, levels: &[u8], at: DateTime<Utc>) -> Uuid {
+    for (i, level) in levels.iter().enumerate() {
+        let f = finding(
+            track,
+            *level,
+            40.0 + 15.0 * f64::from(*level),
+            i as i64 * 1000,
+        );
+        api.store
+            .insert_findings(&ingested(&[f], at))
+            .await
+            .unwrap();
+    }
+    let page = api.store.list_alerts(&Default::default()).await.unwrap();
+    page.items.iter().find(|a| a.track_id == track).unwrap().id
+}
+
+/// Otto (an operator) acts on the alert through the API.
+async fn act(api: &Api, alert: Uuid, action: &str) {
+    let (otto, _, _) = api.login("otto").await;
+    let uri = format!("/api/v1/alerts/{alert}/{action}");
+    let reply = api.call("POST", &uri, Some(&otto), None, &[]).await;
+    assert_eq!(reply.status, 200, "{action}: {:?}", reply.body);
+}
+
+/// Polls `check` until it holds (the notifier runs on its own task), at most a minute.
+async fn until(what: &str, receiver: &Receiver, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}; received: {:#?}",
+            receiver.received()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+const EVERYWHERE: &str = r#"
+[[notifications.rules]]
+id = "serious"
+min_level = 2
+channels = ["scada", "ops-slack", "ops-teams", "on-call"]
+"#;
+
+async fn a_heating_connector_notifies_each_new_level_once_and_pagerduty_follows_the_alert(
+    backend: &str,
+) {
+    let (api, _db) = Api::new(backend).await;
+    let receiver = Receiver::start().await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(notifier(&api, notifications(&receiver, EVERYWHERE)).run(stop_rx));
+    // Level 1 matches no rule; 2 and 3 each notify once; a second 3 and a 2 are no
+    // transition at all.
+    let track = Uuid::now_v7();
+    let alert = heat(&api, track, &[1, 2, 3, 3, 2], Utc::now()).await;
+    api.live.alerts_changed(vec![alert]);
+    until("two messages on every channel", &receiver, || {
+        ["webhook", "slack", "teams", "pagerduty"]
+            .iter()
+            .all(|p| receiver.taken(p).len() == 2)
+    })
+    .await;
+    let hooks = receiver.taken("webhook");
+    assert_eq!(hooks[0].body["type"], "alert.level_up");
+    assert_eq!(hooks[0].body["data"]["transition"]["level"], 2);
+    assert_eq!(hooks[1].body["data"]["transition"]["level"], 3);
+    assert_eq!(hooks[1].body["data"]["alert"]["worst_level"], 3);
+    assert_eq!(hooks[1].body["data"]["alert"]["id"], alert.to_string());
+    assert_eq!(
+        hooks[1].body["data"]["links"]["alert"],
+        format!("https://hub.example.net/alerts/{alert}")
+    );
+    assert_ne!(
+        hooks[0].headers["webhook-id"],
+        hooks[1].headers["webhook-id"]
+    );
+    assert!(
+        receiver.received().iter().all(|r| r.answered == 200),
+        "signatures verified"
+    );
+    let pd = receiver.taken("pagerduty");
+    for event in &pd {
+        assert_eq!(event.body["event_action"], "trigger");
+        assert_eq!(event.body["dedup_key"], alert.to_string());
+        assert_eq!(event.body["routing_key"], "R0UT1NGK3Y");
+    }
+    assert_eq!(pd[1].body["payload"]["severity"], "error", "level 3");
+    assert_eq!(pd[1].body["payload"]["source"], "north-yard/gw-07");
+    let slack = &receiver.taken("slack")[1].body;
+    assert!(slack["text"].as_str().unwrap().contains("L3"), "{slack}");
+    let teams = &receiver.taken("teams")[0].body;
+    assert_eq!(
+        teams["attachments"][0]["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
+    assert_eq!(teams["attachments"][0]["content"]["type"], "AdaptiveCard");
+
+    // Acknowledging in Chitti acknowledges the incident; resolving resolves it.
+    for (action, pd_action, count) in [("acknowledge", "acknowledge", 3), ("resolve", "resolve", 4)]
+    {
+        act(&api, alert, action).await;
+        until(pd_action, &receiver, || {
+            receiver.taken("pagerduty").len() == count
+        })
+        .await;
+        let last = receiver.taken("pagerduty").pop().unwrap();
+        assert_eq!(last.body["event_action"], pd_action);
+        assert_eq!(last.body["dedup_key"], alert.to_string());
+    }
+    until("the resolve on every channel", &receiver, || {
+        ["webhook", "slack", "teams"]
+            .iter()
+            .all(|p| receiver.taken(p).len() == 4)
+    })
+    .await;
+    let kinds: Vec<TransitionKind> = api
+        .store
+        .alert_transitions(alert)
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.kind)
+        .collect();
+    use TransitionKind::*;
+    assert_eq!(kinds, [Raised, LevelUp, LevelUp, Acknowledged, Resolved]);
+    let log = api
+        .store
+        .list_notifications(Some(alert), false, 100)
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 16, "4 transitions × 4 channels");
+    assert!(log
+        .iter()
+        .all(|n| n.status == NotificationStatus::Sent && n.attempts == 1));
+    let _ = stop_tx.send(true);
+    running.await.unwrap();
+}
+
+const ESCALATING: &str = r#"
+[[notifications.rules]]
+id = "critical"
+min_level = 3
+channels = ["scada"]
+escalate_after_s = 60
+escalate_to = ["manager"]
+repeat_every_s = 15
+max_repeats = 2
+"#;
+
+/// The escalation messages the manager's webhook took.
+fn escalations(receiver: &Receiver) -> Vec<serde_json::Value> {
+    receiver
+        .taken("webhook")
+        .into_iter()
+        .filter(|r| r.body["type"] == "alert.escalated")
+        .map(|r| r.body)
+        .collect()
+}
+
+async fn unacknowledged_alerts_escalate_and_repeat_at_most_max_repeats(backend: &str) {
+    let (api, _db) = Api::new(backend).await;
+    let receiver = Receiver::start().await;
+    let n = notifier(&api, notifications(&receiver, ESCALATING));
+    let t0 = Utc::now();
+    let alert = heat(&api, Uuid::now_v7(), &[3], t0).await;
+    n.pass(t0).await.unwrap();
+    assert_eq!(receiver.taken("webhook").len(), 1, "raised, to scada");
+    n.pass(t0 + Duration::seconds(59)).await.unwrap();
+    assert!(escalations(&receiver).is_empty(), "not yet due");
+    let mut at = t0 + Duration::seconds(60);
+    for step in 1..=3 {
+        n.pass(at).await.unwrap();
+        let sent = escalations(&receiver);
+        assert_eq!(sent.len(), step, "step {step} at {at}");
+        assert_eq!(sent[step - 1]["data"]["transition"]["step"], step);
+        at += Duration::seconds(15);
+    }
+    // Two repeats after the first escalation, then nothing more, ever.
+    n.pass(at + Duration::hours(5)).await.unwrap();
+    assert_eq!(escalations(&receiver).len(), 3);
+    let steps: Vec<u32> = api
+        .store
+        .alert_transitions(alert)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|t| t.kind == TransitionKind::Escalated)
+        .map(|t| t.step)
+        .collect();
+    assert_eq!(steps, [1, 2, 3]);
+}
+
+async fn acknowledging_stops_the_escalation_at_once(backend: &str) {
+    let (api, _db) = Api::new(backend).await;
+    let receiver = Receiver::start().await;
+    let n = notifier(&api, notifications(&receiver, ESCALATING));
+    let t0 = Utc::now();
+    let alert = heat(&api, Uuid::now_v7(), &[3], t0).await;
+    n.pass(t0).await.unwrap();
+    // The first escalation is routed but its message waits (the manager's receiver
+    // answers 503 once): acknowledging must cancel it, not let it out later.
+    receiver.script("webhook", &[(503, None)]);
+    n.pass(t0 + Duration::seconds(61)).await.unwrap();
+    assert_eq!(
+        receiver.received().last().map(|r| r.answered),
+        Some(503),
+        "the escalation was tried once"
+    );
+    act(&api, alert, "acknowledge").await;
+    for minutes in [2, 10, 60, 600] {
+        n.pass(t0 + Duration::minutes(minutes)).await.unwrap();
+    }
+    assert!(
+        escalations(&receiver).is_empty(),
+        "{:#?}",
+        receiver.received()
+    );
+    let log = api
+        .store
+        .list_notifications(Some(alert), false, 100)
+        .await
+        .unwrap();
+    let escalation = log.iter().find(|n| n.step == 1).unwrap();
+    assert_eq!(escalation.status, NotificationStatus::Cancelled);
+    assert!(
+        escalation
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("acknowledged by otto"),
+        "{escalation:?}"
+    );
+    // Acknowledging told scada, which had the raise; the manager, whose only message
+    // was cancelled unsent, is not told of an acknowledgement of nothing it saw.
+    let acks: Vec<_> = receiver
+        .taken("webhook")
+        .into_iter()
+        .filter(|r| r.body["type"] == "alert.acknowledged")
+        .collect();
+    assert_eq!(acks.len(), 1, "{acks:#?}");
+}
+
+async fn failing_receivers_are_retried_and_a_gone_endpoint_turns_its_channel_off(backend: &str) {
+    let (api, _db) = Api::new(backend).await;
+    let receiver = Receiver::start().await;
+    receiver.script("webhook", &[(500, None), (502, None)]);
+    receiver.script("slack", &[(429, Some("30"))]);
+    receiver.script("teams", &[(410, None)]);
+    receiver.script("pagerduty", &[(400, None)]);
+    let n = notifier(&api, notifications(&receiver, EVERYWHERE));
+    let t0 = Utc::now();
+    let alert = heat(&api, Uuid::now_v7(), &[2], t0).await;
+    n.pass(t0).await.unwrap();
+    let log = |channel: &'static str| {
+        let store = Arc::clone(&api.store);
+        async move {
+            store
+                .list_notifications(Some(alert), false, 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|n| n.channel == channel)
+                .unwrap()
+        }
+    };
+    let slack = log("ops-slack").await;
+    assert_eq!(slack.status, NotificationStatus::Pending);
+    assert_eq!(slack.last_status, Some(429));
+    let wait = (slack.next_attempt_at - Utc::now()).num_seconds();
+    assert!((25..=30).contains(&wait), "Retry-After honoured: {wait} s");
+    let teams = log("ops-teams").await;
+    assert_eq!(
+        (teams.status, teams.last_status),
+        (NotificationStatus::Failed, Some(410))
+    );
+    let disabled = api.store.disabled_channels().await.unwrap();
+    assert_eq!(disabled.len(), 1);
+    assert_eq!(disabled[0].0, "ops-teams");
+    let pd = log("on-call").await;
+    assert_eq!(
+        (pd.status, pd.attempts),
+        (NotificationStatus::Failed, 1),
+        "400 is never retried"
+    );
+    // Later passes deliver what is retried, with the same webhook-id every time.
+    for minutes in [1, 5, 30, 120] {
+        n.pass(Utc::now() + Duration::minutes(minutes))
+            .await
+            .unwrap();
+    }
+    let hook = log("scada").await;
+    assert_eq!((hook.status, hook.attempts), (NotificationStatus::Sent, 3));
+    let ids: std::collections::HashSet<_> = receiver
+        .received()
+        .iter()
+        .filter(|r| r.path == "webhook")
+        .map(|r| r.headers["webhook-id"].clone())
+        .collect();
+    assert_eq!(ids.len(), 1, "one message, three attempts, one id");
+    assert_eq!(log("ops-slack").await.status, NotificationStatus::Sent);
+    assert_eq!(receiver.taken("teams").len(), 0);
+    // A new transition to the disabled channel is recorded as refused, not sent.
+    act(&api, alert, "acknowledge").await;
+    n.pass(Utc::now()).await.unwrap();
+    assert_eq!(
+        receiver
+            .received()
+            .iter()
+            .filter(|r| r.path == "teams")
+            .count(),
+        1,
+        "teams was asked once, ever"
+    );
+    assert!(api.store.enable_channel("ops-teams").await.unwrap());
+    assert!(api.store.disabled_channels().await.unwrap().is_empty());
+}
+
+async fn a_hub_that_dies_mid_send_leaves_the_message_to_the_next_claim_with_the_same_id(
+    backend: &str,
+) {
+    let (api, _db) = Api::new(backend).await;
+    let receiver = Receiver::start().await;
+    let rule = "[[notifications.rules]]\nid = \"r\"\nmin_level = 1\nchannels = [\"scada\"]\n";
+    let n = notifier(&api, notifications(&receiver, rule));
+    let t0 = Utc::now();
+    heat(&api, Uuid::now_v7(), &[2], t0).await;
+    // A replica claims the message and dies before recording anything.
+    let store = &api.store;
+    let lost = store
+        .route_transitions(
+            &chitti_hub::notify::policy::Policy::new(notifications(&receiver, rule), None),
+            t0,
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(lost, 1);
+    let claimed = store
+        .claim_notifications(t0, t0 + Duration::seconds(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    // While the lease runs nobody else sends it; after it, the next claim does.
+    n.pass(t0 + Duration::seconds(30)).await.unwrap();
+    assert!(receiver.received().is_empty());
+    n.pass(t0 + Duration::seconds(61)).await.unwrap();
+    let taken = receiver.taken("webhook");
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].headers["webhook-id"], claimed[0].id.to_string());
+    let log = store.list_notifications(None, false, 10).await.unwrap();
+    assert_eq!(
+        (log[0].status, log[0].attempts),
+        (NotificationStatus::Sent, 2)
+    );
+    // A late finish of the dead replica's attempt changes nothing that was sent.
+    store
+        .finish_notification(
+            claimed[0].id,
+            &DeliveryOutcome::Retry {
+                at: t0,
+                status: None,
+                error: "late".into(),
+            },
+            t0,
+        )
+        .await
+        .unwrap();
+    let log = store.list_notifications(None, false, 10).await.unwrap();
+    assert_eq!(log[0].status, NotificationStatus::Sent);
+}
+
+async fn two_senders_share_the_outbox_and_send_each_message_once(backend: &str) {
+    let (api, _db) = Api::new(backend).await;
+    let receiver = Receiver::start().await;
+    let rule = "[[notifications.rules]]\nid = \"r\"\nmin_level = 1\nchannels = [\"scada\"]\n";
+    let a = notifier(&api, notifications(&receiver, rule));
+    let b = notifier(&api, notifications(&receiver, rule));
+    let t0 = Utc::now();
+    for _ in 0..40 {
+        heat(&api, Uuid::now_v7(), &[2], t0).await;
+    }
+    let mut at = t0;
+    for _ in 0..10 {
+        let (x, y) = tokio::join!(a.pass(at), b.pass(at));
+        x.unwrap();
+        y.unwrap();
+        at += Duration::seconds(1);
+    }
+    let ids: Vec<String> = receiver
+        .taken("webhook")
+        .iter()
+        .map(|r| r.headers["webhook-id"].clone())
+        .collect();
+    let unique: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(ids.len(), 40, "every message sent");
+    assert_eq!(unique.len(), 40, "none twice");
+}
+
+/// The `[notifications]` of an e-mail channel through `smtp` (STARTTLS with the test
+/// CA, logging in with `password`).
+fn email_config(
+    dir: &std::path::Path,
+    smtp: &support::smtp::SmtpServer,
+    password: &str,
+) -> chitti_hub::config::NotificationsConfig {
+    std::fs::write(dir.join("smtp-password"), format!("{password}\n")).unwrap();
+    let text = format!(
+        r#"
+version = 1
+[notifications]
+dashboard_url = "https://hub.example.net"
+[notifications.smtp]
+host = "127.0.0.1"
+port = {port}
+from = "Chitti <chitti@example.net>"
+tls = "starttls"
+username = "chitti"
+password_file = "smtp-password"
+ca_file = "ca.pem"
+[[notifications.channels]]
+id = "ops-mail"
+kind = "email"
+to = ["ops@example.net", "Olga Operator <olga@example.net>"]
+[[notifications.rules]]
+id = "all"
+channels = ["ops-mail"]
+"#,
+        port = smtp.port
+    );
+    HubConfig::from_toml(&text, "hub.toml", dir)
+        .unwrap()
+        .notifications
+}
+
+async fn e_mail_goes_through_starttls_with_a_login_and_a_wrong_password_is_shown(backend: &str) {
+    let (api, _db) = Api::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = support::broker::Ca::new("smtp test CA");
+    let issued = ca.server();
+    std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.path().join("smtp.pem"), &issued.cert_pem).unwrap();
+    std::fs::write(dir.path().join("smtp.key"), &issued.key_pem).unwrap();
+    let smtp = support::smtp::SmtpServer::start(
+        dir.path(),
+        Some((&dir.path().join("smtp.pem"), &dir.path().join("smtp.key"))),
+        Some(("chitti", "s3cret-relay")),
+    );
+    let t0 = Utc::now();
+    let alert = heat(&api, Uuid::now_v7(), &[2], t0).await;
+    // A wrong password: the relay's 535 is permanent, shown in the delivery log.
+    let wrong = notifier(&api, email_config(dir.path(), &smtp, "guess"));
+    wrong.pass(t0).await.unwrap();
+    let log = api
+        .store
+        .list_notifications(Some(alert), false, 10)
+        .await
+        .unwrap();
+    assert_eq!(log[0].status, NotificationStatus::Failed, "{log:?}");
+    assert_eq!(
+        log[0].last_status,
+        Some(535),
+        "{log:?}\n{}",
+        smtp.log_text()
+    );
+    assert!(smtp.messages().is_empty());
+    // The right one: the acknowledgement is e-mailed (the alert had a message queued).
+    let right = notifier(&api, email_config(dir.path(), &smtp, "s3cret-relay"));
+    act(&api, alert, "acknowledge").await;
+    right.pass(Utc::now()).await.unwrap();
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 1, "{}", smtp.log_text());
+    let mail = mailparse::parse_mail(messages[0].as_bytes()).unwrap();
+    let log = api
+        .store
+        .list_notifications(Some(alert), false, 10)
+        .await
+        .unwrap();
+    let sent = log
+        .iter()
+        .find(|n| n.status == NotificationStatus::Sent)
+        .unwrap();
+    assert_eq!(sent.last_status, Some(250));
+    let header = |name: &str| {
+        use mailparse::MailHeaderMap;
+        mail.headers.get_first_value(name).unwrap_or_default()
+    };
+    let from = header("From");
+    assert!(
+        from.contains("Chitti") && from.contains("<chitti@example.net>"),
+        "{from}"
+    );
+    assert!(header("To").contains("ops@example.net") && header("To").contains("olga@example.net"));
+    assert_eq!(header("Message-ID"), format!("<{}@chitti-hub>", sent.id));
+    let subject = header("Subject");
+    assert!(subject.starts_with("[Chitti] L2"), "{subject}");
+    assert!(subject.contains("acknowledged by otto"), "{subject}");
+    assert_eq!(mail.ctype.mimetype, "multipart/alternative");
+    let parts: Vec<(String, String)> = mail
+        .subparts
+        .iter()
+        .map(|p| (p.ctype.mimetype.clone(), p.get_body().unwrap()))
+        .collect();
+    assert_eq!(parts[0].0, "text/plain");
+    assert_eq!(parts[1].0, "text/html");
+    for (_, body) in &parts {
+        assert!(
+            body.contains(&format!("https://hub.example.net/alerts/{alert}")),
+            "{body}"
+        );
+        assert!(body.contains("°C"), "{body}");
+    }
+}
+
+on_both!(
+    e_mail_goes_through_starttls_with_a_login_and_a_wrong_password_is_shown,
+    a_heating_connector_notifies_each_new_level_once_and_pagerduty_follows_the_alert,
+    unacknowledged_alerts_escalate_and_repeat_at_most_max_repeats,
+    acknowledging_stops_the_escalation_at_once,
+    failing_receivers_are_retried_and_a_gone_endpoint_turns_its_channel_off,
+    a_hub_that_dies_mid_send_leaves_the_message_to_the_next_claim_with_the_same_id,
+    two_senders_share_the_outbox_and_send_each_message_once,
+);
