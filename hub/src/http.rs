@@ -30,6 +30,10 @@ pub struct HttpState {
     pub ingest: Arc<IngestMetrics>,
     /// Notification counters.
     pub notify: Arc<crate::notify::NotifyMetrics>,
+    /// The notification channels and rules.
+    pub notifications: Arc<crate::notify::config::NotificationsConfig>,
+    /// The dashboard's base URL, for links in messages.
+    pub dashboard_url: Option<String>,
     /// The MQTT side.
     pub bus: Arc<HubBus>,
     /// When the hub started.
@@ -71,6 +75,10 @@ pub fn router(state: HttpState) -> Router {
         crate::api::ApiState::new(Arc::clone(&state.store), state.settings.secure_cookies)
             .with_evidence(Arc::clone(&state.evidence))
             .with_live(Arc::clone(&state.live))
+            .with_notifications(
+                Arc::clone(&state.notifications),
+                state.dashboard_url.clone(),
+            )
             .with_max_upload_bytes(state.settings.max_upload_bytes.0)
             .with_token_max_days(state.settings.token_max_days)
             .with_analysis_limits(

@@ -360,6 +360,8 @@ pub async fn serve(
         store: Arc::clone(&store),
         ingest: Arc::clone(&metrics),
         notify: notify_metrics,
+        notifications: Arc::new(config.notifications.clone()),
+        dashboard_url: config.dashboard_url(),
         bus: Arc::clone(&bus),
         started: Instant::now(),
         evidence,

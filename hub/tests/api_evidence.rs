@@ -258,6 +258,8 @@ async fn evidence_limits_apply_through_the_http_router(backend: &str) {
         store: api.store.clone(),
         ingest: Arc::new(chitti_hub::ingest::IngestMetrics::default()),
         notify: Default::default(),
+        notifications: Default::default(),
+        dashboard_url: None,
         bus: Arc::new(chitti_hub::broker::HubBus::External(bus)),
         started: std::time::Instant::now(),
         evidence: Arc::new(EvidenceStore::in_memory(limit)),

@@ -65,6 +65,11 @@ const OPERATIONS: &[&str] = &[
     "GET /api/v1/findings/export.csv",
     "GET /api/v1/reports/inspection.pdf",
     "GET /api/v1/evidence/{sha256}/visual.jpg",
+    "GET /api/v1/alerts/{id}/notifications",
+    "GET /api/v1/notifications",
+    "GET /api/v1/notification-channels",
+    "POST /api/v1/notification-channels/{id}/test",
+    "POST /api/v1/notification-channels/{id}/enable",
 ];
 
 /// Operations anyone may call: no `security`, no 401 for a missing sign-in.

@@ -32,6 +32,8 @@ async fn app_with_metrics_token(
         store: Arc::new(db.store.clone()),
         ingest: Arc::new(chitti_hub::ingest::IngestMetrics::default()),
         notify: Default::default(),
+        notifications: Default::default(),
+        dashboard_url: None,
         bus: Arc::new(chitti_hub::broker::HubBus::External(bus)),
         started: std::time::Instant::now(),
         evidence: Arc::new(chitti_hub::evidence::EvidenceStore::in_memory(1 << 20)),

@@ -7,6 +7,7 @@
 
 mod support;
 
+use axum::http::StatusCode;
 use chitti_hub::config::HubConfig;
 use chitti_hub::notify::{Notifier, NotifyMetrics};
 use chitti_hub::store::prelude::*;
@@ -96,6 +97,24 @@ async fn act(api: &Api, alert: Uuid, action: &str) {
     let uri = format!("/api/v1/alerts/{alert}/{action}");
     let reply = api.call("POST", &uri, Some(&otto), None, &[]).await;
     assert_eq!(reply.status, 200, "{action}: {:?}", reply.body);
+}
+
+/// A dashboard page's HTML, signed in with a session cookie.
+async fn dashboard_page(api: &Api, uri: &str, cookie: &str) -> String {
+    use tower::ServiceExt;
+    let request = axum::http::Request::get(uri)
+        .header("cookie", cookie)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = chitti_hub::dashboard::router(api.state.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{uri}");
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
+        .await
+        .unwrap();
+    String::from_utf8(bytes.to_vec()).unwrap()
 }
 
 /// Polls `check` until it holds (the notifier runs on its own task), at most a minute.
@@ -587,7 +606,141 @@ async fn e_mail_goes_through_starttls_with_a_login_and_a_wrong_password_is_shown
     }
 }
 
+async fn the_api_shows_delivery_logs_failures_first_and_channels_without_secrets(backend: &str) {
+    let receiver = Receiver::start().await;
+    let config = notifications(&receiver, EVERYWHERE);
+    let for_api = Arc::new(config.clone());
+    let (api, _db) = Api::with(backend, Users::SignIn, |state| {
+        state.with_notifications(for_api, Some("https://hub.example.net".into()))
+    })
+    .await;
+    receiver.script("teams", &[(410, None)]);
+    let n = notifier(&api, config);
+    let alert = heat(&api, Uuid::now_v7(), &[2], Utc::now()).await;
+    n.pass(Utc::now()).await.unwrap();
+    let (vera, _, _) = api.login("vera").await;
+    let (ada, _, _) = api.login("ada").await;
+    // The alert's delivery log: one line per channel.
+    let log = api
+        .ok(
+            StatusCode::OK,
+            "GET",
+            &format!("/api/v1/alerts/{alert}/notifications"),
+            &vera,
+            None,
+        )
+        .await;
+    let items = log["items"].as_array().unwrap();
+    assert_eq!(items.len(), 4, "{log}");
+    assert!(items.iter().all(|n| n["transition"] == "raised"), "{log}");
+    // The outbox, failures first: the Teams message that met 410.
+    let outbox = api
+        .ok(
+            StatusCode::OK,
+            "GET",
+            "/api/v1/notifications?limit=10",
+            &vera,
+            None,
+        )
+        .await;
+    assert_eq!(outbox["items"][0]["channel"], "ops-teams", "{outbox}");
+    assert_eq!(outbox["items"][0]["status"], "failed");
+    assert_eq!(outbox["items"][0]["last_status"], 410);
+    // Channels are an admin's, and carry no secret.
+    let r = api
+        .get("/api/v1/notification-channels", Some(&vera), None)
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+    let channels = api
+        .ok(
+            StatusCode::OK,
+            "GET",
+            "/api/v1/notification-channels",
+            &ada,
+            None,
+        )
+        .await;
+    let text = channels.to_string();
+    for secret in ["MfKQ9r8", "R0UT1NGK3Y", "/teams", "/webhook"] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    let teams = channels["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "ops-teams")
+        .unwrap();
+    assert_eq!(teams["rules"], serde_json::json!(["serious"]));
+    assert!(
+        teams["disabled_reason"].as_str().unwrap().contains("410"),
+        "{teams}"
+    );
+    // Turned back on, audited; a second time is a conflict.
+    let uri = "/api/v1/notification-channels/ops-teams/enable";
+    let on = api.ok(StatusCode::OK, "POST", uri, &ada, None).await;
+    assert!(on["disabled_at"].is_null(), "{on}");
+    let r = api.call("POST", uri, Some(&ada), None, &[]).await;
+    assert_error(&r, StatusCode::CONFLICT, "conflict");
+    // A test message reaches the receiver now, signed; an unknown channel is a 404.
+    let before = receiver.taken("webhook").len();
+    let test = api
+        .ok(
+            StatusCode::OK,
+            "POST",
+            "/api/v1/notification-channels/scada/test",
+            &ada,
+            None,
+        )
+        .await;
+    assert_eq!(test["delivered"], true, "{test}");
+    let hooks = receiver.taken("webhook");
+    assert_eq!(hooks.len(), before + 1);
+    assert_eq!(hooks.last().unwrap().body["type"], "test");
+    let r = api
+        .call(
+            "POST",
+            "/api/v1/notification-channels/nope/test",
+            Some(&ada),
+            None,
+            &[],
+        )
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+    // The dashboard: the notifications page (channels for admins, failures first) and
+    // the alert page's delivery log.
+    let (_, _, cookie) = api.login("ada").await;
+    let page = dashboard_page(&api, "/notifications", &cookie).await;
+    for expected in [
+        "Send test message",
+        "ops-teams",
+        "failed (410)",
+        "sent (200)",
+    ] {
+        assert!(page.contains(expected), "{expected} missing in\n{page}");
+    }
+    let page = dashboard_page(&api, &format!("/alerts/{alert}"), &cookie).await;
+    assert!(page.contains("id=\"delivery-list\""), "{page}");
+    for expected in ["<strong>raised</strong> → on-call", "failed (410)"] {
+        assert!(page.contains(expected), "{expected} missing in the alert page");
+    }
+    let actions: Vec<String> = api
+        .audit_log()
+        .await
+        .into_iter()
+        .map(|a| a.event.action)
+        .collect();
+    assert!(
+        actions.contains(&"notification.enable".to_string()),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&"notification.test".to_string()),
+        "{actions:?}"
+    );
+}
+
 on_both!(
+    the_api_shows_delivery_logs_failures_first_and_channels_without_secrets,
     e_mail_goes_through_starttls_with_a_login_and_a_wrong_password_is_shown,
     a_heating_connector_notifies_each_new_level_once_and_pagerduty_follows_the_alert,
     unacknowledged_alerts_escalate_and_repeat_at_most_max_repeats,

@@ -104,6 +104,13 @@
         const hasBody = form.dataset.method !== "DELETE";
         const r = await api(form.dataset.method, form.dataset.url, hasBody ? body : undefined);
         if (!r.ok) throw new Error(errorText(r));
+        if (form.dataset.result !== undefined) {
+          // An action whose answer is the point (a test message): show it, stay.
+          const out = $(".form-result", form);
+          if (out) out.textContent = `${r.json.delivered ? "delivered" : "not delivered"}: ${r.json.answer}`;
+          buttons.forEach((b) => (b.disabled = false));
+          return;
+        }
         location.reload();
       } catch (x) {
         if (err) err.textContent = x.message;

@@ -26,6 +26,8 @@
 //! | `GET /api/v1/alerts/export.csv`, `GET /api/v1/findings/export.csv` (the lists' filters) | viewer | [`reports`] |
 //! | `GET /api/v1/reports/inspection.pdf?site=&from=&to=` | viewer | [`reports`] |
 //! | `GET /api/v1/evidence/{sha256}/visual.jpg` | viewer | [`reports`] |
+//! | `GET /api/v1/alerts/{id}/notifications`, `GET /api/v1/notifications` | viewer | [`notifications`] |
+//! | `GET /api/v1/notification-channels`, `POST …/{id}/test`, `POST …/{id}/enable` | admin | [`notifications`] |
 //! | `GET /api/openapi.json`, `GET /api/docs` | anyone | [`openapi`] |
 //!
 //! Lists return `{items, next_cursor}` ([`ListPage`]) with keyset pagination
@@ -50,6 +52,7 @@ pub mod error;
 pub mod evidence;
 pub mod findings;
 pub mod fleet;
+pub mod notifications;
 pub mod openapi;
 pub mod reports;
 pub mod sites;
@@ -100,6 +103,10 @@ pub struct ApiState {
     pub parse_limits: chitti_common::flir::ParseLimits,
     /// Analyses that may run at once (`http.max_concurrent_analyses`).
     pub analyses: Arc<tokio::sync::Semaphore>,
+    /// The notification channels and rules (`[notifications]`).
+    pub notifications: Arc<crate::notify::config::NotificationsConfig>,
+    /// The dashboard's base URL, for links in test messages.
+    pub dashboard_url: Option<String>,
 }
 
 impl ApiState {
@@ -123,7 +130,20 @@ impl ApiState {
                 ..chitti_common::flir::ParseLimits::default()
             },
             analyses: Arc::new(tokio::sync::Semaphore::new(4)),
+            notifications: Arc::default(),
+            dashboard_url: None,
         }
+    }
+
+    /// The same state with these notification channels and rules.
+    pub fn with_notifications(
+        mut self,
+        config: Arc<crate::notify::config::NotificationsConfig>,
+        dashboard_url: Option<String>,
+    ) -> Self {
+        self.notifications = config;
+        self.dashboard_url = dashboard_url;
+        self
     }
 
     /// The same state with other analysis limits: pixels per frame and per file, and
@@ -189,6 +209,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(uploads::routes())
         .merge(stream::routes())
         .merge(reports::routes())
+        .merge(notifications::routes())
         .split_for_parts();
     api.merge(openapi::docs(doc))
         .fallback(|| async { ApiError::not_found("endpoint") })

@@ -40,6 +40,7 @@ pub const DOCS_PATH: &str = "/api/docs";
         (name = "uploads", description = "Handheld inspections uploaded by operators"),
         (name = "live", description = "Server-sent events"),
         (name = "reports", description = "CSV exports and the PDF inspection report"),
+        (name = "notifications", description = "Delivery logs, the outbox and notification channels"),
         (name = "admin", description = "Users"),
     )
 )]

@@ -434,6 +434,16 @@ pub(crate) async fn detail(
         )?),
         None => None,
     };
+    let deliveries = api(
+        &p,
+        crate::api::notifications::alert_notifications(
+            State(s.clone()),
+            p.clone(),
+            Path(d.alert.id),
+        )
+        .await,
+    )?
+    .items;
     let a = &d.alert;
     let operator = p.user.role >= Role::Operator;
     let table = layout::table(&a.severity_table);
@@ -514,6 +524,22 @@ pub(crate) async fn detail(
                                     " · verified fixed: " a href=(format!("/api/v1/evidence/{v}")) { code { (&v[..12.min(v.len())]) "…" } }
                                 }
                                 @if let Some(n) = &e.note { blockquote { (n) } }
+                            }
+                        }
+                    }
+                }
+            }
+            section.card #deliveries aria-labelledby="deliveries-h" {
+                h2 #deliveries-h { "Notifications" }
+                @if deliveries.is_empty() {
+                    p.muted { "Nobody was notified of this alert (no rule matched it)." }
+                } @else {
+                    ol #delivery-list.trail {
+                        @for n in deliveries.iter().rev() {
+                            li.trail-entry data-channel=(n.channel) {
+                                strong { (super::pages::transition_name(n)) } " → " (n.channel)
+                                span.muted { " (" (n.rule) ")" } " · "
+                                (super::pages::delivery_state(n))
                             }
                         }
                     }

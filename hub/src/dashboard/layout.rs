@@ -18,6 +18,7 @@ pub(crate) enum Nav {
     Sites,
     Upload,
     Reports,
+    Notifications,
     None,
 }
 
@@ -110,6 +111,7 @@ pub(crate) fn page(
                                 (link(Nav::Upload, "/upload", "Upload"))
                             }
                             (link(Nav::Reports, "/reports", "Reports"))
+                            (link(Nav::Notifications, "/notifications", "Notifications"))
                         }
                     }
                     div.who {

@@ -75,6 +75,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/sites", get(pages::sites))
         .route("/upload", get(pages::upload))
         .route("/reports", get(pages::reports))
+        .route("/notifications", get(pages::notifications))
         .route("/assets/{file}", get(assets::asset))
         .with_state(state)
 }

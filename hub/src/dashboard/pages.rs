@@ -1,4 +1,5 @@
-//! The smaller pages: sign-in, fleet, sites and assets, upload and reports.
+//! The smaller pages: sign-in, fleet, sites and assets, upload, reports and
+//! notifications.
 
 use super::alerts::{api_query_string, choices, filter_form, QueueParams};
 use super::layout::{self, Live, Nav};
@@ -441,6 +442,135 @@ pub(crate) async fn reports(
         &p,
         Nav::Reports,
         "Reports",
+        &[],
+        Live::Indicator,
+        body,
+    ))
+}
+
+/// A message's state in words, with its receiver's last answer.
+pub(crate) fn delivery_state(n: &crate::store::NotificationRecord) -> Markup {
+    use crate::store::NotificationStatus::*;
+    let answer = n.last_status.map(|s| format!(" ({s})")).unwrap_or_default();
+    html! {
+        @match n.status {
+            Sent => { span.ok-text { "sent" (answer) } " " (layout::time_opt(n.sent_at)) }
+            Failed => { span.bad-text { "failed" (answer) } }
+            Cancelled => { span.muted { "cancelled" } }
+            Pending if n.last_error.is_some() => {
+                span.warn-text { "retrying" (answer) } " at " (layout::time(n.next_attempt_at))
+            }
+            Pending => { span { "queued" } }
+        }
+        @if let Some(e) = &n.last_error { " " span.muted.error-text { (e) } }
+    }
+}
+
+/// What a transition is called in a delivery log.
+pub(crate) fn transition_name(n: &crate::store::NotificationRecord) -> String {
+    match n.step {
+        0 => n.transition.as_str().replace('_', " "),
+        1 => "escalated".to_string(),
+        s => format!("reminder {}", s - 1),
+    }
+}
+
+/// `GET /notifications`: the outbox with failures first, and for admins the channels
+/// with a test message and re-enabling.
+pub(crate) async fn notifications(State(s): State<ApiState>, PageUser(p): PageUser) -> PageResult {
+    use crate::api::notifications::{list_channels, list_notifications, NotificationParams};
+    let outbox = api(
+        &p,
+        list_notifications(
+            State(s.clone()),
+            p.clone(),
+            ApiQuery(NotificationParams {
+                failures_first: Some(true),
+                limit: Some(200),
+            }),
+        )
+        .await,
+    )?
+    .items;
+    let channels = if p.user.role >= Role::Admin {
+        Some(api(&p, list_channels(State(s.clone()), p.clone()).await)?.items)
+    } else {
+        None
+    };
+    let body = html! {
+        @if let Some(channels) = &channels {
+            section.card #channels aria-labelledby="channels-h" {
+                h2 #channels-h { "Channels" }
+                @if channels.is_empty() {
+                    p.muted { "No channels are configured (the hub's [notifications] section)." }
+                } @else {
+                    div.scroll {
+                        table #channel-table {
+                            thead { tr { th scope="col" { "Channel" } th scope="col" { "Kind" } th scope="col" { "Where" } th scope="col" { "Rules" } th scope="col" { "State" } th scope="col" { "Actions" } } }
+                            tbody {
+                                @for c in channels {
+                                    tr data-channel=(c.id) {
+                                        th scope="row" { (c.id) }
+                                        td { (c.kind) }
+                                        td { @if c.to.is_empty() { (c.endpoint.as_deref().unwrap_or("")) } @else { (c.to.join(", ")) } }
+                                        td { (c.rules.join(", ")) }
+                                        td {
+                                            @match &c.disabled_at {
+                                                Some(at) => { span.bad-text { "off since " (layout::time(*at)) } " " span.muted { (c.disabled_reason.as_deref().unwrap_or("")) } }
+                                                None => { span.ok-text { "on" } }
+                                            }
+                                        }
+                                        td {
+                                            form.api-form data-method="POST" data-result="" data-url=(format!("/api/v1/notification-channels/{}/test", c.id)) {
+                                                button.secondary type="submit" { "Send test message" }
+                                                output.form-result {}
+                                                p.form-error role="alert" {}
+                                            }
+                                            @if c.disabled_at.is_some() {
+                                                form.api-form data-method="POST" data-url=(format!("/api/v1/notification-channels/{}/enable", c.id)) {
+                                                    button type="submit" { "Turn back on" }
+                                                    p.form-error role="alert" {}
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        section.card #outbox aria-labelledby="outbox-h" {
+            h2 #outbox-h { "Messages" }
+            p.muted { "Failed and retrying first, then the newest." }
+            @if outbox.is_empty() {
+                p.muted { "Nothing has been sent yet." }
+            } @else {
+                div.scroll {
+                    table #outbox-table {
+                        thead { tr { th scope="col" { "Queued" } th scope="col" { "Alert" } th scope="col" { "Event" } th scope="col" { "Channel" } th scope="col" { "Attempts" } th scope="col" { "State" } } }
+                        tbody {
+                            @for n in &outbox {
+                                tr data-status=(format!("{:?}", n.status).to_lowercase()) {
+                                    td { (layout::time(n.created_at)) }
+                                    td { a href=(format!("/alerts/{}", n.alert_id)) { code { (n.alert_id.to_string()[..8]) "…" } } }
+                                    td { (transition_name(n)) }
+                                    td { (n.channel) span.muted { " · " (n.rule) } }
+                                    td { (n.attempts) }
+                                    td { (delivery_state(n)) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(layout::page(
+        &p,
+        Nav::Notifications,
+        "Notifications",
         &[],
         Live::Indicator,
         body,
