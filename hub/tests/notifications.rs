@@ -35,10 +35,12 @@ secret = "{WEBHOOK_SECRET}"
 id = "ops-slack"
 kind = "slack"
 url = "{slack}"
+rate_per_minute = {slack_rate}
 [[notifications.channels]]
 id = "ops-teams"
 kind = "teams"
 url = "{teams}"
+rate_per_minute = 6000
 [[notifications.channels]]
 id = "on-call"
 kind = "pagerduty"
@@ -56,6 +58,12 @@ secret = "{WEBHOOK_SECRET}"
         teams = receiver.url("teams"),
         pagerduty = receiver.url("pagerduty"),
         manager = receiver.url("webhook?manager"),
+        // Fast enough that each message goes alone; the digest test slows Slack down.
+        slack_rate = if rule.contains("# slow slack") {
+            60
+        } else {
+            6000
+        },
     );
     HubConfig::from_toml(&text, "hub.toml", std::path::Path::new("/"))
         .unwrap()
@@ -561,7 +569,8 @@ async fn e_mail_goes_through_starttls_with_a_login_and_a_wrong_password_is_shown
     // The right one: the acknowledgement is e-mailed (the alert had a message queued).
     let right = notifier(&api, email_config(dir.path(), &smtp, "s3cret-relay"));
     act(&api, alert, "acknowledge").await;
-    right.pass(Utc::now()).await.unwrap();
+    // The failed attempt counted against the channel's rate (30 a minute): later.
+    right.pass(Utc::now() + Duration::seconds(3)).await.unwrap();
     let messages = smtp.messages();
     assert_eq!(messages.len(), 1, "{}", smtp.log_text());
     let mail = mailparse::parse_mail(messages[0].as_bytes()).unwrap();
@@ -721,7 +730,10 @@ async fn the_api_shows_delivery_logs_failures_first_and_channels_without_secrets
     let page = dashboard_page(&api, &format!("/alerts/{alert}"), &cookie).await;
     assert!(page.contains("id=\"delivery-list\""), "{page}");
     for expected in ["<strong>raised</strong> → on-call", "failed (410)"] {
-        assert!(page.contains(expected), "{expected} missing in the alert page");
+        assert!(
+            page.contains(expected),
+            "{expected} missing in the alert page"
+        );
     }
     let actions: Vec<String> = api
         .audit_log()
@@ -739,7 +751,78 @@ async fn the_api_shows_delivery_logs_failures_first_and_channels_without_secrets
     );
 }
 
+const BURSTY: &str = r#"
+# slow slack
+[[notifications.rules]]
+id = "all"
+min_level = 1
+channels = ["ops-slack", "on-call"]
+"#;
+
+async fn a_burst_becomes_digests_within_the_rate_limit_and_pagerduty_gets_every_alert(
+    backend: &str,
+) {
+    let (api, _db) = Api::new(backend).await;
+    let receiver = Receiver::start().await;
+    let n = notifier(&api, notifications(&receiver, BURSTY));
+    let t0 = Utc::now();
+    // 120 alerts from one site at once.
+    let batch: Vec<_> = (0..120)
+        .map(|i| finding(Uuid::now_v7(), 2 + (i % 2) as u8, 60.0 + f64::from(i), 0))
+        .collect();
+    api.store
+        .insert_findings(&ingested(&batch, t0))
+        .await
+        .unwrap();
+    // Passes every 100 ms for 2.5 s: Slack (60 a minute) may send at most 3 messages.
+    let mut at = t0;
+    while at <= t0 + Duration::milliseconds(2500) {
+        n.pass(at).await.unwrap();
+        at += Duration::milliseconds(100);
+    }
+    let slack = receiver.taken("slack");
+    assert!(
+        !slack.is_empty() && slack.len() <= 3,
+        "{} Slack messages",
+        slack.len()
+    );
+    let first = slack[0].body["text"].as_str().unwrap();
+    assert!(first.starts_with("120 alert changes (60 × L3"), "{first}");
+    assert!(first.contains("north-yard"), "{first}");
+    // Every message the digest stands for is delivered; PagerDuty, unlimited, got one
+    // trigger per alert (its incidents are per alert, never digested).
+    let log = api
+        .store
+        .list_notifications(None, false, 1000)
+        .await
+        .unwrap();
+    let slack_rows: Vec<_> = log.iter().filter(|n| n.channel == "ops-slack").collect();
+    assert_eq!(slack_rows.len(), 120);
+    assert!(slack_rows
+        .iter()
+        .all(|n| n.status == NotificationStatus::Sent));
+    let pd = receiver.taken("pagerduty");
+    assert_eq!(pd.len(), 120);
+    let keys: std::collections::HashSet<_> =
+        pd.iter().map(|r| r.body["dedup_key"].to_string()).collect();
+    assert_eq!(keys.len(), 120, "one incident per alert");
+    // A second wave while Slack is paced waits for the pace, then goes out as one.
+    let wave: Vec<_> = (0..10)
+        .map(|i| finding(Uuid::now_v7(), 3, 80.0 + f64::from(i), 0))
+        .collect();
+    api.store
+        .insert_findings(&ingested(&wave, at))
+        .await
+        .unwrap();
+    n.pass(at).await.unwrap();
+    n.pass(at + Duration::seconds(2)).await.unwrap();
+    let slack = receiver.taken("slack");
+    let last = slack.last().unwrap().body["text"].as_str().unwrap();
+    assert!(last.starts_with("10 alert changes (10 × L3"), "{last}");
+}
+
 on_both!(
+    a_burst_becomes_digests_within_the_rate_limit_and_pagerduty_gets_every_alert,
     the_api_shows_delivery_logs_failures_first_and_channels_without_secrets,
     e_mail_goes_through_starttls_with_a_login_and_a_wrong_password_is_shown,
     a_heating_connector_notifies_each_new_level_once_and_pagerduty_follows_the_alert,

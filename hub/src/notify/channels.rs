@@ -62,8 +62,36 @@ fn summary_with_link(message: &Value) -> String {
     }
 }
 
-/// The facts shown as a table in Slack, Teams and e-mail.
+/// A digest's lines (each message's summary), and how many more it stands for.
+fn digest_lines(message: &Value) -> Option<(Vec<String>, u64)> {
+    let lines = message.get("lines")?.as_array()?;
+    let more = message.get("more").and_then(Value::as_u64).unwrap_or(0);
+    Some((
+        lines
+            .iter()
+            .filter_map(|l| l.as_str().map(str::to_string))
+            .collect(),
+        more,
+    ))
+}
+
+/// A digest's lines as text, one per line, with the count of the rest.
+fn digest_text(message: &Value) -> String {
+    let Some((lines, more)) = digest_lines(message) else {
+        return String::new();
+    };
+    let mut text: String = lines.iter().map(|l| format!("• {l}\n")).collect();
+    if more > 0 {
+        text.push_str(&format!("… and {more} more\n"));
+    }
+    text
+}
+
+/// The facts shown as a table in Slack, Teams and e-mail (none for a digest).
 fn facts(message: &Value) -> Vec<(&'static str, String)> {
+    if digest_lines(message).is_some() {
+        return Vec::new();
+    }
     let mut facts = vec![
         ("Severity", text(message, "/severity")),
         (
@@ -142,12 +170,29 @@ pub fn render_http(channel: &ChannelConfig, n: &ClaimedNotification, now: i64) -
                 .map(|(k, v)| json!({"type": "mrkdwn", "text": format!("*{k}*\n{v}")}))
                 .take(10)
                 .collect();
+            let mut blocks = vec![
+                json!({"type": "section", "text": {"type": "mrkdwn", "text": summary_with_link(m)}}),
+            ];
+            if !fields.is_empty() {
+                blocks.push(json!({"type": "section", "fields": fields}));
+            }
+            let digest = digest_text(m);
+            if !digest.is_empty() {
+                let mut text = digest;
+                // A section's text is at most 3000 characters.
+                if text.len() > 2900 {
+                    let cut = (0..=2900)
+                        .rev()
+                        .find(|i| text.is_char_boundary(*i))
+                        .unwrap_or(0);
+                    text.truncate(cut);
+                    text.push('…');
+                }
+                blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": text}}));
+            }
             let body = json!({
                 "text": summary_with_link(m),
-                "blocks": [
-                    {"type": "section", "text": {"type": "mrkdwn", "text": summary_with_link(m)}},
-                    {"type": "section", "fields": fields},
-                ],
+                "blocks": blocks,
             });
             (body.to_string(), Vec::new())
         }
@@ -163,6 +208,7 @@ pub fn render_http(channel: &ChannelConfig, n: &ClaimedNotification, now: i64) -
                 "body": [
                     {"type": "TextBlock", "text": text(m, "/summary"), "weight": "Bolder", "wrap": true},
                     {"type": "FactSet", "facts": facts},
+                    {"type": "TextBlock", "text": digest_text(m), "wrap": true, "isVisible": !digest_text(m).is_empty()},
                 ],
             });
             if let Some(link) = m.pointer("/links/alert").and_then(Value::as_str) {
@@ -299,7 +345,7 @@ pub fn render_email(
 ) -> Result<lettre::Message, String> {
     use lettre::message::{header::ContentType, MultiPart, SinglePart};
     let m = &n.message;
-    let mut plain = format!("{}\n\n", text(m, "/summary"));
+    let mut plain = format!("{}\n\n{}", text(m, "/summary"), digest_text(m));
     let mut rows = String::new();
     for (k, v) in facts(m) {
         plain.push_str(&format!("{k}: {v}\n"));
@@ -319,9 +365,15 @@ pub fn render_email(
             escape_html(&thermogram)
         );
     }
+    let digest = digest_text(m);
     let html = format!(
-        "<p><strong>{}</strong></p><table>{rows}</table>{links}",
-        escape_html(&text(m, "/summary"))
+        "<p><strong>{}</strong></p><table>{rows}</table>{}{links}",
+        escape_html(&text(m, "/summary")),
+        if digest.is_empty() {
+            String::new()
+        } else {
+            format!("<pre>{}</pre>", escape_html(&digest))
+        }
     );
     let mut builder = lettre::Message::builder()
         .from(smtp.from.parse().map_err(|e| format!("smtp.from: {e}"))?)

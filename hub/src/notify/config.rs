@@ -159,6 +159,11 @@ pub struct ChannelConfig {
     /// A PagerDuty service's integration (routing) key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routing_key: Option<String>,
+    /// Most messages a minute (default: Slack 60, Teams and e-mail 30, webhooks and
+    /// PagerDuty unlimited). Beyond it, what waits for an e-mail, Slack or Teams channel
+    /// goes out as one digest; for a webhook or PagerDuty it waits its turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_minute: Option<u32>,
 }
 
 // Secrets stay out of logs, even a debug print of the configuration.
@@ -174,6 +179,7 @@ impl std::fmt::Debug for ChannelConfig {
                 "routing_key",
                 &self.routing_key.as_ref().map(|_| "<redacted>"),
             )
+            .field("rate_per_minute", &self.rate_per_minute)
             .finish()
     }
 }
@@ -191,6 +197,25 @@ pub fn redact_url(url: &str) -> String {
 }
 
 impl ChannelConfig {
+    /// The channel's rate limit, messages a minute (`None`: unlimited).
+    pub fn rate_per_minute(&self) -> Option<u32> {
+        self.rate_per_minute.or(match self.kind {
+            // Slack's incoming webhooks allow about one message a second.
+            ChannelKind::Slack => Some(60),
+            ChannelKind::Teams | ChannelKind::Email => Some(30),
+            ChannelKind::Webhook | ChannelKind::Pagerduty => None,
+        })
+    }
+
+    /// Whether waiting messages may go out as one digest (people read these; machines
+    /// and PagerDuty's per-alert incidents need one message each).
+    pub fn digests(&self) -> bool {
+        matches!(
+            self.kind,
+            ChannelKind::Email | ChannelKind::Slack | ChannelKind::Teams
+        )
+    }
+
     /// Where this channel posts (the configured URL, or PagerDuty's endpoint).
     pub fn endpoint(&self) -> Option<&str> {
         match (self.kind, self.url.as_deref()) {
@@ -332,6 +357,9 @@ impl NotificationsConfig {
                 p.push(key("id"), format!("{:?} must be 1–64 of a-z 0-9 _ -", c.id));
             } else if !ids.insert(c.id.as_str()) {
                 p.push(key("id"), format!("{:?} is used by another channel", c.id));
+            }
+            if c.rate_per_minute.is_some_and(|r| !(1..=6000).contains(&r)) {
+                p.push(key("rate_per_minute"), "must be 1–6000");
             }
             let wants_url = c.kind != ChannelKind::Email;
             match (c.kind, &c.url) {

@@ -64,7 +64,7 @@ pub struct Notifier<S> {
 }
 
 /// Messages one claim takes (and sends at once, concurrently).
-const CLAIM_BATCH: u32 = 32;
+const CLAIM_BATCH: u32 = 256;
 /// Transitions and escalation steps one pass takes.
 const ROUTE_BATCH: u32 = 200;
 
@@ -151,16 +151,85 @@ impl<S: NotificationStore + 'static> Notifier<S> {
         for n in claimed {
             by_channel.entry(n.channel.clone()).or_default().push(n);
         }
-        let channels = by_channel.into_values().map(|queue| async move {
-            for n in queue {
-                self.deliver(n).await?;
-            }
-            Ok::<_, StoreError>(())
+        let channels = by_channel.into_iter().map(|(channel, queue)| async move {
+            self.deliver_channel(&channel, queue, now).await
         });
         for result in futures_util::future::join_all(channels).await {
             result?;
         }
         Ok(routed == ROUTE_BATCH as usize || stepped > 0 || sent == CLAIM_BATCH as usize)
+    }
+
+    /// One channel's claimed messages, in order. A rate-limited channel sends up to a
+    /// second's worth of its rate (or one digest of all of them, where it digests) and
+    /// is paced; the rest go back to the queue.
+    async fn deliver_channel(
+        &self,
+        id: &str,
+        mut queue: Vec<ClaimedNotification>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let channel = self.policy.config().channels.iter().find(|c| c.id == id);
+        let Some((channel, rate)) = channel.and_then(|c| Some((c, c.rate_per_minute()?))) else {
+            for n in queue {
+                self.deliver(n).await?;
+            }
+            return Ok(());
+        };
+        // A second's worth of the rate goes out one by one; more than that waiting
+        // becomes one digest where the channel digests, else waits its turn.
+        let allowance = (rate / 60).max(1) as usize;
+        let sent = if queue.len() > allowance && channel.digests() {
+            self.deliver_digest(channel, queue).await?;
+            1
+        } else {
+            let rest = queue.split_off(allowance.min(queue.len()));
+            let sent = queue.len();
+            for n in queue {
+                self.deliver(n).await?;
+            }
+            for n in rest {
+                self.store
+                    .finish_notification(n.id, &DeliveryOutcome::Deferred, now)
+                    .await?;
+            }
+            sent
+        };
+        let interval = chrono::Duration::milliseconds(60_000 / i64::from(rate.max(1)));
+        self.store
+            .pace_channel(id, now + interval * sent as i32)
+            .await
+    }
+
+    /// Several messages as one: sent once (its id the first message's), and every
+    /// message it stands for takes its outcome.
+    async fn deliver_digest(
+        &self,
+        channel: &ChannelConfig,
+        group: Vec<ClaimedNotification>,
+    ) -> Result<(), StoreError> {
+        let messages: Vec<&serde_json::Value> = group.iter().map(|n| &n.message).collect();
+        let digest = ClaimedNotification {
+            id: group[0].id,
+            alert_id: group[0].alert_id,
+            channel: channel.id.clone(),
+            step: 0,
+            message: self.policy.digest(&messages, Utc::now()),
+            attempts: group.iter().map(|n| n.attempts).max().unwrap_or(1),
+            created_at: group
+                .iter()
+                .map(|n| n.created_at)
+                .min()
+                .unwrap_or_else(Utc::now),
+        };
+        let attempt = self.attempt(channel, &digest).await;
+        let now = Utc::now();
+        let outcome = self.outcome(&digest, attempt, now);
+        self.record(&digest, &outcome, group.len());
+        for n in &group {
+            self.store.finish_notification(n.id, &outcome, now).await?;
+        }
+        Ok(())
     }
 
     async fn deliver(&self, n: ClaimedNotification) -> Result<(), StoreError> {
@@ -175,29 +244,36 @@ impl<S: NotificationStore + 'static> Notifier<S> {
         };
         let now = Utc::now();
         let outcome = self.outcome(&n, attempt, now);
-        match &outcome {
+        self.record(&n, &outcome, 1);
+        self.store.finish_notification(n.id, &outcome, now).await
+    }
+
+    /// Counts and logs an outcome (of `messages` messages: more than one for a digest).
+    fn record(&self, n: &ClaimedNotification, outcome: &DeliveryOutcome, messages: usize) {
+        let count = messages as u64;
+        match outcome {
             DeliveryOutcome::Sent { status } => {
-                self.metrics.sent.fetch_add(1, Relaxed);
+                self.metrics.sent.fetch_add(count, Relaxed);
                 tracing::info!(notification = %n.id, alert = %n.alert_id, channel = %n.channel,
-                    step = n.step, attempts = n.attempts, ?status, "notification sent");
+                    step = n.step, attempts = n.attempts, messages, ?status, "notification sent");
             }
             DeliveryOutcome::Retry { at, error, .. } => {
-                self.metrics.retried.fetch_add(1, Relaxed);
+                self.metrics.retried.fetch_add(count, Relaxed);
                 tracing::warn!(notification = %n.id, channel = %n.channel, attempts = n.attempts,
-                    retry_at = %at, %error, "notification not delivered, will retry");
+                    messages, retry_at = %at, %error, "notification not delivered, will retry");
             }
             DeliveryOutcome::Failed { error, .. } => {
-                self.metrics.failed.fetch_add(1, Relaxed);
+                self.metrics.failed.fetch_add(count, Relaxed);
                 tracing::error!(notification = %n.id, channel = %n.channel, attempts = n.attempts,
-                    %error, "notification failed for good");
+                    messages, %error, "notification failed for good");
             }
             DeliveryOutcome::DisableChannel { error, .. } => {
-                self.metrics.failed.fetch_add(1, Relaxed);
+                self.metrics.failed.fetch_add(count, Relaxed);
                 tracing::error!(channel = %n.channel, %error,
                     "notification channel disabled: its endpoint is gone (re-enable it once fixed)");
             }
+            DeliveryOutcome::Deferred => {}
         }
-        self.store.finish_notification(n.id, &outcome, now).await
     }
 
     async fn attempt(&self, channel: &ChannelConfig, n: &ClaimedNotification) -> Attempt {

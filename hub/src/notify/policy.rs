@@ -41,6 +41,57 @@ impl Policy {
         &self.config
     }
 
+    /// One message standing for several that waited for a rate-limited channel: a
+    /// headline with counts by severity and site, and each message's own summary
+    /// (the first 50; the rest counted).
+    pub fn digest(
+        &self,
+        messages: &[&serde_json::Value],
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> serde_json::Value {
+        const LINES: usize = 50;
+        let text = |m: &serde_json::Value, p: &str| {
+            m.pointer(p)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string()
+        };
+        let mut by_severity: std::collections::BTreeMap<(u64, String), usize> = Default::default();
+        let mut sites = std::collections::BTreeSet::new();
+        for m in messages {
+            let level = m
+                .pointer("/transition/level")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0);
+            *by_severity
+                .entry((level, text(m, "/severity")))
+                .or_default() += 1;
+            sites.insert(text(m, "/alert/site"));
+        }
+        let counts: Vec<String> = by_severity
+            .iter()
+            .rev()
+            .map(|((_, name), n)| format!("{n} × {name}"))
+            .collect();
+        let worst = by_severity.keys().next_back().map(|(l, _)| *l).unwrap_or(0);
+        let sites: Vec<String> = sites.into_iter().collect();
+        json!({
+            "event": "digest",
+            "summary": format!(
+                "{} alert changes ({}) at {}",
+                messages.len(),
+                counts.join(", "),
+                sites.join(", ")
+            ),
+            "severity": by_severity.keys().next_back().map(|(_, n)| n.clone()).unwrap_or_default(),
+            "rule": "digest",
+            "transition": {"kind": "digest", "level": worst, "step": 0, "actor": "chitti-hub", "at": at},
+            "lines": messages.iter().take(LINES).map(|m| text(m, "/summary")).collect::<Vec<_>>(),
+            "more": messages.len().saturating_sub(LINES),
+            "links": self.dashboard_url.as_ref().map(|base| json!({"alert": format!("{base}/alerts")})),
+        })
+    }
+
     /// Whether `rule` takes `alert` at `level` (the level of the transition: routing
     /// may run after later findings raised the alert further). A cool exception
     /// (level 0, far colder than its sibling phases) is taken only by rules that name

@@ -208,6 +208,9 @@ pub enum DeliveryOutcome {
         /// Why.
         error: String,
     },
+    /// Not attempted: its channel is paced (rate limit); back to the queue, the claim
+    /// not counted as an attempt.
+    Deferred,
     /// Never, and the channel is off from now on (a webhook answered 410 Gone).
     DisableChannel {
         /// The receiver's answer.
@@ -516,6 +519,8 @@ pub trait NotificationStore: Backed {
                    AND (n.claimed_until IS NULL OR n.claimed_until <= $2) \
                    AND (n.step = 0 OR EXISTS (SELECT 1 FROM alerts a \
                         WHERE a.id = n.alert_id AND a.status = 'open')) \
+                   AND NOT EXISTS (SELECT 1 FROM channel_pacing p \
+                        WHERE p.channel = n.channel AND p.next_send_at > $2) \
                    ORDER BY n.next_attempt_at LIMIT $3{skip}) \
                  RETURNING id, alert_id, channel, step, message, attempts, created_at"
             ))
@@ -571,6 +576,11 @@ pub trait NotificationStore: Backed {
                 .bind(*status)
                 .bind(text_without_nul(error))
                 .bind(id),
+                DeliveryOutcome::Deferred => Sql::new(
+                    "UPDATE notifications SET claimed_until = NULL, attempts = attempts - 1 \
+                     WHERE id = $1 AND status = 'pending'",
+                )
+                .bind(id),
                 DeliveryOutcome::Failed { status, error }
                 | DeliveryOutcome::DisableChannel { status, error } => Sql::new(
                     "UPDATE notifications SET status = 'failed', last_status = $1, \
@@ -607,6 +617,27 @@ pub trait NotificationStore: Backed {
                 .await?;
             }
             tx.commit().await?;
+            Ok(())
+        }
+    }
+
+    /// Paces a channel: it sends nothing before `until` (its rate limit).
+    fn pace_channel(
+        &self,
+        channel: &str,
+        until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move {
+            self.db()
+                .execute(
+                    Sql::new(
+                        "INSERT INTO channel_pacing (channel, next_send_at) VALUES ($1, $2) \
+                         ON CONFLICT (channel) DO UPDATE SET next_send_at = excluded.next_send_at",
+                    )
+                    .bind(channel)
+                    .bind(until),
+                )
+                .await?;
             Ok(())
         }
     }
