@@ -149,7 +149,7 @@ async fn a_heating_connector_notifies_each_new_level_once_and_pagerduty_follows_
     backend: &str,
 ) {
     let (api, _db) = Api::new(backend).await;
-    let receiver = Receiver::start().await;
+    let receiver = support::receiver::start().await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let running = tokio::spawn(notifier(&api, notifications(&receiver, EVERYWHERE)).run(stop_rx));
     // Level 1 matches no rule; 2 and 3 each notify once; a second 3 and a 2 are no
@@ -262,7 +262,7 @@ fn escalations(receiver: &Receiver) -> Vec<serde_json::Value> {
 
 async fn unacknowledged_alerts_escalate_and_repeat_at_most_max_repeats(backend: &str) {
     let (api, _db) = Api::new(backend).await;
-    let receiver = Receiver::start().await;
+    let receiver = support::receiver::start().await;
     let n = notifier(&api, notifications(&receiver, ESCALATING));
     let t0 = Utc::now();
     let alert = heat(&api, Uuid::now_v7(), &[3], t0).await;
@@ -295,7 +295,7 @@ async fn unacknowledged_alerts_escalate_and_repeat_at_most_max_repeats(backend: 
 
 async fn acknowledging_stops_the_escalation_at_once(backend: &str) {
     let (api, _db) = Api::new(backend).await;
-    let receiver = Receiver::start().await;
+    let receiver = support::receiver::start().await;
     let n = notifier(&api, notifications(&receiver, ESCALATING));
     let t0 = Utc::now();
     let alert = heat(&api, Uuid::now_v7(), &[3], t0).await;
@@ -345,7 +345,7 @@ async fn acknowledging_stops_the_escalation_at_once(backend: &str) {
 
 async fn failing_receivers_are_retried_and_a_gone_endpoint_turns_its_channel_off(backend: &str) {
     let (api, _db) = Api::new(backend).await;
-    let receiver = Receiver::start().await;
+    let receiver = support::receiver::start().await;
     receiver.script("webhook", &[(500, None), (502, None)]);
     receiver.script("slack", &[(429, Some("30"))]);
     receiver.script("teams", &[(410, None)]);
@@ -422,7 +422,7 @@ async fn a_hub_that_dies_mid_send_leaves_the_message_to_the_next_claim_with_the_
     backend: &str,
 ) {
     let (api, _db) = Api::new(backend).await;
-    let receiver = Receiver::start().await;
+    let receiver = support::receiver::start().await;
     let rule = "[[notifications.rules]]\nid = \"r\"\nmin_level = 1\nchannels = [\"scada\"]\n";
     let n = notifier(&api, notifications(&receiver, rule));
     let t0 = Utc::now();
@@ -474,7 +474,7 @@ async fn a_hub_that_dies_mid_send_leaves_the_message_to_the_next_claim_with_the_
 
 async fn two_senders_share_the_outbox_and_send_each_message_once(backend: &str) {
     let (api, _db) = Api::new(backend).await;
-    let receiver = Receiver::start().await;
+    let receiver = support::receiver::start().await;
     let rule = "[[notifications.rules]]\nid = \"r\"\nmin_level = 1\nchannels = [\"scada\"]\n";
     let a = notifier(&api, notifications(&receiver, rule));
     let b = notifier(&api, notifications(&receiver, rule));
@@ -616,7 +616,7 @@ async fn e_mail_goes_through_starttls_with_a_login_and_a_wrong_password_is_shown
 }
 
 async fn the_api_shows_delivery_logs_failures_first_and_channels_without_secrets(backend: &str) {
-    let receiver = Receiver::start().await;
+    let receiver = support::receiver::start().await;
     let config = notifications(&receiver, EVERYWHERE);
     let for_api = Arc::new(config.clone());
     let (api, _db) = Api::with(backend, Users::SignIn, |state| {
@@ -763,7 +763,7 @@ async fn a_burst_becomes_digests_within_the_rate_limit_and_pagerduty_gets_every_
     backend: &str,
 ) {
     let (api, _db) = Api::new(backend).await;
-    let receiver = Receiver::start().await;
+    let receiver = support::receiver::start().await;
     let n = notifier(&api, notifications(&receiver, BURSTY));
     let t0 = Utc::now();
     // 120 alerts from one site at once.

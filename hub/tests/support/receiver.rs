@@ -1,148 +1,32 @@
-//! A real HTTP receiver for notification tests: one server on a free port with a path
-//! per channel, recording every request, checking every webhook's Standard Webhooks
-//! signature (a forged or stale one gets 401), and answering as the test scripts it
-//! (500s, 429 with `Retry-After`, 410) before it answers 200.
+//! The shared HTTP receiver ([`chitti_test_support::HttpReceiver`]) checking webhooks
+//! with the hub's own Standard Webhooks verifier (itself checked against the
+//! specification's published vector in `notify/signature.rs`).
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use chitti_hub::notify::signature::WebhookSecret;
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
-
-/// A request the receiver took.
-#[derive(Debug, Clone)]
-pub struct Received {
-    /// `webhook`, `slack`, `teams`, `pagerduty`, …
-    pub path: String,
-    /// Lowercase header names.
-    pub headers: HashMap<String, String>,
-    /// The JSON body.
-    pub body: serde_json::Value,
-    /// What the receiver answered.
-    pub answered: u16,
-}
-
-#[derive(Default)]
-struct Inner {
-    received: Vec<Received>,
-    script: HashMap<String, VecDeque<(u16, Option<String>)>>,
-}
-
-/// The receiver; dropped, it stops.
-#[derive(Clone)]
-pub struct Receiver {
-    /// `http://127.0.0.1:PORT`.
-    pub base: String,
-    inner: Arc<Mutex<Inner>>,
-    secret: Arc<WebhookSecret>,
-    _stop: Arc<tokio::sync::oneshot::Sender<()>>,
-}
+pub use chitti_test_support::HttpReceiver as Receiver;
+use std::sync::Arc;
 
 /// The webhook secret the receiver checks signatures with.
 pub const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-impl Receiver {
-    /// Starts one on a free port.
-    pub async fn start() -> Self {
-        let inner = Arc::new(Mutex::new(Inner::default()));
-        let secret = Arc::new(WebhookSecret::parse(WEBHOOK_SECRET).unwrap());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let app = axum::Router::new()
-            .route("/{path}", axum::routing::post(take))
-            .with_state((Arc::clone(&inner), Arc::clone(&secret)));
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stop_rx.await;
-                })
-                .await;
-        });
-        Self {
-            base,
-            inner,
-            secret,
-            _stop: Arc::new(stop_tx),
-        }
-    }
-
-    /// The URL of a path.
-    pub fn url(&self, path: &str) -> String {
-        format!("{}/{path}", self.base)
-    }
-
-    /// The next answers of `path`, in order (then 200).
-    pub fn script(&self, path: &str, answers: &[(u16, Option<&str>)]) {
-        let mut inner = self.inner.lock().unwrap();
-        inner.script.entry(path.to_string()).or_default().extend(
-            answers
-                .iter()
-                .map(|(status, retry)| (*status, retry.map(str::to_string))),
-        );
-    }
-
-    /// Every request so far, in arrival order.
-    pub fn received(&self) -> Vec<Received> {
-        self.inner.lock().unwrap().received.clone()
-    }
-
-    /// The requests to `path` that were answered 2xx.
-    pub fn taken(&self, path: &str) -> Vec<Received> {
-        self.received()
-            .into_iter()
-            .filter(|r| r.path == path && (200..300).contains(&r.answered))
-            .collect()
-    }
-
-    /// The secret webhooks are checked with.
-    pub fn secret(&self) -> &WebhookSecret {
-        &self.secret
-    }
-}
-
-async fn take(
-    State((inner, secret)): State<(Arc<Mutex<Inner>>, Arc<WebhookSecret>)>,
-    Path(path): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let headers: HashMap<String, String> = headers
-        .iter()
-        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
-        .collect();
-    let mut answer = (200u16, None);
-    if path == "webhook" {
-        let header = |name: &str| headers.get(name).cloned().unwrap_or_default();
-        let ts = header("webhook-timestamp").parse::<i64>().unwrap_or(0);
-        let verified = secret.verify(
-            &header("webhook-id"),
-            ts,
-            &body,
-            &header("webhook-signature"),
-            chrono::Utc::now().timestamp(),
-        );
-        if verified.is_err() {
-            answer = (401, None);
-        }
-    }
-    let mut inner = inner.lock().unwrap();
-    if answer.0 == 200 {
-        if let Some(next) = inner.script.get_mut(&path).and_then(VecDeque::pop_front) {
-            answer = next;
-        }
-    }
-    inner.received.push(Received {
-        path,
-        headers,
-        body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-        answered: answer.0,
-    });
-    let status = StatusCode::from_u16(answer.0).unwrap();
-    match answer.1 {
-        Some(retry) => (status, [("retry-after", retry)], "scripted").into_response(),
-        None => (status, "ok").into_response(),
-    }
+/// A receiver whose `/webhook` requests must carry a valid, fresh signature.
+pub async fn start() -> Receiver {
+    let secret = WebhookSecret::parse(WEBHOOK_SECRET).unwrap();
+    Receiver::start(
+        "webhook",
+        Arc::new(move |headers, body| {
+            let header = |name: &str| headers.get(name).cloned().unwrap_or_default();
+            let ts = header("webhook-timestamp").parse::<i64>().unwrap_or(0);
+            secret
+                .verify(
+                    &header("webhook-id"),
+                    ts,
+                    body,
+                    &header("webhook-signature"),
+                    chrono::Utc::now().timestamp(),
+                )
+                .is_ok()
+        }),
+    )
+    .await
 }

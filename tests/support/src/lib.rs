@@ -2,16 +2,18 @@
 //! cross-binary scenarios in `tests/`), depending on neither the agent nor the hub:
 //! free ports ([`free_port`]), a TCP proxy the test can cut ([`CuttableProxy`]),
 //! brokers of the test's own ([`Mosquitto`], [`NatsServer`]), a scratch Postgres
-//! database per test ([`ScratchPostgres`]), and the FLIR fixtures ([`fixture`],
-//! [`read_fixture`]).
+//! database per test ([`ScratchPostgres`]), an HTTP receiver for notifications
+//! ([`HttpReceiver`]), and the FLIR fixtures ([`fixture`], [`read_fixture`]).
 
 mod brokers;
 mod postgres;
 mod proxy;
+mod receiver;
 
 pub use brokers::{Mosquitto, NatsServer};
 pub use postgres::{database_url, postgres_admin_url, ScratchPostgres};
 pub use proxy::CuttableProxy;
+pub use receiver::{HttpReceiver, Received, SignatureCheck};
 
 use std::path::PathBuf;
 
