@@ -27,6 +27,7 @@ pub struct Received {
 struct Inner {
     received: Vec<Received>,
     script: HashMap<String, VecDeque<(u16, Option<String>)>>,
+    down: Option<u16>,
 }
 
 /// Checks a signed request (lowercase headers, body): true when it verifies.
@@ -82,6 +83,12 @@ impl HttpReceiver {
         );
     }
 
+    /// While `Some(status)`, every request is answered with it (a receiver that is
+    /// down); `None`: answers as scripted again.
+    pub fn down(&self, status: Option<u16>) {
+        self.inner.lock().unwrap().down = status;
+    }
+
     /// Every request so far, in arrival order.
     pub fn received(&self) -> Vec<Received> {
         self.inner.lock().unwrap().received.clone()
@@ -111,6 +118,9 @@ async fn take(
         answer = (401, None);
     }
     let mut inner = inner.lock().unwrap();
+    if let Some(status) = inner.down {
+        answer = (status, None);
+    }
     if answer.0 == 200 {
         if let Some(next) = inner.script.get_mut(&path).and_then(VecDeque::pop_front) {
             answer = next;

@@ -1,0 +1,169 @@
+//! Notifications with the real binaries: a simulated agent's findings over MQTT raise
+//! alerts in a real hub, whose notifier sends to a real HTTP receiver (webhook checked
+//! against its Standard Webhooks signature, PagerDuty's events). The receivers are
+//! down and the hub is killed with SIGKILL while it retries; after both recover, every
+//! message is delivered and PagerDuty has exactly one incident key per alert.
+
+use chitti_e2e::*;
+use chitti_hub::notify::signature::WebhookSecret;
+use chitti_hub::store::prelude::*;
+use chitti_hub::store::{AnyStore, NotificationStatus};
+use chitti_test_support::{free_port, HttpReceiver};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+async fn receiver() -> HttpReceiver {
+    let secret = WebhookSecret::parse(SECRET).unwrap();
+    HttpReceiver::start(
+        "webhook",
+        Arc::new(move |headers, body| {
+            let header = |name: &str| headers.get(name).cloned().unwrap_or_default();
+            secret
+                .verify(
+                    &header("webhook-id"),
+                    header("webhook-timestamp").parse().unwrap_or(0),
+                    body,
+                    &header("webhook-signature"),
+                    chrono::Utc::now().timestamp(),
+                )
+                .is_ok()
+        }),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_killed_while_receivers_are_down_delivers_everything_once_they_are_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let receiver = receiver().await;
+    receiver.down(Some(503));
+    let mqtt = format!("127.0.0.1:{}", free_port());
+    let config = dir.path().join("hub.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"version = 1
+data_dir = "{data}"
+[broker.embedded]
+listen = "{mqtt}"
+[http]
+listen = "127.0.0.1:0"
+[notifications]
+poll_interval_ms = 100
+claim_lease_s = 3
+send_timeout_s = 2
+max_backoff_s = 1
+[[notifications.channels]]
+id = "scada"
+kind = "webhook"
+url = "{webhook}"
+secret = "{SECRET}"
+[[notifications.channels]]
+id = "on-call"
+kind = "pagerduty"
+url = "{pagerduty}"
+routing_key = "R0UT1NGK3Y"
+[[notifications.rules]]
+id = "everything"
+min_level = 0
+kinds = ["hotspot", "cool_exception"]
+channels = ["scada", "on-call"]
+"#,
+            data = data.display(),
+            webhook = receiver.url("webhook"),
+            pagerduty = receiver.url("pagerduty"),
+        ),
+    )
+    .unwrap();
+    let config_s = config.display().to_string();
+    enrol(
+        &["--config", &config_s],
+        "north-yard",
+        "gw-1",
+        &dir.path().join("gw1"),
+    );
+    let (hub, _) = start_hub(&["--config", &config_s], &dir.path().join("hub.log"));
+    let text = simulated_agent_config(
+        "north-yard",
+        "gw-1",
+        &format!("mqtt://{mqtt}"),
+        &dir.path().join("gw1"),
+        &dir.path().join("outbox"),
+        40,
+    );
+    let expected = predicted_shapes(&text).len();
+    std::fs::write(dir.path().join("agent.toml"), &text).unwrap();
+    let agent = start_agent(
+        &dir.path().join("agent.toml"),
+        &dir.path().join("agent.log"),
+    );
+    // The hub tries while the receivers are down …
+    eventually(
+        "attempts against the receivers while they are down",
+        || hub.log_text(),
+        || async {
+            (receiver
+                .received()
+                .iter()
+                .filter(|r| r.answered == 503)
+                .count()
+                >= 4)
+                .then_some(())
+        },
+    )
+    .await;
+    // … and dies mid-retry; the receivers come back; a new hub takes over the outbox.
+    hub.kill9();
+    receiver.down(None);
+    let (hub, _) = start_hub(&["--config", &config_s], &dir.path().join("hub2.log"));
+    let store = AnyStore::connect(&sqlite_url(&data)).await.unwrap();
+    let context = || {
+        format!(
+            "hub log:\n{}\nagent log:\n{}",
+            hub.log_text(),
+            agent.log_text()
+        )
+    };
+    eventually("every finding stored", context, || async {
+        (store.count_findings().await.ok()? >= expected as u64).then_some(())
+    })
+    .await;
+    let alerts = store.list_alerts(&Default::default()).await.unwrap().items;
+    assert!(!alerts.is_empty());
+    eventually("every message sent", context, || async {
+        let log = store.list_notifications(None, false, 1000).await.ok()?;
+        (log.len() >= 2 * alerts.len() && log.iter().all(|n| n.status == NotificationStatus::Sent))
+            .then_some(())
+    })
+    .await;
+    let log = store.list_notifications(None, false, 1000).await.unwrap();
+    // Every webhook message reached the receiver, signed (401 would show), under its id.
+    let taken_ids: HashSet<String> = receiver
+        .taken("webhook")
+        .iter()
+        .map(|r| r.headers["webhook-id"].clone())
+        .collect();
+    for n in log.iter().filter(|n| n.channel == "scada") {
+        assert!(
+            taken_ids.contains(&n.id.to_string()),
+            "{n:?} never delivered"
+        );
+    }
+    assert!(
+        receiver.received().iter().all(|r| r.answered != 401),
+        "a signature failed"
+    );
+    // PagerDuty: one incident key per alert, each an alert's id.
+    let keys: HashSet<String> = receiver
+        .taken("pagerduty")
+        .iter()
+        .map(|r| r.body["dedup_key"].as_str().unwrap().to_string())
+        .collect();
+    let ids: HashSet<String> = alerts.iter().map(|a| a.id.to_string()).collect();
+    assert_eq!(keys, ids);
+    assert!(agent.terminate().success());
+    assert!(hub.terminate().success());
+}
