@@ -821,7 +821,62 @@ async fn a_burst_becomes_digests_within_the_rate_limit_and_pagerduty_gets_every_
     assert!(last.starts_with("10 alert changes (10 × L3"), "{last}");
 }
 
+async fn quiet_hours_hold_all_but_critical_alerts_until_they_end(backend: &str) {
+    let (api, _db) = Api::new(backend).await;
+    let receiver = support::receiver::start().await;
+    let t0 = Utc::now();
+    // A quiet window around now, in Kolkata's time (UTC+05:30, no daylight saving).
+    let kolkata = chrono::FixedOffset::east_opt(5 * 3600 + 1800).unwrap();
+    let hhmm = |t: DateTime<Utc>| t.with_timezone(&kolkata).format("%H:%M").to_string();
+    let start = t0 - Duration::minutes(30);
+    let end = t0 + Duration::minutes(90);
+    let text = format!(
+        r#"
+version = 1
+[[notifications.channels]]
+id = "scada"
+kind = "webhook"
+url = "{url}"
+secret = "{WEBHOOK_SECRET}"
+quiet_hours = "{start}-{end}"
+timezone = "Asia/Kolkata"
+[[notifications.rules]]
+id = "all"
+channels = ["scada"]
+"#,
+        url = receiver.url("webhook"),
+        start = hhmm(start),
+        end = hhmm(end),
+    );
+    let config = HubConfig::from_toml(&text, "hub.toml", std::path::Path::new("/"))
+        .unwrap()
+        .notifications;
+    let n = notifier(&api, config);
+    let serious = heat(&api, Uuid::now_v7(), &[2], t0).await;
+    let critical = heat(&api, Uuid::now_v7(), &[3], t0).await;
+    n.pass(t0).await.unwrap();
+    let taken = receiver.taken("webhook");
+    assert_eq!(taken.len(), 1, "only the critical one goes out at once");
+    assert_eq!(taken[0].body["data"]["alert"]["id"], critical.to_string());
+    let held = api
+        .store
+        .list_notifications(Some(serious), false, 10)
+        .await
+        .unwrap();
+    assert_eq!(held[0].status, NotificationStatus::Pending);
+    // Held to the window's end (to the minute the window is written in).
+    let until = held[0].next_attempt_at;
+    assert!((until - end).num_seconds().abs() < 60, "{until} vs {end}");
+    n.pass(until - Duration::seconds(1)).await.unwrap();
+    assert_eq!(receiver.taken("webhook").len(), 1);
+    n.pass(until + Duration::seconds(1)).await.unwrap();
+    let taken = receiver.taken("webhook");
+    assert_eq!(taken.len(), 2, "sent when the quiet hours end");
+    assert_eq!(taken[1].body["data"]["alert"]["id"], serious.to_string());
+}
+
 on_both!(
+    quiet_hours_hold_all_but_critical_alerts_until_they_end,
     a_burst_becomes_digests_within_the_rate_limit_and_pagerduty_gets_every_alert,
     the_api_shows_delivery_logs_failures_first_and_channels_without_secrets,
     e_mail_goes_through_starttls_with_a_login_and_a_wrong_password_is_shown,

@@ -460,6 +460,9 @@ pub(crate) fn delivery_state(n: &crate::store::NotificationRecord) -> Markup {
             Pending if n.last_error.is_some() => {
                 span.warn-text { "retrying" (answer) } " at " (layout::time(n.next_attempt_at))
             }
+            Pending if n.next_attempt_at > chrono::Utc::now() => {
+                span { "held until " } (layout::time(n.next_attempt_at))
+            }
             Pending => { span { "queued" } }
         }
         @if let Some(e) = &n.last_error { " " span.muted.error-text { (e) } }

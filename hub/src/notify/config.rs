@@ -164,6 +164,82 @@ pub struct ChannelConfig {
     /// goes out as one digest; for a webhook or PagerDuty it waits its turn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_per_minute: Option<u32>,
+    /// Hours when only alerts at `quiet_bypass_level` or above go out at once, as
+    /// `"22:00-06:00"` in `timezone`; the rest wait for the end (never dropped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiet_hours: Option<String>,
+    /// The IANA time zone of `quiet_hours` (default `UTC`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// The level that is sent even in quiet hours (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiet_bypass_level: Option<u8>,
+}
+
+/// A channel's quiet hours, parsed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QuietHours {
+    start: chrono::NaiveTime,
+    end: chrono::NaiveTime,
+    tz: chrono_tz::Tz,
+    /// Levels at or above this are sent at once.
+    pub bypass_level: u8,
+}
+
+impl QuietHours {
+    /// `"HH:MM-HH:MM"` in `timezone` (default UTC).
+    pub fn parse(window: &str, timezone: Option<&str>, bypass_level: u8) -> Result<Self, String> {
+        let (start, end) = window
+            .split_once('-')
+            .ok_or_else(|| format!("{window:?} is not HH:MM-HH:MM"))?;
+        let time = |t: &str| {
+            chrono::NaiveTime::parse_from_str(t.trim(), "%H:%M")
+                .map_err(|_| format!("{t:?} is not HH:MM"))
+        };
+        let (start, end) = (time(start)?, time(end)?);
+        if start == end {
+            return Err("an empty window (start equals end)".into());
+        }
+        let tz = match timezone {
+            None => chrono_tz::UTC,
+            Some(name) => name
+                .parse::<chrono_tz::Tz>()
+                .map_err(|_| format!("{name:?} is not an IANA time zone (e.g. Europe/Berlin)"))?,
+        };
+        Ok(Self {
+            start,
+            end,
+            tz,
+            bypass_level,
+        })
+    }
+
+    /// When the quiet window that `at` falls in ends; `None` outside quiet hours.
+    pub fn held_until(
+        &self,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        use chrono::TimeZone;
+        let local = at.with_timezone(&self.tz);
+        let (date, time) = (local.date_naive(), local.time());
+        let end_date = if self.start < self.end {
+            (self.start <= time && time < self.end).then_some(date)?
+        } else if time >= self.start {
+            date.succ_opt()?
+        } else if time < self.end {
+            date
+        } else {
+            return None;
+        };
+        let end = end_date.and_time(self.end);
+        // A wall-clock end that does not exist (a DST gap) is taken an hour later.
+        let resolved = self.tz.from_local_datetime(&end).earliest().or_else(|| {
+            self.tz
+                .from_local_datetime(&(end + chrono::Duration::hours(1)))
+                .earliest()
+        })?;
+        Some(resolved.with_timezone(&chrono::Utc))
+    }
 }
 
 // Secrets stay out of logs, even a debug print of the configuration.
@@ -180,6 +256,8 @@ impl std::fmt::Debug for ChannelConfig {
                 &self.routing_key.as_ref().map(|_| "<redacted>"),
             )
             .field("rate_per_minute", &self.rate_per_minute)
+            .field("quiet_hours", &self.quiet_hours)
+            .field("timezone", &self.timezone)
             .finish()
     }
 }
@@ -205,6 +283,17 @@ impl ChannelConfig {
             ChannelKind::Teams | ChannelKind::Email => Some(30),
             ChannelKind::Webhook | ChannelKind::Pagerduty => None,
         })
+    }
+
+    /// The channel's quiet hours (validated at load; `None` when unset).
+    pub fn quiet(&self) -> Option<QuietHours> {
+        let window = self.quiet_hours.as_deref()?;
+        QuietHours::parse(
+            window,
+            self.timezone.as_deref(),
+            self.quiet_bypass_level.unwrap_or(3),
+        )
+        .ok()
     }
 
     /// Whether waiting messages may go out as one digest (people read these; machines
@@ -357,6 +446,19 @@ impl NotificationsConfig {
                 p.push(key("id"), format!("{:?} must be 1–64 of a-z 0-9 _ -", c.id));
             } else if !ids.insert(c.id.as_str()) {
                 p.push(key("id"), format!("{:?} is used by another channel", c.id));
+            }
+            if let Some(window) = &c.quiet_hours {
+                if let Err(e) = QuietHours::parse(window, c.timezone.as_deref(), 3) {
+                    p.push(key("quiet_hours"), e);
+                }
+            } else if c.timezone.is_some() || c.quiet_bypass_level.is_some() {
+                p.push(
+                    key("timezone"),
+                    "timezone and quiet_bypass_level go with quiet_hours",
+                );
+            }
+            if c.quiet_bypass_level.is_some_and(|l| l > 4) {
+                p.push(key("quiet_bypass_level"), "must be 0–4");
             }
             if c.rate_per_minute.is_some_and(|r| !(1..=6000).contains(&r)) {
                 p.push(key("rate_per_minute"), "must be 1–6000");
@@ -576,6 +678,56 @@ max_repeats = 3
                 "{expected} missing in\n{message}"
             );
         }
+    }
+
+    #[test]
+    fn quiet_hours_hold_until_their_local_end_across_midnight_and_daylight_saving() {
+        use super::QuietHours;
+        use chrono::{TimeZone, Utc};
+        let night = QuietHours::parse("22:00-06:00", Some("Europe/Berlin"), 3).unwrap();
+        // 23:30 in Berlin in winter (UTC+1) → held until 06:00 Berlin = 05:00 UTC.
+        let at = Utc.with_ymd_and_hms(2026, 12, 6, 22, 30, 0).unwrap();
+        assert_eq!(
+            night.held_until(at),
+            Some(Utc.with_ymd_and_hms(2026, 12, 7, 5, 0, 0).unwrap())
+        );
+        // 03:00 Berlin → the same morning's end.
+        let at = Utc.with_ymd_and_hms(2026, 12, 7, 2, 0, 0).unwrap();
+        assert_eq!(
+            night.held_until(at),
+            Some(Utc.with_ymd_and_hms(2026, 12, 7, 5, 0, 0).unwrap())
+        );
+        // Midday: not quiet.
+        assert_eq!(
+            night.held_until(Utc.with_ymd_and_hms(2026, 12, 7, 11, 0, 0).unwrap()),
+            None
+        );
+        // Summer time (UTC+2): 06:00 Berlin = 04:00 UTC.
+        let at = Utc.with_ymd_and_hms(2026, 7, 1, 23, 0, 0).unwrap();
+        assert_eq!(
+            night.held_until(at),
+            Some(Utc.with_ymd_and_hms(2026, 7, 2, 4, 0, 0).unwrap())
+        );
+        // A window ending inside the spring-forward gap (02:30 does not exist on
+        // 29 March 2026 in Berlin) ends an hour later on the wall clock.
+        let gap = QuietHours::parse("01:00-02:30", Some("Europe/Berlin"), 3).unwrap();
+        let at = Utc.with_ymd_and_hms(2026, 3, 29, 0, 30, 0).unwrap();
+        assert_eq!(
+            gap.held_until(at),
+            Some(Utc.with_ymd_and_hms(2026, 3, 29, 1, 30, 0).unwrap())
+        );
+        // A same-day window, in UTC by default.
+        let lunch = QuietHours::parse("12:00-13:00", None, 3).unwrap();
+        assert!(lunch
+            .held_until(Utc.with_ymd_and_hms(2026, 1, 1, 12, 59, 0).unwrap())
+            .is_some());
+        assert!(lunch
+            .held_until(Utc.with_ymd_and_hms(2026, 1, 1, 13, 0, 0).unwrap())
+            .is_none());
+        for bad in ["22:00", "25:00-06:00", "06:00-06:00"] {
+            assert!(QuietHours::parse(bad, None, 3).is_err(), "{bad}");
+        }
+        assert!(QuietHours::parse("22:00-06:00", Some("Mars/Olympus"), 3).is_err());
     }
 
     #[test]

@@ -110,13 +110,22 @@ impl Policy {
         kind_ok && level_ok && site_ok && gateway_ok
     }
 
+    /// A message for `channel`; held to the end of the channel's quiet hours when the
+    /// transition's level is below their bypass level (a cool exception counts as 0).
     fn planned(
         &self,
         channel: &str,
         rule: &RuleConfig,
         message: &serde_json::Value,
         disabled: &HashSet<String>,
+        t: &AlertTransition,
     ) -> PlannedNotification {
+        let quiet = self
+            .config
+            .channels
+            .iter()
+            .find(|c| c.id == channel)
+            .and_then(|c| c.quiet());
         PlannedNotification {
             channel: channel.to_string(),
             rule: rule.id.clone(),
@@ -124,6 +133,9 @@ impl Policy {
             refused: disabled
                 .contains(channel)
                 .then(|| format!("channel {channel} is disabled")),
+            not_before: quiet
+                .filter(|q| t.level < q.bypass_level)
+                .and_then(|q| q.held_until(t.at)),
         }
     }
 
@@ -245,7 +257,7 @@ impl NotificationPolicy for Policy {
             for channel in channels {
                 if chosen.insert(channel.clone()) {
                     plan.notifications
-                        .push(self.planned(channel, rule, &message, disabled));
+                        .push(self.planned(channel, rule, &message, disabled, t));
                 }
             }
             let starts = matches!(
@@ -279,7 +291,7 @@ impl NotificationPolicy for Policy {
         let notifications = rule
             .escalate_to
             .iter()
-            .map(|c| self.planned(c, rule, &message, disabled))
+            .map(|c| self.planned(c, rule, &message, disabled, t))
             .collect();
         let next_due = match rule.repeat_every_s {
             Some(every) if t.step <= rule.repeats() => {

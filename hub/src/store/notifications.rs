@@ -109,6 +109,8 @@ pub struct PlannedNotification {
     pub message: serde_json::Value,
     /// Set: record it as failed at once, for this reason (a disabled channel).
     pub refused: Option<String>,
+    /// Set: not sent before this (the channel's quiet hours).
+    pub not_before: Option<DateTime<Utc>>,
 }
 
 /// An escalation a transition starts (or restarts, when the last one stopped).
@@ -861,7 +863,7 @@ async fn insert_notifications(
             Sql::new(
                 "INSERT INTO notifications (id, alert_id, transition_id, channel, rule, step, \
                  message, status, created_at, next_attempt_at, last_error) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
                  ON CONFLICT (transition_id, channel, step) DO NOTHING",
             )
             .bind(Uuid::now_v7())
@@ -873,6 +875,7 @@ async fn insert_notifications(
             .bind(json_arg(Some(n.message.to_string())))
             .bind(status)
             .bind(now)
+            .bind(n.not_before.unwrap_or(now).max(now))
             .bind(error),
         )
         .await?;
