@@ -143,6 +143,10 @@ const EVERYWHERE: &str = r#"
 id = "serious"
 min_level = 2
 channels = ["scada", "ops-slack", "ops-teams", "on-call"]
+[[notifications.rules]]
+id = "clamps-only"
+component_classes = ["clamp"]
+channels = ["manager"]
 "#;
 
 async fn a_heating_connector_notifies_each_new_level_once_and_pagerduty_follows_the_alert(
@@ -231,7 +235,11 @@ async fn a_heating_connector_notifies_each_new_level_once_and_pagerduty_follows_
         .list_notifications(Some(alert), false, 100)
         .await
         .unwrap();
-    assert_eq!(log.len(), 16, "4 transitions × 4 channels");
+    assert_eq!(
+        log.len(),
+        16,
+        "4 transitions × 4 channels, none for a bushing to clamps-only"
+    );
     assert!(log
         .iter()
         .all(|n| n.status == NotificationStatus::Sent && n.attempts == 1));

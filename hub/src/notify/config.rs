@@ -333,6 +333,10 @@ pub struct RuleConfig {
     /// Gateways (`site/gateway`) that match; empty: every gateway.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gateways: Vec<String>,
+    /// Component classes (asset classes: `bushing`, `clamp`, …) that match; empty:
+    /// every class, and alerts without one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub component_classes: Vec<String>,
     /// Channels told of every transition of a matching alert.
     #[serde(default)]
     pub channels: Vec<String>,

@@ -107,7 +107,12 @@ impl Policy {
         let site_ok = rule.sites.is_empty() || rule.sites.contains(&alert.site);
         let gateway = format!("{}/{}", alert.site, alert.gateway);
         let gateway_ok = rule.gateways.is_empty() || rule.gateways.contains(&gateway);
-        kind_ok && level_ok && site_ok && gateway_ok
+        let class_ok = rule.component_classes.is_empty()
+            || alert
+                .component_class
+                .as_ref()
+                .is_some_and(|c| rule.component_classes.contains(c));
+        kind_ok && level_ok && site_ok && gateway_ok && class_ok
     }
 
     /// A message for `channel`; held to the end of the channel's quiet hours when the
