@@ -196,9 +196,13 @@ async fn insert_findings_with(
         Tx::Sqlite(conn) => sqlite::merge_alerts(conn, &deltas).await?,
         Tx::Postgres(conn) => postgres::merge_alerts(conn, &deltas).await?,
     };
+    // The upsert says which alerts reached a level never announced (in steady state,
+    // none): only those cost the transition statements.
+    let unannounced: Vec<Uuid> = alerts.iter().filter(|a| a.1).map(|a| a.0).collect();
+    let alerts: Vec<Uuid> = alerts.into_iter().map(|a| a.0).collect();
     let received_at = findings.iter().map(|f| f.received_at).max();
-    if let Some(at) = received_at {
-        notifications::record_level_transitions(&mut tx, &alerts, at).await?;
+    if let (Some(at), false) = (received_at, unannounced.is_empty()) {
+        notifications::record_level_transitions(&mut tx, &unannounced, at).await?;
     }
     if let Some(event) = audit {
         tx.execute(audit_insert(event)).await?;

@@ -62,7 +62,9 @@ const ALERT_UPSERT: &str = "INSERT INTO alerts AS a (id, site, gateway, camera, 
     finding_count = a.finding_count + EXCLUDED.finding_count, \
     cleared_at = LEAST(a.cleared_at, EXCLUDED.cleared_at), \
     cool_exception = a.cool_exception OR EXCLUDED.cool_exception, \
-    updated_at = GREATEST(a.updated_at, EXCLUDED.updated_at) RETURNING id";
+    updated_at = GREATEST(a.updated_at, EXCLUDED.updated_at) RETURNING id, \
+    (status <> 'resolved' AND (notified_level IS NULL OR worst_level > notified_level)) \
+    AS unannounced";
 
 /// The Postgres store.
 #[derive(Debug, Clone)]
@@ -144,7 +146,7 @@ pub(super) async fn insert_finding_rows(
 pub(super) async fn merge_alerts(
     tx: &mut PgConnection,
     deltas: &[AlertDelta],
-) -> Result<Vec<Uuid>, StoreError> {
+) -> Result<Vec<(Uuid, bool)>, StoreError> {
     if deltas.is_empty() {
         return Ok(Vec::new());
     }
@@ -193,6 +195,6 @@ pub(super) async fn merge_alerts(
         .fetch_all(&mut *tx)
         .await?;
     rows.iter()
-        .map(|r| r.try_get::<Uuid, _>(0).map_err(StoreError::from))
+        .map(|r| Ok((r.try_get::<Uuid, _>(0)?, r.try_get::<bool, _>(1)?)))
         .collect()
 }

@@ -58,7 +58,9 @@ const ALERT_MERGE: &str = " ON CONFLICT (site, gateway, camera, track_id) DO UPD
     finding_count = alerts.finding_count + excluded.finding_count, \
     cleared_at = coalesce(min(alerts.cleared_at, excluded.cleared_at), alerts.cleared_at, excluded.cleared_at), \
     cool_exception = alerts.cool_exception OR excluded.cool_exception, \
-    updated_at = max(alerts.updated_at, excluded.updated_at) RETURNING id";
+    updated_at = max(alerts.updated_at, excluded.updated_at) RETURNING id, \
+    (status <> 'resolved' AND (notified_level IS NULL OR worst_level > notified_level)) \
+    AS unannounced";
 
 fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
@@ -165,7 +167,7 @@ pub(super) async fn insert_finding_rows(
 pub(super) async fn merge_alerts(
     tx: &mut SqliteConnection,
     deltas: &[AlertDelta],
-) -> Result<Vec<Uuid>, StoreError> {
+) -> Result<Vec<(Uuid, bool)>, StoreError> {
     let mut touched = Vec::with_capacity(deltas.len());
     for chunk in deltas.chunks(ALERT_ROWS_PER_STATEMENT) {
         let mut qb = QueryBuilder::<Sqlite>::new(ALERT_INSERT);
@@ -193,8 +195,8 @@ pub(super) async fn merge_alerts(
                 .push_bind(d.cool_exception);
         });
         qb.push(ALERT_MERGE);
-        let ids: Vec<Uuid> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
-        touched.extend(ids);
+        let rows: Vec<(Uuid, bool)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+        touched.extend(rows);
     }
     Ok(touched)
 }
