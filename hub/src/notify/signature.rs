@@ -107,6 +107,23 @@ impl WebhookSecret {
         matches.then_some(()).ok_or(SignatureError::Mismatch)
     }
 
+    /// [`WebhookSecret::verify`] of a whole request: its `webhook-id`,
+    /// `webhook-timestamp` and `webhook-signature` headers, read through `header`
+    /// (by lowercase name). A missing or malformed header is a mismatch.
+    pub fn verify_request(
+        &self,
+        header: impl Fn(&str) -> Option<String>,
+        body: &[u8],
+        now: i64,
+    ) -> Result<(), SignatureError> {
+        let id = header("webhook-id").ok_or(SignatureError::Mismatch)?;
+        let timestamp = header("webhook-timestamp")
+            .and_then(|t| t.trim().parse().ok())
+            .ok_or(SignatureError::Mismatch)?;
+        let signature = header("webhook-signature").ok_or(SignatureError::Mismatch)?;
+        self.verify(&id, timestamp, body, &signature, now)
+    }
+
     fn keyed(&self) -> Hmac<Sha256> {
         // HMAC takes a key of any length; this cannot fail.
         Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC accepts any key length")
@@ -190,5 +207,34 @@ mod tests {
         );
         let secret = WebhookSecret::parse(VECTOR_SECRET).unwrap();
         assert_eq!(format!("{secret:?}"), "WebhookSecret(24 bytes)");
+    }
+
+    #[test]
+    fn a_request_verifies_from_its_three_headers_and_a_missing_one_is_a_mismatch() {
+        let secret = WebhookSecret::parse(VECTOR_SECRET).unwrap();
+        let signature = secret.sign(VECTOR_ID, VECTOR_TIMESTAMP, VECTOR_BODY);
+        let headers = |skip: &'static str| {
+            let signature = signature.clone();
+            move |name: &str| {
+                (name != skip).then(|| match name {
+                    "webhook-id" => VECTOR_ID.to_string(),
+                    "webhook-timestamp" => VECTOR_TIMESTAMP.to_string(),
+                    _ => signature.clone(),
+                })
+            }
+        };
+        let now = VECTOR_TIMESTAMP + 10;
+        assert_eq!(secret.verify_request(headers(""), VECTOR_BODY, now), Ok(()));
+        for missing in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+            assert_eq!(
+                secret.verify_request(headers(missing), VECTOR_BODY, now),
+                Err(SignatureError::Mismatch),
+                "{missing}"
+            );
+        }
+        // A fresh secret of `generate` signs and verifies too, and is not the vector's.
+        let fresh = WebhookSecret::generate().unwrap();
+        assert_ne!(fresh.reveal(), VECTOR_SECRET);
+        assert!(WebhookSecret::parse(&fresh.reveal()).is_ok());
     }
 }

@@ -15,16 +15,9 @@ pub async fn start() -> Receiver {
     Receiver::start(
         "webhook",
         Arc::new(move |headers, body| {
-            let header = |name: &str| headers.get(name).cloned().unwrap_or_default();
-            let ts = header("webhook-timestamp").parse::<i64>().unwrap_or(0);
+            let now = chrono::Utc::now().timestamp();
             secret
-                .verify(
-                    &header("webhook-id"),
-                    ts,
-                    body,
-                    &header("webhook-signature"),
-                    chrono::Utc::now().timestamp(),
-                )
+                .verify_request(|name| headers.get(name).cloned(), body, now)
                 .is_ok()
         }),
     )
