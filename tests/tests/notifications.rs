@@ -2,7 +2,8 @@
 //! alerts in a real hub, whose notifier sends to a real HTTP receiver (webhook checked
 //! against its Standard Webhooks signature, PagerDuty's events). The receivers are
 //! down and the hub is killed with SIGKILL while it retries; after both recover, every
-//! message is delivered and PagerDuty has exactly one incident key per alert.
+//! message is delivered and PagerDuty has exactly one incident key per alert, which an
+//! operator acknowledging and resolving through the API acknowledges and resolves.
 
 use chitti_e2e::*;
 use chitti_hub::notify::signature::WebhookSecret;
@@ -119,7 +120,7 @@ channels = ["scada", "on-call"]
     // … and dies mid-retry; the receivers come back; a new hub takes over the outbox.
     hub.kill9();
     receiver.down(None);
-    let (hub, _) = start_hub(&["--config", &config_s], &dir.path().join("hub2.log"));
+    let (hub, addrs) = start_hub(&["--config", &config_s], &dir.path().join("hub2.log"));
     let store = AnyStore::connect(&sqlite_url(&data)).await.unwrap();
     let context = || {
         format!(
@@ -165,6 +166,44 @@ channels = ["scada", "on-call"]
         .collect();
     let ids: HashSet<String> = alerts.iter().map(|a| a.id.to_string()).collect();
     assert_eq!(keys, ids);
+    // An operator acknowledges, then resolves, one alert through the API: its
+    // PagerDuty incident follows, both ways, under the same key.
+    let password_file = dir.path().join("olga-password");
+    std::fs::write(&password_file, "olga-correct-horse-battery\n").unwrap();
+    hub_command(&[
+        "user",
+        "add",
+        "--config",
+        &config_s,
+        "--username",
+        "olga",
+        "--role",
+        "operator",
+        "--password-file",
+        &password_file.display().to_string(),
+    ]);
+    let token = api_login(addrs.http, "olga", "olga-correct-horse-battery");
+    let alert = &alerts[0].id;
+    for (action, event) in [("acknowledge", "acknowledge"), ("resolve", "resolve")] {
+        ureq::post(format!(
+            "http://{}/api/v1/alerts/{alert}/{action}",
+            addrs.http
+        ))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .send("{}")
+        .unwrap_or_else(|e| panic!("{action}: {e}"));
+        eventually(&format!("PagerDuty {event}"), context, || async {
+            receiver
+                .taken("pagerduty")
+                .iter()
+                .any(|r| {
+                    r.body["event_action"] == event && r.body["dedup_key"] == alert.to_string()
+                })
+                .then_some(())
+        })
+        .await;
+    }
     assert!(agent.terminate().success());
     assert!(hub.terminate().success());
 }
