@@ -353,6 +353,10 @@ pub struct RuleConfig {
     /// Most repeats (default 5, as Grafana OnCall).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_repeats: Option<u32>,
+    /// A `level_up` of an alert within this long of its last message to a channel
+    /// waits for the end (and a later level supersedes it), seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown_s: Option<u64>,
 }
 
 /// Repeats of an escalation when `max_repeats` is not set.
@@ -579,6 +583,9 @@ impl NotificationsConfig {
             }
             if r.repeat_every_s == Some(0) {
                 p.push(key("repeat_every_s"), "must be at least 1");
+            }
+            if r.cooldown_s == Some(0) {
+                p.push(key("cooldown_s"), "must be at least 1 (or left out)");
             }
             if r.max_repeats.is_some() && r.repeat_every_s.is_none() {
                 p.push(key("max_repeats"), "needs repeat_every_s");

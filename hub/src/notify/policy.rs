@@ -8,7 +8,7 @@ use crate::store::{
     PlannedNotification, RoutePlan, TransitionKind,
 };
 use serde_json::json;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// The configured rules and channels.
 #[derive(Debug, Clone)]
@@ -233,7 +233,7 @@ impl NotificationPolicy for Policy {
         &self,
         t: &AlertTransition,
         alert: &AlertRecord,
-        notified: &HashSet<String>,
+        notified: &HashMap<String, Option<chrono::DateTime<chrono::Utc>>>,
         disabled: &HashSet<String>,
     ) -> RoutePlan {
         let mut plan = RoutePlan::default();
@@ -255,14 +255,24 @@ impl NotificationPolicy for Policy {
                     .channels
                     .iter()
                     .chain(&rule.escalate_to)
-                    .filter(|c| notified.contains(*c))
+                    .filter(|c| notified.contains_key(*c))
                     .collect(),
                 TransitionKind::Escalated => Vec::new(),
             };
             for channel in channels {
                 if chosen.insert(channel.clone()) {
-                    plan.notifications
-                        .push(self.planned(channel, rule, &message, disabled, t));
+                    let mut planned = self.planned(channel, rule, &message, disabled, t);
+                    // The rule's cool-down: a level_up soon after this alert's last
+                    // delivered message to the channel waits for the cool-down's end.
+                    if let (TransitionKind::LevelUp, Some(cooldown), Some(Some(last))) =
+                        (t.kind, rule.cooldown_s, notified.get(channel.as_str()))
+                    {
+                        let until = *last + chrono::Duration::seconds(cooldown as i64);
+                        if until > t.at {
+                            planned.not_before = planned.not_before.max(Some(until));
+                        }
+                    }
+                    plan.notifications.push(planned);
                 }
             }
             let starts = matches!(

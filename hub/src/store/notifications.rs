@@ -24,7 +24,7 @@
 use super::alerts::{alert_by_id, alert_from_row, ALERT_COLUMNS};
 use super::sql::{json_arg, Row, Sql, Tx};
 use super::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// A change of an alert that people are told about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
@@ -147,13 +147,14 @@ pub enum EscalationStep {
 
 /// The rules, applied by the store inside its transactions (`notify::Policy`).
 pub trait NotificationPolicy: Sync {
-    /// The messages and escalations of one transition. `notified` lists the channels
-    /// this alert already had messages queued for; `disabled`, the channels that are off.
+    /// The messages and escalations of one transition. `notified` has the channels
+    /// this alert already had messages queued for, with when the last of them was
+    /// delivered (if one was); `disabled`, the channels that are off.
     fn route(
         &self,
         transition: &AlertTransition,
         alert: &AlertRecord,
-        notified: &HashSet<String>,
+        notified: &HashMap<String, Option<DateTime<Utc>>>,
         disabled: &HashSet<String>,
     ) -> RoutePlan;
 
@@ -339,15 +340,15 @@ pub trait NotificationStore: Backed {
                 let notified = tx
                     .fetch_all(
                         Sql::new(
-                            "SELECT DISTINCT channel FROM notifications \
-                             WHERE alert_id = $1 AND status <> 'cancelled'",
+                            "SELECT channel, max(sent_at) AS last FROM notifications \
+                             WHERE alert_id = $1 AND status <> 'cancelled' GROUP BY channel",
                         )
                         .bind(alert.id),
                     )
                     .await?
                     .iter()
-                    .map(|r| r.get::<String>("channel"))
-                    .collect::<Result<HashSet<_>, _>>()?;
+                    .map(|r| Ok((r.get::<String>("channel")?, r.opt_time("last")?)))
+                    .collect::<Result<HashMap<_, _>, StoreError>>()?;
                 let disabled = disabled_channels(&mut tx).await?;
                 let plan = policy.route(&transition, &alert, &notified, &disabled);
                 insert_notifications(&mut tx, &transition, &plan.notifications, now).await?;
@@ -855,6 +856,23 @@ async fn insert_notifications(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     for n in planned {
+        if t.kind == TransitionKind::LevelUp {
+            // A later level supersedes an earlier one still waiting (held by quiet hours
+            // or a cool-down, never attempted): the receiver hears the latest level.
+            tx.execute(
+                Sql::new(
+                    "UPDATE notifications SET status = 'cancelled', last_error = $1 \
+                     WHERE alert_id = $2 AND channel = $3 AND status = 'pending' \
+                     AND attempts = 0 AND step = 0 AND next_attempt_at > $4 AND transition_id IN \
+                     (SELECT id FROM alert_transitions WHERE alert_id = $2 AND kind = 'level_up')",
+                )
+                .bind(format!("superseded by level {}", t.level))
+                .bind(t.alert_id)
+                .bind(n.channel.as_str())
+                .bind(now),
+            )
+            .await?;
+        }
         let (status, error) = match &n.refused {
             Some(why) => ("failed", Some(text_without_nul(why).into_owned())),
             None => ("pending", None),
