@@ -397,6 +397,12 @@ async fn failing_receivers_are_retried_and_a_gone_endpoint_turns_its_channel_off
     let disabled = api.store.disabled_channels().await.unwrap();
     assert_eq!(disabled.len(), 1);
     assert_eq!(disabled[0].0, "ops-teams");
+    let told = api.audit_log().await;
+    let told = told.last().unwrap();
+    assert_eq!(
+        (told.event.action.as_str(), told.event.target.as_str()),
+        ("notification.channel_disabled", "ops-teams")
+    );
     let pd = log("on-call").await;
     assert_eq!(
         (pd.status, pd.attempts),

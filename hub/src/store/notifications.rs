@@ -599,16 +599,29 @@ pub trait NotificationStore: Backed {
                     .fetch_one(Sql::new("SELECT channel FROM notifications WHERE id = $1").bind(id))
                     .await?
                     .get("channel")?;
-                tx.execute(
-                    Sql::new(
-                        "INSERT INTO disabled_channels (channel, disabled_at, reason) \
-                         VALUES ($1, $2, $3) ON CONFLICT (channel) DO NOTHING",
+                let newly = tx
+                    .execute(
+                        Sql::new(
+                            "INSERT INTO disabled_channels (channel, disabled_at, reason) \
+                             VALUES ($1, $2, $3) ON CONFLICT (channel) DO NOTHING",
+                        )
+                        .bind(channel.as_str())
+                        .bind(now)
+                        .bind(text_without_nul(error)),
                     )
-                    .bind(channel.as_str())
-                    .bind(now)
-                    .bind(text_without_nul(error)),
-                )
-                .await?;
+                    .await?;
+                if newly > 0 {
+                    // Admins read it in the audit log and on the notifications page.
+                    tx.execute(super::records::audit_insert(&AuditEvent {
+                        at: now,
+                        actor: "system".into(),
+                        action: "notification.channel_disabled".into(),
+                        target: channel.clone(),
+                        from_address: None,
+                        detail: serde_json::json!({ "reason": error, "notification": id }),
+                    }))
+                    .await?;
+                }
                 tx.execute(
                     Sql::new(
                         "UPDATE notifications SET status = 'failed', last_error = $1, \
