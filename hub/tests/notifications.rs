@@ -943,7 +943,56 @@ async fn a_cool_down_holds_level_ups_and_a_later_level_supersedes_a_held_one(bac
     assert_eq!(taken[1].body["data"]["transition"]["level"], 3);
 }
 
+async fn a_slow_receiver_never_holds_claimed_messages_past_half_their_lease(backend: &str) {
+    let (api, _db) = Api::new(backend).await;
+    let receiver = support::receiver::start().await;
+    receiver.slow(Some(std::time::Duration::from_millis(400)));
+    let text = format!(
+        "version = 1\n[notifications]\nclaim_lease_s = 2\nsend_timeout_s = 1\n\
+         [[notifications.channels]]\nid = \"scada\"\nkind = \"webhook\"\nurl = \"{}\"\n\
+         secret = \"{WEBHOOK_SECRET}\"\n[[notifications.rules]]\nid = \"r\"\nchannels = [\"scada\"]\n",
+        receiver.url("webhook")
+    );
+    let config = HubConfig::from_toml(&text, "hub.toml", std::path::Path::new("/"))
+        .unwrap()
+        .notifications;
+    let n = notifier(&api, config);
+    let t0 = Utc::now();
+    for _ in 0..6 {
+        heat(&api, Uuid::now_v7(), &[2], t0).await;
+    }
+    n.pass(t0).await.unwrap();
+    // One second of budget at 0.4 s a message: some went, the rest went back unclaimed
+    // and not counted as attempts.
+    let sent = receiver.taken("webhook").len();
+    assert!((1..6).contains(&sent), "{sent} sent in the first pass");
+    let log = api.store.list_notifications(None, false, 10).await.unwrap();
+    let waiting: Vec<_> = log
+        .iter()
+        .filter(|n| n.status == NotificationStatus::Pending)
+        .collect();
+    assert_eq!(waiting.len(), 6 - sent);
+    assert!(waiting.iter().all(|n| n.attempts == 0), "{waiting:#?}");
+    let mut at = t0;
+    while receiver.taken("webhook").len() < 6 {
+        at += Duration::seconds(1);
+        assert!(at < t0 + Duration::seconds(30), "not all delivered");
+        n.pass(at).await.unwrap();
+    }
+    let ids: std::collections::HashSet<_> = receiver
+        .taken("webhook")
+        .iter()
+        .map(|r| r.headers["webhook-id"].clone())
+        .collect();
+    assert_eq!(
+        (ids.len(), receiver.received().len()),
+        (6, 6),
+        "each sent once"
+    );
+}
+
 on_both!(
+    a_slow_receiver_never_holds_claimed_messages_past_half_their_lease,
     a_cool_down_holds_level_ups_and_a_later_level_supersedes_a_held_one,
     quiet_hours_hold_all_but_critical_alerts_until_they_end,
     a_burst_becomes_digests_within_the_rate_limit_and_pagerduty_gets_every_alert,

@@ -208,9 +208,14 @@ pub fn render_http(channel: &ChannelConfig, n: &ClaimedNotification, now: i64) -
                 "body": [
                     {"type": "TextBlock", "text": text(m, "/summary"), "weight": "Bolder", "wrap": true},
                     {"type": "FactSet", "facts": facts},
-                    {"type": "TextBlock", "text": digest_text(m), "wrap": true, "isVisible": !digest_text(m).is_empty()},
                 ],
             });
+            let digest = digest_text(m);
+            if !digest.is_empty() {
+                if let Some(body) = card["body"].as_array_mut() {
+                    body.push(json!({"type": "TextBlock", "text": digest, "wrap": true}));
+                }
+            }
             if let Some(link) = m.pointer("/links/alert").and_then(Value::as_str) {
                 card["actions"] =
                     json!([{"type": "Action.OpenUrl", "title": "Open in Chitti", "url": link}]);

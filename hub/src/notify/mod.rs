@@ -171,8 +171,18 @@ impl<S: NotificationStore + 'static> Notifier<S> {
     ) -> Result<(), StoreError> {
         let channel = self.policy.config().channels.iter().find(|c| c.id == id);
         let Some((channel, rate)) = channel.and_then(|c| Some((c, c.rate_per_minute()?))) else {
+            // A slow receiver must not hold claimed messages past their lease (another
+            // sender would take them too): past half the lease, the rest go back.
+            let started = std::time::Instant::now();
+            let budget = Duration::from_secs(self.policy.config().claim_lease_s) / 2;
             for n in queue {
-                self.deliver(n).await?;
+                if started.elapsed() < budget {
+                    self.deliver(n).await?;
+                } else {
+                    self.store
+                        .finish_notification(n.id, &DeliveryOutcome::Deferred, now)
+                        .await?;
+                }
             }
             return Ok(());
         };

@@ -28,6 +28,7 @@ struct Inner {
     received: Vec<Received>,
     script: HashMap<String, VecDeque<(u16, Option<String>)>>,
     down: Option<u16>,
+    slow: Option<std::time::Duration>,
 }
 
 /// Checks a signed request (lowercase headers, body): true when it verifies.
@@ -89,6 +90,11 @@ impl HttpReceiver {
         self.inner.lock().unwrap().down = status;
     }
 
+    /// While `Some(wait)`, every answer comes after `wait` (a slow receiver).
+    pub fn slow(&self, wait: Option<std::time::Duration>) {
+        self.inner.lock().unwrap().slow = wait;
+    }
+
     /// Every request so far, in arrival order.
     pub fn received(&self) -> Vec<Received> {
         self.inner.lock().unwrap().received.clone()
@@ -116,6 +122,10 @@ async fn take(
     let mut answer = (200u16, None);
     if path == signed_path && !check(&headers, &body) {
         answer = (401, None);
+    }
+    let slow = inner.lock().unwrap().slow;
+    if let Some(wait) = slow {
+        tokio::time::sleep(wait).await;
     }
     let mut inner = inner.lock().unwrap();
     if let Some(status) = inner.down {
