@@ -1108,13 +1108,31 @@ impl PowerCutFs {
 
 impl Drop for PowerCutFs {
     fn drop(&mut self) {
-        if let Some(session) = self.session.take() {
-            if session.umount_and_join().is_err() {
-                // Busy (a process still has a file open) or already gone: detach it so
-                // the mount point is free; the session thread ends when the kernel
-                // drops the connection.
-                let _ = nix::mount::umount2(&self.mountpoint, nix::mount::MntFlags::MNT_DETACH);
+        let Some(session) = self.session.take() else {
+            return;
+        };
+        // A file on the mount may still be closing: a store's I/O thread finishing its
+        // last write after the store itself was dropped (sled's). Keep answering it
+        // until the mount is free. Detaching at once would end this daemon while that
+        // file is open, and its close — at the latest when this process exits — would
+        // wait for the daemon forever (a test binary that never exits).
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match nix::mount::umount2(&self.mountpoint, nix::mount::MntFlags::empty()) {
+                Ok(()) => {
+                    // The kernel ended the connection: the session thread returns.
+                    let _ = session.join();
+                    return;
+                }
+                Err(nix::errno::Errno::EBUSY) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(_) => break,
             }
         }
+        // Still busy (a child process that outlived a failed test) or already gone:
+        // detach the mount point; the session keeps answering what is still open.
+        let _ = nix::mount::umount2(&self.mountpoint, nix::mount::MntFlags::MNT_DETACH);
+        std::mem::forget(session);
     }
 }
