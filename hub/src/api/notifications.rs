@@ -27,7 +27,6 @@ use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 /// The routes of this module.
 pub(crate) fn routes() -> OpenApiRouter<ApiState> {
@@ -47,7 +46,7 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     params(("id" = Uuid, Path, description = "Alert id")),
     responses(
         (status = 200, description = "The alert's messages and what became of each", body = ListPage<NotificationRecord>),
-        (status = 400, description = "An invalid id", body = ErrorBody),
+        (status = 400, description = "The id is not a UUID", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Needs the viewer role", body = ErrorBody),
         (status = 404, description = "No such alert", body = ErrorBody),
@@ -57,9 +56,11 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
 pub(crate) async fn alert_notifications(
     State(s): State<ApiState>,
     p: Principal,
-    Path(id): Path<Uuid>,
+    Path(id): Path<String>,
 ) -> Result<Json<ListPage<NotificationRecord>>, ApiError> {
     p.require(Role::Viewer)?;
+    // A malformed id is the API's own 400, never the framework's plain-text one.
+    let id = super::accounts::parse_uuid("alert", &id)?;
     if s.store.alert(id).await?.is_none() {
         return Err(ApiError::not_found("alert"));
     }

@@ -439,7 +439,7 @@ pub(crate) async fn detail(
         crate::api::notifications::alert_notifications(
             State(s.clone()),
             p.clone(),
-            Path(d.alert.id),
+            Path(d.alert.id.to_string()),
         )
         .await,
     )?
