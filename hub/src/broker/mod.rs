@@ -30,7 +30,7 @@
 pub mod embedded;
 pub mod external;
 pub mod front;
-mod tls;
+pub(crate) mod tls;
 
 use bytes::Bytes;
 use std::net::{IpAddr, SocketAddr};

@@ -300,14 +300,20 @@ pub fn classify_http(status: u16, retry_after_header: Option<&str>, body: &str) 
     }
 }
 
-/// Makes one HTTP request (blocking: run it on the blocking pool).
-pub fn send_http(request: &HttpRequest, timeout: Duration) -> Attempt {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+/// The HTTP client every webhook, Slack, Teams and PagerDuty request goes through:
+/// made once (its TLS configuration and connection pool are reused), each exchange
+/// bounded by `timeout`, every status an answer rather than an error.
+pub fn http_agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .http_status_as_error(false)
         .user_agent(concat!("chitti-hub/", env!("CARGO_PKG_VERSION")))
         .build()
-        .into();
+        .into()
+}
+
+/// Makes one HTTP request through `agent` (blocking: run it on the blocking pool).
+pub fn send_http(agent: &ureq::Agent, request: &HttpRequest) -> Attempt {
     let mut call = agent
         .post(&request.url)
         .header("content-type", "application/json");
@@ -422,8 +428,13 @@ pub fn smtp_transport(
     let mut tls_parameters = TlsParameters::builder(smtp.host.clone());
     if let Some(ca) = &smtp.ca_file {
         let pem = std::fs::read(ca).map_err(|e| format!("cannot read {}: {e}", ca.display()))?;
-        let cert = Certificate::from_pem(&pem).map_err(|e| format!("{}: {e}", ca.display()))?;
-        tls_parameters = tls_parameters.add_root_certificate(cert);
+        // The broker's PEM reader: a file without a certificate is an error, not an
+        // empty trust list.
+        let what = ca.display().to_string();
+        for der in crate::broker::tls::certs(&pem, &what).map_err(|e| e.to_string())? {
+            let cert = Certificate::from_der(der.to_vec()).map_err(|e| format!("{what}: {e}"))?;
+            tls_parameters = tls_parameters.add_root_certificate(cert);
+        }
     }
     let tls = match smtp.tls {
         SmtpTls::None => Tls::None,
@@ -473,6 +484,36 @@ pub async fn send_email(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unusable_smtp_files_are_named_not_panicked_on() {
+        let smtp = SmtpConfig {
+            host: "smtp.example.net".into(),
+            port: None,
+            from: "Chitti <chitti@example.net>".into(),
+            tls: SmtpTls::Starttls,
+            username: Some("chitti".into()),
+            password_file: Some("/nonexistent/smtp-password".into()),
+            ca_file: None,
+        };
+        let Err(e) = smtp_transport(&smtp, Duration::from_secs(1)) else {
+            panic!("a missing password file was accepted")
+        };
+        assert!(e.contains("/nonexistent/smtp-password"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "not a certificate").unwrap();
+        let smtp = SmtpConfig {
+            username: None,
+            password_file: None,
+            ca_file: Some(ca.clone()),
+            ..smtp
+        };
+        let Err(e) = smtp_transport(&smtp, Duration::from_secs(1)) else {
+            panic!("a CA file without a certificate was accepted")
+        };
+        assert!(e.contains(&ca.display().to_string()), "{e}");
+    }
 
     #[test]
     fn answers_are_classified_as_the_receivers_mean_them() {

@@ -59,6 +59,7 @@ pub struct Notifier<S> {
     store: Arc<S>,
     policy: Policy,
     smtp: Option<lettre::AsyncSmtpTransport<lettre::Tokio1Executor>>,
+    http: ureq::Agent,
     metrics: Arc<NotifyMetrics>,
     wake: Arc<tokio::sync::Notify>,
 }
@@ -91,6 +92,7 @@ impl<S: NotificationStore + 'static> Notifier<S> {
             store,
             policy: Policy::new(config, dashboard_url),
             smtp,
+            http: channels::http_agent(timeout),
             metrics,
             wake,
         })
@@ -306,7 +308,8 @@ impl<S: NotificationStore + 'static> Notifier<S> {
             }
             _ => {
                 let request = channels::render_http(channel, n, Utc::now().timestamp());
-                tokio::task::spawn_blocking(move || channels::send_http(&request, timeout))
+                let agent = self.http.clone();
+                tokio::task::spawn_blocking(move || channels::send_http(&agent, &request))
                     .await
                     .unwrap_or_else(|e| Attempt::Transient {
                         status: None,
@@ -432,7 +435,8 @@ pub async fn send_test(
             channels::send_email(&transport, email, timeout).await
         } else {
             let request = channels::render_http(channel, &n, at.timestamp());
-            tokio::task::spawn_blocking(move || channels::send_http(&request, timeout))
+            let agent = channels::http_agent(timeout);
+            tokio::task::spawn_blocking(move || channels::send_http(&agent, &request))
                 .await
                 .map_err(|e| NotifyError::Test(e.to_string()))?
         };
