@@ -675,6 +675,17 @@ async fn the_api_shows_delivery_logs_failures_first_and_channels_without_secrets
         )
         .await;
     assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    for bad in [
+        "limit=0",
+        "limit=5000",
+        "failures_first=maybe",
+        "colour=red",
+    ] {
+        let r = api
+            .get(&format!("/api/v1/notifications?{bad}"), Some(&vera), None)
+            .await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    }
     // The outbox, failures first: the Teams message that met 410.
     let outbox = api
         .ok(

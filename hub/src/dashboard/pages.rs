@@ -555,7 +555,7 @@ pub(crate) async fn notifications(State(s): State<ApiState>, PageUser(p): PageUs
                         thead { tr { th scope="col" { "Queued" } th scope="col" { "Alert" } th scope="col" { "Event" } th scope="col" { "Channel" } th scope="col" { "Attempts" } th scope="col" { "State" } } }
                         tbody {
                             @for n in &outbox {
-                                tr data-status=(format!("{:?}", n.status).to_lowercase()) {
+                                tr data-status=(n.status.as_str()) {
                                     td { (layout::time(n.created_at)) }
                                     td { a href=(format!("/alerts/{}", n.alert_id)) { code { (n.alert_id.to_string()[..8]) "…" } } }
                                     td { (transition_name(n)) }

@@ -238,6 +238,16 @@ pub enum NotificationStatus {
 }
 
 impl NotificationStatus {
+    /// The stored (and API) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
     fn parse(s: &str) -> Result<Self, StoreError> {
         Ok(match s {
             "pending" => Self::Pending,
