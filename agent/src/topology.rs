@@ -200,7 +200,6 @@ pub async fn run(
         config.outbox.path.clone(),
     );
     board.detector = Some(Arc::clone(&detector_health));
-    let board = Arc::new(board);
     // Evidence upload (optional: without a hub URL, evidence stays until its findings go).
     let uploader_stop = Shutdown::new();
     let uploader = match &config.evidence.hub_url {
@@ -236,6 +235,10 @@ pub async fn run(
         None => None,
     };
     let uploader_control = uploader.as_ref().map(|(_, c)| c.clone());
+    board.evidence = uploader_control
+        .clone()
+        .map(|c| Arc::new(c) as Arc<dyn crate::health::EvidenceGauge>);
+    let board = Arc::new(board);
     if let Some(control) = &uploader_control {
         // New findings usually bring new evidence: upload it promptly.
         let control = control.clone();

@@ -241,6 +241,26 @@ pub struct BufferStatus {
     /// Evictions since start, by what was evicted.
     #[serde(default)]
     pub evicted: EvictionCounts,
+    /// The byte cap the outbox evicts to stay within (absent from older agents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap_bytes: Option<u64>,
+}
+
+/// The evidence uploader in `/status`: whether evidence reaches the hub.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EvidenceUploadStatus {
+    /// Blobs uploaded since start.
+    pub uploaded: u64,
+    /// Failed attempts since start (each retried).
+    pub failures: u64,
+    /// Since when every attempt has failed (gateway clock); `None` while uploads
+    /// succeed or nothing is waiting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<DateTime<Utc>>,
+    /// The latest failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// Counts of what the outbox evicted to stay within its byte cap.
@@ -275,6 +295,10 @@ pub struct AgentStatus {
     pub detector: Option<String>,
     /// Applied configuration version.
     pub config_version: Option<u32>,
+    /// The evidence uploader, when the gateway uploads evidence (absent from older
+    /// agents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<EvidenceUploadStatus>,
     /// When this status was produced.
     pub ts: DateTime<Utc>,
     /// When the agent process that sent it started: the Last Will, signed at start,
@@ -648,6 +672,7 @@ mod tests {
             model: None,
             detector: Some("disabled".into()),
             config_version: None,
+            evidence: None,
             ts: at("2026-11-22T21:40:00Z"),
             session: Some(at("2026-11-22T21:40:00Z")),
         };

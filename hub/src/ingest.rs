@@ -383,6 +383,17 @@ impl<S: Store + 'static> Ingest<S> {
                             })
                             .await;
                         if stored {
+                            // Telemetry also tells the hub the gateway is alive (and
+                            // how far its clock is off): the fleet watch reads both.
+                            self.with_retry("gateway liveness", || {
+                                self.store.heard_from(
+                                    &topic.site,
+                                    &topic.gateway,
+                                    t.ts,
+                                    received_at,
+                                )
+                            })
+                            .await;
                             self.metrics.telemetry.fetch_add(1, Ordering::Relaxed);
                             message.settle();
                         } else {

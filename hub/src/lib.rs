@@ -2,6 +2,7 @@
 //! (SQLite or Postgres), evidence, health and metrics, the API and the dashboard. See
 //! ARCHITECTURE.md.
 
+pub mod alarms;
 pub mod api;
 pub mod broker;
 pub mod cli;

@@ -355,6 +355,15 @@ pub async fn serve(
     .map_err(|e| ServeError::Setting(e.to_string()))?;
     let (notify_stop_tx, notify_stop_rx) = watch::channel(false);
     let notify_task = tokio::spawn(notifier.run(notify_stop_rx));
+    let fleet_watch = crate::alarms::FleetWatch::new(
+        Arc::clone(&store),
+        config.watch_rules(),
+        Some(Arc::clone(&live)),
+    );
+    let mut watch_stop = shutdown.clone();
+    let watch_task = tokio::spawn(fleet_watch.run(async move {
+        let _ = watch_stop.wait_for(|s| *s).await;
+    }));
     let http_addr = http.local_addr()?;
     let app = crate::http::router(crate::http::HttpState {
         store: Arc::clone(&store),
@@ -388,6 +397,7 @@ pub async fn serve(
     let _ = notify_stop_tx.send(true);
     bridge.abort();
     publisher.abort();
+    let _ = tokio::time::timeout(Duration::from_secs(2), watch_task).await;
     // Ingest finishes what it holds (its channel closes with the bridge).
     let _ = tokio::time::timeout(Duration::from_secs(5), ingest_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;

@@ -312,16 +312,29 @@ async fn the_alert_csv_marks_cool_exceptions(backend: &str) {
         ALERT_COLUMNS,
     );
     let c_ = |n| col(ALERT_COLUMNS, n);
-    let mut marks: Vec<(&str, &str)> = rows
+    let mut marks: Vec<(&str, &str, &str, &str)> = rows
         .iter()
-        .map(|r| (r[c_("level")].as_str(), r[c_("cool_exception")].as_str()))
+        .map(|r| {
+            (
+                r[c_("level")].as_str(),
+                r[c_("cool_exception")].as_str(),
+                r[c_("kind")].as_str(),
+                r[c_("level_name")].as_str(),
+            )
+        })
         .collect();
     marks.sort_unstable();
-    assert_eq!(marks, [("0", "true"), ("2", "false")]);
     assert_eq!(
-        ALERT_COLUMNS.last(),
-        Some(&"cool_exception"),
-        "added at the end"
+        marks,
+        [
+            ("0", "true", "cool_exception", "cool exception"),
+            ("2", "false", "hotspot", "serious")
+        ]
+    );
+    // Columns are only ever added at the end.
+    assert_eq!(
+        &ALERT_COLUMNS[ALERT_COLUMNS.len() - 3..],
+        &["cool_exception", "kind", "detail"]
     );
 }
 

@@ -44,6 +44,7 @@ fn status(
         }),
         detector: online.then(|| "degraded (model /opt/chitti/model.onnx: not found)".into()),
         config_version: online.then_some(7),
+        evidence: None,
         ts,
         session: Some(ts),
     }
@@ -907,6 +908,7 @@ async fn gateways_show_their_latest_status_and_cameras(backend: &str) {
                             evidence: 3,
                             findings: 1
                         },
+                        cap_bytes: None,
                     }),
                     now - Duration::seconds(1),
                 ),

@@ -210,12 +210,12 @@ async fn findings_of_one_track_make_one_alert<S: Store>(s: &S) {
             alert.last_level,
             alert.last_max_c
         ),
-        (3, 80.0, 2, 60.0)
+        (3, Some(80.0), 2, Some(60.0))
     );
     assert_eq!(alert.finding_count, 3);
     assert_eq!(
         (alert.first_finding_id, alert.last_finding_id),
-        (f1.id, f3.id)
+        (Some(f1.id), Some(f3.id))
     );
     assert_eq!(
         (alert.first_finding_at, alert.last_finding_at),
@@ -247,10 +247,10 @@ async fn findings_of_one_track_make_one_alert<S: Store>(s: &S) {
         .unwrap();
     let late = alert_of(s, a).await;
     assert_eq!(late.finding_count, 4);
-    assert_eq!((late.last_level, late.last_finding_id), (2, f3.id));
+    assert_eq!((late.last_level, late.last_finding_id), (2, Some(f3.id)));
     assert_eq!(
         (late.first_finding_id, late.first_finding_at),
-        (f0.id, at(500))
+        (Some(f0.id), at(500))
     );
     assert_eq!(late.updated_at, at(30_000));
     assert_eq!(late.created_at, at(10_000));
@@ -263,8 +263,11 @@ async fn findings_of_one_track_make_one_alert<S: Store>(s: &S) {
         .unwrap();
     let cleared = alert_of(s, a).await;
     assert_eq!(cleared.cleared_at, Some(at(4000)));
-    assert_eq!((cleared.worst_level, cleared.worst_max_c), (3, 80.0));
-    assert_eq!((cleared.last_level, cleared.last_finding_id), (0, fc.id));
+    assert_eq!((cleared.worst_level, cleared.worst_max_c), (3, Some(80.0)));
+    assert_eq!(
+        (cleared.last_level, cleared.last_finding_id),
+        (0, Some(fc.id))
+    );
     assert_eq!(cleared.finding_count, 5);
     assert_eq!(cleared.status, AlertStatus::Open);
     // Another camera with the same track id is another alert.
@@ -1217,6 +1220,7 @@ fn status(online: bool, cameras: Vec<CameraStatus>, buffer: Option<BufferStatus>
         }),
         detector: None,
         config_version: online.then_some(3),
+        evidence: None,
         ts: at(500),
         session: Some(at(100)),
     }
@@ -1249,6 +1253,7 @@ async fn status_updates_gateway_and_cameras<S: Store>(s: &S) {
                 evidence: 2,
                 findings: 1,
             },
+            cap_bytes: None,
         }),
     );
     assert_eq!(

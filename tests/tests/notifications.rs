@@ -207,3 +207,144 @@ channels = ["scada", "on-call"]
     assert!(agent.terminate().success());
     assert!(hub.terminate().success());
 }
+
+/// `kill -9` of an agent: the broker publishes its Last Will, the hub raises a
+/// `gateway_offline` alarm within `offline_after_s` and notifies; the agent back, the
+/// hub ends the alarm by itself, keeping how long the outage lasted, and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_agent_raises_gateway_offline_and_its_return_ends_it_with_the_outage() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let secret = hub_command(&["notify", "new-secret"]).trim().to_string();
+    let receiver = receiver(&secret).await;
+    let mqtt = format!("127.0.0.1:{}", free_port());
+    let config = dir.path().join("hub.toml");
+    const OFFLINE_AFTER_S: i64 = 30;
+    std::fs::write(
+        &config,
+        format!(
+            r#"version = 1
+data_dir = "{data}"
+[broker.embedded]
+listen = "{mqtt}"
+[http]
+listen = "127.0.0.1:0"
+[ingest]
+offline_after_s = {OFFLINE_AFTER_S}
+[alarms]
+check_interval_s = 1
+[notifications]
+poll_interval_ms = 100
+[[notifications.channels]]
+id = "noc"
+kind = "webhook"
+url = "{webhook}"
+secret = "{secret}"
+[[notifications.rules]]
+id = "fleet"
+min_level = 1
+kinds = ["fleet"]
+channels = ["noc"]
+"#,
+            data = data.display(),
+            webhook = receiver.url("webhook"),
+        ),
+    )
+    .unwrap();
+    let config_s = config.display().to_string();
+    enrol(
+        &["--config", &config_s],
+        "north-yard",
+        "gw-1",
+        &dir.path().join("gw1"),
+    );
+    let (hub, _) = start_hub(&["--config", &config_s], &dir.path().join("hub.log"));
+    let text = simulated_agent_config(
+        "north-yard",
+        "gw-1",
+        &format!("mqtt://{mqtt}"),
+        &dir.path().join("gw1"),
+        &dir.path().join("outbox"),
+        4,
+    );
+    std::fs::write(dir.path().join("agent.toml"), &text).unwrap();
+    let agent = start_agent(
+        &dir.path().join("agent.toml"),
+        &dir.path().join("agent.log"),
+    );
+    let store = AnyStore::connect(&sqlite_url(&data)).await.unwrap();
+    let context = || format!("hub log:\n{}", hub.log_text());
+    let online = || async {
+        let g = store.gateway("north-yard", "gw-1").await.ok()??;
+        g.online.then_some(())
+    };
+    eventually("the gateway online", context, online).await;
+
+    agent.kill9();
+    let killed_at = chrono::Utc::now();
+    let alarm = eventually("a gateway_offline alarm", context, || async {
+        let alarms = store.unresolved_fleet_alarms().await.ok()?;
+        alarms
+            .into_iter()
+            .find(|a| a.kind == chitti_hub::store::AlertKind::GatewayOffline)
+    })
+    .await;
+    assert!(
+        alarm.created_at - killed_at < chrono::Duration::seconds(OFFLINE_AFTER_S),
+        "raised {} after the kill",
+        alarm.created_at - killed_at
+    );
+    assert!(
+        alarm.detail.as_deref().unwrap().contains("Last Will"),
+        "{alarm:?}"
+    );
+    eventually("the alarm's webhook", context, || async {
+        receiver
+            .taken("webhook")
+            .iter()
+            .any(|r| {
+                r.body["type"] == "alert.raised"
+                    && r.body["data"]["alert"]["id"] == alarm.id.to_string()
+            })
+            .then_some(())
+    })
+    .await;
+
+    let agent = start_agent(
+        &dir.path().join("agent.toml"),
+        &dir.path().join("agent2.log"),
+    );
+    let ended = eventually("the alarm ended by the hub", context, || async {
+        let a = store.alert(alarm.id).await.ok()??;
+        (a.status == chitti_hub::store::AlertStatus::Resolved).then_some(a)
+    })
+    .await;
+    let lasted = ended.outage(chrono::Utc::now()).unwrap();
+    assert!(lasted > chrono::Duration::zero(), "{ended:?}");
+    let trail = store.alert_events(alarm.id).await.unwrap();
+    assert_eq!(trail.len(), 1);
+    assert_eq!(trail[0].event.actor, "hub");
+    assert!(
+        trail[0]
+            .event
+            .note
+            .as_deref()
+            .unwrap()
+            .starts_with("gateway back online after "),
+        "{trail:?}"
+    );
+    let resolved = eventually("the resolved webhook", context, || async {
+        receiver.taken("webhook").into_iter().find(|r| {
+            r.body["type"] == "alert.resolved"
+                && r.body["data"]["alert"]["id"] == alarm.id.to_string()
+        })
+    })
+    .await;
+    assert_eq!(
+        resolved.body["data"]["alert"]["duration_s"],
+        lasted.num_seconds()
+    );
+    assert!(receiver.received().iter().all(|r| r.answered != 401));
+    assert!(agent.terminate().success());
+    assert!(hub.terminate().success());
+}

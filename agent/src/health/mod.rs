@@ -197,6 +197,13 @@ pub trait BufferGauge: Send + Sync + std::fmt::Debug {
     fn status(&self) -> chitti_common::protocol::BufferStatus;
 }
 
+/// What the status board reads of the evidence uploader (implemented by its handle): a
+/// trait, so health does not depend on the sinks.
+pub trait EvidenceGauge: Send + Sync + std::fmt::Debug {
+    /// Uploads, failures and since when every attempt has failed.
+    fn status(&self) -> chitti_common::protocol::EvidenceUploadStatus;
+}
+
 /// Everything `/status` and `/telemetry` report, gathered from the running agent.
 #[derive(Debug)]
 pub struct StatusBoard {
@@ -210,6 +217,8 @@ pub struct StatusBoard {
     pub detector: Option<std::sync::Arc<DetectorHealth>>,
     /// Configuration version applied.
     pub config_version: Option<u32>,
+    /// The evidence uploader, when evidence goes to the hub.
+    pub evidence: Option<std::sync::Arc<dyn EvidenceGauge>>,
     /// Analysis latencies.
     pub latency: std::sync::Arc<LatencyWindow>,
     /// Thermal zones folder (`/sys/class/thermal`).
@@ -239,6 +248,7 @@ impl StatusBoard {
             model: None,
             detector: None,
             config_version: None,
+            evidence: None,
             latency,
             thermal_zones,
             outbox_path,
@@ -265,6 +275,7 @@ impl StatusBoard {
                     .map_or_else(|| "disabled".to_string(), |d| d.label()),
             ),
             config_version: self.config_version,
+            evidence: self.evidence.as_ref().map(|e| e.status()),
             ts: Utc::now(),
             session: Some(self.session),
         }

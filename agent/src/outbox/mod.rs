@@ -609,6 +609,7 @@ impl Outbox {
             bytes: index.bytes,
             oldest_at: index.findings.values().map(|e| e.observed_at).min(),
             evicted: index.evicted,
+            cap_bytes: Some(self.max_bytes),
         }
     }
 

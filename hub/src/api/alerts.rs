@@ -69,6 +69,31 @@ fn status_filter_schema() -> Object {
     enum_schema(AlertStatus::NAMES, false, "Only alerts with this status")
 }
 
+fn kind_filter_schema() -> Object {
+    enum_schema(
+        crate::store::KindFilter::NAMES,
+        false,
+        "Only alerts of this kind, or group (`thermal`: hot spots and cool exceptions; `fleet`: every fleet alarm)",
+    )
+}
+
+fn kind_schema() -> Object {
+    enum_schema(
+        &[
+            "hotspot",
+            "cool_exception",
+            "gateway_offline",
+            "camera_stalled",
+            "outbox_pressure",
+            "detector_degraded",
+            "evidence_upload_failing",
+            "clock_skew",
+        ],
+        false,
+        "What the alert is about: a thermal track (`hotspot`, or `cool_exception` when its worst is a level-0 cool exception) or a fleet alarm the hub raised",
+    )
+}
+
 fn sort_schema() -> Object {
     enum_schema(AlertSort::NAMES, false, "The order of the list")
 }
@@ -96,6 +121,10 @@ pub struct AlertParams {
     pub min_level: Option<u8>,
     /// Only this component class.
     pub component_class: Option<String>,
+    /// Only this kind: `hotspot`, `cool_exception`, a fleet alarm's kind, or the
+    /// groups `thermal` and `fleet`.
+    #[param(schema_with = kind_filter_schema)]
+    pub kind: Option<String>,
     /// Only alerts created at or after this (hub clock, RFC 3339).
     pub since: Option<DateTime<Utc>>,
     /// Only alerts created before this (hub clock, RFC 3339).
@@ -127,6 +156,15 @@ impl AlertParams {
             status: self.status.as_deref().map(parse_status).transpose()?,
             min_level: self.min_level,
             component_class: self.component_class,
+            kind: match self.kind.as_deref() {
+                None | Some("") => None,
+                Some(kind) => Some(crate::store::KindFilter::parse(kind).ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "kind {kind:?}: expected {}",
+                        crate::store::KindFilter::NAMES.join(", ")
+                    ))
+                })?),
+            },
             since: self.since,
             until: self.until,
             text: search_text(self.q)?,
@@ -154,35 +192,44 @@ pub struct AlertView {
     pub site: String,
     /// Gateway id.
     pub gateway: String,
-    /// Camera id.
+    /// What it is about.
+    #[schema(schema_with = kind_schema)]
+    pub kind: &'static str,
+    /// Camera id; empty for a fleet alarm about the whole gateway.
     pub camera: String,
-    /// The agent's track (episode) id.
+    /// The agent's track (episode) id; a fleet alarm's own episode id.
     pub track_id: Uuid,
     /// Asset, as the latest finding that named one said.
     pub asset: Option<String>,
     /// Component class, as the latest finding that named one said.
     pub component_class: Option<String>,
-    /// Severity table of the track's findings.
-    pub severity_table: String,
+    /// Severity table of the track's findings (`null` for a fleet alarm).
+    pub severity_table: Option<String>,
     /// Workflow status.
     #[schema(schema_with = status_schema)]
     pub status: &'static str,
-    /// Highest severity level of any finding of the track.
+    /// Highest severity level of any finding of the track (a fleet alarm: its level).
     pub worst_level: u8,
-    /// Highest max °C of any finding of the track.
-    pub worst_max_c: f64,
+    /// Highest max °C of any finding of the track (`null` for a fleet alarm).
+    pub worst_max_c: Option<f64>,
     /// Severity level of the latest finding.
     pub last_level: u8,
-    /// Max °C of the latest finding.
-    pub last_max_c: f64,
-    /// `observed_at` of the earliest finding.
+    /// Max °C of the latest finding (`null` for a fleet alarm).
+    pub last_max_c: Option<f64>,
+    /// `observed_at` of the earliest finding (a fleet alarm: when its condition began).
     pub first_finding_at: DateTime<Utc>,
-    /// `observed_at` of the latest finding.
+    /// `observed_at` of the latest finding (a fleet alarm: when it was last seen to
+    /// hold).
     pub last_finding_at: DateTime<Utc>,
-    /// How many findings the track has.
+    /// How many findings the track has (0 for a fleet alarm).
     pub finding_count: u64,
-    /// `observed_at` of the first `cleared` finding.
+    /// `observed_at` of the first `cleared` finding (a fleet alarm: when its
+    /// condition ended).
     pub cleared_at: Option<DateTime<Utc>>,
+    /// What the hub saw, for a fleet alarm.
+    pub detail: Option<String>,
+    /// How long a fleet alarm's condition lasted (so far, while it holds), seconds.
+    pub duration_s: Option<i64>,
     /// Whether any finding of the track is a cool exception: graded level 0 because
     /// the component is far colder than its reference (an open phase, a lost load),
     /// which needs investigating. Shown as a cool exception while `worst_level` is 0.
@@ -196,6 +243,9 @@ pub struct AlertView {
 impl From<AlertRecord> for AlertView {
     fn from(a: AlertRecord) -> Self {
         Self {
+            kind: a.presented_kind(),
+            duration_s: a.outage(Utc::now()).map(|d| d.num_seconds()),
+            detail: a.detail,
             id: a.id,
             site: a.site,
             gateway: a.gateway,

@@ -46,6 +46,9 @@ pub struct HubConfig {
     /// Who is told of alerts, and escalation.
     #[serde(default)]
     pub notifications: NotificationsConfig,
+    /// Alarms about the fleet itself (gateways offline, cameras stalled, …).
+    #[serde(default)]
+    pub alarms: crate::alarms::AlarmsConfig,
 }
 
 /// The database.
@@ -358,6 +361,7 @@ impl Default for HubConfig {
             evidence: EvidenceStoreConfig::default(),
             ingest: IngestConfig::default(),
             notifications: NotificationsConfig::default(),
+            alarms: crate::alarms::AlarmsConfig::default(),
         }
     }
 }
@@ -376,7 +380,7 @@ impl HubConfig {
         let mut table = parse_table(text, origin)?;
         let mut p = Problems::default();
         let mut take = |key: &str| table.remove(key);
-        let (version, data_dir, store, broker, http, evidence, ingest, notifications) = (
+        let (version, data_dir, store, broker, http, evidence, ingest, notifications, alarms) = (
             take("version"),
             take("data_dir"),
             take("store"),
@@ -385,12 +389,13 @@ impl HubConfig {
             take("evidence"),
             take("ingest"),
             take("notifications"),
+            take("alarms"),
         );
         for key in table.keys() {
             p.push(
                 key.as_str(),
                 "unknown key (expected version, data_dir, store, broker, http, evidence, \
-                 ingest, notifications)",
+                 ingest, notifications, alarms)",
             );
         }
         let or_empty = |v: Option<toml::Value>| v.unwrap_or_else(|| toml::Table::new().into());
@@ -412,6 +417,7 @@ impl HubConfig {
         let ingest = p.decode::<IngestConfig>("ingest", or_empty(ingest));
         let notifications =
             p.decode::<NotificationsConfig>("notifications", or_empty(notifications));
+        let alarms = p.decode::<crate::alarms::AlarmsConfig>("alarms", or_empty(alarms));
         if let (
             Some(version),
             Some(data_dir),
@@ -421,6 +427,7 @@ impl HubConfig {
             Some(evidence),
             Some(ingest),
             Some(notifications),
+            Some(alarms),
         ) = (
             version,
             data_dir,
@@ -430,6 +437,7 @@ impl HubConfig {
             evidence,
             ingest,
             notifications,
+            alarms,
         ) {
             let mut config = HubConfig {
                 version,
@@ -440,6 +448,7 @@ impl HubConfig {
                 evidence,
                 ingest,
                 notifications,
+                alarms,
             };
             config.resolve_paths(base);
             config.validate_into(&mut p);
@@ -614,6 +623,7 @@ impl HubConfig {
             p.push("ingest.offline_after_s", "must be at least 1");
         }
         self.notifications.validate_into(p);
+        self.alarms.validate_into(p);
     }
 
     /// The dashboard's base URL for links in notifications: the configured one, else
@@ -623,6 +633,16 @@ impl HubConfig {
             .dashboard_url
             .clone()
             .or_else(|| self.http.public_origins.first().cloned())
+    }
+
+    /// What the fleet watch needs: `[alarms]` and `ingest.offline_after_s`.
+    pub fn watch_rules(&self) -> crate::alarms::WatchRules {
+        crate::alarms::WatchRules {
+            alarms: self.alarms.clone(),
+            offline_after: chrono::Duration::seconds(
+                i64::try_from(self.ingest.offline_after_s).unwrap_or(i64::MAX / 1_000_000),
+            ),
+        }
     }
 
     /// The database URL: the configured one, or `chitti.db` in the data directory.

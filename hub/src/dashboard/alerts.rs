@@ -39,6 +39,8 @@ pub(crate) struct QueueParams {
     #[serde(default, skip_serializing_if = "is_blank")]
     component_class: Option<String>,
     #[serde(default, skip_serializing_if = "is_blank")]
+    kind: Option<String>,
+    #[serde(default, skip_serializing_if = "is_blank")]
     within: Option<String>,
     #[serde(default, skip_serializing_if = "is_blank")]
     since: Option<String>,
@@ -114,6 +116,7 @@ impl QueueParams {
             status: given(&self.status),
             min_level,
             component_class: given(&self.component_class),
+            kind: given(&self.kind),
             since,
             until: given(&self.until)
                 .map(|t| parse_time("to", &t))
@@ -148,6 +151,7 @@ pub(crate) fn api_query_string(a: &AlertParams) -> String {
     push("asset", &a.asset);
     push("status", &a.status);
     push("component_class", &a.component_class);
+    push("kind", &a.kind);
     push("q", &a.q);
     push("sort", &a.sort);
     if let Some(l) = a.min_level {
@@ -232,6 +236,21 @@ pub(crate) fn filter_form(action: &str, f: &QueueParams, c: &Choices) -> Markup 
     );
     let mut levels = any();
     levels.extend((1..=4).map(|l| (l.to_string(), format!("L{l} and worse"))));
+    let mut kinds = any();
+    kinds.extend([
+        (
+            "thermal".to_string(),
+            "thermal (hot spots, cool exceptions)".to_string(),
+        ),
+        ("hotspot".to_string(), "hot spots".to_string()),
+        ("cool_exception".to_string(), "cool exceptions".to_string()),
+        ("fleet".to_string(), "fleet alarms (all)".to_string()),
+    ]);
+    kinds.extend(
+        crate::store::AlertKind::FLEET
+            .iter()
+            .map(|k| (k.as_str().to_string(), k.title().to_string())),
+    );
     let mut within = vec![(String::new(), "any time".to_string())];
     within.extend(
         WITHIN
@@ -258,6 +277,7 @@ pub(crate) fn filter_form(action: &str, f: &QueueParams, c: &Choices) -> Markup 
             }
             (select("f-level", "min_level", "Severity", &f.min_level, &levels))
             (select("f-status", "status", "Status", &f.status, &statuses))
+            (select("f-kind", "kind", "Kind", &f.kind, &kinds))
             div.field {
                 label for="f-class" { "Component" }
                 input #f-class name="component_class" list="class-ids" value=[given(&f.component_class)] autocomplete="off";
@@ -293,13 +313,13 @@ fn alert_row(a: &AlertView, operator: bool) -> Markup {
         tr.alert-row data-id=(a.id) data-updated=(a.updated_at.to_rfc3339()) data-status=(a.status) data-href=(href) tabindex="-1" {
             @if operator {
                 td.check {
-                    input.row-check type="checkbox" value=(a.id) aria-label=(format!("Select alert {}", layout::celsius(a.worst_max_c)));
+                    input.row-check type="checkbox" value=(a.id) aria-label=(format!("Select alert {}", super::overview::place(a)));
                 }
             }
             td { (layout::alert_severity(a)) }
             td { (layout::status(a.status)) }
-            td.num { (layout::celsius(a.worst_max_c)) }
-            td.num { (layout::celsius(a.last_max_c)) }
+            td.num { (layout::celsius_opt(a.worst_max_c)) }
+            td.num { (layout::celsius_opt(a.last_max_c)) }
             td { a.open-link href=(href) { (super::overview::place(a)) } }
             td { (a.gateway) " / " (a.camera) }
             td.num { (a.finding_count) }
@@ -446,7 +466,7 @@ pub(crate) async fn detail(
     .items;
     let a = &d.alert;
     let operator = p.user.role >= Role::Operator;
-    let table = layout::table(&a.severity_table);
+    let table = a.severity_table.as_deref().and_then(layout::table);
     let assignee = d
         .events
         .iter()
@@ -465,11 +485,16 @@ pub(crate) async fn detail(
                 " "
                 span #alert-status { (layout::status(a.status)) }
                 " "
-                span.big { (layout::celsius(a.worst_max_c)) } " worst, "
-                (layout::celsius(a.last_max_c)) " latest ("
-                @if last_cool { (layout::COOL_EXCEPTION_NAME) } @else { "L" (a.last_level) }
-                ")"
+                @if let (Some(worst), Some(last)) = (a.worst_max_c, a.last_max_c) {
+                    span.big { (layout::celsius(worst)) } " worst, "
+                    (layout::celsius(last)) " latest ("
+                    @if last_cool { (layout::COOL_EXCEPTION_NAME) } @else { "L" (a.last_level) }
+                    ")"
+                }
             }
+            @if a.severity_table.is_none() {
+                (fleet_facts(a, assignee.as_deref()))
+            } @else {
             dl.facts {
                 dt { "Site" } dd { (a.site) }
                 dt { "Asset" } dd { (a.asset.as_deref().unwrap_or("—")) }
@@ -481,10 +506,12 @@ pub(crate) async fn detail(
                 dt { "Opened / changed" } dd { (layout::time(a.created_at)) " / " (layout::time(a.updated_at)) }
                 dt { "Assigned to" } dd #assignee { (assignee.as_deref().unwrap_or("nobody")) }
             }
+            }
         }
         @if let Some(f) = &shown { (viewer(f)) }
         div.grid {
             @if let Some(f) = &shown { (provenance(f)) }
+            @if a.severity_table.is_some() {
             section.card #history data-live-section aria-labelledby="history-h" {
                 h2 #history-h { "Finding history" }
                 (super::chart::history_chart(&d.history, table))
@@ -497,7 +524,7 @@ pub(crate) async fn detail(
                                 tr aria-current=[(Some(h.finding_id) == chosen).then_some("true")] {
                                     td { a href=(format!("/alerts/{}?finding={}", a.id, h.finding_id)) { (layout::time(h.observed_at)) } }
                                     td { (format!("{:?}", h.state).to_lowercase()) }
-                                    td { (layout::assessed_severity(&a.severity_table, h.level, h.cool_exception)) }
+                                    td { (layout::assessed_severity(a.severity_table.as_deref().unwrap_or(""), h.level, h.cool_exception)) }
                                     td.num { (layout::celsius(h.max_c)) }
                                     td.num { @if let Some(dt) = h.delta_c { (format!("{dt:.1} K")) } @else { "—" } }
                                 }
@@ -505,6 +532,7 @@ pub(crate) async fn detail(
                         }
                     }
                 }
+            }
             }
         }
         div.grid {
@@ -555,6 +583,26 @@ pub(crate) async fn detail(
         Live::Sections,
         body,
     ))
+}
+
+/// A fleet alarm's facts: what the hub saw, when it began, ended and how long it
+/// lasted (no findings, no temperatures).
+fn fleet_facts(a: &AlertView, assignee: Option<&str>) -> Markup {
+    html! {
+        p #fleet-detail { (a.detail.as_deref().unwrap_or("")) }
+        dl.facts {
+            dt { "Kind" } dd { (a.kind.replace('_', " ")) " (a fleet alarm the hub raised)" }
+            dt { "Site" } dd { (a.site) }
+            dt { "Gateway" } dd { (a.gateway) }
+            @if !a.camera.is_empty() { dt { "Camera" } dd { (a.camera) } }
+            dt { "Began" } dd { (layout::time(a.first_finding_at)) }
+            dt { "Ended" } dd { (layout::time_opt(a.cleared_at)) }
+            dt { @if a.cleared_at.is_some() { "Lasted" } @else { "For" } }
+            dd #fleet-duration { (layout::duration(a.duration_s.unwrap_or(0).max(0) as u64)) }
+            dt { "Opened / changed" } dd { (layout::time(a.created_at)) " / " (layout::time(a.updated_at)) }
+            dt { "Assigned to" } dd #assignee { (assignee.unwrap_or("nobody")) }
+        }
+    }
 }
 
 /// The thermal viewer: a canvas drawn by `viewer.js` from the finding's °C grid.

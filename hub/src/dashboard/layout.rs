@@ -191,9 +191,17 @@ pub(crate) fn assessed_severity(table_id: &str, level: u8, cool_exception: bool)
     }
 }
 
-/// An alert's severity: its worst level, or a cool exception.
+/// An alert's severity: its worst level, or a cool exception; a fleet alarm (no
+/// severity table) by its level's colour and its kind: `L3 gateway offline`.
 pub(crate) fn alert_severity(a: &crate::api::AlertView) -> Markup {
-    assessed_severity(&a.severity_table, a.worst_level, a.cool_exception)
+    match a.severity_table.as_deref() {
+        Some(table) => assessed_severity(table, a.worst_level, a.cool_exception),
+        None => html! {
+            span class=(level_class(a.worst_level)) data-level=(a.worst_level) data-kind=(a.kind) {
+                "L" (a.worst_level) " " (a.kind.replace('_', " "))
+            }
+        },
+    }
 }
 
 /// An alert status as a labelled badge.
@@ -238,6 +246,11 @@ pub(crate) fn duration(seconds: u64) -> String {
 /// °C with one decimal.
 pub(crate) fn celsius(c: f64) -> String {
     format!("{c:.1} °C")
+}
+
+/// °C with one decimal, or a dash where there is no temperature (a fleet alarm).
+pub(crate) fn celsius_opt(c: Option<f64>) -> String {
+    c.map_or_else(|| "—".to_string(), celsius)
 }
 
 /// JSON for a `<script type="application/json">` block: `<` escaped so the text can

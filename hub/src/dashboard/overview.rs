@@ -44,6 +44,10 @@ pub(crate) async fn overview(State(s): State<ApiState>, PageUser(p): PageUser) -
     }
     let mut by_level: BTreeMap<u8, usize> = BTreeMap::new();
     let mut cool = 0;
+    // Fleet alarms are counted on their own: they are about the watch, not the
+    // equipment.
+    let (fleet, mut open): (Vec<AlertView>, Vec<AlertView>) =
+        open.into_iter().partition(|a| a.severity_table.is_none());
     for a in &open {
         if a.worst_level == 0 && a.cool_exception {
             cool += 1;
@@ -51,7 +55,10 @@ pub(crate) async fn overview(State(s): State<ApiState>, PageUser(p): PageUser) -
             *by_level.entry(a.worst_level.min(4)).or_default() += 1;
         }
     }
-    open.sort_by(|a, b| b.worst_max_c.total_cmp(&a.worst_max_c));
+    open.sort_by(|a, b| {
+        let max = |a: &AlertView| a.worst_max_c.unwrap_or(f64::NEG_INFINITY);
+        max(b).total_cmp(&max(a))
+    });
     let hottest: Vec<&AlertView> = open.iter().take(5).collect();
 
     let gateways = all_gateways(&s, &p).await?;
@@ -109,6 +116,13 @@ pub(crate) async fn overview(State(s): State<ApiState>, PageUser(p): PageUser) -
                 p.big { (at_least(open_capped)) (open.len()) " open" }
                 (level_bars(&by_level, cool))
                 p { a href="/alerts?status=open&sort=worst_level_desc" { "Open the queue, worst first" } }
+                p #fleet-alarms class=(if fleet.is_empty() { "muted" } else { "bad-text" }) {
+                    a href="/alerts?status=open&kind=fleet" { (fleet.len()) " fleet alarms open" }
+                    @for a in fleet.iter().take(5) {
+                        br; (layout::alert_severity(a)) " " (a.site) "/" (a.gateway)
+                        @if !a.camera.is_empty() { " " (a.camera) }
+                    }
+                }
             }
             section.card #gateway-health data-live-section aria-labelledby="gw-h" {
                 h2 #gw-h { "Gateways" }
@@ -157,7 +171,7 @@ pub(crate) async fn overview(State(s): State<ApiState>, PageUser(p): PageUser) -
                             @for a in &hottest {
                                 tr {
                                     td { (layout::alert_severity(a)) }
-                                    td.num { (layout::celsius(a.worst_max_c)) }
+                                    td.num { (layout::celsius_opt(a.worst_max_c)) }
                                     td { a href=(format!("/alerts/{}", a.id)) { (place(a)) } }
                                     td { (layout::time(a.last_finding_at)) }
                                 }
@@ -180,6 +194,19 @@ pub(crate) async fn overview(State(s): State<ApiState>, PageUser(p): PageUser) -
 
 /// Where an alert is: site, asset (or camera), component.
 pub(crate) fn place(a: &AlertView) -> String {
+    if a.severity_table.is_none() {
+        let camera = if a.camera.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", a.camera)
+        };
+        return format!(
+            "{} · {}{camera} · {}",
+            a.site,
+            a.gateway,
+            a.kind.replace('_', " ")
+        );
+    }
     let mut s = format!("{} · {}", a.site, a.asset.as_deref().unwrap_or(&a.camera));
     if let Some(c) = &a.component_class {
         s.push_str(&format!(" · {c}"));

@@ -12,17 +12,9 @@ use std::path::PathBuf;
 pub const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 
 /// Every alert kind a rule may name: thermal alerts (a hotspot, or a cool exception:
-/// a component far colder than its sibling phases) and the fleet's own alarms.
-pub const ALERT_KINDS: &[&str] = &[
-    "hotspot",
-    "cool_exception",
-    "gateway_offline",
-    "camera_stalled",
-    "outbox_pressure",
-    "detector_degraded",
-    "evidence_upload_failing",
-    "clock_skew",
-];
+/// a component far colder than its sibling phases), the fleet's own alarms, and the
+/// groups `thermal` (both thermal kinds) and `fleet` (every fleet alarm).
+pub const ALERT_KINDS: &[&str] = crate::store::KindFilter::NAMES;
 
 /// Notifications: where alerts are sent and when they escalate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

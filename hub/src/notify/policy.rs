@@ -4,8 +4,8 @@
 
 use super::config::{NotificationsConfig, RuleConfig};
 use crate::store::{
-    AlertRecord, AlertTransition, EscalationStep, NotificationPolicy, PlannedEscalation,
-    PlannedNotification, RoutePlan, TransitionKind,
+    AlertRecord, AlertTransition, EscalationStep, KindFilter, NotificationPolicy,
+    PlannedEscalation, PlannedNotification, RoutePlan, TransitionKind,
 };
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
@@ -15,15 +15,6 @@ use std::collections::{HashMap, HashSet};
 pub struct Policy {
     config: NotificationsConfig,
     dashboard_url: Option<String>,
-}
-
-/// The kind of an alert, as rules name it.
-pub fn alert_kind(alert: &AlertRecord) -> &'static str {
-    if alert.cool_exception && alert.worst_level == 0 {
-        "cool_exception"
-    } else {
-        "hotspot"
-    }
 }
 
 impl Policy {
@@ -97,11 +88,14 @@ impl Policy {
     /// (level 0, far colder than its sibling phases) is taken only by rules that name
     /// the kind or start at level 0.
     fn matches(rule: &RuleConfig, alert: &AlertRecord, level: u8) -> bool {
-        let kind = alert_kind(alert);
+        let kind = alert.presented_kind();
         let kind_ok = if rule.kinds.is_empty() {
-            kind == "hotspot" || rule.min_level == 0
+            kind == "hotspot" || (kind == "cool_exception" && rule.min_level == 0)
         } else {
-            rule.kinds.iter().any(|k| k == kind)
+            rule.kinds
+                .iter()
+                .filter_map(|k| KindFilter::parse(k))
+                .any(|k| k.matches(alert))
         };
         let level_ok = kind == "cool_exception" || level >= rule.min_level;
         let site_ok = rule.sites.is_empty() || rule.sites.contains(&alert.site);
@@ -152,17 +146,17 @@ impl Policy {
         alert: &AlertRecord,
         rule: &str,
     ) -> serde_json::Value {
-        let kind = alert_kind(alert);
-        let severity = if kind == "cool_exception" {
-            crate::dashboard::layout::COOL_EXCEPTION_NAME.to_string()
-        } else {
+        let kind = alert.presented_kind();
+        let severity = match (kind, alert.severity_table.as_deref()) {
+            ("cool_exception", _) => crate::dashboard::layout::COOL_EXCEPTION_NAME.to_string(),
             // The level of the transition: a level_up routed after later findings
             // still says which level it announces.
-            format!(
+            (_, Some(table)) => format!(
                 "L{} {}",
                 t.level,
-                crate::dashboard::layout::level_name(&alert.severity_table, t.level)
-            )
+                crate::dashboard::layout::level_name(table, t.level)
+            ),
+            (_, None) => format!("L{} fleet alarm", t.level),
         };
         let what = match t.kind {
             TransitionKind::Raised => "raised".to_string(),
@@ -175,18 +169,32 @@ impl Policy {
                 format!("still not acknowledged (reminder {})", t.step - 1)
             }
         };
-        let place = match alert.asset.as_deref().or(alert.component_class.as_deref()) {
-            Some(asset) => format!(
-                "{asset} at {}/{} {}",
-                alert.site, alert.gateway, alert.camera
-            ),
-            None => format!("{}/{} {}", alert.site, alert.gateway, alert.camera),
+        let camera = if alert.camera.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", alert.camera)
         };
-        let summary = format!(
-            "{severity} {} {:.1} °C, {place}: {what}",
-            kind.replace('_', " "),
-            alert.worst_max_c
-        );
+        let place = match alert.asset.as_deref().or(alert.component_class.as_deref()) {
+            Some(asset) => format!("{asset} at {}/{}{camera}", alert.site, alert.gateway),
+            None => format!("{}/{}{camera}", alert.site, alert.gateway),
+        };
+        let summary = match (alert.worst_max_c, alert.outage(t.at)) {
+            (Some(max_c), _) => format!(
+                "{severity} {} {max_c:.1} °C, {place}: {what}",
+                kind.replace('_', " ")
+            ),
+            // A fleet alarm: what the hub saw, and once ended how long it lasted.
+            (None, Some(lasted)) if alert.cleared_at.is_some() => format!(
+                "{severity} {}, {place}: {what} (lasted {})",
+                alert.kind.title(),
+                crate::alarms::human_duration(lasted)
+            ),
+            (None, _) => format!(
+                "{severity} {}, {place}: {what}: {}",
+                alert.kind.title(),
+                alert.detail.as_deref().unwrap_or("")
+            ),
+        };
         json!({
             "event": format!("alert.{}", t.kind.as_str()),
             "summary": summary,
@@ -219,11 +227,18 @@ impl Policy {
                 "last_finding_at": alert.last_finding_at,
                 "last_finding_id": alert.last_finding_id,
                 "created_at": alert.created_at,
+                "detail": alert.detail,
+                "cleared_at": alert.cleared_at,
+                "duration_s": alert.cleared_at.and(alert.outage(t.at)).map(|d| d.num_seconds()),
             },
-            "links": self.dashboard_url.as_ref().map(|base| json!({
-                "alert": format!("{base}/alerts/{}", alert.id),
-                "thermogram": format!("{base}/api/v1/findings/{}/thermogram.png", alert.last_finding_id),
-            })),
+            "links": self.dashboard_url.as_ref().map(|base| {
+                let mut links = json!({"alert": format!("{base}/alerts/{}", alert.id)});
+                if let Some(finding) = alert.last_finding_id {
+                    links["thermogram"] =
+                        json!(format!("{base}/api/v1/findings/{finding}/thermogram.png"));
+                }
+                links
+            }),
         })
     }
 }

@@ -8,7 +8,8 @@ use super::*;
 pub(crate) const ALERT_COLUMNS: &str = "id, site, gateway, camera, track_id, asset, \
     component_class, severity_table, status, worst_level, worst_max_c, last_level, \
     last_max_c, first_finding_id, first_finding_at, last_finding_id, last_finding_at, \
-    finding_count, cleared_at, created_at, updated_at, status_changed_at, cool_exception";
+    finding_count, cleared_at, created_at, updated_at, status_changed_at, cool_exception, \
+    kind, detail";
 
 /// Alerts and their trails.
 pub trait AlertStore: Backed {
@@ -44,6 +45,9 @@ pub trait AlertStore: Backed {
                 sql.push(" AND worst_level >= ").push_bind(i16::from(min));
             }
             push_equal(&mut sql, "component_class", q.component_class.as_deref());
+            if let Some(kind) = q.kind {
+                push_kind(&mut sql, kind);
+            }
             if let Some(since) = q.since {
                 sql.push(" AND created_at >= ").push_bind(since);
             }
@@ -98,13 +102,25 @@ pub trait AlertStore: Backed {
             let lock = tx.backend().for_update();
             let status = tx
                 .fetch_optional(
-                    Sql::new(format!("SELECT status FROM alerts WHERE id = $1{lock}"))
-                        .bind(event.alert_id),
+                    Sql::new(format!(
+                        "SELECT status, kind FROM alerts WHERE id = $1{lock}"
+                    ))
+                    .bind(event.alert_id),
                 )
                 .await?
                 .ok_or(StoreError::AlertNotFound(event.alert_id))?;
             let from = AlertStatus::parse(&status.get::<String>("status")?)?;
             let to = event.kind.transition(from)?;
+            let fleet = status.get::<String>("kind")? != AlertKind::Hotspot.as_str();
+            if fleet && from == AlertStatus::Resolved && to != from {
+                // The hub ends a fleet alarm when its condition ends and raises a new
+                // one if it returns; a resolved alarm reopened could stand beside it.
+                return Err(StoreError::InvalidTransition {
+                    action: event.kind.as_str(),
+                    status: "a resolved fleet alarm (the hub raises a new one if the \
+                             condition returns)",
+                });
+            }
             if to != from {
                 let update =
                     Sql::new("UPDATE alerts SET status = $1, status_changed_at = $2 WHERE id = $3")
@@ -207,6 +223,33 @@ pub(crate) fn push_contains(sql: &mut Sql, backend: Backend, columns: &[&str], t
     sql.push(")");
 }
 
+/// `AND` the kind filter: a cool exception is a thermal alert whose worst is level 0
+/// with `cool_exception` set ([`AlertRecord::presented_kind`]).
+fn push_kind(sql: &mut Sql, kind: KindFilter) {
+    let cool = |sql: &mut Sql, prefix: &str| {
+        sql.push(prefix)
+            .push("(kind = 'hotspot' AND cool_exception = ")
+            .push_bind(true)
+            .push(" AND worst_level = 0)");
+    };
+    match kind {
+        KindFilter::Kind(AlertKind::Hotspot) => {
+            sql.push(" AND kind = 'hotspot'");
+            cool(sql, " AND NOT ");
+        }
+        KindFilter::Kind(k) => {
+            sql.push(" AND kind = ").push_bind(k.as_str());
+        }
+        KindFilter::CoolException => cool(sql, " AND "),
+        KindFilter::Thermal => {
+            sql.push(" AND kind = 'hotspot'");
+        }
+        KindFilter::Fleet => {
+            sql.push(" AND kind <> 'hotspot'");
+        }
+    }
+}
+
 /// A cursor's timestamp; one out of range was never issued by this store.
 pub(crate) fn cursor_time(us: i64) -> Result<DateTime<Utc>, StoreError> {
     rows::from_micros(us).ok_or(StoreError::InvalidCursor)
@@ -219,8 +262,10 @@ fn level(row: &Row, column: &str) -> Result<u8, StoreError> {
 }
 
 pub(crate) fn alert_from_row(row: &Row) -> Result<AlertRecord, StoreError> {
+    let kind: String = row.get("kind")?;
     Ok(AlertRecord {
         id: row.get("id")?,
+        kind: AlertKind::parse(&kind).ok_or_else(|| StoreError::corrupt("alert kind", kind))?,
         site: row.get("site")?,
         gateway: row.get("gateway")?,
         camera: row.get("camera")?,
@@ -243,5 +288,6 @@ pub(crate) fn alert_from_row(row: &Row) -> Result<AlertRecord, StoreError> {
         created_at: row.time("created_at")?,
         updated_at: row.time("updated_at")?,
         status_changed_at: row.opt_time("status_changed_at")?,
+        detail: row.get("detail")?,
     })
 }

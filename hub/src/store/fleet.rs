@@ -13,7 +13,7 @@ use chitti_common::protocol::{validate_id, CameraStatus};
 const GATEWAY_COLUMNS: &str = "site, gateway, password_hash, public_key, created_at, \
     revoked_at, online, last_seen_at, status_at, agent_version, config_version, model, \
     buffer_depth, buffer_bytes, buffer_oldest_at, evicted_evidence, evicted_findings, \
-    cameras, last_status";
+    cameras, last_status, clock_offset_ms, clock_offset_prev_ms, evicted_at";
 
 /// Gateways, their cameras and telemetry.
 pub trait FleetStore: Backed {
@@ -172,7 +172,15 @@ pub trait FleetStore: Backed {
                  buffer_oldest_at = CASE WHEN $9 THEN $10 ELSE buffer_oldest_at END, \
                  evicted_evidence = coalesce($11, evicted_evidence), \
                  evicted_findings = coalesce($12, evicted_findings), \
-                 cameras = coalesce($13, cameras), last_status = $14 \
+                 cameras = coalesce($13, cameras), last_status = $14, \
+                 clock_offset_prev_ms = CASE WHEN $1 THEN clock_offset_ms \
+                     ELSE clock_offset_prev_ms END, \
+                 clock_offset_ms = CASE WHEN $1 THEN $18 ELSE clock_offset_ms END, \
+                 evicted_at = CASE WHEN coalesce($11, 0) + coalesce($12, 0) > \
+                     CASE WHEN status_session_at IS NOT DISTINCT FROM $17 \
+                         THEN coalesce(evicted_evidence, 0) + coalesce(evicted_findings, 0) \
+                         ELSE 0 END \
+                     THEN $2 ELSE evicted_at END \
                  WHERE site = $15 AND gateway = $16 \
                  AND (status_at IS NULL OR $3 > status_at \
                       OR (NOT $1 AND $17 IS NOT NULL \
@@ -194,7 +202,8 @@ pub trait FleetStore: Backed {
             .bind(sql::json_arg(Some(status_json)))
             .bind(site)
             .bind(gateway)
-            .bind(status.session);
+            .bind(status.session)
+            .bind(clock_offset_ms(status.ts, received_at));
             let mut tx = self.db().begin_write().await?;
             if tx.execute(update).await? == 0 {
                 let last = tx
@@ -311,6 +320,32 @@ pub trait FleetStore: Backed {
         }
     }
 
+    /// Notes a message other than a status (telemetry) heard from a gateway:
+    /// `last_seen_at` moves forward to `received_at` and the clock offset is measured
+    /// again from the message's own `sent_at`.
+    fn heard_from(
+        &self,
+        site: &str,
+        gateway: &str,
+        sent_at: DateTime<Utc>,
+        received_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move {
+            let sql = Sql::new(
+                "UPDATE gateways SET clock_offset_prev_ms = clock_offset_ms, \
+                 clock_offset_ms = $1, last_seen_at = CASE \
+                 WHEN last_seen_at IS NULL OR last_seen_at < $2 THEN $2 ELSE last_seen_at END \
+                 WHERE site = $3 AND gateway = $4",
+            )
+            .bind(clock_offset_ms(sent_at, received_at))
+            .bind(received_at)
+            .bind(site)
+            .bind(gateway);
+            self.db().execute(sql).await?;
+            Ok(())
+        }
+    }
+
     /// A gateway's telemetry minutes with `since <= bucket_start < until`, oldest first.
     fn telemetry(
         &self,
@@ -393,6 +428,12 @@ const TELEMETRY_INSERT_POSTGRES: &str = "INSERT INTO telemetry_minutes AS m (sit
     first_ts = LEAST(m.first_ts, EXCLUDED.first_ts), \
     last_ts = GREATEST(m.last_ts, EXCLUDED.last_ts)";
 
+/// The gateway's clock against the hub's: its message's `ts` minus the hub's receipt, in
+/// milliseconds (transit time makes it read slightly behind).
+fn clock_offset_ms(sent_at: DateTime<Utc>, received_at: DateTime<Utc>) -> i64 {
+    (sent_at - received_at).num_milliseconds()
+}
+
 fn gateway_by_key(site: &str, gateway: &str) -> Sql {
     Sql::new(format!(
         "SELECT {GATEWAY_COLUMNS} FROM gateways WHERE site = $1 AND gateway = $2"
@@ -439,6 +480,9 @@ fn gateway_from_row(row: &Row) -> Result<GatewayRecord, StoreError> {
             .opt_json::<Vec<CameraStatus>>("cameras", "gateway cameras")?
             .unwrap_or_default(),
         last_status: row.opt_json::<AgentStatus>("last_status", "gateway status")?,
+        clock_offset_ms: row.get("clock_offset_ms")?,
+        clock_offset_prev_ms: row.get("clock_offset_prev_ms")?,
+        evicted_at: row.opt_time("evicted_at")?,
     })
 }
 

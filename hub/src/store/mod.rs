@@ -5,8 +5,9 @@
 //! module with its SQL: [`IngestStore`] (findings, dead letters), [`AlertStore`],
 //! [`FleetStore`] (gateways, cameras, telemetry), [`AccountStore`] (users, sessions,
 //! tokens), [`SiteStore`] (sites, structures, assets), [`EvidenceIndex`],
-//! [`AuditLog`] and [`NotificationStore`] (alert transitions, the notification outbox,
-//! escalations; its invariants are in its module); [`Store`] is all of them plus
+//! [`AuditLog`], [`NotificationStore`] (alert transitions, the notification outbox,
+//! escalations; its invariants are in its module) and [`FleetAlarmStore`] (alerts the
+//! hub raises about the fleet); [`Store`] is all of them plus
 //! migrations. Every trait is implemented
 //! once, for any [`Backed`] type: [`SqliteStore`] (the embedded default, a file next to
 //! the binary), [`PgStore`] (the fleet store) and [`AnyStore`] (either, picked from a
@@ -54,6 +55,7 @@
 //!   its ack) because its site, asset or evidence is not known yet.
 
 mod accounts;
+mod alarms;
 mod alerts;
 mod any;
 mod cursor;
@@ -70,6 +72,7 @@ mod sql;
 mod sqlite;
 
 pub use accounts::AccountStore;
+pub use alarms::{FleetAlarmStore, FleetCondition, HUB_ACTOR};
 pub use alerts::AlertStore;
 pub use any::AnyStore;
 pub use cursor::Cursor;
@@ -137,6 +140,7 @@ pub trait Store:
     + EvidenceIndex
     + AuditLog
     + NotificationStore
+    + FleetAlarmStore
 {
     /// Which database this is.
     fn backend(&self) -> Backend {
@@ -429,7 +433,7 @@ fn to_u64(v: i64) -> u64 {
 /// `use chitti_hub::store::prelude::*;`.
 pub mod prelude {
     pub use super::{
-        AccountStore, AlertStore, AuditLog, Backed, EvidenceIndex, FleetStore, IngestStore,
-        NotificationStore, SiteStore, Store,
+        AccountStore, AlertStore, AuditLog, Backed, EvidenceIndex, FleetAlarmStore, FleetStore,
+        IngestStore, NotificationStore, SiteStore, Store,
     };
 }

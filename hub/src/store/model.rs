@@ -182,7 +182,91 @@ impl AlertStatus {
     }
 }
 
-/// One alert: the operator's view of one track (site, gateway, camera, track id).
+/// What an alert is about: a thermal track, or a problem of the fleet itself that the
+/// hub raises (a fleet alarm). Cool exceptions are thermal (`Hotspot`) alerts; see
+/// [`AlertRecord::presented_kind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AlertKind {
+    /// A thermal track's findings.
+    Hotspot,
+    /// Nothing heard from the gateway (or its Last Will) for `offline_after_s`.
+    GatewayOffline,
+    /// A camera delivers no frames, or its state is not ok, for the configured time.
+    CameraStalled,
+    /// The gateway's outbox is near its byte cap, or has started evicting.
+    OutboxPressure,
+    /// The component detector runs degraded (thresholds alone).
+    DetectorDegraded,
+    /// The gateway has failed to upload evidence for the configured time.
+    EvidenceUploadFailing,
+    /// The gateway's clock is off the hub's by more than the bound.
+    ClockSkew,
+}
+
+impl AlertKind {
+    /// Every kind's stored (and API) name.
+    pub const NAMES: &'static [&'static str] = &[
+        "hotspot",
+        "gateway_offline",
+        "camera_stalled",
+        "outbox_pressure",
+        "detector_degraded",
+        "evidence_upload_failing",
+        "clock_skew",
+    ];
+
+    /// The fleet alarms' kinds.
+    pub const FLEET: [AlertKind; 6] = [
+        Self::GatewayOffline,
+        Self::CameraStalled,
+        Self::OutboxPressure,
+        Self::DetectorDegraded,
+        Self::EvidenceUploadFailing,
+        Self::ClockSkew,
+    ];
+
+    /// The stored (and API) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hotspot => "hotspot",
+            Self::GatewayOffline => "gateway_offline",
+            Self::CameraStalled => "camera_stalled",
+            Self::OutboxPressure => "outbox_pressure",
+            Self::DetectorDegraded => "detector_degraded",
+            Self::EvidenceUploadFailing => "evidence_upload_failing",
+            Self::ClockSkew => "clock_skew",
+        }
+    }
+
+    /// The kind a stored (or API) name names.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Hotspot]
+            .into_iter()
+            .chain(Self::FLEET)
+            .find(|k| k.as_str() == s)
+    }
+
+    /// Whether the hub raises it about the fleet (not a thermal track).
+    pub fn is_fleet(self) -> bool {
+        self != Self::Hotspot
+    }
+
+    /// How people read it ("gateway offline").
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::Hotspot => "hotspot",
+            Self::GatewayOffline => "gateway offline",
+            Self::CameraStalled => "camera stalled",
+            Self::OutboxPressure => "outbox under pressure",
+            Self::DetectorDegraded => "detector degraded",
+            Self::EvidenceUploadFailing => "evidence upload failing",
+            Self::ClockSkew => "clock skew",
+        }
+    }
+}
+
+/// One alert: the operator's view of one track (site, gateway, camera, track id), or a
+/// fleet alarm the hub raised (its `kind` says which; it has no findings).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertRecord {
     /// Alert id (assigned by the hub).
@@ -191,37 +275,40 @@ pub struct AlertRecord {
     pub site: String,
     /// Gateway id.
     pub gateway: String,
-    /// Camera id.
+    /// What the alert is about.
+    pub kind: AlertKind,
+    /// Camera id; empty for a fleet alarm about the whole gateway.
     pub camera: String,
-    /// The agent's track (episode) id.
+    /// The agent's track (episode) id; a fleet alarm's own episode id.
     pub track_id: Uuid,
     /// Asset, as the latest finding that named one said.
     pub asset: Option<String>,
     /// Component class, as the latest finding that named one said.
     pub component_class: Option<String>,
-    /// Severity table of the track's findings.
-    pub severity_table: String,
+    /// Severity table of the track's findings (`None` for a fleet alarm).
+    pub severity_table: Option<String>,
     /// Workflow status.
     pub status: AlertStatus,
-    /// Highest severity level of any finding of the track.
+    /// Highest severity level of any finding of the track (a fleet alarm: its level).
     pub worst_level: u8,
-    /// Highest max °C of any finding of the track.
-    pub worst_max_c: f64,
+    /// Highest max °C of any finding of the track (`None` for a fleet alarm).
+    pub worst_max_c: Option<f64>,
     /// Severity level of the latest finding (by `observed_at`).
     pub last_level: u8,
-    /// Max °C of the latest finding.
-    pub last_max_c: f64,
-    /// The earliest finding (by `observed_at`).
-    pub first_finding_id: Uuid,
-    /// Its `observed_at`.
+    /// Max °C of the latest finding (`None` for a fleet alarm).
+    pub last_max_c: Option<f64>,
+    /// The earliest finding (by `observed_at`; `None` for a fleet alarm).
+    pub first_finding_id: Option<Uuid>,
+    /// Its `observed_at` (a fleet alarm: when its condition began).
     pub first_finding_at: DateTime<Utc>,
-    /// The latest finding (by `observed_at`).
-    pub last_finding_id: Uuid,
-    /// Its `observed_at`.
+    /// The latest finding (by `observed_at`; `None` for a fleet alarm).
+    pub last_finding_id: Option<Uuid>,
+    /// Its `observed_at` (a fleet alarm: when its condition was last seen to hold).
     pub last_finding_at: DateTime<Utc>,
-    /// Distinct findings stored for the track.
+    /// Distinct findings stored for the track (0 for a fleet alarm).
     pub finding_count: u64,
-    /// `observed_at` of the first finding with track state `cleared`.
+    /// `observed_at` of the first finding with track state `cleared` (a fleet alarm:
+    /// when its condition ended).
     pub cleared_at: Option<DateTime<Utc>>,
     /// Whether any finding of the track is a cool exception (level 0, the component
     /// far colder than its reference: an open phase, a lost load).
@@ -232,6 +319,28 @@ pub struct AlertRecord {
     pub updated_at: DateTime<Utc>,
     /// When an operator last changed the status.
     pub status_changed_at: Option<DateTime<Utc>>,
+    /// What the hub saw, for a fleet alarm ("no status or telemetry for 130 s").
+    pub detail: Option<String>,
+}
+
+impl AlertRecord {
+    /// The kind people and rules see: a thermal alert whose worst is a cool exception
+    /// at level 0 is `cool_exception`, never "L0 none"; otherwise [`AlertKind::as_str`].
+    pub fn presented_kind(&self) -> &'static str {
+        if self.kind == AlertKind::Hotspot && self.cool_exception && self.worst_level == 0 {
+            "cool_exception"
+        } else {
+            self.kind.as_str()
+        }
+    }
+
+    /// How long a fleet alarm's condition lasted (to its end, or to `now` while it
+    /// holds); `None` for a thermal alert.
+    pub fn outage(&self, now: DateTime<Utc>) -> Option<chrono::Duration> {
+        self.kind
+            .is_fleet()
+            .then(|| self.cleared_at.unwrap_or(now) - self.first_finding_at)
+    }
 }
 
 /// Which alerts to list, newest created first (creation time never changes, so pages
@@ -250,6 +359,9 @@ pub struct AlertQuery {
     pub min_level: Option<u8>,
     /// Only this component class.
     pub component_class: Option<String>,
+    /// Only alerts of this presented kind ([`AlertRecord::presented_kind`]), or of
+    /// this group ([`KindFilter`]).
+    pub kind: Option<KindFilter>,
     /// Only alerts created at or after this (hub clock).
     pub since: Option<DateTime<Utc>>,
     /// Only alerts created before this (hub clock).
@@ -274,12 +386,63 @@ impl Default for AlertQuery {
             status: None,
             min_level: None,
             component_class: None,
+            kind: None,
             since: None,
             until: None,
             text: None,
             sort: AlertSort::default(),
             limit: DEFAULT_PAGE_LIMIT,
             after: None,
+        }
+    }
+}
+
+/// The alert list's kind filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KindFilter {
+    /// One stored kind (`Hotspot` without its cool exceptions).
+    Kind(AlertKind),
+    /// Thermal alerts graded as cool exceptions.
+    CoolException,
+    /// Every thermal alert (hot spots and cool exceptions).
+    Thermal,
+    /// Every fleet alarm.
+    Fleet,
+}
+
+impl KindFilter {
+    /// Every filter's API name.
+    pub const NAMES: &'static [&'static str] = &[
+        "hotspot",
+        "cool_exception",
+        "gateway_offline",
+        "camera_stalled",
+        "outbox_pressure",
+        "detector_degraded",
+        "evidence_upload_failing",
+        "clock_skew",
+        "thermal",
+        "fleet",
+    ];
+
+    /// The filter an API name names.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "cool_exception" => Some(Self::CoolException),
+            "thermal" => Some(Self::Thermal),
+            "fleet" => Some(Self::Fleet),
+            other => AlertKind::parse(other).map(Self::Kind),
+        }
+    }
+
+    /// Whether an alert passes the filter.
+    pub fn matches(self, alert: &AlertRecord) -> bool {
+        match self {
+            Self::Kind(AlertKind::Hotspot) => alert.presented_kind() == "hotspot",
+            Self::Kind(kind) => alert.kind == kind,
+            Self::CoolException => alert.presented_kind() == "cool_exception",
+            Self::Thermal => !alert.kind.is_fleet(),
+            Self::Fleet => alert.kind.is_fleet(),
         }
     }
 }
@@ -508,7 +671,8 @@ pub struct GatewayRecord {
     pub revoked_at: Option<DateTime<Utc>>,
     /// Online according to the latest status (the Last Will says `false`).
     pub online: bool,
-    /// When the hub last received a status (hub clock).
+    /// When the hub last heard from it: a status, its Last Will or telemetry (hub
+    /// clock).
     pub last_seen_at: Option<DateTime<Utc>>,
     /// The newest applied status' own timestamp (gateway clock); a Last Will applied
     /// after it does not move it back.
@@ -525,6 +689,13 @@ pub struct GatewayRecord {
     pub cameras: Vec<CameraStatus>,
     /// The latest status as received.
     pub last_status: Option<AgentStatus>,
+    /// Its clock against the hub's, measured on its latest online status or telemetry
+    /// (its `ts` minus the hub's receipt), milliseconds.
+    pub clock_offset_ms: Option<i64>,
+    /// The measurement before it.
+    pub clock_offset_prev_ms: Option<i64>,
+    /// When a status last showed its outbox evicting (hub clock).
+    pub evicted_at: Option<DateTime<Utc>>,
 }
 
 impl GatewayRecord {

@@ -170,6 +170,9 @@ pub struct EvidenceUploadStats {
     pub corrupt: u64,
     /// The last failure, for status pages.
     pub last_error: Option<String>,
+    /// Since when every attempt has failed: set by the first failure after a success
+    /// (or start), cleared by the next success.
+    pub failing_since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Talks to a running uploader: wakes it, reads its stats. Cheap to clone.
@@ -189,6 +192,18 @@ impl UploaderHandle {
     /// A snapshot of the counters.
     pub fn stats(&self) -> EvidenceUploadStats {
         lock(&self.shared.stats).clone()
+    }
+}
+
+impl crate::health::EvidenceGauge for UploaderHandle {
+    fn status(&self) -> chitti_common::protocol::EvidenceUploadStatus {
+        let stats = self.stats();
+        chitti_common::protocol::EvidenceUploadStatus {
+            uploaded: stats.uploaded,
+            failures: stats.failures,
+            failing_since: stats.failing_since,
+            last_error: stats.last_error,
+        }
     }
 }
 
@@ -524,6 +539,7 @@ impl Worker {
                 let mut stats = lock(&self.shared.stats);
                 stats.uploaded += 1;
                 stats.bytes += bytes.len() as u64;
+                stats.failing_since = None;
                 Outcome::Done
             }
             Verdict::Rejected => {
@@ -583,6 +599,7 @@ impl Worker {
     fn failure(&self, message: String) {
         let mut stats = lock(&self.shared.stats);
         stats.failures += 1;
+        stats.failing_since.get_or_insert_with(chrono::Utc::now);
         stats.last_error = Some(message);
     }
 

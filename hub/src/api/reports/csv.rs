@@ -42,7 +42,9 @@ use super::{internal, opt_num, rfc3339};
 /// seen (`observed_at` of the first and latest finding); number of findings; assignee
 /// (the latest assignment, empty if none); camera, gateway; link (the alert in the API);
 /// `cool_exception` (`true` when a finding of the track was a cool exception: level 0,
-/// far colder than its reference).
+/// far colder than its reference); `kind` (`hotspot`, `cool_exception` or a fleet
+/// alarm's kind) and `detail` (what the hub saw, for a fleet alarm, whose °C, severity
+/// table and finding columns are empty and whose `level_name` is the kind's title).
 pub const ALERT_COLUMNS: &[&str] = &[
     "id",
     "site",
@@ -65,6 +67,8 @@ pub const ALERT_COLUMNS: &[&str] = &[
     "gateway",
     "link",
     "cool_exception",
+    "kind",
+    "detail",
 ];
 
 /// Columns of `findings/export.csv`, in order: the finding id; when the hub received
@@ -189,23 +193,29 @@ impl AlertExport {
                     .map(str::to_string)
             })
             .unwrap_or_default();
-        let last = self
-            .s
-            .store
-            .finding(a.last_finding_id)
-            .await?
-            .map(|f| f.finding);
-        let level_name = self
-            .catalog
-            .get(&a.severity_table)
-            .and_then(|t| t.level(a.worst_level))
-            .map(|l| l.name.clone())
-            .or_else(|| {
-                last.as_ref()
-                    .filter(|f| f.severity.level == a.worst_level)
-                    .map(|f| f.severity.level_name.clone())
-            })
-            .unwrap_or_default();
+        let last = match a.last_finding_id {
+            Some(id) => self.s.store.finding(id).await?.map(|f| f.finding),
+            None => None,
+        };
+        let level_name = match a.presented_kind() {
+            "hotspot" => a
+                .severity_table
+                .as_deref()
+                .and_then(|t| self.catalog.get(t))
+                .and_then(|t| t.level(a.worst_level))
+                .map(|l| l.name.clone())
+                .or_else(|| {
+                    last.as_ref()
+                        .filter(|f| f.severity.level == a.worst_level)
+                        .map(|f| f.severity.level_name.clone())
+                })
+                .unwrap_or_default(),
+            "cool_exception" => "cool exception".to_string(),
+            _ => a.kind.title().to_string(),
+        };
+        let celsius = |c: Option<f64>| c.map(|c| c.to_string()).unwrap_or_default();
+        let kind = a.presented_kind();
+        let detail = a.detail.clone().unwrap_or_default();
         let inputs = last.as_ref().map(|f| &f.severity.inputs);
         Ok(vec![
             a.id.to_string(),
@@ -216,11 +226,11 @@ impl AlertExport {
             a.worst_level.to_string(),
             level_name,
             a.status.as_str().to_string(),
-            a.worst_max_c.to_string(),
-            a.last_max_c.to_string(),
+            celsius(a.worst_max_c),
+            celsius(a.last_max_c),
             opt_num(inputs.and_then(|i| i.reference_c)),
             opt_num(inputs.and_then(|i| i.delta_c)),
-            a.severity_table,
+            a.severity_table.clone().unwrap_or_default(),
             rfc3339(a.first_finding_at),
             rfc3339(a.last_finding_at),
             a.finding_count.to_string(),
@@ -229,6 +239,8 @@ impl AlertExport {
             a.gateway,
             format!("/api/v1/alerts/{}", a.id),
             a.cool_exception.to_string(),
+            kind.to_string(),
+            detail,
         ])
     }
 }
