@@ -70,6 +70,8 @@ const OPERATIONS: &[&str] = &[
     "GET /api/v1/notification-channels",
     "POST /api/v1/notification-channels/{id}/test",
     "POST /api/v1/notification-channels/{id}/enable",
+    "GET /api/v1/notification-settings",
+    "PUT /api/v1/notification-settings",
 ];
 
 /// Operations anyone may call: no `security`, no 401 for a missing sign-in.
@@ -248,7 +250,7 @@ async fn the_document_describes_exactly_the_routes_the_router_answers() {
             .as_array()
             .unwrap()
             .len(),
-        11
+        12
     );
 }
 

@@ -1011,7 +1011,227 @@ async fn a_slow_receiver_never_holds_claimed_messages_past_half_their_lease(back
     );
 }
 
+/// Admins add channels and rules through the API beside the file's; the notifier runs on
+/// both, secrets are never shown again, a stale edit overwrites nothing.
+async fn admins_edit_channels_and_rules_and_the_notifier_follows(backend: &str) {
+    let receiver = support::receiver::start().await;
+    // The file: one webhook and one rule at level 3 and above.
+    let file = notifications(
+        &receiver,
+        "[[notifications.rules]]\nid = \"file-critical\"\nmin_level = 3\nchannels = [\"scada\"]\n",
+    );
+    let for_api = Arc::new(file.clone());
+    let (api, _db) = Api::with(backend, Users::SignIn, |state| {
+        state.with_notifications(for_api, Some("https://hub.example.net".into()))
+    })
+    .await;
+    let (ada, _, _) = api.login("ada").await;
+    let (otto, _, _) = api.login("otto").await;
+    let uri = "/api/v1/notification-settings";
+    let r = api.get(uri, Some(&ada), None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("etag"), Some("\"0\""));
+    assert_eq!(r.body["version"], 0);
+    assert!(r.body["file_channels"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("scada")));
+    let forbidden = api.get(uri, Some(&otto), None).await;
+    assert_error(&forbidden, StatusCode::FORBIDDEN, "forbidden");
+
+    let doc = format!(
+        r#"
+[[channels]]
+id = "control-room"
+kind = "webhook"
+url = "{hook}"
+secret = "{WEBHOOK_SECRET}"
+[[channels]]
+id = "archive"
+kind = "webhook"
+url = "https://archive.example.net/in"
+[[rules]]
+id = "serious-to-control-room"
+min_level = 2
+channels = ["control-room"]
+"#,
+        hook = receiver.url("webhook?control-room"),
+    );
+    let body = serde_json::json!({ "toml": doc });
+    let r = api
+        .call("PUT", uri, Some(&ada), Some(body.clone()), &[])
+        .await;
+    assert_error(
+        &r,
+        StatusCode::PRECONDITION_REQUIRED,
+        "precondition_required",
+    );
+    let r = api
+        .call(
+            "PUT",
+            uri,
+            Some(&otto),
+            Some(body.clone()),
+            &[("if-match", "\"0\"")],
+        )
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+    let r = api
+        .call(
+            "PUT",
+            uri,
+            Some(&ada),
+            Some(body.clone()),
+            &[("if-match", "\"0\"")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.header("etag"), Some("\"1\""));
+    let drawn = r.body["new_secrets"]["archive"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(drawn.starts_with("whsec_"), "{:?}", r.body);
+    assert!(r.body["new_secrets"].get("control-room").is_none());
+    // Shown once: never again, neither the drawn secret nor the given one.
+    let shown = api.get(uri, Some(&ada), None).await;
+    let text = shown.body.to_string();
+    assert!(
+        !text.contains(&drawn) && !text.contains(WEBHOOK_SECRET),
+        "{text}"
+    );
+    assert!(shown.body["toml"]
+        .as_str()
+        .unwrap()
+        .contains("secret = \"(kept)\""));
+    let channels = api
+        .ok(
+            StatusCode::OK,
+            "GET",
+            "/api/v1/notification-channels",
+            &ada,
+            None,
+        )
+        .await;
+    let sources: Vec<(String, String)> = channels["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap().into(),
+                c["source"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(
+        sources.contains(&("control-room".into(), "settings".into())),
+        "{sources:?}"
+    );
+    assert!(sources.contains(&("scada".into(), "file".into())));
+
+    // A stale edit (still based on version 0) is refused and names the current one.
+    let r = api
+        .call(
+            "PUT",
+            uri,
+            Some(&ada),
+            Some(serde_json::json!({"toml": ""})),
+            &[("if-match", "\"0\"")],
+        )
+        .await;
+    let message = assert_error(&r, StatusCode::CONFLICT, "conflict");
+    assert!(message.contains("current version is 1"), "{message}");
+    // Every problem at once, by path in the document; the file's ids are taken.
+    let bad = serde_json::json!({
+        "channels": [{"id": "scada", "kind": "slack", "url": "https://hooks.slack.com/x"}],
+        "rules": [{"id": "r", "channels": ["nowhere"]}],
+    });
+    let r = api
+        .call("PUT", uri, Some(&ada), Some(bad), &[("if-match", "\"1\"")])
+        .await;
+    let message = assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    assert!(
+        message.contains("channels[0].id: \"scada\" is defined in the hub's configuration file"),
+        "{message}"
+    );
+    assert!(message.contains("rules[0].channels"), "{message}");
+    let unknown = serde_json::json!({"rules": [{"id": "r", "level": 3}]});
+    let r = api
+        .call(
+            "PUT",
+            uri,
+            Some(&ada),
+            Some(unknown),
+            &[("if-match", "\"1\"")],
+        )
+        .await;
+    let message = assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    assert!(message.contains("level"), "{message}");
+
+    // The notifier, started with the file alone, runs the settings too: a level-2
+    // alert goes to the control room (signed with the given secret), not to scada.
+    let n = notifier(&api, file);
+    let alert = heat(&api, Uuid::now_v7(), &[2], Utc::now()).await;
+    n.pass(Utc::now()).await.unwrap();
+    let hooks = receiver.taken("webhook");
+    assert_eq!(hooks.len(), 1, "{hooks:#?}");
+    assert_eq!(hooks[0].body["data"]["rule"], "serious-to-control-room");
+    assert_eq!(hooks[0].body["data"]["alert"]["id"], alert.to_string());
+    assert!(
+        receiver.received().iter().all(|r| r.answered == 200),
+        "signed with the kept secret"
+    );
+
+    // An edit of what was read (secrets as "(kept)") keeps them, and is in force at
+    // the next pass: level 3 now also goes to the control room under a second rule.
+    let mut edited = shown.body["toml"].as_str().unwrap().to_string();
+    edited.push_str(
+        "\n[[rules]]\nid = \"critical-too\"\nmin_level = 3\nchannels = [\"control-room\"]\n",
+    );
+    let r = api
+        .call(
+            "PUT",
+            uri,
+            Some(&ada),
+            Some(serde_json::json!({"toml": edited})),
+            &[("if-match", "\"1\"")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert!(
+        r.body["new_secrets"].as_object().unwrap().is_empty(),
+        "kept, not drawn again"
+    );
+    heat(&api, Uuid::now_v7(), &[3], Utc::now()).await;
+    n.pass(Utc::now()).await.unwrap();
+    let hooks = receiver.taken("webhook");
+    let rules: std::collections::BTreeSet<_> = hooks[1..]
+        .iter()
+        .map(|h| h.body["data"]["rule"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        rules.contains("serious-to-control-room") || rules.contains("critical-too"),
+        "{rules:?}"
+    );
+    assert!(rules.contains("file-critical"), "{rules:?}");
+    assert!(receiver.received().iter().all(|r| r.answered == 200));
+    let audit: Vec<_> = api
+        .audit_log()
+        .await
+        .into_iter()
+        .filter(|e| e.event.action == "notification.settings")
+        .collect();
+    assert_eq!(audit.len(), 2);
+    assert_eq!(audit[0].event.actor, "ada");
+    assert!(
+        !format!("{audit:?}").contains(&drawn),
+        "no secret in the audit log"
+    );
+}
+
 on_both!(
+    admins_edit_channels_and_rules_and_the_notifier_follows,
     a_slow_receiver_never_holds_claimed_messages_past_half_their_lease,
     a_cool_down_holds_level_ups_and_a_later_level_supersedes_a_held_one,
     quiet_hours_hold_all_but_critical_alerts_until_they_end,

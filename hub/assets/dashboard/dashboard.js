@@ -15,8 +15,9 @@
   const isOperator = role === "operator" || role === "admin";
 
   /** Calls the API with the session cookie and its CSRF token. */
-  async function api(method, url, body) {
-    const headers = { "X-CSRF-Token": meta("csrf-token"), Accept: "application/json" };
+  async function api(method, url, body, extraHeaders) {
+    const headers = Object.assign(
+      { "X-CSRF-Token": meta("csrf-token"), Accept: "application/json" }, extraHeaders || {});
     const init = { method, headers, credentials: "same-origin" };
     if (body instanceof FormData) {
       init.body = body;
@@ -102,8 +103,20 @@
       try {
         if (file) body.verified_fixed_sha256 = await uploadVerified(form, file);
         const hasBody = form.dataset.method !== "DELETE";
-        const r = await api(form.dataset.method, form.dataset.url, hasBody ? body : undefined);
+        // A versioned document is saved with the version it was read at.
+        const extra = form.dataset.ifMatch ? { "If-Match": form.dataset.ifMatch } : undefined;
+        const r = await api(form.dataset.method, form.dataset.url, hasBody ? body : undefined, extra);
         if (!r.ok) throw new Error(errorText(r));
+        const secrets = (r.json && r.json.new_secrets) || {};
+        if (Object.keys(secrets).length) {
+          // Shown once: stay on the page so they can be copied.
+          const out = $(".form-result", form);
+          if (out) out.textContent = "Saved. New webhook secrets, shown only now: " +
+            Object.entries(secrets).map(([id, secret]) => `${id}: ${secret}`).join("; ");
+          if (r.json.version !== undefined) form.dataset.ifMatch = `"${r.json.version}"`;
+          buttons.forEach((b) => (b.disabled = false));
+          return;
+        }
         if (form.dataset.result !== undefined) {
           // An action whose answer is the point (a test message): show it, stay.
           const out = $(".form-result", form);

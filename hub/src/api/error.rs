@@ -24,6 +24,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The body's content is not an accepted kind (415).
     UnsupportedMediaType,
+    /// A versioned document was written without `If-Match` (428).
+    PreconditionRequired,
     /// The request names a host this hub does not serve (`http.public_origins`, 421).
     MisdirectedRequest,
     /// Too many requests (429).
@@ -45,6 +47,7 @@ impl ErrorCode {
             Self::Conflict => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             Self::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -138,7 +141,9 @@ impl From<crate::store::StoreError> for ApiError {
                 "the database is unavailable; try again",
             ),
             E::AlertNotFound(id) => Self::not_found(format!("alert {id}")),
-            E::InvalidTransition { .. } => Self::new(ErrorCode::Conflict, err.to_string()),
+            E::InvalidTransition { .. } | E::VersionConflict { .. } => {
+                Self::new(ErrorCode::Conflict, err.to_string())
+            }
             E::InvalidCursor => Self::bad_request("invalid pagination cursor"),
             E::InvalidId(e) => Self::bad_request(e.to_string()),
             E::GatewayExists { .. } | E::UserExists { .. } | E::AlreadyExists { .. } => {

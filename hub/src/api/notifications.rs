@@ -8,18 +8,26 @@
 //! | `GET /api/v1/notification-channels` | admin |
 //! | `POST /api/v1/notification-channels/{id}/test` | admin |
 //! | `POST /api/v1/notification-channels/{id}/enable` | admin |
+//! | `GET /api/v1/notification-settings` (`ETag`) | admin |
+//! | `PUT /api/v1/notification-settings` (`If-Match`; a stale one is 409) | admin |
 //!
-//! Channels come from the hub's configuration (`[notifications]`), so they are read
-//! here, never written. A channel's secret, routing key and the path of its URL (where
-//! Slack and Teams keep their secret) are never returned. Sending a test message and
-//! turning a channel back on are audited (`notification.test`, `notification.enable`).
+//! Channels and rules come from the hub's file (`[notifications]`, read here, never
+//! written) and from the settings admins edit here (`notify::settings`), both in force
+//! together. A channel's secret, routing key and the path of its URL (where Slack and
+//! Teams keep their secret) are never returned; a webhook secret the hub draws is shown
+//! once, in the answer of the edit that made it. Sending a test message, turning a
+//! channel back on and every edit are audited (`notification.test`,
+//! `notification.enable`, `notification.settings`).
 
 use super::auth::Principal;
 use super::error::{ApiError, ErrorBody};
 use super::{audit, ApiQuery, ApiState, ListPage};
-use crate::notify::config::redact_url;
-use crate::store::{AlertStore, NotificationRecord, NotificationStore, Role};
+use crate::notify::config::{redact_url, NotificationsConfig};
+use crate::notify::settings::{self, SettingsDocument};
+use crate::store::{AlertStore, NotificationRecord, NotificationStore, Role, StoredSettings};
 use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::IntoResponse;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -36,6 +44,24 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(list_channels))
         .routes(routes!(test_channel))
         .routes(routes!(enable_channel))
+        .routes(routes!(get_settings, put_settings))
+}
+
+/// The configuration in force: the file's and the admins' settings, with the settings
+/// as stored and what keeps them from applying (an id the file defines too).
+async fn effective(
+    s: &ApiState,
+) -> Result<
+    (
+        NotificationsConfig,
+        Option<StoredSettings>,
+        Vec<chitti_common::config::ConfigError>,
+    ),
+    ApiError,
+> {
+    let stored = s.store.notification_settings().await?;
+    let (config, problems) = settings::effective(&s.notifications, stored.as_ref());
+    Ok((config, stored, problems))
 }
 
 /// The delivery log of one alert: every message its transitions caused, newest first.
@@ -118,6 +144,10 @@ pub struct ChannelView {
     pub id: String,
     /// `email`, `webhook`, `slack`, `teams` or `pagerduty`.
     pub kind: String,
+    /// Where it is defined: `file` (the hub's configuration) or `settings` (edited
+    /// through the API or the dashboard).
+    #[schema(schema_with = source_schema)]
+    pub source: &'static str,
     /// Where it posts: scheme and host only (the path may hold a secret).
     pub endpoint: Option<String>,
     /// E-mail recipients.
@@ -148,24 +178,30 @@ pub(crate) async fn list_channels(
 ) -> Result<Json<ListPage<ChannelView>>, ApiError> {
     p.require(Role::Admin)?;
     let disabled = s.store.disabled_channels().await?;
-    let config = &s.notifications;
+    let (config, ..) = effective(&s).await?;
     let items = config
         .channels
         .iter()
-        .map(|c| channel_view(config, c, &disabled))
+        .map(|c| channel_view(&config, &s.notifications, c, &disabled))
         .collect();
     Ok(Json(ListPage::whole(items)))
 }
 
 /// A channel as the API shows it, with the rules that use it and whether it is off.
 fn channel_view(
-    config: &crate::notify::config::NotificationsConfig,
+    config: &NotificationsConfig,
+    file: &NotificationsConfig,
     c: &crate::notify::config::ChannelConfig,
     disabled: &[(String, DateTime<Utc>, String)],
 ) -> ChannelView {
     let off = disabled.iter().find(|(id, ..)| *id == c.id);
     ChannelView {
         id: c.id.clone(),
+        source: if file.channels.iter().any(|f| f.id == c.id) {
+            "file"
+        } else {
+            "settings"
+        },
         kind: c.kind.as_str().to_string(),
         endpoint: c.endpoint().map(redact_url),
         to: c.to.clone(),
@@ -191,11 +227,15 @@ pub struct TestResult {
     pub answer: String,
 }
 
+fn source_schema() -> utoipa::openapi::schema::Object {
+    super::enum_schema(&["file", "settings"], false, "Where the channel is defined")
+}
+
 fn existing_channel<'a>(
-    s: &'a ApiState,
+    config: &'a NotificationsConfig,
     id: &str,
 ) -> Result<&'a crate::notify::config::ChannelConfig, ApiError> {
-    s.notifications
+    config
         .channels
         .iter()
         .find(|c| c.id == id)
@@ -223,8 +263,9 @@ async fn test_channel(
     Path(id): Path<String>,
 ) -> Result<Json<TestResult>, ApiError> {
     p.require(Role::Admin)?;
-    existing_channel(&s, &id)?;
-    let result = crate::notify::send_test(&s.notifications, &id, s.dashboard_url.clone()).await;
+    let (config, ..) = effective(&s).await?;
+    existing_channel(&config, &id)?;
+    let result = crate::notify::send_test(&config, &id, s.dashboard_url.clone()).await;
     let (delivered, answer) = match result {
         Ok(answer) => (true, answer),
         Err(e) => (false, e.to_string()),
@@ -265,7 +306,8 @@ async fn enable_channel(
     Path(id): Path<String>,
 ) -> Result<Json<ChannelView>, ApiError> {
     p.require(Role::Admin)?;
-    let channel = existing_channel(&s, &id)?;
+    let (config, ..) = effective(&s).await?;
+    let channel = existing_channel(&config, &id)?;
     if !s.store.enable_channel(&id).await? {
         return Err(ApiError::new(
             super::error::ErrorCode::Conflict,
@@ -275,5 +317,254 @@ async fn enable_channel(
     audit(&s, &p, "notification.enable", &id, json!({})).await?;
     tracing::info!(channel = %id, actor = %p.actor(), "notification channel enabled");
     let disabled = s.store.disabled_channels().await?;
-    Ok(Json(channel_view(&s.notifications, channel, &disabled)))
+    Ok(Json(channel_view(
+        &config,
+        &s.notifications,
+        channel,
+        &disabled,
+    )))
+}
+
+/// The channels and rules admins edit, as the dashboard's editor and the API show them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SettingsView {
+    /// The version (also the `ETag`); 0 before the first edit.
+    pub version: i64,
+    /// The document as TOML (`[[channels]]`, `[[rules]]`, the keys of the file's
+    /// `[[notifications.channels]]` and `[[notifications.rules]]`), every secret shown
+    /// as `(kept)`.
+    pub toml: String,
+    /// The same document as JSON, secrets as `(kept)`.
+    #[schema(value_type = Object)]
+    pub document: serde_json::Value,
+    /// Who saved it last.
+    pub updated_by: Option<String>,
+    /// When.
+    pub updated_at: Option<DateTime<Utc>>,
+    /// Channel ids the hub's file defines (read-only here).
+    pub file_channels: Vec<String>,
+    /// Rule ids the hub's file defines (read-only here).
+    pub file_rules: Vec<String>,
+    /// Why the settings are not in force, if they are not (the file came to define one
+    /// of their ids since they were saved): the file's channels and rules run alone.
+    pub problems: Vec<String>,
+    /// Webhook secrets the hub drew for channels written without one, by channel id:
+    /// shown in the answer to that edit only, never again.
+    pub new_secrets: std::collections::BTreeMap<String, String>,
+}
+
+/// An edit: the whole document, as TOML text or as JSON (exactly one of the two).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsRequest {
+    /// The document as TOML (`[[channels]]`, `[[rules]]`).
+    #[schema(max_length = 262144)]
+    pub toml: Option<String>,
+    /// The channels, as JSON objects with the file's keys.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub channels: Option<Vec<serde_json::Value>>,
+    /// The rules, as JSON objects with the file's keys.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub rules: Option<Vec<serde_json::Value>>,
+}
+
+fn settings_view(
+    s: &ApiState,
+    stored: Option<&StoredSettings>,
+    problems: &[chitti_common::config::ConfigError],
+) -> Result<SettingsView, ApiError> {
+    let doc = match stored {
+        Some(st) => {
+            serde_json::from_value::<SettingsDocument>(st.document.clone()).map_err(|e| {
+                ApiError::new(
+                    super::error::ErrorCode::Internal,
+                    format!("stored notification settings do not decode: {e}"),
+                )
+            })?
+        }
+        None => SettingsDocument::default(),
+    };
+    Ok(SettingsView {
+        version: stored.map_or(0, |st| st.version),
+        toml: doc.to_toml_redacted(),
+        document: serde_json::to_value(doc.redacted()).unwrap_or_default(),
+        updated_by: stored.map(|st| st.updated_by.clone()),
+        updated_at: stored.map(|st| st.updated_at),
+        file_channels: s
+            .notifications
+            .channels
+            .iter()
+            .map(|c| c.id.clone())
+            .collect(),
+        file_rules: s.notifications.rules.iter().map(|r| r.id.clone()).collect(),
+        problems: problems.iter().map(|p| p.to_string()).collect(),
+        new_secrets: Default::default(),
+    })
+}
+
+fn with_etag(view: SettingsView) -> axum::response::Response {
+    let etag = HeaderValue::from_str(&format!("\"{}\"", view.version))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"0\""));
+    ([(header::ETAG, etag)], Json(view)).into_response()
+}
+
+/// The settings as [`get_settings`] shows them (the dashboard's editor).
+pub(crate) async fn current_settings(s: &ApiState) -> Result<SettingsView, ApiError> {
+    let (_, stored, problems) = effective(s).await?;
+    settings_view(s, stored.as_ref(), &problems)
+}
+
+/// The channels and rules edited through the API and the dashboard, secrets shown as
+/// `(kept)`, with their version as `ETag`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/notification-settings",
+    tag = "notifications",
+    responses(
+        (status = 200, description = "The settings document and its version", body = SettingsView,
+         headers(("ETag" = String, description = "The version, quoted: send it back as If-Match"))),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Needs the admin role", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
+async fn get_settings(
+    State(s): State<ApiState>,
+    p: Principal,
+) -> Result<axum::response::Response, ApiError> {
+    p.require(Role::Admin)?;
+    let (_, stored, problems) = effective(&s).await?;
+    Ok(with_etag(settings_view(&s, stored.as_ref(), &problems)?))
+}
+
+/// Replaces the channels and rules edited here (the file's stay as they are). The whole
+/// document is validated with the file's, every problem at once; `(kept)` keeps a
+/// stored secret; a webhook without a secret gets one, shown in this answer only.
+#[utoipa::path(
+    put,
+    path = "/api/v1/notification-settings",
+    tag = "notifications",
+    params(("If-Match" = String, Header, description = "The ETag of the version edited (\"0\" before the first edit)")),
+    request_body = SettingsRequest,
+    responses(
+        (status = 200, description = "Saved and in force: the new version", body = SettingsView,
+         headers(("ETag" = String, description = "The new version, quoted"))),
+        (status = 400, description = "The document is invalid: every problem, by path", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Needs the admin role", body = ErrorBody),
+        (status = 409, description = "Changed since the version edited: the message names the current one", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 428, description = "No If-Match", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
+async fn put_settings(
+    State(s): State<ApiState>,
+    p: Principal,
+    headers: HeaderMap,
+    super::ApiJson(body): super::ApiJson<SettingsRequest>,
+) -> Result<axum::response::Response, ApiError> {
+    p.require(Role::Admin)?;
+    let expected = if_match(&headers)?;
+    let invalid = |problems: Vec<chitti_common::config::ConfigError>| {
+        let list: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        ApiError::bad_request(format!(
+            "{} problem(s) in the notification settings: {}",
+            list.len(),
+            list.join("; ")
+        ))
+    };
+    let mut doc = match body {
+        SettingsRequest {
+            toml: Some(text),
+            channels: None,
+            rules: None,
+        } => SettingsDocument::from_toml(&text).map_err(invalid)?,
+        SettingsRequest {
+            toml: None,
+            channels,
+            rules,
+        } => {
+            let value = json!({
+                "channels": channels.unwrap_or_default(),
+                "rules": rules.unwrap_or_default(),
+            });
+            serde_path_to_error::deserialize::<_, SettingsDocument>(value).map_err(|e| {
+                let path = e.path().to_string();
+                ApiError::bad_request(format!("{path}: {}", e.into_inner()))
+            })?
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "send the document either as `toml` or as `channels` and `rules`, not both",
+            ))
+        }
+    };
+    let stored = s.store.notification_settings().await?;
+    let before = match &stored {
+        Some(st) => {
+            serde_json::from_value::<SettingsDocument>(st.document.clone()).unwrap_or_default()
+        }
+        None => SettingsDocument::default(),
+    };
+    let new_secrets = doc.resolve_secrets(&before).map_err(invalid)?;
+    settings::merge(&s.notifications, &doc).map_err(invalid)?;
+    let document = serde_json::to_value(&doc)
+        .map_err(|e| ApiError::new(super::error::ErrorCode::Internal, e.to_string()))?;
+    let at = Utc::now();
+    let version = s
+        .store
+        .save_notification_settings(expected, &document, &p.actor(), at)
+        .await?;
+    let ids = |d: &SettingsDocument| -> (Vec<String>, Vec<String>) {
+        (
+            d.channels.iter().map(|c| c.id.clone()).collect(),
+            d.rules.iter().map(|r| r.id.clone()).collect(),
+        )
+    };
+    let ((old_channels, old_rules), (channels, rules)) = (ids(&before), ids(&doc));
+    audit(
+        &s,
+        &p,
+        "notification.settings",
+        &format!("version {version}"),
+        json!({
+            "from_version": expected,
+            "channels": channels, "rules": rules,
+            "removed_channels": old_channels.iter().filter(|c| !channels.contains(c)).collect::<Vec<_>>(),
+            "removed_rules": old_rules.iter().filter(|r| !rules.contains(r)).collect::<Vec<_>>(),
+            "new_secrets_for": new_secrets.keys().collect::<Vec<_>>(),
+        }),
+    )
+    .await?;
+    tracing::info!(version, actor = %p.actor(), "notification settings saved");
+    // The notifiers reload by version at their next pass; wake this hub's now.
+    s.live.alert_signal().notify_one();
+    let saved = StoredSettings {
+        document,
+        version,
+        updated_by: p.actor(),
+        updated_at: at,
+    };
+    let mut view = settings_view(&s, Some(&saved), &[])?;
+    view.new_secrets = new_secrets;
+    Ok(with_etag(view))
+}
+
+/// The version an edit is based on, from `If-Match` (`"3"`, or `W/"3"`).
+fn if_match(headers: &HeaderMap) -> Result<i64, ApiError> {
+    let value = headers.get(header::IF_MATCH).ok_or_else(|| {
+        ApiError::new(
+            super::error::ErrorCode::PreconditionRequired,
+            "send If-Match with the ETag of the version you edited (GET /api/v1/notification-settings gives it; \"0\" before the first edit)",
+        )
+    })?;
+    value
+        .to_str()
+        .ok()
+        .map(|v| v.trim().trim_start_matches("W/").trim_matches('"'))
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|v| *v >= 0)
+        .ok_or_else(|| ApiError::bad_request("If-Match: expected a version ETag such as \"3\""))
 }

@@ -495,10 +495,18 @@ pub(crate) async fn notifications(State(s): State<ApiState>, PageUser(p): PageUs
         .await,
     )?
     .items;
-    let channels = if p.user.role >= Role::Admin {
-        Some(api(&p, list_channels(State(s.clone()), p.clone()).await)?.items)
+    let (channels, settings) = if p.user.role >= Role::Admin {
+        (
+            Some(api(&p, list_channels(State(s.clone()), p.clone()).await)?.items),
+            Some(api(
+                &p,
+                crate::api::notifications::current_settings(&s)
+                    .await
+                    .map(axum::Json),
+            )?),
+        )
     } else {
-        None
+        (None, None)
     };
     let body = html! {
         @if let Some(channels) = &channels {
@@ -544,6 +552,7 @@ pub(crate) async fn notifications(State(s): State<ApiState>, PageUser(p): PageUs
                 }
             }
         }
+        @if let Some(settings) = &settings { (settings_editor(settings)) }
         section.card #outbox aria-labelledby="outbox-h" {
             h2 #outbox-h { "Messages" }
             p.muted { "Failed and retrying first, then the newest." }
@@ -578,6 +587,45 @@ pub(crate) async fn notifications(State(s): State<ApiState>, PageUser(p): PageUs
         Live::Indicator,
         body,
     ))
+}
+
+/// The admins' editor of the channels and rules kept in the store (the file's are
+/// listed, not editable): TOML with the file's keys, secrets shown as `(kept)`, saved
+/// with the version it was read at (a stale save is refused, nothing overwritten).
+fn settings_editor(settings: &crate::api::notifications::SettingsView) -> Markup {
+    let none = |ids: &[String]| {
+        if ids.is_empty() {
+            "none".to_string()
+        } else {
+            ids.join(", ")
+        }
+    };
+    html! {
+        section.card #settings-editor aria-labelledby="settings-h" {
+            h2 #settings-h { "Edit channels and rules" }
+            p.muted {
+                "The hub's configuration file defines channels " (none(&settings.file_channels))
+                " and rules " (none(&settings.file_rules)) "; change those in the file. "
+                "Here: more channels and rules, in TOML with the file's keys ("
+                code { "[[channels]]" } ", " code { "[[rules]]" } "). Secrets read "
+                code { "(kept)" } ": leave them so to keep them. A webhook without a "
+                code { "secret" } " gets one, shown once after saving."
+            }
+            @for problem in &settings.problems {
+                p.bad-text role="alert" { "Not in force: " (problem) }
+            }
+            form.api-form #settings-form data-method="PUT" data-url="/api/v1/notification-settings" data-if-match=(format!("\"{}\"", settings.version)) {
+                label for="settings-toml" { "Channels and rules (version " (settings.version) ")" }
+                textarea #settings-toml name="toml" rows="16" spellcheck="false" { (settings.toml) }
+                div.field.buttons { button type="submit" { "Save" } }
+                output.form-result {}
+                p.form-error role="alert" {}
+            }
+            @if let (Some(by), Some(at)) = (&settings.updated_by, settings.updated_at) {
+                p.muted { "Saved by " (by) " at " (layout::time(at)) "." }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

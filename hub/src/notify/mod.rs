@@ -16,6 +16,7 @@
 pub mod channels;
 pub mod config;
 pub mod policy;
+pub mod settings;
 pub mod signature;
 
 use crate::store::{ClaimedNotification, DeliveryOutcome, NotificationStore, StoreError};
@@ -57,7 +58,12 @@ pub enum NotifyError {
 /// Routes transitions, runs escalations and sends messages, until shut down.
 pub struct Notifier<S> {
     store: Arc<S>,
-    policy: Policy,
+    // The file's [notifications]; the policy is it plus the admins' settings, reloaded
+    // when their version changes.
+    file: NotificationsConfig,
+    dashboard_url: Option<String>,
+    policy: std::sync::RwLock<Arc<Policy>>,
+    settings_version: std::sync::atomic::AtomicI64,
     smtp: Option<lettre::AsyncSmtpTransport<lettre::Tokio1Executor>>,
     http: ureq::Agent,
     metrics: Arc<NotifyMetrics>,
@@ -90,7 +96,14 @@ impl<S: NotificationStore + 'static> Notifier<S> {
         let dashboard_url = config.dashboard_url.clone().or(dashboard_url);
         Ok(Self {
             store,
-            policy: Policy::new(config, dashboard_url),
+            policy: std::sync::RwLock::new(Arc::new(Policy::new(
+                config.clone(),
+                dashboard_url.clone(),
+            ))),
+            file: config,
+            dashboard_url,
+            // Never a stored version: the first pass loads the settings.
+            settings_version: std::sync::atomic::AtomicI64::new(-1),
             smtp,
             http: channels::http_agent(timeout),
             metrics,
@@ -101,7 +114,7 @@ impl<S: NotificationStore + 'static> Notifier<S> {
     /// Runs until `shutdown` turns true. A store error is logged and retried at the
     /// next poll: nothing is lost, the rows wait.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let poll = Duration::from_millis(self.policy.config().poll_interval_ms);
+        let poll = Duration::from_millis(self.file.poll_interval_ms);
         let mut last_depth = None::<std::time::Instant>;
         loop {
             if *shutdown.borrow() {
@@ -132,15 +145,17 @@ impl<S: NotificationStore + 'static> Notifier<S> {
     /// One pass: route, escalate, send what is due. True when there was work (look
     /// again at once).
     pub async fn pass(&self, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.reload().await?;
+        let policy = self.policy();
         let routed = self
             .store
-            .route_transitions(&self.policy, now, ROUTE_BATCH)
+            .route_transitions(&*policy, now, ROUTE_BATCH)
             .await?;
         let stepped = self
             .store
-            .run_escalations(&self.policy, now, ROUTE_BATCH)
+            .run_escalations(&*policy, now, ROUTE_BATCH)
             .await?;
-        let lease = now + chrono::Duration::seconds(self.policy.config().claim_lease_s as i64);
+        let lease = now + chrono::Duration::seconds(self.file.claim_lease_s as i64);
         let claimed = self
             .store
             .claim_notifications(now, lease, CLAIM_BATCH)
@@ -162,6 +177,32 @@ impl<S: NotificationStore + 'static> Notifier<S> {
         Ok(routed == ROUTE_BATCH as usize || stepped > 0 || sent == CLAIM_BATCH as usize)
     }
 
+    /// The rules and channels in force.
+    fn policy(&self) -> Arc<Policy> {
+        Arc::clone(&self.policy.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Takes the admins' settings when their version changed since the last look (a
+    /// query of one row per pass). Settings that no longer fit the file (an id the file
+    /// now defines too) are logged, and the file's configuration runs alone.
+    async fn reload(&self) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let version = self.store.notification_settings_version().await?;
+        if version == self.settings_version.load(SeqCst) {
+            return Ok(());
+        }
+        let stored = self.store.notification_settings().await?;
+        let (config, problems) = settings::effective(&self.file, stored.as_ref());
+        for p in &problems {
+            tracing::error!(problem = %p, version, "notification settings do not fit the hub's file; running the file's channels and rules alone");
+        }
+        let policy = Arc::new(Policy::new(config, self.dashboard_url.clone()));
+        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = policy;
+        self.settings_version.store(version, SeqCst);
+        tracing::info!(version, "notification settings loaded");
+        Ok(())
+    }
+
     /// One channel's claimed messages, in order. A rate-limited channel sends up to a
     /// second's worth of its rate (or one digest of all of them, where it digests) and
     /// is paced; the rest go back to the queue.
@@ -171,12 +212,13 @@ impl<S: NotificationStore + 'static> Notifier<S> {
         mut queue: Vec<ClaimedNotification>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let channel = self.policy.config().channels.iter().find(|c| c.id == id);
+        let policy = self.policy();
+        let channel = policy.config().channels.iter().find(|c| c.id == id);
         let Some((channel, rate)) = channel.and_then(|c| Some((c, c.rate_per_minute()?))) else {
             // A slow receiver must not hold claimed messages past their lease (another
             // sender would take them too): past half the lease, the rest go back.
             let started = std::time::Instant::now();
-            let budget = Duration::from_secs(self.policy.config().claim_lease_s) / 2;
+            let budget = Duration::from_secs(self.file.claim_lease_s) / 2;
             for n in queue {
                 if started.elapsed() < budget {
                     self.deliver(n).await?;
@@ -226,7 +268,7 @@ impl<S: NotificationStore + 'static> Notifier<S> {
             alert_id: group[0].alert_id,
             channel: channel.id.clone(),
             step: 0,
-            message: self.policy.digest(&messages, Utc::now()),
+            message: self.policy().digest(&messages, Utc::now()),
             attempts: group.iter().map(|n| n.attempts).max().unwrap_or(1),
             created_at: group
                 .iter()
@@ -245,8 +287,13 @@ impl<S: NotificationStore + 'static> Notifier<S> {
     }
 
     async fn deliver(&self, n: ClaimedNotification) -> Result<(), StoreError> {
-        let config = self.policy.config();
-        let channel = config.channels.iter().find(|c| c.id == n.channel).cloned();
+        let policy = self.policy();
+        let channel = policy
+            .config()
+            .channels
+            .iter()
+            .find(|c| c.id == n.channel)
+            .cloned();
         let attempt = match channel {
             None => Attempt::Permanent {
                 status: None,
@@ -289,10 +336,10 @@ impl<S: NotificationStore + 'static> Notifier<S> {
     }
 
     async fn attempt(&self, channel: &ChannelConfig, n: &ClaimedNotification) -> Attempt {
-        let timeout = Duration::from_secs(self.policy.config().send_timeout_s);
+        let timeout = Duration::from_secs(self.file.send_timeout_s);
         match channel.kind {
             ChannelKind::Email => {
-                let (Some(smtp), Some(transport)) = (&self.policy.config().smtp, &self.smtp) else {
+                let (Some(smtp), Some(transport)) = (&self.file.smtp, &self.smtp) else {
                     return Attempt::Permanent {
                         status: None,
                         error: "no [notifications.smtp] relay".into(),
@@ -329,7 +376,7 @@ impl<S: NotificationStore + 'static> Notifier<S> {
         attempt: Attempt,
         now: DateTime<Utc>,
     ) -> DeliveryOutcome {
-        let config = self.policy.config();
+        let config = &self.file;
         match attempt {
             Attempt::Delivered(status) => DeliveryOutcome::Sent {
                 status: Some(status),

@@ -82,6 +82,16 @@ pub enum StoreError {
     /// No alert with this id.
     #[error("alert {0} not found")]
     AlertNotFound(Uuid),
+    /// A versioned document changed since the version an edit was based on.
+    #[error(
+        "{what} changed since the version this edit was based on: the current version is {current}"
+    )]
+    VersionConflict {
+        /// Which document.
+        what: &'static str,
+        /// Its current version.
+        current: i64,
+    },
     /// The alert's status does not allow this action.
     #[error("cannot {action} an alert that is {status}")]
     InvalidTransition {

@@ -84,7 +84,7 @@ pub use model::*;
 pub use notifications::{
     AlertTransition, ClaimedNotification, DeliveryOutcome, EscalationStep, NotificationPolicy,
     NotificationRecord, NotificationStatus, NotificationStore, OutboxDepth, PlannedEscalation,
-    PlannedNotification, RoutePlan, TransitionKind,
+    PlannedNotification, RoutePlan, StoredSettings, TransitionKind,
 };
 pub use postgres::PgStore;
 pub use records::{AuditLog, EvidenceIndex};

@@ -790,9 +790,111 @@ pub trait NotificationStore: Backed {
             Ok(depth)
         }
     }
+
+    /// The notification settings admins edit (channels and rules beside the file's),
+    /// with their version; `None` before the first edit.
+    fn notification_settings(
+        &self,
+    ) -> impl Future<Output = Result<Option<StoredSettings>, StoreError>> + Send {
+        async move {
+            let row = self
+                .db()
+                .fetch_optional(Sql::new(
+                    "SELECT document, version, updated_by, updated_at \
+                     FROM notification_settings WHERE id = 1",
+                ))
+                .await?;
+            row.map(|row| {
+                Ok(StoredSettings {
+                    document: row.json("document", "notification settings")?,
+                    version: row.get("version")?,
+                    updated_by: row.get("updated_by")?,
+                    updated_at: row.time("updated_at")?,
+                })
+            })
+            .transpose()
+        }
+    }
+
+    /// The settings' version alone (0 before the first edit): what the notifier
+    /// polls to know it must reload.
+    fn notification_settings_version(
+        &self,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send {
+        async move {
+            let row = self
+                .db()
+                .fetch_optional(Sql::new(
+                    "SELECT version FROM notification_settings WHERE id = 1",
+                ))
+                .await?;
+            row.map_or(Ok(0), |row| row.get("version"))
+        }
+    }
+
+    /// Replaces the settings document if its version is still `expected` (0: never
+    /// saved), returning the new version; otherwise
+    /// [`StoreError::VersionConflict`] with the current one. Concurrent saves
+    /// serialize on the row (`FOR UPDATE` on Postgres, the write lock on SQLite).
+    fn save_notification_settings(
+        &self,
+        expected: i64,
+        document: &serde_json::Value,
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send {
+        async move {
+            let mut tx = self.db().begin_write().await?;
+            let lock = tx.backend().for_update();
+            let current: i64 = match tx
+                .fetch_optional(Sql::new(format!(
+                    "SELECT version FROM notification_settings WHERE id = 1{lock}"
+                )))
+                .await?
+            {
+                Some(row) => row.get("version")?,
+                None => 0,
+            };
+            if current != expected {
+                return Err(StoreError::VersionConflict {
+                    what: "notification settings",
+                    current,
+                });
+            }
+            let next = current + 1;
+            tx.execute(
+                Sql::new(
+                    "INSERT INTO notification_settings (id, document, version, updated_by, \
+                     updated_at) VALUES (1, $1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET \
+                     document = excluded.document, version = excluded.version, \
+                     updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+                )
+                .bind(json_arg(Some(document.to_string())))
+                .bind(next)
+                .bind(text_without_nul(by))
+                .bind(at),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(next)
+        }
+    }
 }
 
 impl<T: Backed> NotificationStore for T {}
+
+/// The notification settings document as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSettings {
+    /// `{"channels": [...], "rules": [...]}`, secrets included.
+    pub document: serde_json::Value,
+    /// Incremented by every save (1 after the first).
+    pub version: i64,
+    /// Who saved it last.
+    pub updated_by: String,
+    /// When.
+    pub updated_at: DateTime<Utc>,
+}
 
 const TRANSITION_COLUMNS: &str = "id, alert_id, kind, level, step, actor, at";
 
