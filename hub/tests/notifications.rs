@@ -1230,7 +1230,75 @@ channels = ["control-room"]
     );
 }
 
+/// A flapping gateway: its new alerts within the gateway's cool-down wait and go out
+/// together at its end; a worse one goes at once; another gateway is not held.
+async fn a_flapping_gateway_is_told_once_per_cool_down_and_a_worse_alert_at_once(backend: &str) {
+    let (api, _db) = Api::new(backend).await;
+    let receiver = support::receiver::start().await;
+    let rule = "[[notifications.rules]]\nid = \"r\"\nmin_level = 1\nchannels = [\"scada\"]\ngateway_cooldown_s = 600\n";
+    let n = notifier(&api, notifications(&receiver, rule));
+    let raise = |gateway: &'static str, level: u8| {
+        let api = &api;
+        async move {
+            let mut f = finding(Uuid::now_v7(), level, 40.0 + 15.0 * f64::from(level), 0);
+            f.gateway = gateway.into();
+            api.store
+                .insert_findings(&ingested(&[f], Utc::now()))
+                .await
+                .unwrap();
+        }
+    };
+    raise("gw-07", 2).await;
+    n.pass(Utc::now()).await.unwrap();
+    assert_eq!(receiver.taken("webhook").len(), 1, "the first goes at once");
+    // Two more of gw-07, no worse: held. One of gw-08: its own gateway, at once.
+    raise("gw-07", 2).await;
+    raise("gw-07", 1).await;
+    raise("gw-08", 2).await;
+    n.pass(Utc::now()).await.unwrap();
+    let taken = receiver.taken("webhook");
+    assert_eq!(taken.len(), 2, "{taken:#?}");
+    assert_eq!(taken[1].body["data"]["alert"]["gateway"], "gw-08");
+    let held = api
+        .store
+        .list_notifications(None, false, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        held.iter()
+            .filter(|m| m.status == NotificationStatus::Pending)
+            .count(),
+        2,
+        "{held:#?}"
+    );
+    // Worse than anything told of gw-07 in the cool-down: at once.
+    raise("gw-07", 3).await;
+    n.pass(Utc::now()).await.unwrap();
+    let taken = receiver.taken("webhook");
+    assert_eq!(taken.len(), 3);
+    assert_eq!(taken[2].body["data"]["transition"]["level"], 3);
+    // The cool-down over: the two that waited go out, nothing is lost.
+    n.pass(Utc::now() + Duration::seconds(601)).await.unwrap();
+    let taken = receiver.taken("webhook");
+    assert_eq!(taken.len(), 5, "{taken:#?}");
+    assert!(taken[3..]
+        .iter()
+        .all(|h| h.body["data"]["alert"]["gateway"] == "gw-07"));
+    let bad = HubConfig::from_toml(
+        "version = 1\n[[notifications.rules]]\nid = \"r\"\ngateway_cooldown_s = 0\n",
+        "hub.toml",
+        std::path::Path::new("/"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        bad.contains("notifications.rules[0].gateway_cooldown_s: must be at least 1"),
+        "{bad}"
+    );
+}
+
 on_both!(
+    a_flapping_gateway_is_told_once_per_cool_down_and_a_worse_alert_at_once,
     admins_edit_channels_and_rules_and_the_notifier_follows,
     a_slow_receiver_never_holds_claimed_messages_past_half_their_lease,
     a_cool_down_holds_level_ups_and_a_later_level_supersedes_a_held_one,

@@ -349,6 +349,11 @@ pub struct RuleConfig {
     /// waits for the end (and a later level supersedes it), seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cooldown_s: Option<u64>,
+    /// A gateway's cool-down (flapping): a new alert or level of a gateway, no worse
+    /// than what a channel was told of that gateway's other alerts within this long,
+    /// waits for the end and goes out with the others that waited, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_cooldown_s: Option<u64>,
 }
 
 /// Repeats of an escalation when `max_repeats` is not set.
@@ -575,6 +580,12 @@ impl NotificationsConfig {
             }
             if r.repeat_every_s == Some(0) {
                 p.push(key("repeat_every_s"), "must be at least 1");
+            }
+            if r.gateway_cooldown_s == Some(0) {
+                p.push(
+                    key("gateway_cooldown_s"),
+                    "must be at least 1 (or left out)",
+                );
             }
             if r.cooldown_s == Some(0) {
                 p.push(key("cooldown_s"), "must be at least 1 (or left out)");

@@ -4,7 +4,7 @@
 
 use super::config::{NotificationsConfig, RuleConfig};
 use crate::store::{
-    AlertRecord, AlertTransition, EscalationStep, KindFilter, NotificationPolicy,
+    AlertRecord, AlertTransition, EscalationStep, GatewaySent, KindFilter, NotificationPolicy,
     PlannedEscalation, PlannedNotification, RoutePlan, TransitionKind,
 };
 use serde_json::json;
@@ -244,12 +244,20 @@ impl Policy {
 }
 
 impl NotificationPolicy for Policy {
+    fn wants_gateway_history(&self) -> bool {
+        self.config
+            .rules
+            .iter()
+            .any(|r| r.gateway_cooldown_s.is_some())
+    }
+
     fn route(
         &self,
         t: &AlertTransition,
         alert: &AlertRecord,
         notified: &HashMap<String, Option<chrono::DateTime<chrono::Utc>>>,
         disabled: &HashSet<String>,
+        gateway_sent: &[GatewaySent],
     ) -> RoutePlan {
         let mut plan = RoutePlan::default();
         let mut chosen = HashSet::new();
@@ -285,6 +293,24 @@ impl NotificationPolicy for Policy {
                         let until = *last + chrono::Duration::seconds(cooldown as i64);
                         if until > t.at {
                             planned.not_before = planned.not_before.max(Some(until));
+                        }
+                    }
+                    // The gateway's cool-down (a flapping gateway): a new alert or level
+                    // no worse than what the channel was told of this gateway within
+                    // the cool-down waits for its end, and goes out with the others
+                    // that waited (a digest where the channel digests). Worse goes now.
+                    if let (TransitionKind::Raised | TransitionKind::LevelUp, Some(cooldown)) =
+                        (t.kind, rule.gateway_cooldown_s)
+                    {
+                        let window = chrono::Duration::seconds(cooldown as i64);
+                        let recent = gateway_sent
+                            .iter()
+                            .filter(|m| m.channel == *channel && (t.at - m.at) < window);
+                        let (last, worst) = recent.fold((None, 0), |(last, worst), m| {
+                            (last.max(Some(m.at)), worst.max(m.level))
+                        });
+                        if let Some(last) = last.filter(|_| t.level <= worst) {
+                            planned.not_before = planned.not_before.max(Some(last + window));
                         }
                     }
                     plan.notifications.push(planned);

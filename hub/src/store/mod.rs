@@ -82,9 +82,9 @@ pub use fleet::FleetStore;
 pub use ingest::IngestStore;
 pub use model::*;
 pub use notifications::{
-    AlertTransition, ClaimedNotification, DeliveryOutcome, EscalationStep, NotificationPolicy,
-    NotificationRecord, NotificationStatus, NotificationStore, OutboxDepth, PlannedEscalation,
-    PlannedNotification, RoutePlan, StoredSettings, TransitionKind,
+    AlertTransition, ClaimedNotification, DeliveryOutcome, EscalationStep, GatewaySent,
+    NotificationPolicy, NotificationRecord, NotificationStatus, NotificationStore, OutboxDepth,
+    PlannedEscalation, PlannedNotification, RoutePlan, StoredSettings, TransitionKind,
 };
 pub use postgres::PgStore;
 pub use records::{AuditLog, EvidenceIndex};

@@ -150,13 +150,24 @@ pub trait NotificationPolicy: Sync {
     /// The messages and escalations of one transition. `notified` has the channels
     /// this alert already had messages queued for, with when the last of them was
     /// delivered (if one was); `disabled`, the channels that are off.
+    ///
+    /// `gateway_sent` has the messages delivered in the last day about the gateway's
+    /// other alerts (channel, when, the transition's level), newest first, when
+    /// [`NotificationPolicy::wants_gateway_history`] says they matter.
     fn route(
         &self,
         transition: &AlertTransition,
         alert: &AlertRecord,
         notified: &HashMap<String, Option<DateTime<Utc>>>,
         disabled: &HashSet<String>,
+        gateway_sent: &[GatewaySent],
     ) -> RoutePlan;
+
+    /// Whether [`NotificationPolicy::route`] reads `gateway_sent` (a rule has a
+    /// per-gateway cool-down); the store skips the query otherwise.
+    fn wants_gateway_history(&self) -> bool {
+        false
+    }
 
     /// Step `transition.step` of `rule`'s escalation of an open alert.
     fn escalate(
@@ -167,6 +178,20 @@ pub trait NotificationPolicy: Sync {
         disabled: &HashSet<String>,
     ) -> EscalationStep;
 }
+
+/// A message delivered about one of a gateway's alerts (for per-gateway cool-downs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewaySent {
+    /// The channel.
+    pub channel: String,
+    /// When it was delivered.
+    pub at: DateTime<Utc>,
+    /// The level of the transition it told of.
+    pub level: u8,
+}
+
+/// Messages about a gateway's other alerts [`GatewaySent`] reads at most.
+const GATEWAY_HISTORY: i64 = 500;
 
 /// A message a sender has claimed.
 #[derive(Debug, Clone, PartialEq)]
@@ -360,7 +385,12 @@ pub trait NotificationStore: Backed {
                     .map(|r| Ok((r.get::<String>("channel")?, r.opt_time("last")?)))
                     .collect::<Result<HashMap<_, _>, StoreError>>()?;
                 let disabled = disabled_channels(&mut tx).await?;
-                let plan = policy.route(&transition, &alert, &notified, &disabled);
+                let gateway_sent = if policy.wants_gateway_history() {
+                    gateway_history(&mut tx, &alert, now).await?
+                } else {
+                    Vec::new()
+                };
+                let plan = policy.route(&transition, &alert, &notified, &disabled, &gateway_sent);
                 insert_notifications(&mut tx, &transition, &plan.notifications, now).await?;
                 if alert.status == AlertStatus::Open {
                     for e in &plan.escalations {
@@ -1024,6 +1054,41 @@ async fn insert_notifications(
         .await?;
     }
     Ok(())
+}
+
+/// What was delivered in the last day about the gateway's other alerts, newest first.
+async fn gateway_history(
+    tx: &mut Tx,
+    alert: &AlertRecord,
+    now: DateTime<Utc>,
+) -> Result<Vec<GatewaySent>, StoreError> {
+    let rows = tx
+        .fetch_all(
+            Sql::new(
+                "SELECT n.channel, n.sent_at, t.level FROM notifications n \
+                 JOIN alerts a ON a.id = n.alert_id \
+                 JOIN alert_transitions t ON t.id = n.transition_id \
+                 WHERE a.site = $1 AND a.gateway = $2 AND n.alert_id <> $3 \
+                 AND n.status = 'sent' AND n.sent_at >= $4 \
+                 ORDER BY n.sent_at DESC LIMIT $5",
+            )
+            .bind(alert.site.as_str())
+            .bind(alert.gateway.as_str())
+            .bind(alert.id)
+            .bind(now - chrono::Duration::days(1))
+            .bind(GATEWAY_HISTORY),
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let level: i16 = r.get("level")?;
+            Ok(GatewaySent {
+                channel: r.get("channel")?,
+                at: r.time("sent_at")?,
+                level: u8::try_from(level).map_err(|_| StoreError::corrupt("level", level))?,
+            })
+        })
+        .collect()
 }
 
 /// Ingest's part: a `raised` or `level_up` transition for each of these alerts that is
