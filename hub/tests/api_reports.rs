@@ -606,7 +606,37 @@ async fn visual_images_come_from_flir_evidence(backend: &str) {
         .error(StatusCode::UNAUTHORIZED, "unauthorized");
 }
 
+/// A cool exception reads as one on the report's cover and its page, never "level 0
+/// (none)".
+async fn the_inspection_report_names_cool_exceptions(backend: &str) {
+    let (api, _db) = Api::with_site(backend).await;
+    api.store
+        .insert_findings(&ingested(
+            &[support::cool_finding(Uuid::now_v7(), 21.0, 14.0, 0)],
+            at(0),
+        ))
+        .await
+        .unwrap();
+    let minute = chrono::Duration::minutes(1);
+    let from = (at(0) - minute).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let to = (at(0) + minute).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let uri = format!("/api/v1/reports/inspection.pdf?site={SITE}&from={from}&to={to}");
+    let r = api.get_as_viewer(&uri, true).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let doc = lopdf::Document::load_mem(&r.bytes).unwrap();
+    assert_eq!(doc.get_pages().len(), 2);
+    let cover = page_text(&doc, 1);
+    assert!(cover.contains("cool exception: 1"), "{cover}");
+    let page = page_text(&doc, 2);
+    assert!(page.contains("cool exception"), "{page}");
+    assert!(
+        !page.contains("(none)") && !cover.contains("none:"),
+        "{cover}\n{page}"
+    );
+}
+
 support::on_both!(
+    the_inspection_report_names_cool_exceptions,
     csv_exports_respect_filters_and_quote,
     csv_exports_every_row_past_a_store_page,
     the_alert_csv_marks_cool_exceptions,

@@ -376,7 +376,7 @@ async fn csv_response(mut export: impl Export, name: &str) -> Result<Response, A
     get,
     path = "/api/v1/alerts/export.csv",
     tag = "reports",
-    description = "Every alert matching the alert list's filters, in its `sort` order, as CSV (RFC 4180, UTF-8, a header row first). Columns: id, site, structure, asset, component_class, level (worst), level_name, status, max_c (worst), last_max_c, reference_c and delta_c (of the latest finding), severity_table, first_seen, last_seen, finding_count, assignee, camera, gateway, link, cool_exception (true or false). `after` starts after that cursor; `limit` is ignored (the export pages internally and streams).",
+    description = "Every alert matching the alert list's filters, in its `sort` order, as CSV (RFC 4180, UTF-8, a header row first). Columns: id, site, structure, asset, component_class, level (worst), level_name, status, max_c (worst), last_max_c, reference_c and delta_c (of the latest finding), severity_table, first_seen, last_seen, finding_count, assignee, camera, gateway, link, cool_exception (true or false), kind (hotspot, cool_exception or a fleet alarm kind), detail (a fleet alarm: what the hub saw). `after` starts after that cursor; `limit` is ignored (the export pages internally and streams).",
     params(AlertParams),
     responses(
         (status = 200, description = "The alerts as CSV", body = String, content_type = "text/csv"),

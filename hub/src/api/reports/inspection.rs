@@ -205,9 +205,15 @@ pub(super) async fn inspection_pdf(
 
     let mut by_level: BTreeMap<u8, (String, u64)> = BTreeMap::new();
     for t in tracks.values() {
-        let e = by_level
-            .entry(t.worst.severity.level)
-            .or_insert_with(|| (t.worst.severity.level_name.clone(), 0));
+        let e = by_level.entry(t.worst.severity.level).or_insert_with(|| {
+            let sev = &t.worst.severity;
+            let name = if sev.level == 0 && sev.cool_exception {
+                crate::dashboard::layout::COOL_EXCEPTION_NAME.to_string()
+            } else {
+                sev.level_name.clone()
+            };
+            (name, 0)
+        });
         e.1 += 1;
     }
     let track_count = tracks.len();

@@ -185,10 +185,16 @@ fn subject(f: &Finding) -> String {
         .clone()
         .or_else(|| f.component.as_ref().map(|c| c.class.clone()))
         .unwrap_or_else(|| format!("camera {}", f.camera));
-    format!(
-        "{what} - level {} ({})",
-        f.severity.level, f.severity.level_name
-    )
+    format!("{what} - {}", severity_words(&f.severity))
+}
+
+/// `level 3 (critical)`, or `cool exception` (a level-0 cool exception is never "none").
+fn severity_words(sev: &chitti_common::severity::SeverityAssessment) -> String {
+    if sev.level == 0 && sev.cool_exception {
+        crate::dashboard::layout::COOL_EXCEPTION_NAME.to_string()
+    } else {
+        format!("level {} ({})", sev.level, sev.level_name)
+    }
 }
 
 /// Object numbers, handed out in order.
@@ -373,8 +379,10 @@ pub(super) fn write_pdf(
         w.field(
             "Severity",
             &format!(
-                "level {} ({}), table {} v{}",
-                sev.level, sev.level_name, sev.table, sev.table_version
+                "{}, table {} v{}",
+                severity_words(sev),
+                sev.table,
+                sev.table_version
             ),
         );
         w.field("Recommended action", &sev.action);
