@@ -170,6 +170,10 @@ async fn a_silent_gateway_goes_offline_and_its_return_ends_the_alarm_with_the_ou
         "{alarm:?}"
     );
     assert_eq!((alarm.worst_max_c, alarm.finding_count), (None, 0));
+    let detail = alarm.detail.clone();
+    // Silent: offline wherever the gateway is shown, as if its Last Will had come.
+    let g = api.store.gateway(SITE, GW).await.unwrap().unwrap();
+    assert!(!g.online);
     // A second look raises nothing more; a second replica neither.
     assert!(w
         .pass(t1 + Duration::seconds(10))
@@ -183,7 +187,12 @@ async fn a_silent_gateway_goes_offline_and_its_return_ends_the_alarm_with_the_ou
         .unwrap()
         .raised
         .is_empty());
-    assert_eq!(unresolved(&api).await.len(), 1);
+    let still = unresolved(&api).await;
+    assert_eq!(still.len(), 1);
+    assert_eq!(
+        still[0].detail, detail,
+        "marked offline, still a silence, not a Last Will"
+    );
 
     notifier.pass(t1 + Duration::seconds(20)).await.unwrap();
     let hooks = receiver.taken("webhook");
@@ -207,6 +216,7 @@ async fn a_silent_gateway_goes_offline_and_its_return_ends_the_alarm_with_the_ou
     // Back 4 min 12 s after it fell silent.
     let back = t0 + Duration::seconds(252);
     report(&api, &healthy(back, back - Duration::seconds(5)), back).await;
+    assert!(api.store.gateway(SITE, GW).await.unwrap().unwrap().online);
     let pass = w.pass(back + Duration::seconds(1)).await.unwrap();
     assert_eq!(pass.ended.len(), 1, "{pass:#?}");
     let ended = api.store.alert(alarm.id).await.unwrap().unwrap();

@@ -79,7 +79,10 @@ pub fn assess(gateway: &GatewayRecord, rules: &WatchRules, now: DateTime<Utc>) -
         }
     };
     let silent_for = now - last_seen;
-    if !gateway.online {
+    // Offline by its Last Will (the latest status says so), or marked offline by the
+    // watch after a silence (the latest status still says online).
+    let will = !gateway.online && gateway.last_status.as_ref().is_none_or(|s| !s.online);
+    if will {
         condition(
             AlertKind::GatewayOffline,
             "",
@@ -89,7 +92,7 @@ pub fn assess(gateway: &GatewayRecord, rules: &WatchRules, now: DateTime<Utc>) -
                 hub_time(last_seen)
             ),
         );
-    } else if silent_for >= rules.offline_after {
+    } else if !gateway.online || silent_for >= rules.offline_after {
         condition(
             AlertKind::GatewayOffline,
             "",
@@ -337,6 +340,27 @@ impl<S: Store + Send + Sync + 'static> FleetWatch<S> {
         for gateway in &gateways {
             seen.insert((gateway.site.clone(), gateway.gateway.clone()));
             let assessment = assess(gateway, &self.rules, now);
+            // A silent gateway is offline everywhere it is shown (the fleet page, the
+            // overview, the live stream), as if its Last Will had come.
+            let silent = gateway.online
+                && assessment
+                    .conditions
+                    .iter()
+                    .any(|c| c.kind == AlertKind::GatewayOffline);
+            if silent
+                && self
+                    .store
+                    .mark_silent_offline(
+                        &gateway.site,
+                        &gateway.gateway,
+                        now - self.rules.offline_after,
+                    )
+                    .await?
+            {
+                if let Some(live) = &self.live {
+                    live.gateway_changed(&gateway.site, &gateway.gateway);
+                }
+            }
             for condition in &assessment.conditions {
                 match open.remove(&condition.key()) {
                     Some(alarm) => {

@@ -320,6 +320,28 @@ pub trait FleetStore: Backed {
         }
     }
 
+    /// Marks a gateway offline because nothing was heard from it since `heard_before`
+    /// (as its Last Will would have): only if it is still online and still silent, so a
+    /// status arriving meanwhile wins. `true` when it was marked.
+    fn mark_silent_offline(
+        &self,
+        site: &str,
+        gateway: &str,
+        heard_before: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        async move {
+            let sql = Sql::new(
+                "UPDATE gateways SET online = $1 WHERE site = $2 AND gateway = $3 \
+                 AND online AND last_seen_at < $4",
+            )
+            .bind(false)
+            .bind(site)
+            .bind(gateway)
+            .bind(heard_before);
+            Ok(self.db().execute(sql).await? > 0)
+        }
+    }
+
     /// Notes a message other than a status (telemetry) heard from a gateway:
     /// `last_seen_at` moves forward to `received_at` and the clock offset is measured
     /// again from the message's own `sent_at`.
