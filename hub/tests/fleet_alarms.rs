@@ -530,7 +530,7 @@ async fn operators_act_on_fleet_alarms_in_the_queue_but_a_resolved_one_stays_res
     let message = assert_error(&bad, StatusCode::BAD_REQUEST, "bad_request");
     assert!(message.contains("kind \"outage\""), "{message}");
 
-    let overview = dashboard(&api, "/", &cookie).await;
+    let overview = api.page("/", &cookie).await;
     assert!(overview.contains("1 fleet alarms open"), "{overview}");
     assert!(
         overview.contains("L3 gateway offline</span> north-yard/gw-07"),
@@ -556,11 +556,11 @@ async fn operators_act_on_fleet_alarms_in_the_queue_but_a_resolved_one_stays_res
             .await;
         assert_eq!(r.status, 200, "{action}: {:?}", r.body);
     }
-    let page = dashboard(&api, &format!("/alerts/{alarm}"), &cookie).await;
+    let page = api.page(&format!("/alerts/{alarm}"), &cookie).await;
     assert!(page.contains("L3 gateway offline"), "{page}");
     assert!(page.contains("nothing heard since"));
     assert!(!page.contains("°C"), "a fleet alarm has no temperature");
-    let queue = dashboard(&api, "/alerts?kind=fleet", &cookie).await;
+    let queue = api.page("/alerts?kind=fleet", &cookie).await;
     assert!(
         queue.contains("north-yard · gw-07 · gateway offline"),
         "{queue}"
@@ -626,23 +626,6 @@ async fn two_replicas_raise_each_alarm_once(backend: &str) {
     let later = now + Duration::seconds(2);
     let (ra, rb) = tokio::join!(a.pass(later), b.pass(later));
     assert_eq!(ra.unwrap().ended.len() + rb.unwrap().ended.len(), 3);
-}
-
-async fn dashboard(api: &Api, uri: &str, cookie: &str) -> String {
-    use tower::ServiceExt;
-    let request = axum::http::Request::get(uri)
-        .header("cookie", cookie)
-        .body(axum::body::Body::empty())
-        .unwrap();
-    let response = chitti_hub::dashboard::router(api.state.clone())
-        .oneshot(request)
-        .await
-        .unwrap();
-    assert_eq!(response.status(), axum::http::StatusCode::OK, "{uri}");
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
-        .await
-        .unwrap();
-    String::from_utf8(bytes.to_vec()).unwrap()
 }
 
 /// The fleet-alarm migration (a table rebuild on SQLite) keeps every alert with its

@@ -107,24 +107,6 @@ async fn act(api: &Api, alert: Uuid, action: &str) {
     assert_eq!(reply.status, 200, "{action}: {:?}", reply.body);
 }
 
-/// A dashboard page's HTML, signed in with a session cookie.
-async fn dashboard_page(api: &Api, uri: &str, cookie: &str) -> String {
-    use tower::ServiceExt;
-    let request = axum::http::Request::get(uri)
-        .header("cookie", cookie)
-        .body(axum::body::Body::empty())
-        .unwrap();
-    let response = chitti_hub::dashboard::router(api.state.clone())
-        .oneshot(request)
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "{uri}");
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
-        .await
-        .unwrap();
-    String::from_utf8(bytes.to_vec()).unwrap()
-}
-
 /// Polls `check` until it holds (the notifier runs on its own task), at most a minute.
 async fn until(what: &str, receiver: &Receiver, mut check: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -762,7 +744,7 @@ async fn the_api_shows_delivery_logs_failures_first_and_channels_without_secrets
     // The dashboard: the notifications page (channels for admins, failures first) and
     // the alert page's delivery log.
     let (_, _, cookie) = api.login("ada").await;
-    let page = dashboard_page(&api, "/notifications", &cookie).await;
+    let page = api.page("/notifications", &cookie).await;
     for expected in [
         "Send test message",
         "ops-teams",
@@ -771,7 +753,7 @@ async fn the_api_shows_delivery_logs_failures_first_and_channels_without_secrets
     ] {
         assert!(page.contains(expected), "{expected} missing in\n{page}");
     }
-    let page = dashboard_page(&api, &format!("/alerts/{alert}"), &cookie).await;
+    let page = api.page(&format!("/alerts/{alert}"), &cookie).await;
     assert!(page.contains("id=\"delivery-list\""), "{page}");
     for expected in ["<strong>raised</strong> → on-call", "failed (410)"] {
         assert!(

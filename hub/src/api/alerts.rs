@@ -79,16 +79,7 @@ fn kind_filter_schema() -> Object {
 
 fn kind_schema() -> Object {
     enum_schema(
-        &[
-            "hotspot",
-            "cool_exception",
-            "gateway_offline",
-            "camera_stalled",
-            "outbox_pressure",
-            "detector_degraded",
-            "evidence_upload_failing",
-            "clock_skew",
-        ],
+        crate::store::KindFilter::presented_kinds(),
         false,
         "What the alert is about: a thermal track (`hotspot`, or `cool_exception` when its worst is a level-0 cool exception) or a fleet alarm the hub raised",
     )

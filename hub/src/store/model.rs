@@ -411,7 +411,7 @@ pub enum KindFilter {
 }
 
 impl KindFilter {
-    /// Every filter's API name.
+    /// Every filter's API name: the presented kinds, then the groups.
     pub const NAMES: &'static [&'static str] = &[
         "hotspot",
         "cool_exception",
@@ -424,6 +424,12 @@ impl KindFilter {
         "thermal",
         "fleet",
     ];
+
+    /// The kinds an alert presents as ([`AlertRecord::presented_kind`]): every name but
+    /// the groups.
+    pub fn presented_kinds() -> &'static [&'static str] {
+        &Self::NAMES[..Self::NAMES.len() - 2]
+    }
 
     /// The filter an API name names.
     pub fn parse(s: &str) -> Option<Self> {

@@ -279,6 +279,25 @@ impl Api {
         page.items.iter().find(|a| a.track_id == track).unwrap().id
     }
 
+    /// A dashboard page's HTML, signed in with a session cookie (`name=value`); it must
+    /// answer 200.
+    pub async fn page(&self, uri: &str, cookie: &str) -> String {
+        use tower::ServiceExt;
+        let request = Request::get(uri)
+            .header("cookie", cookie)
+            .body(Body::empty())
+            .unwrap();
+        let response = chitti_hub::dashboard::router(self.state.clone())
+            .oneshot(request)
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{uri}");
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
+            .await
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
     /// The audit log, oldest first.
     pub async fn audit_log(&self) -> Vec<AuditRecord> {
         let mut log = self.store.list_audit(1000).await.unwrap();
