@@ -825,3 +825,75 @@ async fn a_viewer_sees_no_action_buttons_and_the_api_refuses_its_actions() {
     let mut hub = hub;
     assert!(hub.process.take().unwrap().terminate().success());
 }
+
+/// An admin adds a channel and a rule in the notifications page's editor: the drawn
+/// webhook secret is shown once and never again, a save without changes keeps it, and
+/// a save from a stale page is refused with the current version named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_edits_channels_and_rules_and_sees_a_new_secret_once() {
+    let hub = start_hub_with_users(&[("ada", "admin")]);
+    let http = hub.addrs.http;
+    let c = Chrome::start(1280, 900).await;
+    c.sign_in(http, "ada", PASSWORD, "/notifications").await;
+    c.wait_for("#settings-form").await;
+    let doc =
+        "[[channels]]\nid = \"noc\"\nkind = \"webhook\"\nurl = \"https://noc.example.net/in\"\n\n\
+               [[rules]]\nid = \"fleet\"\nkinds = [\"fleet\"]\nchannels = [\"noc\"]\n";
+    c.js(
+        "document.querySelector('#settings-toml').value = arguments[0];",
+        vec![json!(doc)],
+    )
+    .await;
+    let save = "#settings-form button[type='submit']";
+    c.wait_for(save).await.click().await.unwrap();
+    let context = || hub.log();
+    let shown = eventually("the new secret shown", context, || async {
+        let text = c.content("#settings-form .form-result").await;
+        text.contains("whsec_").then_some(text)
+    })
+    .await;
+    assert!(shown.contains("noc: whsec_"), "{shown}");
+    let secret = shown.split("noc: ").nth(1).unwrap().trim().to_string();
+    c.screenshot("12-notification-settings").await;
+    let ada = api_login(http, "ada", PASSWORD);
+    let settings = api_get(http, &ada, "/api/v1/notification-settings");
+    assert_eq!(settings["version"], 1);
+    assert!(!settings.to_string().contains(&secret), "{settings}");
+    let channels = api_get(http, &ada, "/api/v1/notification-channels");
+    assert_eq!(channels["items"][0]["id"], "noc");
+    assert_eq!(channels["items"][0]["source"], "settings");
+
+    // Saved again as shown (the secret as "(kept)"): kept, the page reloads at v2.
+    c.wait_for(save).await.click().await.unwrap();
+    eventually("version 2 on the page", context, || async {
+        let label = c.content("label[for='settings-toml']").await;
+        label.contains("version 2").then_some(())
+    })
+    .await;
+    let toml = api_get(http, &ada, "/api/v1/notification-settings")["toml"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(toml.contains("secret = \"(kept)\""), "{toml}");
+    // A page still at version 1 (another admin saved since) is refused.
+    c.js(
+        "document.querySelector('#settings-form').dataset.ifMatch = '\"1\"';",
+        vec![],
+    )
+    .await;
+    c.wait_for(save).await.click().await.unwrap();
+    let refused = eventually("the stale save refused", context, || async {
+        let text = c.content("#settings-form .form-error").await;
+        (!text.is_empty()).then_some(text)
+    })
+    .await;
+    assert!(refused.contains("current version is 2"), "{refused}");
+    assert_eq!(
+        api_get(http, &ada, "/api/v1/notification-settings")["version"],
+        2
+    );
+
+    c.client.clone().close().await.unwrap();
+    let mut hub = hub;
+    assert!(hub.process.take().unwrap().terminate().success());
+}

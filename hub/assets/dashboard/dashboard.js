@@ -113,7 +113,10 @@
           const out = $(".form-result", form);
           if (out) out.textContent = "Saved. New webhook secrets, shown only now: " +
             Object.entries(secrets).map(([id, secret]) => `${id}: ${secret}`).join("; ");
+          // The next save edits what was saved (secrets now "(kept)"), at its version.
           if (r.json.version !== undefined) form.dataset.ifMatch = `"${r.json.version}"`;
+          const text = $("textarea[name='toml']", form);
+          if (text && typeof r.json.toml === "string") text.value = r.json.toml;
           buttons.forEach((b) => (b.disabled = false));
           return;
         }

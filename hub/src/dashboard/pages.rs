@@ -593,19 +593,19 @@ pub(crate) async fn notifications(State(s): State<ApiState>, PageUser(p): PageUs
 /// listed, not editable): TOML with the file's keys, secrets shown as `(kept)`, saved
 /// with the version it was read at (a stale save is refused, nothing overwritten).
 fn settings_editor(settings: &crate::api::notifications::SettingsView) -> Markup {
-    let none = |ids: &[String]| {
+    let listed = |what: &str, ids: &[String]| {
         if ids.is_empty() {
-            "none".to_string()
+            format!("no {what}")
         } else {
-            ids.join(", ")
+            format!("{what} {}", ids.join(", "))
         }
     };
     html! {
         section.card #settings-editor aria-labelledby="settings-h" {
             h2 #settings-h { "Edit channels and rules" }
             p.muted {
-                "The hub's configuration file defines channels " (none(&settings.file_channels))
-                " and rules " (none(&settings.file_rules)) "; change those in the file. "
+                "The hub's configuration file defines " (listed("channels", &settings.file_channels))
+                " and " (listed("rules", &settings.file_rules)) "; change those in the file. "
                 "Here: more channels and rules, in TOML with the file's keys ("
                 code { "[[channels]]" } ", " code { "[[rules]]" } "). Secrets read "
                 code { "(kept)" } ": leave them so to keep them. A webhook without a "
@@ -615,8 +615,10 @@ fn settings_editor(settings: &crate::api::notifications::SettingsView) -> Markup
                 p.bad-text role="alert" { "Not in force: " (problem) }
             }
             form.api-form #settings-form data-method="PUT" data-url="/api/v1/notification-settings" data-if-match=(format!("\"{}\"", settings.version)) {
-                label for="settings-toml" { "Channels and rules (version " (settings.version) ")" }
-                textarea #settings-toml name="toml" rows="16" spellcheck="false" { (settings.toml) }
+                div.field {
+                    label for="settings-toml" { "Channels and rules (version " (settings.version) ")" }
+                    textarea #settings-toml.code name="toml" rows="16" spellcheck="false" { (settings.toml) }
+                }
                 div.field.buttons { button type="submit" { "Save" } }
                 output.form-result {}
                 p.form-error role="alert" {}
