@@ -513,7 +513,7 @@ pub(crate) async fn notifications(State(s): State<ApiState>, PageUser(p): PageUs
             section.card #channels aria-labelledby="channels-h" {
                 h2 #channels-h { "Channels" }
                 @if channels.is_empty() {
-                    p.muted { "No channels are configured (the hub's [notifications] section)." }
+                    p.muted { "No channels yet: add them below, or in the hub's [notifications] section." }
                 } @else {
                     div.scroll {
                         table #channel-table {
