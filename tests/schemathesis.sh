@@ -16,7 +16,8 @@
 # - GET /api/v1/stream: an endless Server-Sent Events answer (tests/api.rs covers it).
 # - POST /api/v1/auth/logout: it would end the very session the run signs in with.
 # Checks: all (tests/schemathesis.toml), but positive_data_acceptance where a schema
-# cannot say what the hub accepts (opaque cursors, fields before files, min_c < max_c);
+# cannot say what the hub accepts (opaque cursors, fields before files, min_c < max_c,
+# a notification settings document);
 # the file says why for each. One worker: hypothesis' lambda-source cache is not
 # thread-safe ("AST constructor recursion depth mismatch" with two).
 set -euo pipefail

@@ -358,13 +358,13 @@ pub struct SettingsView {
 #[serde(deny_unknown_fields)]
 pub struct SettingsRequest {
     /// The document as TOML (`[[channels]]`, `[[rules]]`).
-    #[schema(max_length = 262144)]
+    #[schema(max_length = 65536)]
     pub toml: Option<String>,
     /// The channels, as JSON objects with the file's keys.
-    #[schema(value_type = Option<Vec<Object>>)]
+    #[schema(value_type = Option<Vec<Object>>, max_items = 256)]
     pub channels: Option<Vec<serde_json::Value>>,
     /// The rules, as JSON objects with the file's keys.
-    #[schema(value_type = Option<Vec<Object>>)]
+    #[schema(value_type = Option<Vec<Object>>, max_items = 256)]
     pub rules: Option<Vec<serde_json::Value>>,
 }
 
@@ -444,7 +444,7 @@ async fn get_settings(
     put,
     path = "/api/v1/notification-settings",
     tag = "notifications",
-    params(("If-Match" = String, Header, description = "The ETag of the version edited (\"0\" before the first edit)")),
+    params(("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"[0-9]{1,18}"$"#, description = "The ETag of the version edited (\"0\" before the first edit)")),
     request_body = SettingsRequest,
     responses(
         (status = 200, description = "Saved and in force: the new version", body = SettingsView,
@@ -475,6 +475,23 @@ async fn put_settings(
             list.join("; ")
         ))
     };
+    // The schema's bounds, kept here too: well inside the body limit.
+    if body
+        .toml
+        .as_ref()
+        .is_some_and(|t| t.chars().count() > MAX_SETTINGS_CHARS)
+    {
+        return Err(ApiError::bad_request(format!(
+            "toml: longer than {MAX_SETTINGS_CHARS} characters"
+        )));
+    }
+    for (name, items) in [("channels", &body.channels), ("rules", &body.rules)] {
+        if items.as_ref().is_some_and(|v| v.len() > MAX_SETTINGS_ITEMS) {
+            return Err(ApiError::bad_request(format!(
+                "{name}: more than {MAX_SETTINGS_ITEMS}"
+            )));
+        }
+    }
     let mut doc = match body {
         SettingsRequest {
             toml: Some(text),
@@ -551,6 +568,11 @@ async fn put_settings(
     view.new_secrets = new_secrets;
     Ok(with_etag(view))
 }
+
+/// Longest settings document accepted as TOML, in characters.
+const MAX_SETTINGS_CHARS: usize = 65_536;
+/// Most channels, and most rules, in one settings document.
+const MAX_SETTINGS_ITEMS: usize = 256;
 
 /// The version an edit is based on, from `If-Match` (`"3"`, or `W/"3"`).
 fn if_match(headers: &HeaderMap) -> Result<i64, ApiError> {
