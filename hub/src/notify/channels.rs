@@ -115,6 +115,20 @@ fn facts(message: &Value) -> Vec<(&'static str, String)> {
     if let Some(asset) = message.pointer("/alert/asset").and_then(Value::as_str) {
         facts.insert(3, ("Asset", asset.to_string()));
     }
+    // A fleet alarm has no temperature and no findings: what the hub saw instead, and
+    // once it ended, how long it lasted.
+    if message
+        .pointer("/alert/worst_max_c")
+        .is_some_and(Value::is_null)
+    {
+        facts.retain(|(name, _)| !matches!(*name, "Max temperature" | "Findings"));
+        facts.retain(|(name, value)| !(*name == "Camera" && value.is_empty()));
+        facts.insert(1, ("What the hub saw", text(message, "/alert/detail")));
+        if let Some(s) = message.pointer("/alert/duration_s").and_then(Value::as_i64) {
+            let lasted = crate::alarms::human_duration(chrono::Duration::seconds(s));
+            facts.insert(2, ("Lasted", lasted));
+        }
+    }
     facts
 }
 
@@ -513,6 +527,38 @@ mod tests {
             panic!("a CA file without a certificate was accepted")
         };
         assert!(e.contains(&ca.display().to_string()), "{e}");
+    }
+
+    #[test]
+    fn a_fleet_alarm_reads_what_the_hub_saw_not_a_temperature() {
+        let message = serde_json::json!({
+            "severity": "L3 fleet alarm",
+            "rule": "fleet",
+            "alert": {"id": "a1", "kind": "gateway_offline", "site": "north-yard",
+                      "gateway": "gw-07", "camera": "", "status": "resolved",
+                      "worst_max_c": null, "finding_count": 0,
+                      "detail": "nothing heard since 2026-12-07 01:00:00 UTC", "duration_s": 253},
+        });
+        let facts = facts(&message);
+        let names: Vec<&str> = facts.iter().map(|(n, _)| *n).collect();
+        assert!(
+            !names.contains(&"Max temperature") && !names.contains(&"Findings"),
+            "{names:?}"
+        );
+        assert!(
+            !names.contains(&"Camera"),
+            "a gateway-wide alarm names no camera"
+        );
+        assert!(facts.contains(&(
+            "What the hub saw",
+            "nothing heard since 2026-12-07 01:00:00 UTC".into()
+        )));
+        assert!(
+            facts.contains(&("Lasted", "4 min 13 s".into())),
+            "{facts:?}"
+        );
+        let hot = serde_json::json!({"alert": {"worst_max_c": 87.5, "camera": "cam-1"}});
+        assert!(super::facts(&hot).contains(&("Max temperature", "87.5 °C".into())));
     }
 
     #[test]
