@@ -264,7 +264,7 @@ pub fn end_note(
     gateway: Option<&GatewayRecord>,
     now: DateTime<Utc>,
 ) -> String {
-    let lasted = human_duration(alarm.outage(now).unwrap_or_default());
+    let lasted = duration_words(alarm.outage(now).unwrap_or_default());
     match gateway {
         None => format!(
             "gateway no longer enrolled; {} lasted {lasted}",
@@ -280,15 +280,9 @@ pub fn end_note(
     }
 }
 
-/// `4 min 12 s`, `2 h 5 min`, `3 d 4 h`.
-pub fn human_duration(d: Duration) -> String {
-    let s = d.num_seconds().max(0);
-    match s {
-        0..60 => format!("{s} s"),
-        60..3600 => format!("{} min {} s", s / 60, s % 60),
-        3600..86_400 => format!("{} h {} min", s / 3600, s % 3600 / 60),
-        _ => format!("{} d {} h", s / 86_400, s % 86_400 / 3600),
-    }
+/// A duration as the dashboard writes it (`4 min 13 s`).
+pub fn duration_words(d: Duration) -> String {
+    crate::dashboard::layout::duration(u64::try_from(d.num_seconds()).unwrap_or(0))
 }
 
 fn hub_time(t: DateTime<Utc>) -> String {

@@ -125,7 +125,7 @@ fn facts(message: &Value) -> Vec<(&'static str, String)> {
         facts.retain(|(name, value)| !(*name == "Camera" && value.is_empty()));
         facts.insert(1, ("What the hub saw", text(message, "/alert/detail")));
         if let Some(s) = message.pointer("/alert/duration_s").and_then(Value::as_i64) {
-            let lasted = crate::alarms::human_duration(chrono::Duration::seconds(s));
+            let lasted = crate::alarms::duration_words(chrono::Duration::seconds(s));
             facts.insert(2, ("Lasted", lasted));
         }
     }

@@ -187,7 +187,7 @@ impl Policy {
             (None, Some(lasted)) if alert.cleared_at.is_some() => format!(
                 "{severity} {}, {place}: {what} (lasted {})",
                 alert.kind.title(),
-                crate::alarms::human_duration(lasted)
+                crate::alarms::duration_words(lasted)
             ),
             (None, _) => format!(
                 "{severity} {}, {place}: {what}: {}",

@@ -131,24 +131,29 @@ pub fn merge(
     doc: &SettingsDocument,
 ) -> Result<NotificationsConfig, Vec<ConfigError>> {
     let mut problems = Vec::new();
-    let file_channels: HashSet<&str> = file.channels.iter().map(|c| c.id.as_str()).collect();
-    let file_rules: HashSet<&str> = file.rules.iter().map(|r| r.id.as_str()).collect();
-    for (i, c) in doc.channels.iter().enumerate() {
-        if file_channels.contains(c.id.as_str()) {
-            problems.push(ConfigError {
-                path: format!("channels[{i}].id"),
-                message: format!("{:?} is defined in the hub's configuration file", c.id),
-            });
+    let taken = |kind: &str, file_ids: Vec<&str>, doc_ids: Vec<&str>, problems: &mut Vec<_>| {
+        let file_ids: HashSet<&str> = file_ids.into_iter().collect();
+        for (i, id) in doc_ids.into_iter().enumerate() {
+            if file_ids.contains(id) {
+                problems.push(ConfigError {
+                    path: format!("{kind}[{i}].id"),
+                    message: format!("{id:?} is defined in the hub's configuration file"),
+                });
+            }
         }
-    }
-    for (i, r) in doc.rules.iter().enumerate() {
-        if file_rules.contains(r.id.as_str()) {
-            problems.push(ConfigError {
-                path: format!("rules[{i}].id"),
-                message: format!("{:?} is defined in the hub's configuration file", r.id),
-            });
-        }
-    }
+    };
+    taken(
+        "channels",
+        file.channels.iter().map(|c| c.id.as_str()).collect(),
+        doc.channels.iter().map(|c| c.id.as_str()).collect(),
+        &mut problems,
+    );
+    taken(
+        "rules",
+        file.rules.iter().map(|r| r.id.as_str()).collect(),
+        doc.rules.iter().map(|r| r.id.as_str()).collect(),
+        &mut problems,
+    );
     let mut merged = file.clone();
     merged.channels.extend(doc.channels.iter().cloned());
     merged.rules.extend(doc.rules.iter().cloned());
