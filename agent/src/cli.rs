@@ -1,6 +1,6 @@
 //! Command-line interface.
 
-use crate::config::{AgentConfig, ConfigErrors, DEFAULT_CONFIG_TOML};
+use crate::config::{AgentConfig, AgentConfigFile, ConfigErrors, DEFAULT_CONFIG_TOML};
 use crate::inspect::{self, InspectArgs};
 use anyhow::Context;
 use clap::{Parser, Subcommand};

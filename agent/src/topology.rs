@@ -17,7 +17,7 @@
 
 use crate::analysis::{CameraAnalyzer, Detector, NewFinding, NoDetector};
 use crate::backoff::Backoff;
-use crate::config::{AgentConfig, SourceConfig};
+use crate::config::{AgentConfig, AgentConfigFile, SourceConfig};
 use crate::detector::{DetectorHealth, DetectorState};
 use crate::health::metrics::{self as m, MetricsSource, MetricsWriter};
 use crate::health::{CameraHealth, FindingCounters, LatencyWindow, StatusBoard};
@@ -144,7 +144,7 @@ pub async fn run(
         if let Some(p) = &camera.patrol {
             let position = PatrolPosition::new();
             sender = sender.with_position(position.clone());
-            let run = p.plan();
+            let run = crate::patrol::config::plan(p);
             let port = SerialPanTiltPort::from_config(&run)
                 .with_context(|| format!("camera {}: pan-tilt unit", camera.id))?;
             patrols.push(
@@ -156,9 +156,7 @@ pub async fn run(
             camera: &camera.id,
             state_dir: &config.outbox.path,
         };
-        let handle = camera
-            .source
-            .spawn(context, sender, stop.clone())
+        let handle = crate::sources::config::spawn(&camera.source, context, sender, stop.clone())
             .with_context(|| format!("camera {}", camera.id))?;
         sources.push((camera.id.clone(), handle));
         let table = catalog
@@ -168,9 +166,12 @@ pub async fn run(
         let detector = detectors
             .next()
             .unwrap_or_else(|| Box::new(NoDetector) as Box<dyn Detector>);
-        let analyzer = config
-            .analysis
-            .build(&config.camera_context(camera), table, detector);
+        let analyzer = CameraAnalyzer::new(
+            &config.analysis,
+            &config.camera_context(camera),
+            table,
+            detector,
+        );
         analyzers.push(spawn_analysis(
             analyzer,
             rx,
@@ -370,10 +371,12 @@ pub fn predicted_findings(
             .get(config.table_for(camera))
             .ok_or_else(|| format!("camera {}: unknown severity table", camera.id))?
             .clone();
-        let mut analyzer =
-            config
-                .analysis
-                .build(&config.camera_context(camera), table, Box::new(NoDetector));
+        let mut analyzer = CameraAnalyzer::new(
+            &config.analysis,
+            &config.camera_context(camera),
+            table,
+            Box::new(NoDetector),
+        );
         for n in 0..frames {
             let frame = scene.source_frame(n, chrono::Utc::now().fixed_offset());
             let outcome = analyzer.process(&frame).map_err(|e| e.to_string())?;

@@ -1,6 +1,6 @@
 //! Every committed configuration goes through the real parser and validator.
 
-use chitti_agent::config::AgentConfig;
+use chitti_agent::config::{AgentConfig, AgentConfigFile};
 use std::path::{Path, PathBuf};
 
 fn tomls(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -6,6 +6,7 @@
 //! The agent (cameras, drone drops) and the hub (hand uploads) both call it, so a
 //! frame gives the same temperatures and the same findings wherever it is analysed.
 
+pub mod agent_config;
 pub mod analysis;
 pub mod components;
 pub mod config;

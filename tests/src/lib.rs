@@ -267,8 +267,12 @@ pub fn shape(f: &chitti_common::finding::Finding) -> (String, String, String, u8
 /// The findings a simulated agent configuration must deliver, as sorted shapes.
 pub fn predicted_shapes(config_text: &str) -> Vec<(String, String, String, u8, String)> {
     let config =
-        chitti_agent::config::AgentConfig::from_toml(config_text, "predicted", Path::new("/"))
-            .expect("valid agent configuration");
+        <chitti_agent::config::AgentConfig as chitti_agent::config::AgentConfigFile>::from_toml(
+            config_text,
+            "predicted",
+            Path::new("/"),
+        )
+        .expect("valid agent configuration");
     let mut v: Vec<_> = chitti_agent::topology::predicted_findings(&config)
         .expect("predicted findings")
         .iter()

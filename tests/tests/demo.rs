@@ -5,6 +5,7 @@
 //! status 0, and a rerun on the same data resumes it (same admin, no duplicates,
 //! nothing lost). A taken address given with a flag is one clear error.
 
+use chitti_agent::config::AgentConfigFile;
 use chitti_common::inspection::{inspect_file, InspectionOptions};
 use chitti_e2e::{binary, Process, HANG_GUARD};
 use serde_json::Value;

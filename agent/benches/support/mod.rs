@@ -1,7 +1,7 @@
 //! What the agent's benches share: one simulated 640×480 camera and the configuration
 //! its analysis runs with.
 
-use chitti_agent::config::{nominal_camera_params, AgentConfig};
+use chitti_agent::config::{nominal_camera_params, AgentConfig, AgentConfigFile};
 use chitti_agent::sources::simulated::{Scene, SceneKind, SimulatedCamera};
 use chitti_agent::sources::SourceFrame;
 use chitti_common::severity::SeverityTable;

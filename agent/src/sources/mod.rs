@@ -301,27 +301,4 @@ pub enum SourceError {
     Thread(std::io::Error),
 }
 
-/// Radiometric parameters for sources that carry none of their own (a simulated
-/// camera): the Planck calibration of the FLIR T640 fixture (a T5xx/T6xx-class
-/// 640×480 detector), emissivity 0.95, 1 m, 20 °C, 50 % humidity.
-pub fn nominal_camera_params() -> RadiometricParams {
-    RadiometricParams {
-        emissivity: 0.95,
-        object_distance_m: 1.0,
-        reflected_c: 20.0,
-        atmosphere_c: 20.0,
-        ir_window_c: 20.0,
-        ir_window_transmission: 1.0,
-        relative_humidity: 0.5,
-        planck_r1: 15848.854,
-        planck_r2: 0.014_533_112,
-        planck_b: 1414.9,
-        planck_f: 1.0,
-        planck_o: -4405.0,
-        atm_alpha1: 0.006569,
-        atm_alpha2: 0.01262,
-        atm_beta1: -0.002276,
-        atm_beta2: -0.00667,
-        atm_x: 1.9,
-    }
-}
+pub use chitti_common::agent_config::nominal_camera_params;

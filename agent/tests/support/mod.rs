@@ -4,7 +4,7 @@
 //! (as the real hub does), and the agent binary as a child process.
 #![allow(dead_code)] // each test file uses a different part
 
-use chitti_agent::config::AgentConfig;
+use chitti_agent::config::{AgentConfig, AgentConfigFile};
 use chitti_common::finding::Finding;
 use chitti_common::protocol::{Ack, AgentStatus, FindingBatch, Topic, TopicKind};
 use chitti_common::signing::ReportKind;

@@ -19,7 +19,7 @@
 
 use super::seed::GatewayFiles;
 use super::seed::{asset_id, BAYS, LINE, SUBSTATION};
-use chitti_agent::config::AgentConfig;
+use chitti_agent::config::{AgentConfig, AgentConfigFile};
 use chitti_common::inspection::{inspect_file, InspectionOptions};
 use std::path::{Path, PathBuf};
 
