@@ -7,8 +7,8 @@
 //! | `findings` | agent → hub | 1 | no | [`FindingBatch`] signed by the gateway (`signing::sign_batch`) |
 //! | `telemetry` | agent → hub | 0 | no | [`Telemetry`] signed by the gateway (`signing::sign_report`) |
 //! | `ack` | hub → agent | 1 | no | [`Ack`] signed by the hub's key (`signing::sign_ack`): findings of one batch durably committed |
-//! | `config/set` | hub → agent | 1 | yes | desired configuration document |
-//! | `config/state` | agent → hub | 1 | yes | [`ConfigState`] |
+//! | `config/set` | hub → agent | 1 | yes | [`DesiredConfig`] signed by the hub's key (`signing::sign_desired_config`) |
+//! | `config/state` | agent → hub | 1 | yes | [`ConfigState`] signed by the gateway (`signing::sign_report`) |
 //!
 //! A broker's PUBACK only says the broker has a message; an agent keeps a finding until
 //! an [`Ack`] names it, so delivery is at-least-once on the wire and exactly-once in the
@@ -345,15 +345,71 @@ pub struct CameraTelemetry {
     pub drops: u64,
 }
 
-/// `/config/state`: what the agent did with a `/config/set` document.
+/// `/config/set`: the configuration the hub wants a gateway to run. Versions only grow
+/// per gateway; an agent applies a document only when it is newer than what it runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DesiredConfig {
+    /// The gateway's desired-configuration version (1, 2, …).
+    pub version: u64,
+    /// The agent's configuration file, TOML (`chitti_common::agent_config`).
+    pub config: String,
+    /// When the hub's user saved it.
+    pub issued_at: DateTime<Utc>,
+}
+
+/// What an agent did with a desired configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfigStatus {
+    /// Validated, written and running.
+    Applied,
+    /// Not applied: `errors` says why; the configuration before it keeps running.
+    Rejected,
+    /// Applied, then undone by the agent itself (it lost the hub within its
+    /// probation time); the configuration before it runs again.
+    RolledBack,
+}
+
+impl ConfigStatus {
+    /// `applied`, `rejected` or `rolled_back`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Rejected => "rejected",
+            Self::RolledBack => "rolled_back",
+        }
+    }
+
+    /// The status named `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Applied, Self::Rejected, Self::RolledBack]
+            .into_iter()
+            .find(|c| c.as_str() == s)
+    }
+}
+
+/// `/config/state`: what the agent did with the newest `/config/set` document it saw,
+/// and what it runs now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConfigState {
-    /// The version now applied.
-    pub applied_version: Option<u32>,
-    /// Validation errors that rejected the last document, one per key path.
-    #[serde(default)]
+    /// The desired version this report answers (0: none received yet, the gateway
+    /// runs its local file).
+    pub version: u64,
+    /// What became of it.
+    pub status: ConfigStatus,
+    /// Why it was rejected or rolled back, one problem per line (`camera[0].source.path:
+    /// … is not a folder`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
-    /// When.
+    /// The desired version running now; `None` when the local file runs.
+    pub applied_version: Option<u64>,
+    /// When the running configuration was applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_at: Option<DateTime<Utc>>,
+    /// The running configuration's document, TOML, secrets replaced by `(kept)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+    /// When the report was made.
     pub ts: DateTime<Utc>,
 }
 

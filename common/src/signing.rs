@@ -63,7 +63,7 @@
 //! session marks a live gateway offline only until its next status. Telemetry is
 //! applied only when newer than the gateway's newest sample.
 
-use crate::protocol::{Ack, FindingBatch, Topic};
+use crate::protocol::{Ack, DesiredConfig, FindingBatch, Topic};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -356,19 +356,134 @@ pub fn open_ack(topic: &str, payload: &[u8], trusted: &[VerifyingKey]) -> Result
     if envelope.v != SIGNED_ACK_VERSION {
         return Err(AckError::Version(envelope.v));
     }
-    let key = parse_public_key(&envelope.key)
+    let body = envelope.ack.get();
+    verify_hub(
+        ACK_CONTEXT,
+        topic,
+        &envelope.key,
+        &envelope.sig,
+        body,
+        trusted,
+    )
+    .map_err(|unknown| match unknown {
+        Some(key) => AckError::UnknownKey(key),
+        None => AckError::BadSignature(topic.to_string()),
+    })?;
+    serde_json::from_str(body).map_err(|e| AckError::Ack(e.to_string()))
+}
+
+/// Checks a hub signature over `context 0 topic 0 body` by one of `trusted`;
+/// `Err(Some(key))` names a key not trusted, `Err(None)` a signature that does not verify.
+fn verify_hub(
+    context: &[u8],
+    topic: &str,
+    key_hex: &str,
+    sig_hex: &str,
+    body: &str,
+    trusted: &[VerifyingKey],
+) -> Result<(), Option<String>> {
+    let key = parse_public_key(key_hex)
         .ok()
         .filter(|k| trusted.contains(k))
-        .ok_or_else(|| AckError::UnknownKey(envelope.key.clone()))?;
+        .ok_or_else(|| Some(key_hex.to_string()))?;
     let mut sig = [0u8; 64];
-    hex::decode_to_slice(&envelope.sig, &mut sig)
-        .map_err(|_| AckError::BadSignature(topic.to_string()))?;
+    hex::decode_to_slice(sig_hex, &mut sig).map_err(|_| None)?;
     key.verify_strict(
-        &ack_message(topic, envelope.ack.get().as_bytes()),
+        &topic_message(context, topic, body.as_bytes()),
         &Signature::from_bytes(&sig),
     )
-    .map_err(|_| AckError::BadSignature(topic.to_string()))?;
-    serde_json::from_str(envelope.ack.get()).map_err(|e| AckError::Ack(e.to_string()))
+    .map_err(|_| None)
+}
+
+/// Version of the signed desired-configuration envelope.
+pub const SIGNED_CONFIG_VERSION: u32 = 1;
+
+/// Domain separation for desired configurations.
+const CONFIG_CONTEXT: &[u8] = b"chitti/v1/config-set";
+
+/// The `/config/set` payload: a [`DesiredConfig`] signed by the hub over
+/// `"chitti/v1/config-set" 0x00 <topic> 0x00 <document JSON bytes>`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedDesiredConfig<'a> {
+    /// Envelope version ([`SIGNED_CONFIG_VERSION`]).
+    pub v: u32,
+    /// The hub's Ed25519 public key, lowercase hex.
+    pub key: String,
+    /// The Ed25519 signature, lowercase hex.
+    pub sig: String,
+    /// The [`DesiredConfig`] exactly as signed.
+    #[serde(borrow)]
+    pub desired: &'a RawValue,
+}
+
+/// Why a `/config/set` payload was not believed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DesiredConfigError {
+    /// Not JSON, or not a signed desired configuration.
+    #[error("not a signed configuration document: {0}")]
+    Envelope(String),
+    /// An envelope version this agent does not read.
+    #[error(
+        "signed configuration version {0} is not supported (expected {SIGNED_CONFIG_VERSION})"
+    )]
+    Version(u32),
+    /// Signed by a key this agent was not told to trust.
+    #[error("configuration signed by key {0}, which is not one of mqtt.hub_public_keys")]
+    UnknownKey(String),
+    /// The signature does not verify (forged, altered, or made for another gateway).
+    #[error("configuration signature does not verify for {0}")]
+    BadSignature(String),
+    /// The signed bytes are not a valid document.
+    #[error("invalid configuration document: {0}")]
+    Document(String),
+}
+
+/// Serialises and signs a desired configuration for `topic` (the gateway's
+/// `/config/set`) with the hub's key: the retained `/config/set` payload.
+pub fn sign_desired_config(
+    topic: &str,
+    desired: &DesiredConfig,
+    key: &SigningKey,
+) -> Result<Vec<u8>, String> {
+    let json = serde_json::to_string(desired).map_err(|e| e.to_string())?;
+    let signature = key.sign(&topic_message(CONFIG_CONTEXT, topic, json.as_bytes()));
+    let raw = RawValue::from_string(json).map_err(|e| e.to_string())?;
+    let envelope = SignedDesiredConfig {
+        v: SIGNED_CONFIG_VERSION,
+        key: public_key_hex(&key.verifying_key()),
+        sig: hex::encode(signature.to_bytes()),
+        desired: &raw,
+    };
+    serde_json::to_vec(&envelope).map_err(|e| e.to_string())
+}
+
+/// Verifies a `/config/set` payload that arrived on `topic` against the hub keys the
+/// agent trusts (pinned in its local file), and returns the document.
+pub fn open_desired_config(
+    topic: &str,
+    payload: &[u8],
+    trusted: &[VerifyingKey],
+) -> Result<DesiredConfig, DesiredConfigError> {
+    let envelope: SignedDesiredConfig<'_> =
+        serde_json::from_slice(payload).map_err(|e| DesiredConfigError::Envelope(e.to_string()))?;
+    if envelope.v != SIGNED_CONFIG_VERSION {
+        return Err(DesiredConfigError::Version(envelope.v));
+    }
+    let body = envelope.desired.get();
+    verify_hub(
+        CONFIG_CONTEXT,
+        topic,
+        &envelope.key,
+        &envelope.sig,
+        body,
+        trusted,
+    )
+    .map_err(|unknown| match unknown {
+        Some(key) => DesiredConfigError::UnknownKey(key),
+        None => DesiredConfigError::BadSignature(topic.to_string()),
+    })?;
+    serde_json::from_str(body).map_err(|e| DesiredConfigError::Document(e.to_string()))
 }
 
 /// Version of the signed report envelope (`/status`, `/telemetry`).
@@ -382,6 +497,8 @@ pub enum ReportKind {
     Status,
     /// `/telemetry`: a [`Telemetry`](crate::protocol::Telemetry) sample.
     Telemetry,
+    /// `/config/state`: a [`ConfigState`](crate::protocol::ConfigState).
+    ConfigState,
 }
 
 impl ReportKind {
@@ -389,6 +506,7 @@ impl ReportKind {
         match self {
             Self::Status => b"chitti/v1/status",
             Self::Telemetry => b"chitti/v1/telemetry",
+            Self::ConfigState => b"chitti/v1/config-state",
         }
     }
 
@@ -397,6 +515,7 @@ impl ReportKind {
         match self {
             Self::Status => "status",
             Self::Telemetry => "telemetry",
+            Self::ConfigState => "configuration state",
         }
     }
 }
@@ -705,6 +824,57 @@ mod tests {
         )
         .unwrap();
         expect_test::expect![[r#"{"v":1,"key":"ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c","sig":"974f402b436e16cdeabcff3c5db362f0c8eefcf1c9299ef682771c2d4d61729df00bfac05bf414e97aa3b3a980c24732bb64c27ed4e7e189835c6f5f0bf97e09","report":{"frame_drops":0,"ts":"2026-11-22T21:40:00Z"}}"#]].assert_eq(std::str::from_utf8(&signed).unwrap());
+    }
+
+    #[test]
+    fn a_desired_configuration_opens_only_for_its_gateway_under_a_trusted_key() {
+        let hub = signing_key_from_seed(&[7; 32]);
+        let other = signing_key_from_seed(&[8; 32]);
+        let topic = "chitti/v1/north/gw-a/config/set";
+        let desired = DesiredConfig {
+            version: 3,
+            config: "version = 1\n".into(),
+            issued_at: "2026-12-07T04:00:00Z".parse().unwrap(),
+        };
+        let payload = sign_desired_config(topic, &desired, &hub).unwrap();
+        expect_test::expect![[r#"{"desired":{"config":"version = 1\n","issued_at":"2026-12-07T04:00:00Z","version":3},"key":"ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c","sig":"SIG","v":1}"#]]
+            .assert_eq(&pinned_sig(&payload));
+        assert_eq!(
+            open_desired_config(topic, &payload, &[hub.verifying_key()]).unwrap(),
+            desired
+        );
+        // Another gateway's topic, an untrusted key, an altered document, an ack.
+        assert!(matches!(
+            open_desired_config(
+                "chitti/v1/north/gw-b/config/set",
+                &payload,
+                &[hub.verifying_key()]
+            ),
+            Err(DesiredConfigError::BadSignature(_))
+        ));
+        assert!(matches!(
+            open_desired_config(topic, &payload, &[other.verifying_key()]),
+            Err(DesiredConfigError::UnknownKey(_))
+        ));
+        let altered = String::from_utf8(payload.clone())
+            .unwrap()
+            .replace("\"version\":3", "\"version\":4");
+        assert!(matches!(
+            open_desired_config(topic, altered.as_bytes(), &[hub.verifying_key()]),
+            Err(DesiredConfigError::BadSignature(_))
+        ));
+        let an_ack = sign_ack(topic, &ack(), &hub).unwrap();
+        assert!(matches!(
+            open_desired_config(topic, &an_ack, &[hub.verifying_key()]),
+            Err(DesiredConfigError::Envelope(_))
+        ));
+    }
+
+    /// The envelope with its signature replaced by `SIG`, to pin the rest.
+    fn pinned_sig(payload: &[u8]) -> String {
+        let mut v: serde_json::Value = serde_json::from_slice(payload).unwrap();
+        v["sig"] = "SIG".into();
+        serde_json::to_string(&v).unwrap()
     }
 
     fn ack() -> Ack {

@@ -24,6 +24,7 @@ pub mod health;
 pub mod mqtt;
 pub mod outbox;
 pub mod patrol;
+pub mod remote;
 pub mod sources;
 
 pub use analysis::{
@@ -35,6 +36,7 @@ pub use health::HealthConfig;
 pub use mqtt::{MqttConfig, MqttContext};
 pub use outbox::{OutboxConfig, OutboxEngine};
 pub use patrol::{PatrolConfig, PresetConfig};
+pub use remote::RemoteConfig;
 pub use sources::{
     PlanckConfig, RjpegDirSourceConfig, SceneKind, SeqReplaySourceConfig, SimulatedSourceConfig,
     SourceConfig, V4l2Mode, V4l2SourceToml,
@@ -119,6 +121,9 @@ pub struct AgentConfig {
     /// The component detector (an ONNX model); off by default.
     #[serde(default)]
     pub detector: DetectorConfig,
+    /// Configuration from the hub (`/config/set`); gateway-local.
+    #[serde(default)]
+    pub remote: RemoteConfig,
 }
 
 /// Site and gateway ids: the topic prefix `chitti/v1/{site}/{gateway}`.
@@ -287,6 +292,7 @@ impl AgentConfig {
         fix_opt(&mut self.evidence.ca_file);
         fix_opt(&mut self.detector.model);
         fix_opt(&mut self.detector.library);
+        fix(&mut self.remote.state_dir);
     }
 
     /// Checks every value; returns every problem.
@@ -361,6 +367,7 @@ impl AgentConfig {
             .validate_into(self.mqtt.signing_key_file.is_some(), p);
         self.health.validate_into(p);
         self.detector.validate_into(p);
+        self.remote.validate_into(p);
     }
 }
 
@@ -769,10 +776,11 @@ fn decode_sections(mut table: toml::Table, p: &mut Problems) -> Option<AgentConf
     let evidence = take("evidence");
     let health = take("health");
     let detector = take("detector");
+    let remote = take("remote");
     for key in table.keys() {
         p.push(
             key.as_str(),
-            "unknown key (expected version, identity, camera, analysis, outbox, mqtt, evidence, health, detector)",
+            "unknown key (expected version, identity, camera, analysis, outbox, mqtt, evidence, health, detector, remote)",
         );
     }
     let version = match version {
@@ -815,6 +823,7 @@ fn decode_sections(mut table: toml::Table, p: &mut Problems) -> Option<AgentConf
     let evidence = p.decode("evidence", or_empty(evidence));
     let health = p.decode("health", or_empty(health));
     let detector = p.decode("detector", or_empty(detector));
+    let remote = p.decode("remote", or_empty(remote));
     Some(AgentConfig {
         version: version?,
         identity: identity?,
@@ -825,5 +834,6 @@ fn decode_sections(mut table: toml::Table, p: &mut Problems) -> Option<AgentConf
         evidence: evidence?,
         health: health?,
         detector: detector?,
+        remote: remote?,
     })
 }
