@@ -39,7 +39,7 @@
 
 use crate::store::{DeadLetter, IngestedFinding, StatusOutcome, Store, StoreError};
 use chitti_common::protocol::{
-    validate_batch, Ack, AgentStatus, FindingBatch, Telemetry, Topic, TopicKind,
+    validate_batch, Ack, AgentStatus, ConfigState, FindingBatch, Telemetry, Topic, TopicKind,
 };
 use chitti_common::signing::{
     open_batch, open_report, sign_ack, BatchError, ReportError, ReportKind,
@@ -405,6 +405,38 @@ impl<S: Store + 'static> Ingest<S> {
                             self.dead_letter(message, received_at, Rejection::new("stale", reason))
                                 .await;
                         }
+                    }
+                    Err(rejection) => self.dead_letter(message, received_at, rejection).await,
+                }
+                None
+            }
+            TopicKind::ConfigState => {
+                match self
+                    .open_report::<ConfigState>(ReportKind::ConfigState, &topic, &message.payload)
+                    .await
+                {
+                    Ok(state) => {
+                        let applied = self
+                            .with_retry("configuration state", || {
+                                self.store.apply_config_state(
+                                    &topic.site,
+                                    &topic.gateway,
+                                    &state,
+                                    received_at,
+                                )
+                            })
+                            .await;
+                        if applied {
+                            tracing::info!(site = %topic.site, gateway = %topic.gateway,
+                                version = state.version, status = state.status.as_str(),
+                                errors = state.errors.len(), "configuration state");
+                            if let Some(live) = &self.live {
+                                live.gateway_changed(&topic.site, &topic.gateway);
+                            }
+                        }
+                        // Not newer: the retained report seen again after a reconnect
+                        // or a restart, nothing to keep.
+                        message.settle();
                     }
                     Err(rejection) => self.dead_letter(message, received_at, rejection).await,
                 }

@@ -19,5 +19,6 @@ pub mod ingest;
 pub mod listener;
 pub mod live;
 pub mod notify;
+pub mod remote_config;
 pub mod serve;
 pub mod store;

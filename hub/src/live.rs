@@ -99,6 +99,7 @@ pub struct LiveEvents {
     receiver: Mutex<Option<mpsc::Receiver<Change>>>,
     lost: AtomicBool,
     alert_signal: Arc<tokio::sync::Notify>,
+    config_signal: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for LiveEvents {
@@ -135,12 +136,19 @@ impl LiveEvents {
             receiver: Mutex::new(Some(receiver)),
             lost: AtomicBool::new(false),
             alert_signal: Arc::new(tokio::sync::Notify::new()),
+            config_signal: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
     /// Woken whenever alerts change (the notifier waits on it rather than polling).
     pub fn alert_signal(&self) -> Arc<tokio::sync::Notify> {
         Arc::clone(&self.alert_signal)
+    }
+
+    /// Woken when a desired gateway configuration is saved (the configuration
+    /// publisher waits on it).
+    pub fn config_signal(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.config_signal)
     }
 
     /// Names alerts that were created or changed (never blocks; see the module docs).

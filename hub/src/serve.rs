@@ -329,6 +329,16 @@ pub async fn serve(
     let metrics = Arc::new(IngestMetrics::default());
     let (tx, rx) = mpsc::channel::<InboundMessage>(config.ingest.queue);
     let bridge = tokio::spawn(bridge_inbound(inbound, tx));
+    let config_publisher = crate::remote_config::ConfigPublisher::new(
+        Arc::clone(&store),
+        Arc::clone(&bus),
+        Arc::clone(&hub_key),
+        live.config_signal(),
+    );
+    let mut config_stop = shutdown.clone();
+    let config_task = tokio::spawn(config_publisher.run(async move {
+        let _ = config_stop.wait_for(|s| *s).await;
+    }));
     let ingest = Ingest::new(
         Arc::clone(&store),
         Arc::new(BusAcks(Arc::clone(&bus))),
@@ -398,6 +408,7 @@ pub async fn serve(
     bridge.abort();
     publisher.abort();
     let _ = tokio::time::timeout(Duration::from_secs(2), watch_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), config_task).await;
     // Ingest finishes what it holds (its channel closes with the bridge).
     let _ = tokio::time::timeout(Duration::from_secs(5), ingest_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;

@@ -56,6 +56,8 @@ const OPERATIONS: &[&str] = &[
     "GET /api/v1/gateways",
     "GET /api/v1/gateways/{site}/{gateway}",
     "POST /api/v1/gateways/{site}/{gateway}/revoke",
+    "GET /api/v1/gateways/{site}/{gateway}/config",
+    "PUT /api/v1/gateways/{site}/{gateway}/config",
     "GET /api/v1/cameras",
     "PUT /api/v1/evidence/{sha256}",
     "GET /api/v1/evidence/{sha256}",
@@ -250,7 +252,7 @@ async fn the_document_describes_exactly_the_routes_the_router_answers() {
             .as_array()
             .unwrap()
             .len(),
-        12
+        13
     );
 }
 

@@ -189,7 +189,10 @@ mod tests {
                 "[remote]\nprobation_s = 999",
             )
             .replace("max_hotspots = 32", "max_hotspots = 3");
-        assert!(edited.contains("probation_s = 999") && edited.contains("max_hotspots = 3"), "{edited}");
+        assert!(
+            edited.contains("probation_s = 999") && edited.contains("max_hotspots = 3"),
+            "{edited}"
+        );
         let merged = keep_local(&local, parse(&edited)).unwrap();
         assert_eq!(merged.analysis.max_hotspots, 3);
         assert_eq!(merged.mqtt.password.as_deref(), Some("s3cret"));

@@ -26,6 +26,8 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// A versioned document was written without `If-Match` (428).
     PreconditionRequired,
+    /// A document is well-formed but invalid: `problems` lists every problem (422).
+    InvalidDocument,
     /// The request names a host this hub does not serve (`http.public_origins`, 421).
     MisdirectedRequest,
     /// Too many requests (429).
@@ -48,6 +50,7 @@ impl ErrorCode {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
+            Self::InvalidDocument => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -63,6 +66,8 @@ pub struct ApiError {
     pub code: ErrorCode,
     /// What was wrong, for people.
     pub message: String,
+    /// Every problem of an invalid document, `path: problem` each (422 only).
+    pub problems: Vec<String>,
 }
 
 impl ApiError {
@@ -71,6 +76,20 @@ impl ApiError {
         Self {
             code,
             message: message.into(),
+            problems: Vec::new(),
+        }
+    }
+
+    /// 422: `what` is invalid, for each of `problems`.
+    pub fn invalid_document(what: &str, problems: Vec<String>) -> Self {
+        Self {
+            code: ErrorCode::InvalidDocument,
+            message: format!(
+                "{} problem(s) in the {what}: {}",
+                problems.len(),
+                problems.join("; ")
+            ),
+            problems,
         }
     }
 
@@ -109,6 +128,10 @@ pub struct ErrorDetail {
     pub code: ErrorCode,
     /// What was wrong, for people.
     pub message: String,
+    /// Every problem of an invalid document, `path: problem` each (with
+    /// `invalid_document`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 impl IntoResponse for ApiError {
@@ -118,6 +141,7 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 code: self.code,
                 message: self.message,
+                problems: self.problems,
             },
         };
         let mut response = (status, axum::Json(body)).into_response();

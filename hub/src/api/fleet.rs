@@ -275,7 +275,7 @@ pub(crate) async fn list_gateways(
 }
 
 /// The gateway, or a 404 naming it.
-async fn existing_gateway(
+pub(crate) async fn existing_gateway(
     s: &ApiState,
     site: &str,
     gateway: &str,

@@ -52,6 +52,7 @@ pub mod error;
 pub mod evidence;
 pub mod findings;
 pub mod fleet;
+pub mod gateway_config;
 pub mod notifications;
 pub mod openapi;
 pub mod reports;
@@ -69,6 +70,7 @@ use crate::store::AuditLog;
 use auth::{LoginLimiter, Principal};
 use axum::extract::{ConnectInfo, Query};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::{Json, Router};
 use chrono::Utc;
 use error::{ApiError, ErrorCode};
@@ -210,6 +212,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(stream::routes())
         .merge(reports::routes())
         .merge(notifications::routes())
+        .merge(gateway_config::routes())
         .split_for_parts();
     api.merge(openapi::docs(doc))
         .fallback(|| async { ApiError::not_found("endpoint") })
@@ -244,6 +247,31 @@ pub(crate) fn json_object<T: serde::de::DeserializeOwned>(
         return Err(ApiError::bad_request("the body must be a JSON object"));
     }
     serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// The version an edit is based on, from `If-Match` (`"3"`, or `W/"3"`); `get` names the
+/// request that gives the ETag, for the 428 without one.
+pub(crate) fn if_match(headers: &axum::http::HeaderMap, get: &str) -> Result<i64, ApiError> {
+    let value = headers.get(axum::http::header::IF_MATCH).ok_or_else(|| {
+        ApiError::new(
+            error::ErrorCode::PreconditionRequired,
+            format!("send If-Match with the ETag of the version you edited ({get} gives it; \"0\" before the first edit)"),
+        )
+    })?;
+    value
+        .to_str()
+        .ok()
+        .map(|v| v.trim().trim_start_matches("W/").trim_matches('"'))
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|v| *v >= 0)
+        .ok_or_else(|| ApiError::bad_request("If-Match: expected a version ETag such as \"3\""))
+}
+
+/// `body` answered with `version` as its quoted `ETag`.
+pub(crate) fn with_etag(version: i64, body: impl IntoResponse) -> axum::response::Response {
+    let etag = axum::http::HeaderValue::from_str(&format!("\"{version}\""))
+        .unwrap_or_else(|_| axum::http::HeaderValue::from_static("\"0\""));
+    ([(axum::http::header::ETAG, etag)], body).into_response()
 }
 
 /// A body that could not be read, by the status axum gave it.

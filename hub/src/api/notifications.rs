@@ -26,8 +26,7 @@ use crate::notify::config::{redact_url, NotificationsConfig};
 use crate::notify::settings::{self, SettingsDocument};
 use crate::store::{AlertStore, NotificationRecord, NotificationStore, Role, StoredSettings};
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue};
-use axum::response::IntoResponse;
+use axum::http::HeaderMap;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -403,9 +402,7 @@ fn settings_view(
 }
 
 fn with_etag(view: SettingsView) -> axum::response::Response {
-    let etag = HeaderValue::from_str(&format!("\"{}\"", view.version))
-        .unwrap_or_else(|_| HeaderValue::from_static("\"0\""));
-    ([(header::ETAG, etag)], Json(view)).into_response()
+    super::with_etag(view.version, Json(view))
 }
 
 /// The settings as [`get_settings`] shows them (the dashboard's editor).
@@ -466,7 +463,7 @@ async fn put_settings(
     super::ApiJson(body): super::ApiJson<SettingsRequest>,
 ) -> Result<axum::response::Response, ApiError> {
     p.require(Role::Admin)?;
-    let expected = if_match(&headers)?;
+    let expected = super::if_match(&headers, "GET /api/v1/notification-settings")?;
     let invalid = |problems: Vec<chitti_common::config::ConfigError>| {
         let list: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         ApiError::bad_request(format!(
@@ -573,20 +570,3 @@ async fn put_settings(
 const MAX_SETTINGS_CHARS: usize = 65_536;
 /// Most channels, and most rules, in one settings document.
 const MAX_SETTINGS_ITEMS: usize = 256;
-
-/// The version an edit is based on, from `If-Match` (`"3"`, or `W/"3"`).
-fn if_match(headers: &HeaderMap) -> Result<i64, ApiError> {
-    let value = headers.get(header::IF_MATCH).ok_or_else(|| {
-        ApiError::new(
-            super::error::ErrorCode::PreconditionRequired,
-            "send If-Match with the ETag of the version you edited (GET /api/v1/notification-settings gives it; \"0\" before the first edit)",
-        )
-    })?;
-    value
-        .to_str()
-        .ok()
-        .map(|v| v.trim().trim_start_matches("W/").trim_matches('"'))
-        .and_then(|v| v.parse::<i64>().ok())
-        .filter(|v| *v >= 0)
-        .ok_or_else(|| ApiError::bad_request("If-Match: expected a version ETag such as \"3\""))
-}

@@ -335,6 +335,7 @@ async fn create_upload(
             Err(err) => ProgressLine::Error(ErrorDetail {
                 code: err.code,
                 message: err.message,
+                problems: err.problems,
             })
             .to_bytes(),
         };
@@ -986,6 +987,7 @@ fn detail(code: ErrorCode, message: impl Into<String>) -> ErrorDetail {
     ErrorDetail {
         code,
         message: message.into(),
+        problems: Vec::new(),
     }
 }
 

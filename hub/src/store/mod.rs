@@ -61,6 +61,7 @@ mod any;
 mod cursor;
 mod error;
 mod fleet;
+mod gateway_config;
 mod ingest;
 mod model;
 mod notifications;
@@ -79,6 +80,7 @@ pub use cursor::Cursor;
 use cursor::Listing;
 pub use error::StoreError;
 pub use fleet::FleetStore;
+pub use gateway_config::{DesiredRecord, GatewayConfigStore, ReportedConfig};
 pub use ingest::IngestStore;
 pub use model::*;
 pub use notifications::{
@@ -141,6 +143,7 @@ pub trait Store:
     + AuditLog
     + NotificationStore
     + FleetAlarmStore
+    + GatewayConfigStore
 {
     /// Which database this is.
     fn backend(&self) -> Backend {
@@ -434,6 +437,6 @@ fn to_u64(v: i64) -> u64 {
 pub mod prelude {
     pub use super::{
         AccountStore, AlertStore, AuditLog, Backed, EvidenceIndex, FleetAlarmStore, FleetStore,
-        IngestStore, NotificationStore, SiteStore, Store,
+        GatewayConfigStore, IngestStore, NotificationStore, SiteStore, Store,
     };
 }

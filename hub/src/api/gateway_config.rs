@@ -1,0 +1,284 @@
+//! A gateway's configuration from the hub (issue #19): the desired document with its
+//! version and history, and what the gateway reported doing with it.
+//!
+//! | endpoint | role |
+//! |---|---|
+//! | `GET /api/v1/gateways/{site}/{gateway}/config` (`ETag`) | viewer |
+//! | `PUT /api/v1/gateways/{site}/{gateway}/config` (`If-Match`; stale: 409) | admin |
+//!
+//! A document is the agent's whole TOML file. It is validated with the agent's own
+//! code before anything is saved: every problem is listed in a 422 and nothing is
+//! published. Saved, it gets the next version and goes out retained and signed on the
+//! gateway's `/config/set` ([`crate::remote_config`]); the gateway answers on
+//! `/config/state` (`applied`, `rejected` with its errors, or `rolled_back`), shown here
+//! as `reported`. Every save is audited (`gateway.config`).
+
+use super::auth::Principal;
+use super::error::{ApiError, ErrorBody};
+use super::fleet::existing_gateway;
+use super::{audit, ApiState};
+use crate::remote_config::{validate_document, MAX_DOCUMENT_BYTES};
+use crate::store::{DesiredRecord, GatewayConfigStore, ReportedConfig, Role};
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Saved versions shown in `history`, newest first.
+const HISTORY: u32 = 50;
+/// Longest reason accepted, in characters.
+const MAX_REASON_CHARS: usize = 1024;
+
+/// The routes of this module.
+pub(crate) fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new().routes(routes!(get_config, put_config))
+}
+
+/// The desired configuration (version 0 and no document before the first save).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DesiredView {
+    /// 1, 2, … per gateway; 0 before the first save.
+    pub version: i64,
+    /// The agent's TOML; absent before the first save.
+    pub config: Option<String>,
+    /// Who saved it.
+    pub author: Option<String>,
+    /// Why.
+    pub reason: Option<String>,
+    /// When.
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// What the gateway last reported on `/config/state`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReportedView {
+    /// The desired version the report answers (0: none received yet).
+    pub version: u64,
+    /// `applied`, `rejected` or `rolled_back`.
+    #[schema(pattern = "^(applied|rejected|rolled_back)$")]
+    pub status: String,
+    /// Why it was rejected or rolled back, `path: problem` each.
+    pub errors: Vec<String>,
+    /// The desired version running (absent: the gateway's local file).
+    pub applied_version: Option<u64>,
+    /// When the running configuration was applied.
+    pub applied_at: Option<DateTime<Utc>>,
+    /// The running configuration, secrets shown as `(kept)`.
+    pub config: Option<String>,
+    /// When the gateway made the report (its clock).
+    pub reported_at: DateTime<Utc>,
+    /// When the hub received it.
+    pub received_at: DateTime<Utc>,
+}
+
+/// One saved version.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryEntry {
+    /// Its version.
+    pub version: i64,
+    /// Who saved it.
+    pub author: String,
+    /// Why.
+    pub reason: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A gateway's configuration: desired, reported, history.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GatewayConfigView {
+    /// What the hub wants the gateway to run.
+    pub desired: DesiredView,
+    /// What the gateway said it did; absent until it reports.
+    pub reported: Option<ReportedView>,
+    /// Saved versions, newest first (the last 50).
+    pub history: Vec<HistoryEntry>,
+    /// Whether the gateway runs the desired version.
+    pub in_sync: bool,
+}
+
+/// A new desired document.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigRequest {
+    /// The agent's whole configuration file, TOML.
+    #[schema(max_length = 262144)]
+    pub config: String,
+    /// Why (shown in the history and the audit log).
+    #[serde(default)]
+    #[schema(max_length = 1024)]
+    pub reason: Option<String>,
+}
+
+/// The saved version.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConfigSaved {
+    /// The new version, published to the gateway.
+    pub version: i64,
+}
+
+fn view(history: Vec<DesiredRecord>, reported: Option<ReportedConfig>) -> GatewayConfigView {
+    let desired = match history.first() {
+        Some(d) => DesiredView {
+            version: d.version,
+            config: Some(d.document.clone()),
+            author: Some(d.author.clone()),
+            reason: Some(d.reason.clone()),
+            created_at: Some(d.created_at),
+        },
+        None => DesiredView {
+            version: 0,
+            config: None,
+            author: None,
+            reason: None,
+            created_at: None,
+        },
+    };
+    let running = reported
+        .as_ref()
+        .and_then(|r| r.state.applied_version)
+        .and_then(|v| i64::try_from(v).ok())
+        .unwrap_or(0);
+    GatewayConfigView {
+        in_sync: running == desired.version,
+        desired,
+        reported: reported.map(|r| ReportedView {
+            version: r.state.version,
+            status: r.state.status.as_str().to_string(),
+            errors: r.state.errors,
+            applied_version: r.state.applied_version,
+            applied_at: r.state.applied_at,
+            config: r.state.config,
+            reported_at: r.state.ts,
+            received_at: r.received_at,
+        }),
+        history: history
+            .into_iter()
+            .map(|d| HistoryEntry {
+                version: d.version,
+                author: d.author,
+                reason: d.reason,
+                created_at: d.created_at,
+            })
+            .collect(),
+    }
+}
+
+/// The desired configuration (with its version as `ETag`), what the gateway reported,
+/// and the saved versions.
+#[utoipa::path(
+    get,
+    path = "/api/v1/gateways/{site}/{gateway}/config",
+    tag = "fleet",
+    params(
+        ("site" = String, Path, pattern = "^[a-z0-9-]{1,64}$", description = "Site id"),
+        ("gateway" = String, Path, pattern = "^[a-z0-9-]{1,64}$", description = "Gateway id"),
+    ),
+    responses(
+        (status = 200, description = "The gateway's configuration", body = GatewayConfigView,
+         headers(("ETag" = String, description = "The desired version, quoted"))),
+        (status = 400, description = "An invalid id", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Needs the viewer role", body = ErrorBody),
+        (status = 404, description = "No such gateway", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
+async fn get_config(
+    State(s): State<ApiState>,
+    p: Principal,
+    Path((site, gateway)): Path<(String, String)>,
+) -> Result<axum::response::Response, ApiError> {
+    p.require(Role::Viewer)?;
+    existing_gateway(&s, &site, &gateway).await?;
+    let history = s.store.desired_configs(&site, &gateway, HISTORY).await?;
+    let reported = s.store.reported_config(&site, &gateway).await?;
+    let v = view(history, reported);
+    Ok(super::with_etag(v.desired.version, Json(v)))
+}
+
+/// Saves a new desired configuration and publishes it to the gateway. The document is
+/// validated with the agent's own code first: every problem is listed (422) and
+/// nothing is saved or published.
+#[utoipa::path(
+    put,
+    path = "/api/v1/gateways/{site}/{gateway}/config",
+    tag = "fleet",
+    params(
+        ("site" = String, Path, pattern = "^[a-z0-9-]{1,64}$", description = "Site id"),
+        ("gateway" = String, Path, pattern = "^[a-z0-9-]{1,64}$", description = "Gateway id"),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"[0-9]{1,18}"$"#, description = "The ETag of the version edited (\"0\" before the first save)"),
+    ),
+    request_body = ConfigRequest,
+    responses(
+        (status = 200, description = "Saved and published: the new version", body = ConfigSaved,
+         headers(("ETag" = String, description = "The new version, quoted"))),
+        (status = 400, description = "A malformed request", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Needs the admin role", body = ErrorBody),
+        (status = 404, description = "No such gateway, or it is revoked", body = ErrorBody),
+        (status = 409, description = "Changed since the version edited: the message names the current one", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "The configuration is invalid: every problem in `problems`", body = ErrorBody),
+        (status = 428, description = "No If-Match", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
+async fn put_config(
+    State(s): State<ApiState>,
+    p: Principal,
+    Path((site, gateway)): Path<(String, String)>,
+    headers: HeaderMap,
+    super::ApiJson(body): super::ApiJson<ConfigRequest>,
+) -> Result<axum::response::Response, ApiError> {
+    p.require(Role::Admin)?;
+    let g = existing_gateway(&s, &site, &gateway).await?;
+    if g.revoked_at.is_some() {
+        return Err(ApiError::not_found(format!(
+            "gateway {site}/{gateway} (revoked)"
+        )));
+    }
+    let expected = super::if_match(&headers, "GET …/config")?;
+    let reason = body.reason.unwrap_or_default();
+    if reason.chars().count() > MAX_REASON_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "reason: longer than {MAX_REASON_CHARS} characters"
+        )));
+    }
+    if body.config.len() > MAX_DOCUMENT_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "config: longer than {MAX_DOCUMENT_BYTES} bytes"
+        )));
+    }
+    validate_document(&site, &gateway, &body.config)
+        .map_err(|problems| ApiError::invalid_document("configuration", problems))?;
+    let version = s
+        .store
+        .save_desired_config(
+            &site,
+            &gateway,
+            expected,
+            &body.config,
+            &p.actor(),
+            &reason,
+            Utc::now(),
+        )
+        .await?;
+    audit(
+        &s,
+        &p,
+        "gateway.config",
+        &format!("{site}/{gateway}"),
+        json!({"version": version, "from_version": expected, "reason": reason}),
+    )
+    .await?;
+    tracing::info!(%site, %gateway, version, actor = %p.actor(), "desired configuration saved");
+    s.live.config_signal().notify_one();
+    Ok(super::with_etag(version, Json(ConfigSaved { version })))
+}

@@ -1,0 +1,280 @@
+//! Remote configuration: the desired documents saved for each gateway and the last
+//! `/config/state` it reported (issue #19; DESIGN.md §9).
+//!
+//! # Invariants
+//!
+//! - **Versions only grow.** A gateway's desired versions are 1, 2, … with no gap and
+//!   no reuse; a save names the version it edited and fails with
+//!   [`StoreError::VersionConflict`] when another save came first (the gateway's row is
+//!   locked for the save, so two saves never take the same number).
+//! - **History is kept.** Every saved document stays, with who saved it and why.
+//! - **A report replaces the last only when newer** (its own `ts`), so a retained state
+//!   seen again, or a replay, changes nothing.
+
+use super::sql::{json_arg, Row, Sql};
+use super::*;
+use chitti_common::protocol::{ConfigState, ConfigStatus};
+
+/// One saved desired document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredRecord {
+    /// Site id.
+    pub site: String,
+    /// Gateway id.
+    pub gateway: String,
+    /// 1, 2, … per gateway.
+    pub version: i64,
+    /// The agent's TOML.
+    pub document: String,
+    /// Who saved it.
+    pub author: String,
+    /// Why (free text, may be empty).
+    pub reason: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+/// The last `/config/state` a gateway reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportedConfig {
+    /// The report.
+    pub state: ConfigState,
+    /// When the hub received it.
+    pub received_at: DateTime<Utc>,
+}
+
+const DESIRED_COLUMNS: &str = "site, gateway, version, document, author, reason, created_at";
+
+fn desired_from_row(row: &Row) -> Result<DesiredRecord, StoreError> {
+    Ok(DesiredRecord {
+        site: row.get("site")?,
+        gateway: row.get("gateway")?,
+        version: row.get("version")?,
+        document: row.get("document")?,
+        author: row.get("author")?,
+        reason: row.get("reason")?,
+        created_at: row.time("created_at")?,
+    })
+}
+
+/// Desired and reported configuration per gateway.
+pub trait GatewayConfigStore: Backed {
+    /// The newest desired documents of a gateway, newest first, at most `limit`.
+    fn desired_configs(
+        &self,
+        site: &str,
+        gateway: &str,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<DesiredRecord>, StoreError>> + Send {
+        async move {
+            let sql = Sql::new(format!(
+                "SELECT {DESIRED_COLUMNS} FROM gateway_configs WHERE site = $1 AND gateway = $2 \
+                 ORDER BY version DESC LIMIT $3"
+            ))
+            .bind(site)
+            .bind(gateway)
+            .bind(i64::from(limit));
+            self.db()
+                .fetch_all(sql)
+                .await?
+                .iter()
+                .map(desired_from_row)
+                .collect()
+        }
+    }
+
+    /// The newest desired version of every gateway that has one, not revoked:
+    /// `(site, gateway, version)`, what the publisher compares with what it sent.
+    fn desired_versions(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(String, String, i64)>, StoreError>> + Send {
+        async move {
+            let sql = Sql::new(
+                "SELECT c.site, c.gateway, max(c.version) AS version FROM gateway_configs c \
+                 JOIN gateways g ON g.site = c.site AND g.gateway = c.gateway \
+                 WHERE g.revoked_at IS NULL GROUP BY c.site, c.gateway ORDER BY c.site, c.gateway",
+            );
+            self.db()
+                .fetch_all(sql)
+                .await?
+                .iter()
+                .map(|r| Ok((r.get("site")?, r.get("gateway")?, r.get("version")?)))
+                .collect()
+        }
+    }
+
+    /// One desired version of a gateway.
+    fn desired_config(
+        &self,
+        site: &str,
+        gateway: &str,
+        version: i64,
+    ) -> impl Future<Output = Result<Option<DesiredRecord>, StoreError>> + Send {
+        async move {
+            let sql = Sql::new(format!(
+                "SELECT {DESIRED_COLUMNS} FROM gateway_configs \
+                 WHERE site = $1 AND gateway = $2 AND version = $3"
+            ))
+            .bind(site)
+            .bind(gateway)
+            .bind(version);
+            self.db()
+                .fetch_optional(sql)
+                .await?
+                .as_ref()
+                .map(desired_from_row)
+                .transpose()
+        }
+    }
+
+    /// Saves a new desired document for an enrolled, unrevoked gateway if its newest
+    /// version is still `expected` (0: none yet), returning the new version; otherwise
+    /// [`StoreError::VersionConflict`] naming the current one.
+    #[allow(clippy::too_many_arguments)]
+    fn save_desired_config(
+        &self,
+        site: &str,
+        gateway: &str,
+        expected: i64,
+        document: &str,
+        author: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send {
+        async move {
+            let mut tx = self.db().begin_write().await?;
+            let lock = tx.backend().for_update();
+            let enrolled = tx
+                .fetch_optional(
+                    Sql::new(format!(
+                        "SELECT gateway FROM gateways WHERE site = $1 AND gateway = $2 \
+                         AND revoked_at IS NULL{lock}"
+                    ))
+                    .bind(site)
+                    .bind(gateway),
+                )
+                .await?;
+            if enrolled.is_none() {
+                return Err(StoreError::NotFound {
+                    what: "gateway",
+                    id: format!("{site}/{gateway}"),
+                });
+            }
+            let current: i64 = tx
+                .fetch_one(
+                    Sql::new(
+                        "SELECT coalesce(max(version), 0) AS version FROM gateway_configs \
+                         WHERE site = $1 AND gateway = $2",
+                    )
+                    .bind(site)
+                    .bind(gateway),
+                )
+                .await?
+                .get("version")?;
+            if current != expected {
+                return Err(StoreError::VersionConflict {
+                    what: "gateway configuration",
+                    current,
+                });
+            }
+            let next = current + 1;
+            tx.execute(
+                Sql::new(format!(
+                    "INSERT INTO gateway_configs ({DESIRED_COLUMNS}) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                ))
+                .bind(site)
+                .bind(gateway)
+                .bind(next)
+                .bind(text_without_nul(document))
+                .bind(text_without_nul(author))
+                .bind(text_without_nul(reason))
+                .bind(at),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(next)
+        }
+    }
+
+    /// Records a gateway's `/config/state` when it is newer than the last one kept;
+    /// `false` when it is not (a retained report seen again, or a replay).
+    fn apply_config_state(
+        &self,
+        site: &str,
+        gateway: &str,
+        state: &ConfigState,
+        received_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        async move {
+            let errors = serde_json::to_string(&state.errors)
+                .map(rows::json_without_nul)
+                .map_err(|e| StoreError::corrupt("configuration errors", e))?;
+            let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            let sql = Sql::new(
+                "INSERT INTO gateway_config_states (site, gateway, version, status, errors, \
+                 applied_version, applied_at, document, reported_at, received_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (site, gateway) DO UPDATE SET version = excluded.version, \
+                 status = excluded.status, errors = excluded.errors, \
+                 applied_version = excluded.applied_version, applied_at = excluded.applied_at, \
+                 document = excluded.document, reported_at = excluded.reported_at, \
+                 received_at = excluded.received_at \
+                 WHERE excluded.reported_at > gateway_config_states.reported_at",
+            )
+            .bind(site)
+            .bind(gateway)
+            .bind(to_i64(state.version))
+            .bind(state.status.as_str())
+            .bind(json_arg(Some(errors)))
+            .bind(state.applied_version.map(to_i64))
+            .bind(state.applied_at)
+            .bind(
+                state
+                    .config
+                    .as_deref()
+                    .map(|d| text_without_nul(d).into_owned()),
+            )
+            .bind(state.ts)
+            .bind(received_at);
+            Ok(self.db().execute(sql).await? == 1)
+        }
+    }
+
+    /// The last `/config/state` a gateway reported.
+    fn reported_config(
+        &self,
+        site: &str,
+        gateway: &str,
+    ) -> impl Future<Output = Result<Option<ReportedConfig>, StoreError>> + Send {
+        async move {
+            let sql = Sql::new(
+                "SELECT version, status, errors, applied_version, applied_at, document, \
+                 reported_at, received_at FROM gateway_config_states \
+                 WHERE site = $1 AND gateway = $2",
+            )
+            .bind(site)
+            .bind(gateway);
+            let Some(row) = self.db().fetch_optional(sql).await? else {
+                return Ok(None);
+            };
+            let status: String = row.get("status")?;
+            let from_i64 = |v: i64| u64::try_from(v).unwrap_or(0);
+            Ok(Some(ReportedConfig {
+                state: ConfigState {
+                    version: from_i64(row.get("version")?),
+                    status: ConfigStatus::parse(&status)
+                        .ok_or_else(|| StoreError::corrupt("configuration status", status))?,
+                    errors: row.json("errors", "configuration errors")?,
+                    applied_version: row.get::<Option<i64>>("applied_version")?.map(from_i64),
+                    applied_at: row.opt_time("applied_at")?,
+                    config: row.get("document")?,
+                    ts: row.time("reported_at")?,
+                },
+                received_at: row.time("received_at")?,
+            }))
+        }
+    }
+}
+
+impl<T: Backed> GatewayConfigStore for T {}

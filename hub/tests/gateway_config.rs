@@ -1,0 +1,245 @@
+//! A gateway's configuration through the API on both stores: desired documents
+//! validated with the agent's own code (every problem in a 422, nothing saved),
+//! versions that only grow with `ETag`/`If-Match` (428 without, 409 stale), history
+//! and audit, and the gateway's `/config/state` kept only when newer.
+
+mod support;
+
+use axum::http::StatusCode;
+use chitti_common::protocol::{ConfigState, ConfigStatus};
+use chitti_hub::store::prelude::*;
+use chrono::{Duration, Utc};
+use serde_json::json;
+use support::{assert_error, Api};
+
+const DOC: &str = r#"version = 1
+[identity]
+site = "north"
+gateway = "gw-a"
+[[camera]]
+id = "cam-1"
+[camera.source]
+kind = "simulated"
+fps = 5.0
+[analysis]
+max_hotspots = 8
+"#;
+
+async fn desired_configs_are_validated_versioned_and_audited(backend: &str) {
+    let (api, _db) = Api::new(backend).await;
+    api.enrol("north", "gw-a").await;
+    let (ada, _, _) = api.login("ada").await;
+    let (otto, _, _) = api.login("otto").await;
+    let uri = "/api/v1/gateways/north/gw-a/config";
+
+    let r = api.get(uri, Some(&otto), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.header("etag"), Some("\"0\""));
+    assert_eq!(r.body["desired"]["version"], 0);
+    assert!(r.body["desired"]["config"].is_null() && r.body["reported"].is_null());
+
+    let put = |body: serde_json::Value, token: String, etag: Option<&'static str>| {
+        let api = &api;
+        async move {
+            let headers: Vec<(&str, &str)> = etag.map(|e| ("if-match", e)).into_iter().collect();
+            api.call("PUT", uri, Some(&token), Some(body), &headers)
+                .await
+        }
+    };
+    let body = json!({"config": DOC, "reason": "fewer hotspots per frame"});
+    assert_error(
+        &put(body.clone(), ada.clone(), None).await,
+        StatusCode::PRECONDITION_REQUIRED,
+        "precondition_required",
+    );
+    assert_error(
+        &put(body.clone(), otto.clone(), Some("\"0\"")).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+
+    // Another gateway's document with a key the agent does not know: both named (the
+    // values of an undecodable section cannot be checked), nothing saved.
+    let invalid = DOC
+        .replace("gateway = \"gw-a\"", "gateway = \"gw-b\"")
+        .replace("fps = 5.0", "fps = 0.0")
+        .replace("max_hotspots = 8", "max_hotspots = 8\nthreshold = 40");
+    let r = put(json!({"config": invalid}), ada.clone(), Some("\"0\"")).await;
+    assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_document");
+    let problems: Vec<String> =
+        serde_json::from_value(r.body["error"]["problems"].clone()).unwrap();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems[0]
+            .starts_with("identity.gateway: \"gw-b\", but this is the configuration of north/gw-a")
+            && problems[1].starts_with("analysis.threshold: unknown field"),
+        "{problems:?}"
+    );
+    // Decodable but invalid in two ways: both named.
+    let fixed_decode = invalid.replace("\nthreshold = 40", "");
+    let r = put(json!({"config": fixed_decode}), ada.clone(), Some("\"0\"")).await;
+    let problems: Vec<String> =
+        serde_json::from_value(r.body["error"]["problems"].clone()).unwrap();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("identity.gateway: \"gw-b\""))
+            && problems
+                .iter()
+                .any(|p| p.starts_with("camera[0].source.fps")),
+        "{problems:?}"
+    );
+    let r = put(
+        json!({"config": "version = [\n"}),
+        ada.clone(),
+        Some("\"0\""),
+    )
+    .await;
+    assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_document");
+    assert_eq!(
+        api.get(uri, Some(&ada), None).await.body["desired"]["version"],
+        0
+    );
+
+    let r = put(body.clone(), ada.clone(), Some("\"0\"")).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(
+        (r.body["version"].as_i64(), r.header("etag")),
+        (Some(1), Some("\"1\""))
+    );
+    // A stale edit names the current version.
+    let stale = put(body.clone(), ada.clone(), Some("\"0\"")).await;
+    assert!(
+        assert_error(&stale, StatusCode::CONFLICT, "conflict").contains("the current version is 1")
+    );
+    let second = DOC.replace("max_hotspots = 8", "max_hotspots = 4");
+    let r = put(json!({"config": second}), ada.clone(), Some("W/\"1\"")).await;
+    assert_eq!(r.body["version"], 2, "{:?}", r.body);
+
+    let r = api.get(uri, Some(&ada), None).await;
+    assert_eq!(r.header("etag"), Some("\"2\""));
+    assert_eq!(r.body["desired"]["config"], second);
+    assert_eq!(r.body["desired"]["author"], "ada");
+    let history: Vec<(i64, String)> = r.body["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["version"].as_i64().unwrap(),
+                h["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        history,
+        vec![(2, String::new()), (1, "fewer hotspots per frame".into())]
+    );
+    assert_eq!(r.body["in_sync"], false);
+    let audited: Vec<_> = api
+        .audit_log()
+        .await
+        .into_iter()
+        .filter(|a| a.event.action == "gateway.config")
+        .collect();
+    assert_eq!(audited.len(), 2);
+    assert_eq!(audited[0].event.target, "north/gw-a");
+
+    // Unknown and revoked gateways.
+    let r = api
+        .get("/api/v1/gateways/north/gw-x/config", Some(&ada), None)
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+    api.enrol("north", "gw-old").await;
+    api.ok(
+        StatusCode::OK,
+        "POST",
+        "/api/v1/gateways/north/gw-old/revoke",
+        &ada,
+        None,
+    )
+    .await;
+    let r = api
+        .call(
+            "PUT",
+            "/api/v1/gateways/north/gw-old/config",
+            Some(&ada),
+            Some(json!({"config": DOC.replace("gw-a", "gw-old")})),
+            &[("if-match", "\"0\"")],
+        )
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+}
+
+async fn the_gateways_report_is_kept_only_when_newer(backend: &str) {
+    let (api, _db) = Api::new(backend).await;
+    api.enrol("north", "gw-a").await;
+    let (ada, _, _) = api.login("ada").await;
+    let uri = "/api/v1/gateways/north/gw-a/config";
+    api.call(
+        "PUT",
+        uri,
+        Some(&ada),
+        Some(json!({"config": DOC})),
+        &[("if-match", "\"0\"")],
+    )
+    .await;
+    // Stored to the microsecond.
+    let t0 = chrono::DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap();
+    let rejected = ConfigState {
+        version: 1,
+        status: ConfigStatus::Rejected,
+        errors: vec!["camera[0].source.path: /srv/drops is not a folder".into()],
+        applied_version: None,
+        applied_at: None,
+        config: Some("version = 1\n".into()),
+        ts: t0,
+    };
+    assert!(api
+        .store
+        .apply_config_state("north", "gw-a", &rejected, t0)
+        .await
+        .unwrap());
+    let applied = ConfigState {
+        status: ConfigStatus::Applied,
+        errors: Vec::new(),
+        applied_version: Some(1),
+        applied_at: Some(t0 + Duration::seconds(1)),
+        ts: t0 + Duration::seconds(1),
+        ..rejected.clone()
+    };
+    assert!(api
+        .store
+        .apply_config_state("north", "gw-a", &applied, t0)
+        .await
+        .unwrap());
+    // The older report again (a replay, or retained and seen again): nothing changes.
+    assert!(!api
+        .store
+        .apply_config_state("north", "gw-a", &rejected, t0)
+        .await
+        .unwrap());
+    assert!(!api
+        .store
+        .apply_config_state("north", "gw-a", &applied, t0)
+        .await
+        .unwrap());
+    let r = api.get(uri, Some(&ada), None).await;
+    let reported = &r.body["reported"];
+    assert_eq!(reported["status"], "applied", "{reported}");
+    assert_eq!(reported["applied_version"], 1);
+    assert_eq!(reported["errors"], json!([]));
+    assert_eq!(r.body["in_sync"], true);
+    let stored = api
+        .store
+        .reported_config("north", "gw-a")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.state, applied);
+}
+
+support::on_both!(
+    desired_configs_are_validated_versioned_and_audited,
+    the_gateways_report_is_kept_only_when_newer,
+);
