@@ -131,6 +131,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run { config } => {
             // Every configuration problem is reported before any device opens.
             let origin = config.display().to_string();
+            let base_dir = config
+                .parent()
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_default();
             let config = AgentConfig::load(&config)?;
             config.preflight(&origin)?;
             init_tracing();
@@ -145,7 +149,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     wait_for_signal().await;
                     let _ = tx.send(true);
                 });
-                crate::topology::run(config, rx).await.map(|_| ())
+                if config.remote.enabled {
+                    crate::remote::run_managed(config, base_dir, rx).await
+                } else {
+                    crate::topology::run(config, rx).await.map(|_| ())
+                }
             })
         }
     }

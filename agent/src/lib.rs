@@ -12,6 +12,7 @@ pub mod health;
 pub mod inspect;
 pub mod outbox;
 pub mod patrol;
+pub mod remote;
 pub mod shutdown;
 pub mod sinks;
 pub mod sources;

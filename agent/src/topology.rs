@@ -65,6 +65,16 @@ pub async fn run(
     config: AgentConfig,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<RunSummary> {
+    run_with(config, shutdown, None).await
+}
+
+/// [`run`], with the MQTT sink also carrying configuration from the hub to `remote`
+/// ([`crate::remote::run_managed`]).
+pub async fn run_with(
+    config: AgentConfig,
+    shutdown: watch::Receiver<bool>,
+    remote: Option<crate::remote::RemoteLink>,
+) -> anyhow::Result<RunSummary> {
     // A camera this build cannot drive stops the agent at once, naming it, rather than
     // leaving a source that retries forever.
     if !crate::features::V4L2_BUILT_IN {
@@ -278,7 +288,8 @@ pub async fn run(
         Arc::clone(&board),
         Arc::clone(&link),
         Arc::clone(&new_findings),
-    )?;
+    )?
+    .with_remote(remote);
     let sink_stop = Shutdown::new();
     let sink_task = tokio::spawn(sink.run(sink_stop.clone()));
 

@@ -105,6 +105,10 @@ pub struct GatewayTopics {
     pub telemetry: String,
     /// `/ack`.
     pub ack: String,
+    /// `/config/set`.
+    pub config_set: String,
+    /// `/config/state`.
+    pub config_state: String,
 }
 
 impl GatewayTopics {
@@ -120,6 +124,8 @@ impl GatewayTopics {
             findings: t(TopicKind::Findings)?,
             telemetry: t(TopicKind::Telemetry)?,
             ack: t(TopicKind::Ack)?,
+            config_set: t(TopicKind::ConfigSet)?,
+            config_state: t(TopicKind::ConfigState)?,
         })
     }
 }
@@ -186,6 +192,7 @@ pub struct MqttSink {
     signing_key: Option<ed25519_dalek::SigningKey>,
     hub_keys: Vec<ed25519_dalek::VerifyingKey>,
     sent: std::sync::Mutex<SentBatches>,
+    remote: Option<crate::remote::RemoteLink>,
 }
 
 impl std::fmt::Debug for MqttSink {
@@ -270,6 +277,7 @@ impl MqttSink {
             signing_key,
             hub_keys,
             sent: std::sync::Mutex::new(SentBatches::default()),
+            remote: None,
             options,
             topics,
             outbox,
@@ -297,6 +305,13 @@ impl MqttSink {
         })
     }
 
+    /// The same sink, also subscribing to `/config/set` (what verifies goes to
+    /// `remote.desired`) and reporting `remote.state` on `/config/state`.
+    pub fn with_remote(mut self, remote: Option<crate::remote::RemoteLink>) -> Self {
+        self.remote = remote;
+        self
+    }
+
     /// The gateway's topics.
     pub fn topics(&self) -> &GatewayTopics {
         &self.topics
@@ -313,6 +328,7 @@ impl MqttSink {
         let mut status_tick = tokio::time::interval(self.status_every);
         let mut telemetry_tick = tokio::time::interval(self.telemetry_every);
         let mut last_reason: Option<String> = None;
+        let mut config_state = self.remote.as_ref().map(|r| r.state.clone());
         loop {
             tokio::select! {
                 () = shutdown.triggered() => break,
@@ -324,6 +340,17 @@ impl MqttSink {
                         self.outbox.reset_inflight();
                         if let Err(err) = client.subscribe(self.topics.ack.clone(), QoS::AtLeastOnce).await {
                             tracing::warn!(%err, "cannot subscribe to acks");
+                        }
+                        if let Some(remote) = &self.remote {
+                            // QoS 0: a persistent session must not queue every version
+                            // published while the gateway was away (it would apply each in
+                            // turn); the retained newest one comes with every subscribe.
+                            if let Err(err) = client.subscribe(self.topics.config_set.clone(), QoS::AtMostOnce).await {
+                                tracing::warn!(%err, "cannot subscribe to /config/set");
+                            }
+                            let state = remote.state.borrow().clone();
+                            self.publish_config_state(&client, &state).await;
+                            remote.connected.notify_one();
                         }
                         self.publish_status(&client).await;
                         self.send_due(&client).await;
@@ -344,11 +371,18 @@ impl MqttSink {
                         if topic == self.topics.ack {
                             self.on_ack(&payload).await;
                             self.send_due(&client).await;
+                        } else if topic == self.topics.config_set {
+                            self.on_config_set(&payload);
                         }
                     }
                     None => break,
                 },
                 () = self.new_findings.notified() => self.send_due(&client).await,
+                Some(state) = next_state(&mut config_state) => {
+                    if self.link.is_up() {
+                        self.publish_config_state(&client, &state).await;
+                    }
+                }
                 _ = tick.tick() => self.send_due(&client).await,
                 _ = status_tick.tick() => {
                     if self.link.is_up() {
@@ -396,6 +430,57 @@ impl MqttSink {
         }
         self.link.set(false);
         poller.abort();
+    }
+
+    /// A `/config/set` message: handed on only when it is the hub's, for this gateway.
+    fn on_config_set(&self, payload: &[u8]) {
+        let Some(remote) = &self.remote else { return };
+        match chitti_common::signing::open_desired_config(
+            &self.topics.config_set,
+            payload,
+            &self.hub_keys,
+        ) {
+            Ok(desired) => {
+                tracing::debug!(version = desired.version, "configuration document received");
+                remote.desired.send_replace(Some(desired));
+            }
+            Err(err) => {
+                tracing::warn!(bytes = payload.len(), %err, "/config/set ignored");
+            }
+        }
+    }
+
+    async fn publish_config_state(
+        &self,
+        client: &AsyncClient,
+        state: &chitti_common::protocol::ConfigState,
+    ) {
+        // The hub believes only signed reports; without a key there is nothing to say.
+        if self.signing_key.is_none() {
+            tracing::debug!("no mqtt.signing_key_file: /config/state not published");
+            return;
+        }
+        match report_payload(
+            ReportKind::ConfigState,
+            &self.topics.config_state,
+            state,
+            self.signing_key.as_ref(),
+        ) {
+            Ok(json) => {
+                if let Err(err) = client
+                    .publish(
+                        self.topics.config_state.clone(),
+                        QoS::AtLeastOnce,
+                        true,
+                        json,
+                    )
+                    .await
+                {
+                    tracing::warn!(%err, "cannot queue /config/state");
+                }
+            }
+            Err(err) => tracing::warn!(%err, "cannot encode /config/state"),
+        }
     }
 
     async fn publish_status(&self, client: &AsyncClient) {
@@ -517,6 +602,19 @@ enum LinkEvent {
 
 /// Polls rumqttc's event loop forever (it reconnects on the next poll after an error),
 /// waiting a jittered, growing delay after each failure.
+/// The next configuration state to report; pending forever without remote configuration.
+async fn next_state(
+    rx: &mut Option<tokio::sync::watch::Receiver<chitti_common::protocol::ConfigState>>,
+) -> Option<chitti_common::protocol::ConfigState> {
+    match rx {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => Some(rx.borrow_and_update().clone()),
+            Err(_) => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
 async fn poll_events(mut eventloop: EventLoop, tx: mpsc::Sender<LinkEvent>, reconnect: Backoff) {
     let mut retries = reconnect.retries();
     loop {

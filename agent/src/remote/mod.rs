@@ -1,0 +1,354 @@
+//! Configuration from the hub (issue #19; DESIGN.md §9): the agent's side of
+//! `/config/set` and `/config/state`.
+//!
+//! ```text
+//! /config/set (retained, hub-signed) ─▶ MqttSink ─verify─▶ desired (watch: newest wins)
+//!                                                              │
+//! run_managed: not newer? ignore · validate + keep local keys + preflight
+//!   ├─ invalid ─▶ rejected (errors), the running configuration stays
+//!   └─ valid ──▶ write applied.json (fsync + rename, the one before kept) ─▶ restart the
+//!                pipeline on it (the outbox is closed and reopened: nothing in it is lost
+//!                or sent twice) ─▶ applied ─▶ probation: no broker within
+//!                remote.probation_s ─▶ the one before is restored ─▶ rolled_back
+//! /config/state (retained, gateway-signed) ◀── MqttSink ◀── state (watch)
+//! ```
+//!
+//! # Invariants
+//!
+//! - **Only the hub, only newer.** A document counts only when it verifies against a
+//!   hub key pinned in the local file, for this gateway's topic, and its version is
+//!   newer than the last one this gateway decided on (`state.json` keeps it across
+//!   restarts), so a replayed or retained older document changes nothing.
+//! - **The local file keeps who the gateway is**: identity, keys, broker and hub
+//!   addresses, the outbox path and `[remote]` (`chitti_common::agent_config::remote`).
+//! - **What runs is on disk first**: the applied document is written and synced
+//!   before the pipeline restarts on it; a restart of the agent runs it again.
+//! - **A change that loses the broker undoes itself** after `probation_s`.
+//!
+//! This first version restarts the whole pipeline on a change (within the shutdown
+//! deadline); the outbox keeps every finding across it.
+
+use crate::config::{AgentConfig, AgentConfigFile, TablesOnDisk};
+use chitti_common::agent_config::remote::{keep_local, redacted_toml};
+use chitti_common::protocol::{ConfigState, ConfigStatus, DesiredConfig};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+
+/// How long after a document arrives the agent waits for a newer one before deciding
+/// (a burst of queued versions ends in the newest; each arrival waits again).
+pub const DESIRED_SETTLE: Duration = Duration::from_millis(1500);
+
+/// What the MQTT sink shares with [`run_managed`].
+#[derive(Debug, Clone)]
+pub struct RemoteLink {
+    /// Verified `/config/set` documents, newest wins.
+    pub desired: watch::Sender<Option<DesiredConfig>>,
+    /// What to report on `/config/state` (published when it changes and on connect).
+    pub state: watch::Receiver<ConfigState>,
+    /// Notified on every connection to the broker.
+    pub connected: Arc<Notify>,
+}
+
+/// A document the gateway applied, as kept on disk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct AppliedDocument {
+    version: u64,
+    config: String,
+    applied_at: DateTime<Utc>,
+}
+
+/// The files under `remote.state_dir`.
+#[derive(Debug, Clone)]
+struct StateFiles {
+    dir: PathBuf,
+}
+
+impl StateFiles {
+    fn applied(&self) -> PathBuf {
+        self.dir.join("applied.json")
+    }
+
+    fn previous(&self) -> PathBuf {
+        self.dir.join("applied.previous.json")
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+        let bytes = std::fs::read(path).ok()?;
+        match serde_json::from_slice(&bytes) {
+            Ok(v) => Some(v),
+            Err(err) => {
+                tracing::error!(path = %path.display(), %err,
+                    "unreadable remote configuration file; ignored");
+                None
+            }
+        }
+    }
+
+    /// Writes `value` to `path` durably: a temporary file, fsync, rename, fsync of the
+    /// folder.
+    fn write<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+        use std::io::Write;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let tmp = path.with_extension("tmp");
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    }
+
+    /// Makes `doc` the applied document, keeping the current one as the previous.
+    fn apply(&self, doc: &AppliedDocument) -> std::io::Result<()> {
+        match Self::read::<AppliedDocument>(&self.applied()) {
+            Some(current) => Self::write(&self.previous(), &current)?,
+            // The local file ran before: no previous document.
+            None => remove_if_present(&self.previous())?,
+        }
+        Self::write(&self.applied(), doc)
+    }
+
+    /// Puts the previous document back (none: the local file runs again).
+    fn restore_previous(&self) -> std::io::Result<Option<AppliedDocument>> {
+        let previous = Self::read::<AppliedDocument>(&self.previous());
+        match &previous {
+            Some(p) => Self::write(&self.applied(), p)?,
+            None => remove_if_present(&self.applied())?,
+        }
+        remove_if_present(&self.previous())?;
+        Ok(previous)
+    }
+}
+
+fn remove_if_present(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Runs the agent on its local file and the hub's newest accepted document, applying
+/// new ones as they come, until `shutdown`.
+pub async fn run_managed(
+    base: AgentConfig,
+    base_dir: PathBuf,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let files = StateFiles {
+        dir: base.remote.state_dir.clone(),
+    };
+    let probation = Duration::from_secs(base.remote.probation_s);
+    let mut state: ConfigState = StateFiles::read(&files.state()).unwrap_or(ConfigState {
+        version: 0,
+        status: ConfigStatus::Applied,
+        errors: Vec::new(),
+        applied_version: None,
+        applied_at: None,
+        config: None,
+        ts: Utc::now(),
+    });
+    // What ran last time, if it still validates here.
+    let mut running = base.clone();
+    if let Some(doc) = StateFiles::read::<AppliedDocument>(&files.applied()) {
+        match accept(&base, &base_dir, &doc.config, doc.version) {
+            Ok(config) => running = config,
+            Err(errors) => tracing::error!(
+                version = doc.version,
+                ?errors,
+                "the applied configuration no longer validates: running the local file"
+            ),
+        }
+    }
+    state.config = Some(redacted_toml(&running));
+    state.ts = Utc::now();
+    let (desired_tx, mut desired_rx) = watch::channel::<Option<DesiredConfig>>(None);
+    let (state_tx, state_rx) = watch::channel(state.clone());
+    let connected = Arc::new(Notify::new());
+    let mut on_probation: Option<(tokio::time::Instant, u64)> = None;
+    loop {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let link = RemoteLink {
+            desired: desired_tx.clone(),
+            state: state_rx.clone(),
+            connected: Arc::clone(&connected),
+        };
+        let mut pipeline = tokio::spawn(crate::topology::run_with(
+            running.clone(),
+            stop_rx,
+            Some(link),
+        ));
+        // Until the pipeline must restart on another configuration, or stop.
+        loop {
+            let probation_end = on_probation.map(|(at, _)| at);
+            tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => {
+                    let _ = stop_tx.send(true);
+                    return pipeline.await?.map(|_| ());
+                }
+                ended = &mut pipeline => {
+                    // The pipeline stopped by itself: an error it cannot run with.
+                    return ended?.map(|_| ());
+                }
+                () = connected.notified() => {
+                    if let Some((_, version)) = on_probation.take() {
+                        tracing::info!(version, "broker reached after the change: probation over");
+                    }
+                }
+                () = sleep_until(probation_end), if probation_end.is_some() => {
+                    let Some((_, version)) = on_probation.take() else { continue };
+                    tracing::warn!(version, probation_s = probation.as_secs(),
+                        "no broker connection after applying the configuration: rolling back");
+                    let (config, applied) = restore(&files, &base, &base_dir);
+                    state = ConfigState {
+                        version,
+                        status: ConfigStatus::RolledBack,
+                        errors: vec![format!(
+                            "no connection to the broker within {} s of applying version \
+                             {version}: the configuration before it runs again",
+                            probation.as_secs()
+                        )],
+                        applied_version: applied.as_ref().map(|d| d.version),
+                        applied_at: Some(Utc::now()),
+                        config: Some(redacted_toml(&config)),
+                        ts: Utc::now(),
+                    };
+                    running = config;
+                    break;
+                }
+                changed = desired_rx.changed() => {
+                    if changed.is_err() {
+                        continue;
+                    }
+                    // A resumed MQTT session may deliver every version published while
+                    // the gateway was away, in a burst: decide on the newest of it only.
+                    while let Ok(Ok(())) =
+                        tokio::time::timeout(DESIRED_SETTLE, desired_rx.changed()).await
+                    {}
+                    let Some(doc) = desired_rx.borrow_and_update().clone() else { continue };
+                    if doc.version <= state.version {
+                        tracing::info!(version = doc.version, decided = state.version,
+                            "configuration document not newer than the last decided: ignored");
+                        continue;
+                    }
+                    let rejected = |state: &ConfigState, errors: Vec<String>| ConfigState {
+                        version: doc.version,
+                        status: ConfigStatus::Rejected,
+                        errors,
+                        ts: Utc::now(),
+                        ..state.clone()
+                    };
+                    let config = match accept(&base, &base_dir, &doc.config, doc.version) {
+                        Ok(config) => config,
+                        Err(errors) => {
+                            tracing::warn!(version = doc.version, ?errors,
+                                "configuration rejected; the running one stays");
+                            state = rejected(&state, errors);
+                            persist(&files, &state, &state_tx);
+                            continue;
+                        }
+                    };
+                    let applied = AppliedDocument {
+                        version: doc.version,
+                        config: doc.config.clone(),
+                        applied_at: Utc::now(),
+                    };
+                    if let Err(err) = files.apply(&applied) {
+                        let error = format!("cannot write {}: {err}", files.applied().display());
+                        state = rejected(&state, vec![error]);
+                        persist(&files, &state, &state_tx);
+                        continue;
+                    }
+                    tracing::info!(version = doc.version,
+                        "configuration applied; restarting the pipeline on it");
+                    state = ConfigState {
+                        version: doc.version,
+                        status: ConfigStatus::Applied,
+                        errors: Vec::new(),
+                        applied_version: Some(doc.version),
+                        applied_at: Some(applied.applied_at),
+                        config: Some(redacted_toml(&config)),
+                        ts: Utc::now(),
+                    };
+                    running = config;
+                    on_probation = Some((tokio::time::Instant::now() + probation, doc.version));
+                    break;
+                }
+            }
+        }
+        let _ = stop_tx.send(true);
+        if let Err(err) = pipeline.await? {
+            tracing::error!(%err, "the pipeline stopped with an error during the change");
+        }
+        persist(&files, &state, &state_tx);
+        // A connection the stopped pipeline made does not end the new one's probation.
+        let _ = tokio::time::timeout(Duration::ZERO, connected.notified()).await;
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The configuration before the one on probation, from disk (the local file when
+/// there was none, or when it no longer validates).
+fn restore(
+    files: &StateFiles,
+    base: &AgentConfig,
+    base_dir: &Path,
+) -> (AgentConfig, Option<AppliedDocument>) {
+    match files.restore_previous() {
+        Ok(Some(doc)) => match accept(base, base_dir, &doc.config, doc.version) {
+            Ok(config) => (config, Some(doc)),
+            Err(errors) => {
+                tracing::error!(
+                    ?errors,
+                    "the previous configuration no longer validates; running the local file"
+                );
+                (base.clone(), None)
+            }
+        },
+        Ok(None) => (base.clone(), None),
+        Err(err) => {
+            tracing::error!(%err, "cannot restore the previous configuration file; running the local file");
+            (base.clone(), None)
+        }
+    }
+}
+
+/// Keeps the decision on disk and hands it to the sink.
+fn persist(files: &StateFiles, state: &ConfigState, tx: &watch::Sender<ConfigState>) {
+    if let Err(err) = StateFiles::write(&files.state(), state) {
+        tracing::error!(%err, path = %files.state().display(),
+            "cannot record the configuration state");
+    }
+    tx.send_replace(state.clone());
+}
+
+/// A document as this gateway would run it: validated with the agent's code, the
+/// gateway's own keys kept, and what it refers to checked on this machine.
+fn accept(
+    base: &AgentConfig,
+    base_dir: &Path,
+    text: &str,
+    version: u64,
+) -> Result<AgentConfig, Vec<String>> {
+    let origin = format!("configuration version {version}");
+    let lines = |e: crate::config::ConfigErrors| -> Vec<String> {
+        e.errors.iter().map(ToString::to_string).collect()
+    };
+    let parsed = AgentConfig::parse(text, &origin, base_dir, &TablesOnDisk).map_err(lines)?;
+    let merged = keep_local(base, parsed)?;
+    merged.preflight(&origin).map_err(lines)?;
+    Ok(merged)
+}
