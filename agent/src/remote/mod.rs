@@ -158,7 +158,11 @@ pub async fn run_managed(
     // What ran last time, if it still validates here.
     let mut running = base.clone();
     if let Some(doc) = StateFiles::read::<AppliedDocument>(&files.applied()) {
-        match accept(&base, &base_dir, &doc.config, doc.version) {
+        let checked = {
+            let (base, base_dir) = (base.clone(), base_dir.clone());
+            blocking(move || accept(&base, &base_dir, &doc.config, doc.version)).await
+        };
+        match checked {
             Ok(config) => running = config,
             Err(errors) => tracing::error!(
                 version = doc.version,
@@ -206,7 +210,10 @@ pub async fn run_managed(
                     let Some((_, version)) = on_probation.take() else { continue };
                     tracing::warn!(version, probation_s = probation.as_secs(),
                         "no broker connection after applying the configuration: rolling back");
-                    let (config, applied) = restore(&files, &base, &base_dir);
+                    let (config, applied) = {
+                        let (files, base, base_dir) = (files.clone(), base.clone(), base_dir.clone());
+                        blocking(move || restore(&files, &base, &base_dir)).await
+                    };
                     state = ConfigState {
                         version,
                         status: ConfigStatus::RolledBack,
@@ -245,13 +252,17 @@ pub async fn run_managed(
                         ts: Utc::now(),
                         ..state.clone()
                     };
-                    let config = match accept(&base, &base_dir, &doc.config, doc.version) {
+                    let checked = {
+                        let (base, base_dir, text) = (base.clone(), base_dir.clone(), doc.config.clone());
+                        blocking(move || accept(&base, &base_dir, &text, doc.version)).await
+                    };
+                    let config = match checked {
                         Ok(config) => config,
                         Err(errors) => {
                             tracing::warn!(version = doc.version, ?errors,
                                 "configuration rejected; the running one stays");
                             state = rejected(&state, errors);
-                            persist(&files, &state, &state_tx);
+                            persist(&files, &state, &state_tx).await;
                             continue;
                         }
                     };
@@ -260,10 +271,14 @@ pub async fn run_managed(
                         config: doc.config.clone(),
                         applied_at: Utc::now(),
                     };
-                    if let Err(err) = files.apply(&applied) {
+                    let written = {
+                        let (files, applied) = (files.clone(), applied.clone());
+                        blocking(move || files.apply(&applied)).await
+                    };
+                    if let Err(err) = written {
                         let error = format!("cannot write {}: {err}", files.applied().display());
                         state = rejected(&state, vec![error]);
-                        persist(&files, &state, &state_tx);
+                        persist(&files, &state, &state_tx).await;
                         continue;
                     }
                     tracing::info!(version = doc.version,
@@ -287,7 +302,7 @@ pub async fn run_managed(
         if let Err(err) = pipeline.await? {
             tracing::error!(%err, "the pipeline stopped with an error during the change");
         }
-        persist(&files, &state, &state_tx);
+        persist(&files, &state, &state_tx).await;
         // A connection the stopped pipeline made does not end the new one's probation.
         let _ = tokio::time::timeout(Duration::ZERO, connected.notified()).await;
     }
@@ -326,9 +341,19 @@ fn restore(
     }
 }
 
+/// File work (fsync) on the blocking pool, never on an async worker.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(v) => v,
+        Err(err) => std::panic::resume_unwind(err.into_panic()),
+    }
+}
+
 /// Keeps the decision on disk and hands it to the sink.
-fn persist(files: &StateFiles, state: &ConfigState, tx: &watch::Sender<ConfigState>) {
-    if let Err(err) = StateFiles::write(&files.state(), state) {
+async fn persist(files: &StateFiles, state: &ConfigState, tx: &watch::Sender<ConfigState>) {
+    let path = files.state();
+    let kept = state.clone();
+    if let Err(err) = blocking(move || StateFiles::write(&path, &kept)).await {
         tracing::error!(%err, path = %files.state().display(),
             "cannot record the configuration state");
     }
