@@ -822,7 +822,93 @@ site = "north-yard"
     assert!(unknown.contains("offline_after_s"), "{unknown}");
 }
 
+/// A configuration the gateway rejected, then one it rolled back, are one
+/// `config_failed` alarm (its detail follows); a newer version it applies ends it.
+async fn a_rejected_or_rolled_back_configuration_is_an_alarm_until_the_newest_runs(backend: &str) {
+    use chitti_common::protocol::{ConfigState, ConfigStatus};
+    let (api, _db) = Api::new(backend).await;
+    api.enrol(SITE, GW).await;
+    let w = watch(&api);
+    let t0 = now() - Duration::hours(1);
+    report(&api, &healthy(t0, t0), t0).await;
+    let doc = format!(
+        "version = 1\n[identity]\nsite = \"{SITE}\"\ngateway = \"{GW}\"\n[[camera]]\nid = \"cam-1\"\n[camera.source]\nkind = \"simulated\"\n"
+    );
+    let save = |expected: i64| {
+        let (store, doc) = (Arc::clone(&api.store), doc.clone());
+        async move {
+            store
+                .save_desired_config(SITE, GW, expected, &doc, "ada", "", t0)
+                .await
+                .unwrap()
+        }
+    };
+    let state =
+        |version: u64, status: ConfigStatus, applied: Option<u64>, ts: DateTime<Utc>| ConfigState {
+            version,
+            status,
+            errors: match status {
+                ConfigStatus::Applied => Vec::new(),
+                _ => vec![
+                    "camera[0].source.path: /srv/drops is not a folder".into(),
+                    "mqtt.url: the gateway keeps its own value".into(),
+                ],
+            },
+            applied_version: applied,
+            applied_at: None,
+            config: None,
+            ts,
+        };
+    assert_eq!(save(0).await, 1);
+    let t1 = t0 + Duration::seconds(5);
+    api.store
+        .apply_config_state(SITE, GW, &state(1, ConfigStatus::Rejected, None, t1), t1)
+        .await
+        .unwrap();
+    report(&api, &healthy(t1, t0), t1).await;
+    let pass = w.pass(t1).await.unwrap();
+    assert_eq!(pass.raised.len(), 1, "{pass:#?}");
+    let alarm = &pass.raised[0];
+    assert_eq!(
+        (alarm.kind, alarm.worst_level),
+        (AlertKind::ConfigFailed, 2)
+    );
+    assert_eq!(
+        alarm.detail.as_deref(),
+        Some("configuration version 1 rejected: camera[0].source.path: /srv/drops is not a folder (and 1 more)")
+    );
+    // Version 2 is saved and rolled back: the same alarm, its detail updated.
+    assert_eq!(save(1).await, 2);
+    let t2 = t0 + Duration::seconds(10);
+    api.store
+        .apply_config_state(SITE, GW, &state(2, ConfigStatus::RolledBack, None, t2), t2)
+        .await
+        .unwrap();
+    report(&api, &healthy(t2, t0), t2).await;
+    let pass = w.pass(t2).await.unwrap();
+    assert!(pass.raised.is_empty() && pass.ended.is_empty(), "{pass:#?}");
+    let open = unresolved(&api).await;
+    assert!(of(&open, AlertKind::ConfigFailed)
+        .detail
+        .as_deref()
+        .unwrap()
+        .starts_with("configuration version 2 rolled back"));
+    // Version 3 runs: the alarm ends.
+    assert_eq!(save(2).await, 3);
+    let t3 = t0 + Duration::seconds(15);
+    api.store
+        .apply_config_state(SITE, GW, &state(3, ConfigStatus::Applied, Some(3), t3), t3)
+        .await
+        .unwrap();
+    report(&api, &healthy(t3, t0), t3).await;
+    let pass = w.pass(t3).await.unwrap();
+    assert_eq!(pass.ended.len(), 1, "{pass:#?}");
+    assert_eq!(pass.ended[0].kind, AlertKind::ConfigFailed);
+    assert!(unresolved(&api).await.is_empty());
+}
+
 on_both!(
+    a_rejected_or_rolled_back_configuration_is_an_alarm_until_the_newest_runs,
     a_silent_gateway_goes_offline_and_its_return_ends_the_alarm_with_the_outage,
     a_last_will_raises_offline_at_once_and_leaves_the_other_alarms_as_they_were,
     cameras_outboxes_evidence_and_clocks_raise_their_alarms_and_clear_them,

@@ -80,6 +80,10 @@ pub struct AlarmLevels {
     /// A clock off: timestamps of findings cannot be trusted.
     #[serde(default = "level_1")]
     pub clock_skew: u8,
+    /// A configuration the gateway rejected or rolled back: it does not run what the
+    /// hub says it should.
+    #[serde(default = "level_2")]
+    pub config_failed: u8,
 }
 
 impl Default for AlarmLevels {
@@ -91,6 +95,7 @@ impl Default for AlarmLevels {
             detector_degraded: 2,
             evidence_upload_failing: 2,
             clock_skew: 1,
+            config_failed: 2,
         }
     }
 }
@@ -105,6 +110,7 @@ impl AlarmLevels {
             AlertKind::DetectorDegraded => self.detector_degraded,
             AlertKind::EvidenceUploadFailing => self.evidence_upload_failing,
             AlertKind::ClockSkew => self.clock_skew,
+            AlertKind::ConfigFailed => self.config_failed,
         }
     }
 }
@@ -133,6 +139,9 @@ pub struct SiteAlarmLevels {
     /// Level of `clock_skew` there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock_skew: Option<u8>,
+    /// Level of `config_failed` there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_failed: Option<u8>,
 }
 
 impl SiteAlarmLevels {
@@ -145,10 +154,11 @@ impl SiteAlarmLevels {
             AlertKind::DetectorDegraded => self.detector_degraded,
             AlertKind::EvidenceUploadFailing => self.evidence_upload_failing,
             AlertKind::ClockSkew => self.clock_skew,
+            AlertKind::ConfigFailed => self.config_failed,
         }
     }
 
-    fn all(&self) -> [(&'static str, Option<u8>); 6] {
+    fn all(&self) -> [(&'static str, Option<u8>); 7] {
         AlertKind::FLEET.map(|k| (k.as_str(), self.of(k)))
     }
 }

@@ -4,7 +4,8 @@
 //! from what the gateway last reported and when, which conditions hold
 //! ([`assess`], pure): `gateway_offline` (its Last Will, or nothing heard for
 //! `ingest.offline_after_s`), `camera_stalled`, `outbox_pressure`, `detector_degraded`,
-//! `evidence_upload_failing` and `clock_skew`. A condition without an unresolved alarm
+//! `evidence_upload_failing`, `clock_skew`, and `config_failed` (the gateway rejected
+//! or rolled back its newest desired configuration, [`config_condition`]). A condition without an unresolved alarm
 //! raises one; an alarm whose condition no longer holds is ended (resolved by `hub`,
 //! with how long it lasted). Both go through the store's transitions, so notifications
 //! follow exactly as for thermal alerts.
@@ -20,7 +21,9 @@ pub mod config;
 
 pub use config::AlarmsConfig;
 
-use crate::store::{AlertKind, AlertRecord, FleetCondition, GatewayRecord, Store, StoreError};
+use crate::store::{
+    AlertKind, AlertRecord, ConfigFailure, FleetCondition, GatewayRecord, Store, StoreError,
+};
 use chrono::{DateTime, Duration, Utc};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -51,6 +54,33 @@ impl WatchRules {
     fn secs(s: u64) -> Duration {
         Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1_000_000))
     }
+}
+
+/// The `config_failed` condition of a gateway that rejected or rolled back its newest
+/// desired configuration (none when the kind is disabled).
+pub fn config_condition(failure: &ConfigFailure, rules: &WatchRules) -> Option<FleetCondition> {
+    let kind = AlertKind::ConfigFailed;
+    if !rules.alarms.enabled(kind) {
+        return None;
+    }
+    let what = match failure.status {
+        chitti_common::protocol::ConfigStatus::RolledBack => "rolled back",
+        _ => "rejected",
+    };
+    let why = match failure.errors.as_slice() {
+        [] => String::new(),
+        [one] => format!(": {one}"),
+        [first, rest @ ..] => format!(": {first} (and {} more)", rest.len()),
+    };
+    Some(FleetCondition {
+        site: failure.site.clone(),
+        gateway: failure.gateway.clone(),
+        kind,
+        camera: String::new(),
+        level: rules.alarms.level(&failure.site, kind),
+        since: failure.received_at,
+        detail: format!("configuration version {} {what}{why}", failure.version),
+    })
 }
 
 /// Which fleet conditions hold for a gateway at `now` (hub clock). A revoked gateway,
@@ -319,6 +349,13 @@ impl<S: Store + Send + Sync + 'static> FleetWatch<S> {
     /// Looks at every gateway once: raises, refreshes and ends alarms.
     pub async fn pass(&self, now: DateTime<Utc>) -> Result<WatchPass, StoreError> {
         let gateways = self.store.list_gateways().await?;
+        let config_failures: HashMap<(String, String), ConfigFailure> = self
+            .store
+            .config_failures()
+            .await?
+            .into_iter()
+            .map(|f| ((f.site.clone(), f.gateway.clone()), f))
+            .collect();
         let unresolved = self.store.unresolved_fleet_alarms().await?;
         let mut open: HashMap<(String, String, AlertKind, String), &AlertRecord> = unresolved
             .iter()
@@ -333,7 +370,15 @@ impl<S: Store + Send + Sync + 'static> FleetWatch<S> {
         let mut seen = HashSet::new();
         for gateway in &gateways {
             seen.insert((gateway.site.clone(), gateway.gateway.clone()));
-            let assessment = assess(gateway, &self.rules, now);
+            let mut assessment = assess(gateway, &self.rules, now);
+            if assessment.decided.contains(&AlertKind::ConfigFailed) {
+                let key = (gateway.site.clone(), gateway.gateway.clone());
+                if let Some(failure) = config_failures.get(&key) {
+                    assessment
+                        .conditions
+                        .extend(config_condition(failure, &self.rules));
+                }
+            }
             // A silent gateway is offline everywhere it is shown (the fleet page, the
             // overview, the live stream), as if its Last Will had come.
             let silent = gateway.online

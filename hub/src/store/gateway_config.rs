@@ -43,6 +43,23 @@ pub struct ReportedConfig {
     pub received_at: DateTime<Utc>,
 }
 
+/// A gateway that rejected its newest desired configuration, or rolled it back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigFailure {
+    /// Site id.
+    pub site: String,
+    /// Gateway id.
+    pub gateway: String,
+    /// The newest desired version, the one that failed.
+    pub version: i64,
+    /// `rejected` or `rolled_back`.
+    pub status: ConfigStatus,
+    /// Why, as the gateway said.
+    pub errors: Vec<String>,
+    /// When the hub heard it.
+    pub received_at: DateTime<Utc>,
+}
+
 const DESIRED_COLUMNS: &str = "site, gateway, version, document, author, reason, created_at";
 
 fn desired_from_row(row: &Row) -> Result<DesiredRecord, StoreError> {
@@ -238,6 +255,39 @@ pub trait GatewayConfigStore: Backed {
             .bind(state.ts)
             .bind(received_at);
             Ok(self.db().execute(sql).await? == 1)
+        }
+    }
+
+    /// Every gateway whose newest desired version it reported `rejected` or
+    /// `rolled_back` (what the fleet watch raises `config_failed` for).
+    fn config_failures(
+        &self,
+    ) -> impl Future<Output = Result<Vec<ConfigFailure>, StoreError>> + Send {
+        async move {
+            let sql = Sql::new(
+                "SELECT s.site, s.gateway, s.version, s.status, s.errors, s.received_at \
+                 FROM gateway_config_states s JOIN (SELECT site, gateway, max(version) AS version \
+                     FROM gateway_configs GROUP BY site, gateway) d \
+                 ON d.site = s.site AND d.gateway = s.gateway AND d.version = s.version \
+                 WHERE s.status IN ('rejected', 'rolled_back') ORDER BY s.site, s.gateway",
+            );
+            self.db()
+                .fetch_all(sql)
+                .await?
+                .iter()
+                .map(|row| {
+                    let status: String = row.get("status")?;
+                    Ok(ConfigFailure {
+                        site: row.get("site")?,
+                        gateway: row.get("gateway")?,
+                        version: row.get("version")?,
+                        status: ConfigStatus::parse(&status)
+                            .ok_or_else(|| StoreError::corrupt("configuration status", status))?,
+                        errors: row.json("errors", "configuration errors")?,
+                        received_at: row.time("received_at")?,
+                    })
+                })
+                .collect()
         }
     }
 

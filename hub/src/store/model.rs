@@ -201,6 +201,8 @@ pub enum AlertKind {
     EvidenceUploadFailing,
     /// The gateway's clock is off the hub's by more than the bound.
     ClockSkew,
+    /// The gateway rejected its newest desired configuration, or rolled it back.
+    ConfigFailed,
 }
 
 impl AlertKind {
@@ -213,16 +215,18 @@ impl AlertKind {
         "detector_degraded",
         "evidence_upload_failing",
         "clock_skew",
+        "config_failed",
     ];
 
     /// The fleet alarms' kinds.
-    pub const FLEET: [AlertKind; 6] = [
+    pub const FLEET: [AlertKind; 7] = [
         Self::GatewayOffline,
         Self::CameraStalled,
         Self::OutboxPressure,
         Self::DetectorDegraded,
         Self::EvidenceUploadFailing,
         Self::ClockSkew,
+        Self::ConfigFailed,
     ];
 
     /// The stored (and API) name.
@@ -235,6 +239,7 @@ impl AlertKind {
             Self::DetectorDegraded => "detector_degraded",
             Self::EvidenceUploadFailing => "evidence_upload_failing",
             Self::ClockSkew => "clock_skew",
+            Self::ConfigFailed => "config_failed",
         }
     }
 
@@ -261,6 +266,7 @@ impl AlertKind {
             Self::DetectorDegraded => "detector degraded",
             Self::EvidenceUploadFailing => "evidence upload failing",
             Self::ClockSkew => "clock skew",
+            Self::ConfigFailed => "configuration failed",
         }
     }
 }
@@ -421,6 +427,7 @@ impl KindFilter {
         "detector_degraded",
         "evidence_upload_failing",
         "clock_skew",
+        "config_failed",
         "thermal",
         "fleet",
     ];
