@@ -1,6 +1,6 @@
 //! Remote configuration on the hub (issue #19; DESIGN.md §9): a gateway's desired
 //! document is validated with the agent's own code (`chitti_common::agent_config`),
-//! saved with a new version ([`GatewayConfigStore`]), and published by the
+//! saved with a new version ([`GatewayConfigStore`](crate::store::GatewayConfigStore)), and published by the
 //! [`ConfigPublisher`]: retained on the gateway's `/config/set`, signed with the hub's
 //! key, so an agent that was away gets the newest version (and only it) when it
 //! connects again.
@@ -156,5 +156,148 @@ impl<S: Store + 'static> ConfigPublisher<S> {
             .publish(&topic, payload, true)
             .await
             .map_err(|e| e.to_string())
+    }
+}
+
+/// Most keys one group change may set.
+pub const MAX_CHANGE_KEYS: usize = 64;
+
+/// `text` (an agent configuration) with each of `set`'s keys — dotted paths into the
+/// file, `[n]` for the n-th table of an array (`camera[0].table`) — set to its value
+/// (`null` removes the key, so the agent's default applies). The identity cannot be
+/// set this way: a change for many gateways must not make them one.
+pub fn apply_settings(
+    text: &str,
+    set: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> Result<String, Vec<String>> {
+    let mut doc: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| vec![format!("the document: {}", e.message())])?;
+    let mut problems = Vec::new();
+    for (key, value) in set {
+        if let Err(problem) = set_key(&mut doc, key, value) {
+            problems.push(format!("{key}: {problem}"));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    toml::to_string(&doc).map_err(|e| vec![format!("the document: {e}")])
+}
+
+fn set_key(doc: &mut toml::Table, key: &str, value: &serde_json::Value) -> Result<(), String> {
+    if key == "identity" || key.starts_with("identity.") || key == "version" {
+        return Err("is the gateway's own: a change to a group cannot set it".into());
+    }
+    let new = if value.is_null() {
+        None
+    } else {
+        Some(toml::Value::try_from(value).map_err(|e| format!("not a TOML value: {e}"))?)
+    };
+    let mut parts = Vec::new();
+    for part in key.split('.') {
+        let (name, index) = match part.strip_suffix(']').and_then(|p| p.split_once('[')) {
+            Some((name, i)) => (
+                name,
+                Some(
+                    i.parse::<usize>()
+                        .map_err(|_| format!("{part:?}: the index must be a number"))?,
+                ),
+            ),
+            None => (part, None),
+        };
+        if name.is_empty() {
+            return Err("an empty key".into());
+        }
+        parts.push((name, index));
+    }
+    let Some(((last, last_index), path)) = parts.split_last() else {
+        return Err("an empty key".into());
+    };
+    if last_index.is_some() {
+        return Err("must end with a key, not an index".into());
+    }
+    let mut table = doc;
+    for (name, index) in path {
+        let entry = table
+            .entry(name.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = match (entry, index) {
+            (toml::Value::Table(t), None) => t,
+            (toml::Value::Array(items), Some(i)) => {
+                let len = items.len();
+                match items.get_mut(*i) {
+                    Some(toml::Value::Table(t)) => t,
+                    Some(_) => return Err(format!("{name}[{i}] is not a table")),
+                    None => return Err(format!("{name} has {len} entries, no [{i}]")),
+                }
+            }
+            (_, Some(_)) => return Err(format!("{name} is not an array of tables")),
+            (_, None) => return Err(format!("{name} is not a table")),
+        };
+    }
+    match new {
+        Some(v) => {
+            table.insert(last.to_string(), v);
+        }
+        None => {
+            table.remove(*last);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const DOC: &str = "version = 1\n[identity]\nsite = \"n\"\ngateway = \"g\"\n\
+        [[camera]]\nid = \"a\"\n[camera.source]\nkind = \"simulated\"\n\
+        [[camera]]\nid = \"b\"\n[camera.source]\nkind = \"simulated\"\n";
+
+    #[test]
+    fn settings_reach_sections_arrays_and_remove_keys() {
+        let set = [
+            ("analysis.tracking.raise_after_frames", json!(3)),
+            ("camera[1].table", json!("neta-ambient")),
+            ("health.status_interval_s", json!(45)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let text = apply_settings(DOC, &set).unwrap();
+        let config = validate_document("n", "g", &text).unwrap();
+        assert_eq!(config.analysis.tracking.raise_after_frames, 3);
+        assert_eq!(config.cameras[1].table.as_deref(), Some("neta-ambient"));
+        assert_eq!(config.cameras[0].table, None);
+        assert_eq!(config.health.status_interval_s, 45);
+        let removed = [("health.status_interval_s".to_string(), json!(null))].into();
+        let back = validate_document("n", "g", &apply_settings(&text, &removed).unwrap()).unwrap();
+        assert_eq!(
+            back.health.status_interval_s,
+            chitti_common::agent_config::HealthConfig::default().status_interval_s
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_named_each() {
+        let set = [
+            ("identity.gateway", json!("x")),
+            ("camera[5].table", json!("t")),
+            ("camera[x].table", json!("t")),
+            ("version.minor", json!(1)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let problems = apply_settings(DOC, &set).unwrap_err();
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p == "camera[5].table: camera has 2 entries, no [5]"),
+            "{problems:?}"
+        );
     }
 }

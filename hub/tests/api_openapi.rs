@@ -58,6 +58,7 @@ const OPERATIONS: &[&str] = &[
     "POST /api/v1/gateways/{site}/{gateway}/revoke",
     "GET /api/v1/gateways/{site}/{gateway}/config",
     "PUT /api/v1/gateways/{site}/{gateway}/config",
+    "POST /api/v1/gateways/config-changes",
     "GET /api/v1/cameras",
     "PUT /api/v1/evidence/{sha256}",
     "GET /api/v1/evidence/{sha256}",

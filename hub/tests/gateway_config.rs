@@ -239,7 +239,129 @@ async fn the_gateways_report_is_kept_only_when_newer(backend: &str) {
     assert_eq!(stored.state, applied);
 }
 
+async fn one_change_reaches_a_site_with_overrides_all_or_nothing(backend: &str) {
+    let (api, _db) = Api::new(backend).await;
+    for gw in ["gw-a", "gw-b", "gw-c"] {
+        api.enrol("north", gw).await;
+    }
+    api.enrol("south", "gw-z").await;
+    let (ada, _, _) = api.login("ada").await;
+    let doc = |gw: &str| DOC.replace("gw-a", gw);
+    // gw-a has a desired document; gw-b only reported what it runs; gw-c nothing yet.
+    api.call(
+        "PUT",
+        "/api/v1/gateways/north/gw-a/config",
+        Some(&ada),
+        Some(json!({"config": doc("gw-a")})),
+        &[("if-match", "\"0\"")],
+    )
+    .await;
+    let running = |gw: &str| ConfigState {
+        version: 0,
+        status: ConfigStatus::Applied,
+        errors: Vec::new(),
+        applied_version: None,
+        applied_at: None,
+        config: Some(doc(gw)),
+        ts: Utc::now(),
+    };
+    api.store
+        .apply_config_state("north", "gw-b", &running("gw-b"), Utc::now())
+        .await
+        .unwrap();
+    let uri = "/api/v1/gateways/config-changes";
+    let change = json!({
+        "target": {"site": "north"},
+        "set": {"analysis.tracking.raise_after_frames": 3},
+        "overrides": {"north/gw-b": {"analysis.tracking.raise_after_frames": 5}},
+        "reason": "fewer false raises",
+    });
+    let r = api
+        .call("POST", uri, Some(&ada), Some(change.clone()), &[])
+        .await;
+    assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_document");
+    assert!(r.body["error"]["problems"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("north/gw-c: no configuration to change yet"));
+    api.store
+        .apply_config_state("north", "gw-c", &running("gw-c"), Utc::now())
+        .await
+        .unwrap();
+    // One gateway's result invalid: named, nothing saved anywhere.
+    let mut bad = change.clone();
+    bad["overrides"]["north/gw-a"] = json!({"analysis.max_hotspots": 0});
+    let r = api.call("POST", uri, Some(&ada), Some(bad), &[]).await;
+    assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_document");
+    assert_eq!(
+        r.body["error"]["problems"],
+        json!(["north/gw-a: analysis.max_hotspots: must be at least 1"])
+    );
+    let version = |gw: &'static str| {
+        let api = &api;
+        async move {
+            api.store
+                .desired_configs("north", gw, 1)
+                .await
+                .unwrap()
+                .first()
+                .map(|d| (d.version, d.document.clone()))
+        }
+    };
+    assert_eq!(version("gw-a").await.unwrap().0, 1);
+    assert!(version("gw-b").await.is_none());
+
+    let r = api
+        .ok(StatusCode::OK, "POST", uri, &ada, Some(change))
+        .await;
+    assert_eq!(
+        r["changes"],
+        json!([
+            {"gateway": "north/gw-a", "version": 2},
+            {"gateway": "north/gw-b", "version": 1},
+            {"gateway": "north/gw-c", "version": 1},
+        ])
+    );
+    for (gw, frames) in [("gw-a", 3), ("gw-b", 5), ("gw-c", 3)] {
+        let (_, text) = version(gw).await.unwrap();
+        let config = chitti_hub::remote_config::validate_document("north", gw, &text).unwrap();
+        assert_eq!(config.analysis.tracking.raise_after_frames, frames, "{gw}");
+        assert_eq!(
+            config.analysis.max_hotspots, 8,
+            "{gw}: the rest of its document kept"
+        );
+    }
+    assert!(api
+        .store
+        .desired_configs("south", "gw-z", 1)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // An override for a gateway outside the target; an unknown gateway.
+    let r = api
+        .call("POST", uri, Some(&ada), Some(json!({"target": {"gateways": ["north/gw-a"]}, "set": {}, "overrides": {"south/gw-z": {"health.status_interval_s": 5}}})), &[])
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    let r = api
+        .call("POST", uri, Some(&ada), Some(json!({"target": {"gateways": ["north/gw-q"]}, "set": {"health.status_interval_s": 5}})), &[])
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+    let (otto, _, _) = api.login("otto").await;
+    let r = api
+        .call(
+            "POST",
+            uri,
+            Some(&otto),
+            Some(json!({"target": {"site": "north"}, "set": {"health.status_interval_s": 5}})),
+            &[],
+        )
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+}
+
 support::on_both!(
+    one_change_reaches_a_site_with_overrides_all_or_nothing,
     desired_configs_are_validated_versioned_and_audited,
     the_gateways_report_is_kept_only_when_newer,
 );

@@ -196,7 +196,7 @@ impl std::fmt::Debug for CameraAnalyzer {
 
 impl CameraAnalyzer {
     /// The analyzer of one camera: `[analysis]`, what it needs to know about the camera
-    /// (`camera`), and the camera's severity table (see [`AnalysisConfig::build`]).
+    /// (`camera`), and the camera's severity table.
     pub fn new(
         a: &AnalysisConfig,
         camera: &CameraContext<'_>,

@@ -5,6 +5,12 @@
 //! |---|---|
 //! | `GET /api/v1/gateways/{site}/{gateway}/config` (`ETag`) | viewer |
 //! | `PUT /api/v1/gateways/{site}/{gateway}/config` (`If-Match`; stale: 409) | admin |
+//! | `POST /api/v1/gateways/config-changes` (one change to a site or a list) | admin |
+//!
+//! A change to a group sets keys (`analysis.tracking.raise_after_frames`,
+//! `camera[0].table`; `null` removes one) in each gateway's newest document (or, before
+//! the first, in the configuration it reported running), with per-gateway overrides;
+//! every gateway's result is validated, and all are saved in one transaction or none.
 //!
 //! A document is the agent's whole TOML file. It is validated with the agent's own
 //! code before anything is saved: every problem is listed in a 422 and nothing is
@@ -17,14 +23,19 @@ use super::auth::Principal;
 use super::error::{ApiError, ErrorBody};
 use super::fleet::existing_gateway;
 use super::{audit, ApiState};
-use crate::remote_config::{validate_document, MAX_DOCUMENT_BYTES};
-use crate::store::{DesiredRecord, GatewayConfigStore, ReportedConfig, Role};
+use crate::remote_config::{
+    apply_settings, validate_document, MAX_CHANGE_KEYS, MAX_DOCUMENT_BYTES,
+};
+use crate::store::{
+    DesiredChange, DesiredRecord, FleetStore, GatewayConfigStore, ReportedConfig, Role,
+};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::collections::BTreeMap;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -36,7 +47,9 @@ const MAX_REASON_CHARS: usize = 1024;
 
 /// The routes of this module.
 pub(crate) fn routes() -> OpenApiRouter<ApiState> {
-    OpenApiRouter::new().routes(routes!(get_config, put_config))
+    OpenApiRouter::new()
+        .routes(routes!(get_config, put_config))
+        .routes(routes!(change_configs))
 }
 
 /// The desired configuration (version 0 and no document before the first save).
@@ -281,4 +294,222 @@ async fn put_config(
     tracing::info!(%site, %gateway, version, actor = %p.actor(), "desired configuration saved");
     s.live.config_signal().notify_one();
     Ok(super::with_etag(version, Json(ConfigSaved { version })))
+}
+
+/// Most gateways one change may name.
+const MAX_CHANGE_GATEWAYS: usize = 10_000;
+
+/// Which gateways a change is for: every unrevoked gateway of a site, or a list.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeTarget {
+    /// Every unrevoked gateway of this site.
+    #[schema(pattern = "^[a-z0-9-]{1,64}$")]
+    pub site: Option<String>,
+    /// These gateways, `site/gateway` each.
+    #[schema(max_items = 10000)]
+    pub gateways: Option<Vec<String>>,
+}
+
+/// One change to many gateways.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigChangeRequest {
+    /// The gateways.
+    pub target: ChangeTarget,
+    /// Keys to set, dotted paths into the agent's file (`camera[0].table`); `null`
+    /// removes a key (its default applies).
+    #[schema(value_type = Object)]
+    pub set: BTreeMap<String, serde_json::Value>,
+    /// Per gateway (`site/gateway`), keys set over `set`.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub overrides: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+    /// Why (shown in each gateway's history and the audit log).
+    #[serde(default)]
+    #[schema(max_length = 1024)]
+    pub reason: Option<String>,
+}
+
+/// One gateway's new version.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GatewayVersion {
+    /// `site/gateway`.
+    pub gateway: String,
+    /// Its new desired version, published to it.
+    pub version: i64,
+}
+
+/// What a change saved.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConfigChangeResult {
+    /// Every gateway changed, with its new version.
+    pub changes: Vec<GatewayVersion>,
+}
+
+/// Sets the same keys in the configuration of every gateway of a site (or a list),
+/// with per-gateway overrides: each result is validated with the agent's code, and all
+/// are saved and published together or none (422 lists every problem, by gateway).
+#[utoipa::path(
+    post,
+    path = "/api/v1/gateways/config-changes",
+    tag = "fleet",
+    request_body = ConfigChangeRequest,
+    responses(
+        (status = 200, description = "Saved and published: each gateway's new version", body = ConfigChangeResult),
+        (status = 400, description = "A malformed request", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Needs the admin role", body = ErrorBody),
+        (status = 404, description = "No such gateway or site, or it is revoked", body = ErrorBody),
+        (status = 409, description = "A gateway's configuration changed meanwhile: nothing saved", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "A result is invalid: every problem in `problems`, nothing saved", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
+async fn change_configs(
+    State(s): State<ApiState>,
+    p: Principal,
+    super::ApiJson(body): super::ApiJson<ConfigChangeRequest>,
+) -> Result<Json<ConfigChangeResult>, ApiError> {
+    p.require(Role::Admin)?;
+    let reason = body.reason.unwrap_or_default();
+    if reason.chars().count() > MAX_REASON_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "reason: longer than {MAX_REASON_CHARS} characters"
+        )));
+    }
+    if body.set.is_empty() && body.overrides.is_empty() {
+        return Err(ApiError::bad_request(
+            "set: name at least one key to change",
+        ));
+    }
+    let too_many = std::iter::once(&body.set)
+        .chain(body.overrides.values())
+        .any(|keys| keys.len() > MAX_CHANGE_KEYS);
+    if too_many {
+        return Err(ApiError::bad_request(format!(
+            "set, overrides: at most {MAX_CHANGE_KEYS} keys each"
+        )));
+    }
+    let targets: Vec<(String, String)> = match (&body.target.site, &body.target.gateways) {
+        (Some(site), None) => {
+            super::sites::check_id("site", site)?;
+            let all = s.store.list_gateways().await?;
+            let of_site: Vec<_> = all
+                .into_iter()
+                .filter(|g| &g.site == site && g.revoked_at.is_none())
+                .map(|g| (g.site, g.gateway))
+                .collect();
+            if of_site.is_empty() {
+                return Err(ApiError::not_found(format!("gateways of site {site}")));
+            }
+            of_site
+        }
+        (None, Some(list)) if !list.is_empty() && list.len() <= MAX_CHANGE_GATEWAYS => {
+            let mut targets = Vec::new();
+            for name in list {
+                let (site, gateway) = name.split_once('/').ok_or_else(|| {
+                    ApiError::bad_request(format!("target.gateways: {name:?} is not site/gateway"))
+                })?;
+                let g = existing_gateway(&s, site, gateway).await?;
+                if g.revoked_at.is_some() {
+                    return Err(ApiError::not_found(format!("gateway {name} (revoked)")));
+                }
+                if !targets.contains(&(g.site.clone(), g.gateway.clone())) {
+                    targets.push((g.site, g.gateway));
+                }
+            }
+            targets
+        }
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "target: give either site or gateways (1 to {MAX_CHANGE_GATEWAYS} of them)"
+            )))
+        }
+    };
+    for name in body.overrides.keys() {
+        if !targets.iter().any(|(s, g)| &format!("{s}/{g}") == name) {
+            return Err(ApiError::bad_request(format!(
+                "overrides: {name:?} is not one of the target's gateways"
+            )));
+        }
+    }
+    let mut problems = Vec::new();
+    let mut changes = Vec::new();
+    for (site, gateway) in &targets {
+        let name = format!("{site}/{gateway}");
+        let newest = s.store.desired_configs(site, gateway, 1).await?.pop();
+        let expected = newest.as_ref().map_or(0, |d| d.version);
+        let base = match newest {
+            Some(d) => d.document,
+            None => match s
+                .store
+                .reported_config(site, gateway)
+                .await?
+                .and_then(|r| r.state.config)
+            {
+                Some(running) => running,
+                None => {
+                    problems.push(format!(
+                        "{name}: no configuration to change yet (it has not reported the one it runs; save one with PUT …/config)"
+                    ));
+                    continue;
+                }
+            },
+        };
+        let mut keys = body.set.clone();
+        if let Some(own) = body.overrides.get(&name) {
+            keys.extend(own.clone());
+        }
+        let document = match apply_settings(&base, &keys)
+            .and_then(|text| validate_document(site, gateway, &text).map(|_| text))
+        {
+            Ok(text) => text,
+            Err(errors) => {
+                problems.extend(errors.into_iter().map(|e| format!("{name}: {e}")));
+                continue;
+            }
+        };
+        changes.push(DesiredChange {
+            site: site.clone(),
+            gateway: gateway.clone(),
+            expected,
+            document,
+        });
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::invalid_document("configuration change", problems));
+    }
+    let versions = s
+        .store
+        .save_desired_configs(&changes, &p.actor(), &reason, Utc::now())
+        .await?;
+    let changed: Vec<GatewayVersion> = changes
+        .iter()
+        .zip(versions)
+        .map(|(c, version)| GatewayVersion {
+            gateway: format!("{}/{}", c.site, c.gateway),
+            version,
+        })
+        .collect();
+    let target = match &body.target.site {
+        Some(site) => format!("{site}/*"),
+        None => format!("{} gateways", changed.len()),
+    };
+    audit(
+        &s,
+        &p,
+        "gateway.config",
+        &target,
+        json!({
+            "changes": changed.iter().map(|c| json!({"gateway": c.gateway, "version": c.version})).collect::<Vec<_>>(),
+            "set": body.set, "overrides": body.overrides, "reason": reason,
+        }),
+    )
+    .await?;
+    tracing::info!(gateways = changed.len(), actor = %p.actor(), "configuration change saved");
+    s.live.config_signal().notify_one();
+    Ok(Json(ConfigChangeResult { changes: changed }))
 }

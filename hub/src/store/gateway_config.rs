@@ -43,6 +43,19 @@ pub struct ReportedConfig {
     pub received_at: DateTime<Utc>,
 }
 
+/// One gateway's new desired document in a save.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredChange {
+    /// Site id.
+    pub site: String,
+    /// Gateway id.
+    pub gateway: String,
+    /// The version it was edited from (0: none yet).
+    pub expected: i64,
+    /// The agent's TOML.
+    pub document: String,
+}
+
 /// A gateway that rejected its newest desired configuration, or rolled it back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfigFailure {
@@ -159,58 +172,86 @@ pub trait GatewayConfigStore: Backed {
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<i64, StoreError>> + Send {
         async move {
+            let change = DesiredChange {
+                site: site.to_string(),
+                gateway: gateway.to_string(),
+                expected,
+                document: document.to_string(),
+            };
+            let saved = self
+                .save_desired_configs(std::slice::from_ref(&change), author, reason, at)
+                .await?;
+            Ok(saved[0])
+        }
+    }
+
+    /// Saves several gateways' new documents in one transaction, all or none (one
+    /// change to a group): each gateway's newest version must still be its `expected`.
+    /// The new versions, in order.
+    fn save_desired_configs(
+        &self,
+        changes: &[DesiredChange],
+        author: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send {
+        async move {
             let mut tx = self.db().begin_write().await?;
             let lock = tx.backend().for_update();
-            let enrolled = tx
-                .fetch_optional(
+            let mut versions = Vec::with_capacity(changes.len());
+            for c in changes {
+                let enrolled = tx
+                    .fetch_optional(
+                        Sql::new(format!(
+                            "SELECT gateway FROM gateways WHERE site = $1 AND gateway = $2 \
+                             AND revoked_at IS NULL{lock}"
+                        ))
+                        .bind(c.site.as_str())
+                        .bind(c.gateway.as_str()),
+                    )
+                    .await?;
+                if enrolled.is_none() {
+                    return Err(StoreError::NotFound {
+                        what: "gateway",
+                        id: format!("{}/{}", c.site, c.gateway),
+                    });
+                }
+                let current: i64 = tx
+                    .fetch_one(
+                        Sql::new(
+                            "SELECT coalesce(max(version), 0) AS version FROM gateway_configs \
+                             WHERE site = $1 AND gateway = $2",
+                        )
+                        .bind(c.site.as_str())
+                        .bind(c.gateway.as_str()),
+                    )
+                    .await?
+                    .get("version")?;
+                if current != c.expected {
+                    return Err(StoreError::VersionConflict {
+                        what: "gateway configuration",
+                        current,
+                    });
+                }
+                let next = current + 1;
+                tx.execute(
                     Sql::new(format!(
-                        "SELECT gateway FROM gateways WHERE site = $1 AND gateway = $2 \
-                         AND revoked_at IS NULL{lock}"
+                        "INSERT INTO gateway_configs ({DESIRED_COLUMNS}) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)"
                     ))
-                    .bind(site)
-                    .bind(gateway),
+                    .bind(c.site.as_str())
+                    .bind(c.gateway.as_str())
+                    .bind(next)
+                    .bind(text_without_nul(&c.document))
+                    .bind(text_without_nul(author))
+                    .bind(text_without_nul(reason))
+                    .bind(at),
                 )
                 .await?;
-            if enrolled.is_none() {
-                return Err(StoreError::NotFound {
-                    what: "gateway",
-                    id: format!("{site}/{gateway}"),
-                });
+                versions.push(next);
             }
-            let current: i64 = tx
-                .fetch_one(
-                    Sql::new(
-                        "SELECT coalesce(max(version), 0) AS version FROM gateway_configs \
-                         WHERE site = $1 AND gateway = $2",
-                    )
-                    .bind(site)
-                    .bind(gateway),
-                )
-                .await?
-                .get("version")?;
-            if current != expected {
-                return Err(StoreError::VersionConflict {
-                    what: "gateway configuration",
-                    current,
-                });
-            }
-            let next = current + 1;
-            tx.execute(
-                Sql::new(format!(
-                    "INSERT INTO gateway_configs ({DESIRED_COLUMNS}) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)"
-                ))
-                .bind(site)
-                .bind(gateway)
-                .bind(next)
-                .bind(text_without_nul(document))
-                .bind(text_without_nul(author))
-                .bind(text_without_nul(reason))
-                .bind(at),
-            )
-            .await?;
             tx.commit().await?;
-            Ok(next)
+            Ok(versions)
         }
     }
 

@@ -80,7 +80,9 @@ pub use cursor::Cursor;
 use cursor::Listing;
 pub use error::StoreError;
 pub use fleet::FleetStore;
-pub use gateway_config::{ConfigFailure, DesiredRecord, GatewayConfigStore, ReportedConfig};
+pub use gateway_config::{
+    ConfigFailure, DesiredChange, DesiredRecord, GatewayConfigStore, ReportedConfig,
+};
 pub use ingest::IngestStore;
 pub use model::*;
 pub use notifications::{
