@@ -50,6 +50,7 @@
 mod alerts;
 mod assets;
 mod chart;
+mod gateway_config;
 pub(crate) mod layout;
 mod overview;
 mod pages;
@@ -72,6 +73,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/alerts", get(alerts::queue))
         .route("/alerts/{id}", get(alerts::detail))
         .route("/fleet", get(pages::fleet))
+        .route("/fleet/{site}/{gateway}", get(gateway_config::page))
         .route("/sites", get(pages::sites))
         .route("/upload", get(pages::upload))
         .route("/reports", get(pages::reports))

@@ -78,7 +78,7 @@ fn gateway_row(g: &GatewayView, temps: Option<(Option<f64>, Option<f64>)>) -> Ma
     };
     html! {
         tr data-gateway=(g.username) data-state=(state) class=(if state == "offline" { "gateway-row flagged" } else { "gateway-row" }) {
-            th scope="row" { (g.site) " / " (g.gateway) }
+            th scope="row" { a href=(format!("/fleet/{}/{}", g.site, g.gateway)) { (g.site) " / " (g.gateway) } }
             td {
                 span class=(format!("status status-{state}")) { (state) }
                 @if let (false, Some(s)) = (g.revoked, g.offline_for_s) { " for " strong.offline-for { (layout::duration(s)) } }
