@@ -897,3 +897,70 @@ async fn an_admin_edits_channels_and_rules_and_sees_a_new_secret_once() {
     let mut hub = hub;
     assert!(hub.process.take().unwrap().terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_saves_a_gateway_configuration_and_sees_its_problems_first() {
+    let hub = start_hub_with_users(&[("ada", "admin")]);
+    let http = hub.addrs.http;
+    let c = Chrome::start(1280, 900).await;
+    c.sign_in(http, "ada", PASSWORD, "/fleet").await;
+    c.wait_for("#gateway-table a[href='/fleet/north-yard/gw-1']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    c.wait_for("#config-form").await;
+    assert!(c.text("#config-state").await.contains("none saved"));
+    let doc = "version = 1\n[identity]\nsite = \"north-yard\"\ngateway = \"gw-1\"\n\n\
+               [[camera]]\nid = \"cam-1\"\n\n[camera.source]\nkind = \"simulated\"\nfps = 5.0\n";
+    let save = "#config-form button[type='submit']";
+    // Another gateway's identity and an impossible frame rate: both named, nothing saved.
+    let wrong = doc
+        .replace("gw-1", "gw-9")
+        .replace("fps = 5.0", "fps = 0.0");
+    c.js(
+        "document.querySelector('#config-toml').value = arguments[0];",
+        vec![json!(wrong)],
+    )
+    .await;
+    c.wait_for(save).await.click().await.unwrap();
+    let context = || hub.log();
+    let refused = eventually("the problems shown", context, || async {
+        let text = c.content("#config-form .form-error").await;
+        (!text.is_empty()).then_some(text)
+    })
+    .await;
+    assert!(
+        refused.contains("identity.gateway") && refused.contains("camera[0].source.fps"),
+        "{refused}"
+    );
+    let ada = api_login(http, "ada", PASSWORD);
+    let url = "/api/v1/gateways/north-yard/gw-1/config";
+    assert_eq!(api_get(http, &ada, url)["desired"]["version"], 0);
+    c.js(
+        "document.querySelector('#config-toml').value = arguments[0];\
+         document.querySelector('#config-reason').value = 'first remote configuration';",
+        vec![json!(doc)],
+    )
+    .await;
+    c.wait_for(save).await.click().await.unwrap();
+    eventually("version 1 on the page", context, || async {
+        let text = c.content("#config-state").await;
+        text.contains("version 1, saved by ada").then_some(())
+    })
+    .await;
+    assert!(c
+        .text("#config-history-table")
+        .await
+        .contains("first remote configuration"));
+    assert!(c
+        .text("#config-sync")
+        .await
+        .contains("waiting for version 1"));
+    c.screenshot("13-gateway-configuration").await;
+    assert_eq!(api_get(http, &ada, url)["desired"]["config"], doc);
+
+    c.client.clone().close().await.unwrap();
+    let mut hub = hub;
+    assert!(hub.process.take().unwrap().terminate().success());
+}
