@@ -69,11 +69,11 @@ pub async fn run(
 }
 
 /// [`run`], with the MQTT sink also carrying configuration from the hub to `remote`
-/// ([`crate::remote::run_managed`]).
+/// (the remote-configuration supervisor, `remote::run_managed`).
 pub async fn run_with(
     config: AgentConfig,
     shutdown: watch::Receiver<bool>,
-    remote: Option<crate::remote::RemoteLink>,
+    remote: Option<crate::sinks::mqtt::RemoteLink>,
 ) -> anyhow::Result<RunSummary> {
     // A camera this build cannot drive stops the agent at once, naming it, rather than
     // leaving a source that retries forever.

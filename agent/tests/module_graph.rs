@@ -16,8 +16,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// Modules allowed to read the top-level configuration: the wiring and the CLI.
-const READS_THE_TOP_LEVEL_CONFIG: &[&str] = &["cli", "topology"];
+/// Modules allowed to read the top-level configuration: the wiring, the CLI, and the
+/// remote-configuration supervisor (it decides which whole configuration the wiring runs).
+const READS_THE_TOP_LEVEL_CONFIG: &[&str] = &["cli", "topology", "remote"];
 
 /// An edge `from → to`, with the first place in the code that makes it.
 type Graph = BTreeMap<String, BTreeMap<String, String>>;

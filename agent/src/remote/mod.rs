@@ -29,6 +29,7 @@
 //! deadline); the outbox keeps every finding across it.
 
 use crate::config::{AgentConfig, AgentConfigFile, TablesOnDisk};
+pub use crate::sinks::mqtt::RemoteLink;
 use chitti_common::agent_config::remote::{keep_local, redacted_toml};
 use chitti_common::protocol::{ConfigState, ConfigStatus, DesiredConfig};
 use chrono::{DateTime, Utc};
@@ -41,17 +42,6 @@ use tokio::sync::{watch, Notify};
 /// How long after a document arrives the agent waits for a newer one before deciding
 /// (a burst of queued versions ends in the newest; each arrival waits again).
 pub const DESIRED_SETTLE: Duration = Duration::from_millis(1500);
-
-/// What the MQTT sink shares with [`run_managed`].
-#[derive(Debug, Clone)]
-pub struct RemoteLink {
-    /// Verified `/config/set` documents, newest wins.
-    pub desired: watch::Sender<Option<DesiredConfig>>,
-    /// What to report on `/config/state` (published when it changes and on connect).
-    pub state: watch::Receiver<ConfigState>,
-    /// Notified on every connection to the broker.
-    pub connected: Arc<Notify>,
-}
 
 /// A document the gateway applied, as kept on disk.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -94,6 +94,18 @@ impl LinkState {
     }
 }
 
+/// What the sink shares with the remote-configuration supervisor
+/// (`crate::remote::run_managed`).
+#[derive(Debug, Clone)]
+pub struct RemoteLink {
+    /// Verified `/config/set` documents, newest wins.
+    pub desired: tokio::sync::watch::Sender<Option<chitti_common::protocol::DesiredConfig>>,
+    /// What to report on `/config/state` (published when it changes and on connect).
+    pub state: tokio::sync::watch::Receiver<chitti_common::protocol::ConfigState>,
+    /// Notified on every connection to the broker.
+    pub connected: Arc<Notify>,
+}
+
 /// Topics of this gateway.
 #[derive(Debug, Clone)]
 pub struct GatewayTopics {
@@ -192,7 +204,7 @@ pub struct MqttSink {
     signing_key: Option<ed25519_dalek::SigningKey>,
     hub_keys: Vec<ed25519_dalek::VerifyingKey>,
     sent: std::sync::Mutex<SentBatches>,
-    remote: Option<crate::remote::RemoteLink>,
+    remote: Option<RemoteLink>,
 }
 
 impl std::fmt::Debug for MqttSink {
@@ -307,7 +319,7 @@ impl MqttSink {
 
     /// The same sink, also subscribing to `/config/set` (what verifies goes to
     /// `remote.desired`) and reporting `remote.state` on `/config/state`.
-    pub fn with_remote(mut self, remote: Option<crate::remote::RemoteLink>) -> Self {
+    pub fn with_remote(mut self, remote: Option<RemoteLink>) -> Self {
         self.remote = remote;
         self
     }
