@@ -19,6 +19,8 @@
 //! | `POST`, `PATCH`, `DELETE` of sites, structures and assets | admin | [`sites`] |
 //! | `GET /api/v1/gateways`, `GET /api/v1/gateways/{site}/{gateway}`, `GET /api/v1/cameras` | viewer | [`fleet`] |
 //! | `POST /api/v1/gateways/{site}/{gateway}/revoke` | admin | [`fleet`] |
+//! | `GET /api/v1/gateways/{site}/{gateway}/config` | viewer | [`gateway_config`] |
+//! | `PUT /api/v1/gateways/{site}/{gateway}/config`, `POST /api/v1/gateways/config-changes` | admin | [`gateway_config`] |
 //! | `PUT /api/v1/evidence/{sha256}` | a gateway, by its Ed25519 signature | [`evidence`] |
 //! | `GET /api/v1/evidence/{sha256}` | viewer | [`evidence`] |
 //! | `POST /api/v1/uploads` | operator | [`uploads`] |
