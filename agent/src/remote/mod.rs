@@ -230,9 +230,14 @@ pub async fn run_managed(
                         tokio::time::timeout(DESIRED_SETTLE, desired_rx.changed()).await
                     {}
                     let Some(doc) = desired_rx.borrow_and_update().clone() else { continue };
-                    if doc.version <= state.version {
-                        tracing::info!(version = doc.version, decided = state.version,
-                            "configuration document not newer than the last decided: ignored");
+                    if doc.version == state.version {
+                        // The retained document again (every reconnect delivers it).
+                        tracing::debug!(version = doc.version, "configuration already decided");
+                        continue;
+                    }
+                    if doc.version < state.version {
+                        tracing::warn!(version = doc.version, decided = state.version,
+                            "configuration document older than the last decided: ignored");
                         continue;
                     }
                     let rejected = |state: &ConfigState, errors: Vec<String>| ConfigState {
