@@ -60,6 +60,19 @@ pub struct RunSummary {
     pub findings_stored: u64,
 }
 
+/// The next `[mqtt]` to run the sink on; pending forever without remote configuration.
+async fn next_link(
+    relink: &mut Option<watch::Receiver<Option<crate::config::MqttConfig>>>,
+) -> Option<crate::config::MqttConfig> {
+    match relink {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => rx.borrow_and_update().clone(),
+            Err(_) => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
 /// Runs the agent until `shutdown` turns true (or its sender is dropped).
 pub async fn run(
     config: AgentConfig,
@@ -282,20 +295,50 @@ pub async fn run_with(
         None => None,
     };
 
-    let sink = MqttSink::new(
-        &config.mqtt_context(),
-        Arc::clone(&outbox),
-        Arc::clone(&board),
-        Arc::clone(&link),
-        Arc::clone(&new_findings),
-    )?
-    .with_remote(remote);
-    let sink_stop = Shutdown::new();
-    let sink_task = tokio::spawn(sink.run(sink_stop.clone()));
+    let mut relink = remote.as_ref().map(|r| r.relink.clone());
+    let start_sink = |mqtt: &crate::config::MqttConfig| -> anyhow::Result<(Shutdown, _)> {
+        let mut cx = config.mqtt_context();
+        cx.mqtt = mqtt;
+        let sink = MqttSink::new(
+            &cx,
+            Arc::clone(&outbox),
+            Arc::clone(&board),
+            Arc::clone(&link),
+            Arc::clone(&new_findings),
+        )?
+        .with_remote(remote.clone());
+        let sink_stop = Shutdown::new();
+        let task = tokio::spawn(sink.run(sink_stop.clone()));
+        Ok((sink_stop, task))
+    };
+    let mut linked = config.mqtt.clone();
+    let (mut sink_stop, mut sink_task) = start_sink(&linked)?;
 
     // Phase 0: running. Sources that end by themselves (a replay, a test's frame limit)
-    // do not stop the agent: the findings still have to reach the hub.
-    Shutdown::follow(shutdown).triggered().await;
+    // do not stop the agent: the findings still have to reach the hub. A change of
+    // `[mqtt]` alone (remote configuration) replaces only the sink: cameras, analysis
+    // and their trackers run on.
+    let stopping = Shutdown::follow(shutdown);
+    loop {
+        tokio::select! {
+            () = stopping.triggered() => break,
+            Some(mqtt) = next_link(&mut relink) => {
+                sink_stop.trigger();
+                let _ = sink_task.await;
+                match start_sink(&mqtt) {
+                    Ok(started) => {
+                        tracing::info!(url = %mqtt.url, "mqtt link replaced; the pipeline runs on");
+                        linked = mqtt;
+                        (sink_stop, sink_task) = started;
+                    }
+                    Err(err) => {
+                        tracing::error!(%err, "the new mqtt link cannot be built; keeping the one before");
+                        (sink_stop, sink_task) = start_sink(&linked)?;
+                    }
+                }
+            }
+        }
+    }
     tracing::info!("shutting down: stopping sources");
     let deadline = Instant::now() + Duration::from_secs(config.health.shutdown_deadline_s);
 

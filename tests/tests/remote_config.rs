@@ -3,7 +3,8 @@
 //! on its return, only the newest version saved while it was away; a document the hub
 //! accepts but the gateway cannot run (a folder it does not have) is rejected with the
 //! gateway's error while the running configuration stays; a document that loses the
-//! broker is undone by the gateway itself after its probation time.
+//! broker is undone by the gateway itself after its probation time, its cameras and
+//! analysis running on (only the MQTT link is rebuilt, both ways).
 
 use chitti_e2e::{
     api_login, enrol, eventually, hub_command, simulated_agent_config, start_agent, start_hub,
@@ -264,6 +265,18 @@ async fn desired_configurations_reach_the_fleet_and_bad_ones_are_refused_or_undo
             .to_string()
             .contains("no connection to the broker within 5 s"),
         "{r}"
+    );
+    // Only the link changed: the sink alone was replaced, twice; the cameras ran on.
+    let log = agents[1].log_text();
+    assert_eq!(
+        log.matches("mqtt link replaced; the pipeline runs on")
+            .count(),
+        2,
+        "{log}"
+    );
+    assert!(
+        !log.contains("restarting the pipeline on it version=2"),
+        "{log}"
     );
 
     assert!(gw3.terminate().success());

@@ -25,8 +25,9 @@
 //!   before the pipeline restarts on it; a restart of the agent runs it again.
 //! - **A change that loses the broker undoes itself** after `probation_s`.
 //!
-//! This first version restarts the whole pipeline on a change (within the shutdown
-//! deadline); the outbox keeps every finding across it.
+//! A change of `[mqtt]` alone (another broker, other timings) replaces only the MQTT
+//! sink: cameras, analysis, trackers and the outbox run on. Any other change restarts
+//! the pipeline (within the shutdown deadline); the outbox keeps every finding across it.
 
 use crate::config::{AgentConfig, AgentConfigFile, TablesOnDisk};
 pub use crate::sinks::mqtt::RemoteLink;
@@ -166,6 +167,7 @@ pub async fn run_managed(
     let (desired_tx, mut desired_rx) = watch::channel::<Option<DesiredConfig>>(None);
     let (state_tx, state_rx) = watch::channel(state.clone());
     let connected = Arc::new(Notify::new());
+    let (relink_tx, relink_rx) = watch::channel(None);
     let mut on_probation: Option<(tokio::time::Instant, u64)> = None;
     loop {
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -173,6 +175,7 @@ pub async fn run_managed(
             desired: desired_tx.clone(),
             state: state_rx.clone(),
             connected: Arc::clone(&connected),
+            relink: relink_rx.clone(),
         };
         let mut pipeline = tokio::spawn(crate::topology::run_with(
             running.clone(),
@@ -217,6 +220,12 @@ pub async fn run_managed(
                         config: Some(redacted_toml(&config)),
                         ts: Utc::now(),
                     };
+                    if only_the_link_differs(&running, &config) {
+                        running = config;
+                        persist(&files, &state, &state_tx).await;
+                        relink_tx.send_replace(Some(running.mqtt.clone()));
+                        continue;
+                    }
                     running = config;
                     break;
                 }
@@ -276,8 +285,14 @@ pub async fn run_managed(
                         persist(&files, &state, &state_tx).await;
                         continue;
                     }
-                    tracing::info!(version = doc.version,
-                        "configuration applied; restarting the pipeline on it");
+                    let link_only = only_the_link_differs(&running, &config);
+                    if link_only {
+                        tracing::info!(version = doc.version,
+                            "configuration applied; only [mqtt] changed: replacing the link");
+                    } else {
+                        tracing::info!(version = doc.version,
+                            "configuration applied; restarting the pipeline on it");
+                    }
                     state = ConfigState {
                         version: doc.version,
                         status: ConfigStatus::Applied,
@@ -289,6 +304,13 @@ pub async fn run_managed(
                     };
                     running = config;
                     on_probation = Some((tokio::time::Instant::now() + probation, doc.version));
+                    if link_only {
+                        // Only `[mqtt]` changed: the sink alone is replaced.
+                        persist(&files, &state, &state_tx).await;
+                        let _ = tokio::time::timeout(Duration::ZERO, connected.notified()).await;
+                        relink_tx.send_replace(Some(running.mqtt.clone()));
+                        continue;
+                    }
                     break;
                 }
             }
@@ -301,6 +323,14 @@ pub async fn run_managed(
         // A connection the stopped pipeline made does not end the new one's probation.
         let _ = tokio::time::timeout(Duration::ZERO, connected.notified()).await;
     }
+}
+
+/// Whether `b` differs from `a` in `[mqtt]` and nowhere else: then only the MQTT sink
+/// is rebuilt, and cameras, analysis, trackers and the outbox run on.
+fn only_the_link_differs(a: &AgentConfig, b: &AgentConfig) -> bool {
+    let mut same_link = b.clone();
+    same_link.mqtt = a.mqtt.clone();
+    a.mqtt != b.mqtt && same_link == *a
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {

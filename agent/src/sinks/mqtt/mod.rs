@@ -104,6 +104,8 @@ pub struct RemoteLink {
     pub state: tokio::sync::watch::Receiver<chitti_common::protocol::ConfigState>,
     /// Notified on every connection to the broker.
     pub connected: Arc<Notify>,
+    /// A new `[mqtt]` to replace the sink with, the rest of the pipeline running on.
+    pub relink: tokio::sync::watch::Receiver<Option<MqttConfig>>,
 }
 
 /// Topics of this gateway.
