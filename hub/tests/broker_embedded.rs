@@ -129,13 +129,23 @@ async fn findings_reach_the_hub_and_its_ack_reaches_the_agent() {
         "delivered at the subscription's qos"
     );
 
-    // Status (retained) and telemetry (QoS 0) arrive too; other topics do not.
+    // Status (retained), telemetry (QoS 0) and configuration state arrive too; other
+    // topics do not.
+    agent
+        .publish(
+            "chitti/v1/s/g/elsewhere",
+            QoS::AtLeastOnce,
+            false,
+            b"x".to_vec(),
+        )
+        .await
+        .unwrap();
     agent
         .publish(
             "chitti/v1/s/g/config/state",
             QoS::AtLeastOnce,
-            false,
-            b"x".to_vec(),
+            true,
+            b"{\"version\":0}".to_vec(),
         )
         .await
         .unwrap();
@@ -158,12 +168,13 @@ async fn findings_reach_the_hub_and_its_ack_reaches_the_agent() {
         .await
         .unwrap();
     let mut topics = BTreeSet::new();
-    for _ in 0..2 {
+    for _ in 0..3 {
         topics.insert(bus.inbound().recv().await.unwrap().topic);
     }
     assert_eq!(
         topics,
         BTreeSet::from([
+            "chitti/v1/s/g/config/state".to_owned(),
             "chitti/v1/s/g/status".to_owned(),
             "chitti/v1/s/g/telemetry".to_owned()
         ])
