@@ -256,25 +256,8 @@ mod tests {
     use super::*;
 
     fn params() -> RadiometricParams {
-        RadiometricParams {
-            emissivity: 0.95,
-            object_distance_m: 1.0,
-            reflected_c: 20.0,
-            atmosphere_c: 20.0,
-            ir_window_c: 20.0,
-            ir_window_transmission: 1.0,
-            relative_humidity: 0.5,
-            planck_r1: 15848.854,
-            planck_r2: 0.014533112,
-            planck_b: 1414.9,
-            planck_f: 1.0,
-            planck_o: -4405.0,
-            atm_alpha1: 0.006569,
-            atm_alpha2: 0.01262,
-            atm_beta1: -0.002276,
-            atm_beta2: -0.00667,
-            atm_x: 1.9,
-        }
+        // A FLIR T560's nominal calibration, as the agent assumes for a V4L2 stream.
+        crate::agent_config::nominal_camera_params()
     }
 
     #[test]

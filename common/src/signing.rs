@@ -225,15 +225,31 @@ pub fn parse_public_key(hex_key: &str) -> Result<VerifyingKey, String> {
     VerifyingKey::from_bytes(&bytes).map_err(|e| format!("not an Ed25519 public key: {e}"))
 }
 
+/// The parts of every signed envelope: the signer's public key and the signature (hex)
+/// over `context 0 topic 0 json`, and `json` as the raw value the envelope carries.
+fn signed_parts<T: Serialize>(
+    context: &[u8],
+    topic: &str,
+    body: &T,
+    key: &SigningKey,
+) -> Result<(String, String, Box<RawValue>), String> {
+    let json = serde_json::to_string(body).map_err(|e| e.to_string())?;
+    let signature = key.sign(&topic_message(context, topic, json.as_bytes()));
+    let raw = RawValue::from_string(json).map_err(|e| e.to_string())?;
+    Ok((
+        public_key_hex(&key.verifying_key()),
+        hex::encode(signature.to_bytes()),
+        raw,
+    ))
+}
+
 /// Serialises and signs a batch for `topic`: the `/findings` payload.
 pub fn sign_batch(topic: &str, batch: &FindingBatch, key: &SigningKey) -> Result<Vec<u8>, String> {
-    let batch_json = serde_json::to_string(batch).map_err(|e| e.to_string())?;
-    let signature = key.sign(&message(topic, batch_json.as_bytes()));
-    let raw = RawValue::from_string(batch_json).map_err(|e| e.to_string())?;
+    let (key, sig, raw) = signed_parts(CONTEXT, topic, batch, key)?;
     let envelope = SignedBatch {
         v: SIGNED_BATCH_VERSION,
-        key: public_key_hex(&key.verifying_key()),
-        sig: hex::encode(signature.to_bytes()),
+        key,
+        sig,
         batch: &raw,
     };
     serde_json::to_vec(&envelope).map_err(|e| e.to_string())
@@ -329,20 +345,14 @@ pub enum AckError {
     Ack(String),
 }
 
-fn ack_message(topic: &str, ack: &[u8]) -> Vec<u8> {
-    topic_message(ACK_CONTEXT, topic, ack)
-}
-
 /// Serialises and signs an ack for `topic` (the gateway's `/ack` topic) with the hub's
 /// key: the `/ack` payload.
 pub fn sign_ack(topic: &str, ack: &Ack, key: &SigningKey) -> Result<Vec<u8>, String> {
-    let ack_json = serde_json::to_string(ack).map_err(|e| e.to_string())?;
-    let signature = key.sign(&ack_message(topic, ack_json.as_bytes()));
-    let raw = RawValue::from_string(ack_json).map_err(|e| e.to_string())?;
+    let (key, sig, raw) = signed_parts(ACK_CONTEXT, topic, ack, key)?;
     let envelope = SignedAck {
         v: SIGNED_ACK_VERSION,
-        key: public_key_hex(&key.verifying_key()),
-        sig: hex::encode(signature.to_bytes()),
+        key,
+        sig,
         ack: &raw,
     };
     serde_json::to_vec(&envelope).map_err(|e| e.to_string())
@@ -446,13 +456,11 @@ pub fn sign_desired_config(
     desired: &DesiredConfig,
     key: &SigningKey,
 ) -> Result<Vec<u8>, String> {
-    let json = serde_json::to_string(desired).map_err(|e| e.to_string())?;
-    let signature = key.sign(&topic_message(CONFIG_CONTEXT, topic, json.as_bytes()));
-    let raw = RawValue::from_string(json).map_err(|e| e.to_string())?;
+    let (key, sig, raw) = signed_parts(CONFIG_CONTEXT, topic, desired, key)?;
     let envelope = SignedDesiredConfig {
         v: SIGNED_CONFIG_VERSION,
-        key: public_key_hex(&key.verifying_key()),
-        sig: hex::encode(signature.to_bytes()),
+        key,
+        sig,
         desired: &raw,
     };
     serde_json::to_vec(&envelope).map_err(|e| e.to_string())
@@ -584,13 +592,11 @@ pub fn sign_report<T: Serialize>(
     report: &T,
     key: &SigningKey,
 ) -> Result<Vec<u8>, String> {
-    let json = serde_json::to_string(report).map_err(|e| e.to_string())?;
-    let signature = key.sign(&topic_message(kind.context(), topic, json.as_bytes()));
-    let raw = RawValue::from_string(json).map_err(|e| e.to_string())?;
+    let (key, sig, raw) = signed_parts(kind.context(), topic, report, key)?;
     let envelope = SignedReport {
         v: SIGNED_REPORT_VERSION,
-        key: public_key_hex(&key.verifying_key()),
-        sig: hex::encode(signature.to_bytes()),
+        key,
+        sig,
         report: &raw,
     };
     serde_json::to_vec(&envelope).map_err(|e| e.to_string())
