@@ -1,8 +1,9 @@
 //! Configuration from the hub against the real agent binary and a real broker (plain
 //! rumqttd: anyone may publish anything, so forgeries reach the agent): the outbox's
 //! backlog survives a reconfiguration with nothing lost or sent twice, a document not
-//! signed by the pinned hub key or not newer than what runs is ignored and logged, and a
-//! newer one signed by the hub is applied.
+//! signed by the pinned hub key or not newer than what runs is ignored and logged, a
+//! newer one signed by the hub is applied, and a change that loses the broker is undone
+//! even when the agent is killed during its probation.
 
 mod support;
 
@@ -198,4 +199,51 @@ async fn wait_for_log(log: &std::path::Path, what: &str) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_that_loses_the_broker_is_undone_even_across_a_kill_during_probation() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = start_rumqttd();
+    let (site, gateway) = ("remote-kill", "gw-1");
+    let key_file = dir.path().join("signing.key");
+    std::fs::write(&key_file, hex::encode([11u8; 32])).unwrap();
+    let text = format!(
+        "{}[remote]\nprobation_s = 5\nallow_keys = [\"mqtt.url\"]\n",
+        simulated_config(site, gateway, port, &dir.path().join("outbox"), 5).replace(
+            "[mqtt]\n",
+            &format!("[mqtt]\nsigning_key_file = \"{}\"\n", key_file.display()),
+        )
+    );
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, &text).unwrap();
+    let log = dir.path().join("agent.log");
+    let channel = ConfigChannel::start(port, site, gateway).await;
+    let agent = AgentProcess::start(&config, &log);
+    channel.reported(0, ConfigStatus::Applied, &log).await;
+
+    // A broker nobody answers on; the agent is killed before its probation ends.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let set_topic = format!("chitti/v1/{site}/{gateway}/config/set");
+    let lost = text.replace(
+        &format!("mqtt://127.0.0.1:{port}"),
+        &format!("mqtt://127.0.0.1:{dead_port}"),
+    );
+    let v1 = sign_desired_config(&set_topic, &desired(1, &lost), &test_hub_key()).unwrap();
+    channel.publish(&set_topic, v1).await;
+    wait_for_log(&log, "only [mqtt] changed: replacing the link").await;
+    let state_dir = dir.path().join("remote-config");
+    assert!(state_dir.join("probation.json").exists());
+    agent.kill9();
+
+    // Started again on the unconfirmed change: it is on probation again, and undone.
+    let agent = AgentProcess::start(&config, &log);
+    let state = channel.reported(1, ConfigStatus::RolledBack, &log).await;
+    assert_eq!(state.applied_version, None, "the local file runs again");
+    wait_for_log(&log, "on probation again").await;
+    assert!(!state_dir.join("probation.json").exists());
+    assert!(!state_dir.join("applied.json").exists());
+    assert!(agent.terminate().success());
 }

@@ -71,6 +71,19 @@ impl StateFiles {
         self.dir.join("state.json")
     }
 
+    /// The version on probation: written before the document is applied, removed once
+    /// the broker is reached or the change is undone, so a restart in between resumes
+    /// the probation instead of trusting an unconfirmed change.
+    fn probation(&self) -> PathBuf {
+        self.dir.join("probation.json")
+    }
+
+    fn end_probation(&self) {
+        if let Err(err) = remove_if_present(&self.probation()) {
+            tracing::error!(%err, "cannot remove the probation marker");
+        }
+    }
+
     fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
         let bytes = std::fs::read(path).ok()?;
         match serde_json::from_slice(&bytes) {
@@ -97,8 +110,10 @@ impl StateFiles {
         std::fs::File::open(dir)?.sync_all()
     }
 
-    /// Makes `doc` the applied document, keeping the current one as the previous.
+    /// Makes `doc` the applied document, on probation, keeping the current one as the
+    /// previous.
     fn apply(&self, doc: &AppliedDocument) -> std::io::Result<()> {
+        Self::write(&self.probation(), &doc.version)?;
         match Self::read::<AppliedDocument>(&self.applied()) {
             Some(current) => Self::write(&self.previous(), &current)?,
             // The local file ran before: no previous document.
@@ -115,6 +130,7 @@ impl StateFiles {
             None => remove_if_present(&self.applied())?,
         }
         remove_if_present(&self.previous())?;
+        remove_if_present(&self.probation())?;
         Ok(previous)
     }
 }
@@ -146,15 +162,26 @@ pub async fn run_managed(
         config: None,
         ts: Utc::now(),
     });
-    // What ran last time, if it still validates here.
+    // What ran last time, if it still validates here; still on probation if the agent
+    // stopped before the broker confirmed it.
     let mut running = base.clone();
+    let mut on_probation: Option<(tokio::time::Instant, u64)> = None;
+    let unconfirmed = StateFiles::read::<u64>(&files.probation());
     if let Some(doc) = StateFiles::read::<AppliedDocument>(&files.applied()) {
+        let version = doc.version;
         let checked = {
             let (base, base_dir) = (base.clone(), base_dir.clone());
             blocking(move || accept(&base, &base_dir, &doc.config, doc.version)).await
         };
         match checked {
-            Ok(config) => running = config,
+            Ok(config) => {
+                running = config;
+                if unconfirmed == Some(version) {
+                    tracing::warn!(version, probation_s = probation.as_secs(),
+                        "the applied configuration was not confirmed before the agent stopped: on probation again");
+                    on_probation = Some((tokio::time::Instant::now() + probation, version));
+                }
+            }
             Err(errors) => tracing::error!(
                 version = doc.version,
                 ?errors,
@@ -168,7 +195,6 @@ pub async fn run_managed(
     let (state_tx, state_rx) = watch::channel(state.clone());
     let connected = Arc::new(Notify::new());
     let (relink_tx, relink_rx) = watch::channel(None);
-    let mut on_probation: Option<(tokio::time::Instant, u64)> = None;
     loop {
         let (stop_tx, stop_rx) = watch::channel(false);
         let link = RemoteLink {
@@ -197,6 +223,8 @@ pub async fn run_managed(
                 () = connected.notified() => {
                     if let Some((_, version)) = on_probation.take() {
                         tracing::info!(version, "broker reached after the change: probation over");
+                        let files = files.clone();
+                        blocking(move || files.end_probation()).await;
                     }
                 }
                 () = sleep_until(probation_end), if probation_end.is_some() => {
