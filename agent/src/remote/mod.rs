@@ -23,7 +23,8 @@
 //!   addresses, the outbox path and `[remote]` (`chitti_common::agent_config::remote`).
 //! - **What runs is on disk first**: the applied document is written and synced
 //!   before the pipeline restarts on it; a restart of the agent runs it again.
-//! - **A change that loses the broker undoes itself** after `probation_s`.
+//! - **A change that loses the broker undoes itself** after `probation_s`, also when
+//!   the agent restarts in between (`probation.json` marks an unconfirmed change).
 //!
 //! A change of `[mqtt]` alone (another broker, other timings) replaces only the MQTT
 //! sink: cameras, analysis, trackers and the outbox run on. Any other change restarts
