@@ -351,6 +351,24 @@ fn the_demo_shows_every_kind_of_finding_stops_cleanly_and_resumes() {
         "{gateways:?}"
     );
     assert_eq!(detector("gw-02").as_deref(), Some("disabled"));
+    // The demo's gateways take configuration from the hub: each reported what it runs.
+    for g in &gateways {
+        let path = format!(
+            "/api/v1/gateways/{}/{}/config",
+            g["site"].as_str().unwrap(),
+            g["gateway"].as_str().unwrap()
+        );
+        let reported = wait_for("the gateway's configuration reported", context, || {
+            let c = get(http, &token, &path);
+            (c["reported"]["status"] == "applied").then_some(c)
+        });
+        assert!(
+            reported["reported"]["config"]
+                .as_str()
+                .is_some_and(|t| t.contains("[identity]")),
+            "{reported}"
+        );
+    }
     eprintln!("first run: everything seen after {:?}", started.elapsed());
 
     let count_before = findings(http, &token, "").len();

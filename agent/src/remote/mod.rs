@@ -213,7 +213,7 @@ pub async fn run_managed(
         loop {
             let probation_end = on_probation.map(|(at, _)| at);
             tokio::select! {
-                _ = shutdown.wait_for(|s| *s) => {
+                () = stopped(&mut shutdown) => {
                     let _ = stop_tx.send(true);
                     return pipeline.await?.map(|_| ());
                 }
@@ -360,6 +360,11 @@ fn only_the_link_differs(a: &AgentConfig, b: &AgentConfig) -> bool {
     let mut same_link = b.clone();
     same_link.mqtt = a.mqtt.clone();
     a.mqtt != b.mqtt && same_link == *a
+}
+
+/// Until `shutdown` turns true (or its sender is gone); holds no borrow of it after.
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {

@@ -296,7 +296,8 @@ pub fn config_text(
          hub_public_keys = [{}]\n\
          reconnect_min_ms = 200\nreconnect_max_ms = 5000\n\n\
          [evidence]\nhub_url = {}\n\n\
-         [health]\nstatus_interval_s = 5\ntelemetry_interval_s = 30\nshutdown_deadline_s = 5\n",
+         [health]\nstatus_interval_s = 5\ntelemetry_interval_s = 30\nshutdown_deadline_s = 5\n\n\
+         [remote]\nstate_dir = {}\n",
         toml_path(&dir.join("outbox")),
         toml_str(&hub.mqtt_url),
         toml_str(&format!("{}/{}", plan.site, plan.gateway)),
@@ -304,6 +305,7 @@ pub fn config_text(
         toml_path(&files.signing_key_file()),
         toml_str(&hub.hub_key),
         toml_str(&hub.hub_url),
+        toml_path(&dir.join("remote-config")),
     ));
     t
 }

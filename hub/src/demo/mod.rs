@@ -4,7 +4,7 @@
 //! ```text
 //! seed (sites, admin, gateways) ──▶ store ◀── serve::serve (embedded rumqttd, SQLite, API)
 //!                                                  ▲ MQTT + signed evidence PUTs
-//! agents (chitti_agent::topology::run, in-process) ┘
+//! agents (chitti_agent::remote::run_managed, in-process) ┘
 //!   gw-01 … gw-NN: simulated cameras over the substation's bays
 //!   drone-dock-1:  a folder of FLIR R-JPEGs; offline once they are uploaded
 //! ```
@@ -131,7 +131,7 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>>
 struct RunningAgent {
     gateway: String,
     stop: Arc<watch::Sender<bool>>,
-    task: tokio::task::JoinHandle<anyhow::Result<chitti_agent::topology::RunSummary>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 /// Runs the demo until `shutdown` turns true.
@@ -281,7 +281,8 @@ async fn run_agents(
             agents.push(RunningAgent {
                 gateway: format!("{}/{}", plan.site, plan.gateway),
                 stop: tx,
-                task: tokio::spawn(chitti_agent::topology::run(config, rx)),
+                // Managed: the demo's gateways take configuration from the hub too.
+                task: tokio::spawn(chitti_agent::remote::run_managed(config, dir, rx)),
             });
         }
         anyhow::Ok(())
