@@ -518,12 +518,12 @@ impl ReportKind {
         }
     }
 
-    /// `status` or `telemetry`.
+    /// `status`, `telemetry` or `config-state`: the dead-letter class of a bad one.
     pub fn name(self) -> &'static str {
         match self {
             Self::Status => "status",
             Self::Telemetry => "telemetry",
-            Self::ConfigState => "configuration state",
+            Self::ConfigState => "config-state",
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Ingest against real stores (SQLite and Postgres): signed batches stored once and
-//! acked after commit, every kind of bad input dead-lettered with the process alive.
+//! acked after commit, every kind of bad input dead-lettered with the process alive, and
+//! gateways' configuration states believed only from the gateway and only when newer.
 
 mod support;
 
@@ -301,7 +302,94 @@ async fn a_revoked_gateway_is_refused_once_the_cache_expires_or_at_once_when_new
     );
 }
 
+/// `/config/state`: kept when signed by its own gateway and newer; a replay of an older
+/// report changes nothing; unsigned, forged (another gateway's key) and malformed ones
+/// are dead letters; ingest carries on.
+async fn configuration_states_are_believed_only_from_their_gateway(backend: &str) {
+    use chitti_common::protocol::{ConfigState, ConfigStatus};
+    use chitti_common::signing::{sign_report, ReportKind};
+    let db = TestDb::migrated(backend).await;
+    let store = Arc::new(db.store.clone());
+    let (a, b) = (key(1), key(2));
+    enrol(
+        store.as_ref(),
+        "north-yard",
+        "gw-a",
+        a.verifying_key().to_bytes(),
+    )
+    .await;
+    enrol(
+        store.as_ref(),
+        "north-yard",
+        "gw-b",
+        b.verifying_key().to_bytes(),
+    )
+    .await;
+    let h = start(store.clone());
+    let t = Topic::new("north-yard", "gw-a", TopicKind::ConfigState)
+        .unwrap()
+        .to_string();
+    let at =
+        chrono::DateTime::from_timestamp_micros(chrono::Utc::now().timestamp_micros()).unwrap();
+    let state = |version: u64, status: ConfigStatus, ts| ConfigState {
+        version,
+        status,
+        errors: match status {
+            ConfigStatus::Applied => Vec::new(),
+            _ => vec!["camera[0].source.path: /srv/drops is not a folder".into()],
+        },
+        applied_version: Some(1),
+        applied_at: Some(at),
+        config: Some("version = 1\n".into()),
+        ts,
+    };
+    let newer = state(2, ConfigStatus::Rejected, at + chrono::Duration::seconds(5));
+    let older = state(1, ConfigStatus::Applied, at);
+    let sign =
+        |s: &ConfigState, k: &SigningKey| sign_report(ReportKind::ConfigState, &t, s, k).unwrap();
+    h.send(t.clone(), sign(&newer, &a)).await;
+    h.send(t.clone(), sign(&older, &a)).await; // a replay of an older report
+    h.send(t.clone(), serde_json::to_vec(&older).unwrap()).await; // unsigned
+    h.send(
+        t.clone(),
+        sign(
+            &state(3, ConfigStatus::Applied, at + chrono::Duration::seconds(9)),
+            &b,
+        ),
+    )
+    .await; // gateway B's key on A's topic
+    h.send(t.clone(), b"{not json".to_vec()).await;
+    h.settled(5).await;
+    let kept = store
+        .reported_config("north-yard", "gw-a")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.state, newer);
+    assert_eq!(store.dead_letter_count().await.unwrap(), 3);
+    let reasons: Vec<String> = store
+        .list_dead_letters(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.letter.reason)
+        .collect();
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| r.starts_with("config-state: not a signed config-state"))
+            .count(),
+        2,
+        "{reasons:#?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.starts_with("signature: ")),
+        "{reasons:#?}"
+    );
+}
+
 support::on_both!(
+    configuration_states_are_believed_only_from_their_gateway,
     signed_batches_are_stored_once_and_acked_after_commit,
     bad_input_is_dead_lettered_and_ingest_carries_on,
     a_revoked_gateway_is_refused_once_the_cache_expires_or_at_once_when_new
