@@ -208,11 +208,20 @@ async fn get_config(
     Path((site, gateway)): Path<(String, String)>,
 ) -> Result<axum::response::Response, ApiError> {
     p.require(Role::Viewer)?;
-    existing_gateway(&s, &site, &gateway).await?;
-    let history = s.store.desired_configs(&site, &gateway, HISTORY).await?;
-    let reported = s.store.reported_config(&site, &gateway).await?;
-    let v = view(history, reported);
+    let v = gateway_config(&s, &site, &gateway).await?;
     Ok(super::with_etag(v.desired.version, Json(v)))
+}
+
+/// A gateway's configuration as [`get_config`] answers it (the dashboard's page too).
+pub(crate) async fn gateway_config(
+    s: &ApiState,
+    site: &str,
+    gateway: &str,
+) -> Result<GatewayConfigView, ApiError> {
+    existing_gateway(s, site, gateway).await?;
+    let history = s.store.desired_configs(site, gateway, HISTORY).await?;
+    let reported = s.store.reported_config(site, gateway).await?;
+    Ok(view(history, reported))
 }
 
 /// Saves a new desired configuration and publishes it to the gateway. The document is

@@ -7,7 +7,7 @@ use super::layout::{self, Live, Nav};
 use super::{error_page, PageResult, PageUser};
 use crate::api::error::ApiError;
 use crate::api::ApiState;
-use crate::store::{GatewayConfigStore, Role};
+use crate::store::Role;
 use axum::extract::{Path, State};
 use maud::{html, Markup};
 
@@ -94,24 +94,11 @@ pub(crate) async fn page(
     let g = crate::api::fleet::existing_gateway(&s, &site, &gateway)
         .await
         .map_err(failed)?;
-    let history = s
-        .store
-        .desired_configs(&site, &gateway, 50)
+    let v = crate::api::gateway_config::gateway_config(&s, &site, &gateway)
         .await
-        .map_err(|e| failed(e.into()))?;
-    let reported = s
-        .store
-        .reported_config(&site, &gateway)
-        .await
-        .map_err(|e| failed(e.into()))?;
-    let desired = history.first();
-    let running = reported.as_ref().and_then(|r| r.state.config.as_deref());
-    let desired_version = desired.map_or(0, |d| d.version);
-    let applied = reported
-        .as_ref()
-        .and_then(|r| r.state.applied_version)
-        .and_then(|v| i64::try_from(v).ok())
-        .unwrap_or(0);
+        .map_err(failed)?;
+    let (desired, reported) = (&v.desired, &v.reported);
+    let running = reported.as_ref().and_then(|r| r.config.as_deref());
     let title = format!("{site} / {gateway}");
     let body = html! {
         section.card #config-state data-live-section aria-labelledby="state-h" {
@@ -119,19 +106,19 @@ pub(crate) async fn page(
             dl.facts {
                 dt { "Desired" }
                 dd {
-                    @match desired {
-                        Some(d) => { "version " (d.version) ", saved by " (d.author) " at " (layout::time(d.created_at))
-                            @if !d.reason.is_empty() { " — " (d.reason) } }
-                        None => { span.muted { "none saved: the gateway runs its local file" } }
+                    @match (&desired.author, desired.created_at) {
+                        (Some(author), Some(at)) => { "version " (desired.version) ", saved by " (author) " at " (layout::time(at))
+                            @if let Some(reason) = desired.reason.as_deref().filter(|r| !r.is_empty()) { " — " (reason) } }
+                        _ => { span.muted { "none saved: the gateway runs its local file" } }
                     }
                 }
                 dt { "Reported" }
                 dd #config-reported {
-                    @match &reported {
+                    @match reported {
                         Some(r) => {
-                            span class=(format!("status status-config-{}", r.state.status.as_str())) { (r.state.status.as_str().replace('_', " ")) }
-                            " (version " (r.state.version) "), running "
-                            @match r.state.applied_version { Some(v) => { "version " (v) } None => { "its local file" } }
+                            span class=(format!("status status-config-{}", r.status)) { (r.status.replace('_', " ")) }
+                            " (version " (r.version) "), running "
+                            @match r.applied_version { Some(v) => { "version " (v) } None => { "its local file" } }
                             ", reported " (layout::time(r.received_at))
                         }
                         None => { span.muted { "nothing yet" } }
@@ -140,20 +127,20 @@ pub(crate) async fn page(
                 dt { "In sync" }
                 dd #config-sync {
                     @if g.revoked_at.is_some() { span.muted { "revoked" } }
-                    @else if applied == desired_version { span.ok-text { "yes" } }
-                    @else { span.warn-text { "no: waiting for version " (desired_version) } }
+                    @else if v.in_sync { span.ok-text { "yes" } }
+                    @else { span.warn-text { "no: waiting for version " (desired.version) } }
                 }
             }
-            @if let Some(r) = &reported {
-                @if !r.state.errors.is_empty() {
+            @if let Some(r) = reported {
+                @if !r.errors.is_empty() {
                     ul.bad-text #config-errors role="alert" {
-                        @for e in &r.state.errors { li { (e) } }
+                        @for e in &r.errors { li { (e) } }
                     }
                 }
             }
-            @if let (Some(d), Some(running)) = (desired, running) {
+            @if let (Some(wanted), Some(running)) = (desired.config.as_deref(), running) {
                 h3 { "Running (−) against desired (+)" }
-                (diff_view(running, &d.document))
+                (diff_view(running, wanted))
             }
         }
         @if p.user.role >= Role::Admin && g.revoked_at.is_none() {
@@ -165,11 +152,11 @@ pub(crate) async fn page(
                 }
                 form.api-form #config-form data-method="PUT"
                     data-url=(format!("/api/v1/gateways/{site}/{gateway}/config"))
-                    data-if-match=(format!("\"{desired_version}\"")) {
+                    data-if-match=(format!("\"{}\"", desired.version)) {
                     div.field {
-                        label for="config-toml" { "Configuration (editing version " (desired_version) ")" }
+                        label for="config-toml" { "Configuration (editing version " (desired.version) ")" }
                         textarea #config-toml.code name="config" rows="24" spellcheck="false" {
-                            (desired.map(|d| d.document.as_str()).or(running).unwrap_or(""))
+                            (desired.config.as_deref().or(running).unwrap_or(""))
                         }
                     }
                     div.field {
@@ -183,14 +170,14 @@ pub(crate) async fn page(
         }
         section.card #config-history aria-labelledby="history-h" {
             h2 #history-h { "History" }
-            @if history.is_empty() {
+            @if v.history.is_empty() {
                 p.muted { "No version saved yet." }
             } @else {
                 div.scroll {
                     table #config-history-table {
                         thead { tr { th scope="col" { "Version" } th scope="col" { "Saved" } th scope="col" { "By" } th scope="col" { "Why" } } }
                         tbody {
-                            @for d in &history {
+                            @for d in &v.history {
                                 tr { th scope="row" { (d.version) } td { (layout::time(d.created_at)) } td { (d.author) } td { (d.reason) } }
                             }
                         }
