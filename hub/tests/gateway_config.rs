@@ -96,6 +96,15 @@ async fn desired_configs_are_validated_versioned_and_audited(backend: &str) {
     )
     .await;
     assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_document");
+    // Larger than any agent file: refused before it is parsed.
+    let huge = format!("{DOC}# {}\n", "x".repeat(300 << 10));
+    let r = put(json!({"config": huge}), ada.clone(), Some("\"0\"")).await;
+    assert!(
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_document")
+            .contains("at most 262144"),
+        "{:?}",
+        r.body
+    );
     assert_eq!(
         api.get(uri, Some(&ada), None).await.body["desired"]["version"],
         0

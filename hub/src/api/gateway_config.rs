@@ -23,9 +23,7 @@ use super::auth::Principal;
 use super::error::{ApiError, ErrorBody};
 use super::fleet::existing_gateway;
 use super::{audit, ApiState};
-use crate::remote_config::{
-    apply_settings, validate_document, MAX_CHANGE_KEYS, MAX_DOCUMENT_BYTES,
-};
+use crate::remote_config::{apply_settings, validate_document, MAX_CHANGE_KEYS};
 use crate::store::{
     DesiredChange, DesiredRecord, FleetStore, GatewayConfigStore, ReportedConfig, Role,
 };
@@ -271,11 +269,6 @@ async fn put_config(
     if reason.chars().count() > MAX_REASON_CHARS {
         return Err(ApiError::bad_request(format!(
             "reason: longer than {MAX_REASON_CHARS} characters"
-        )));
-    }
-    if body.config.len() > MAX_DOCUMENT_BYTES {
-        return Err(ApiError::bad_request(format!(
-            "config: longer than {MAX_DOCUMENT_BYTES} bytes"
         )));
     }
     validate_document(&site, &gateway, &body.config)
