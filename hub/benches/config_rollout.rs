@@ -24,15 +24,14 @@
 //!    load generator's over that window (`/proc/self/task`).
 
 use chitti_common::agent_config::{AgentConfig, TablesOnGateway};
-use chitti_common::protocol::{ConfigState, ConfigStatus, Topic, TopicKind};
-use chitti_common::signing::{open_desired_config, sign_report, signing_key_from_seed, ReportKind};
+use chitti_common::protocol::{ConfigState, ConfigStatus, TopicKind};
+use chitti_common::signing::{open_desired_config, sign_report, ReportKind};
 use chitti_hub::config::HubConfig;
 use chitti_hub::credentials::hash_password;
 use chitti_hub::serve::{serve, Running};
 use chitti_hub::store::prelude::*;
 use chitti_hub::store::{gateway_username, AnyStore, NewGateway, NewUser, Role};
 use chrono::Utc;
-use ed25519_dalek::SigningKey;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -44,55 +43,38 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 const PASSWORD: &str = "bench-gateway-password";
 const ADMIN_PASSWORD: &str = "bench-admin-correct-horse";
 
-struct Gateway {
-    site: String,
-    gateway: String,
-    key: SigningKey,
-}
+#[path = "support/simulated_gateways.rs"]
+mod simulated_gateways;
 
-impl Gateway {
-    fn new(index: usize) -> Self {
-        let mut seed = [0xB7u8; 32];
-        seed[..8].copy_from_slice(&(index as u64).to_le_bytes());
-        Self {
-            site: format!("site-{}", index / 100),
-            gateway: format!("gw-{index}"),
-            key: signing_key_from_seed(&seed),
-        }
-    }
+use simulated_gateways::GatewaySpec as Gateway;
 
-    fn topic(&self, kind: TopicKind) -> String {
-        Topic::new(&self.site, &self.gateway, kind)
-            .expect("valid ids")
-            .to_string()
-    }
-
-    fn document(&self) -> String {
-        format!(
+/// The configuration a simulated gateway runs before the change.
+fn document(g: &Gateway) -> String {
+    format!(
             "version = 1\n[identity]\nsite = \"{}\"\ngateway = \"{}\"\n\n[[camera]]\nid = \"cam-1\"\n\n\
              [camera.source]\nkind = \"simulated\"\nfps = 5.0\n\n[analysis.tracking]\nraise_after_frames = 2\n",
-            self.site, self.gateway
+            g.site, g.gateway
         )
-    }
+}
 
-    fn state(&self, version: u64, config: &str) -> Vec<u8> {
-        let state = ConfigState {
-            version,
-            status: ConfigStatus::Applied,
-            errors: Vec::new(),
-            applied_version: (version > 0).then_some(version),
-            applied_at: Some(Utc::now()),
-            config: Some(config.to_string()),
-            ts: Utc::now(),
-        };
-        sign_report(
-            ReportKind::ConfigState,
-            &self.topic(TopicKind::ConfigState),
-            &state,
-            &self.key,
-        )
-        .expect("a state signs")
-    }
+/// Its signed `/config/state` saying `version` (with `config`) is applied.
+fn state(g: &Gateway, version: u64, config: &str) -> Vec<u8> {
+    let state = ConfigState {
+        version,
+        status: ConfigStatus::Applied,
+        errors: Vec::new(),
+        applied_version: (version > 0).then_some(version),
+        applied_at: Some(Utc::now()),
+        config: Some(config.to_string()),
+        ts: Utc::now(),
+    };
+    sign_report(
+        ReportKind::ConfigState,
+        &g.topic(TopicKind::ConfigState),
+        &state,
+        &g.key,
+    )
+    .expect("a state signs")
 }
 
 /// CPU seconds of this process's threads, by whether their name starts with `hub-rt`.
@@ -175,7 +157,9 @@ async fn run(gateways: usize, hub_rt: tokio::runtime::Handle) -> Result<(), BoxE
     let store = AnyStore::connect(&store_url).await?;
 
     // Enrolment and the admin.
-    let fleet: Vec<Arc<Gateway>> = (0..gateways).map(|i| Arc::new(Gateway::new(i))).collect();
+    let fleet: Vec<Arc<Gateway>> = (0..gateways)
+        .map(|i| Arc::new(Gateway::new(i, 0xB7)))
+        .collect();
     let hash = hash_password(PASSWORD)?;
     for g in &fleet {
         store
@@ -243,7 +227,7 @@ async fn run(gateways: usize, hub_rt: tokio::runtime::Handle) -> Result<(), BoxE
                                 g.topic(TopicKind::ConfigState),
                                 QoS::AtLeastOnce,
                                 true,
-                                g.state(0, &g.document()),
+                                state(&g, 0, &document(&g)),
                             )
                             .await;
                     }
@@ -277,7 +261,7 @@ async fn run(gateways: usize, hub_rt: tokio::runtime::Handle) -> Result<(), BoxE
                                 g.topic(TopicKind::ConfigState),
                                 QoS::AtLeastOnce,
                                 true,
-                                g.state(desired.version, &desired.config),
+                                state(&g, desired.version, &desired.config),
                             )
                             .await;
                     }

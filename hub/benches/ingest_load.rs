@@ -37,10 +37,12 @@
 
 #[path = "support/copy_rows.rs"]
 mod copy_rows;
+#[path = "support/simulated_gateways.rs"]
+mod simulated_gateways;
 
-use chitti_common::protocol::{FindingBatch, Topic, TopicKind};
+use chitti_common::protocol::{FindingBatch, TopicKind};
 use chitti_common::signing::open_ack;
-use chitti_common::signing::{sign_batch, signing_key_from_seed};
+use chitti_common::signing::sign_batch;
 use chitti_hub::config::HubConfig;
 use chitti_hub::credentials::hash_password;
 use chitti_hub::serve::{serve, Running};
@@ -48,9 +50,9 @@ use chitti_hub::store::prelude::*;
 use chitti_hub::store::{gateway_username, IngestedFinding, NewGateway, PgStore, StoreOptions};
 use chrono::Utc;
 use copy_rows::{copy_batches, sample};
-use ed25519_dalek::SigningKey;
 use ed25519_dalek::VerifyingKey;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use simulated_gateways::GatewaySpec;
 use sqlx::Connection;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -189,30 +191,6 @@ impl Drop for ScratchDb {
 }
 
 /// One simulated gateway.
-struct GatewaySpec {
-    site: String,
-    gateway: String,
-    key: SigningKey,
-}
-
-impl GatewaySpec {
-    fn new(index: usize) -> Self {
-        let mut seed = [0xC4u8; 32];
-        seed[..8].copy_from_slice(&(index as u64).to_le_bytes());
-        Self {
-            site: format!("site-{}", index / 100),
-            gateway: format!("gw-{index}"),
-            key: signing_key_from_seed(&seed),
-        }
-    }
-
-    fn topic(&self, kind: TopicKind) -> String {
-        Topic::new(&self.site, &self.gateway, kind)
-            .expect("valid ids")
-            .to_string()
-    }
-}
-
 /// A signed batch ready to publish.
 struct Prepared {
     first_id: Uuid,
@@ -720,7 +698,9 @@ async fn run(
         .await?;
 
     // 2. Enrolment.
-    let specs: Vec<GatewaySpec> = (0..settings.gateways).map(GatewaySpec::new).collect();
+    let specs: Vec<GatewaySpec> = (0..settings.gateways)
+        .map(|i| GatewaySpec::new(i, 0xC4))
+        .collect();
     let t = Instant::now();
     let password_hash = hash_password(PASSWORD)?;
     let hash_s = t.elapsed().as_secs_f64();
