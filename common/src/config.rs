@@ -9,6 +9,11 @@
 use serde::de::DeserializeOwned;
 use std::fmt;
 
+/// What a secret reads as when a configuration is shown (the hub's notification
+/// settings, a gateway's reported configuration), and means "keep the stored one" when
+/// a document carrying it is written back.
+pub const KEPT_SECRET: &str = "(kept)";
+
 /// One problem in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {

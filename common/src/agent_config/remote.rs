@@ -12,9 +12,7 @@ use super::AgentConfig;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-/// What a secret reads as in a configuration the gateway reports; a document that
-/// carries it back keeps the gateway's value.
-pub const KEPT_SECRET: &str = "(kept)";
+pub use crate::config::KEPT_SECRET;
 
 /// Keys a document from the hub cannot change unless `remote.allow_keys` names them.
 pub const LOCAL_KEYS: &[&str] = &[

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 
 /// What a secret reads as when shown, and means "keep the stored one" when written.
-pub const KEPT: &str = "(kept)";
+pub use chitti_common::config::KEPT_SECRET as KEPT;
 
 /// The channels and rules kept in the store.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
