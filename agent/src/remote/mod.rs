@@ -436,3 +436,64 @@ fn accept(
     merged.preflight(&origin).map_err(lines)?;
     Ok(merged)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(version: u64) -> AppliedDocument {
+        AppliedDocument {
+            version,
+            config: format!("# version {version}\n"),
+            applied_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn applied_documents_keep_the_one_before_and_come_back_on_rollback() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = StateFiles {
+            dir: dir.path().join("remote-config"),
+        };
+        files.apply(&doc(1)).unwrap();
+        assert_eq!(StateFiles::read::<u64>(&files.probation()), Some(1));
+        assert!(
+            !files.previous().exists(),
+            "the local file ran before version 1"
+        );
+        files.apply(&doc(2)).unwrap();
+        let previous: AppliedDocument = StateFiles::read(&files.previous()).unwrap();
+        assert_eq!(previous.version, 1);
+        // Version 2 undone: version 1 is applied again, no probation left.
+        let restored = files.restore_previous().unwrap().unwrap();
+        assert_eq!(restored.version, 1);
+        let applied: AppliedDocument = StateFiles::read(&files.applied()).unwrap();
+        assert_eq!(applied.version, 1);
+        assert!(!files.previous().exists() && !files.probation().exists());
+        // Undone again: nothing before it, so the local file runs.
+        assert_eq!(files.restore_previous().unwrap(), None);
+        assert!(!files.applied().exists());
+    }
+
+    #[test]
+    fn unreadable_state_files_are_ignored_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = StateFiles {
+            dir: dir.path().to_path_buf(),
+        };
+        for path in [files.applied(), files.state(), files.probation()] {
+            std::fs::write(&path, b"\xff{ not json").unwrap();
+        }
+        assert!(StateFiles::read::<AppliedDocument>(&files.applied()).is_none());
+        assert!(StateFiles::read::<ConfigState>(&files.state()).is_none());
+        assert!(StateFiles::read::<u64>(&files.probation()).is_none());
+        // And a new document replaces them.
+        files.apply(&doc(3)).unwrap();
+        assert_eq!(
+            StateFiles::read::<AppliedDocument>(&files.applied())
+                .unwrap()
+                .version,
+            3
+        );
+    }
+}
