@@ -199,7 +199,7 @@ pub struct EvidenceRef {
 
 /// Schemas of the types that serialise in a form of their own (`[x, y]`, `[x, y, w, h]`).
 #[cfg(feature = "openapi")]
-mod openapi {
+pub(crate) mod openapi {
     use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
     use utoipa::openapi::Array;
 
@@ -220,7 +220,7 @@ mod openapi {
     }
 
     /// A [`crate::geometry::PixelRect`]: `[x, y, w, h]`.
-    pub(super) fn pixel_rect() -> Array {
+    pub(crate) fn pixel_rect() -> Array {
         pixels(
             4,
             "`[x, y, w, h]` in raw image pixels: left column, top row, width, height",

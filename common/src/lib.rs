@@ -19,6 +19,7 @@ pub mod hotspot;
 pub mod image;
 pub mod inspection;
 pub mod metrics_text;
+pub mod model_manifest;
 pub mod protocol;
 pub mod quality;
 pub mod radiometry;

@@ -9,6 +9,8 @@
 //! | `ack` | hub → agent | 1 | no | [`Ack`] signed by the hub's key (`signing::sign_ack`): findings of one batch durably committed |
 //! | `config/set` | hub → agent | 1 | yes | [`DesiredConfig`] signed by the hub's key (`signing::sign_desired_config`) |
 //! | `config/state` | agent → hub | 1 | yes | [`ConfigState`] signed by the gateway (`signing::sign_report`) |
+//! | `model/set` | hub → agent | 1 | yes | [`DesiredModel`] signed by the hub's key (`signing::sign_desired_model`) |
+//! | `model/state` | agent → hub | 1 | yes | [`ModelState`] signed by the gateway (`signing::sign_report`) |
 //!
 //! A broker's PUBACK only says the broker has a message; an agent keeps a finding until
 //! an [`Ack`] names it, so delivery is at-least-once on the wire and exactly-once in the
@@ -71,17 +73,23 @@ pub enum TopicKind {
     ConfigSet,
     /// Applied configuration.
     ConfigState,
+    /// Desired detection model.
+    ModelSet,
+    /// The model update's progress.
+    ModelState,
 }
 
 impl TopicKind {
     /// Every kind.
-    pub const ALL: [TopicKind; 6] = [
+    pub const ALL: [TopicKind; 8] = [
         Self::Status,
         Self::Findings,
         Self::Telemetry,
         Self::Ack,
         Self::ConfigSet,
         Self::ConfigState,
+        Self::ModelSet,
+        Self::ModelState,
     ];
 
     /// The topic suffix after `chitti/v1/{site}/{gateway}/`.
@@ -93,6 +101,8 @@ impl TopicKind {
             Self::Ack => "ack",
             Self::ConfigSet => "config/set",
             Self::ConfigState => "config/state",
+            Self::ModelSet => "model/set",
+            Self::ModelState => "model/state",
         }
     }
 }
@@ -295,6 +305,10 @@ pub struct AgentStatus {
     pub detector: Option<String>,
     /// Applied configuration version.
     pub config_version: Option<u32>,
+    /// The model update in progress or last decided (absent from older agents and
+    /// from gateways the hub never sent a model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_update: Option<ModelState>,
     /// The evidence uploader, when the gateway uploads evidence (absent from older
     /// agents).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -410,6 +424,119 @@ pub struct ConfigState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<String>,
     /// When the report was made.
+    pub ts: DateTime<Utc>,
+}
+
+/// `/model/set`: the detection model the hub wants a gateway to run. `seq` only grows
+/// per gateway; an agent acts only on one newer than the last it decided on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DesiredModel {
+    /// The gateway's desired-model sequence number (1, 2, …).
+    pub seq: u64,
+    /// The model to run; `None`: the model of the gateway's own configuration
+    /// (`detector.model`), as after a rollout is undone.
+    pub model: Option<ModelOffer>,
+    /// The rollout this belongs to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<String>,
+    /// How long the gateway watches the new model before calling it good, seconds.
+    pub probation_s: u64,
+    /// When the hub issued it.
+    pub issued_at: DateTime<Utc>,
+}
+
+/// A model offered to a gateway: where to fetch it and its hub-signed manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelOffer {
+    /// The registry id.
+    pub id: String,
+    /// The file's path on the hub (`/api/v1/models/{id}/file`), fetched from the
+    /// gateway's `evidence.hub_url` with range requests.
+    pub path: String,
+    /// The capability that lets this file be fetched without an API token.
+    pub token: String,
+    /// File size, bytes.
+    pub bytes: u64,
+    /// The manifest as the hub signed it (`chitti_common::signing::open_manifest`).
+    pub manifest: serde_json::Value,
+}
+
+/// Where a gateway's model update stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum ModelPhase {
+    /// Fetching the file.
+    Downloading,
+    /// Checking the manifest's signature and the file's sha256.
+    Verifying,
+    /// Running the reference frames.
+    Testing,
+    /// Switched; watched for `probation_s`.
+    Probation,
+    /// Running, probation passed.
+    Active,
+    /// Refused before it ran (download, verification or self-test): the model before
+    /// keeps running.
+    Failed,
+    /// Ran and was undone (degraded during probation, or asked for by the hub).
+    RolledBack,
+}
+
+impl ModelPhase {
+    /// Every phase.
+    pub const ALL: [Self; 7] = [
+        Self::Downloading,
+        Self::Verifying,
+        Self::Testing,
+        Self::Probation,
+        Self::Active,
+        Self::Failed,
+        Self::RolledBack,
+    ];
+
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Downloading => "downloading",
+            Self::Verifying => "verifying",
+            Self::Testing => "testing",
+            Self::Probation => "probation",
+            Self::Active => "active",
+            Self::Failed => "failed",
+            Self::RolledBack => "rolled_back",
+        }
+    }
+
+    /// The phase named `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// Whether the update is over (successfully or not).
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Active | Self::Failed | Self::RolledBack)
+    }
+}
+
+/// `/model/state` (and `/status`'s `model_update`): what a gateway did with the newest
+/// `/model/set` it saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ModelState {
+    /// The desired-model `seq` this answers (0: none received).
+    pub seq: u64,
+    /// Its model's registry id (`None`: the configuration's own model).
+    pub model_id: Option<String>,
+    /// Where it stands.
+    pub phase: ModelPhase,
+    /// Why it failed or was rolled back, or what it is doing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The model running now.
+    pub running: Option<crate::finding::ModelIdentity>,
+    /// When the report was made.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub ts: DateTime<Utc>,
 }
 
@@ -728,6 +855,7 @@ mod tests {
             model: None,
             detector: Some("disabled".into()),
             config_version: None,
+            model_update: None,
             evidence: None,
             ts: at("2026-11-22T21:40:00Z"),
             session: Some(at("2026-11-22T21:40:00Z")),

@@ -63,7 +63,8 @@
 //! session marks a live gateway offline only until its next status. Telemetry is
 //! applied only when newer than the gateway's newest sample.
 
-use crate::protocol::{Ack, DesiredConfig, FindingBatch, Topic};
+use crate::model_manifest::ModelManifest;
+use crate::protocol::{Ack, DesiredConfig, DesiredModel, FindingBatch, Topic};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -405,14 +406,20 @@ fn verify_hub(
     .map_err(|_| None)
 }
 
-/// Version of the signed desired-configuration envelope.
+/// Version of the signed hub-document envelope (`/config/set`, `/model/set`, model
+/// manifests).
 pub const SIGNED_CONFIG_VERSION: u32 = 1;
 
 /// Domain separation for desired configurations.
 const CONFIG_CONTEXT: &[u8] = b"chitti/v1/config-set";
+/// Domain separation for desired models.
+const MODEL_CONTEXT: &[u8] = b"chitti/v1/model-set";
+/// Domain separation for model manifests (signed over an empty topic: a manifest is
+/// the same for every gateway).
+const MANIFEST_CONTEXT: &[u8] = b"chitti/v1/model-manifest";
 
-/// The `/config/set` payload: a [`DesiredConfig`] signed by the hub over
-/// `"chitti/v1/config-set" 0x00 <topic> 0x00 <document JSON bytes>`.
+/// A document signed by the hub over `<context> 0x00 <topic> 0x00 <document JSON
+/// bytes>`: the `/config/set` and `/model/set` payloads, and a signed model manifest.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignedDesiredConfig<'a> {
@@ -422,41 +429,39 @@ pub struct SignedDesiredConfig<'a> {
     pub key: String,
     /// The Ed25519 signature, lowercase hex.
     pub sig: String,
-    /// The [`DesiredConfig`] exactly as signed.
+    /// The document exactly as signed.
     #[serde(borrow)]
     pub desired: &'a RawValue,
 }
 
-/// Why a `/config/set` payload was not believed.
+/// Why a hub-signed document (`/config/set`, `/model/set`, a model manifest) was not
+/// believed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DesiredConfigError {
-    /// Not JSON, or not a signed desired configuration.
-    #[error("not a signed configuration document: {0}")]
+pub enum DesiredError {
+    /// Not JSON, or not a signed document.
+    #[error("not a signed hub document: {0}")]
     Envelope(String),
     /// An envelope version this agent does not read.
-    #[error(
-        "signed configuration version {0} is not supported (expected {SIGNED_CONFIG_VERSION})"
-    )]
+    #[error("signed document version {0} is not supported (expected {SIGNED_CONFIG_VERSION})")]
     Version(u32),
     /// Signed by a key this agent was not told to trust.
-    #[error("configuration signed by key {0}, which is not one of mqtt.hub_public_keys")]
+    #[error("document signed by key {0}, which is not one of mqtt.hub_public_keys")]
     UnknownKey(String),
     /// The signature does not verify (forged, altered, or made for another gateway).
-    #[error("configuration signature does not verify for {0}")]
+    #[error("signature does not verify for {0}")]
     BadSignature(String),
     /// The signed bytes are not a valid document.
-    #[error("invalid configuration document: {0}")]
+    #[error("invalid document: {0}")]
     Document(String),
 }
 
-/// Serialises and signs a desired configuration for `topic` (the gateway's
-/// `/config/set`) with the hub's key: the retained `/config/set` payload.
-pub fn sign_desired_config(
+fn sign_hub_document<T: Serialize>(
+    context: &[u8],
     topic: &str,
-    desired: &DesiredConfig,
+    document: &T,
     key: &SigningKey,
 ) -> Result<Vec<u8>, String> {
-    let (key, sig, raw) = signed_parts(CONFIG_CONTEXT, topic, desired, key)?;
+    let (key, sig, raw) = signed_parts(context, topic, document, key)?;
     let envelope = SignedDesiredConfig {
         v: SIGNED_CONFIG_VERSION,
         key,
@@ -466,32 +471,82 @@ pub fn sign_desired_config(
     serde_json::to_vec(&envelope).map_err(|e| e.to_string())
 }
 
+fn open_hub_document<T: serde::de::DeserializeOwned>(
+    context: &[u8],
+    topic: &str,
+    payload: &[u8],
+    trusted: &[VerifyingKey],
+) -> Result<T, DesiredError> {
+    let envelope: SignedDesiredConfig<'_> =
+        serde_json::from_slice(payload).map_err(|e| DesiredError::Envelope(e.to_string()))?;
+    if envelope.v != SIGNED_CONFIG_VERSION {
+        return Err(DesiredError::Version(envelope.v));
+    }
+    let body = envelope.desired.get();
+    verify_hub(context, topic, &envelope.key, &envelope.sig, body, trusted).map_err(
+        |unknown| match unknown {
+            Some(key) => DesiredError::UnknownKey(key),
+            None if topic.is_empty() => DesiredError::BadSignature("the manifest".into()),
+            None => DesiredError::BadSignature(topic.to_string()),
+        },
+    )?;
+    serde_json::from_str(body).map_err(|e| DesiredError::Document(e.to_string()))
+}
+
+/// Serialises and signs a desired configuration for `topic` (the gateway's
+/// `/config/set`) with the hub's key: the retained `/config/set` payload.
+pub fn sign_desired_config(
+    topic: &str,
+    desired: &DesiredConfig,
+    key: &SigningKey,
+) -> Result<Vec<u8>, String> {
+    sign_hub_document(CONFIG_CONTEXT, topic, desired, key)
+}
+
 /// Verifies a `/config/set` payload that arrived on `topic` against the hub keys the
 /// agent trusts (pinned in its local file), and returns the document.
 pub fn open_desired_config(
     topic: &str,
     payload: &[u8],
     trusted: &[VerifyingKey],
-) -> Result<DesiredConfig, DesiredConfigError> {
-    let envelope: SignedDesiredConfig<'_> =
-        serde_json::from_slice(payload).map_err(|e| DesiredConfigError::Envelope(e.to_string()))?;
-    if envelope.v != SIGNED_CONFIG_VERSION {
-        return Err(DesiredConfigError::Version(envelope.v));
-    }
-    let body = envelope.desired.get();
-    verify_hub(
-        CONFIG_CONTEXT,
-        topic,
-        &envelope.key,
-        &envelope.sig,
-        body,
-        trusted,
-    )
-    .map_err(|unknown| match unknown {
-        Some(key) => DesiredConfigError::UnknownKey(key),
-        None => DesiredConfigError::BadSignature(topic.to_string()),
-    })?;
-    serde_json::from_str(body).map_err(|e| DesiredConfigError::Document(e.to_string()))
+) -> Result<DesiredConfig, DesiredError> {
+    open_hub_document(CONFIG_CONTEXT, topic, payload, trusted)
+}
+
+/// Serialises and signs a desired model for `topic` (the gateway's `/model/set`).
+pub fn sign_desired_model(
+    topic: &str,
+    desired: &DesiredModel,
+    key: &SigningKey,
+) -> Result<Vec<u8>, String> {
+    sign_hub_document(MODEL_CONTEXT, topic, desired, key)
+}
+
+/// Verifies a `/model/set` payload that arrived on `topic`.
+pub fn open_desired_model(
+    topic: &str,
+    payload: &[u8],
+    trusted: &[VerifyingKey],
+) -> Result<DesiredModel, DesiredError> {
+    open_hub_document(MODEL_CONTEXT, topic, payload, trusted)
+}
+
+/// Signs a checked model manifest with the hub's key: the JSON a gateway verifies
+/// before it trusts anything the manifest says.
+pub fn sign_manifest(manifest: &ModelManifest, key: &SigningKey) -> Result<Vec<u8>, String> {
+    sign_hub_document(MANIFEST_CONTEXT, "", manifest, key)
+}
+
+/// Verifies a signed manifest against the trusted hub keys and returns it, validated.
+pub fn open_manifest(
+    signed: &[u8],
+    trusted: &[VerifyingKey],
+) -> Result<ModelManifest, DesiredError> {
+    let manifest: ModelManifest = open_hub_document(MANIFEST_CONTEXT, "", signed, trusted)?;
+    manifest
+        .validate()
+        .map_err(|problems| DesiredError::Document(problems.join("; ")))?;
+    Ok(manifest)
 }
 
 /// Version of the signed report envelope (`/status`, `/telemetry`).
@@ -507,6 +562,8 @@ pub enum ReportKind {
     Telemetry,
     /// `/config/state`: a [`ConfigState`](crate::protocol::ConfigState).
     ConfigState,
+    /// `/model/state`: a [`ModelState`](crate::protocol::ModelState).
+    ModelState,
 }
 
 impl ReportKind {
@@ -515,15 +572,18 @@ impl ReportKind {
             Self::Status => b"chitti/v1/status",
             Self::Telemetry => b"chitti/v1/telemetry",
             Self::ConfigState => b"chitti/v1/config-state",
+            Self::ModelState => b"chitti/v1/model-state",
         }
     }
 
-    /// `status`, `telemetry` or `config-state`: the dead-letter class of a bad one.
+    /// `status`, `telemetry`, `config-state` or `model-state`: the dead-letter class of
+    /// a bad one.
     pub fn name(self) -> &'static str {
         match self {
             Self::Status => "status",
             Self::Telemetry => "telemetry",
             Self::ConfigState => "config-state",
+            Self::ModelState => "model-state",
         }
     }
 }
@@ -856,23 +916,23 @@ mod tests {
                 &payload,
                 &[hub.verifying_key()]
             ),
-            Err(DesiredConfigError::BadSignature(_))
+            Err(DesiredError::BadSignature(_))
         ));
         assert!(matches!(
             open_desired_config(topic, &payload, &[other.verifying_key()]),
-            Err(DesiredConfigError::UnknownKey(_))
+            Err(DesiredError::UnknownKey(_))
         ));
         let altered = String::from_utf8(payload.clone())
             .unwrap()
             .replace("\"version\":3", "\"version\":4");
         assert!(matches!(
             open_desired_config(topic, altered.as_bytes(), &[hub.verifying_key()]),
-            Err(DesiredConfigError::BadSignature(_))
+            Err(DesiredError::BadSignature(_))
         ));
         let an_ack = sign_ack(topic, &ack(), &hub).unwrap();
         assert!(matches!(
             open_desired_config(topic, &an_ack, &[hub.verifying_key()]),
-            Err(DesiredConfigError::Envelope(_))
+            Err(DesiredError::Envelope(_))
         ));
     }
 

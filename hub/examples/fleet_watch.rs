@@ -39,6 +39,7 @@ fn status(ts: DateTime<Utc>) -> AgentStatus {
         model: None,
         detector: Some("disabled".into()),
         config_version: None,
+        model_update: None,
         evidence: None,
         ts,
         session: Some(ts),

@@ -44,6 +44,7 @@ fn status(
         }),
         detector: online.then(|| "degraded (model /opt/chitti/model.onnx: not found)".into()),
         config_version: online.then_some(7),
+        model_update: None,
         evidence: None,
         ts,
         session: Some(ts),

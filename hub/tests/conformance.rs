@@ -1220,6 +1220,7 @@ fn status(online: bool, cameras: Vec<CameraStatus>, buffer: Option<BufferStatus>
         }),
         detector: None,
         config_version: online.then_some(3),
+        model_update: None,
         evidence: None,
         ts: at(500),
         session: Some(at(100)),

@@ -90,6 +90,7 @@ fn healthy(ts: DateTime<Utc>, session: DateTime<Utc>) -> AgentStatus {
         model: None,
         detector: Some("ok (yolo-thermal 3)".into()),
         config_version: None,
+        model_update: None,
         evidence: Some(EvidenceUploadStatus {
             uploaded: 4,
             failures: 0,

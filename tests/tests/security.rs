@@ -280,6 +280,7 @@ fn status(
         model: None,
         detector: Some("disabled".into()),
         config_version: None,
+        model_update: None,
         evidence: None,
         ts,
         session: Some(session),

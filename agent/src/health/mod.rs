@@ -217,6 +217,8 @@ pub struct StatusBoard {
     pub detector: Option<std::sync::Arc<DetectorHealth>>,
     /// Configuration version applied.
     pub config_version: Option<u32>,
+    /// The model update (hub rollouts), when the gateway is managed by the hub.
+    pub model_update: Option<tokio::sync::watch::Receiver<chitti_common::protocol::ModelState>>,
     /// The evidence uploader, when evidence goes to the hub.
     pub evidence: Option<std::sync::Arc<dyn EvidenceGauge>>,
     /// Analysis latencies.
@@ -248,6 +250,7 @@ impl StatusBoard {
             model: None,
             detector: None,
             config_version: None,
+            model_update: None,
             evidence: None,
             latency,
             thermal_zones,
@@ -275,6 +278,7 @@ impl StatusBoard {
                     .map_or_else(|| "disabled".to_string(), |d| d.label()),
             ),
             config_version: self.config_version,
+            model_update: self.model_update.as_ref().map(|m| m.borrow().clone()),
             evidence: self.evidence.as_ref().map(|e| e.status()),
             ts: Utc::now(),
             session: Some(self.session),
