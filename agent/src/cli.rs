@@ -60,6 +60,30 @@ pub enum Command {
         #[arg(long, default_value_t = 480)]
         height: u32,
     },
+    /// Write the manifest of a detection model for the hub's registry (`POST
+    /// /api/v1/models`): its sha256, classes and input, and reference frames (scenes
+    /// of `synth`) with the detections this model makes on them — the self-test the
+    /// hub and every gateway run before the model may run there.
+    ModelManifest {
+        /// The `.onnx` file.
+        #[arg(long)]
+        model: PathBuf,
+        /// Model name (default: the model's metadata).
+        #[arg(long)]
+        name: Option<String>,
+        /// Model version, MAJOR.MINOR.PATCH (default: the model's metadata).
+        #[arg(long)]
+        version: Option<String>,
+        /// Scene seed of the reference frames.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Number of reference frames.
+        #[arg(long, default_value_t = 3)]
+        frames: u64,
+        /// The ONNX Runtime library (else ORT_DYLIB_PATH).
+        #[arg(long)]
+        library: Option<PathBuf>,
+    },
     /// Make a new signing key for this gateway: writes it to FILE (mode 0600) and
     /// prints the public key to register with `chitti-hub gateway add --public-key`.
     Keygen {
@@ -122,6 +146,20 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 manifest.height,
                 manifest.seed
             );
+            Ok(())
+        }
+        Command::ModelManifest {
+            model,
+            name,
+            version,
+            seed,
+            frames,
+            library,
+        } => {
+            let manifest =
+                crate::detector::selftest::write_manifest(&model, library, name, version, seed, frames)
+                    .map_err(anyhow::Error::msg)?;
+            println!("{}", serde_json::to_string_pretty(&manifest)?);
             Ok(())
         }
         Command::PrintDefaultConfig => {

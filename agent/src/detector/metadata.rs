@@ -78,6 +78,11 @@ impl ClassNames {
         Self(names.into_iter().collect())
     }
 
+    /// The names in index order (indexes without a name are skipped).
+    pub fn in_order(&self) -> Vec<String> {
+        self.0.values().cloned().collect()
+    }
+
     /// How many classes the names describe: the highest index + 1.
     pub fn count(&self) -> usize {
         self.0.keys().next_back().map_or(0, |&i| i + 1)

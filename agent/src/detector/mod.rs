@@ -31,6 +31,7 @@ pub mod decode;
 pub mod metadata;
 mod onnx;
 pub mod runtime;
+pub mod selftest;
 
 pub use crate::health::detector::{DetectorHealth, DetectorState};
 pub use background::BackgroundDetector;

@@ -221,6 +221,11 @@ impl OnnxDetector {
         &self.identity
     }
 
+    /// The class names the model's metadata gives (empty when it has none).
+    pub fn class_names(&self) -> &super::metadata::ClassNames {
+        &self.names
+    }
+
     /// The model file.
     pub fn path(&self) -> &Path {
         &self.path
