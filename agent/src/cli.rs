@@ -156,9 +156,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             frames,
             library,
         } => {
-            let manifest =
-                crate::detector::selftest::write_manifest(&model, library, name, version, seed, frames)
-                    .map_err(anyhow::Error::msg)?;
+            let manifest = crate::detector::selftest::write_manifest(
+                &model, library, name, version, seed, frames,
+            )
+            .map_err(anyhow::Error::msg)?;
             println!("{}", serde_json::to_string_pretty(&manifest)?);
             Ok(())
         }

@@ -404,11 +404,11 @@ mod tests {
 
     #[test]
     fn versions_order_numerically() {
+        assert_eq!(Version::compare("1.10.0", "1.9.9"), Some(Ordering::Greater));
         assert_eq!(
-            Version::compare("1.10.0", "1.9.9"),
-            Some(Ordering::Greater)
+            Version::compare("2.0.0-rc1", "2.0.0"),
+            Some(Ordering::Equal)
         );
-        assert_eq!(Version::compare("2.0.0-rc1", "2.0.0"), Some(Ordering::Equal));
         assert_eq!(Version::parse("1.2"), None);
         assert_eq!(Version::parse("1.2.3.4"), None);
     }
@@ -423,9 +423,13 @@ mod tests {
         m.reference_frames[0].expect[0].class = "tree".into();
         let problems = m.validate().unwrap_err();
         assert_eq!(problems.len(), 5, "{problems:?}");
-        assert!(problems.iter().any(|p| p.starts_with("reference_frames[0].expect[0].class")));
+        assert!(problems
+            .iter()
+            .any(|p| p.starts_with("reference_frames[0].expect[0].class")));
         assert!(ModelManifest::parse(b"{\"name\": 1}").is_err());
-        let unknown = serde_json::to_string(&manifest()).unwrap().replacen('{', "{\"extra\":1,", 1);
+        let unknown = serde_json::to_string(&manifest())
+            .unwrap()
+            .replacen('{', "{\"extra\":1,", 1);
         assert!(ModelManifest::parse(unknown.as_bytes()).unwrap_err()[0].contains("extra"));
     }
 

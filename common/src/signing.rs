@@ -483,13 +483,13 @@ fn open_hub_document<T: serde::de::DeserializeOwned>(
         return Err(DesiredError::Version(envelope.v));
     }
     let body = envelope.desired.get();
-    verify_hub(context, topic, &envelope.key, &envelope.sig, body, trusted).map_err(
-        |unknown| match unknown {
+    verify_hub(context, topic, &envelope.key, &envelope.sig, body, trusted).map_err(|unknown| {
+        match unknown {
             Some(key) => DesiredError::UnknownKey(key),
             None if topic.is_empty() => DesiredError::BadSignature("the manifest".into()),
             None => DesiredError::BadSignature(topic.to_string()),
-        },
-    )?;
+        }
+    })?;
     serde_json::from_str(body).map_err(|e| DesiredError::Document(e.to_string()))
 }
 

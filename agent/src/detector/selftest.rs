@@ -15,7 +15,12 @@ use chitti_common::model_manifest::{
 pub fn reference_image(scene: &SyntheticScene) -> Result<TemperatureImage, String> {
     scene::generate(scene.seed, scene.index, scene.width, scene.height)
         .map(|f| f.temperature)
-        .map_err(|e| format!("reference scene seed {} index {}: {e}", scene.seed, scene.index))
+        .map_err(|e| {
+            format!(
+                "reference scene seed {} index {}: {e}",
+                scene.seed, scene.index
+            )
+        })
 }
 
 /// Runs `detector` on every reference frame of `manifest`, in order.

@@ -67,6 +67,7 @@ mod model;
 mod notifications;
 mod postgres;
 mod records;
+mod rollouts;
 mod rows;
 mod sites;
 mod sql;
@@ -92,6 +93,10 @@ pub use notifications::{
 };
 pub use postgres::PgStore;
 pub use records::{AuditLog, EvidenceIndex};
+pub use rollouts::{
+    DesiredModelRecord, GatewayRolloutState, ModelRecord, ReportedModel, RolloutGatewayRecord,
+    RolloutPlan, RolloutRecord, RolloutSnapshot, RolloutState, RolloutStore,
+};
 pub use sites::SiteStore;
 pub use sql::Db;
 use sql::{Sql, Tx};
@@ -146,6 +151,7 @@ pub trait Store:
     + NotificationStore
     + FleetAlarmStore
     + GatewayConfigStore
+    + RolloutStore
 {
     /// Which database this is.
     fn backend(&self) -> Backend {
@@ -439,6 +445,6 @@ fn to_u64(v: i64) -> u64 {
 pub mod prelude {
     pub use super::{
         AccountStore, AlertStore, AuditLog, Backed, EvidenceIndex, FleetAlarmStore, FleetStore,
-        GatewayConfigStore, IngestStore, NotificationStore, SiteStore, Store,
+        GatewayConfigStore, IngestStore, NotificationStore, RolloutStore, SiteStore, Store,
     };
 }
