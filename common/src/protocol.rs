@@ -457,8 +457,9 @@ pub struct ModelOffer {
     pub token: String,
     /// File size, bytes.
     pub bytes: u64,
-    /// The manifest as the hub signed it (`chitti_common::signing::open_manifest`).
-    pub manifest: serde_json::Value,
+    /// The manifest as the hub signed it, the envelope's JSON text exactly as signed
+    /// (`chitti_common::signing::open_manifest` checks it).
+    pub manifest: String,
 }
 
 /// Where a gateway's model update stands.

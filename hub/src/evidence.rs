@@ -92,6 +92,10 @@ async fn sha256_hex(bytes: &Bytes) -> Result<String, EvidenceError> {
         .map_err(|e| EvidenceError::Backend(format!("hashing failed: {e}")))
 }
 
+fn model_location(sha: &str) -> StorePath {
+    StorePath::from(format!("models/{sha}.onnx"))
+}
+
 fn location(sha: &str) -> StorePath {
     StorePath::from(format!("{}/{}/{sha}", &sha[..2], &sha[2..4]))
 }
@@ -218,6 +222,53 @@ impl EvidenceStore {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(EvidenceError::Backend(e.to_string())),
         }
+    }
+
+    /// Stores a model file under `models/<sha256>.onnx` after checking its hash (model
+    /// files share the evidence store's backend, local or S3, not its size limit or
+    /// content check: the registry checks them).
+    pub async fn put_model(&self, sha256: &str, bytes: Bytes) -> Result<PutOutcome, EvidenceError> {
+        validate_sha256(sha256)?;
+        let actual = sha256_hex(&bytes).await?;
+        if actual != sha256 {
+            return Err(EvidenceError::HashMismatch {
+                expected: sha256.to_string(),
+                actual,
+            });
+        }
+        let path = model_location(sha256);
+        if self.store.head(&path).await.is_ok() {
+            return Ok(PutOutcome::AlreadyStored);
+        }
+        self.store
+            .put(&path, PutPayload::from_bytes(bytes))
+            .await
+            .map_err(|e| EvidenceError::Backend(e.to_string()))?;
+        Ok(PutOutcome::Stored)
+    }
+
+    /// A model file's size, if stored.
+    pub async fn model_size(&self, sha256: &str) -> Result<Option<u64>, EvidenceError> {
+        validate_sha256(sha256)?;
+        match self.store.head(&model_location(sha256)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(EvidenceError::Backend(e.to_string())),
+        }
+    }
+
+    /// Bytes `range` of a stored model file (served with range requests, so a gateway
+    /// on a poor link resumes where it stopped).
+    pub async fn model_range(
+        &self,
+        sha256: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes, EvidenceError> {
+        validate_sha256(sha256)?;
+        self.store
+            .get_range(&model_location(sha256), range)
+            .await
+            .map_err(|e| EvidenceError::Backend(e.to_string()))
     }
 
     /// True when a blob is stored.

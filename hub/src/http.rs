@@ -47,6 +47,8 @@ pub struct HttpState {
     /// The bearer token `/metrics` requires (`http.metrics_token_file`), as its SHA-256;
     /// `None`: open.
     pub metrics_token: Option<[u8; 32]>,
+    /// The model registry's limits and runtime.
+    pub models: crate::config::ModelsConfig,
 }
 
 /// Reads `http.metrics_token_file` (trimmed; at least 16 characters) into what
@@ -79,6 +81,7 @@ pub fn router(state: HttpState) -> Router {
                 Arc::clone(&state.notifications),
                 state.dashboard_url.clone(),
             )
+            .with_models(state.models.clone())
             .with_max_upload_bytes(state.settings.max_upload_bytes.0)
             .with_token_max_days(state.settings.token_max_days)
             .with_analysis_limits(

@@ -39,7 +39,8 @@
 
 use crate::store::{DeadLetter, IngestedFinding, StatusOutcome, Store, StoreError};
 use chitti_common::protocol::{
-    validate_batch, Ack, AgentStatus, ConfigState, FindingBatch, Telemetry, Topic, TopicKind,
+    validate_batch, Ack, AgentStatus, ConfigState, FindingBatch, ModelState, Telemetry, Topic,
+    TopicKind,
 };
 use chitti_common::signing::{
     open_batch, open_report, sign_ack, BatchError, ReportError, ReportKind,
@@ -442,8 +443,39 @@ impl<S: Store + 'static> Ingest<S> {
                 }
                 None
             }
+            TopicKind::ModelState => {
+                match self
+                    .open_report::<ModelState>(ReportKind::ModelState, &topic, &message.payload)
+                    .await
+                {
+                    Ok(state) => {
+                        let applied = self
+                            .with_retry("model state", || {
+                                self.store.apply_model_state(
+                                    &topic.site,
+                                    &topic.gateway,
+                                    &state,
+                                    received_at,
+                                )
+                            })
+                            .await;
+                        if applied {
+                            tracing::info!(site = %topic.site, gateway = %topic.gateway,
+                                seq = state.seq, phase = state.phase.as_str(),
+                                reason = state.reason.as_deref().unwrap_or(""), "model state");
+                            if let Some(live) = &self.live {
+                                live.rollout_signal().notify_one();
+                                live.gateway_changed(&topic.site, &topic.gateway);
+                            }
+                        }
+                        message.settle();
+                    }
+                    Err(rejection) => self.dead_letter(message, received_at, rejection).await,
+                }
+                None
+            }
             _ => {
-                // Acks and configuration are the hub's own traffic: not ingested.
+                // Acks and desired documents are the hub's own traffic: not ingested.
                 message.settle();
                 None
             }

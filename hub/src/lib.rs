@@ -20,5 +20,6 @@ pub mod listener;
 pub mod live;
 pub mod notify;
 pub mod remote_config;
+pub mod rollouts;
 pub mod serve;
 pub mod store;

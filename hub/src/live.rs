@@ -100,6 +100,7 @@ pub struct LiveEvents {
     lost: AtomicBool,
     alert_signal: Arc<tokio::sync::Notify>,
     config_signal: Arc<tokio::sync::Notify>,
+    rollout_signal: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for LiveEvents {
@@ -137,6 +138,7 @@ impl LiveEvents {
             lost: AtomicBool::new(false),
             alert_signal: Arc::new(tokio::sync::Notify::new()),
             config_signal: Arc::new(tokio::sync::Notify::new()),
+            rollout_signal: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -149,6 +151,13 @@ impl LiveEvents {
     /// publisher waits on it).
     pub fn config_signal(&self) -> Arc<tokio::sync::Notify> {
         Arc::clone(&self.config_signal)
+    }
+
+    /// Notified when a rollout may have something to do: a gateway reported on
+    /// `/model/state`, or an admin created, paused, resumed or aborted one (wakes the
+    /// rollout driver).
+    pub fn rollout_signal(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.rollout_signal)
     }
 
     /// Names alerts that were created or changed (never blocks; see the module docs).

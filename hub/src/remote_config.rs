@@ -68,7 +68,8 @@ pub fn validate_document(
     }
 }
 
-/// Publishes each gateway's newest desired document, signed and retained.
+/// Publishes each gateway's newest desired document and desired model
+/// ([`crate::rollouts`]), signed and retained.
 pub struct ConfigPublisher<S> {
     store: Arc<S>,
     bus: Arc<HubBus>,
@@ -76,6 +77,8 @@ pub struct ConfigPublisher<S> {
     signal: Arc<Notify>,
     /// What this process has handed to the broker, per gateway.
     published: HashMap<(String, String), i64>,
+    /// The desired-model seqs this process has handed to the broker, per gateway.
+    published_models: HashMap<(String, String), i64>,
 }
 
 impl<S: Store + 'static> ConfigPublisher<S> {
@@ -92,6 +95,7 @@ impl<S: Store + 'static> ConfigPublisher<S> {
             key,
             signal,
             published: HashMap::new(),
+            published_models: HashMap::new(),
         }
     }
 
@@ -108,9 +112,43 @@ impl<S: Store + 'static> ConfigPublisher<S> {
         }
     }
 
-    /// Publishes every newest version not yet published by this process; what fails
-    /// (the store or the broker away) is tried again at the next pass.
+    /// Publishes every newest version (configuration and model) not yet published by
+    /// this process; what fails (the store or the broker away) is tried again at the
+    /// next pass.
     pub async fn publish_due(&mut self) {
+        self.publish_configs_due().await;
+        self.publish_models_due().await;
+    }
+
+    async fn publish_models_due(&mut self) {
+        let seqs = match self.store.desired_model_seqs().await {
+            Ok(v) => v,
+            Err(err) => {
+                tracing::warn!(%err, "desired models: cannot read the store; trying again");
+                return;
+            }
+        };
+        for (site, gateway, seq) in seqs {
+            let key = (site, gateway);
+            if self.published_models.get(&key) == Some(&seq) {
+                continue;
+            }
+            let (site, gateway) = &key;
+            match crate::rollouts::publish_desired_model(&*self.store, &self.bus, &self.key, site, gateway)
+                .await
+            {
+                Ok(sent) => {
+                    tracing::info!(%site, %gateway, seq = sent, "desired model published");
+                    self.published_models.insert(key, sent);
+                }
+                Err(err) => {
+                    tracing::warn!(%site, %gateway, seq, %err, "cannot publish the desired model; trying again");
+                }
+            }
+        }
+    }
+
+    async fn publish_configs_due(&mut self) {
         let versions = match self.store.desired_versions().await {
             Ok(v) => v,
             Err(err) => {

@@ -339,6 +339,16 @@ pub async fn serve(
     let config_task = tokio::spawn(config_publisher.run(async move {
         let _ = config_stop.wait_for(|s| *s).await;
     }));
+    let rollout_driver = crate::rollouts::RolloutDriver::new(
+        Arc::clone(&store),
+        live.rollout_signal(),
+        live.config_signal(),
+        Some(Arc::clone(&live)),
+    );
+    let mut rollout_stop = shutdown.clone();
+    let rollout_task = tokio::spawn(rollout_driver.run(async move {
+        let _ = rollout_stop.wait_for(|s| *s).await;
+    }));
     let ingest = Ingest::new(
         Arc::clone(&store),
         Arc::new(BusAcks(Arc::clone(&bus))),
@@ -387,6 +397,7 @@ pub async fn serve(
         live,
         settings: config.http.clone(),
         metrics_token,
+        models: config.models.clone(),
     });
     let (http_stop_tx, http_stop_rx) = watch::channel(false);
     let limits = crate::listener::ListenerLimits {
@@ -409,6 +420,7 @@ pub async fn serve(
     publisher.abort();
     let _ = tokio::time::timeout(Duration::from_secs(2), watch_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), config_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), rollout_task).await;
     // Ingest finishes what it holds (its channel closes with the bridge).
     let _ = tokio::time::timeout(Duration::from_secs(5), ingest_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;

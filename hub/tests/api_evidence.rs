@@ -266,6 +266,7 @@ async fn evidence_limits_apply_through_the_http_router(backend: &str) {
         live: Arc::new(chitti_hub::live::LiveEvents::new(16)),
         settings: Default::default(),
         metrics_token: None,
+        models: Default::default(),
     });
     let png_of = |len: usize| {
         let mut b = b"\x89PNG\r\n\x1a\n".to_vec();

@@ -40,6 +40,7 @@ async fn app_with_metrics_token(
         live: Arc::new(chitti_hub::live::LiveEvents::new(16)),
         settings,
         metrics_token,
+        models: Default::default(),
     });
     (app, db)
 }

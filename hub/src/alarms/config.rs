@@ -84,6 +84,9 @@ pub struct AlarmLevels {
     /// hub says it should.
     #[serde(default = "level_2")]
     pub config_failed: u8,
+    /// A model update the gateway refused, undid or did not finish in a rollout.
+    #[serde(default = "level_2")]
+    pub model_failed: u8,
 }
 
 impl Default for AlarmLevels {
@@ -96,6 +99,7 @@ impl Default for AlarmLevels {
             evidence_upload_failing: 2,
             clock_skew: 1,
             config_failed: 2,
+            model_failed: 2,
         }
     }
 }
@@ -111,6 +115,7 @@ impl AlarmLevels {
             AlertKind::EvidenceUploadFailing => self.evidence_upload_failing,
             AlertKind::ClockSkew => self.clock_skew,
             AlertKind::ConfigFailed => self.config_failed,
+            AlertKind::ModelFailed => self.model_failed,
         }
     }
 }
@@ -142,6 +147,9 @@ pub struct SiteAlarmLevels {
     /// Level of `config_failed` there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_failed: Option<u8>,
+    /// Level of `model_failed` there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_failed: Option<u8>,
 }
 
 impl SiteAlarmLevels {
@@ -155,10 +163,11 @@ impl SiteAlarmLevels {
             AlertKind::EvidenceUploadFailing => self.evidence_upload_failing,
             AlertKind::ClockSkew => self.clock_skew,
             AlertKind::ConfigFailed => self.config_failed,
+            AlertKind::ModelFailed => self.model_failed,
         }
     }
 
-    fn all(&self) -> [(&'static str, Option<u8>); 7] {
+    fn all(&self) -> [(&'static str, Option<u8>); 8] {
         AlertKind::FLEET.map(|k| (k.as_str(), self.of(k)))
     }
 }

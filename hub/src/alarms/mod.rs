@@ -5,7 +5,8 @@
 //! ([`assess`], pure): `gateway_offline` (its Last Will, or nothing heard for
 //! `ingest.offline_after_s`), `camera_stalled`, `outbox_pressure`, `detector_degraded`,
 //! `evidence_upload_failing`, `clock_skew`, and `config_failed` (the gateway rejected
-//! or rolled back its newest desired configuration, [`config_condition`]). A condition without an unresolved alarm
+//! or rolled back its newest desired configuration, [`config_condition`]), and
+//! `model_failed` (it failed the model update of its newest rollout, [`model_condition`]). A condition without an unresolved alarm
 //! raises one; an alarm whose condition no longer holds is ended (resolved by `hub`,
 //! with how long it lasted). Both go through the store's transitions, so notifications
 //! follow exactly as for thermal alerts.
@@ -80,6 +81,45 @@ pub fn config_condition(failure: &ConfigFailure, rules: &WatchRules) -> Option<F
         level: rules.alarms.level(&failure.site, kind),
         since: failure.received_at,
         detail: format!("configuration version {} {what}{why}", failure.version),
+    })
+}
+
+/// A gateway's failure in the newest rollout it was part of (what
+/// `RolloutStore::model_failures` returns).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelFailure {
+    /// The rollout.
+    pub rollout: String,
+    /// The model rolled out.
+    pub model: String,
+    /// Why, as the gateway or the driver said.
+    pub reason: Option<String>,
+    /// When it was decided.
+    pub at: DateTime<Utc>,
+}
+
+/// The `model_failed` condition of a gateway that failed the model update of its newest
+/// rollout (none when the kind is disabled).
+pub fn model_condition(
+    site: &str,
+    gateway: &str,
+    failure: &ModelFailure,
+    rules: &WatchRules,
+) -> Option<FleetCondition> {
+    let kind = AlertKind::ModelFailed;
+    rules.alarms.enabled(kind).then(|| FleetCondition {
+        site: site.to_string(),
+        gateway: gateway.to_string(),
+        kind,
+        camera: String::new(),
+        level: rules.alarms.level(site, kind),
+        since: failure.at,
+        detail: format!(
+            "model {} failed in rollout {}: {}",
+            failure.model,
+            failure.rollout,
+            failure.reason.as_deref().unwrap_or("no reason given")
+        ),
     })
 }
 
@@ -356,6 +396,21 @@ impl<S: Store + Send + Sync + 'static> FleetWatch<S> {
             .into_iter()
             .map(|f| ((f.site.clone(), f.gateway.clone()), f))
             .collect();
+        let model_failures: HashMap<(String, String), ModelFailure> = self
+            .store
+            .model_failures()
+            .await?
+            .into_iter()
+            .map(|(site, gateway, rollout, model, reason, at)| {
+                let failure = ModelFailure {
+                    rollout,
+                    model,
+                    reason,
+                    at,
+                };
+                ((site, gateway), failure)
+            })
+            .collect();
         let unresolved = self.store.unresolved_fleet_alarms().await?;
         let mut open: HashMap<(String, String, AlertKind, String), &AlertRecord> = unresolved
             .iter()
@@ -371,12 +426,22 @@ impl<S: Store + Send + Sync + 'static> FleetWatch<S> {
         for gateway in &gateways {
             seen.insert((gateway.site.clone(), gateway.gateway.clone()));
             let mut assessment = assess(gateway, &self.rules, now);
+            let key = (gateway.site.clone(), gateway.gateway.clone());
             if assessment.decided.contains(&AlertKind::ConfigFailed) {
-                let key = (gateway.site.clone(), gateway.gateway.clone());
                 if let Some(failure) = config_failures.get(&key) {
                     assessment
                         .conditions
                         .extend(config_condition(failure, &self.rules));
+                }
+            }
+            if assessment.decided.contains(&AlertKind::ModelFailed) {
+                if let Some(failure) = model_failures.get(&key) {
+                    assessment.conditions.extend(model_condition(
+                        &gateway.site,
+                        &gateway.gateway,
+                        failure,
+                        &self.rules,
+                    ));
                 }
             }
             // A silent gateway is offline everywhere it is shown (the fleet page, the

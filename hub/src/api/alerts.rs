@@ -479,7 +479,7 @@ pub struct AssignRequest {
 
 /// An action's JSON body. Where the body is optional (`default` is `Some`), an empty
 /// body or `null` is the default. A body that is there must say it is JSON (415).
-fn action_body<T: DeserializeOwned>(
+pub(crate) fn action_body<T: DeserializeOwned>(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     default: Option<T>,

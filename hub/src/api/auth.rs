@@ -108,7 +108,8 @@ impl Scope {
             "auth" => return None,
             "alerts" => Self::Alerts,
             "sites" => Self::Sites,
-            "gateways" => Self::Gateways,
+            // Gateways, their configuration, and the models rolled out to them.
+            "gateways" | "models" | "rollouts" => Self::Gateways,
             "uploads" => Self::Uploads,
             // Users, tokens, and anything added later until it is given its own scope:
             // the most guarded one.

@@ -24,6 +24,8 @@
 //! | `PUT /api/v1/evidence/{sha256}` | a gateway, by its Ed25519 signature | [`evidence`] |
 //! | `GET /api/v1/evidence/{sha256}` | viewer | [`evidence`] |
 //! | `POST /api/v1/uploads` | operator | [`uploads`] |
+//! | `POST /api/v1/models`, `POST /api/v1/rollouts`, `POST /api/v1/rollouts/{id}/pause`, `…/resume`, `…/abort` | admin | [`models`] |
+//! | `GET /api/v1/models`, `…/{id}`, `…/{id}/file` (also by download token), `GET /api/v1/model-distribution`, `GET /api/v1/rollouts`, `…/{id}` | viewer | [`models`] |
 //! | `GET /api/v1/stream` (Server-Sent Events) | viewer | [`stream`] |
 //! | `GET /api/v1/alerts/export.csv`, `GET /api/v1/findings/export.csv` (the lists' filters) | viewer | [`reports`] |
 //! | `GET /api/v1/reports/inspection.pdf?site=&from=&to=` | viewer | [`reports`] |
@@ -55,6 +57,7 @@ pub mod evidence;
 pub mod findings;
 pub mod fleet;
 pub mod gateway_config;
+pub mod models;
 pub mod notifications;
 pub mod openapi;
 pub mod reports;
@@ -111,6 +114,8 @@ pub struct ApiState {
     pub notifications: Arc<crate::notify::config::NotificationsConfig>,
     /// The dashboard's base URL, for links in test messages.
     pub dashboard_url: Option<String>,
+    /// The model registry's limits and runtime (`[models]`).
+    pub models: Arc<crate::config::ModelsConfig>,
 }
 
 impl ApiState {
@@ -136,7 +141,14 @@ impl ApiState {
             analyses: Arc::new(tokio::sync::Semaphore::new(4)),
             notifications: Arc::default(),
             dashboard_url: None,
+            models: Arc::default(),
         }
+    }
+
+    /// The same state with these model-registry settings.
+    pub fn with_models(mut self, models: crate::config::ModelsConfig) -> Self {
+        self.models = Arc::new(models);
+        self
     }
 
     /// The same state with these notification channels and rules.
@@ -215,6 +227,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(reports::routes())
         .merge(notifications::routes())
         .merge(gateway_config::routes())
+        .merge(models::routes())
         .split_for_parts();
     api.merge(openapi::docs(doc))
         .fallback(|| async { ApiError::not_found("endpoint") })

@@ -74,8 +74,8 @@ impl GatewayPermissions {
         format!("{}.{}", self.site, self.gateway)
     }
 
-    /// Whether the gateway may publish on `topic`: its own status, findings, telemetry
-    /// and applied configuration.
+    /// Whether the gateway may publish on `topic`: its own status, findings, telemetry,
+    /// applied configuration and model state.
     pub fn may_publish(&self, topic: &str) -> bool {
         matches!(
             self.own(topic),
@@ -84,17 +84,18 @@ impl GatewayPermissions {
                     | TopicKind::Findings
                     | TopicKind::Telemetry
                     | TopicKind::ConfigState
+                    | TopicKind::ModelState
             )
         )
     }
 
-    /// Whether the gateway may subscribe to `filter`: exactly its own `/ack` or
-    /// `/config/set` (no wildcards).
+    /// Whether the gateway may subscribe to `filter`: exactly its own `/ack`,
+    /// `/config/set` or `/model/set` (no wildcards).
     pub fn may_subscribe(&self, filter: &str) -> bool {
         !filter.contains(['+', '#'])
             && matches!(
                 self.own(filter),
-                Some(TopicKind::Ack | TopicKind::ConfigSet)
+                Some(TopicKind::Ack | TopicKind::ConfigSet | TopicKind::ModelSet)
             )
     }
 }
@@ -453,7 +454,7 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
                             return Err(Refusal::new(
                                 who,
                                 format!(
-                                    "subscribe to {:?}: a gateway may subscribe only to its own /ack and /config/set",
+                                    "subscribe to {:?}: a gateway may subscribe only to its own /ack, /config/set and /model/set",
                                     f.path
                                 ),
                             ));
@@ -525,7 +526,7 @@ mod tests {
     #[test]
     fn a_gateway_may_use_only_its_own_topics() {
         let p = GatewayPermissions::for_username("north/gw-a").unwrap();
-        for own in ["status", "findings", "telemetry", "config/state"] {
+        for own in ["status", "findings", "telemetry", "config/state", "model/state"] {
             assert!(
                 p.may_publish(&format!("chitti/v1/north/gw-a/{own}")),
                 "{own}"
@@ -545,6 +546,8 @@ mod tests {
         }
         assert!(p.may_subscribe("chitti/v1/north/gw-a/ack"));
         assert!(p.may_subscribe("chitti/v1/north/gw-a/config/set"));
+        assert!(p.may_subscribe("chitti/v1/north/gw-a/model/set"));
+        assert!(!p.may_subscribe("chitti/v1/north/gw-b/model/set"));
         for other in [
             "#",
             "chitti/v1/#",

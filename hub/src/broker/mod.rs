@@ -40,11 +40,12 @@ pub use embedded::{AuthFuture, AuthHandler, EmbeddedBroker, EmbeddedSettings, Tl
 pub use external::{BrokerUrl, ExternalBus, ExternalSettings};
 
 /// The topic filters the hub subscribes to (QoS 1), in this order.
-pub const HUB_FILTERS: [&str; 4] = [
+pub const HUB_FILTERS: [&str; 5] = [
     "chitti/v1/+/+/findings",
     "chitti/v1/+/+/status",
     "chitti/v1/+/+/telemetry",
     "chitti/v1/+/+/config/state",
+    "chitti/v1/+/+/model/state",
 ];
 
 /// The shared-subscription group hub replicas join in external mode

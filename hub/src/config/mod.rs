@@ -49,6 +49,29 @@ pub struct HubConfig {
     /// Alarms about the fleet itself (gateways offline, cameras stalled, …).
     #[serde(default)]
     pub alarms: crate::alarms::AlarmsConfig,
+    /// The model registry and rollouts.
+    #[serde(default)]
+    pub models: ModelsConfig,
+}
+
+/// The model registry (`POST /api/v1/models`) and rollouts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// Largest model file accepted.
+    #[serde(default = "default_max_model")]
+    pub max_bytes: ByteSize,
+    /// The ONNX Runtime library uploaded models are checked with (default:
+    /// `ORT_DYLIB_PATH`, else `libonnxruntime.so` next to the executable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onnxruntime_library: Option<PathBuf>,
+}
+
+/// Default largest model file, bytes.
+pub const DEFAULT_MODEL_MAX_BYTES: u64 = 256 << 20;
+
+fn default_max_model() -> ByteSize {
+    ByteSize(DEFAULT_MODEL_MAX_BYTES)
 }
 
 /// The database.
@@ -347,7 +370,8 @@ chitti_common::defaults_from_serde!(
     ExternalBrokerConfig,
     HttpConfig,
     EvidenceStoreConfig,
-    IngestConfig
+    IngestConfig,
+    ModelsConfig
 );
 
 impl Default for HubConfig {
@@ -362,6 +386,7 @@ impl Default for HubConfig {
             ingest: IngestConfig::default(),
             notifications: NotificationsConfig::default(),
             alarms: crate::alarms::AlarmsConfig::default(),
+            models: ModelsConfig::default(),
         }
     }
 }
@@ -391,11 +416,12 @@ impl HubConfig {
             take("notifications"),
             take("alarms"),
         );
+        let models = take("models");
         for key in table.keys() {
             p.push(
                 key.as_str(),
                 "unknown key (expected version, data_dir, store, broker, http, evidence, \
-                 ingest, notifications, alarms)",
+                 ingest, notifications, alarms, models)",
             );
         }
         let or_empty = |v: Option<toml::Value>| v.unwrap_or_else(|| toml::Table::new().into());
@@ -418,6 +444,7 @@ impl HubConfig {
         let notifications =
             p.decode::<NotificationsConfig>("notifications", or_empty(notifications));
         let alarms = p.decode::<crate::alarms::AlarmsConfig>("alarms", or_empty(alarms));
+        let models = p.decode::<ModelsConfig>("models", or_empty(models));
         if let (
             Some(version),
             Some(data_dir),
@@ -428,6 +455,7 @@ impl HubConfig {
             Some(ingest),
             Some(notifications),
             Some(alarms),
+            Some(models),
         ) = (
             version,
             data_dir,
@@ -438,6 +466,7 @@ impl HubConfig {
             ingest,
             notifications,
             alarms,
+            models,
         ) {
             let mut config = HubConfig {
                 version,
@@ -449,6 +478,7 @@ impl HubConfig {
                 ingest,
                 notifications,
                 alarms,
+                models,
             };
             config.resolve_paths(base);
             config.validate_into(&mut p);
@@ -479,6 +509,7 @@ impl HubConfig {
             &mut self.broker.external.client_key_file,
             &mut self.evidence.path,
             &mut self.ingest.hub_key_file,
+            &mut self.models.onnxruntime_library,
         ]
         .into_iter()
         .chain(self.notifications.paths_mut())

@@ -203,6 +203,9 @@ pub enum AlertKind {
     ClockSkew,
     /// The gateway rejected its newest desired configuration, or rolled it back.
     ConfigFailed,
+    /// The gateway failed the model update of its newest rollout (refused, undone, or
+    /// no answer in time).
+    ModelFailed,
 }
 
 impl AlertKind {
@@ -216,10 +219,11 @@ impl AlertKind {
         "evidence_upload_failing",
         "clock_skew",
         "config_failed",
+        "model_failed",
     ];
 
     /// The fleet alarms' kinds.
-    pub const FLEET: [AlertKind; 7] = [
+    pub const FLEET: [AlertKind; 8] = [
         Self::GatewayOffline,
         Self::CameraStalled,
         Self::OutboxPressure,
@@ -227,6 +231,7 @@ impl AlertKind {
         Self::EvidenceUploadFailing,
         Self::ClockSkew,
         Self::ConfigFailed,
+        Self::ModelFailed,
     ];
 
     /// The stored (and API) name.
@@ -240,6 +245,7 @@ impl AlertKind {
             Self::EvidenceUploadFailing => "evidence_upload_failing",
             Self::ClockSkew => "clock_skew",
             Self::ConfigFailed => "config_failed",
+            Self::ModelFailed => "model_failed",
         }
     }
 
@@ -267,6 +273,7 @@ impl AlertKind {
             Self::EvidenceUploadFailing => "evidence upload failing",
             Self::ClockSkew => "clock skew",
             Self::ConfigFailed => "configuration failed",
+            Self::ModelFailed => "model update failed",
         }
     }
 }
