@@ -134,8 +134,14 @@ impl<S: Store + 'static> ConfigPublisher<S> {
                 continue;
             }
             let (site, gateway) = &key;
-            match crate::rollouts::publish_desired_model(&*self.store, &self.bus, &self.key, site, gateway)
-                .await
+            match crate::rollouts::publish_desired_model(
+                &*self.store,
+                &self.bus,
+                &self.key,
+                site,
+                gateway,
+            )
+            .await
             {
                 Ok(sent) => {
                     tracing::info!(%site, %gateway, seq = sent, "desired model published");

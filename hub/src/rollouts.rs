@@ -123,7 +123,12 @@ pub fn decide_step(s: &RolloutSnapshot, now: DateTime<Utc>) -> RolloutPlan {
         .collect();
     let decided = states
         .iter()
-        .filter(|(st, _)| matches!(st, GatewayRolloutState::Succeeded | GatewayRolloutState::Failed))
+        .filter(|(st, _)| {
+            matches!(
+                st,
+                GatewayRolloutState::Succeeded | GatewayRolloutState::Failed
+            )
+        })
         .count();
     if !failed.is_empty()
         && decided >= r.min_gateways.max(1) as usize
@@ -304,7 +309,9 @@ impl<S: Store + 'static> RolloutDriver<S> {
                     self.changed(&rollout, &plan);
                 }
                 Ok(_) => {}
-                Err(err) => tracing::warn!(rollout = %id, %err, "rollout step failed; trying again"),
+                Err(err) => {
+                    tracing::warn!(rollout = %id, %err, "rollout step failed; trying again")
+                }
             }
         }
     }

@@ -16,17 +16,17 @@
 //! Uploads, rollouts and each admin action are audited (`model.upload`,
 //! `rollout.create`, `rollout.pause`, `rollout.resume`, `rollout.abort`).
 
+use super::alerts::action_body;
 use super::auth::Principal;
 use super::error::{ApiError, ErrorBody, ErrorCode};
-use super::alerts::action_body;
 use super::{audit, ApiJson, ApiQuery, ApiState, ListPage};
-use axum::extract::rejection::BytesRejection;
 use crate::rollouts::{abort_plan, check_model};
 use crate::store::{
     FleetStore, GatewayRolloutState, ModelRecord, Role, RolloutGatewayRecord, RolloutPlan,
     RolloutRecord, RolloutState, RolloutStore, StoreError,
 };
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Multipart, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -196,7 +196,10 @@ async fn upload_model(
         return Err(too_large());
     }
     if model.is_empty() {
-        return Err(ApiError::invalid_document("model", vec!["model: the file is empty".into()]));
+        return Err(ApiError::invalid_document(
+            "model",
+            vec!["model: the file is empty".into()],
+        ));
     }
     let manifest = ModelManifest::parse(&manifest)
         .map_err(|problems| ApiError::invalid_document("manifest", problems))?;
@@ -208,7 +211,9 @@ async fn upload_model(
         );
         tokio::task::spawn_blocking(move || check_model(&model, &manifest, library))
             .await
-            .map_err(|e| ApiError::new(ErrorCode::Internal, format!("the model check failed: {e}")))?
+            .map_err(|e| {
+                ApiError::new(ErrorCode::Internal, format!("the model check failed: {e}"))
+            })?
             .map_err(|problems| ApiError::invalid_document("model", problems))?
     };
     s.evidence
@@ -265,7 +270,9 @@ async fn list_models(
 ) -> Result<Json<ListPage<ModelView>>, ApiError> {
     p.require(Role::Viewer)?;
     let models = s.store.models().await?;
-    Ok(Json(ListPage::whole(models.into_iter().map(ModelView::from).collect())))
+    Ok(Json(ListPage::whole(
+        models.into_iter().map(ModelView::from).collect(),
+    )))
 }
 
 async fn existing_model(s: &ApiState, id: &str) -> Result<ModelRecord, ApiError> {
@@ -334,7 +341,9 @@ async fn model_file(
     let (mut parts, _) = req.into_parts();
     let model = match &q.token {
         Some(token) => {
-            let model = existing_model(&s, &id).await.map_err(|_| ApiError::unauthorized())?;
+            let model = existing_model(&s, &id)
+                .await
+                .map_err(|_| ApiError::unauthorized())?;
             // Constant-time: the token is a secret.
             let same = model.download_token.len() == token.len()
                 && model
@@ -365,7 +374,10 @@ async fn model_file(
         .ok_or_else(|| {
             ApiError::new(
                 ErrorCode::Unavailable,
-                format!("the file of model {} is missing from the evidence store", model.id),
+                format!(
+                    "the file of model {} is missing from the evidence store",
+                    model.id
+                ),
             )
         })?;
     let range = match requested_range(&parts.headers, size) {
@@ -389,7 +401,10 @@ async fn model_file(
         .map_err(|e| ApiError::new(ErrorCode::Unavailable, e.to_string()))?;
     let mut response = (status, bytes).into_response();
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", model.sha256)) {
         h.insert(header::ETAG, etag);
@@ -491,10 +506,17 @@ pub(crate) async fn distribution(s: &ApiState) -> Result<ModelDistribution, ApiE
             continue;
         }
         let key = match &g.model {
-            Some(m) => (Some(m.name.clone()), Some(m.version.clone()), Some(m.sha256.clone())),
+            Some(m) => (
+                Some(m.name.clone()),
+                Some(m.version.clone()),
+                Some(m.sha256.clone()),
+            ),
             None => (None, None, None),
         };
-        shares.entry(key).or_default().push(format!("{}/{}", g.site, g.gateway));
+        shares
+            .entry(key)
+            .or_default()
+            .push(format!("{}/{}", g.site, g.gateway));
     }
     let mut models: Vec<ModelShare> = shares
         .into_iter()
@@ -606,7 +628,11 @@ pub struct RolloutGatewayView {
 }
 
 fn gateway_state_schema() -> utoipa::openapi::schema::Object {
-    super::enum_schema(GatewayRolloutState::NAMES, false, "Where the gateway stands")
+    super::enum_schema(
+        GatewayRolloutState::NAMES,
+        false,
+        "Where the gateway stands",
+    )
 }
 
 fn rollout_state_schema() -> utoipa::openapi::schema::Object {
@@ -653,7 +679,11 @@ pub struct RolloutView {
     pub gateways: Vec<RolloutGatewayView>,
 }
 
-fn rollout_view(r: RolloutRecord, model: Option<&ModelRecord>, gateways: Vec<RolloutGatewayRecord>) -> RolloutView {
+fn rollout_view(
+    r: RolloutRecord,
+    model: Option<&ModelRecord>,
+    gateways: Vec<RolloutGatewayRecord>,
+) -> RolloutView {
     RolloutView {
         model_name: model.map(|m| m.name.clone()).unwrap_or_default(),
         model_version: model.map(|m| m.version.clone()).unwrap_or_default(),
@@ -732,7 +762,9 @@ async fn create_rollout(
     if !(0..=MAX_PROBATION_S).contains(&req.probation_s) {
         problems.push(format!("probation_s: within 0..={MAX_PROBATION_S}"));
     }
-    let step_timeout_s = req.step_timeout_s.unwrap_or(req.probation_s.saturating_add(900));
+    let step_timeout_s = req
+        .step_timeout_s
+        .unwrap_or(req.probation_s.saturating_add(900));
     if step_timeout_s <= req.probation_s || step_timeout_s > MAX_PROBATION_S * 2 {
         problems.push(format!(
             "step_timeout_s: more than probation_s ({}) and at most {}",
@@ -760,7 +792,8 @@ async fn create_rollout(
                     Some((site, gw)) if enrolled.contains_key(&(site.into(), gw.into())) => {
                         let key = (site.to_string(), gw.to_string());
                         if targets.contains(&key) {
-                            problems.push(format!("target.gateways[{i}]: {name:?} is listed twice"));
+                            problems
+                                .push(format!("target.gateways[{i}]: {name:?} is listed twice"));
                         } else {
                             targets.push(key);
                         }
@@ -784,9 +817,12 @@ async fn create_rollout(
     }
     let waves = resolve_waves(&req.waves, targets.len(), &mut problems);
     for (site, gw) in &targets {
-        let Some(g) = enrolled.get(&(site.clone(), gw.clone())) else { continue };
+        let Some(g) = enrolled.get(&(site.clone(), gw.clone())) else {
+            continue;
+        };
         if let Some(running) = g.model.as_ref().filter(|m| m.name == model.name) {
-            if Version::compare(&running.version, &model.version) == Some(std::cmp::Ordering::Greater)
+            if Version::compare(&running.version, &model.version)
+                == Some(std::cmp::Ordering::Greater)
                 && !req.allow_downgrade
             {
                 problems.push(format!(
@@ -1012,7 +1048,11 @@ async fn act(
     if let Some(state) = refused {
         return Err(ApiError::new(
             ErrorCode::Conflict,
-            format!("the rollout is {}: it cannot be {}", state.as_str(), name.trim_start_matches("rollout.")),
+            format!(
+                "the rollout is {}: it cannot be {}",
+                state.as_str(),
+                name.trim_start_matches("rollout.")
+            ),
         ));
     }
     audit(s, p, name, &format!("rollout/{id}"), json!({"reason": why})).await?;
@@ -1118,7 +1158,10 @@ mod tests {
         assert_eq!(requested_range(&HeaderMap::new(), 100), Ok(None));
         assert_eq!(requested_range(&h("bytes=40-"), 100), Ok(Some((40, 100))));
         assert_eq!(requested_range(&h("bytes=0-9"), 100), Ok(Some((0, 10))));
-        assert_eq!(requested_range(&h("bytes=90-200"), 100), Ok(Some((90, 100))));
+        assert_eq!(
+            requested_range(&h("bytes=90-200"), 100),
+            Ok(Some((90, 100)))
+        );
         assert_eq!(requested_range(&h("bytes=-10"), 100), Ok(Some((90, 100))));
         assert_eq!(requested_range(&h("bytes=100-"), 100), Err(()));
         assert_eq!(requested_range(&h("bytes=0-1,5-6"), 100), Ok(None));

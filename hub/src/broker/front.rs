@@ -526,7 +526,13 @@ mod tests {
     #[test]
     fn a_gateway_may_use_only_its_own_topics() {
         let p = GatewayPermissions::for_username("north/gw-a").unwrap();
-        for own in ["status", "findings", "telemetry", "config/state", "model/state"] {
+        for own in [
+            "status",
+            "findings",
+            "telemetry",
+            "config/state",
+            "model/state",
+        ] {
             assert!(
                 p.may_publish(&format!("chitti/v1/north/gw-a/{own}")),
                 "{own}"
