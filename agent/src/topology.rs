@@ -124,7 +124,12 @@ pub async fn run_with(
     // should not queue up behind it). A detector that cannot load degrades to none:
     // the agent runs on thresholds alone and /status says why.
     let detector_health = Arc::new(DetectorHealth::new(DetectorState::Disabled));
+    let switch = remote.as_ref().map(|r| Arc::clone(&r.models));
+    if let Some(s) = &switch {
+        s.watch_health(&detector_health);
+    }
     let mut detectors = if config.detector.enabled {
+        let switch = switch.clone();
         let detector_config = config.detector.clone();
         let cameras: Vec<_> = config
             .cameras
@@ -142,6 +147,7 @@ pub async fn run_with(
                             id,
                             matches!(source, SourceConfig::RjpegDir(_)),
                             &health,
+                            switch.as_ref(),
                         )
                     } else {
                         Box::new(NoDetector)
@@ -224,6 +230,7 @@ pub async fn run_with(
         config.outbox.path.clone(),
     );
     board.detector = Some(Arc::clone(&detector_health));
+    board.model_update = remote.as_ref().map(|r| r.model_state.clone());
     // Evidence upload (optional: without a hub URL, evidence stays until its findings go).
     let uploader_stop = Shutdown::new();
     let uploader = match &config.evidence.hub_url {

@@ -367,7 +367,7 @@ fn camera_detector_reports_ok_or_degraded_and_never_fails_the_camera() {
         ..DetectorConfig::default()
     };
     let health = Arc::new(DetectorHealth::new(DetectorState::Disabled));
-    let mut d = camera_detector(&config, "cam-1", stills, &health);
+    let mut d = camera_detector(&config, "cam-1", stills, &health, None);
     assert_eq!(health.label(), "ok (fixture-yolov8 1)");
     assert!(d.model().is_some());
     let found = poll("detections", || {
@@ -381,7 +381,7 @@ fn camera_detector_reports_ok_or_degraded_and_never_fails_the_camera() {
     std::fs::write(&corrupt, b"garbage").unwrap();
     config.model = Some(corrupt.clone());
     let health = Arc::new(DetectorHealth::new(DetectorState::Disabled));
-    let mut d = camera_detector(&config, "cam-1", stills, &health);
+    let mut d = camera_detector(&config, "cam-1", stills, &health, None);
     assert!(d.model().is_none());
     assert!(d.detect(&frame()).is_empty());
     assert!(health.is_degraded());
@@ -396,7 +396,7 @@ fn camera_detector_reports_ok_or_degraded_and_never_fails_the_camera() {
 
     config.enabled = false;
     let health = Arc::new(DetectorHealth::new(DetectorState::Disabled));
-    let d = camera_detector(&config, "cam-1", stills, &health);
+    let d = camera_detector(&config, "cam-1", stills, &health, None);
     assert!(d.model().is_none());
     assert_eq!(health.label(), "disabled");
 }

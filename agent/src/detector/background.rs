@@ -27,20 +27,22 @@ use std::time::{Duration, Instant};
 ///   stalled detector reports nothing rather than old boxes), nor are those of a frame
 ///   of another size.
 /// - **Failure.** Three failed inferences in a row, or a panic inside the runtime, stop
-///   the thread and degrade the shared health; `detect` then returns nothing and the
-///   camera runs on thresholds alone.
+///   detection and degrade the shared health; `detect` then returns nothing and the
+///   camera runs on thresholds alone, until another model's session is handed in.
+/// - **Another model** ([`SessionSlot::replace`], from the
+///   [`ModelSwitch`](super::ModelSwitch)): the thread takes the new session between two
+///   frames — no frame sees half of each — and drops the old one.
 pub struct BackgroundDetector {
     shared: Arc<Shared>,
     period: Duration,
     last_submit: Option<Instant>,
-    identity: ModelIdentity,
     thread: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for BackgroundDetector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BackgroundDetector")
-            .field("model", &self.identity)
+            .field("model", &*lock(&self.shared.identity))
             .field("period", &self.period)
             .finish_non_exhaustive()
     }
@@ -52,12 +54,26 @@ struct Shared {
     latest: Mutex<Option<Completed>>,
     stopped: AtomicBool,
     health: Option<Arc<super::DetectorHealth>>,
+    identity: Mutex<ModelIdentity>,
 }
 
 #[derive(Default)]
 struct Mailbox {
     frame: Option<TemperatureImage>,
+    /// Another model's session, taken before the next frame.
+    replacement: Option<OnnxDetector>,
     stop: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl super::SessionSlot for Shared {
+    fn replace(&self, detector: OnnxDetector) {
+        lock(&self.mailbox).replacement = Some(detector);
+        self.wake.notify_one();
+    }
 }
 
 struct Completed {
@@ -76,13 +92,13 @@ impl BackgroundDetector {
         } else {
             1.0
         };
-        let identity = detector.identity().clone();
         let shared = Arc::new(Shared {
             mailbox: Mutex::new(Mailbox::default()),
             wake: Condvar::new(),
             latest: Mutex::new(None),
             stopped: AtomicBool::new(false),
             health: detector.health_handle(),
+            identity: Mutex::new(detector.identity().clone()),
         });
         let thread = {
             let shared = Arc::clone(&shared);
@@ -94,9 +110,15 @@ impl BackgroundDetector {
             shared,
             period: Duration::from_secs_f64(1.0 / rate_hz),
             last_submit: None,
-            identity,
             thread: Some(thread),
         })
+    }
+
+    /// Where another model's session is handed in (the thread takes it between two
+    /// frames).
+    pub fn slot(&self) -> std::sync::Weak<dyn super::SessionSlot> {
+        let shared: Arc<dyn super::SessionSlot> = self.shared.clone();
+        Arc::downgrade(&shared)
     }
 
     /// True once the thread has stopped (after failures).
@@ -162,7 +184,7 @@ impl Detector for BackgroundDetector {
     }
 
     fn model(&self) -> Option<ModelIdentity> {
-        (!self.has_stopped()).then(|| self.identity.clone())
+        (!self.has_stopped()).then(|| lock(&self.shared.identity).clone())
     }
 }
 
@@ -184,13 +206,23 @@ impl Drop for BackgroundDetector {
 fn work(mut detector: OnnxDetector, shared: &Shared) {
     loop {
         let frame = {
-            let mut mailbox = shared.mailbox.lock().unwrap_or_else(|e| e.into_inner());
+            let mut mailbox = lock(&shared.mailbox);
             loop {
                 if mailbox.stop {
                     return;
                 }
-                if let Some(frame) = mailbox.frame.take() {
-                    break frame;
+                if let Some(next) = mailbox.replacement.take() {
+                    // Between two frames: the next one runs on the new session.
+                    *lock(&shared.identity) = next.identity().clone();
+                    detector = next;
+                    *lock(&shared.latest) = None;
+                    shared.stopped.store(false, Ordering::Release);
+                }
+                // A failed session waits for another (or the end), taking no frames.
+                if !detector.has_failed() {
+                    if let Some(frame) = mailbox.frame.take() {
+                        break frame;
+                    }
                 }
                 mailbox = shared.wake.wait(mailbox).unwrap_or_else(|e| e.into_inner());
             }
@@ -211,10 +243,10 @@ fn work(mut detector: OnnxDetector, shared: &Shared) {
         };
         if detector.has_failed() {
             shared.stopped.store(true, Ordering::Release);
-            *shared.latest.lock().unwrap_or_else(|e| e.into_inner()) = None;
-            return;
+            *lock(&shared.latest) = None;
+            continue;
         }
-        *shared.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(Completed {
+        *lock(&shared.latest) = Some(Completed {
             detections,
             frame: (frame.width(), frame.height()),
             at: Instant::now(),

@@ -32,6 +32,7 @@ pub mod metadata;
 mod onnx;
 pub mod runtime;
 pub mod selftest;
+mod switch;
 
 pub use crate::health::detector::{DetectorHealth, DetectorState};
 pub use background::BackgroundDetector;
@@ -39,6 +40,7 @@ pub use config::{DetectorConfig, LayoutChoice};
 pub use decode::{DecodeSettings, Layout, OutputLayout};
 pub use onnx::{ModelInput, ModelOutput, OnnxDetector};
 pub use runtime::LibraryOrigin;
+pub use switch::{ModelChoice, ModelSwitch, SessionSlot, StillDetector};
 
 use crate::analysis::{Detector, NoDetector};
 use std::path::PathBuf;
@@ -213,6 +215,10 @@ impl DetectorSettings {
 /// watched folders (each file is one still that deserves its own detections): `stills`
 /// says which the camera's frames are.
 ///
+/// With a [`ModelSwitch`], the model is the switch's when it has one (a model the hub
+/// rolled out), and the detector registers with it so the model can change while it
+/// runs.
+///
 /// Loads the model: blocking work (file read, session creation, one warm-up run),
 /// to be called from a blocking thread.
 pub fn camera_detector(
@@ -220,18 +226,28 @@ pub fn camera_detector(
     camera: &str,
     stills: bool,
     health: &Arc<DetectorHealth>,
+    switch: Option<&Arc<ModelSwitch>>,
 ) -> Box<dyn Detector> {
     if !config.enabled {
         return Box::new(NoDetector);
     }
-    let Some(settings) = DetectorSettings::from_config(config) else {
+    let Some(configured) = DetectorSettings::from_config(config) else {
         // Validation requires the model with `enabled`; said here too for callers
         // that built a config by hand.
         health.degrade("detector.model is not set".into());
         return Box::new(NoDetector);
     };
+    let mut settings = configured.clone();
+    let choice = switch.and_then(|s| s.model_override());
+    if let Some(c) = &choice {
+        settings.model = c.path.clone();
+    }
     let detector = match OnnxDetector::load(&settings) {
-        Ok(d) => d.with_health(Arc::clone(health)),
+        Ok(d) => match &choice {
+            Some(c) => d.named(&c.name, &c.version),
+            None => d,
+        }
+        .with_health(Arc::clone(health)),
         Err(err) => {
             health.degrade(err.to_string());
             return Box::new(NoDetector);
@@ -242,9 +258,20 @@ pub fn camera_detector(
         input = ?detector.input_size(), "component detector loaded");
     health.set_running(detector.identity().clone());
     match stills {
-        true => Box::new(detector),
+        true => {
+            let d = StillDetector::new(detector);
+            if let Some(s) = switch {
+                s.register(configured, d.slot());
+            }
+            Box::new(d)
+        }
         false => match BackgroundDetector::spawn(detector, config.rate_hz, camera) {
-            Ok(d) => Box::new(d),
+            Ok(d) => {
+                if let Some(s) = switch {
+                    s.register(configured, d.slot());
+                }
+                Box::new(d)
+            }
             Err(err) => {
                 health.degrade(format!("cannot start the detector thread: {err}"));
                 Box::new(NoDetector)

@@ -216,6 +216,14 @@ impl OnnxDetector {
         self.health.clone()
     }
 
+    /// The same detector reporting `name` and `version` (a registry model's manifest
+    /// names it; the file's own metadata may not).
+    pub fn named(mut self, name: &str, version: &str) -> Self {
+        self.identity.name = name.to_string();
+        self.identity.version = version.to_string();
+        self
+    }
+
     /// Name, version and SHA-256 of the model.
     pub fn identity(&self) -> &ModelIdentity {
         &self.identity

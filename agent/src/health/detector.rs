@@ -76,6 +76,13 @@ impl DetectorHealth {
         }
     }
 
+    /// Marks `model` as running even after a degradation: every camera now runs a
+    /// freshly loaded session of it (the model switch, after a new model or a roll
+    /// back).
+    pub fn reset_running(&self, model: ModelIdentity) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = DetectorState::Running(model);
+    }
+
     /// Degrades with `reason`, logged once (the first reason is kept).
     pub fn degrade(&self, reason: String) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());

@@ -30,6 +30,8 @@
 //! sink: cameras, analysis, trackers and the outbox run on. Any other change restarts
 //! the pipeline (within the shutdown deadline); the outbox keeps every finding across it.
 
+pub mod model;
+
 use crate::config::{AgentConfig, AgentConfigFile, TablesOnDisk};
 pub use crate::sinks::mqtt::RemoteLink;
 use chitti_common::agent_config::remote::{keep_local, redacted_toml};
@@ -196,11 +198,46 @@ pub async fn run_managed(
     let (state_tx, state_rx) = watch::channel(state.clone());
     let connected = Arc::new(Notify::new());
     let (relink_tx, relink_rx) = watch::channel(None);
+    // Models from the hub: what runs is decided before the first pipeline starts.
+    let model_files = model::ModelFiles::new(&base.remote.state_dir);
+    let active = {
+        let files = model_files.clone();
+        blocking(move || files.startup()).await
+    };
+    let switch = crate::detector::ModelSwitch::new(active.as_ref().map(|a| model::choice_of(&model_files, a)));
+    let (desired_model_tx, desired_model_rx) = watch::channel(None);
+    let (model_state_tx, model_state_rx) =
+        watch::channel(model::initial_state(&model_files, active.as_ref()));
+    let (detector_tx, detector_rx) = watch::channel(running.detector.clone());
+    let updater = model::ModelUpdater {
+        files: model_files,
+        switch: Arc::clone(&switch),
+        desired: desired_model_rx,
+        state: model_state_tx,
+        detector: detector_rx,
+        hub_keys: crate::sinks::mqtt::config::hub_public_keys(&base.mqtt)
+            .map_err(anyhow::Error::msg)?,
+        hub: model::HubHttp {
+            url: base.evidence.hub_url.clone(),
+            ca_pem: match &base.evidence.ca_file {
+                Some(f) => Some(std::fs::read(f).map_err(|e| {
+                    anyhow::anyhow!("evidence.ca_file {}: {e}", f.display())
+                })?),
+                None => None,
+            },
+            timeout: Duration::from_secs(base.evidence.timeout_s),
+        },
+    };
+    let updater = tokio::spawn(updater.run(shutdown.clone()));
     loop {
+        detector_tx.send_replace(running.detector.clone());
         let (stop_tx, stop_rx) = watch::channel(false);
         let link = RemoteLink {
             desired: desired_tx.clone(),
             state: state_rx.clone(),
+            desired_model: desired_model_tx.clone(),
+            model_state: model_state_rx.clone(),
+            models: Arc::clone(&switch),
             connected: Arc::clone(&connected),
             relink: relink_rx.clone(),
         };
@@ -215,6 +252,7 @@ pub async fn run_managed(
             tokio::select! {
                 () = stopped(&mut shutdown) => {
                     let _ = stop_tx.send(true);
+                    let _ = updater.await;
                     return pipeline.await?.map(|_| ());
                 }
                 ended = &mut pipeline => {

@@ -310,7 +310,10 @@ const BATCH: usize = 32;
 // How much of a refusal's body goes into the log.
 const BODY_SNIPPET: u64 = 200;
 
-fn parse_ca_pem(pem: &[u8]) -> Result<Vec<ureq::tls::Certificate<'static>>, EvidenceUploadError> {
+/// The certificates of a CA file (PEM), for a ureq agent's trust anchors.
+pub(crate) fn parse_ca_pem(
+    pem: &[u8],
+) -> Result<Vec<ureq::tls::Certificate<'static>>, EvidenceUploadError> {
     let mut certs = Vec::new();
     for item in ureq::tls::parse_pem(pem) {
         // A key or anything else in the file is not a trust anchor.

@@ -94,14 +94,20 @@ impl LinkState {
     }
 }
 
-/// What the sink shares with the remote-configuration supervisor
-/// (`crate::remote::run_managed`).
+/// What the pipeline shares with the remote supervisor (`crate::remote::run_managed`):
+/// the sink's side of `/config/*` and `/model/*`, and the detectors' model switch.
 #[derive(Debug, Clone)]
 pub struct RemoteLink {
     /// Verified `/config/set` documents, newest wins.
     pub desired: tokio::sync::watch::Sender<Option<chitti_common::protocol::DesiredConfig>>,
     /// What to report on `/config/state` (published when it changes and on connect).
     pub state: tokio::sync::watch::Receiver<chitti_common::protocol::ConfigState>,
+    /// Verified `/model/set` documents, newest wins.
+    pub desired_model: tokio::sync::watch::Sender<Option<chitti_common::protocol::DesiredModel>>,
+    /// What to report on `/model/state` (published when it changes and on connect).
+    pub model_state: tokio::sync::watch::Receiver<chitti_common::protocol::ModelState>,
+    /// The model the detectors run, and the running detectors to change with it.
+    pub models: Arc<crate::detector::ModelSwitch>,
     /// Notified on every connection to the broker.
     pub connected: Arc<Notify>,
     /// A new `[mqtt]` to replace the sink with, the rest of the pipeline running on.
@@ -123,6 +129,10 @@ pub struct GatewayTopics {
     pub config_set: String,
     /// `/config/state`.
     pub config_state: String,
+    /// `/model/set`.
+    pub model_set: String,
+    /// `/model/state`.
+    pub model_state: String,
 }
 
 impl GatewayTopics {
@@ -140,6 +150,8 @@ impl GatewayTopics {
             ack: t(TopicKind::Ack)?,
             config_set: t(TopicKind::ConfigSet)?,
             config_state: t(TopicKind::ConfigState)?,
+            model_set: t(TopicKind::ModelSet)?,
+            model_state: t(TopicKind::ModelState)?,
         })
     }
 }
@@ -343,6 +355,7 @@ impl MqttSink {
         let mut telemetry_tick = tokio::time::interval(self.telemetry_every);
         let mut last_reason: Option<String> = None;
         let mut config_state = self.remote.as_ref().map(|r| r.state.clone());
+        let mut model_state = self.remote.as_ref().map(|r| r.model_state.clone());
         loop {
             tokio::select! {
                 () = shutdown.triggered() => break,
@@ -362,8 +375,13 @@ impl MqttSink {
                             if let Err(err) = client.subscribe(self.topics.config_set.clone(), QoS::AtMostOnce).await {
                                 tracing::warn!(%err, "cannot subscribe to /config/set");
                             }
+                            if let Err(err) = client.subscribe(self.topics.model_set.clone(), QoS::AtMostOnce).await {
+                                tracing::warn!(%err, "cannot subscribe to /model/set");
+                            }
                             let state = remote.state.borrow().clone();
                             self.publish_config_state(&client, &state).await;
+                            let state = remote.model_state.borrow().clone();
+                            self.publish_model_state(&client, &state).await;
                             remote.connected.notify_one();
                         }
                         self.publish_status(&client).await;
@@ -387,6 +405,8 @@ impl MqttSink {
                             self.send_due(&client).await;
                         } else if topic == self.topics.config_set {
                             self.on_config_set(&payload);
+                        } else if topic == self.topics.model_set {
+                            self.on_model_set(&payload);
                         }
                     }
                     None => break,
@@ -395,6 +415,11 @@ impl MqttSink {
                 Some(state) = next_state(&mut config_state) => {
                     if self.link.is_up() {
                         self.publish_config_state(&client, &state).await;
+                    }
+                }
+                Some(state) = next_state(&mut model_state) => {
+                    if self.link.is_up() {
+                        self.publish_model_state(&client, &state).await;
                     }
                 }
                 _ = tick.tick() => self.send_due(&client).await,
@@ -464,36 +489,65 @@ impl MqttSink {
         }
     }
 
+    /// A `/model/set` message: handed on only when it is the hub's, for this gateway.
+    fn on_model_set(&self, payload: &[u8]) {
+        let Some(remote) = &self.remote else { return };
+        match chitti_common::signing::open_desired_model(
+            &self.topics.model_set,
+            payload,
+            &self.hub_keys,
+        ) {
+            Ok(desired) => {
+                tracing::debug!(seq = desired.seq, "desired model received");
+                remote.desired_model.send_replace(Some(desired));
+            }
+            Err(err) => {
+                tracing::warn!(bytes = payload.len(), %err, "/model/set ignored");
+            }
+        }
+    }
+
     async fn publish_config_state(
         &self,
         client: &AsyncClient,
         state: &chitti_common::protocol::ConfigState,
     ) {
+        self.publish_retained_report(client, ReportKind::ConfigState, &self.topics.config_state, state)
+            .await;
+    }
+
+    async fn publish_model_state(
+        &self,
+        client: &AsyncClient,
+        state: &chitti_common::protocol::ModelState,
+    ) {
+        self.publish_retained_report(client, ReportKind::ModelState, &self.topics.model_state, state)
+            .await;
+    }
+
+    /// A signed report, retained (`/config/state`, `/model/state`).
+    async fn publish_retained_report<T: serde::Serialize>(
+        &self,
+        client: &AsyncClient,
+        kind: ReportKind,
+        topic: &str,
+        report: &T,
+    ) {
         // The hub believes only signed reports; without a key there is nothing to say.
         if self.signing_key.is_none() {
-            tracing::debug!("no mqtt.signing_key_file: /config/state not published");
+            tracing::debug!(topic, "no mqtt.signing_key_file: report not published");
             return;
         }
-        match report_payload(
-            ReportKind::ConfigState,
-            &self.topics.config_state,
-            state,
-            self.signing_key.as_ref(),
-        ) {
+        match report_payload(kind, topic, report, self.signing_key.as_ref()) {
             Ok(json) => {
                 if let Err(err) = client
-                    .publish(
-                        self.topics.config_state.clone(),
-                        QoS::AtLeastOnce,
-                        true,
-                        json,
-                    )
+                    .publish(topic.to_string(), QoS::AtLeastOnce, true, json)
                     .await
                 {
-                    tracing::warn!(%err, "cannot queue /config/state");
+                    tracing::warn!(%err, topic, "cannot queue a report");
                 }
             }
-            Err(err) => tracing::warn!(%err, "cannot encode /config/state"),
+            Err(err) => tracing::warn!(%err, topic, "cannot encode a report"),
         }
     }
 
@@ -614,12 +668,9 @@ enum LinkEvent {
     Publish(String, Vec<u8>),
 }
 
-/// Polls rumqttc's event loop forever (it reconnects on the next poll after an error),
-/// waiting a jittered, growing delay after each failure.
-/// The next configuration state to report; pending forever without remote configuration.
-async fn next_state(
-    rx: &mut Option<tokio::sync::watch::Receiver<chitti_common::protocol::ConfigState>>,
-) -> Option<chitti_common::protocol::ConfigState> {
+/// The next state to report (configuration, model); pending forever without remote
+/// management.
+async fn next_state<T: Clone>(rx: &mut Option<tokio::sync::watch::Receiver<T>>) -> Option<T> {
     match rx {
         Some(rx) => match rx.changed().await {
             Ok(()) => Some(rx.borrow_and_update().clone()),
@@ -629,6 +680,8 @@ async fn next_state(
     }
 }
 
+/// Polls rumqttc's event loop forever (it reconnects on the next poll after an error),
+/// waiting a jittered, growing delay after each failure.
 async fn poll_events(mut eventloop: EventLoop, tx: mpsc::Sender<LinkEvent>, reconnect: Backoff) {
     let mut retries = reconnect.retries();
     loop {
