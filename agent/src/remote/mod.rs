@@ -204,7 +204,9 @@ pub async fn run_managed(
         let files = model_files.clone();
         blocking(move || files.startup()).await
     };
-    let switch = crate::detector::ModelSwitch::new(active.as_ref().map(|a| model::choice_of(&model_files, a)));
+    let switch = crate::detector::ModelSwitch::new(
+        active.as_ref().map(|a| model::choice_of(&model_files, a)),
+    );
     let (desired_model_tx, desired_model_rx) = watch::channel(None);
     let (model_state_tx, model_state_rx) =
         watch::channel(model::initial_state(&model_files, active.as_ref()));
@@ -220,9 +222,10 @@ pub async fn run_managed(
         hub: model::HubHttp {
             url: base.evidence.hub_url.clone(),
             ca_pem: match &base.evidence.ca_file {
-                Some(f) => Some(std::fs::read(f).map_err(|e| {
-                    anyhow::anyhow!("evidence.ca_file {}: {e}", f.display())
-                })?),
+                Some(f) => Some(
+                    std::fs::read(f)
+                        .map_err(|e| anyhow::anyhow!("evidence.ca_file {}: {e}", f.display()))?,
+                ),
                 None => None,
             },
             timeout: Duration::from_secs(base.evidence.timeout_s),

@@ -132,9 +132,13 @@ impl ModelFiles {
                     }
                     return Some(active);
                 }
-                Ok(sha) => tracing::error!(file = %active.file, %sha, expected = %active.identity.sha256,
-                    "model file damaged on disk: not used"),
-                Err(err) => tracing::error!(file = %active.file, %err, "model file unreadable: not used"),
+                Ok(sha) => {
+                    tracing::error!(file = %active.file, %sha, expected = %active.identity.sha256,
+                    "model file damaged on disk: not used")
+                }
+                Err(err) => {
+                    tracing::error!(file = %active.file, %err, "model file unreadable: not used")
+                }
             }
         }
         if self.active().exists() {
@@ -284,8 +288,14 @@ impl ModelUpdater {
         if let Some(p) = blocking(move || read::<Probation>(&files.probation())).await {
             let active = read::<ActiveModel>(&self.files.active());
             if active.as_ref().is_some_and(|a| a.seq == p.seq) {
-                tracing::warn!(seq = p.seq, "the model was on probation when the agent stopped: on probation again");
-                on_probation = Some((tokio::time::Instant::now() + Duration::from_secs(p.probation_s), p.seq));
+                tracing::warn!(
+                    seq = p.seq,
+                    "the model was on probation when the agent stopped: on probation again"
+                );
+                on_probation = Some((
+                    tokio::time::Instant::now() + Duration::from_secs(p.probation_s),
+                    p.seq,
+                ));
             } else {
                 let files = self.files.clone();
                 let _ = blocking(move || remove_if_present(&files.probation())).await;
@@ -381,7 +391,10 @@ impl ModelUpdater {
                 state.running = self.state.borrow().running.clone();
                 state.reason = Some(format!("cannot return to the configured model: {why}"));
             } else {
-                tracing::info!(seq = desired.seq, "the configuration's own model runs again");
+                tracing::info!(
+                    seq = desired.seq,
+                    "the configuration's own model runs again"
+                );
             }
             self.report(state).await;
             return None;
@@ -428,10 +441,9 @@ impl ModelUpdater {
             chitti_common::signing::open_manifest(offer.manifest.as_bytes(), &self.hub_keys)
                 .map_err(|e| format!("manifest: {e}"))?;
         let active = read::<ActiveModel>(&self.files.active());
-        if active
-            .as_ref()
-            .is_some_and(|a| a.identity.sha256 == manifest.sha256 && self.switch.model_override().is_some())
-        {
+        if active.as_ref().is_some_and(|a| {
+            a.identity.sha256 == manifest.sha256 && self.switch.model_override().is_some()
+        }) {
             return Ok(None);
         }
         let target = self.files.model_file(&manifest.sha256);
@@ -511,12 +523,20 @@ impl ModelUpdater {
         .await;
         let (running, reason) = match restored {
             Ok(previous) => {
-                let what = previous.as_ref().map_or("the configuration's own model".to_string(), |p| {
-                    format!("{} {}", p.identity.name, p.identity.version)
-                });
-                (previous.map(|p| p.identity), format!("{why}; {what} runs again"))
+                let what = previous
+                    .as_ref()
+                    .map_or("the configuration's own model".to_string(), |p| {
+                        format!("{} {}", p.identity.name, p.identity.version)
+                    });
+                (
+                    previous.map(|p| p.identity),
+                    format!("{why}; {what} runs again"),
+                )
             }
-            Err(err) => (None, format!("{why}; and the model before could not be restored: {err}")),
+            Err(err) => (
+                None,
+                format!("{why}; and the model before could not be restored: {err}"),
+            ),
         };
         let state = ModelState {
             phase: ModelPhase::RolledBack,
@@ -599,7 +619,9 @@ fn download(hub: &HubHttp, offer: &ModelOffer, part: &Path) -> Result<(), String
                 last = "download: the partial file did not fit the hub's".into();
                 continue;
             }
-            401 | 403 | 404 => return Err(format!("download: the hub refused the file ({status})")),
+            401 | 403 | 404 => {
+                return Err(format!("download: the hub refused the file ({status})"))
+            }
             _ => {
                 last = format!("download: the hub answered {status}");
                 continue;
@@ -616,7 +638,10 @@ fn download(hub: &HubHttp, offer: &ModelOffer, part: &Path) -> Result<(), String
             Err(e) => return Err(format!("download: {}: {e}", part.display())),
         };
         let limit = offer.bytes.saturating_sub(if append { have } else { 0 });
-        let mut body = response.body_mut().as_reader().take(limit.saturating_add(1));
+        let mut body = response
+            .body_mut()
+            .as_reader()
+            .take(limit.saturating_add(1));
         match std::io::copy(&mut body, &mut file).and_then(|_| file.sync_all()) {
             Ok(()) => {
                 let len = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
@@ -651,14 +676,19 @@ fn verify(part: &Path, sha256: &str, bytes: u64) -> Result<(), String> {
 
 /// The manifest's self-test with this gateway's detector settings (its runtime library,
 /// thresholds, input size) on the model at `path`.
-fn self_test(detector: &DetectorConfig, path: &Path, manifest: &ModelManifest) -> Result<(), String> {
+fn self_test(
+    detector: &DetectorConfig,
+    path: &Path,
+    manifest: &ModelManifest,
+) -> Result<(), String> {
     let mut settings = crate::detector::DetectorSettings::from_config(detector)
         .unwrap_or_else(|| crate::detector::DetectorSettings::new(path));
     settings.model = path.to_path_buf();
     settings.library = detector.library.clone();
-    let results = std::panic::catch_unwind(|| crate::detector::selftest::self_test(&settings, manifest))
-        .unwrap_or_else(|_| Err("the runtime panicked on this model".into()))
-        .map_err(|e| format!("self-test: {e}"))?;
+    let results =
+        std::panic::catch_unwind(|| crate::detector::selftest::self_test(&settings, manifest))
+            .unwrap_or_else(|_| Err("the runtime panicked on this model".into()))
+            .map_err(|e| format!("self-test: {e}"))?;
     tracing::info!(frames = results.len(), "model self-test passed");
     Ok(())
 }

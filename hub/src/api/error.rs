@@ -24,6 +24,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The body's content is not an accepted kind (415).
     UnsupportedMediaType,
+    /// The `Range` of a download lies outside the file (416).
+    RangeNotSatisfiable,
     /// A versioned document was written without `If-Match` (428).
     PreconditionRequired,
     /// A document is well-formed but invalid: `problems` lists every problem (422).
@@ -49,6 +51,7 @@ impl ErrorCode {
             Self::Conflict => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             Self::InvalidDocument => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,

@@ -328,7 +328,7 @@ struct FileQuery {
         (status = 206, description = "The range asked for", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 401, description = "Neither a valid token nor signed in", body = ErrorBody),
         (status = 404, description = "No such model", body = ErrorBody),
-        (status = 416, description = "The range is outside the file"),
+        (status = 416, description = "The range is outside the file", body = ErrorBody),
     ),
     security((), ("bearer" = []), ("session" = []))
 )]
@@ -383,11 +383,15 @@ async fn model_file(
     let range = match requested_range(&parts.headers, size) {
         Ok(r) => r,
         Err(()) => {
-            return Ok((
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                [(header::CONTENT_RANGE, format!("bytes */{size}"))],
+            let mut r = ApiError::new(
+                ErrorCode::RangeNotSatisfiable,
+                format!("the range starts beyond the file's {size} bytes"),
             )
-                .into_response())
+            .into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return Ok(r);
         }
     };
     let (status, start, end) = match range {

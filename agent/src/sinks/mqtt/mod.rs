@@ -512,8 +512,13 @@ impl MqttSink {
         client: &AsyncClient,
         state: &chitti_common::protocol::ConfigState,
     ) {
-        self.publish_retained_report(client, ReportKind::ConfigState, &self.topics.config_state, state)
-            .await;
+        self.publish_retained_report(
+            client,
+            ReportKind::ConfigState,
+            &self.topics.config_state,
+            state,
+        )
+        .await;
     }
 
     async fn publish_model_state(
@@ -521,8 +526,13 @@ impl MqttSink {
         client: &AsyncClient,
         state: &chitti_common::protocol::ModelState,
     ) {
-        self.publish_retained_report(client, ReportKind::ModelState, &self.topics.model_state, state)
-            .await;
+        self.publish_retained_report(
+            client,
+            ReportKind::ModelState,
+            &self.topics.model_state,
+            state,
+        )
+        .await;
     }
 
     /// A signed report, retained (`/config/state`, `/model/state`).
