@@ -238,6 +238,8 @@ pub fn camera_detector(
         return Box::new(NoDetector);
     };
     let mut settings = configured.clone();
+    // No model change between reading the choice and registering with the switch.
+    let _held = switch.map(|s| s.hold());
     let choice = switch.and_then(|s| s.model_override());
     if let Some(c) = &choice {
         settings.model = c.path.clone();

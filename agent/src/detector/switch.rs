@@ -47,6 +47,9 @@ pub struct ModelSwitch {
     model: Mutex<Option<ModelChoice>>,
     cameras: Mutex<Vec<Registered>>,
     health: Mutex<Weak<DetectorHealth>>,
+    /// Held by a switch and by a detector being built, so that a detector built while
+    /// the model changes is either switched or built on the new model, never missed.
+    changing: Mutex<()>,
 }
 
 impl std::fmt::Debug for ModelSwitch {
@@ -65,7 +68,14 @@ impl ModelSwitch {
             model: Mutex::new(model),
             cameras: Mutex::new(Vec::new()),
             health: Mutex::new(Weak::new()),
+            changing: Mutex::new(()),
         })
+    }
+
+    /// Holds off model changes while a detector is built on [`Self::model_override`]
+    /// and registered.
+    pub fn hold(&self) -> MutexGuard<'_, ()> {
+        lock(&self.changing)
     }
 
     /// The model detectors load instead of the configured one, if any.
@@ -106,6 +116,7 @@ impl ModelSwitch {
     /// loaded hands them over; then new detectors start on it too. The identity of the
     /// model now running (`None` when no camera runs a detector). Blocking work.
     pub fn switch_to(&self, model: Option<ModelChoice>) -> Result<Option<ModelIdentity>, String> {
+        let _changing = self.hold();
         let cameras: Vec<(DetectorSettings, Arc<dyn SessionSlot>)> = lock(&self.cameras)
             .iter()
             .filter_map(|c| Some((c.settings.clone(), c.slot.upgrade()?)))

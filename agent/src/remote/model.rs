@@ -99,6 +99,13 @@ impl ModelFiles {
         self.dir.join("probation.json")
     }
 
+    /// The newest desired model received (verified), kept so that an update the agent
+    /// was stopped in is taken up again at start: a broker resuming the gateway's
+    /// session does not deliver a retained message it already delivered.
+    fn desired(&self) -> PathBuf {
+        self.dir.join("desired.json")
+    }
+
     fn staging(&self, sha256: &str) -> PathBuf {
         self.dir.join("staging").join(format!("{sha256}.part"))
     }
@@ -301,6 +308,17 @@ impl ModelUpdater {
                 let _ = blocking(move || remove_if_present(&files.probation())).await;
             }
         }
+        // An update the agent stopped in is taken up again.
+        let files = self.files.clone();
+        if let Some(desired) = blocking(move || read::<DesiredModel>(&files.desired())).await {
+            if self.is_new(&desired) {
+                tracing::info!(
+                    seq = desired.seq,
+                    "taking up the model update the agent stopped in"
+                );
+                on_probation = self.update(desired).await.or(on_probation);
+            }
+        }
         loop {
             let deadline = on_probation.map(|(at, _)| at);
             tokio::select! {
@@ -313,14 +331,12 @@ impl ModelUpdater {
                         tokio::time::timeout(super::DESIRED_SETTLE, self.desired.changed()).await
                     {}
                     let Some(desired) = self.desired.borrow_and_update().clone() else { continue };
-                    let current = self.state.borrow().clone();
-                    let decided = current.phase.is_final() || current.phase == ModelPhase::Probation;
-                    if desired.seq < current.seq || (desired.seq == current.seq && decided) {
-                        if desired.seq < current.seq {
-                            tracing::warn!(seq = desired.seq, decided = current.seq,
-                                "desired model older than the last decided: ignored");
-                        }
+                    if !self.is_new(&desired) {
                         continue;
+                    }
+                    let (files, kept) = (self.files.clone(), desired.clone());
+                    if let Err(err) = blocking(move || write(&files.desired(), &kept)).await {
+                        tracing::error!(%err, "cannot keep the desired model");
                     }
                     // A newer one ends any probation: it decides what runs next.
                     on_probation = self.update(desired).await;
@@ -341,6 +357,21 @@ impl ModelUpdater {
                 }
             }
         }
+    }
+
+    /// Whether `desired` is still to be acted on: newer than the last decided, or the
+    /// one in progress.
+    fn is_new(&self, desired: &DesiredModel) -> bool {
+        let current = self.state.borrow().clone();
+        let decided = current.phase.is_final() || current.phase == ModelPhase::Probation;
+        if desired.seq < current.seq {
+            tracing::warn!(
+                seq = desired.seq,
+                decided = current.seq,
+                "desired model older than the last decided: ignored"
+            );
+        }
+        desired.seq > current.seq || (desired.seq == current.seq && !decided)
     }
 
     async fn report(&self, state: ModelState) {
