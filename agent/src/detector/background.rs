@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 /// - **Failure.** Three failed inferences in a row, or a panic inside the runtime, stop
 ///   detection and degrade the shared health; `detect` then returns nothing and the
 ///   camera runs on thresholds alone, until another model's session is handed in.
-/// - **Another model** ([`SessionSlot::replace`], from the
+/// - **Another model** ([`SessionSlot::replace`](super::SessionSlot::replace), from the
 ///   [`ModelSwitch`](super::ModelSwitch)): the thread takes the new session between two
 ///   frames — no frame sees half of each — and drops the old one.
 pub struct BackgroundDetector {

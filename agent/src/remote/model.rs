@@ -770,7 +770,7 @@ mod tests {
         let files = ModelFiles::new(dir.path());
         std::fs::create_dir_all(&files.dir).unwrap();
         files.apply(&active(1, &files.dir, b"a"), 30).unwrap();
-        assert!(files.previous().exists() == false && files.probation().exists());
+        assert!(!files.previous().exists() && files.probation().exists());
         files.apply(&active(2, &files.dir, b"b"), 30).unwrap();
         assert_eq!(files.restore_previous().unwrap().unwrap().seq, 1);
         assert_eq!(read::<ActiveModel>(&files.active()).unwrap().seq, 1);

@@ -6,8 +6,8 @@
 //! `ingest.offline_after_s`), `camera_stalled`, `outbox_pressure`, `detector_degraded`,
 //! `evidence_upload_failing`, `clock_skew`, and `config_failed` (the gateway rejected
 //! or rolled back its newest desired configuration, [`config_condition`]), and
-//! `model_failed` (it failed the model update of its newest rollout, [`model_condition`]). A condition without an unresolved alarm
-//! raises one; an alarm whose condition no longer holds is ended (resolved by `hub`,
+//! `model_failed` (it failed the model update of its newest rollout,
+//! [`model_condition`]). A condition without an unresolved alarm raises one; an alarm whose condition no longer holds is ended (resolved by `hub`,
 //! with how long it lasted). Both go through the store's transitions, so notifications
 //! follow exactly as for thermal alerts.
 //!
@@ -23,7 +23,8 @@ pub mod config;
 pub use config::AlarmsConfig;
 
 use crate::store::{
-    AlertKind, AlertRecord, ConfigFailure, FleetCondition, GatewayRecord, Store, StoreError,
+    AlertKind, AlertRecord, ConfigFailure, FleetCondition, GatewayRecord, ModelFailure, Store,
+    StoreError,
 };
 use chrono::{DateTime, Duration, Utc};
 use std::collections::{HashMap, HashSet};
@@ -84,35 +85,16 @@ pub fn config_condition(failure: &ConfigFailure, rules: &WatchRules) -> Option<F
     })
 }
 
-/// A gateway's failure in the newest rollout it was part of (what
-/// `RolloutStore::model_failures` returns).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ModelFailure {
-    /// The rollout.
-    pub rollout: String,
-    /// The model rolled out.
-    pub model: String,
-    /// Why, as the gateway or the driver said.
-    pub reason: Option<String>,
-    /// When it was decided.
-    pub at: DateTime<Utc>,
-}
-
 /// The `model_failed` condition of a gateway that failed the model update of its newest
 /// rollout (none when the kind is disabled).
-pub fn model_condition(
-    site: &str,
-    gateway: &str,
-    failure: &ModelFailure,
-    rules: &WatchRules,
-) -> Option<FleetCondition> {
+pub fn model_condition(failure: &ModelFailure, rules: &WatchRules) -> Option<FleetCondition> {
     let kind = AlertKind::ModelFailed;
     rules.alarms.enabled(kind).then(|| FleetCondition {
-        site: site.to_string(),
-        gateway: gateway.to_string(),
+        site: failure.site.clone(),
+        gateway: failure.gateway.clone(),
         kind,
         camera: String::new(),
-        level: rules.alarms.level(site, kind),
+        level: rules.alarms.level(&failure.site, kind),
         since: failure.at,
         detail: format!(
             "model {} failed in rollout {}: {}",
@@ -401,15 +383,7 @@ impl<S: Store + Send + Sync + 'static> FleetWatch<S> {
             .model_failures()
             .await?
             .into_iter()
-            .map(|(site, gateway, rollout, model, reason, at)| {
-                let failure = ModelFailure {
-                    rollout,
-                    model,
-                    reason,
-                    at,
-                };
-                ((site, gateway), failure)
-            })
+            .map(|f| ((f.site.clone(), f.gateway.clone()), f))
             .collect();
         let unresolved = self.store.unresolved_fleet_alarms().await?;
         let mut open: HashMap<(String, String, AlertKind, String), &AlertRecord> = unresolved
@@ -436,12 +410,9 @@ impl<S: Store + Send + Sync + 'static> FleetWatch<S> {
             }
             if assessment.decided.contains(&AlertKind::ModelFailed) {
                 if let Some(failure) = model_failures.get(&key) {
-                    assessment.conditions.extend(model_condition(
-                        &gateway.site,
-                        &gateway.gateway,
-                        failure,
-                        &self.rules,
-                    ));
+                    assessment
+                        .conditions
+                        .extend(model_condition(failure, &self.rules));
                 }
             }
             // A silent gateway is offline everywhere it is shown (the fleet page, the

@@ -503,8 +503,9 @@ pub(crate) async fn distribution(s: &ApiState) -> Result<ModelDistribution, ApiE
         .into_iter()
         .map(|m| (m.sha256, m.id))
         .collect();
-    let mut shares: BTreeMap<(Option<String>, Option<String>, Option<String>), Vec<String>> =
-        BTreeMap::new();
+    // (name, version, sha256) → gateways.
+    type Identity = (Option<String>, Option<String>, Option<String>);
+    let mut shares: BTreeMap<Identity, Vec<String>> = BTreeMap::new();
     for g in s.store.list_gateways().await? {
         if g.is_revoked() {
             continue;
@@ -532,7 +533,7 @@ pub(crate) async fn distribution(s: &ApiState) -> Result<ModelDistribution, ApiE
             gateways,
         })
         .collect();
-    models.sort_by(|a, b| b.gateways.len().cmp(&a.gateways.len()));
+    models.sort_by_key(|m| std::cmp::Reverse(m.gateways.len()));
     let updates = s
         .store
         .reported_models()
@@ -1028,7 +1029,7 @@ async fn act(
         .store
         .advance_rollout(id, now, |snap| {
             let state = snap.rollout.state;
-            let plan = match (&action, state) {
+            match (&action, state) {
                 (Action::Pause, RolloutState::Running) => RolloutPlan {
                     state: Some((RolloutState::Paused, Some(reason.clone()))),
                     ..Default::default()
@@ -1042,8 +1043,7 @@ async fn act(
                     refused = Some(state);
                     RolloutPlan::default()
                 }
-            };
-            plan
+            }
         })
         .await?;
     if stepped.is_none() {

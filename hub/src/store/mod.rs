@@ -94,8 +94,8 @@ pub use notifications::{
 pub use postgres::PgStore;
 pub use records::{AuditLog, EvidenceIndex};
 pub use rollouts::{
-    DesiredModelRecord, GatewayRolloutState, ModelRecord, ReportedModel, RolloutGatewayRecord,
-    RolloutPlan, RolloutRecord, RolloutSnapshot, RolloutState, RolloutStore,
+    DesiredModelRecord, GatewayKey, GatewayRolloutState, ModelFailure, ModelRecord, ReportedModel,
+    RolloutGatewayRecord, RolloutPlan, RolloutRecord, RolloutSnapshot, RolloutState, RolloutStore,
 };
 pub use sites::SiteStore;
 pub use sql::Db;

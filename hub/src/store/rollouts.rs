@@ -234,6 +234,27 @@ pub struct ReportedModel {
     pub received_at: DateTime<Utc>,
 }
 
+/// `(site, gateway)`.
+pub type GatewayKey = (String, String);
+
+/// A gateway's failure in the newest rollout it was part of
+/// ([`RolloutStore::model_failures`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelFailure {
+    /// Site id.
+    pub site: String,
+    /// Gateway id.
+    pub gateway: String,
+    /// The rollout.
+    pub rollout: String,
+    /// The model rolled out.
+    pub model: String,
+    /// Why, as the gateway or the driver said.
+    pub reason: Option<String>,
+    /// When it was decided.
+    pub at: DateTime<Utc>,
+}
+
 /// Everything a rollout's next step is decided on, read under the rollout's lock.
 #[derive(Debug, Clone)]
 pub struct RolloutSnapshot {
@@ -861,8 +882,7 @@ pub trait RolloutStore: Backed {
     /// Every gateway's last `/model/state`.
     fn reported_models(
         &self,
-    ) -> impl Future<Output = Result<Vec<((String, String), ReportedModel)>, StoreError>> + Send
-    {
+    ) -> impl Future<Output = Result<Vec<(GatewayKey, ReportedModel)>, StoreError>> + Send {
         async move {
             let sql = Sql::new(
                 "SELECT site, gateway, seq, model_id, phase, reason, running, reported_at, \
@@ -878,23 +898,9 @@ pub trait RolloutStore: Backed {
     }
 
     /// Per gateway, its failure in the newest rollout it was part of, when it failed
-    /// there: `(site, gateway, rollout id, model id, reason, when)` (what the fleet
-    /// watch raises `model_failed` for; a later rollout it passes ends it).
-    fn model_failures(
-        &self,
-    ) -> impl Future<
-        Output = Result<
-            Vec<(
-                String,
-                String,
-                String,
-                String,
-                Option<String>,
-                DateTime<Utc>,
-            )>,
-            StoreError,
-        >,
-    > + Send {
+    /// there (what the fleet watch raises `model_failed` for; a later rollout that
+    /// reaches it ends it).
+    fn model_failures(&self) -> impl Future<Output = Result<Vec<ModelFailure>, StoreError>> + Send {
         async move {
             let sql = Sql::new(
                 "SELECT g.site, g.gateway, g.rollout_id, r.model_id, g.reason, g.updated_at \
@@ -910,14 +916,14 @@ pub trait RolloutStore: Backed {
                 .await?
                 .iter()
                 .map(|r| {
-                    Ok((
-                        r.get("site")?,
-                        r.get("gateway")?,
-                        r.get("rollout_id")?,
-                        r.get("model_id")?,
-                        r.get("reason")?,
-                        r.time("updated_at")?,
-                    ))
+                    Ok(ModelFailure {
+                        site: r.get("site")?,
+                        gateway: r.get("gateway")?,
+                        rollout: r.get("rollout_id")?,
+                        model: r.get("model_id")?,
+                        reason: r.get("reason")?,
+                        at: r.time("updated_at")?,
+                    })
                 })
                 .collect()
         }
