@@ -414,3 +414,68 @@ pub fn external_hub_config_in_group(
     .expect("write the hub configuration");
     config
 }
+
+/// A model file shipped in `models/chitti-components-v1/`.
+pub fn shipped_model(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models/chitti-components-v1")
+        .join(name)
+}
+
+/// Uploads `model` to the hub's registry with the manifest `chitti-agent
+/// model-manifest` writes for it (two reference frames, this `version`), as an admin
+/// would; the registry's answer (201 asserted).
+pub fn upload_model(
+    http: std::net::SocketAddr,
+    token: &str,
+    model: &Path,
+    version: &str,
+) -> serde_json::Value {
+    const BOUNDARY: &str = "chitti-e2e-model-7c2d";
+    let out = Command::new(binary("chitti-agent"))
+        .args([
+            "model-manifest",
+            "--frames",
+            "2",
+            "--version",
+            version,
+            "--model",
+        ])
+        .arg(model)
+        .output()
+        .expect("chitti-agent model-manifest");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"manifest\"\r\n\r\n")
+            .as_bytes(),
+    );
+    body.extend_from_slice(&out.stdout);
+    body.extend_from_slice(
+        format!(
+            "\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"model\"; \
+             filename=\"model.onnx\"\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(&std::fs::read(model).expect("model file"));
+    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    let mut r = ureq::post(format!("http://{http}/api/v1/models"))
+        .header("authorization", format!("Bearer {token}"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send(&body[..])
+        .expect("POST /api/v1/models");
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    assert_eq!(r.status(), 201, "{text}");
+    serde_json::from_str(&text).expect("registry answer")
+}

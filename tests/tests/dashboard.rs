@@ -964,3 +964,83 @@ async fn an_admin_saves_a_gateway_configuration_and_sees_its_problems_first() {
     let mut hub = hub;
     assert!(hub.process.take().unwrap().terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_follows_a_rollout_and_stops_it_while_a_viewer_only_watches() {
+    let hub = start_hub_with_users(&[("ada", "admin"), ("vera", "viewer")]);
+    let http = hub.addrs.http;
+    let ada = api_login(http, "ada", PASSWORD);
+    let model = upload_model(http, &ada, &shipped_model("model.int8.onnx"), "1.1.0");
+    let rollout: Value = serde_json::from_str(
+        &ureq::post(format!("http://{http}/api/v1/rollouts"))
+            .header("authorization", format!("Bearer {ada}"))
+            .header("content-type", "application/json")
+            .send(json!({"model_id": model["id"], "target": {"site": "north-yard"}}).to_string())
+            .expect("POST /api/v1/rollouts")
+            .body_mut()
+            .read_to_string()
+            .unwrap(),
+    )
+    .unwrap();
+    let id = rollout["id"].as_str().unwrap().to_string();
+
+    // A viewer sees the models page and the rollout, and no buttons.
+    let c = Chrome::start(1280, 900).await;
+    c.sign_in(http, "vera", PASSWORD, "/models").await;
+    c.wait_for(&format!("#rollout-table a[href='/models/rollouts/{id}']"))
+        .await;
+    assert!(c
+        .text("#registry-table")
+        .await
+        .contains("chitti-components 1.1.0"));
+    c.goto(&format!("http://{http}/models/rollouts/{id}")).await;
+    c.wait_for("#rollout-gateway-table tr[data-gateway='north-yard/gw-1']")
+        .await;
+    assert_eq!(c.count("#rollout-actions").await, 0);
+    c.client.clone().close().await.unwrap();
+
+    // The admin: gw-1 was sent the model (it has not answered: it is not running);
+    // abort it, with a reason, from the page.
+    let c = Chrome::start(1280, 900).await;
+    c.sign_in(http, "ada", PASSWORD, &format!("/models/rollouts/{id}"))
+        .await;
+    let context = || hub.log();
+    eventually("gw-1 sent the model", context, || async {
+        let text = c.content("#rollout-gateway-table").await;
+        text.contains("downloading").then_some(())
+    })
+    .await;
+    assert_eq!(c.count("#rollout-pause").await, 1);
+    c.screenshot("14-rollout").await;
+    c.js(
+        "window.confirm = () => true;\
+         document.querySelector('#rollout-abort input[name=reason]').value = 'wrong site';",
+        vec![],
+    )
+    .await;
+    c.wait_for("#rollout-abort button[type='submit']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let state = eventually("the rollout aborted on the page", context, || async {
+        let text = c.content("#rollout-state-value").await;
+        text.contains("aborted").then_some(text)
+    })
+    .await;
+    assert!(state.contains("aborted by ada: wrong site"), "{state}");
+    assert_eq!(c.count("#rollout-actions").await, 0);
+    assert!(c
+        .text("#rollout-gateway-table")
+        .await
+        .contains("rolled back"));
+    let view = api_get(http, &ada, &format!("/api/v1/rollouts/{id}"));
+    assert_eq!(view["state"], "aborted");
+    c.goto(&format!("http://{http}/models")).await;
+    c.wait_for("#distribution-table").await;
+    c.screenshot("15-models").await;
+
+    c.client.clone().close().await.unwrap();
+    let mut hub = hub;
+    assert!(hub.process.take().unwrap().terminate().success());
+}

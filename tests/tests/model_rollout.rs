@@ -7,68 +7,13 @@
 //! a switch starts again on a working model and finishes the update.
 
 use chitti_e2e::{
-    api_login, binary, enrol, eventually, hub_command, simulated_agent_config, start_agent,
-    start_hub, Process,
+    api_login, enrol, eventually, hub_command, shipped_model, simulated_agent_config, start_agent,
+    start_hub, upload_model, Process,
 };
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 
 const ADMIN_PASSWORD: &str = "ada-correct-horse-battery";
-const BOUNDARY: &str = "chitti-e2e-model-7c2d";
-
-fn shipped(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../models/chitti-components-v1/{name}"))
-}
-
-/// `chitti-agent model-manifest` for a model file, as an admin would run it.
-fn manifest(model: &Path, version: &str) -> Value {
-    let out = std::process::Command::new(binary("chitti-agent"))
-        .args([
-            "model-manifest",
-            "--frames",
-            "2",
-            "--version",
-            version,
-            "--model",
-        ])
-        .arg(model)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn upload(http: SocketAddr, token: &str, model: &Path, version: &str) -> Value {
-    let mut body = Vec::new();
-    body.extend_from_slice(
-        format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"manifest\"\r\n\r\n")
-            .as_bytes(),
-    );
-    body.extend_from_slice(manifest(model, version).to_string().as_bytes());
-    body.extend_from_slice(format!("\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"model\"; filename=\"m.onnx\"\r\n\r\n").as_bytes());
-    body.extend_from_slice(&std::fs::read(model).unwrap());
-    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
-    let mut r = ureq::post(format!("http://{http}/api/v1/models"))
-        .header("authorization", format!("Bearer {token}"))
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={BOUNDARY}"),
-        )
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .send(&body[..])
-        .unwrap();
-    let text = r.body_mut().read_to_string().unwrap();
-    assert_eq!(r.status(), 201, "{text}");
-    serde_json::from_str(&text).unwrap()
-}
-
 fn api(http: SocketAddr, token: &str, method: &str, path: &str, body: Option<Value>) -> Value {
     let url = format!("http://{http}{path}");
     let auth = format!("Bearer {token}");
@@ -202,7 +147,7 @@ async fn models_roll_out_in_waves_and_bad_ones_never_run() {
     let http = addrs.http;
     let mqtt = format!("mqtt://{}", addrs.mqtt.unwrap());
     let token = api_login(http, "ada", ADMIN_PASSWORD);
-    let int8 = shipped("model.int8.onnx");
+    let int8 = shipped_model("model.int8.onnx");
     let mut agents = Vec::new();
     for gw in gateways {
         // gw-4 runs its detector at 640×512: a model trained at 320×256 finds little
@@ -235,7 +180,7 @@ async fn models_roll_out_in_waves_and_bad_ones_never_run() {
     }
 
     // 1.1.0 to gw-1..3: a canary of one, then the rest.
-    let v110 = upload(http, &token, &int8, "1.1.0");
+    let v110 = upload_model(http, &token, &int8, "1.1.0");
     let created = api(
         http,
         &token,
@@ -281,8 +226,8 @@ async fn models_roll_out_in_waves_and_bad_ones_never_run() {
 
     // 1.2.0 (the fp32 file), its stored copy damaged after the hub checked it: the
     // gateway refuses it by its hash and keeps 1.1.0; the rollout aborts.
-    let fp32 = shipped("model.fp32.onnx");
-    let v120 = upload(http, &token, &fp32, "1.2.0");
+    let fp32 = shipped_model("model.fp32.onnx");
+    let v120 = upload_model(http, &token, &fp32, "1.2.0");
     let stored = data.join(format!(
         "evidence/models/{}.onnx",
         v120["sha256"].as_str().unwrap()
@@ -322,7 +267,7 @@ async fn models_roll_out_in_waves_and_bad_ones_never_run() {
 
     // 1.3.0 to gw-4 first: its self-test fails there; any failure aborts, gw-3 is
     // never sent it, and a fleet alarm names gw-4 and why.
-    let v130 = upload(http, &token, &int8, "1.3.0");
+    let v130 = upload_model(http, &token, &int8, "1.3.0");
     let created = api(
         http,
         &token,
@@ -384,7 +329,7 @@ async fn models_roll_out_in_waves_and_bad_ones_never_run() {
 
     // 1.4.0 (the fp32 file) to gw-2, killed as soon as it is testing or switched: it
     // starts on a working model and the update completes.
-    let v140 = upload(http, &token, &fp32, "1.4.0");
+    let v140 = upload_model(http, &token, &fp32, "1.4.0");
     let created = api(
         http,
         &token,

@@ -15,6 +15,7 @@ pub(crate) enum Nav {
     Overview,
     Alerts,
     Fleet,
+    Models,
     Sites,
     Upload,
     Reports,
@@ -106,6 +107,7 @@ pub(crate) fn page(
                             (link(Nav::Overview, "/", "Overview"))
                             (link(Nav::Alerts, "/alerts", "Alerts"))
                             (link(Nav::Fleet, "/fleet", "Fleet"))
+                            (link(Nav::Models, "/models", "Models"))
                             (link(Nav::Sites, "/sites", "Sites"))
                             @if role >= Role::Operator {
                                 (link(Nav::Upload, "/upload", "Upload"))

@@ -9,6 +9,8 @@
 //! | alert queue | `/alerts` (the API's alert filters, sort and cursor as query parameters) | viewer (actions: operator) |
 //! | alert detail and thermal viewer | `/alerts/{id}` (`?finding=` picks the finding shown) | viewer (actions: operator) |
 //! | fleet | `/fleet` | viewer |
+//! | a gateway's configuration | `/fleet/{site}/{gateway}` | viewer (editing: admin) |
+//! | models and rollouts | `/models`, `/models/rollouts/{id}` | viewer (pause, resume, abort: admin) |
 //! | sites and assets | `/sites` | viewer (editing: admin) |
 //! | upload | `/upload` | operator |
 //! | reports | `/reports` (the queue's filter as query parameters) | viewer |
@@ -52,6 +54,7 @@ mod assets;
 mod chart;
 mod gateway_config;
 pub(crate) mod layout;
+mod models;
 mod overview;
 mod pages;
 
@@ -74,6 +77,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/alerts/{id}", get(alerts::detail))
         .route("/fleet", get(pages::fleet))
         .route("/fleet/{site}/{gateway}", get(gateway_config::page))
+        .route("/models", get(models::page))
+        .route("/models/rollouts/{id}", get(models::rollout))
         .route("/sites", get(pages::sites))
         .route("/upload", get(pages::upload))
         .route("/reports", get(pages::reports))
