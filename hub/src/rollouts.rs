@@ -66,7 +66,15 @@ pub fn check_model(
     // A model that makes the runtime panic is refused, not a dead hub thread.
     std::panic::catch_unwind(|| chitti_agent::detector::selftest::self_test(&settings, manifest))
         .unwrap_or_else(|_| Err("the runtime panicked on this model".into()))
-        .map_err(|e| vec![format!("model: {e}")])
+        .map_err(|e| {
+            // The runtime's words name the agent's key; the hub's is another.
+            let hint = if e.contains("no onnx runtime library") {
+                " (on the hub: [models] onnxruntime_library)"
+            } else {
+                ""
+            };
+            vec![format!("model: {e}{hint}")]
+        })
 }
 
 /// What one step of an open rollout changes (pure: the store applies it in the

@@ -496,12 +496,13 @@ async fn model_distribution(
 
 /// The model distribution (shared with the dashboard).
 pub(crate) async fn distribution(s: &ApiState) -> Result<ModelDistribution, ApiError> {
-    let registry: BTreeMap<String, String> = s
+    // One file may be registered under several versions: match all three.
+    let registry: BTreeMap<(String, String, String), String> = s
         .store
         .models()
         .await?
         .into_iter()
-        .map(|m| (m.sha256, m.id))
+        .map(|m| ((m.name, m.version, m.sha256), m.id))
         .collect();
     // (name, version, sha256) → gateways.
     type Identity = (Option<String>, Option<String>, Option<String>);
@@ -526,7 +527,12 @@ pub(crate) async fn distribution(s: &ApiState) -> Result<ModelDistribution, ApiE
     let mut models: Vec<ModelShare> = shares
         .into_iter()
         .map(|((name, version, sha256), gateways)| ModelShare {
-            model_id: sha256.as_ref().and_then(|h| registry.get(h).cloned()),
+            model_id: match (&name, &version, &sha256) {
+                (Some(n), Some(v), Some(h)) => {
+                    registry.get(&(n.clone(), v.clone(), h.clone())).cloned()
+                }
+                _ => None,
+            },
             name,
             version,
             sha256,
