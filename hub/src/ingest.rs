@@ -411,63 +411,35 @@ impl<S: Store + 'static> Ingest<S> {
                 }
                 None
             }
-            TopicKind::ConfigState => {
-                match self
-                    .open_report::<ConfigState>(ReportKind::ConfigState, &topic, &message.payload)
-                    .await
-                {
+            TopicKind::ConfigState | TopicKind::ModelState => {
+                let opened = match topic.kind {
+                    TopicKind::ConfigState => self
+                        .open_report(ReportKind::ConfigState, &topic, &message.payload)
+                        .await
+                        .map(GatewayState::Config),
+                    _ => self
+                        .open_report(ReportKind::ModelState, &topic, &message.payload)
+                        .await
+                        .map(GatewayState::Model),
+                };
+                match opened {
                     Ok(state) => {
                         let applied = self
-                            .with_retry("configuration state", || {
-                                self.store.apply_config_state(
-                                    &topic.site,
-                                    &topic.gateway,
-                                    &state,
-                                    received_at,
-                                )
+                            .with_retry(state.what(), || {
+                                state.apply(&*self.store, &topic, received_at)
                             })
                             .await;
                         if applied {
-                            tracing::info!(site = %topic.site, gateway = %topic.gateway,
-                                version = state.version, status = state.status.as_str(),
-                                errors = state.errors.len(), "configuration state");
+                            state.log(&topic);
                             if let Some(live) = &self.live {
+                                if matches!(state, GatewayState::Model(_)) {
+                                    live.rollout_signal().notify_one();
+                                }
                                 live.gateway_changed(&topic.site, &topic.gateway);
                             }
                         }
                         // Not newer: the retained report seen again after a reconnect
                         // or a restart, nothing to keep.
-                        message.settle();
-                    }
-                    Err(rejection) => self.dead_letter(message, received_at, rejection).await,
-                }
-                None
-            }
-            TopicKind::ModelState => {
-                match self
-                    .open_report::<ModelState>(ReportKind::ModelState, &topic, &message.payload)
-                    .await
-                {
-                    Ok(state) => {
-                        let applied = self
-                            .with_retry("model state", || {
-                                self.store.apply_model_state(
-                                    &topic.site,
-                                    &topic.gateway,
-                                    &state,
-                                    received_at,
-                                )
-                            })
-                            .await;
-                        if applied {
-                            tracing::info!(site = %topic.site, gateway = %topic.gateway,
-                                seq = state.seq, phase = state.phase.as_str(),
-                                reason = state.reason.as_deref().unwrap_or(""), "model state");
-                            if let Some(live) = &self.live {
-                                live.rollout_signal().notify_one();
-                                live.gateway_changed(&topic.site, &topic.gateway);
-                            }
-                        }
                         message.settle();
                     }
                     Err(rejection) => self.dead_letter(message, received_at, rejection).await,
@@ -749,6 +721,51 @@ impl<S: Store + 'static> Ingest<S> {
                 Err(err) => tracing::warn!(%err, topic = %p.topic, "ack not published"),
             }
             p.message.settle();
+        }
+    }
+}
+
+/// What a gateway reports retained about the hub's desired documents: kept only when
+/// newer than the last kept.
+enum GatewayState {
+    /// `/config/state`.
+    Config(ConfigState),
+    /// `/model/state`.
+    Model(ModelState),
+}
+
+impl GatewayState {
+    fn what(&self) -> &'static str {
+        match self {
+            Self::Config(_) => "configuration state",
+            Self::Model(_) => "model state",
+        }
+    }
+
+    async fn apply<S: Store>(
+        &self,
+        store: &S,
+        topic: &Topic,
+        received_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (site, gateway) = (&topic.site, &topic.gateway);
+        match self {
+            Self::Config(c) => {
+                store
+                    .apply_config_state(site, gateway, c, received_at)
+                    .await
+            }
+            Self::Model(m) => store.apply_model_state(site, gateway, m, received_at).await,
+        }
+    }
+
+    fn log(&self, topic: &Topic) {
+        let (site, gateway) = (&topic.site, &topic.gateway);
+        match self {
+            Self::Config(c) => tracing::info!(%site, %gateway, version = c.version,
+                status = c.status.as_str(), errors = c.errors.len(), "configuration state"),
+            Self::Model(m) => tracing::info!(%site, %gateway, seq = m.seq,
+                phase = m.phase.as_str(), reason = m.reason.as_deref().unwrap_or(""), "model state"),
         }
     }
 }

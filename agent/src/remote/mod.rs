@@ -88,29 +88,11 @@ impl StateFiles {
     }
 
     fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
-        let bytes = std::fs::read(path).ok()?;
-        match serde_json::from_slice(&bytes) {
-            Ok(v) => Some(v),
-            Err(err) => {
-                tracing::error!(path = %path.display(), %err,
-                    "unreadable remote configuration file; ignored");
-                None
-            }
-        }
+        read_json(path)
     }
 
-    /// Writes `value` to `path` durably: a temporary file, fsync, rename, fsync of the
-    /// folder.
     fn write<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
-        use std::io::Write;
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let tmp = path.with_extension("tmp");
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
+        write_json(path, value)
     }
 
     /// Makes `doc` the applied document, on probation, keeping the current one as the
@@ -136,6 +118,34 @@ impl StateFiles {
         remove_if_present(&self.probation())?;
         Ok(previous)
     }
+}
+
+/// A state file's value; `None` when it is absent or unreadable (logged: a damaged
+/// file is ignored, never fatal).
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+    let bytes = std::fs::read(path).ok()?;
+    match serde_json::from_slice(&bytes) {
+        Ok(v) => Some(v),
+        Err(err) => {
+            tracing::error!(path = %path.display(), %err,
+                "unreadable remote state file; ignored");
+            None
+        }
+    }
+}
+
+/// Writes `value` to `path` durably: a temporary file, fsync, rename, fsync of the
+/// folder.
+fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(&serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
 fn remove_if_present(path: &Path) -> std::io::Result<()> {

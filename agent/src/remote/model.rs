@@ -28,6 +28,7 @@
 //! - **Only newer**: a `seq` already decided is not acted on again (a retained message
 //!   seen on every reconnect); one in progress when the agent stopped is taken up.
 
+use super::{read_json as read, remove_if_present, write_json as write};
 use crate::detector::{ModelChoice, ModelSwitch};
 use chitti_common::agent_config::DetectorConfig;
 use chitti_common::finding::ModelIdentity;
@@ -36,7 +37,7 @@ use chitti_common::protocol::{DesiredModel, ModelOffer, ModelPhase, ModelState};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -191,36 +192,6 @@ impl ModelFiles {
         remove_if_present(&self.previous())?;
         remove_if_present(&self.probation())?;
         Ok(previous)
-    }
-}
-
-fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
-    let bytes = std::fs::read(path).ok()?;
-    match serde_json::from_slice(&bytes) {
-        Ok(v) => Some(v),
-        Err(err) => {
-            tracing::error!(path = %path.display(), %err, "unreadable model state file; ignored");
-            None
-        }
-    }
-}
-
-/// Writes durably: a temporary file, fsync, rename, fsync of the folder.
-fn write<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(&serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
-}
-
-fn remove_if_present(path: &Path) -> std::io::Result<()> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
     }
 }
 
