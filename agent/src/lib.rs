@@ -6,7 +6,9 @@ pub mod analysis;
 pub mod backoff;
 pub mod cli;
 pub mod config;
-pub mod detector;
+/// The component detector (its own crate, `agent/detector/`, so the hub's model registry
+/// runs the same code without the rest of the agent).
+pub use chitti_detector as detector;
 pub mod features;
 pub mod health;
 pub mod inspect;

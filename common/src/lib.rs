@@ -24,5 +24,6 @@ pub mod protocol;
 pub mod quality;
 pub mod radiometry;
 pub mod render;
+pub mod scene;
 pub mod severity;
 pub mod signing;

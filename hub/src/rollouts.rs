@@ -61,10 +61,10 @@ pub fn check_model(
     let dir = tempfile::tempdir().map_err(|e| vec![format!("model: no scratch space: {e}")])?;
     let path = dir.path().join("model.onnx");
     std::fs::write(&path, bytes).map_err(|e| vec![format!("model: cannot stage it: {e}")])?;
-    let mut settings = chitti_agent::detector::DetectorSettings::new(&path);
+    let mut settings = chitti_detector::DetectorSettings::new(&path);
     settings.library = library;
     // A model that makes the runtime panic is refused, not a dead hub thread.
-    std::panic::catch_unwind(|| chitti_agent::detector::selftest::self_test(&settings, manifest))
+    std::panic::catch_unwind(|| chitti_detector::selftest::self_test(&settings, manifest))
         .unwrap_or_else(|_| Err("the runtime panicked on this model".into()))
         .map_err(|e| {
             // The runtime's words name the agent's key; the hub's is another.

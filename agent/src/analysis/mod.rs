@@ -34,9 +34,7 @@ use chitti_common::components::ComponentMeasurement;
 use chitti_common::components::ComponentTables;
 use chitti_common::evidence::{encode_radiometric_png, RadiometricPngMeta};
 use chitti_common::finding::{DetectedComponent, EvidenceRef, Finding, ModelIdentity};
-use chitti_common::geometry::PixelRect;
 use chitti_common::hotspot::RegionOfInterest;
-use chitti_common::image::TemperatureImage;
 use chitti_common::inspection::{
     ambient_of, finding_for_region, measure_frame_components, still_ids, FindingOrigin,
 };
@@ -49,49 +47,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracker::{still_events, TrackEvent, Tracker};
 
-/// A component found in a frame by a [`Detector`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct Detection {
-    /// Class name.
-    pub class: String,
-    /// Confidence 0..1.
-    pub confidence: f64,
-    /// Box in raw image pixels.
-    pub bbox: PixelRect,
-}
-
-impl Detection {
-    /// The detection as the wire's component.
-    pub fn to_component(&self) -> DetectedComponent {
-        DetectedComponent {
-            class: self.class.clone(),
-            confidence: self.confidence,
-            bbox: self.bbox,
-        }
-    }
-}
-
-/// Finds components (bushings, clamps, insulators …) in a frame. Until the ONNX
-/// detector arrives, [`NoDetector`] finds none and hotspots stand on thresholds alone.
-pub trait Detector: Send {
-    /// Components in the frame.
-    fn detect(&mut self, image: &TemperatureImage) -> Vec<Detection>;
-    /// The model, when one runs.
-    fn model(&self) -> Option<ModelIdentity>;
-}
-
-/// The detector of a gateway without a model: finds nothing.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NoDetector;
-
-impl Detector for NoDetector {
-    fn detect(&mut self, _image: &TemperatureImage) -> Vec<Detection> {
-        Vec::new()
-    }
-    fn model(&self) -> Option<ModelIdentity> {
-        None
-    }
-}
+pub use chitti_detector::{Detection, Detector, NoDetector};
 
 /// A blob of evidence: the original file, or a radiometric PNG of a stream frame.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! source thread (which writes) and the status/telemetry publishers (which read).
 
 pub mod config;
-pub mod detector;
+pub use chitti_detector::health as detector;
 pub mod metrics;
 
 pub use config::HealthConfig;

@@ -27,7 +27,7 @@
 //! detector on a live stream.
 
 pub mod config;
-pub mod scene;
+pub use chitti_common::scene;
 
 pub use config::{SceneKind, SimulatedSourceConfig};
 

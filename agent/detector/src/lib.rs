@@ -28,21 +28,23 @@
 mod background;
 pub mod config;
 pub mod decode;
+mod detection;
+pub mod health;
 pub mod metadata;
 mod onnx;
 pub mod runtime;
 pub mod selftest;
 mod switch;
 
-pub use crate::health::detector::{DetectorHealth, DetectorState};
 pub use background::BackgroundDetector;
 pub use config::{DetectorConfig, LayoutChoice};
 pub use decode::{DecodeSettings, Layout, OutputLayout};
+pub use detection::{Detection, Detector, NoDetector};
+pub use health::{DetectorHealth, DetectorState};
 pub use onnx::{ModelInput, ModelOutput, OnnxDetector};
 pub use runtime::LibraryOrigin;
 pub use switch::{ModelChoice, ModelSwitch, SessionSlot, StillDetector};
 
-use crate::analysis::{Detector, NoDetector};
 use std::path::PathBuf;
 
 use std::sync::Arc;

@@ -29,8 +29,8 @@
 //! occlusion; a component less than [`MIN_VISIBLE`] visible (or cut by the frame edge
 //! to less than that) is not labelled and not counted.
 
-use chitti_common::image::{RawFrame, TemperatureImage};
-use chitti_common::radiometry::{CelsiusLut, RadiometricParams, RawToCelsius};
+use crate::image::{RawFrame, TemperatureImage};
+use crate::radiometry::{CelsiusLut, RadiometricParams, RawToCelsius};
 
 /// Version of the generator; bump it when the same seed would draw a different frame.
 pub const GENERATOR_VERSION: u32 = 1;
@@ -591,7 +591,7 @@ pub fn generate(seed: u64, index: u64, width: u32, height: u32) -> Result<SynthF
         ir_window_c: f64::from(ambient),
         ir_window_transmission: 1.0,
         relative_humidity: f64::from(rng.range(0.2, 0.9)),
-        ..crate::sources::nominal_camera_params()
+        ..crate::agent_config::nominal_camera_params()
     };
     // What an object of true °C `t` and emissivity `e` reads as with the camera set to
     // `camera_e` (linearised radiance balance against the reflected temperature).
@@ -837,7 +837,7 @@ pub fn generate_rows(
         reflected_c: f64::from(ambient_c),
         atmosphere_c: f64::from(ambient_c),
         ir_window_c: f64::from(ambient_c),
-        ..crate::sources::nominal_camera_params()
+        ..crate::agent_config::nominal_camera_params()
     };
     let horizon = height as f32 * 0.6;
     for y in 0..h {

@@ -14,7 +14,7 @@
 use super::config::LayoutChoice;
 use super::metadata::ClassNames;
 use super::DetectorError;
-use crate::analysis::Detection;
+use crate::Detection;
 use chitti_common::detector_input::Letterbox;
 use chitti_common::geometry::PixelRect;
 use serde::{Deserialize, Serialize};

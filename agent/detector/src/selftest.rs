@@ -5,11 +5,11 @@
 //! switches to a model — this code in both places.
 
 use super::{DetectorSettings, OnnxDetector};
-use crate::sources::simulated::scene;
 use chitti_common::image::TemperatureImage;
 use chitti_common::model_manifest::{
     ExpectedDetection, FoundDetection, FrameResult, ModelManifest, ReferenceFrame, SyntheticScene,
 };
+use chitti_common::scene;
 
 /// The frame a reference scene describes.
 pub fn reference_image(scene: &SyntheticScene) -> Result<TemperatureImage, String> {

@@ -4,7 +4,7 @@ use super::decode::{decode, Layout};
 use super::metadata::{ClassNames, ModelMetadata};
 use super::runtime::{runtime, Runtime};
 use super::{DetectorError, DetectorHealth, DetectorSettings};
-use crate::analysis::{Detection, Detector};
+use crate::{Detection, Detector};
 use chitti_common::detector_input::{model_input, Letterbox, PAD_VALUE};
 use chitti_common::finding::ModelIdentity;
 use chitti_common::image::TemperatureImage;
@@ -86,7 +86,10 @@ impl OnnxDetector {
             path: path.clone(),
             source,
         })?;
-        let sha256 = crate::analysis::sha256_hex(&bytes);
+        let sha256 = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(&bytes))
+        };
         let runtime = runtime(settings.library.as_deref())?;
         let threads = settings.intra_threads.max(1);
         let rejected = |e: String| DetectorError::ModelRejected {

@@ -5,7 +5,7 @@
 //! frames and no camera is left on a model that did not load.
 
 use super::{DetectorHealth, DetectorSettings, OnnxDetector};
-use crate::analysis::{Detection, Detector};
+use crate::{Detection, Detector};
 use chitti_common::finding::ModelIdentity;
 use chitti_common::image::TemperatureImage;
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! The detector on its own thread, for live streams.
 
 use super::onnx::OnnxDetector;
-use crate::analysis::{Detection, Detector};
+use crate::{Detection, Detector};
 use chitti_common::finding::ModelIdentity;
 use chitti_common::image::TemperatureImage;
 use std::panic::AssertUnwindSafe;

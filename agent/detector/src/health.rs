@@ -1,6 +1,5 @@
-//! The component detector's health, as `/status` and `/metrics` report it. It lives
-//! here rather than in `detector` so the status board can read it without depending
-//! on the detector's runtime.
+//! The component detector's health, as `/status` and `/metrics` report it (the
+//! agent's status board reads it; `chitti_agent::health::detector` is this module).
 
 use chitti_common::finding::ModelIdentity;
 use std::sync::atomic::{AtomicU64, Ordering};
