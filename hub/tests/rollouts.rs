@@ -32,7 +32,7 @@ fn model_path() -> std::path::PathBuf {
 fn shipped() -> &'static (Vec<u8>, ModelManifest) {
     static SHIPPED: OnceLock<(Vec<u8>, ModelManifest)> = OnceLock::new();
     SHIPPED.get_or_init(|| {
-        let manifest = chitti_agent::detector::selftest::write_manifest(
+        let manifest = chitti_detector::selftest::write_manifest(
             &model_path(),
             None,
             Some("chitti-components".into()),
