@@ -755,6 +755,7 @@ pub(crate) async fn load_rollout(s: &ApiState, id: &str) -> Result<RolloutView, 
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "No such model", body = ErrorBody),
         (status = 409, description = "A gateway is already in an unfinished rollout", body = ErrorBody),
+        (status = 415, description = "Not a JSON body", body = ErrorBody),
         (status = 422, description = "Every problem: unknown gateways, bad waves, a downgrade not allowed, an agent too old", body = ErrorBody),
     ),
     security(("bearer" = []), ("session" = []))
@@ -1084,7 +1085,9 @@ async fn act(
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "No such rollout", body = ErrorBody),
+        (status = 400, description = "The body is not a reason", body = ErrorBody),
         (status = 409, description = "Not running", body = ErrorBody),
+        (status = 415, description = "A body that is not JSON", body = ErrorBody),
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -1111,7 +1114,9 @@ async fn pause_rollout(
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "No such rollout", body = ErrorBody),
+        (status = 400, description = "The body is not a reason", body = ErrorBody),
         (status = 409, description = "Not paused", body = ErrorBody),
+        (status = 415, description = "A body that is not JSON", body = ErrorBody),
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -1139,7 +1144,9 @@ async fn resume_rollout(
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "No such rollout", body = ErrorBody),
+        (status = 400, description = "The body is not a reason", body = ErrorBody),
         (status = 409, description = "Already completed or aborted", body = ErrorBody),
+        (status = 415, description = "A body that is not JSON", body = ErrorBody),
     ),
     security(("bearer" = []), ("session" = []))
 )]
