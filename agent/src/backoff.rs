@@ -135,6 +135,19 @@ impl Retries {
     }
 }
 
+/// `period` stretched by a random share of up to `spread` of it (`spread` 0.25: uniform
+/// in `[period, 1.25 × period]`), drawn once per call. A fleet whose timers started
+/// together (a reconnect storm) drifts apart instead of firing in step.
+pub fn spread_period(period: Duration, spread: f64) -> Duration {
+    stretch(period, spread, next_random(&mut seed()))
+}
+
+fn stretch(period: Duration, spread: f64, random: u64) -> Duration {
+    // 53 random bits make a uniform fraction in [0, 1).
+    let unit = (random >> 11) as f64 / (1u64 << 53) as f64;
+    period.mul_f64(1.0 + spread.max(0.0) * unit)
+}
+
 // xorshift64*: plenty for jitter, and no dependency for it.
 fn next_random(state: &mut u64) -> u64 {
     let mut x = *state;
@@ -164,6 +177,17 @@ mod tests {
 
     const S: fn(u64) -> Duration = Duration::from_secs;
     const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    #[test]
+    fn a_spread_period_stays_within_its_bounds_and_varies() {
+        assert_eq!(stretch(S(60), 0.25, 0), S(60));
+        assert!(stretch(S(60), 0.25, u64::MAX) <= S(75));
+        assert!(stretch(S(60), 0.25, u64::MAX) > MS(74_900));
+        let drawn: std::collections::BTreeSet<Duration> =
+            (0..32).map(|_| spread_period(S(60), 0.25)).collect();
+        assert!(drawn.iter().all(|d| (S(60)..=S(75)).contains(d)));
+        assert!(drawn.len() > 1, "32 draws all equal: {drawn:?}");
+    }
 
     #[test]
     fn exact_delays_double_to_the_cap_and_reset() {

@@ -240,6 +240,9 @@ async fn start_bus(config: &HubConfig, store: Arc<AnyStore>) -> Result<HubBus, S
                 tls,
                 max_payload_bytes: usize::try_from(e.max_payload_bytes.0).unwrap_or(usize::MAX),
                 max_connections: e.max_connections,
+                log_bytes: e
+                    .log_bytes
+                    .map(|b| usize::try_from(b.0).unwrap_or(usize::MAX)),
                 inbound_capacity: config.ingest.queue,
                 auth: Some(auth_handler(Arc::clone(&store))),
                 certificate_check: Some(certificate_check(store)),

@@ -61,17 +61,23 @@
 //!   connections rumqttd's accept loop spins on `EMFILE`, so the hub warns when
 //!   `ulimit -n` < `max_connections` + 256.
 //!
-//! # Known limit: a burst larger than the log
+//! # The log, and reconnect storms
 //!
-//! rumqttd keeps each filter's messages in an in-memory log (`LOG_SEGMENTS` ×
-//! `MIN_SEGMENT_BYTES` or two packets: 16 MiB, about 277 batches of 60 KB). A burst
-//! larger than that (1000 gateways each publishing two such batches at once) makes it
-//! skip the hub's read cursor ahead ("Read cursor start jumped …") after it has PUBACKed
-//! the publishers. Nothing is lost end to end — the hub never acknowledged those
-//! findings, so the agents resend them after `resend_after_s` — but they arrive late,
-//! and agents resending in step can recreate the burst. Follow-ups: size the log from
-//! `max_connections × max_payload`, and jitter the agents' resend timer. Measured in
-//! BENCHMARKS.md, "What limits it".
+//! rumqttd keeps each filter's messages in an in-memory log of `LOG_SEGMENTS` segments.
+//! A burst larger than the log makes it skip the hub's read cursor ahead ("Read cursor
+//! start jumped …") after it has PUBACKed the publishers: nothing is lost end to end
+//! (the hub never acknowledged those findings, the agents resend them), but they arrive
+//! a resend period late. A fixed 16 MiB log (about 277 batches of 60 KB) lost 38–42 % of
+//! the first batches of 1 000 gateways reconnecting at once. So the log is sized from
+//! the fleet: [`log_bytes_for`] gives `max_connections` × one full agent batch
+//! (`AGENT_BATCH_BYTES`, the agents' default `batch_max_bytes`), at least 16 MiB, or
+//! `broker.embedded.log_bytes` sets it. Memory: a busy filter's log fills and stays
+//! full (rumqttd drops a segment only when a new one is needed), so the hub's resident
+//! set grows by up to `log_bytes` under steady ingest — 250 MiB at the default 2 000
+//! connections. The agents keep their side of the bargain: after a (re)connect each
+//! opens with one batch in flight and widens on acks (slow start), and resends and
+//! reconnects are jittered (`agent/src/sinks/mqtt`), so the opening burst of a fleet is
+//! one batch per gateway. Measured in BENCHMARKS.md, "Reconnect storms".
 
 use super::{
     tls, try_bind, BrokerError, Inbound, DEFAULT_INBOUND_CAPACITY, DEFAULT_MAX_PAYLOAD_BYTES,
@@ -118,8 +124,19 @@ const TOPIC_ALLOWANCE_BYTES: usize = 512;
 /// that falls behind by more than the log skips ahead.
 const LOG_SEGMENTS: usize = 4;
 
-/// Smallest segment size; segments are at least two largest packets.
-const MIN_SEGMENT_BYTES: usize = 4 * 1024 * 1024;
+/// Smallest log: 16 MiB, what rumqttd was given before the log was sized from the fleet.
+const MIN_LOG_BYTES: usize = 16 << 20;
+
+/// One full agent batch: the agents' default `outbox.batch_max_bytes` (128 KiB).
+pub const AGENT_BATCH_BYTES: usize = 128 << 10;
+
+/// The log a fleet of `max_connections` gateways needs so that each may have one full
+/// batch in it at once (a reconnect storm's opening burst), at least 16 MiB.
+pub fn log_bytes_for(max_connections: usize) -> usize {
+    max_connections
+        .saturating_mul(AGENT_BATCH_BYTES)
+        .max(MIN_LOG_BYTES)
+}
 
 /// Capacity of the channel from [`EmbeddedBroker::publish`] to the link's writer thread.
 const PUBLISH_QUEUE: usize = 256;
@@ -137,6 +154,9 @@ pub struct EmbeddedSettings {
     pub max_payload_bytes: usize,
     /// Most simultaneous remote clients (the hub's link is on top of these).
     pub max_connections: usize,
+    /// Bytes each topic filter's in-memory log holds before a slow reader skips ahead
+    /// (see the module docs). `None`: [`log_bytes_for`] `max_connections`.
+    pub log_bytes: Option<usize>,
     /// How long a new connection may take to send CONNECT, and the password check to
     /// answer. At most 65 s (rumqttd keeps it in milliseconds as a `u16`).
     pub connect_timeout: Duration,
@@ -161,6 +181,7 @@ impl Default for EmbeddedSettings {
             tls: None,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             max_connections: 1024,
+            log_bytes: None,
             connect_timeout: Duration::from_secs(10),
             inbound_capacity: DEFAULT_INBOUND_CAPACITY,
             auth: None,
@@ -177,6 +198,7 @@ impl fmt::Debug for EmbeddedSettings {
             .field("tls", &self.tls)
             .field("max_payload_bytes", &self.max_payload_bytes)
             .field("max_connections", &self.max_connections)
+            .field("log_bytes", &self.log_bytes())
             .field("connect_timeout", &self.connect_timeout)
             .field("inbound_capacity", &self.inbound_capacity)
             .field("auth", &self.auth.as_ref().map(|_| "<handler>"))
@@ -190,6 +212,12 @@ impl fmt::Debug for EmbeddedSettings {
 }
 
 impl EmbeddedSettings {
+    /// The log size in effect: set, or derived from `max_connections`.
+    pub fn log_bytes(&self) -> usize {
+        self.log_bytes
+            .unwrap_or_else(|| log_bytes_for(self.max_connections))
+    }
+
     fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if self.tcp.is_none() && self.tls.is_none() {
@@ -494,7 +522,7 @@ fn start_blocking(
         router: RouterConfig {
             max_connections: settings.max_connections + 1,
             max_outgoing_packet_count: 200,
-            max_segment_size: (2 * max_packet).max(MIN_SEGMENT_BYTES),
+            max_segment_size: (settings.log_bytes() / LOG_SEGMENTS).max(2 * max_packet),
             max_segment_count: LOG_SEGMENTS,
             ..RouterConfig::default()
         },
@@ -578,6 +606,7 @@ fn start_blocking(
         link_id = %link_id,
         max_payload_bytes = settings.max_payload_bytes,
         max_connections = settings.max_connections,
+        log_bytes = settings.log_bytes(),
         "embedded broker listening"
     );
     Ok(EmbeddedBroker {

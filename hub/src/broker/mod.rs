@@ -36,7 +36,10 @@ use bytes::Bytes;
 use std::net::{IpAddr, SocketAddr};
 use tokio::sync::mpsc;
 
-pub use embedded::{AuthFuture, AuthHandler, EmbeddedBroker, EmbeddedSettings, TlsListener};
+pub use embedded::{
+    log_bytes_for, AuthFuture, AuthHandler, EmbeddedBroker, EmbeddedSettings, TlsListener,
+    AGENT_BATCH_BYTES,
+};
 pub use external::{BrokerUrl, ExternalBus, ExternalSettings};
 
 /// The topic filters the hub subscribes to (QoS 1), in this order.

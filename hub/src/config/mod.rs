@@ -139,6 +139,11 @@ pub struct EmbeddedBrokerConfig {
     /// Most simultaneous connections.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Bytes each topic's in-memory message log may hold before a slow reader skips
+    /// ahead (and the agents resend). Unset: `max_connections` × 128 KiB (one full
+    /// agent batch per gateway: a reconnect storm's opening burst), at least 16 MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_bytes: Option<ByteSize>,
 }
 
 /// An external broker.
@@ -574,6 +579,15 @@ impl HubConfig {
         if e.max_connections == 0 {
             p.push("broker.embedded.max_connections", "must be at least 1");
         }
+        if let Some(log) = e.log_bytes {
+            // A segment holds at least two packets; four segments make the log.
+            if log.0 < 8 * e.max_payload_bytes.0 {
+                p.push(
+                    "broker.embedded.log_bytes",
+                    "must be at least 8 × max_payload_bytes (four segments of two messages)",
+                );
+            }
+        }
         let x = &self.broker.external;
         if !(x.url.starts_with("mqtt://") || x.url.starts_with("mqtts://")) {
             p.push(
@@ -724,6 +738,7 @@ mode = "embedded"
 [broker.embedded]
 tls_listen = "0.0.0.0:8883"
 max_payload_bytes = 10
+log_bytes = 5
 [broker.external]
 group = "a/b"
 [ingest]
@@ -754,6 +769,7 @@ max_connections = 0
             "store.url: \"mysql://x\" must be",
             "broker.embedded.tls_listen: needs cert_file, key_file and client_ca_file",
             "broker.embedded.max_payload_bytes: must be at least 16 KiB",
+            "broker.embedded.log_bytes: must be at least 8 × max_payload_bytes",
             "broker.external.group:",
             "ingest.queue: must be at least 1",
             "http.public_origins[0]: \"https://hub.example.net/dashboard\" is not an origin",

@@ -21,6 +21,12 @@
 //!   logged, and deletes nothing (the findings stay and are resent).
 //! - **Reconnect** after a failure with jittered exponential backoff between
 //!   `reconnect_min_ms` and `reconnect_max_ms`.
+//! - **Slow start** ([`SendWindow`]): after every ConnAck one batch may be in flight;
+//!   each verified ack widens the window by a batch, up to `outbox.max_inflight`. A
+//!   fleet reconnecting at once (a cellular network recovering) opens with one batch per
+//!   gateway, which the hub's broker log is sized for, instead of every backlog at once.
+//! - **Resend period** `outbox.resend_after_s`, stretched once per sink by up to 25 % at
+//!   random, so gateways that lost the hub together do not resend in step.
 //! - **Shutdown**: publish `online: false` (retained), disconnect cleanly.
 
 pub mod config;
@@ -212,6 +218,7 @@ pub struct MqttSink {
     link: Arc<LinkState>,
     new_findings: Arc<Notify>,
     limits: BatchLimits,
+    window: SendWindow,
     reconnect: Backoff,
     status_every: Duration,
     telemetry_every: Duration,
@@ -317,8 +324,12 @@ impl MqttSink {
                     .unwrap_or(usize::MAX)
                     .min(max_packet.saturating_sub(1024)),
                 max_inflight: o.max_inflight,
-                resend_after: Duration::from_secs(o.resend_after_s),
+                resend_after: crate::backoff::spread_period(
+                    Duration::from_secs(o.resend_after_s),
+                    RESEND_SPREAD,
+                ),
             },
+            window: SendWindow::new(o.batch_max_findings, o.max_inflight),
             // Jittered: gateways reconnecting after a broker restart do not stampede
             // it in step.
             reconnect: Backoff::new(
@@ -365,6 +376,7 @@ impl MqttSink {
                         last_reason = None;
                         tracing::info!(broker = ?self.options.broker_address(), pending = self.outbox.status().depth, "mqtt connected");
                         self.outbox.reset_inflight();
+                        self.window.reset();
                         if let Err(err) = client.subscribe(self.topics.ack.clone(), QoS::AtLeastOnce).await {
                             tracing::warn!(%err, "cannot subscribe to acks");
                         }
@@ -601,6 +613,7 @@ impl MqttSink {
             tracing::debug!(batch = %ack.batch_id, "/ack for no batch in flight (replayed, duplicate, or sent before a restart): nothing deleted");
             return;
         };
+        self.window.widen();
         let outbox = Arc::clone(&self.outbox);
         let count = ids.len();
         // A deletion commits with fsync: off the async workers.
@@ -616,10 +629,13 @@ impl MqttSink {
     /// Publishes due findings while the link is up and the window has room.
     async fn send_due(&self, client: &AsyncClient) {
         // At most one window per call, so a long backlog does not starve acks.
-        let mut budget = self.limits.max_inflight;
+        let limits = BatchLimits {
+            max_inflight: self.window.findings(),
+            ..self.limits
+        };
+        let mut budget = limits.max_inflight;
         while self.link.is_up() && budget > 0 {
             let outbox = Arc::clone(&self.outbox);
-            let limits = self.limits;
             let batch = match tokio::task::spawn_blocking(move || {
                 outbox.take_batch(Instant::now(), limits)
             })
@@ -667,6 +683,50 @@ impl MqttSink {
                 return;
             }
         }
+    }
+}
+
+/// Share of the resend period added at random, once per sink.
+const RESEND_SPREAD: f64 = 0.25;
+
+/// How many findings may be in flight now: one batch after a (re)connect, one batch
+/// more per verified ack, at most `max_inflight` (slow start; see the module docs).
+#[derive(Debug)]
+pub struct SendWindow {
+    batch: usize,
+    max: usize,
+    current: std::sync::atomic::AtomicUsize,
+}
+
+impl SendWindow {
+    /// A window of batches of `batch` findings, growing to `max`.
+    pub fn new(batch: usize, max: usize) -> Self {
+        let batch = batch.max(1);
+        Self {
+            batch,
+            max,
+            current: std::sync::atomic::AtomicUsize::new(batch.min(max)),
+        }
+    }
+
+    /// Findings that may be in flight now.
+    pub fn findings(&self) -> usize {
+        self.current.load(Ordering::Relaxed)
+    }
+
+    /// Back to one batch (a new connection: the broker may be in a storm).
+    pub fn reset(&self) {
+        self.current
+            .store(self.batch.min(self.max), Ordering::Relaxed);
+    }
+
+    /// One batch more, after a verified ack.
+    pub fn widen(&self) {
+        let _ = self
+            .current
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                Some(w.saturating_add(self.batch).min(self.max))
+            });
     }
 }
 
@@ -743,6 +803,25 @@ mod tests {
             ids: ids.to_vec(),
             signed_at: chrono::Utc::now(),
         }
+    }
+
+    #[test]
+    fn the_window_opens_at_one_batch_grows_per_ack_to_the_cap_and_resets() {
+        let w = SendWindow::new(50, 500);
+        assert_eq!(w.findings(), 50);
+        w.widen();
+        assert_eq!(w.findings(), 100);
+        for _ in 0..20 {
+            w.widen();
+        }
+        assert_eq!(w.findings(), 500);
+        w.reset();
+        assert_eq!(w.findings(), 50);
+        // A cap below one batch is the cap.
+        let small = SendWindow::new(50, 10);
+        assert_eq!(small.findings(), 10);
+        small.widen();
+        assert_eq!(small.findings(), 10);
     }
 
     #[test]
