@@ -433,7 +433,7 @@ impl<S: Store + 'static> Ingest<S> {
                             state.log(&topic);
                             if let Some(live) = &self.live {
                                 if matches!(state, GatewayState::Model(_)) {
-                                    live.rollout_signal().notify_one();
+                                    live.rollout_changed();
                                 }
                                 live.gateway_changed(&topic.site, &topic.gateway);
                             }

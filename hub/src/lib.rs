@@ -18,6 +18,7 @@ pub mod hub_key;
 pub mod ingest;
 pub mod listener;
 pub mod live;
+pub mod live_relay;
 pub mod notify;
 pub mod remote_config;
 pub mod rollouts;

@@ -11,8 +11,16 @@
 //!
 //! Event ids are `{epoch}-{seq}`, where the epoch is random per hub start. A client
 //! resuming with `Last-Event-ID` gets every event after it from the history; if that id
-//! is from another start or older than the history, it gets a `resync` first.
+//! is from another start (or another replica) or older than the history, it gets a
+//! `resync` first.
+//!
+//! Across replicas, what a producer names here is also handed to the relay
+//! ([`crate::live_relay`], Postgres `LISTEN/NOTIFY`) as a [`ReplicaChange`]; what other
+//! replicas name arrives through [`LiveEvents::apply_remote`] and is published like a
+//! local change (each replica reads the record itself), so a dashboard on any replica
+//! sees every change. A change the relay could not carry becomes a `resync` there.
 
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,6 +43,38 @@ pub enum Change {
         site: String,
         /// Gateway id.
         gateway: String,
+    },
+    /// Changes may have been missed (another replica dropped some, or this one could
+    /// not hear the others for a while): clients reload their lists.
+    Resync(String),
+}
+
+/// A change as replicas tell each other (through [`crate::live_relay`]): what
+/// [`Change`] names, and the wake-ups of the configuration publisher and the rollout
+/// driver, whose work any replica may do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ReplicaChange {
+    /// These alerts were created or changed.
+    Alerts {
+        /// Their ids.
+        ids: Vec<Uuid>,
+    },
+    /// This gateway's state changed.
+    Gateway {
+        /// Site id.
+        site: String,
+        /// Gateway id.
+        gateway: String,
+    },
+    /// A desired gateway configuration was saved.
+    ConfigSaved,
+    /// A rollout may have something to do.
+    RolloutChanged,
+    /// The sending replica lost changes: reload.
+    Resync {
+        /// Why, for the clients.
+        reason: String,
     },
 }
 
@@ -98,6 +138,8 @@ pub struct LiveEvents {
     changes: mpsc::Sender<Change>,
     receiver: Mutex<Option<mpsc::Receiver<Change>>>,
     lost: AtomicBool,
+    relay: Mutex<Option<mpsc::Sender<ReplicaChange>>>,
+    relay_lost: AtomicBool,
     alert_signal: Arc<tokio::sync::Notify>,
     config_signal: Arc<tokio::sync::Notify>,
     rollout_signal: Arc<tokio::sync::Notify>,
@@ -136,6 +178,8 @@ impl LiveEvents {
             changes,
             receiver: Mutex::new(Some(receiver)),
             lost: AtomicBool::new(false),
+            relay: Mutex::new(None),
+            relay_lost: AtomicBool::new(false),
             alert_signal: Arc::new(tokio::sync::Notify::new()),
             config_signal: Arc::new(tokio::sync::Notify::new()),
             rollout_signal: Arc::new(tokio::sync::Notify::new()),
@@ -160,9 +204,16 @@ impl LiveEvents {
         Arc::clone(&self.rollout_signal)
     }
 
+    /// This replica's epoch: the first part of its event ids, and its name to the
+    /// other replicas.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
     /// Names alerts that were created or changed (never blocks; see the module docs).
     pub fn alerts_changed(&self, ids: Vec<Uuid>) {
         if !ids.is_empty() {
+            self.relay(ReplicaChange::Alerts { ids: ids.clone() });
             self.send(Change::Alerts(ids));
             self.alert_signal.notify_one();
         }
@@ -170,10 +221,70 @@ impl LiveEvents {
 
     /// Names a gateway whose state changed (never blocks).
     pub fn gateway_changed(&self, site: &str, gateway: &str) {
+        self.relay(ReplicaChange::Gateway {
+            site: site.to_string(),
+            gateway: gateway.to_string(),
+        });
         self.send(Change::Gateway {
             site: site.to_string(),
             gateway: gateway.to_string(),
         });
+    }
+
+    /// A desired gateway configuration was saved: wakes the configuration publisher,
+    /// here and on every replica.
+    pub fn config_saved(&self) {
+        self.relay(ReplicaChange::ConfigSaved);
+        self.config_signal.notify_one();
+    }
+
+    /// A rollout may have something to do (a report came in, an admin acted): wakes
+    /// the rollout driver, here and on every replica.
+    pub fn rollout_changed(&self) {
+        self.relay(ReplicaChange::RolloutChanged);
+        self.rollout_signal.notify_one();
+    }
+
+    /// Starts handing every change named here to the other replicas: the returned
+    /// queue (of `capacity`) is the relay's. A full queue is remembered
+    /// ([`take_relay_lost`](Self::take_relay_lost)) and becomes a resync there.
+    pub fn relay_to(&self, capacity: usize) -> mpsc::Receiver<ReplicaChange> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        *self.relay.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        rx
+    }
+
+    /// Whether changes could not be handed to the relay since the last call.
+    pub fn take_relay_lost(&self) -> bool {
+        self.relay_lost.swap(false, Ordering::Relaxed)
+    }
+
+    /// A change another replica named: published here as if named here, without
+    /// relaying it back.
+    pub fn apply_remote(&self, change: ReplicaChange) {
+        match change {
+            ReplicaChange::Alerts { ids } => {
+                if !ids.is_empty() {
+                    self.send(Change::Alerts(ids));
+                    self.alert_signal.notify_one();
+                }
+            }
+            ReplicaChange::Gateway { site, gateway } => {
+                self.send(Change::Gateway { site, gateway })
+            }
+            ReplicaChange::ConfigSaved => self.config_signal.notify_one(),
+            ReplicaChange::RolloutChanged => self.rollout_signal.notify_one(),
+            ReplicaChange::Resync { reason } => self.send(Change::Resync(reason)),
+        }
+    }
+
+    fn relay(&self, change: ReplicaChange) {
+        let relay = self.relay.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = relay.as_ref() {
+            if tx.try_send(change).is_err() {
+                self.relay_lost.store(true, Ordering::Relaxed);
+            }
+        }
     }
 
     fn send(&self, change: Change) {
@@ -310,6 +421,54 @@ mod tests {
         for want in 3..=5 {
             assert_eq!(rx.recv().await.unwrap().seq, want);
         }
+    }
+
+    #[test]
+    fn named_changes_are_relayed_and_remote_ones_are_not_relayed_back() {
+        let live = LiveEvents::new(4);
+        let mut changes = live.take_changes().unwrap();
+        // Before a relay is set, nothing is relayed (one replica, or SQLite).
+        live.gateway_changed("s", "g0");
+        let mut relayed = live.relay_to(2);
+        let id = Uuid::now_v7();
+        live.alerts_changed(vec![id]);
+        live.config_saved();
+        assert_eq!(
+            relayed.try_recv().unwrap(),
+            ReplicaChange::Alerts { ids: vec![id] }
+        );
+        assert_eq!(relayed.try_recv().unwrap(), ReplicaChange::ConfigSaved);
+        // A full relay queue is remembered, for a resync on the other side.
+        live.rollout_changed();
+        live.rollout_changed();
+        live.rollout_changed();
+        assert!(live.take_relay_lost());
+        while relayed.try_recv().is_ok() {}
+        live.apply_remote(ReplicaChange::Gateway {
+            site: "s".into(),
+            gateway: "g1".into(),
+        });
+        live.apply_remote(ReplicaChange::Resync { reason: "r".into() });
+        assert!(relayed.try_recv().is_err(), "remote changes stay here");
+        let mut local = Vec::new();
+        while let Ok(c) = changes.try_recv() {
+            local.push(c);
+        }
+        assert_eq!(
+            local,
+            vec![
+                Change::Gateway {
+                    site: "s".into(),
+                    gateway: "g0".into()
+                },
+                Change::Alerts(vec![id]),
+                Change::Gateway {
+                    site: "s".into(),
+                    gateway: "g1".into()
+                },
+                Change::Resync("r".into()),
+            ]
+        );
     }
 
     #[test]

@@ -252,10 +252,7 @@ async fn start_bus(config: &HubConfig, store: Arc<AnyStore>) -> Result<HubBus, S
         }
         BrokerMode::External => {
             let x = &config.broker.external;
-            let client_id = x
-                .client_id
-                .clone()
-                .unwrap_or_else(|| format!("chitti-hub-{}", std::process::id()));
+            let client_id = x.client_id.clone().unwrap_or_else(default_client_id);
             let mut s = ExternalSettings::new(x.url.clone(), client_id);
             s.share_group = (!x.group.is_empty()).then(|| x.group.clone());
             s.username = x.username.clone();
@@ -265,6 +262,7 @@ async fn start_bus(config: &HubConfig, store: Arc<AnyStore>) -> Result<HubBus, S
             s.ca_pem = x.ca_file.as_deref().map(read).transpose()?;
             s.client_cert_pem = x.client_cert_file.as_deref().map(read).transpose()?;
             s.client_key_pem = x.client_key_file.as_deref().map(read).transpose()?;
+            s.persistent_session = x.persistent_session.unwrap_or(s.share_group.is_none());
             s.inbound_capacity = config.ingest.queue;
             s.max_payload_bytes =
                 usize::try_from(config.broker.embedded.max_payload_bytes.0).unwrap_or(usize::MAX);
@@ -285,6 +283,21 @@ pub fn open_evidence(config: &HubConfig) -> Result<EvidenceStore, ServeError> {
             e.max_bytes.0,
         )?,
     })
+}
+
+/// `chitti-hub-{host name}`: stable across restarts on one host or in one pod (a
+/// single hub finds its persistent session again), distinct between pods. Not the process
+/// id, which is 1 in every container. Two replicas on one host need `client_id` set.
+fn default_client_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty());
+    match host {
+        Some(h) => format!("chitti-hub-{h}"),
+        None => format!("chitti-hub-{}", std::process::id()),
+    }
 }
 
 /// Runs the hub until `shutdown` turns true. `started` receives the bound addresses.
@@ -325,6 +338,21 @@ pub async fn serve(
         Arc::clone(&live),
         Arc::clone(&store),
     ));
+    // Replicas share one Postgres: each tells the others what changed (SQLite is one
+    // process).
+    let relay = match &*store {
+        crate::store::AnyStore::Postgres(pg) => {
+            let mut relay_stop = shutdown.clone();
+            Some(crate::live_relay::spawn(
+                Arc::clone(&live),
+                pg.pool().clone(),
+                async move {
+                    let _ = relay_stop.wait_for(|s| *s).await;
+                },
+            ))
+        }
+        crate::store::AnyStore::Sqlite(_) => None,
+    };
     let mut bus = start_bus(&config, Arc::clone(&store)).await?;
     let mqtt = bus.local_addrs();
     let inbound = bus.take_inbound();
@@ -421,6 +449,9 @@ pub async fn serve(
     let _ = notify_stop_tx.send(true);
     bridge.abort();
     publisher.abort();
+    if let Some(relay) = relay {
+        relay.abort();
+    }
     let _ = tokio::time::timeout(Duration::from_secs(2), watch_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), config_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), rollout_task).await;

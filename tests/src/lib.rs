@@ -367,6 +367,66 @@ pub fn api_login(http: std::net::SocketAddr, username: &str, password: &str) -> 
     body["token"].as_str().expect("token").to_string()
 }
 
+/// One parsed server-sent event.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    /// Its `id:`.
+    pub id: Option<String>,
+    /// Its `event:` name.
+    pub event: String,
+    /// Its `data:`, parsed (`Null` when not JSON).
+    pub data: serde_json::Value,
+}
+
+/// Subscribes to `GET /api/v1/stream{query}` as `token` (resuming after `last`), reads
+/// it on a thread and hands over every event as it arrives.
+pub fn subscribe(
+    http: std::net::SocketAddr,
+    token: &str,
+    query: &str,
+    last: Option<&str>,
+) -> std::sync::mpsc::Receiver<SseEvent> {
+    let mut req = ureq::get(format!("http://{http}/api/v1/stream{query}"))
+        .header("Authorization", &format!("Bearer {token}"));
+    if let Some(l) = last {
+        req = req.header("Last-Event-ID", l);
+    }
+    let response = req.call().expect("stream");
+    assert_eq!(
+        response.headers().get("content-type").unwrap(),
+        "text/event-stream"
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let reader = std::io::BufReader::new(response.into_body().into_reader());
+        let (mut id, mut event, mut data) = (None, String::new(), String::new());
+        for line in reader.lines() {
+            let Ok(line) = line else { return };
+            if line.is_empty() {
+                if !event.is_empty() {
+                    let parsed = SseEvent {
+                        id: id.take(),
+                        event: std::mem::take(&mut event),
+                        data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+                    };
+                    if tx.send(parsed).is_err() {
+                        return;
+                    }
+                }
+                data.clear();
+            } else if let Some(v) = line.strip_prefix("id: ") {
+                id = Some(v.to_string());
+            } else if let Some(v) = line.strip_prefix("event: ") {
+                event = v.to_string();
+            } else if let Some(v) = line.strip_prefix("data: ") {
+                data.push_str(v);
+            }
+        }
+    });
+    rx
+}
+
 /// A hub configuration in `dir` using the external broker at `broker_url` (as
 /// `username` with `password`, when given) and the store at `store_url`; its path.
 pub fn external_hub_config(

@@ -4,65 +4,8 @@
 //! missed.
 
 use chitti_e2e::*;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::Duration;
-
-/// One parsed server-sent event.
-#[derive(Debug, Clone)]
-struct SseEvent {
-    id: Option<String>,
-    event: String,
-    data: serde_json::Value,
-}
-
-/// Reads the stream on a thread and hands over every event as it arrives.
-fn subscribe(
-    http: SocketAddr,
-    token: &str,
-    query: &str,
-    last: Option<&str>,
-) -> mpsc::Receiver<SseEvent> {
-    let mut req = ureq::get(format!("http://{http}/api/v1/stream{query}"))
-        .header("Authorization", &format!("Bearer {token}"));
-    if let Some(l) = last {
-        req = req.header("Last-Event-ID", l);
-    }
-    let response = req.call().expect("stream");
-    assert_eq!(
-        response.headers().get("content-type").unwrap(),
-        "text/event-stream"
-    );
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let reader = BufReader::new(response.into_body().into_reader());
-        let (mut id, mut event, mut data) = (None, String::new(), String::new());
-        for line in reader.lines() {
-            let Ok(line) = line else { return };
-            if line.is_empty() {
-                if !event.is_empty() {
-                    let parsed = SseEvent {
-                        id: id.take(),
-                        event: std::mem::take(&mut event),
-                        data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
-                    };
-                    if tx.send(parsed).is_err() {
-                        return;
-                    }
-                }
-                data.clear();
-            } else if let Some(v) = line.strip_prefix("id: ") {
-                id = Some(v.to_string());
-            } else if let Some(v) = line.strip_prefix("event: ") {
-                event = v.to_string();
-            } else if let Some(v) = line.strip_prefix("data: ") {
-                data.push_str(v);
-            }
-        }
-    });
-    rx
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alert_raised_by_ingest_over_mqtt_reaches_the_stream() {

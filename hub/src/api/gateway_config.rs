@@ -294,7 +294,7 @@ async fn put_config(
     )
     .await?;
     tracing::info!(%site, %gateway, version, actor = %p.actor(), "desired configuration saved");
-    s.live.config_signal().notify_one();
+    s.live.config_saved();
     Ok(super::with_etag(version, Json(ConfigSaved { version })))
 }
 
@@ -512,6 +512,6 @@ async fn change_configs(
     )
     .await?;
     tracing::info!(gateways = changed.len(), actor = %p.actor(), "configuration change saved");
-    s.live.config_signal().notify_one();
+    s.live.config_saved();
     Ok(Json(ConfigChangeResult { changes: changed }))
 }

@@ -902,7 +902,7 @@ async fn create_rollout(
             "gateways": assignment.len(), "waves": rollout.waves, "reason": req.reason}),
     )
     .await?;
-    s.live.rollout_signal().notify_one();
+    s.live.rollout_changed();
     let view = load_rollout(&s, &rollout.id).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
@@ -1067,8 +1067,8 @@ async fn act(
         ));
     }
     audit(s, p, name, &format!("rollout/{id}"), json!({"reason": why})).await?;
-    s.live.rollout_signal().notify_one();
-    s.live.config_signal().notify_one();
+    s.live.rollout_changed();
+    s.live.config_saved();
     Ok(Json(load_rollout(s, id).await?))
 }
 

@@ -174,6 +174,7 @@ pub async fn run_publisher(live: Arc<LiveEvents>, store: Arc<AnyStore>) {
         let mut alerts: Vec<Uuid> = Vec::new();
         let mut gateways: Vec<(String, String)> = Vec::new();
         let mut seen_alerts = HashSet::new();
+        let mut resync: Option<String> = None;
         let mut take = |c: Change| match c {
             Change::Alerts(ids) => {
                 alerts.extend(ids.into_iter().filter(|i| seen_alerts.insert(*i)))
@@ -183,17 +184,21 @@ pub async fn run_publisher(live: Arc<LiveEvents>, store: Arc<AnyStore>) {
                     gateways.push((site, gateway));
                 }
             }
+            Change::Resync(reason) => resync = Some(reason),
         };
         take(first);
         while let Ok(c) = changes.try_recv() {
             take(c);
         }
         if live.take_lost() {
+            resync = Some("the hub dropped changes under load".to_owned());
+        }
+        if let Some(reason) = resync {
             live.publish(
                 EventKind::Resync,
                 None,
                 None,
-                serde_json::json!({ "reason": "the hub dropped changes under load" }).to_string(),
+                serde_json::json!({ "reason": reason }).to_string(),
             );
         }
         for id in alerts {

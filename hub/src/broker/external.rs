@@ -6,15 +6,20 @@
 //! - **Shared subscription**: `$share/chitti-hub/<filter>` for each of
 //!   [`super::HUB_FILTERS`], so the broker hands each message to one replica of the
 //!   group. (Mosquitto 2.0 honours `$share` for MQTT 3.1.1 clients too.)
-//! - **Persistent session** (`clean_session = false`, a stable `client_id` per replica)
-//!   and **manual acks**: a QoS 1 message is PUBACKed only by [`Inbound::settle`], after
-//!   the hub committed it. A replica that dies first leaves the message un-acked in its
-//!   session; the broker sends it again, with DUP set, when that session is resumed
-//!   (same client id). Mosquitto 2.0 does not hand a dead member's un-acked messages to
-//!   the rest of the group, and keeps queueing the dead member's round-robin share of
-//!   new messages for it (up to `max_queued_messages`, 1000 by default, then it drops
-//!   them): all of that arrives when the client id returns, or via the agents'
-//!   end-to-end resend. See [`ExternalSettings::persistent_session`].
+//! - **Manual acks**: a QoS 1 message is PUBACKed only by [`Inbound::settle`], after
+//!   the hub committed it.
+//! - **Session**: a single hub keeps a persistent session (`clean_session = false`, a
+//!   stable `client_id`): what it had not settled, and what arrived while it restarted,
+//!   is delivered when the same client id returns (with DUP set). Replicas in a share
+//!   group use clean sessions by default: Mosquitto 2.0 does not hand a dead member's
+//!   un-acked messages to the rest of the group, and keeps queueing the dead member's
+//!   round-robin share of new ones for it (up to `max_queued_messages`) — with a
+//!   persistent session, a replica killed or replaced (a new pod name) strands half the
+//!   fleet's traffic, statuses included, until its id returns (measured: a two-replica
+//!   test never saw a gateway's last status). With a clean session the broker drops the
+//!   dead member at once and the survivors take everything; what it had not committed
+//!   comes back by the agents' end-to-end resend. See
+//!   [`ExternalSettings::persistent_session`] and `broker.external.persistent_session`.
 //! - **Reconnect** with exponential backoff; the subscriptions are made again on every
 //!   CONNACK (a broker may have lost the session).
 //!

@@ -158,9 +158,18 @@ pub struct ExternalBrokerConfig {
     /// subscriptions (NATS's MQTT takes `$share/…` literally).
     #[serde(default = "default_group")]
     pub group: String,
-    /// Client id (unique and stable per replica); default `chitti-hub-{hostname}`.
+    /// Client id (unique and stable per replica); default `chitti-hub-{host name}`
+    /// (set it when two replicas share a host).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// Keep the MQTT session across connections. Unset: kept by a single hub (`group`
+    /// empty: the broker queues while it restarts), not by replicas in a group — a
+    /// broker such as Mosquitto goes on queueing a dead member's round-robin share
+    /// (statuses included) for it, stranded until that client id returns, while with a
+    /// clean session the survivors take everything at once (findings the dead replica
+    /// had not committed come back by the agents' resend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent_session: Option<bool>,
     /// User name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
