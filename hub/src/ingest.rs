@@ -130,9 +130,20 @@ pub struct IngestMetrics {
     pub statuses_repeated: AtomicU64,
     /// Telemetry samples stored.
     pub telemetry: AtomicU64,
+    /// The queue in front of ingest, read for `chitti_hub_ingest_queued_messages` (the
+    /// ingest-lag signal a horizontal autoscaler scales on).
+    pub queue: std::sync::OnceLock<tokio::sync::mpsc::WeakSender<InboundMessage>>,
 }
 
 impl IngestMetrics {
+    /// Messages received and waiting for ingest now (0 before the queue is set).
+    pub fn queued(&self) -> usize {
+        self.queue
+            .get()
+            .and_then(|w| w.upgrade())
+            .map_or(0, |tx| tx.max_capacity() - tx.capacity())
+    }
+
     fn dead(&self, class: &'static str) {
         *self
             .dead_letters

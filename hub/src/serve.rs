@@ -359,6 +359,7 @@ pub async fn serve(
     let bus = Arc::new(bus);
     let metrics = Arc::new(IngestMetrics::default());
     let (tx, rx) = mpsc::channel::<InboundMessage>(config.ingest.queue);
+    let _ = metrics.queue.set(tx.downgrade());
     let bridge = tokio::spawn(bridge_inbound(inbound, tx));
     let config_publisher = crate::remote_config::ConfigPublisher::new(
         Arc::clone(&store),
@@ -487,6 +488,12 @@ async fn bridge_inbound(
 
 /// Writes the hub's metrics.
 pub fn render_metrics(out: &mut MetricsWriter, m: &IngestMetrics, bus: &HubBus) {
+    out.gauge(
+        "chitti_hub_ingest_queued_messages",
+        "Messages received and waiting for ingest (ingest lag; the autoscaling signal).",
+        &[],
+        m.queued() as f64,
+    );
     out.counter(
         "chitti_hub_messages_total",
         "MQTT messages received.",

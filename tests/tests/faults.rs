@@ -1,6 +1,7 @@
 //! Fault scenarios across agent, broker, hub and database, with real processes: a cut
-//! link, a killed agent, a restarted broker, an outbox at its cap through a long
-//! outage, and a gateway whose clock is hours off. Each ends by comparing the hub's
+//! link, a broker address lost (the agent fails over to the next), a killed agent, a
+//! restarted broker, an outbox at its cap through a long outage, and a gateway whose
+//! clock is hours off. Each ends by comparing the hub's
 //! database with what the agent made.
 
 use chitti_e2e::*;
@@ -108,6 +109,90 @@ async fn a_cut_link_buffers_and_replays_as_historical_with_nothing_lost_or_twice
     for f in stored.iter().filter(|f| f.finding.historical) {
         assert!(f.received_at >= f.finding.observed_at);
     }
+    assert!(agent.terminate().success());
+    assert!(hub.terminate().success());
+}
+
+/// A clustered broker's node dies: the agent's `url` (one proxy) is cut for good, and
+/// it carries on through `failover_urls` (a second proxy to the same broker, as a
+/// second node of a cluster is), with nothing lost or twice. The first address is a
+/// dead port, so failing over is also what the agent does at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_fails_over_to_the_next_broker_address_with_nothing_lost_or_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hub, addrs) = embedded_hub(dir.path(), "north-yard");
+    let broker = addrs.mqtt.unwrap().port();
+    let (node_1, node_2) = (
+        CuttableProxy::start(broker).await,
+        CuttableProxy::start(broker).await,
+    );
+    let dead = free_port();
+    let text = paced(
+        simulated_agent_config(
+            "north-yard",
+            "gw-1",
+            &format!("mqtt://127.0.0.1:{dead}"),
+            &dir.path().join("gw1"),
+            &dir.path().join("outbox"),
+            60,
+        ),
+        400,
+    )
+    .replace(
+        "[mqtt]\n",
+        &format!(
+            "[mqtt]\nfailover_urls = [\"mqtt://127.0.0.1:{}\", \"mqtt://127.0.0.1:{}\"]\n",
+            node_1.port, node_2.port
+        ),
+    );
+    std::fs::write(dir.path().join("agent.toml"), &text).unwrap();
+    let agent = start_agent(
+        &dir.path().join("agent.toml"),
+        &dir.path().join("agent.log"),
+    );
+    let store = AnyStore::connect(&sqlite_url(&dir.path().join("data")))
+        .await
+        .unwrap();
+    let context = || format!("hub:\n{}\nagent:\n{}", hub.log_text(), agent.log_text());
+    let connected_to = |port: u16| format!("mqtt connected broker=(\"127.0.0.1\", {port})");
+    eventually("the agent on the first live address", context, || async {
+        agent
+            .log_text()
+            .contains(&connected_to(node_1.port))
+            .then_some(())
+    })
+    .await;
+    eventually("the first findings", context, || async {
+        (store.count_findings().await.ok()? >= 2).then_some(())
+    })
+    .await;
+    node_1.cut();
+    eventually("the agent on the next address", context, || async {
+        agent
+            .log_text()
+            .contains(&connected_to(node_2.port))
+            .then_some(())
+    })
+    .await;
+    eventually(
+        "the camera finished and everything it made stored",
+        context,
+        || async {
+            let cameras = store.list_cameras("north-yard", "gw-1").await.ok()?;
+            let finished = cameras.iter().any(|c| c.state == "finished");
+            let made = logged_finding_ids(&agent.log_text()).len();
+            (finished && store.count_findings().await.ok()? as usize >= made).then_some(())
+        },
+    )
+    .await;
+    let stored = all_stored_findings(&store).await;
+    let ids: BTreeSet<Uuid> = stored.iter().map(|f| f.finding.id).collect();
+    assert_eq!(ids.len(), stored.len(), "no finding twice");
+    assert_eq!(
+        ids,
+        logged_finding_ids(&agent.log_text()),
+        "exactly what the agent made"
+    );
     assert!(agent.terminate().success());
     assert!(hub.terminate().success());
 }

@@ -134,6 +134,34 @@ raise_after_frames = 0
 }
 
 #[test]
+fn failover_urls_are_checked_each_and_against_the_scheme_of_url() {
+    let text = r#"
+version = 1
+[identity]
+site = "north"
+gateway = "gw-1"
+[[camera]]
+id = "cam-1"
+[camera.source]
+kind = "simulated"
+[mqtt]
+url = "mqtts://node-1.example.net"
+failover_urls = ["mqtts://node-2.example.net:8883", "mqtt://node-3.example.net", "mqtts://node-4:x"]
+"#;
+    let message = parse(text).unwrap_err().to_string();
+    for expected in [
+        "mqtt.failover_urls[1]: uses another scheme than mqtt.url",
+        "mqtt.failover_urls[2]: \"mqtts://node-4:x\": port \"x\" is not a number",
+    ] {
+        assert!(
+            message.contains(expected),
+            "{expected:?} missing in\n{message}"
+        );
+    }
+    assert!(!message.contains("failover_urls[0]"), "{message}");
+}
+
+#[test]
 fn the_components_scene_needs_a_frame_the_generator_draws() {
     let text = |w: u32, h: u32| {
         format!(

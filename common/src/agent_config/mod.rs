@@ -641,6 +641,18 @@ impl MqttConfig {
             }
             Err(e) => p.push("mqtt.url", e),
         }
+        let tls = self.endpoint().map(|(_, _, tls)| tls);
+        for (i, url) in self.failover_urls.iter().enumerate() {
+            let key = format!("mqtt.failover_urls[{i}]");
+            match (mqtt::parse_endpoint(url), &tls) {
+                (Err(e), _) => p.push(key, e),
+                (Ok((_, _, other)), Ok(tls)) if other != *tls => p.push(
+                    key,
+                    "uses another scheme than mqtt.url (all mqtt:// or all mqtts://)",
+                ),
+                _ => {}
+            }
+        }
         if self.password.is_some() && self.password_file.is_some() {
             p.push(
                 "mqtt.password_file",

@@ -13,6 +13,11 @@ pub struct MqttConfig {
     /// `mqtt://host:port` or `mqtts://host:port` (TLS).
     #[serde(default = "default_mqtt_url")]
     pub url: String,
+    /// More addresses of the same (clustered) broker, same scheme as `url`. After a
+    /// connection fails the sink tries the next address in turn (`url` first, then
+    /// these, round and round), waiting the jittered reconnect delay between tries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failover_urls: Vec<String>,
     /// Client id; default `chitti-{site}-{gateway}`. The hub's embedded broker binds a
     /// gateway's session to `{site}.{gateway}` whatever is asked (and Mosquitto with
     /// `use_username_as_clientid` to the user name), so no gateway can take over
@@ -89,30 +94,50 @@ pub struct MqttContext<'a> {
 impl MqttConfig {
     /// Host, port and whether TLS is used, from `url`.
     pub fn endpoint(&self) -> Result<(String, u16, bool), String> {
-        let (tls, rest) = if let Some(rest) = self.url.strip_prefix("mqtts://") {
-            (true, rest)
-        } else if let Some(rest) = self.url.strip_prefix("mqtt://") {
-            (false, rest)
-        } else {
-            return Err(format!(
-                "{:?} must start with mqtt:// or mqtts://",
-                self.url
-            ));
-        };
-        let rest = rest.trim_end_matches('/');
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) => (
-                h,
-                p.parse::<u16>()
-                    .map_err(|_| format!("{:?}: port {p:?} is not a number", self.url))?,
-            ),
-            None => (rest, if tls { 8883 } else { 1883 }),
-        };
-        if host.is_empty() || host.contains('/') {
-            return Err(format!("{:?}: no host name", self.url));
-        }
-        Ok((host.trim_matches(['[', ']']).to_string(), port, tls))
+        parse_endpoint(&self.url)
     }
+
+    /// Every broker address, `url` first then `failover_urls`, and whether TLS is used
+    /// (all must agree).
+    pub fn endpoints(&self) -> Result<(Vec<(String, u16)>, bool), String> {
+        let (host, port, tls) = self.endpoint()?;
+        let mut all = vec![(host, port)];
+        for url in &self.failover_urls {
+            let (host, port, other) = parse_endpoint(url)?;
+            if other != tls {
+                return Err(format!(
+                    "{url:?}: every broker address uses the scheme of url ({})",
+                    if tls { "mqtts://" } else { "mqtt://" }
+                ));
+            }
+            all.push((host, port));
+        }
+        Ok((all, tls))
+    }
+}
+
+/// Host, port and whether TLS is used, from an `mqtt://` or `mqtts://` URL.
+pub(crate) fn parse_endpoint(url: &str) -> Result<(String, u16, bool), String> {
+    let (tls, rest) = if let Some(rest) = url.strip_prefix("mqtts://") {
+        (true, rest)
+    } else if let Some(rest) = url.strip_prefix("mqtt://") {
+        (false, rest)
+    } else {
+        return Err(format!("{url:?} must start with mqtt:// or mqtts://"));
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (
+            h,
+            p.parse::<u16>()
+                .map_err(|_| format!("{url:?}: port {p:?} is not a number"))?,
+        ),
+        None => (rest, if tls { 8883 } else { 1883 }),
+    };
+    if host.is_empty() || host.contains('/') {
+        return Err(format!("{url:?}: no host name"));
+    }
+    Ok((host.trim_matches(['[', ']']).to_string(), port, tls))
 }
 
 fn default_mqtt_url() -> String {

@@ -19,6 +19,7 @@ pub const LOCAL_KEYS: &[&str] = &[
     "identity.site",
     "identity.gateway",
     "mqtt.url",
+    "mqtt.failover_urls",
     "mqtt.client_id",
     "mqtt.username",
     "mqtt.password",

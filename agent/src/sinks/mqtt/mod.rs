@@ -20,7 +20,8 @@
 //!   Anything else — unsigned, forged, for another gateway, replayed — is counted and
 //!   logged, and deletes nothing (the findings stay and are resent).
 //! - **Reconnect** after a failure with jittered exponential backoff between
-//!   `reconnect_min_ms` and `reconnect_max_ms`.
+//!   `reconnect_min_ms` and `reconnect_max_ms`, to the next of `url` and
+//!   `failover_urls` (a clustered broker's nodes) each time.
 //! - **Slow start** ([`SendWindow`]): after every ConnAck one batch may be in flight;
 //!   each verified ack widens the window by a batch, up to `outbox.max_inflight`. A
 //!   fleet reconnecting at once (a cellular network recovering) opens with one batch per
@@ -211,7 +212,8 @@ fn report_payload<T: serde::Serialize>(
 
 /// The MQTT sink.
 pub struct MqttSink {
-    options: MqttOptions,
+    /// One set of options per broker address (`url`, then `failover_urls`).
+    brokers: Vec<MqttOptions>,
     topics: GatewayTopics,
     outbox: Arc<Outbox>,
     board: Arc<StatusBoard>,
@@ -231,7 +233,7 @@ pub struct MqttSink {
 impl std::fmt::Debug for MqttSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MqttSink")
-            .field("broker", &self.options.broker_address())
+            .field("broker", &self.brokers[0].broker_address())
             .finish_non_exhaustive()
     }
 }
@@ -247,16 +249,9 @@ impl MqttSink {
         new_findings: Arc<Notify>,
     ) -> Result<Self, MqttSinkError> {
         let m = cx.mqtt;
-        let (host, port, use_tls) = m.endpoint().map_err(MqttSinkError::Config)?;
+        let (endpoints, use_tls) = m.endpoints().map_err(MqttSinkError::Config)?;
         let topics = GatewayTopics::new(cx.site, cx.gateway)?;
-        let mut options = MqttOptions::new(cx.client_id.clone(), host, port);
-        options.set_keep_alive(Duration::from_secs(m.keep_alive_s));
-        // A persistent session lets the broker queue our acks while we are away; we
-        // never rely on it for durability (rumqttd keeps sessions in memory only).
-        options.set_clean_session(false);
         let max_packet = usize::try_from(m.max_packet_bytes.0).unwrap_or(usize::MAX);
-        options.set_max_packet_size(max_packet, max_packet);
-        options.set_inflight(100);
         let signing_key = match &m.signing_key_file {
             Some(file) => Some(read_signing_key(file).map_err(MqttSinkError::Config)?),
             None => None,
@@ -268,35 +263,56 @@ impl MqttSink {
             signing_key.as_ref(),
         )
         .map_err(MqttSinkError::Config)?;
-        options.set_last_will(LastWill::new(
-            topics.status.clone(),
-            will,
-            QoS::AtLeastOnce,
-            true,
-        ));
-        if let Some(user) = &m.username {
-            let password = match (&m.password, &m.password_file) {
-                (Some(p), _) => p.clone(),
-                (None, Some(file)) => std::fs::read_to_string(file)
-                    .map_err(|e| {
-                        MqttSinkError::Config(format!("cannot read {}: {e}", file.display()))
-                    })?
-                    .trim_end_matches(['\n', '\r'])
-                    .to_string(),
-                (None, None) => String::new(),
-            };
-            options.set_credentials(user.clone(), password);
-        }
-        if use_tls {
+        let will = LastWill::new(topics.status.clone(), will, QoS::AtLeastOnce, true);
+        let login = match &m.username {
+            Some(user) => {
+                let password = match (&m.password, &m.password_file) {
+                    (Some(p), _) => p.clone(),
+                    (None, Some(file)) => std::fs::read_to_string(file)
+                        .map_err(|e| {
+                            MqttSinkError::Config(format!("cannot read {}: {e}", file.display()))
+                        })?
+                        .trim_end_matches(['\n', '\r'])
+                        .to_string(),
+                    (None, None) => String::new(),
+                };
+                Some((user.clone(), password))
+            }
+            None => None,
+        };
+        let transport = if use_tls {
             let tls = tls::client_config(
                 m.ca_file.as_deref(),
                 m.client_cert_file.as_deref(),
                 m.client_key_file.as_deref(),
             )?;
-            options.set_transport(Transport::tls_with_config(
+            Some(Transport::tls_with_config(
                 rumqttc::TlsConfiguration::Rustls(Arc::new(tls)),
-            ));
-        }
+            ))
+        } else {
+            None
+        };
+        let brokers = endpoints
+            .into_iter()
+            .map(|(host, port)| {
+                let mut options = MqttOptions::new(cx.client_id.clone(), host, port);
+                options.set_keep_alive(Duration::from_secs(m.keep_alive_s));
+                // A persistent session lets the broker queue our acks while we are
+                // away; we never rely on it for durability (rumqttd keeps sessions in
+                // memory only).
+                options.set_clean_session(false);
+                options.set_max_packet_size(max_packet, max_packet);
+                options.set_inflight(100);
+                options.set_last_will(will.clone());
+                if let Some((user, password)) = &login {
+                    options.set_credentials(user.clone(), password.clone());
+                }
+                if let Some(transport) = &transport {
+                    options.set_transport(transport.clone());
+                }
+                options
+            })
+            .collect();
         let hub_keys = hub_public_keys(m).map_err(MqttSinkError::Config)?;
         if hub_keys.is_empty() {
             tracing::warn!(
@@ -311,7 +327,7 @@ impl MqttSink {
             hub_keys,
             sent: std::sync::Mutex::new(SentBatches::default()),
             remote: None,
-            options,
+            brokers,
             topics,
             outbox,
             board,
@@ -357,9 +373,15 @@ impl MqttSink {
     /// Runs until `shutdown` is triggered; then publishes the offline status and
     /// disconnects.
     pub async fn run(self, shutdown: Shutdown) {
-        let (client, eventloop) = AsyncClient::new(self.options.clone(), 64);
+        let (client, eventloop) = AsyncClient::new(self.brokers[0].clone(), 64);
         let (events_tx, mut events) = mpsc::channel(256);
-        let poller = tokio::spawn(poll_events(eventloop, events_tx, self.reconnect));
+        let poller = tokio::spawn(poll_events(
+            eventloop,
+            self.brokers.clone(),
+            events_tx,
+            self.reconnect,
+        ));
+        let mut broker = self.brokers[0].broker_address();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut status_tick = tokio::time::interval(self.status_every);
@@ -371,10 +393,11 @@ impl MqttSink {
             tokio::select! {
                 () = shutdown.triggered() => break,
                 event = events.recv() => match event {
-                    Some(LinkEvent::Connected) => {
+                    Some(LinkEvent::Connected(address)) => {
                         self.link.set(true);
                         last_reason = None;
-                        tracing::info!(broker = ?self.options.broker_address(), pending = self.outbox.status().depth, "mqtt connected");
+                        broker = address;
+                        tracing::info!(broker = ?broker, pending = self.outbox.status().depth, "mqtt connected");
                         self.outbox.reset_inflight();
                         self.window.reset();
                         if let Err(err) = client.subscribe(self.topics.ack.clone(), QoS::AtLeastOnce).await {
@@ -404,7 +427,7 @@ impl MqttSink {
                         // unreachable broker repeats at every retry), and every time
                         // a working link drops.
                         if self.link.is_up() || last_reason.as_deref() != Some(reason.as_str()) {
-                            tracing::warn!(broker = ?self.options.broker_address(), %reason,
+                            tracing::warn!(broker = ?broker, %reason,
                                 pending = self.outbox.status().depth,
                                 "mqtt link down; findings stay in the outbox");
                             last_reason = Some(reason);
@@ -733,7 +756,8 @@ impl SendWindow {
 /// What the event loop reports to the sink.
 #[derive(Debug)]
 enum LinkEvent {
-    Connected,
+    /// Connected to this broker address.
+    Connected((String, u16)),
     Disconnected(String),
     Publish(String, Vec<u8>),
 }
@@ -751,15 +775,29 @@ async fn next_state<T: Clone>(rx: &mut Option<tokio::sync::watch::Receiver<T>>) 
 }
 
 /// Polls rumqttc's event loop forever (it reconnects on the next poll after an error),
-/// waiting a jittered, growing delay after each failure.
-async fn poll_events(mut eventloop: EventLoop, tx: mpsc::Sender<LinkEvent>, reconnect: Backoff) {
+/// waiting a jittered, growing delay after each failure; with several broker
+/// addresses, each failure moves on to the next one (a clustered broker's node that
+/// died is left at once; the delay still grows, so a fleet does not hammer the
+/// survivors).
+async fn poll_events(
+    mut eventloop: EventLoop,
+    brokers: Vec<MqttOptions>,
+    tx: mpsc::Sender<LinkEvent>,
+    reconnect: Backoff,
+) {
     let mut retries = reconnect.retries();
+    let mut current = 0usize;
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 retries.reset();
                 if ack.code == rumqttc::ConnectReturnCode::Success
-                    && tx.send(LinkEvent::Connected).await.is_err()
+                    && tx
+                        .send(LinkEvent::Connected(
+                            eventloop.mqtt_options.broker_address(),
+                        ))
+                        .await
+                        .is_err()
                 {
                     return;
                 }
@@ -788,6 +826,10 @@ async fn poll_events(mut eventloop: EventLoop, tx: mpsc::Sender<LinkEvent>, reco
                     return;
                 }
                 tokio::time::sleep(retries.next_delay()).await;
+                if brokers.len() > 1 {
+                    current = (current + 1) % brokers.len();
+                    eventloop.mqtt_options = brokers[current].clone();
+                }
             }
         }
     }
