@@ -5,6 +5,9 @@
 //! - **Replicas behave as one**: a live-stream client of either replica sees every
 //!   change to the alert, whichever replica ingested the batch that made it (the
 //!   relay, `hub/src/live_relay.rs`), and a session signed in on one works on both.
+//! - **Notifications once per alert, whichever replica sends**: both replicas run the
+//!   notifier on one outbox (claims with `SKIP LOCKED`); every message reaches the
+//!   receivers, and PagerDuty gets exactly one incident key per alert.
 //! - **A replica killed with `kill -9` mid-stream loses nothing**: every finding the
 //!   agents made is stored exactly once (what the dead replica held unacknowledged is
 //!   resent by the agent and taken by the survivor), and the survivor's clients go on
@@ -12,7 +15,9 @@
 
 use chitti_e2e::*;
 use chitti_hub::store::prelude::*;
-use chitti_hub::store::AnyStore;
+use chitti_hub::store::{AnyStore, NotificationStatus};
+use chitti_test_support::HttpReceiver;
+use std::collections::HashSet;
 use std::sync::mpsc::Receiver;
 
 /// Events from `stream` until an alert event satisfies `done`; panics after
@@ -95,6 +100,35 @@ async fn two_replicas_stream_every_change_and_a_killed_one_loses_no_finding() {
     let db = ScratchPostgres::create("chitti_e2e").await;
     let broker = Mosquitto::start(dir.path(), "allow_anonymous true");
     let config = external_hub_config(dir.path(), &db.url, &broker.url(), None);
+    // Both replicas notify a webhook and PagerDuty (a real HTTP receiver).
+    let secret = hub_command(&["notify", "new-secret"]).trim().to_string();
+    let receiver = HttpReceiver::start("webhook", std::sync::Arc::new(|_, _| true)).await;
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        r#"[notifications]
+poll_interval_ms = 100
+claim_lease_s = 3
+send_timeout_s = 2
+[[notifications.channels]]
+id = "scada"
+kind = "webhook"
+url = "{webhook}"
+secret = "{secret}"
+[[notifications.channels]]
+id = "on-call"
+kind = "pagerduty"
+url = "{pagerduty}"
+routing_key = "R0UT1NGK3Y"
+[[notifications.rules]]
+id = "everything"
+min_level = 0
+kinds = ["hotspot", "cool_exception"]
+channels = ["scada", "on-call"]
+"#,
+        webhook = receiver.url("webhook"),
+        pagerduty = receiver.url("pagerduty"),
+    ));
+    std::fs::write(&config, text).unwrap();
     let config_s = config.display().to_string();
     for gw in ["gw-1", "gw-2"] {
         enrol(
@@ -259,6 +293,37 @@ async fn two_replicas_stream_every_change_and_a_killed_one_loses_no_finding() {
         stored.iter().map(|f| f.finding.id).collect();
     assert_eq!(stored.len(), stored_ids.len(), "no finding twice");
     assert_eq!(stored_ids, made, "every finding the agents made is stored");
+
+    // Every notification sent and received; one PagerDuty incident per alert.
+    let alerts = store.list_alerts(&Default::default()).await.unwrap().items;
+    eventually("every notification sent", log_2, || async {
+        let log = store.list_notifications(None, false, 1000).await.ok()?;
+        (log.len() >= 2 * alerts.len() && log.iter().all(|n| n.status == NotificationStatus::Sent))
+            .then_some(())
+    })
+    .await;
+    let log = store.list_notifications(None, false, 1000).await.unwrap();
+    let delivered: HashSet<String> = receiver
+        .taken("webhook")
+        .iter()
+        .map(|r| r.headers["webhook-id"].clone())
+        .collect();
+    let sent: HashSet<String> = log
+        .iter()
+        .filter(|n| n.channel == "scada")
+        .map(|n| n.id.to_string())
+        .collect();
+    assert_eq!(
+        delivered, sent,
+        "every webhook message delivered, under its id"
+    );
+    let keys: HashSet<String> = receiver
+        .taken("pagerduty")
+        .iter()
+        .map(|r| r.body["dedup_key"].as_str().unwrap().to_string())
+        .collect();
+    let ids: HashSet<String> = alerts.iter().map(|a| a.id.to_string()).collect();
+    assert_eq!(keys, ids, "one PagerDuty incident per alert");
     store.close().await;
     assert!(agent_1.terminate().success());
     assert!(agent_2.terminate().success());
