@@ -74,3 +74,7 @@ cargo test --workspace --features chitti-hub/demo --locked --doc
 
 # The hub's API against its own OpenAPI document (a running hub, schemathesis).
 tests/schemathesis.sh
+
+# The deployment files: Kubernetes manifests against their schemas (kubernetes-validate),
+# the compose file against the compose spec, the Dockerfile's rules.
+bash deploy/check.sh

@@ -323,6 +323,38 @@ async fn an_oversized_publish_is_dropped_and_the_broker_stays_up() {
     assert_eq!(&next.payload[..], b"after");
 }
 
+/// Gateways `s/gw-0` … `s/gw-{n-1}` connected, at most `handshakes` at a time; each
+/// with its event loop driven.
+async fn connect_gateways(
+    n: usize,
+    port: u16,
+    handshakes: usize,
+) -> Vec<(
+    rumqttc::AsyncClient,
+    tokio::sync::mpsc::UnboundedReceiver<AgentEvent>,
+)> {
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(handshakes));
+    let connecting: Vec<_> = (0..n)
+        .map(|i| {
+            let handshakes = handshakes.clone();
+            tokio::spawn(async move {
+                let _turn = handshakes.acquire_owned().await.unwrap();
+                let id = format!("gw-{i}");
+                connect(login(&id, port, &format!("s/{id}"), "pw")).await
+            })
+        })
+        .collect();
+    let mut agents = Vec::new();
+    for (i, c) in connecting.into_iter().enumerate() {
+        let (client, events) = c
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("gateway {i} of {n} did not connect: {e}"));
+        agents.push((client, drive(events)));
+    }
+    agents
+}
+
 /// 200 gateways connected at once (`CHITTI_TEST_CONNECTIONS` overrides; at most
 /// `CHITTI_TEST_HANDSHAKES`, default 64, connecting at the same time), each publishing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -344,26 +376,8 @@ async fn many_gateways_connect_at_once() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(64);
-    let handshakes = Arc::new(tokio::sync::Semaphore::new(in_flight));
     let started = std::time::Instant::now();
-    let connecting: Vec<_> = (0..n)
-        .map(|i| {
-            let handshakes = handshakes.clone();
-            tokio::spawn(async move {
-                let _turn = handshakes.acquire_owned().await.unwrap();
-                let id = format!("gw-{i}");
-                connect(login(&id, port, &format!("s/{id}"), "pw")).await
-            })
-        })
-        .collect();
-    let mut agents = Vec::new();
-    for (i, c) in connecting.into_iter().enumerate() {
-        let (client, events) = c
-            .await
-            .unwrap()
-            .unwrap_or_else(|e| panic!("gateway {i} of {n} did not connect: {e}"));
-        agents.push((client, drive(events)));
-    }
+    let agents = connect_gateways(n, port, in_flight).await;
     eprintln!("{n} gateways connected in {:?}", started.elapsed());
     // All n are connected now; each publishes while all are still up.
     for (i, (client, _)) in agents.iter().enumerate() {
@@ -708,22 +722,7 @@ async fn storm(n: usize, log_bytes: Option<usize>) -> usize {
         ..settings()
     })
     .await;
-    let handshakes = Arc::new(tokio::sync::Semaphore::new(64));
-    let connecting: Vec<_> = (0..n)
-        .map(|i| {
-            let handshakes = handshakes.clone();
-            tokio::spawn(async move {
-                let _turn = handshakes.acquire_owned().await.unwrap();
-                let id = format!("gw-{i}");
-                connect(login(&id, port, &format!("s/{id}"), "pw")).await
-            })
-        })
-        .collect();
-    let mut agents = Vec::new();
-    for c in connecting {
-        let (client, events) = c.await.unwrap().expect("gateway connects");
-        agents.push((client, drive(events)));
-    }
+    let agents = connect_gateways(n, port, 64).await;
     // Every gateway publishes at once and holds its PUBACK: the broker has taken it.
     let batch = chitti_hub::broker::AGENT_BATCH_BYTES - 512;
     let publishing: Vec<_> = agents

@@ -28,6 +28,35 @@ fn embedded_hub(dir: &Path, site: &str) -> (Process, HubAddrs) {
     )
 }
 
+/// Waits until gw-1's camera has finished and the store holds as many findings as the
+/// agent logged making; then asserts they are exactly those, none twice. The findings.
+async fn all_made_stored_once(
+    store: &AnyStore,
+    agent: &Process,
+    context: impl Fn() -> String,
+) -> Vec<chitti_hub::store::StoredFinding> {
+    eventually(
+        "the camera finished and everything it made stored",
+        context,
+        || async {
+            let cameras = store.list_cameras("north-yard", "gw-1").await.ok()?;
+            let finished = cameras.iter().any(|c| c.state == "finished");
+            let made = logged_finding_ids(&agent.log_text()).len();
+            (finished && store.count_findings().await.ok()? as usize >= made).then_some(())
+        },
+    )
+    .await;
+    let stored = all_stored_findings(store).await;
+    let ids: BTreeSet<Uuid> = stored.iter().map(|f| f.finding.id).collect();
+    assert_eq!(ids.len(), stored.len(), "no finding twice");
+    assert_eq!(
+        ids,
+        logged_finding_ids(&agent.log_text()),
+        "exactly what the agent made"
+    );
+    stored
+}
+
 /// A paced camera (40 frames/s, 400 frames: ten seconds of stream), so that a fault
 /// lands in the middle of it.
 fn paced(text: String, frames: u64) -> String {
@@ -78,25 +107,7 @@ async fn a_cut_link_buffers_and_replays_as_historical_with_nothing_lost_or_twice
     .await;
     let during_outage = store.count_findings().await.unwrap();
     proxy.restore();
-    eventually(
-        "the camera finished and everything it made stored",
-        context,
-        || async {
-            let cameras = store.list_cameras("north-yard", "gw-1").await.ok()?;
-            let finished = cameras.iter().any(|c| c.state == "finished");
-            let made = logged_finding_ids(&agent.log_text()).len();
-            (finished && store.count_findings().await.ok()? as usize >= made).then_some(())
-        },
-    )
-    .await;
-    let stored = all_stored_findings(&store).await;
-    let ids: BTreeSet<Uuid> = stored.iter().map(|f| f.finding.id).collect();
-    assert_eq!(ids.len(), stored.len(), "no finding twice");
-    assert_eq!(
-        ids,
-        logged_finding_ids(&agent.log_text()),
-        "exactly what the agent made"
-    );
+    let stored = all_made_stored_once(&store, &agent, context).await;
     let historical = stored.iter().filter(|f| f.finding.historical).count();
     assert!(
         historical >= 3,
@@ -174,25 +185,7 @@ async fn an_agent_fails_over_to_the_next_broker_address_with_nothing_lost_or_twi
             .then_some(())
     })
     .await;
-    eventually(
-        "the camera finished and everything it made stored",
-        context,
-        || async {
-            let cameras = store.list_cameras("north-yard", "gw-1").await.ok()?;
-            let finished = cameras.iter().any(|c| c.state == "finished");
-            let made = logged_finding_ids(&agent.log_text()).len();
-            (finished && store.count_findings().await.ok()? as usize >= made).then_some(())
-        },
-    )
-    .await;
-    let stored = all_stored_findings(&store).await;
-    let ids: BTreeSet<Uuid> = stored.iter().map(|f| f.finding.id).collect();
-    assert_eq!(ids.len(), stored.len(), "no finding twice");
-    assert_eq!(
-        ids,
-        logged_finding_ids(&agent.log_text()),
-        "exactly what the agent made"
-    );
+    all_made_stored_once(&store, &agent, context).await;
     assert!(agent.terminate().success());
     assert!(hub.terminate().success());
 }

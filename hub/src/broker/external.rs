@@ -148,12 +148,11 @@ pub struct ExternalSettings {
     pub client_cert_pem: Option<Vec<u8>>,
     /// The key of `client_cert_pem` (PEM).
     pub client_key_pem: Option<Vec<u8>>,
-    /// Keep the session across connections (`clean_session = false`, the default): what
-    /// the hub had not settled is redelivered when this client id reconnects. The cost,
-    /// with Mosquitto: while this client id is offline the broker goes on queueing its
-    /// round-robin share of the group's messages for it, so a replica that is gone for
-    /// good must not keep a persistent session (stable ids per replica, e.g. a
-    /// StatefulSet, or connect it once with `false` to discard the session). `false`:
+    /// Keep the session across connections (`clean_session = false`, the default here;
+    /// the hub's configuration turns it off for replicas in a share group): what the hub
+    /// had not settled is redelivered when this client id reconnects. The cost, with
+    /// Mosquitto: while this client id is offline the broker goes on queueing its
+    /// round-robin share of the group's messages for it (see the module docs). `false`:
     /// messages a crashed replica had not settled are lost at the broker (the agents'
     /// end-to-end resend still delivers the findings).
     pub persistent_session: bool,
