@@ -138,7 +138,7 @@ pub struct LiveEvents {
     changes: mpsc::Sender<Change>,
     receiver: Mutex<Option<mpsc::Receiver<Change>>>,
     lost: AtomicBool,
-    relay: Mutex<Option<mpsc::Sender<ReplicaChange>>>,
+    relay: std::sync::OnceLock<mpsc::Sender<ReplicaChange>>,
     relay_lost: AtomicBool,
     alert_signal: Arc<tokio::sync::Notify>,
     config_signal: Arc<tokio::sync::Notify>,
@@ -178,7 +178,7 @@ impl LiveEvents {
             changes,
             receiver: Mutex::new(Some(receiver)),
             lost: AtomicBool::new(false),
-            relay: Mutex::new(None),
+            relay: std::sync::OnceLock::new(),
             relay_lost: AtomicBool::new(false),
             alert_signal: Arc::new(tokio::sync::Notify::new()),
             config_signal: Arc::new(tokio::sync::Notify::new()),
@@ -213,7 +213,7 @@ impl LiveEvents {
     /// Names alerts that were created or changed (never blocks; see the module docs).
     pub fn alerts_changed(&self, ids: Vec<Uuid>) {
         if !ids.is_empty() {
-            self.relay(ReplicaChange::Alerts { ids: ids.clone() });
+            self.relay(|| ReplicaChange::Alerts { ids: ids.clone() });
             self.send(Change::Alerts(ids));
             self.alert_signal.notify_one();
         }
@@ -221,7 +221,7 @@ impl LiveEvents {
 
     /// Names a gateway whose state changed (never blocks).
     pub fn gateway_changed(&self, site: &str, gateway: &str) {
-        self.relay(ReplicaChange::Gateway {
+        self.relay(|| ReplicaChange::Gateway {
             site: site.to_string(),
             gateway: gateway.to_string(),
         });
@@ -234,24 +234,25 @@ impl LiveEvents {
     /// A desired gateway configuration was saved: wakes the configuration publisher,
     /// here and on every replica.
     pub fn config_saved(&self) {
-        self.relay(ReplicaChange::ConfigSaved);
+        self.relay(|| ReplicaChange::ConfigSaved);
         self.config_signal.notify_one();
     }
 
     /// A rollout may have something to do (a report came in, an admin acted): wakes
     /// the rollout driver, here and on every replica.
     pub fn rollout_changed(&self) {
-        self.relay(ReplicaChange::RolloutChanged);
+        self.relay(|| ReplicaChange::RolloutChanged);
         self.rollout_signal.notify_one();
     }
 
     /// Starts handing every change named here to the other replicas: the returned
     /// queue (of `capacity`) is the relay's. A full queue is remembered
-    /// ([`take_relay_lost`](Self::take_relay_lost)) and becomes a resync there.
-    pub fn relay_to(&self, capacity: usize) -> mpsc::Receiver<ReplicaChange> {
+    /// ([`take_relay_lost`](Self::take_relay_lost)) and becomes a resync there. One
+    /// relay per hub: `None` when one is already set.
+    pub fn relay_to(&self, capacity: usize) -> Option<mpsc::Receiver<ReplicaChange>> {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        *self.relay.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
-        rx
+        self.relay.set(tx).ok()?;
+        Some(rx)
     }
 
     /// Whether changes could not be handed to the relay since the last call.
@@ -278,10 +279,10 @@ impl LiveEvents {
         }
     }
 
-    fn relay(&self, change: ReplicaChange) {
-        let relay = self.relay.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tx) = relay.as_ref() {
-            if tx.try_send(change).is_err() {
+    // The change is built only when a relay listens (not for SQLite or one replica).
+    fn relay(&self, change: impl FnOnce() -> ReplicaChange) {
+        if let Some(tx) = self.relay.get() {
+            if tx.try_send(change()).is_err() {
                 self.relay_lost.store(true, Ordering::Relaxed);
             }
         }
@@ -429,7 +430,8 @@ mod tests {
         let mut changes = live.take_changes().unwrap();
         // Before a relay is set, nothing is relayed (one replica, or SQLite).
         live.gateway_changed("s", "g0");
-        let mut relayed = live.relay_to(2);
+        let mut relayed = live.relay_to(2).unwrap();
+        assert!(live.relay_to(2).is_none(), "one relay per hub");
         let id = Uuid::now_v7();
         live.alerts_changed(vec![id]);
         live.config_saved();

@@ -17,8 +17,11 @@
 //!   `pg_notify` that failed, or a listening connection that dropped (a failover) makes
 //!   the replicas concerned publish a `resync` to their clients, who reload.
 //! - **Bound**: a change reaches the other replicas' clients within one notification
-//!   round trip plus their store read (milliseconds on one network); measured by
-//!   `tests/tests/replicas.rs`.
+//!   round trip plus their store read (not measured yet; `tests/tests/replicas.rs`
+//!   shows every change arriving, not how fast).
+//! - **Anyone who can `NOTIFY`** on the database reaches this channel: a payload that is
+//!   not a notice is logged and ignored, and a notice only makes a replica re-read
+//!   records it would show anyway (no data travels in it).
 //! - SQLite is one process: no relay.
 
 use crate::live::{LiveEvents, ReplicaChange};
@@ -66,20 +69,20 @@ pub fn notices(origin: &str, change: ReplicaChange) -> Vec<Notice> {
 }
 
 /// Starts the relay, until `stop` completes: sends this replica's changes (every one
-/// named from now on), applies the others'.
+/// named from now on), applies the others'. `None` when `live` already has a relay.
 pub fn spawn(
     live: Arc<LiveEvents>,
     pool: PgPool,
     stop: impl Future<Output = ()> + Send + 'static,
-) -> tokio::task::JoinHandle<()> {
-    let outbound = live.relay_to(RELAY_QUEUE);
-    tokio::spawn(async move {
+) -> Option<tokio::task::JoinHandle<()>> {
+    let outbound = live.relay_to(RELAY_QUEUE)?;
+    Some(tokio::spawn(async move {
         tokio::select! {
             () = stop => {}
             () = send(Arc::clone(&live), pool.clone(), outbound) => {}
             () = listen(live, pool) => {}
         }
-    })
+    }))
 }
 
 async fn send(live: Arc<LiveEvents>, pool: PgPool, mut outbound: mpsc::Receiver<ReplicaChange>) {

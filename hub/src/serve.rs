@@ -343,13 +343,9 @@ pub async fn serve(
     let relay = match &*store {
         crate::store::AnyStore::Postgres(pg) => {
             let mut relay_stop = shutdown.clone();
-            Some(crate::live_relay::spawn(
-                Arc::clone(&live),
-                pg.pool().clone(),
-                async move {
-                    let _ = relay_stop.wait_for(|s| *s).await;
-                },
-            ))
+            crate::live_relay::spawn(Arc::clone(&live), pg.pool().clone(), async move {
+                let _ = relay_stop.wait_for(|s| *s).await;
+            })
         }
         crate::store::AnyStore::Sqlite(_) => None,
     };

@@ -1,7 +1,8 @@
 //! Live events across replicas on a real Postgres: two relays, each with its own pool
 //! (as two hub processes have), one scratch database. What one replica names reaches
-//! the other's change queue, never comes back to itself, and a listening connection
-//! killed by the server (a failover) turns into a resync and then carries on.
+//! the other's change queue, never comes back to itself; payloads that are not notices
+//! are ignored; and a listening connection killed by the server (a failover) turns into
+//! a resync and then carries on.
 
 use chitti_hub::live::{Change, LiveEvents};
 use chitti_hub::live_relay;
@@ -27,7 +28,8 @@ async fn replica(url: &str) -> Replica {
         .unwrap();
     let live = Arc::new(LiveEvents::new(64));
     let changes = live.take_changes().unwrap();
-    let relay = live_relay::spawn(Arc::clone(&live), pool, std::future::pending());
+    let relay = live_relay::spawn(Arc::clone(&live), pool, std::future::pending())
+        .expect("the first relay");
     Replica {
         live,
         changes,
@@ -81,6 +83,20 @@ async fn a_change_on_one_replica_reaches_the_other_once_and_survives_a_dropped_l
     let mut b = replica(&db.url).await;
     until_listening(&admin, &db.name, 2).await;
 
+    // Whoever can NOTIFY on the database can send anything: what is not a notice is
+    // ignored, and the relay carries on (the next real change still arrives).
+    for garbage in [
+        "not json",
+        "{\"origin\": 1}",
+        "{\"origin\": \"x\", \"change\": {\"kind\": \"drop_tables\"}}",
+    ] {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(live_relay::CHANNEL)
+            .bind(garbage)
+            .execute(&admin)
+            .await
+            .unwrap();
+    }
     let alert = Uuid::now_v7();
     a.live.alerts_changed(vec![alert]);
     assert_eq!(next(&mut a.changes).await, Change::Alerts(vec![alert]));
