@@ -427,6 +427,19 @@ pub fn subscribe(
     rx
 }
 
+/// `GET http://{http}{path}` as `token` (a bearer token); the JSON answer.
+pub fn api_get(http: std::net::SocketAddr, token: &str, path: &str) -> serde_json::Value {
+    let text = ureq::get(format!("http://{http}{path}"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .header("Accept", "application/json")
+        .call()
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
 /// A hub configuration in `dir` using the external broker at `broker_url` (as
 /// `username` with `password`, when given) and the store at `store_url`; its path.
 pub fn external_hub_config(

@@ -260,18 +260,6 @@ impl Hub {
     }
 }
 
-fn api_get(http: SocketAddr, token: &str, path: &str) -> Value {
-    let text = ureq::get(format!("http://{http}{path}"))
-        .header("Authorization", &format!("Bearer {token}"))
-        .header("Accept", "application/json")
-        .call()
-        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
-        .body_mut()
-        .read_to_string()
-        .unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
 /// `POST /api/v1/uploads` of one file, multipart by hand.
 fn api_upload(http: SocketAddr, token: &str, site: &str, name: &str, bytes: &[u8]) -> Value {
     let boundary = "chitti-test-boundary-7d1f";

@@ -507,17 +507,6 @@ async fn an_outbox_at_its_cap_through_a_long_outage_shows_its_evictions_in_the_h
     assert!(hub.terminate().success());
 }
 
-fn api_get(http: std::net::SocketAddr, token: &str, path: &str) -> serde_json::Value {
-    let text = ureq::get(format!("http://{http}{path}"))
-        .header("Authorization", &format!("Bearer {token}"))
-        .call()
-        .expect("GET")
-        .body_mut()
-        .read_to_string()
-        .unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
 /// libfaketime (Debian package `faketime`, installed by tests/run-all.sh), preloaded
 /// into the agent only (not through the `faketime` wrapper, which would get the
 /// signals meant for the agent).

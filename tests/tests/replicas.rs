@@ -233,16 +233,7 @@ channels = ["scada", "on-call"]
     )
     .await;
     // B's client sees gw-2's alert reach what the store holds, with nothing lost.
-    let alerts: serde_json::Value = serde_json::from_str(
-        &ureq::get(format!("http://{}/api/v1/alerts?gateway=gw-2", b.http))
-            .header("Authorization", &format!("Bearer {token}"))
-            .call()
-            .expect("alerts on B")
-            .body_mut()
-            .read_to_string()
-            .unwrap(),
-    )
-    .unwrap();
+    let alerts = api_get(b.http, &token, "/api/v1/alerts?gateway=gw-2");
     let want: std::collections::BTreeMap<String, u64> = alerts["items"]
         .as_array()
         .expect("alert list")
