@@ -231,6 +231,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 match config.broker.mode {
                     BrokerMode::Embedded => "embedded",
                     BrokerMode::External => "external",
+                    BrokerMode::Nats => "nats",
                 },
                 if config
                     .store

@@ -149,6 +149,14 @@ async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
             );
         }
     }
+    if let HubBus::Nats(n) = s.bus.as_ref() {
+        if let Some(why) = n.not_ready_reason() {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {why}\n"),
+            );
+        }
+    }
     let started = Instant::now();
     match s.store.ping().await {
         Ok(()) => (

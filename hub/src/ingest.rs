@@ -59,6 +59,13 @@ use uuid::Uuid;
 /// How long a gateway's key and revocation state are trusted before re-reading.
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
 
+/// A status or telemetry report at most this old when it arrives, yet older than what
+/// the hub already applied, lost a race rather than being replayed: replicas take a
+/// gateway's messages in parallel (a shared subscription, a JetStream work queue), so
+/// its reports can arrive out of order. Such a report is counted as superseded and
+/// acknowledged, not dead-lettered; an older one still is (a replay, a clock gone back).
+pub const REORDER_WINDOW: Duration = Duration::from_secs(120);
+
 /// One message from the broker.
 pub struct InboundMessage {
     /// Its topic.
@@ -128,11 +135,22 @@ pub struct IngestMetrics {
     pub statuses: AtomicU64,
     /// The status already applied, seen again (the retained copy after a reconnect).
     pub statuses_repeated: AtomicU64,
+    /// Status and telemetry reports that arrived after a newer one within
+    /// [`REORDER_WINDOW`] (taken by another replica first): not applied, not errors.
+    pub reports_superseded: AtomicU64,
     /// Telemetry samples stored.
     pub telemetry: AtomicU64,
     /// The queue in front of ingest, read for `chitti_hub_ingest_queued_messages` (the
     /// ingest-lag signal a horizontal autoscaler scales on).
     pub queue: std::sync::OnceLock<tokio::sync::mpsc::WeakSender<InboundMessage>>,
+}
+
+/// A report made at `ts` and received at `received_at` is young enough to have been
+/// overtaken by a newer one rather than replayed (see [`REORDER_WINDOW`]).
+fn lost_a_race(ts: DateTime<Utc>, received_at: DateTime<Utc>) -> bool {
+    (received_at - ts)
+        .to_std()
+        .is_ok_and(|age| age <= REORDER_WINDOW)
 }
 
 impl IngestMetrics {
@@ -350,6 +368,12 @@ impl<S: Store + 'static> Ingest<S> {
                                     .fetch_add(1, Ordering::Relaxed);
                                 message.settle();
                             }
+                            StatusOutcome::Stale { .. } if lost_a_race(status.ts, received_at) => {
+                                self.metrics
+                                    .reports_superseded
+                                    .fetch_add(1, Ordering::Relaxed);
+                                message.settle();
+                            }
                             StatusOutcome::Stale { last } => {
                                 let reason = format!(
                                     "status of {} is not newer than the last applied ({}) and \
@@ -407,6 +431,13 @@ impl<S: Store + 'static> Ingest<S> {
                             })
                             .await;
                             self.metrics.telemetry.fetch_add(1, Ordering::Relaxed);
+                            message.settle();
+                        } else if lost_a_race(t.ts, received_at) {
+                            // Its minute already counts newer samples; this one is not
+                            // added (the rule that keeps replays out).
+                            self.metrics
+                                .reports_superseded
+                                .fetch_add(1, Ordering::Relaxed);
                             message.settle();
                         } else {
                             let reason = format!(

@@ -8,8 +8,8 @@
 //! ```
 
 use crate::broker::{
-    AuthHandler, EmbeddedBroker, EmbeddedSettings, ExternalBus, ExternalSettings, HubBus,
-    TlsListener,
+    AuthHandler, EmbeddedBroker, EmbeddedSettings, ExternalBus, ExternalSettings, HubBus, NatsBus,
+    NatsSettings, TlsListener,
 };
 use crate::config::{BrokerMode, EvidenceBackend, HubConfig};
 use crate::credentials::verify_password;
@@ -254,6 +254,7 @@ async fn start_bus(config: &HubConfig, store: Arc<AnyStore>) -> Result<HubBus, S
             let x = &config.broker.external;
             let client_id = x.client_id.clone().unwrap_or_else(default_client_id);
             let mut s = ExternalSettings::new(x.url.clone(), client_id);
+            s.failover_urls = x.failover_urls.clone();
             s.share_group = (!x.group.is_empty()).then(|| x.group.clone());
             s.username = x.username.clone();
             if let Some(f) = &x.password_file {
@@ -267,6 +268,25 @@ async fn start_bus(config: &HubConfig, store: Arc<AnyStore>) -> Result<HubBus, S
             s.max_payload_bytes =
                 usize::try_from(config.broker.embedded.max_payload_bytes.0).unwrap_or(usize::MAX);
             Ok(HubBus::External(ExternalBus::connect(s)?))
+        }
+        BrokerMode::Nats => {
+            let n = &config.broker.nats;
+            let client_id = n.client_id.clone().unwrap_or_else(default_client_id);
+            let mut s = NatsSettings::new(n.servers.clone(), n.mqtt_urls.clone(), client_id);
+            s.username = n.username.clone();
+            if let Some(f) = &n.password_file {
+                s.password = Some(String::from_utf8_lossy(&read(f)?).trim().to_string());
+            }
+            s.stream = n.stream.clone();
+            s.consumer = n.consumer.clone();
+            s.replicas = n.replicas;
+            s.max_bytes = i64::try_from(n.max_bytes.0).unwrap_or(i64::MAX);
+            s.ack_wait = Duration::from_secs(n.ack_wait_s);
+            s.max_ack_pending = i64::from(n.max_ack_pending);
+            s.inbound_capacity = config.ingest.queue;
+            s.max_payload_bytes =
+                usize::try_from(config.broker.embedded.max_payload_bytes.0).unwrap_or(usize::MAX);
+            Ok(HubBus::Nats(NatsBus::connect(s).await?))
         }
     }
 }
@@ -557,6 +577,12 @@ pub fn render_metrics(out: &mut MetricsWriter, m: &IngestMetrics, bus: &HubBus) 
         m.statuses_repeated.load(Relaxed) as f64,
     );
     out.counter(
+        "chitti_hub_reports_superseded_total",
+        "Status and telemetry reports overtaken by a newer one (replicas take them in parallel).",
+        &[],
+        m.reports_superseded.load(Relaxed) as f64,
+    );
+    out.counter(
         "chitti_hub_telemetry_samples_total",
         "Telemetry samples stored.",
         &[],
@@ -581,6 +607,33 @@ pub fn render_metrics(out: &mut MetricsWriter, m: &IngestMetrics, bus: &HubBus) 
             "QoS 0 messages dropped while ingest was behind.",
             &[],
             x.dropped_qos0() as f64,
+        );
+    }
+    if let HubBus::Nats(n) = bus {
+        let c = n.counters();
+        out.counter(
+            "chitti_hub_nats_redelivered_total",
+            "JetStream messages delivered again (a replica died holding them, or ack_wait passed).",
+            &[],
+            c.redelivered.load(Relaxed) as f64,
+        );
+        out.counter(
+            "chitti_hub_nats_ack_failures_total",
+            "JetStream acks that could not be sent (the message comes back).",
+            &[],
+            c.ack_failures.load(Relaxed) as f64,
+        );
+        out.counter(
+            "chitti_hub_nats_consumer_binds_total",
+            "Times the durable consumer was bound (1 + recoveries).",
+            &[],
+            c.binds.load(Relaxed) as f64,
+        );
+        out.gauge(
+            "chitti_hub_nats_consuming",
+            "1 while pulling from the JetStream consumer.",
+            &[],
+            if *n.consuming().borrow() { 1.0 } else { 0.0 },
         );
     }
 }

@@ -388,7 +388,91 @@ async fn configuration_states_are_believed_only_from_their_gateway(backend: &str
     );
 }
 
+/// Replicas take one gateway's reports in parallel, so a report can arrive after a newer
+/// one: within `REORDER_WINDOW` it is superseded (acknowledged, counted, not applied),
+/// older than that it is a dead letter (a replay, a clock gone back).
+async fn reports_overtaken_by_a_newer_one_are_superseded_older_ones_dead_lettered(backend: &str) {
+    use chitti_common::protocol::{AgentStatus, Telemetry};
+    use chitti_common::signing::{sign_report, ReportKind};
+    let db = TestDb::migrated(backend).await;
+    let store = Arc::new(db.store.clone());
+    let gw = key(1);
+    enrol(
+        store.as_ref(),
+        "north-yard",
+        "gw-a",
+        gw.verifying_key().to_bytes(),
+    )
+    .await;
+    let h = start(store.clone());
+    let now =
+        chrono::DateTime::from_timestamp_micros(chrono::Utc::now().timestamp_micros()).unwrap();
+    let session = now - chrono::Duration::minutes(30);
+    let status = |ts| AgentStatus {
+        online: true,
+        agent_version: "test".into(),
+        cameras: Vec::new(),
+        buffer: None,
+        model: None,
+        detector: None,
+        config_version: None,
+        model_update: None,
+        evidence: None,
+        ts,
+        session: Some(session),
+    };
+    let sample = |ts| Telemetry {
+        ts,
+        cpu_temp_c: Some(50.0),
+        gpu_temp_c: None,
+        disk_free_bytes: None,
+        analysis_latency_ms: None,
+        frame_drops: 0,
+        outbox_depth: None,
+        outbox_oldest_age_s: None,
+        cameras: Vec::new(),
+    };
+    let status_topic = Topic::new("north-yard", "gw-a", TopicKind::Status)
+        .unwrap()
+        .to_string();
+    let telemetry_topic = Topic::new("north-yard", "gw-a", TopicKind::Telemetry)
+        .unwrap()
+        .to_string();
+    let ages = [0, 10, 600]; // seconds before now: newest, overtaken, replayed
+    for age in ages {
+        let ts = now - chrono::Duration::seconds(age);
+        let signed = sign_report(ReportKind::Status, &status_topic, &status(ts), &gw).unwrap();
+        h.send(status_topic.clone(), signed).await;
+    }
+    for age in ages {
+        let ts = now - chrono::Duration::seconds(age);
+        let signed =
+            sign_report(ReportKind::Telemetry, &telemetry_topic, &sample(ts), &gw).unwrap();
+        h.send(telemetry_topic.clone(), signed).await;
+    }
+    // Dead letters other than findings are settled too: all six.
+    h.settled(6).await;
+    let counted = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(counted(&h.metrics.statuses), 1);
+    assert_eq!(counted(&h.metrics.telemetry), 1);
+    assert_eq!(
+        counted(&h.metrics.reports_superseded),
+        2,
+        "one status, one sample"
+    );
+    let letters = store.list_dead_letters(10).await.unwrap();
+    assert_eq!(letters.len(), 2, "{letters:#?}");
+    for l in &letters {
+        assert!(
+            l.letter.reason.starts_with("stale: "),
+            "{}",
+            l.letter.reason
+        );
+    }
+}
+
 support::on_both!(
+    reports_overtaken_by_a_newer_one_are_superseded_older_ones_dead_lettered,
     configuration_states_are_believed_only_from_their_gateway,
     signed_batches_are_stored_once_and_acked_after_commit,
     bad_input_is_dead_lettered_and_ingest_carries_on,

@@ -10,11 +10,12 @@
 //! configurations, the findings a simulated camera should produce ([`predicted_shapes`]),
 //! and [`eventually`] for bounded waits. The plumbing every test crate shares (free
 //! ports, [`CuttableProxy`], a scratch Postgres database per test ([`ScratchPostgres`]),
-//! brokers of the test's own ([`Mosquitto`], [`NatsServer`]), the FLIR [`fixture`]s)
-//! comes from `chitti-test-support` and is re-exported here.
+//! brokers of the test's own ([`Mosquitto`], [`NatsServer`], a [`NatsCluster`]), the
+//! FLIR [`fixture`]s) comes from `chitti-test-support` and is re-exported here.
 
 pub use chitti_test_support::{
-    fixture, free_port, workspace_root, CuttableProxy, Mosquitto, NatsServer, ScratchPostgres,
+    fixture, free_port, workspace_root, CuttableProxy, Mosquitto, NatsCluster, NatsNode,
+    NatsNodePorts, NatsServer, ScratchPostgres,
 };
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -486,6 +487,63 @@ pub fn external_hub_config_in_group(
     )
     .expect("write the hub configuration");
     config
+}
+
+/// A hub configuration in `dir` for replica `name` in NATS mode on the nodes at
+/// `servers` (NATS) and `mqtt_urls` (their MQTT listeners), with its own MQTT client id,
+/// as `login` (user, password) when given, one stream copy per node up to three, and
+/// the store at `store_url`; its path. Replicas share the data directory (one signing
+/// key).
+pub fn nats_hub_config(
+    dir: &Path,
+    store_url: &str,
+    (servers, mqtt_urls): (Vec<String>, Vec<String>),
+    name: &str,
+    login: Option<(&str, &str)>,
+) -> PathBuf {
+    let config = dir.join(format!("hub-{name}.toml"));
+    std::fs::create_dir_all(dir.join("data")).expect("create the data directory");
+    let list = |urls: Vec<String>| {
+        urls.iter()
+            .map(|u| format!("{u:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let login = match login {
+        Some((user, password)) => {
+            let file = dir.join(format!("hub-{name}-nats-password"));
+            std::fs::write(&file, password).expect("write the hub's broker password");
+            format!(
+                "username = \"{user}\"\npassword_file = \"{}\"\n",
+                file.display()
+            )
+        }
+        None => String::new(),
+    };
+    std::fs::write(
+        &config,
+        format!(
+            "version = 1\ndata_dir = \"{data}\"\n[store]\nurl = \"{store_url}\"\n\
+             [broker]\nmode = \"nats\"\n[broker.nats]\nservers = [{servers}]\n\
+             mqtt_urls = [{mqtt}]\nreplicas = {replicas}\nack_wait_s = 5\n\
+             client_id = \"chitti-hub-{name}\"\n{login}\
+             [http]\nlisten = \"127.0.0.1:0\"\n",
+            data = dir.join("data").display(),
+            replicas = servers.len().min(3),
+            servers = list(servers.clone()),
+            mqtt = list(mqtt_urls),
+        ),
+    )
+    .expect("write the hub configuration");
+    config
+}
+
+/// The MQTT password `gateway add` wrote into a gateway's credentials folder.
+pub fn mqtt_password(credentials: &Path) -> String {
+    std::fs::read_to_string(credentials.join("mqtt-password"))
+        .expect("the gateway's mqtt-password")
+        .trim()
+        .to_string()
 }
 
 /// A model file shipped in `models/chitti-components-v1/`.

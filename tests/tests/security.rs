@@ -777,14 +777,6 @@ fn slow_and_surplus_http_connections_are_closed() {
     assert!(hub.terminate().success());
 }
 
-/// B's MQTT password, as `gateway add` wrote it.
-fn mqtt_password(creds: &std::path::Path) -> String {
-    std::fs::read_to_string(creds.join("mqtt-password"))
-        .unwrap()
-        .trim()
-        .to_string()
-}
-
 /// Enrols gateways A and B into a SQLite hub store in `dir` (before any broker runs);
 /// the store's URL and their credential folders.
 fn enrol_a_and_b_for_an_external_broker(

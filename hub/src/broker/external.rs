@@ -135,6 +135,12 @@ impl FromStr for BrokerUrl {
 pub struct ExternalSettings {
     /// `mqtt://host[:port]` or `mqtts://host[:port]`.
     pub url: String,
+    /// More addresses of the same broker (the other nodes of a cluster), tried in turn
+    /// after `url` when a connection attempt fails or a connection drops.
+    pub failover_urls: Vec<String>,
+    /// Subscribe to [`super::HUB_FILTERS`]; `false`: the connection only publishes
+    /// (the NATS mode takes its messages from JetStream instead).
+    pub subscribe: bool,
     /// This replica's client id: stable across restarts (its persistent session, with
     /// the messages it had not settled, is found by it) and distinct per replica.
     pub client_id: String,
@@ -180,6 +186,8 @@ impl ExternalSettings {
     pub fn new(url: impl Into<String>, client_id: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            failover_urls: Vec::new(),
+            subscribe: true,
             client_id: client_id.into(),
             username: None,
             password: None,
@@ -208,8 +216,12 @@ impl ExternalSettings {
             .collect()
     }
 
-    fn options(&self) -> Result<MqttOptions, BrokerError> {
-        let url: BrokerUrl = self.url.parse()?;
+    /// The options of each address, `url` first; every problem of the settings listed.
+    fn options(&self) -> Result<Vec<MqttOptions>, BrokerError> {
+        let urls = std::iter::once(&self.url)
+            .chain(&self.failover_urls)
+            .map(|u| u.parse::<BrokerUrl>())
+            .collect::<Result<Vec<_>, _>>()?;
         let mut problems = Vec::new();
         if self.client_id.is_empty() {
             problems.push("client_id is empty (a persistent session needs one)".to_owned());
@@ -233,16 +245,22 @@ impl ExternalSettings {
         if self.password.is_some() && self.username.is_none() {
             problems.push("password without username".to_owned());
         }
-        if url.tls && self.ca_pem.is_none() {
+        if urls.iter().any(|u| u.tls != urls[0].tls) {
+            problems.push("the broker addresses mix mqtt:// and mqtts://".to_owned());
+        }
+        if urls[0].tls && self.ca_pem.is_none() {
             problems.push("mqtts:// needs ca_pem (the CA of the broker's certificate)".to_owned());
         }
-        if !url.tls && (self.ca_pem.is_some() || self.client_cert_pem.is_some()) {
+        if !urls[0].tls && (self.ca_pem.is_some() || self.client_cert_pem.is_some()) {
             problems.push("tls settings given for a plain mqtt:// url".to_owned());
         }
         if !problems.is_empty() {
             return Err(BrokerError::InvalidSettings(problems));
         }
+        urls.iter().map(|url| self.options_for(url)).collect()
+    }
 
+    fn options_for(&self, url: &BrokerUrl) -> Result<MqttOptions, BrokerError> {
         let mut options = MqttOptions::new(self.client_id.clone(), url.host.clone(), url.port);
         options
             .set_keep_alive(self.keep_alive)
@@ -273,6 +291,8 @@ impl fmt::Debug for ExternalSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ExternalSettings")
             .field("url", &self.url)
+            .field("failover_urls", &self.failover_urls)
+            .field("subscribe", &self.subscribe)
             .field("client_id", &self.client_id)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
@@ -336,8 +356,8 @@ impl ExternalBus {
     /// Checks the settings and starts the connection task (within a tokio runtime). It
     /// returns at once; the task connects, subscribes and keeps reconnecting.
     pub fn connect(settings: ExternalSettings) -> Result<Self, BrokerError> {
-        let options = settings.options()?;
-        let (client, eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
+        let addresses = settings.options()?;
+        let (client, eventloop) = AsyncClient::new(addresses[0].clone(), REQUEST_QUEUE);
         let (inbound_tx, inbound) = mpsc::channel(settings.inbound_capacity);
         let (settle_tx, settle_rx) = mpsc::unbounded_channel();
         let (subscribed_tx, subscribed) = watch::channel(false);
@@ -345,11 +365,17 @@ impl ExternalBus {
         let dropped_qos0 = Arc::new(AtomicU64::new(0));
 
         tokio::spawn(run_acks(client.clone(), settle_rx, stopping_rx.clone()));
+        let filters = if settings.subscribe {
+            settings.filters()
+        } else {
+            Vec::new()
+        };
         let connection = Connection {
             eventloop,
+            addresses,
+            address: 0,
             client: client.clone(),
-            filters: settings
-                .filters()
+            filters: filters
                 .into_iter()
                 .map(|path| SubscribeFilter::new(path, QoS::AtLeastOnce))
                 .collect(),
@@ -471,6 +497,9 @@ async fn run_acks(
 
 struct Connection {
     eventloop: EventLoop,
+    /// One per broker address; `eventloop` uses `addresses[address]`.
+    addresses: Vec<MqttOptions>,
+    address: usize,
     client: AsyncClient,
     filters: Vec<SubscribeFilter>,
     inbound: mpsc::Sender<Inbound>,
@@ -504,6 +533,11 @@ impl Connection {
                         session_present = ack.session_present,
                         "connected to external broker"
                     );
+                    if self.filters.is_empty() {
+                        // Publishing only: connected is ready.
+                        self.subscribed.send_replace(true);
+                        continue;
+                    }
                     // Not awaited here: this task drains the request channel the
                     // subscribe waits on.
                     let client = self.client.clone();
@@ -546,6 +580,13 @@ impl Connection {
                         _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(self.reconnect_max);
+                    if self.addresses.len() > 1 {
+                        // The next node of the cluster; the session state (un-acked
+                        // publishes) goes with the event loop.
+                        self.address = (self.address + 1) % self.addresses.len();
+                        self.eventloop.mqtt_options = self.addresses[self.address].clone();
+                        info!(broker = %format!("{}:{}", self.eventloop.mqtt_options.broker_address().0, self.eventloop.mqtt_options.broker_address().1), "trying the next broker address");
+                    }
                 }
             }
         }
@@ -561,10 +602,10 @@ impl Connection {
         let settle = (qos != QoS::AtMostOnce).then(|| {
             let mut ack = Publish::new("", qos, Vec::new());
             ack.pkid = publish.pkid;
-            Settle {
+            super::Settle::Mqtt(Settle {
                 tx: self.settle.clone(),
                 ack,
-            }
+            })
         });
         let message = Inbound {
             topic: publish.topic,
@@ -622,11 +663,14 @@ mod tests {
     #[tokio::test]
     async fn qos0_is_dropped_and_counted_when_only_the_qos1_reserve_is_left() {
         let settings = ExternalSettings::new("mqtt://127.0.0.1:1", "hub-a");
-        let (client, eventloop) = AsyncClient::new(settings.options().unwrap(), 10);
+        let addresses = settings.options().unwrap();
+        let (client, eventloop) = AsyncClient::new(addresses[0].clone(), 10);
         let (inbound, mut received) = mpsc::channel(130);
         let (settle, _settled) = mpsc::unbounded_channel();
         let mut connection = Connection {
             eventloop,
+            addresses,
+            address: 0,
             client,
             filters: Vec::new(),
             inbound,
@@ -740,5 +784,38 @@ mod tests {
             Err(BrokerError::InvalidSettings(p)) => assert_eq!(p.len(), 5, "{p:?}"),
             other => panic!("{:?}", other.map(|_| ())),
         }
+        let mixed = ExternalSettings {
+            failover_urls: vec!["mqtts://y".into()],
+            ..ExternalSettings::new("mqtt://x", "hub-1")
+        };
+        match mixed.options() {
+            Err(BrokerError::InvalidSettings(p)) => {
+                assert!(p[0].contains("mix mqtt:// and mqtts://"), "{p:?}")
+            }
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        let bad = ExternalSettings {
+            failover_urls: vec!["tcp://y".into()],
+            ..ExternalSettings::new("mqtt://x", "hub-1")
+        };
+        assert!(bad.options().is_err());
+        let three = ExternalSettings {
+            failover_urls: vec!["mqtt://y:1884".into(), "mqtt://z".into()],
+            ..ExternalSettings::new("mqtt://x", "hub-1")
+        };
+        let addresses: Vec<_> = three
+            .options()
+            .unwrap()
+            .iter()
+            .map(|o| o.broker_address())
+            .collect();
+        assert_eq!(
+            addresses,
+            vec![
+                ("x".to_owned(), 1883),
+                ("y".to_owned(), 1884),
+                ("z".to_owned(), 1883)
+            ]
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! and `/config/set` go out. The rest of the hub (ingest) sees only [`HubBus`] and
 //! [`Inbound`]; which broker is behind it is a deployment choice (DESIGN §6).
 //!
-//! # Two modes
+//! # Three modes
 //!
 //! - **Embedded** ([`embedded`]): an in-process rumqttd, hosted the way its crate
 //!   documents it: `Broker::new(config)`, the hub's own link from `broker.link(..)`
@@ -14,6 +14,9 @@
 //!   subscription `$share/chitti-hub/…` so N hub replicas split the load, keeps a
 //!   persistent session (`clean_session = false`) and acknowledges each QoS 1 message
 //!   only when the hub has committed it ([`Inbound::settle`]).
+//! - **NATS** ([`nats`]): the fleet broker is a NATS cluster with JetStream; the hub
+//!   pulls the gateways' messages from one durable work-queue consumer shared by every
+//!   replica (acked after commit) and publishes over the nodes' MQTT listeners.
 //!
 //! # Invariants
 //!
@@ -30,6 +33,7 @@
 pub mod embedded;
 pub mod external;
 pub mod front;
+pub mod nats;
 pub(crate) mod tls;
 
 use bytes::Bytes;
@@ -41,6 +45,7 @@ pub use embedded::{
     AGENT_BATCH_BYTES,
 };
 pub use external::{BrokerUrl, ExternalBus, ExternalSettings};
+pub use nats::{NatsBus, NatsSettings};
 
 /// The topic filters the hub subscribes to (QoS 1), in this order.
 pub const HUB_FILTERS: [&str; 5] = [
@@ -87,6 +92,9 @@ pub enum BrokerError {
     /// The embedded broker did not come up.
     #[error("embedded broker: {0}")]
     Embedded(String),
+    /// The NATS client could not be set up.
+    #[error("nats: {0}")]
+    Nats(String),
     /// The hub tried to publish to a topic MQTT does not allow publishing to.
     #[error("invalid topic for publishing: {0:?}")]
     InvalidTopic(String),
@@ -104,7 +112,16 @@ pub struct Inbound {
     pub payload: Bytes,
     /// The broker redelivered it (MQTT DUP flag): the hub may already have seen it.
     pub redelivered: bool,
-    settle: Option<external::Settle>,
+    settle: Option<Settle>,
+}
+
+/// How a message is acknowledged to the broker it came from.
+#[derive(Debug)]
+pub(crate) enum Settle {
+    /// An MQTT PUBACK (external mode).
+    Mqtt(external::Settle),
+    /// A JetStream ack (NATS mode).
+    JetStream(nats::Settle),
 }
 
 impl Inbound {
@@ -123,8 +140,10 @@ impl Inbound {
     /// it when the session is resumed. For the embedded broker it does nothing (the
     /// router acknowledged the publisher when it took the message).
     pub fn settle(mut self) {
-        if let Some(settle) = self.settle.take() {
-            settle.send();
+        match self.settle.take() {
+            Some(Settle::Mqtt(s)) => s.send(),
+            Some(Settle::JetStream(s)) => s.send(),
+            None => {}
         }
     }
 }
@@ -135,6 +154,8 @@ pub enum HubBus {
     Embedded(EmbeddedBroker),
     /// A connection to an external broker.
     External(ExternalBus),
+    /// A NATS cluster: JetStream in, its MQTT listeners out.
+    Nats(NatsBus),
 }
 
 impl HubBus {
@@ -155,6 +176,7 @@ impl HubBus {
         match self {
             Self::Embedded(b) => b.publish(topic, payload, retain).await,
             Self::External(b) => b.publish(topic, payload, retain).await,
+            Self::Nats(b) => b.publish(topic, payload, retain).await,
         }
     }
 
@@ -173,6 +195,7 @@ impl HubBus {
         match self {
             Self::Embedded(b) => b.inbound(),
             Self::External(b) => b.inbound(),
+            Self::Nats(b) => b.inbound(),
         }
     }
 
@@ -187,7 +210,7 @@ impl HubBus {
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         match self {
             Self::Embedded(b) => b.local_addrs(),
-            Self::External(_) => Vec::new(),
+            Self::External(_) | Self::Nats(_) => Vec::new(),
         }
     }
 
@@ -196,6 +219,7 @@ impl HubBus {
         match self {
             Self::Embedded(b) => b.shutdown().await,
             Self::External(b) => b.shutdown().await,
+            Self::Nats(b) => b.shutdown().await,
         }
     }
 }

@@ -97,6 +97,9 @@ pub enum BrokerMode {
     /// The hub is a client of an existing broker (Mosquitto, EMQX) and shares the
     /// work with other replicas through a shared subscription.
     External,
+    /// The fleet broker is a NATS cluster with JetStream: gateways speak MQTT to its
+    /// nodes, the replicas share one durable work-queue consumer.
+    Nats,
 }
 
 /// The MQTT side.
@@ -112,6 +115,52 @@ pub struct BrokerConfig {
     /// The external broker.
     #[serde(default)]
     pub external: ExternalBrokerConfig,
+    /// The NATS cluster.
+    #[serde(default)]
+    pub nats: NatsBrokerConfig,
+}
+
+/// A NATS cluster with JetStream and its MQTT listeners (`mode = "nats"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsBrokerConfig {
+    /// The nodes' NATS client addresses (`nats://host:4222`); the client fails over
+    /// between them.
+    #[serde(default = "default_nats_servers")]
+    pub servers: Vec<String>,
+    /// The nodes' MQTT listeners (`mqtt://host:1883`), where the hub publishes `/ack`
+    /// and the retained `/config/set`; the first, then the others in turn.
+    #[serde(default = "default_nats_mqtt_urls")]
+    pub mqtt_urls: Vec<String>,
+    /// The JetStream stream the gateways' messages land in (made if missing).
+    #[serde(default = "default_nats_stream")]
+    pub stream: String,
+    /// The durable consumer every replica pulls from (made if missing).
+    #[serde(default = "default_nats_consumer")]
+    pub consumer: String,
+    /// Copies of the stream in the cluster (3 for a three-node cluster, 1 for one node).
+    #[serde(default = "default_nats_replicas")]
+    pub replicas: usize,
+    /// Most the stream holds; beyond, the cluster refuses new messages (the agents
+    /// keep theirs and resend) rather than drop uncommitted ones.
+    #[serde(default = "default_nats_max_bytes")]
+    pub max_bytes: ByteSize,
+    /// A message delivered and not acknowledged within this goes to another replica.
+    #[serde(default = "default_nats_ack_wait_s")]
+    pub ack_wait_s: u64,
+    /// Delivered and unacknowledged messages allowed, all replicas together.
+    #[serde(default = "default_nats_max_ack_pending")]
+    pub max_ack_pending: u32,
+    /// MQTT client id of this replica's publishing connection; default
+    /// `chitti-hub-{host name}` (set it when two replicas share a host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// User name (NATS and MQTT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// File holding the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
 }
 
 /// The embedded rumqttd.
@@ -153,6 +202,9 @@ pub struct ExternalBrokerConfig {
     /// `mqtt://host:port` or `mqtts://host:port`.
     #[serde(default = "default_external_url")]
     pub url: String,
+    /// More addresses of the same broker, tried in turn when `url` fails.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failover_urls: Vec<String>,
     /// Shared-subscription group: replicas with the same group split the messages.
     /// Empty: plain subscriptions, for one hub replica on a broker without shared
     /// subscriptions (NATS's MQTT takes `$share/…` literally).
@@ -324,6 +376,30 @@ fn default_external_url() -> String {
 fn default_group() -> String {
     "chitti-hub".into()
 }
+fn default_nats_servers() -> Vec<String> {
+    vec!["nats://127.0.0.1:4222".into()]
+}
+fn default_nats_mqtt_urls() -> Vec<String> {
+    vec!["mqtt://127.0.0.1:1883".into()]
+}
+fn default_nats_stream() -> String {
+    crate::broker::nats::DEFAULT_STREAM.into()
+}
+fn default_nats_consumer() -> String {
+    crate::broker::nats::DEFAULT_CONSUMER.into()
+}
+fn default_nats_replicas() -> usize {
+    3
+}
+fn default_nats_max_bytes() -> ByteSize {
+    ByteSize(4 << 30)
+}
+fn default_nats_ack_wait_s() -> u64 {
+    30
+}
+fn default_nats_max_ack_pending() -> u32 {
+    4096
+}
 fn default_http_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
@@ -382,6 +458,7 @@ chitti_common::defaults_from_serde!(
     BrokerConfig,
     EmbeddedBrokerConfig,
     ExternalBrokerConfig,
+    NatsBrokerConfig,
     HttpConfig,
     EvidenceStoreConfig,
     IngestConfig,
@@ -521,6 +598,7 @@ impl HubConfig {
             &mut self.broker.external.ca_file,
             &mut self.broker.external.client_cert_file,
             &mut self.broker.external.client_key_file,
+            &mut self.broker.nats.password_file,
             &mut self.evidence.path,
             &mut self.ingest.hub_key_file,
             &mut self.models.onnxruntime_library,
@@ -598,11 +676,56 @@ impl HubConfig {
             }
         }
         let x = &self.broker.external;
-        if !(x.url.starts_with("mqtt://") || x.url.starts_with("mqtts://")) {
+        let mqtt_url = |u: &str| u.starts_with("mqtt://") || u.starts_with("mqtts://");
+        if !mqtt_url(&x.url) {
             p.push(
                 "broker.external.url",
                 format!("{:?} must start with mqtt:// or mqtts://", x.url),
             );
+        }
+        for (i, u) in x.failover_urls.iter().enumerate() {
+            if !mqtt_url(u) {
+                p.push(
+                    format!("broker.external.failover_urls[{i}]"),
+                    format!("{u:?} must start with mqtt:// or mqtts://"),
+                );
+            }
+        }
+        let n = &self.broker.nats;
+        if n.servers.is_empty() {
+            p.push("broker.nats.servers", "needs at least one nats:// address");
+        }
+        for (i, u) in n.servers.iter().enumerate() {
+            // TLS to NATS is not offered yet (say so rather than half-work).
+            if !u.starts_with("nats://") {
+                p.push(
+                    format!("broker.nats.servers[{i}]"),
+                    format!("{u:?} must start with nats:// (TLS is not supported yet)"),
+                );
+            }
+        }
+        if n.mqtt_urls.is_empty() {
+            p.push(
+                "broker.nats.mqtt_urls",
+                "needs at least one mqtt:// address",
+            );
+        }
+        for (i, u) in n.mqtt_urls.iter().enumerate() {
+            if !u.starts_with("mqtt://") {
+                p.push(
+                    format!("broker.nats.mqtt_urls[{i}]"),
+                    format!("{u:?} must start with mqtt:// (TLS is not supported yet)"),
+                );
+            }
+        }
+        if !(1..=5).contains(&n.replicas) {
+            p.push("broker.nats.replicas", "must be 1 to 5");
+        }
+        if n.ack_wait_s == 0 {
+            p.push("broker.nats.ack_wait_s", "must be at least 1");
+        }
+        if n.max_ack_pending == 0 {
+            p.push("broker.nats.max_ack_pending", "must be at least 1");
         }
         if x.group.contains(['/', '+', '#']) {
             p.push(
@@ -750,6 +873,12 @@ max_payload_bytes = 10
 log_bytes = 5
 [broker.external]
 group = "a/b"
+failover_urls = ["tcp://x"]
+[broker.nats]
+servers = ["http://x"]
+mqtt_urls = []
+replicas = 7
+ack_wait_s = 0
 [ingest]
 queue = 0
 [http]
@@ -780,6 +909,11 @@ max_connections = 0
             "broker.embedded.max_payload_bytes: must be at least 16 KiB",
             "broker.embedded.log_bytes: must be at least 8 × max_payload_bytes",
             "broker.external.group:",
+            "broker.external.failover_urls[0]: \"tcp://x\" must start with mqtt://",
+            "broker.nats.servers[0]: \"http://x\" must start with nats://",
+            "broker.nats.mqtt_urls: needs at least one",
+            "broker.nats.replicas: must be 1 to 5",
+            "broker.nats.ack_wait_s: must be at least 1",
             "ingest.queue: must be at least 1",
             "http.public_origins[0]: \"https://hub.example.net/dashboard\" is not an origin",
             "http.max_frame_pixels: must be > 0",

@@ -149,6 +149,8 @@ pub async fn connect(options: MqttOptions) -> Result<(AsyncClient, EventLoop), C
 #[derive(Debug)]
 pub enum AgentEvent {
     SubAck,
+    /// A SUBACK with a failure code (the broker refused a filter).
+    SubscribeRefused,
     PubAck(u16),
     Message(Publish),
     Closed(String),
@@ -161,7 +163,15 @@ pub fn drive(mut eventloop: EventLoop) -> mpsc::UnboundedReceiver<AgentEvent> {
     tokio::spawn(async move {
         loop {
             let event = match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::SubAck(_))) => AgentEvent::SubAck,
+                Ok(Event::Incoming(Packet::SubAck(a))) => {
+                    if a.return_codes
+                        .contains(&rumqttc::SubscribeReasonCode::Failure)
+                    {
+                        AgentEvent::SubscribeRefused
+                    } else {
+                        AgentEvent::SubAck
+                    }
+                }
                 Ok(Event::Incoming(Packet::PubAck(a))) => AgentEvent::PubAck(a.pkid),
                 Ok(Event::Incoming(Packet::Publish(p))) => AgentEvent::Message(p),
                 Ok(_) => continue,
@@ -183,6 +193,7 @@ pub async fn next_suback(events: &mut mpsc::UnboundedReceiver<AgentEvent>) {
     loop {
         match events.recv().await.expect("agent event loop ended") {
             AgentEvent::SubAck => return,
+            AgentEvent::SubscribeRefused => panic!("the broker refused the subscription"),
             AgentEvent::Closed(e) => panic!("agent connection closed: {e}"),
             _ => {}
         }
@@ -203,6 +214,7 @@ pub async fn next_message(events: &mut mpsc::UnboundedReceiver<AgentEvent>) -> P
     loop {
         match events.recv().await.expect("agent event loop ended") {
             AgentEvent::Message(p) => return p,
+            AgentEvent::SubscribeRefused => panic!("the broker refused the subscription"),
             AgentEvent::Closed(e) => panic!("agent connection closed: {e}"),
             _ => {}
         }

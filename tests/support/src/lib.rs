@@ -1,7 +1,7 @@
 //! Test plumbing shared by every Chitti test crate (`agent/tests`, `hub/tests` and the
 //! cross-binary scenarios in `tests/`), depending on neither the agent nor the hub:
 //! free ports ([`free_port`]), a TCP proxy the test can cut ([`CuttableProxy`]),
-//! brokers of the test's own ([`Mosquitto`], [`NatsServer`]), a scratch Postgres
+//! brokers of the test's own ([`Mosquitto`], [`NatsServer`], a [`NatsCluster`]), a scratch Postgres
 //! database per test ([`ScratchPostgres`]), an HTTP receiver for notifications
 //! ([`HttpReceiver`]), and the FLIR fixtures ([`fixture`], [`read_fixture`]).
 
@@ -10,7 +10,7 @@ mod postgres;
 mod proxy;
 mod receiver;
 
-pub use brokers::{Mosquitto, NatsServer};
+pub use brokers::{Mosquitto, NatsCluster, NatsNode, NatsNodePorts, NatsServer};
 pub use postgres::{database_url, postgres_admin_url, ScratchPostgres};
 pub use proxy::CuttableProxy;
 pub use receiver::{HttpReceiver, Received, SignatureCheck};

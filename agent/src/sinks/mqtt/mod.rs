@@ -21,7 +21,10 @@
 //!   logged, and deletes nothing (the findings stay and are resent).
 //! - **Reconnect** after a failure with jittered exponential backoff between
 //!   `reconnect_min_ms` and `reconnect_max_ms`, to the next of `url` and
-//!   `failover_urls` (a clustered broker's nodes) each time.
+//!   `failover_urls` (a clustered broker's nodes) each time. A refused subscription
+//!   (SUBACK failure: a NATS node while its cluster elects) counts as a failure too —
+//!   without the `/ack` subscription nothing would ever leave the outbox — and the
+//!   backoff starts over only once subscriptions are accepted, not at CONNACK.
 //! - **Slow start** ([`SendWindow`]): after every ConnAck one batch may be in flight;
 //!   each verified ack widens the window by a batch, up to `outbox.max_inflight`. A
 //!   fleet reconnecting at once (a cellular network recovering) opens with one batch per
@@ -788,9 +791,8 @@ async fn poll_events(
     let mut retries = reconnect.retries();
     let mut current = 0usize;
     loop {
-        match eventloop.poll().await {
+        let failure = match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                retries.reset();
                 if ack.code == rumqttc::ConnectReturnCode::Success
                     && tx
                         .send(LinkEvent::Connected(
@@ -801,6 +803,7 @@ async fn poll_events(
                 {
                     return;
                 }
+                None
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 if tx
@@ -810,26 +813,47 @@ async fn poll_events(
                 {
                     return;
                 }
+                None
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack)))
+                if ack
+                    .return_codes
+                    .contains(&rumqttc::SubscribeReasonCode::Failure) =>
+            {
+                // Without its /ack subscription the gateway would send forever and never
+                // delete a finding. A clustered broker refuses subscriptions for a few
+                // seconds while it elects leaders (NATS JetStream after a node loss):
+                // drop this connection and connect again like after any failure.
+                eventloop.clean();
+                Some(format!(
+                    "broker refused a subscription (return codes {:?})",
+                    ack.return_codes
+                ))
+            }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                // Connected and subscribed: the link works, the next failure starts
+                // over from the shortest delay. (Not at CONNACK: a broker that accepts
+                // connections and refuses subscriptions must not be hammered.)
+                retries.reset();
+                None
             }
             Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
                 let _ = tx
                     .send(LinkEvent::Disconnected("disconnect sent".into()))
                     .await;
+                None
             }
-            Ok(_) => {}
-            Err(err) => {
-                if tx
-                    .send(LinkEvent::Disconnected(err.to_string()))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                tokio::time::sleep(retries.next_delay()).await;
-                if brokers.len() > 1 {
-                    current = (current + 1) % brokers.len();
-                    eventloop.mqtt_options = brokers[current].clone();
-                }
+            Ok(_) => None,
+            Err(err) => Some(err.to_string()),
+        };
+        if let Some(reason) = failure {
+            if tx.send(LinkEvent::Disconnected(reason)).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(retries.next_delay()).await;
+            if brokers.len() > 1 {
+                current = (current + 1) % brokers.len();
+                eventloop.mqtt_options = brokers[current].clone();
             }
         }
     }
