@@ -11,9 +11,9 @@ cd "$(dirname "$0")/.."
 # What the tests need beyond Rust (the default builds need nothing: see
 # tests/tests/dependency_graph.rs): libclang-dev for the agent's `v4l2` feature (bindgen;
 # .ci/run lints it), faketime runs an agent with a wrong clock, chromium and
-# chromium-driver run the dashboard's browser tests, nats-server checks the shipped NATS
-# permissions. Installed only when missing and we are root; otherwise say what is
-# missing.
+# chromium-driver run the dashboard's browser tests, nats-server runs the NATS cluster
+# tests (three nodes, the shipped permissions). Installed only when missing and we are
+# root; otherwise say what is missing.
 missing=()
 for pkg in libclang-dev faketime chromium chromium-driver nats-server; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -59,11 +59,12 @@ use uuid::Uuid;
 /// How long a gateway's key and revocation state are trusted before re-reading.
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
 
-/// A status or telemetry report at most this old when it arrives, yet older than what
-/// the hub already applied, lost a race rather than being replayed: replicas take a
-/// gateway's messages in parallel (a shared subscription, a JetStream work queue), so
-/// its reports can arrive out of order. Such a report is counted as superseded and
-/// acknowledged, not dead-lettered; an older one still is (a replay, a clock gone back).
+/// A status report at most this old when it arrives, yet older than the status the hub
+/// already applied, lost a race rather than being replayed: replicas take a gateway's
+/// messages in parallel (a shared subscription, a JetStream work queue), so its
+/// statuses (every few seconds) can arrive out of order. Such a status is counted as
+/// superseded and acknowledged, not dead-lettered; an older one still is (a replay, a
+/// clock gone back). Telemetry (once a minute) keeps the strict rule.
 pub const REORDER_WINDOW: Duration = Duration::from_secs(120);
 
 /// One message from the broker.
@@ -135,8 +136,8 @@ pub struct IngestMetrics {
     pub statuses: AtomicU64,
     /// The status already applied, seen again (the retained copy after a reconnect).
     pub statuses_repeated: AtomicU64,
-    /// Status and telemetry reports that arrived after a newer one within
-    /// [`REORDER_WINDOW`] (taken by another replica first): not applied, not errors.
+    /// Statuses that arrived after a newer one within [`REORDER_WINDOW`] (taken by
+    /// another replica first): not applied, not errors.
     pub reports_superseded: AtomicU64,
     /// Telemetry samples stored.
     pub telemetry: AtomicU64,
@@ -145,7 +146,7 @@ pub struct IngestMetrics {
     pub queue: std::sync::OnceLock<tokio::sync::mpsc::WeakSender<InboundMessage>>,
 }
 
-/// A report made at `ts` and received at `received_at` is young enough to have been
+/// A status made at `ts` and received at `received_at` is young enough to have been
 /// overtaken by a newer one rather than replayed (see [`REORDER_WINDOW`]).
 fn lost_a_race(ts: DateTime<Utc>, received_at: DateTime<Utc>) -> bool {
     (received_at - ts)
@@ -432,14 +433,10 @@ impl<S: Store + 'static> Ingest<S> {
                             .await;
                             self.metrics.telemetry.fetch_add(1, Ordering::Relaxed);
                             message.settle();
-                        } else if lost_a_race(t.ts, received_at) {
-                            // Its minute already counts newer samples; this one is not
-                            // added (the rule that keeps replays out).
-                            self.metrics
-                                .reports_superseded
-                                .fetch_add(1, Ordering::Relaxed);
-                            message.settle();
                         } else {
+                            // Not relaxed like statuses: a sample comes once a minute, so
+                            // replicas rarely reorder two, and an immediate replay of the
+                            // newest one must stay visible.
                             let reason = format!(
                                 "telemetry of {} is not newer than the gateway's newest sample: \
                                  a replay, or the gateway's clock went back",

@@ -578,7 +578,7 @@ pub fn render_metrics(out: &mut MetricsWriter, m: &IngestMetrics, bus: &HubBus) 
     );
     out.counter(
         "chitti_hub_reports_superseded_total",
-        "Status and telemetry reports overtaken by a newer one (replicas take them in parallel).",
+        "Gateway statuses overtaken by a newer one (replicas take them in parallel).",
         &[],
         m.reports_superseded.load(Relaxed) as f64,
     );

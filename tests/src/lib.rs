@@ -464,17 +464,7 @@ pub fn external_hub_config_in_group(
     let config = dir.join("hub.toml");
     // A SQLite store URL names a file in the data directory: it must exist.
     std::fs::create_dir_all(dir.join("data")).expect("create the data directory");
-    let login = match login {
-        Some((user, password)) => {
-            let file = dir.join("hub-mqtt-password");
-            std::fs::write(&file, password).expect("write the hub's broker password");
-            format!(
-                "username = \"{user}\"\npassword_file = \"{}\"\n",
-                file.display()
-            )
-        }
-        None => String::new(),
-    };
+    let login = login_lines(dir, "hub-mqtt-password", login);
     std::fs::write(
         &config,
         format!(
@@ -487,6 +477,22 @@ pub fn external_hub_config_in_group(
     )
     .expect("write the hub configuration");
     config
+}
+
+/// The `username` and `password_file` lines of a broker section for `login` (user,
+/// password), the password written to `file` in `dir`; nothing without a login.
+fn login_lines(dir: &Path, file: &str, login: Option<(&str, &str)>) -> String {
+    match login {
+        Some((user, password)) => {
+            let file = dir.join(file);
+            std::fs::write(&file, password).expect("write the hub's broker password");
+            format!(
+                "username = \"{user}\"\npassword_file = \"{}\"\n",
+                file.display()
+            )
+        }
+        None => String::new(),
+    }
 }
 
 /// A hub configuration in `dir` for replica `name` in NATS mode on the nodes at
@@ -509,17 +515,7 @@ pub fn nats_hub_config(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let login = match login {
-        Some((user, password)) => {
-            let file = dir.join(format!("hub-{name}-nats-password"));
-            std::fs::write(&file, password).expect("write the hub's broker password");
-            format!(
-                "username = \"{user}\"\npassword_file = \"{}\"\n",
-                file.display()
-            )
-        }
-        None => String::new(),
-    };
+    let login = login_lines(dir, &format!("hub-{name}-nats-password"), login);
     std::fs::write(
         &config,
         format!(
@@ -536,6 +532,43 @@ pub fn nats_hub_config(
     )
     .expect("write the hub configuration");
     config
+}
+
+/// A shipped NATS configuration (`deploy/brokers/nats/…`) with its gateway block (the
+/// lines between `# BEGIN gateway` and `# END gateway`) copied once per gateway of
+/// `site`, as an operator would: `gateways` are (gateway id, MQTT password).
+pub fn with_nats_gateways(shipped: &str, site: &str, gateways: &[(&str, String)]) -> String {
+    let begin = shipped.find("    # BEGIN gateway").expect("BEGIN gateway");
+    let end = shipped.find("    # END gateway").expect("END gateway");
+    let template: String = shipped[begin..end]
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let blocks: String = gateways
+        .iter()
+        .map(|(gw, password)| {
+            template
+                .replace("SITE", site)
+                .replace("GATEWAY", gw)
+                .replace("PASSWORD", password)
+        })
+        .collect();
+    format!("{}{blocks}{}", &shipped[..begin], &shipped[end..])
+}
+
+/// A counter or gauge on a hub's `/metrics` (0 when absent).
+pub fn metric(http: std::net::SocketAddr, name: &str) -> f64 {
+    let text = ureq::get(format!("http://{http}/metrics"))
+        .call()
+        .expect("metrics")
+        .body_mut()
+        .read_to_string()
+        .expect("metrics text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// The MQTT password `gateway add` wrote into a gateway's credentials folder.

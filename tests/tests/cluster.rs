@@ -22,25 +22,13 @@ const HUB_PASSWORD: &str = "hub-secret";
 fn shipped_node_config(node: &NatsNode, gateways: &[(&str, PathBuf)]) -> String {
     let shipped =
         std::fs::read_to_string(workspace_root().join("deploy/brokers/nats/cluster.conf")).unwrap();
-    let begin = shipped.find("    # BEGIN gateway").expect("BEGIN gateway");
-    let end = shipped.find("    # END gateway").expect("END gateway");
-    let template: String = shipped[begin..end]
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let blocks: String = gateways
+    let passwords: Vec<(&str, String)> = gateways
         .iter()
-        .map(|(gw, creds)| {
-            template
-                .replace("SITE", "north-yard")
-                .replace("GATEWAY", gw)
-                .replace("PASSWORD", &mqtt_password(creds))
-        })
+        .map(|(gw, creds)| (*gw, mqtt_password(creds)))
         .collect();
     let routes = "[nats-route://nats-1:6222, nats-route://nats-2:6222, nats-route://nats-3:6222]";
     assert!(shipped.contains(routes), "the shipped routes line changed");
-    let text = format!("{}{blocks}{}", &shipped[..begin], &shipped[end..])
+    let text = with_nats_gateways(&shipped, "north-yard", &passwords)
         .replace(
             "server_name: NODE",
             &format!("server_name: n{}", node.index),
@@ -102,20 +90,6 @@ fn agent(dir: &std::path::Path, gateway: &str, urls: &[String]) -> Process {
     let config = dir.join(format!("{gateway}.toml"));
     std::fs::write(&config, &text).unwrap();
     start_agent(&config, &dir.join(format!("{gateway}.log")))
-}
-
-/// A counter on a replica's `/metrics`.
-fn metric(http: std::net::SocketAddr, name: &str) -> f64 {
-    let text = ureq::get(format!("http://{http}/metrics"))
-        .call()
-        .expect("metrics")
-        .body_mut()
-        .read_to_string()
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -46,16 +46,7 @@ fn until_alert(
 
 /// `chitti_hub_findings_inserted_total` on a replica's `/metrics`.
 fn inserted(http: std::net::SocketAddr) -> u64 {
-    let text = ureq::get(format!("http://{http}/metrics"))
-        .call()
-        .expect("metrics")
-        .body_mut()
-        .read_to_string()
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("chitti_hub_findings_inserted_total "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
+    metric(http, "chitti_hub_findings_inserted_total") as u64
 }
 
 /// An agent for `gateway` on `broker`, its findings predicted; `paced`: frames at

@@ -953,26 +953,11 @@ async fn the_shipped_nats_permissions_confine_each_gateway() {
     let (store_url, creds_a, creds_b) = enrol_a_and_b_for_an_external_broker(dir.path());
     let shipped =
         std::fs::read_to_string(workspace_root().join("deploy/brokers/nats/chitti.conf")).unwrap();
-    let begin = shipped.find("    # BEGIN gateway").expect("BEGIN gateway");
-    let end = shipped.find("    # END gateway").expect("END gateway");
-    let template: String = shipped[begin..end]
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let gateways: String = [
+    let gateways = [
         ("gw-a", mqtt_password(&creds_a)),
         ("gw-b", mqtt_password(&creds_b)),
-    ]
-    .iter()
-    .map(|(gw, pw)| {
-        template
-            .replace("SITE", "north-yard")
-            .replace("GATEWAY", gw)
-            .replace("PASSWORD", pw)
-    })
-    .collect();
-    let config = format!("{}{gateways}{}", &shipped[..begin], &shipped[end..])
+    ];
+    let config = with_nats_gateways(&shipped, "north-yard", &gateways)
         .replace("HUB_PASSWORD", "hub-secret")
         .replace("listen: 127.0.0.1:4222", "listen: 127.0.0.1:NATS_PORT")
         .replace("store_dir: \"/var/lib/nats\"", "store_dir: \"STORE_DIR\"")
