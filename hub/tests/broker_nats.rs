@@ -311,5 +311,20 @@ async fn a_killed_node_loses_neither_the_stream_nor_the_retained_configuration()
         .unwrap_or_else(|_| panic!("no ack after failover\n{}", cluster.log_tail(60)));
     assert_eq!(&ack.payload[..], b"ack after failover");
     assert!(hub.ready());
+
+    // The whole cluster gone: not ready, and it says why.
+    cluster.kill(1);
+    cluster.kill(2);
+    let started = std::time::Instant::now();
+    while hub.ready() {
+        assert!(started.elapsed() < HANG_GUARD, "still ready with no node");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        hub.not_ready_reason()
+            .is_some_and(|why| why.contains("not connected")),
+        "{:?}",
+        hub.not_ready_reason()
+    );
     hub.shutdown().await;
 }

@@ -386,15 +386,17 @@ impl NatsBus {
         &mut self.inbound
     }
 
-    /// `true` while the consumer is bound and pulling and the MQTT publisher is
-    /// connected: `/readyz`.
+    /// `true` while the client is connected to a node, the consumer is bound and
+    /// pulling, and the MQTT publisher is connected: `/readyz`.
     pub fn ready(&self) -> bool {
-        *self.consuming.borrow() && self.publisher_connected()
+        self.not_ready_reason().is_none()
     }
 
     /// Why [`Self::ready`] is false, in words; `None` when ready.
     pub fn not_ready_reason(&self) -> Option<&'static str> {
-        if !*self.consuming.borrow() {
+        if self.client.connection_state() != async_nats::connection::State::Connected {
+            Some("not connected to a NATS node of the cluster")
+        } else if !*self.consuming.borrow() {
             Some("not consuming from the JetStream stream")
         } else if !self.publisher_connected() {
             Some("not connected to an MQTT listener of the cluster")
@@ -426,8 +428,12 @@ impl NatsBus {
         if let Some(acks) = tasks.next() {
             let _ = tokio::time::timeout(Duration::from_secs(3), acks).await;
         }
-        if let Err(e) = self.client.flush().await {
-            debug!(error = %e, "nats: flush at shutdown");
+        // Bounded: with no node reachable a flush would wait for ever (the acks it
+        // holds are then lost and their messages come back after ack_wait).
+        match tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => debug!(error = %e, "nats: flush at shutdown"),
+            Err(_) => warn!("nats: acks not flushed at shutdown (no node reachable)"),
         }
         if let Some(publisher) = self.publisher.take() {
             publisher.shutdown().await;
