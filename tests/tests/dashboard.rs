@@ -110,6 +110,21 @@ impl Chrome {
         }
     }
 
+    /// Clicks the element `css` names, found again when the page replaced it between
+    /// finding and clicking (a live update re-renders rows: a stale element).
+    async fn click(&self, css: &str) {
+        let started = std::time::Instant::now();
+        loop {
+            match self.wait_for(css).await.click().await {
+                Ok(()) => return,
+                Err(e) if format!("{e:?}").contains("StaleElementReference") => {
+                    assert!(started.elapsed() < HANG_GUARD, "{css} stayed stale");
+                }
+                Err(e) => panic!("click {css}: {e}"),
+            }
+        }
+    }
+
     async fn count(&self, css: &str) -> usize {
         self.client
             .find_all(Locator::Css(css))
@@ -484,16 +499,9 @@ async fn an_operator_sees_an_alert_arrive_acknowledges_it_reads_its_thermogram_a
     c.screenshot("03-queue").await;
 
     // Bulk acknowledge: select it, press the button; the row turns acknowledged.
-    c.wait_for(&format!("tr[data-id='{alert_id}'] .row-check"))
-        .await
-        .click()
-        .await
-        .unwrap();
-    c.wait_for("#bulk-ack:not([disabled])")
-        .await
-        .click()
-        .await
-        .unwrap();
+    c.click(&format!("tr[data-id='{alert_id}'] .row-check"))
+        .await;
+    c.click("#bulk-ack:not([disabled])").await;
     c.wait_for(&format!(
         "tr[data-id='{alert_id}'][data-status='acknowledged']"
     ))
@@ -559,12 +567,12 @@ async fn an_operator_sees_an_alert_arrive_acknowledges_it_reads_its_thermogram_a
     let peak_c: f64 = shown.trim_end_matches(" °C").parse().unwrap();
     assert!((peak_c - finding["hotspot"]["max_c"].as_f64().unwrap()).abs() <= 0.01);
     // Zoomed in, the mapping still holds.
-    c.wait_for("#zoom-in").await.click().await.unwrap();
-    c.wait_for("#zoom-in").await.click().await.unwrap();
+    c.click("#zoom-in").await;
+    c.click("#zoom-in").await;
     let (shown, x, y) = hover_pixel(&c, peak.0, peak.1).await;
     assert_eq!((x, y), peak);
     assert_eq!(shown, grid_text(&grid, x, y));
-    c.wait_for("#zoom-reset").await.click().await.unwrap();
+    c.click("#zoom-reset").await;
     c.wait_for("#provenance").await;
     assert!(c
         .text("#recommended-action")
@@ -833,7 +841,7 @@ async fn an_admin_edits_channels_and_rules_and_sees_a_new_secret_once() {
     )
     .await;
     let save = "#settings-form button[type='submit']";
-    c.wait_for(save).await.click().await.unwrap();
+    c.click(save).await;
     let context = || hub.log();
     let shown = eventually("the new secret shown", context, || async {
         let text = c.content("#settings-form .form-result").await;
@@ -852,7 +860,7 @@ async fn an_admin_edits_channels_and_rules_and_sees_a_new_secret_once() {
     assert_eq!(channels["items"][0]["source"], "settings");
 
     // Saved again as shown (the secret as "(kept)"): kept, the page reloads at v2.
-    c.wait_for(save).await.click().await.unwrap();
+    c.click(save).await;
     eventually("version 2 on the page", context, || async {
         let label = c.content("label[for='settings-toml']").await;
         label.contains("version 2").then_some(())
@@ -869,7 +877,7 @@ async fn an_admin_edits_channels_and_rules_and_sees_a_new_secret_once() {
         vec![],
     )
     .await;
-    c.wait_for(save).await.click().await.unwrap();
+    c.click(save).await;
     let refused = eventually("the stale save refused", context, || async {
         let text = c.content("#settings-form .form-error").await;
         (!text.is_empty()).then_some(text)
@@ -892,11 +900,8 @@ async fn an_admin_saves_a_gateway_configuration_and_sees_its_problems_first() {
     let http = hub.addrs.http;
     let c = Chrome::start(1280, 900).await;
     c.sign_in(http, "ada", PASSWORD, "/fleet").await;
-    c.wait_for("#gateway-table a[href='/fleet/north-yard/gw-1']")
-        .await
-        .click()
-        .await
-        .unwrap();
+    c.click("#gateway-table a[href='/fleet/north-yard/gw-1']")
+        .await;
     c.wait_for("#config-form").await;
     assert!(c.text("#config-state").await.contains("none saved"));
     let doc = "version = 1\n[identity]\nsite = \"north-yard\"\ngateway = \"gw-1\"\n\n\
@@ -911,7 +916,7 @@ async fn an_admin_saves_a_gateway_configuration_and_sees_its_problems_first() {
         vec![json!(wrong)],
     )
     .await;
-    c.wait_for(save).await.click().await.unwrap();
+    c.click(save).await;
     let context = || hub.log();
     let refused = eventually("the problems shown", context, || async {
         let text = c.content("#config-form .form-error").await;
@@ -931,7 +936,7 @@ async fn an_admin_saves_a_gateway_configuration_and_sees_its_problems_first() {
         vec![json!(doc)],
     )
     .await;
-    c.wait_for(save).await.click().await.unwrap();
+    c.click(save).await;
     eventually("version 1 on the page", context, || async {
         let text = c.content("#config-state").await;
         text.contains("version 1, saved by ada").then_some(())
@@ -1006,11 +1011,7 @@ async fn an_admin_follows_a_rollout_and_stops_it_while_a_viewer_only_watches() {
         vec![],
     )
     .await;
-    c.wait_for("#rollout-abort button[type='submit']")
-        .await
-        .click()
-        .await
-        .unwrap();
+    c.click("#rollout-abort button[type='submit']").await;
     let state = eventually("the rollout aborted on the page", context, || async {
         let text = c.content("#rollout-state-value").await;
         text.contains("aborted").then_some(text)
