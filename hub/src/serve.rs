@@ -257,9 +257,7 @@ async fn start_bus(config: &HubConfig, store: Arc<AnyStore>) -> Result<HubBus, S
             s.failover_urls = x.failover_urls.clone();
             s.share_group = (!x.group.is_empty()).then(|| x.group.clone());
             s.username = x.username.clone();
-            if let Some(f) = &x.password_file {
-                s.password = Some(String::from_utf8_lossy(&read(f)?).trim().to_string());
-            }
+            s.password = x.password_file.as_deref().map(read_password).transpose()?;
             s.ca_pem = x.ca_file.as_deref().map(read).transpose()?;
             s.client_cert_pem = x.client_cert_file.as_deref().map(read).transpose()?;
             s.client_key_pem = x.client_key_file.as_deref().map(read).transpose()?;
@@ -274,9 +272,7 @@ async fn start_bus(config: &HubConfig, store: Arc<AnyStore>) -> Result<HubBus, S
             let client_id = n.client_id.clone().unwrap_or_else(default_client_id);
             let mut s = NatsSettings::new(n.servers.clone(), n.mqtt_urls.clone(), client_id);
             s.username = n.username.clone();
-            if let Some(f) = &n.password_file {
-                s.password = Some(String::from_utf8_lossy(&read(f)?).trim().to_string());
-            }
+            s.password = n.password_file.as_deref().map(read_password).transpose()?;
             s.stream = n.stream.clone();
             s.consumer = n.consumer.clone();
             s.replicas = n.replicas;
@@ -289,6 +285,11 @@ async fn start_bus(config: &HubConfig, store: Arc<AnyStore>) -> Result<HubBus, S
             Ok(HubBus::Nats(NatsBus::connect(s).await?))
         }
     }
+}
+
+/// A broker password file's contents, without surrounding white space.
+fn read_password(file: &std::path::Path) -> Result<String, ServeError> {
+    Ok(String::from_utf8_lossy(&read(file)?).trim().to_string())
 }
 
 /// The evidence store of the configuration.

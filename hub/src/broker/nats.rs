@@ -77,6 +77,15 @@ pub fn stream_subjects() -> Vec<String> {
         .collect()
 }
 
+/// Whether `name` may name the stream or the consumer: letters, digits, `-` and `_`
+/// (a `.` or a wildcard would change the JetStream API subjects it appears in).
+pub fn is_jetstream_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
 /// The MQTT topic of a subject the stream captured (`chitti.v1.s.g.findings` →
 /// `chitti/v1/s/g/findings`). Exact for Chitti's ids, which hold no `.` or `/`.
 pub fn topic_of(subject: &str) -> String {
@@ -158,18 +167,13 @@ impl NatsSettings {
         if self.mqtt_urls.is_empty() {
             problems.push("mqtt_urls is empty (the cluster's MQTT listeners)".to_owned());
         }
-        let name_ok = |n: &str| {
-            !n.is_empty()
-                && n.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        };
-        if !name_ok(&self.stream) {
+        if !is_jetstream_name(&self.stream) {
             problems.push(format!(
                 "stream {:?}: letters, digits, - and _ only",
                 self.stream
             ));
         }
-        if !name_ok(&self.consumer) {
+        if !is_jetstream_name(&self.consumer) {
             problems.push(format!(
                 "consumer {:?}: letters, digits, - and _ only",
                 self.consumer

@@ -718,6 +718,14 @@ impl HubConfig {
                 );
             }
         }
+        for (key, name) in [("stream", &n.stream), ("consumer", &n.consumer)] {
+            if !crate::broker::nats::is_jetstream_name(name) {
+                p.push(
+                    format!("broker.nats.{key}"),
+                    format!("{name:?}: letters, digits, - and _ only"),
+                );
+            }
+        }
         if !(1..=5).contains(&n.replicas) {
             p.push("broker.nats.replicas", "must be 1 to 5");
         }
@@ -879,6 +887,8 @@ servers = ["http://x"]
 mqtt_urls = []
 replicas = 7
 ack_wait_s = 0
+stream = "chitti.ingest"
+max_ack_pending = 0
 [ingest]
 queue = 0
 [http]
@@ -914,6 +924,8 @@ max_connections = 0
             "broker.nats.mqtt_urls: needs at least one",
             "broker.nats.replicas: must be 1 to 5",
             "broker.nats.ack_wait_s: must be at least 1",
+            "broker.nats.stream: \"chitti.ingest\": letters, digits, - and _ only",
+            "broker.nats.max_ack_pending: must be at least 1",
             "ingest.queue: must be at least 1",
             "http.public_origins[0]: \"https://hub.example.net/dashboard\" is not an origin",
             "http.max_frame_pixels: must be > 0",
