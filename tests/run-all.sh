@@ -12,10 +12,11 @@ cd "$(dirname "$0")/.."
 # tests/tests/dependency_graph.rs): libclang-dev for the agent's `v4l2` feature (bindgen;
 # .ci/run lints it), faketime runs an agent with a wrong clock, chromium and
 # chromium-driver run the dashboard's browser tests, nats-server runs the NATS cluster
-# tests (three nodes, the shipped permissions). Installed only when missing and we are
+# tests (three nodes, the shipped permissions), patroni, etcd-server and haproxy run the
+# highly available Postgres (deploy/postgres/). Installed only when missing and we are
 # root; otherwise say what is missing.
 missing=()
-for pkg in libclang-dev faketime chromium chromium-driver nats-server; do
+for pkg in libclang-dev faketime chromium chromium-driver nats-server patroni etcd-server haproxy; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if ((${#missing[@]})); then

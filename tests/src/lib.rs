@@ -14,8 +14,8 @@
 //! FLIR [`fixture`]s) comes from `chitti-test-support` and is re-exported here.
 
 pub use chitti_test_support::{
-    fixture, free_port, workspace_root, CuttableProxy, Mosquitto, NatsCluster, NatsNode,
-    NatsNodePorts, NatsServer, ScratchPostgres,
+    fixture, free_port, http_get, workspace_root, CuttableProxy, Mosquitto, NatsCluster, NatsNode,
+    NatsNodePorts, NatsServer, PostgresHa, ScratchPostgres,
 };
 use std::path::{Path, PathBuf};
 use std::process::Command;

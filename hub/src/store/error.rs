@@ -100,6 +100,11 @@ pub enum StoreError {
         /// The alert's current status.
         status: &'static str,
     },
+    /// The Postgres server answering is a standby in recovery (read-only): the URL, or
+    /// the proxy in front of an HA cluster, does not lead to the primary (during a
+    /// failover, until the proxy's health check moves).
+    #[error("database is a read-only standby (in recovery), not the primary")]
+    Standby,
     /// A stored value does not decode (a bug or a hand-edited database).
     #[error("corrupt stored {what}: {detail}")]
     Corrupt {

@@ -158,10 +158,24 @@ pub trait Store:
         self.db().backend()
     }
 
-    /// A cheap round trip, for readiness.
+    /// A cheap round trip, for readiness: on Postgres also that the server is the
+    /// primary, not a standby a proxy still (or wrongly) leads to.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
         async move {
-            self.db().execute(Sql::new("SELECT 1")).await?;
+            match self.db() {
+                Db::Sqlite(_) => {
+                    self.db().execute(Sql::new("SELECT 1")).await?;
+                }
+                Db::Postgres(_) => {
+                    let row = self
+                        .db()
+                        .fetch_one(Sql::new("SELECT pg_is_in_recovery() AS standby"))
+                        .await?;
+                    if row.get::<bool>("standby")? {
+                        return Err(StoreError::Standby);
+                    }
+                }
+            }
             Ok(())
         }
     }

@@ -2,15 +2,18 @@
 //! cross-binary scenarios in `tests/`), depending on neither the agent nor the hub:
 //! free ports ([`free_port`]), a TCP proxy the test can cut ([`CuttableProxy`]),
 //! brokers of the test's own ([`Mosquitto`], [`NatsServer`], a [`NatsCluster`]), a scratch Postgres
-//! database per test ([`ScratchPostgres`]), an HTTP receiver for notifications
+//! database per test ([`ScratchPostgres`]), a Patroni cluster behind HAProxy
+//! ([`PostgresHa`]), an HTTP receiver for notifications
 //! ([`HttpReceiver`]), and the FLIR fixtures ([`fixture`], [`read_fixture`]).
 
 mod brokers;
+mod pgha;
 mod postgres;
 mod proxy;
 mod receiver;
 
 pub use brokers::{Mosquitto, NatsCluster, NatsNode, NatsNodePorts, NatsServer};
+pub use pgha::{http_get, PatroniNode, PostgresHa, PG_HA_PASSWORD};
 pub use postgres::{database_url, postgres_admin_url, ScratchPostgres};
 pub use proxy::CuttableProxy;
 pub use receiver::{HttpReceiver, Received, SignatureCheck};
