@@ -199,6 +199,14 @@ async fn metrics(State(s): State<HttpState>, headers: axum::http::HeaderMap) -> 
     let mut out = MetricsWriter::new();
     crate::serve::render_metrics(&mut out, &s.ingest, &s.bus);
     crate::notify::render_metrics(&mut out, &s.notify);
+    if let Some(listening) = s.live.relay_listening() {
+        out.gauge(
+            "chitti_hub_live_relay_listening",
+            "1 while this replica hears the others' live changes (Postgres LISTEN).",
+            &[],
+            if listening { 1.0 } else { 0.0 },
+        );
+    }
     let db_started = Instant::now();
     let db_up = s.store.ping().await.is_ok();
     out.gauge(

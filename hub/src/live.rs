@@ -140,6 +140,7 @@ pub struct LiveEvents {
     lost: AtomicBool,
     relay: std::sync::OnceLock<mpsc::Sender<ReplicaChange>>,
     relay_lost: AtomicBool,
+    relay_listening: AtomicBool,
     alert_signal: Arc<tokio::sync::Notify>,
     config_signal: Arc<tokio::sync::Notify>,
     rollout_signal: Arc<tokio::sync::Notify>,
@@ -180,6 +181,7 @@ impl LiveEvents {
             lost: AtomicBool::new(false),
             relay: std::sync::OnceLock::new(),
             relay_lost: AtomicBool::new(false),
+            relay_listening: AtomicBool::new(false),
             alert_signal: Arc::new(tokio::sync::Notify::new()),
             config_signal: Arc::new(tokio::sync::Notify::new()),
             rollout_signal: Arc::new(tokio::sync::Notify::new()),
@@ -253,6 +255,19 @@ impl LiveEvents {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         self.relay.set(tx).ok()?;
         Some(rx)
+    }
+
+    /// Whether this replica has a relay (Postgres) and it is listening to the others
+    /// now: `None` without a relay. `/metrics` shows it.
+    pub fn relay_listening(&self) -> Option<bool> {
+        self.relay
+            .get()
+            .map(|_| self.relay_listening.load(Ordering::Relaxed))
+    }
+
+    /// Set by the relay as its listening connection comes and goes.
+    pub fn set_relay_listening(&self, listening: bool) {
+        self.relay_listening.store(listening, Ordering::Relaxed);
     }
 
     /// Whether changes could not be handed to the relay since the last call.

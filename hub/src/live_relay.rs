@@ -155,6 +155,7 @@ async fn listen(live: Arc<LiveEvents>, pool: PgPool) {
             lost_touch(&live);
         }
         first = false;
+        live.set_relay_listening(true);
         loop {
             match listener.try_recv().await {
                 Ok(Some(n)) => match serde_json::from_str::<Notice>(n.payload()) {
@@ -163,10 +164,16 @@ async fn listen(live: Arc<LiveEvents>, pool: PgPool) {
                     Err(err) => tracing::warn!(%err, payload = n.payload(),
                         "live relay: a notice that is not one; ignored"),
                 },
-                // The connection dropped; sqlx reconnects and listens again on the next
-                // call. What was said meanwhile is unknown here.
-                Ok(None) => lost_touch(&live),
+                // The connection dropped: what is said until we listen again is
+                // unknown here, so the resync goes out once we do (a client reloading
+                // before that would still miss what comes in between).
+                Ok(None) => {
+                    live.set_relay_listening(false);
+                    tracing::warn!("live relay: listening connection dropped; reconnecting");
+                    break;
+                }
                 Err(err) => {
+                    live.set_relay_listening(false);
                     tracing::warn!(%err, "live relay: listening connection failed; reconnecting");
                     break;
                 }

@@ -643,3 +643,43 @@ pub fn upload_model(
     assert_eq!(r.status(), 201, "{text}");
     serde_json::from_str(&text).expect("registry answer")
 }
+
+/// The shipped cluster configuration (`deploy/brokers/nats/cluster.conf`) for `node`,
+/// with the test's ports and folders, the hub's password, and its gateway block copied
+/// once per gateway of `site` (`gateways`: id and MQTT password).
+pub fn shipped_nats_node_config(
+    node: &NatsNode,
+    site: &str,
+    gateways: &[(&str, String)],
+    hub_password: &str,
+) -> String {
+    let shipped =
+        std::fs::read_to_string(workspace_root().join("deploy/brokers/nats/cluster.conf")).unwrap();
+    let routes = "[nats-route://nats-1:6222, nats-route://nats-2:6222, nats-route://nats-3:6222]";
+    assert!(shipped.contains(routes), "the shipped routes line changed");
+    let text = with_nats_gateways(&shipped, site, gateways)
+        .replace(
+            "server_name: NODE",
+            &format!("server_name: n{}", node.index),
+        )
+        .replace(
+            "listen: 0.0.0.0:4222",
+            &format!("listen: 127.0.0.1:{}", node.ports.client),
+        )
+        .replace("0.0.0.0:1883", &format!("127.0.0.1:{}", node.ports.mqtt))
+        .replace("0.0.0.0:6222", &format!("127.0.0.1:{}", node.ports.route))
+        .replace(routes, &format!("[{}]", node.routes.join(", ")))
+        .replace("/var/lib/nats", &node.store.display().to_string())
+        .replace("HUB_PASSWORD", hub_password);
+    let settings: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect();
+    for placeholder in ["NODE", "0.0.0.0", "HUB_PASSWORD", "SITE/", "/var/lib"] {
+        assert!(
+            !settings.contains(placeholder),
+            "{placeholder} left in\n{text}"
+        );
+    }
+    text
+}

@@ -17,44 +17,6 @@ use std::path::PathBuf;
 /// The hub's password on the broker.
 const HUB_PASSWORD: &str = "hub-secret";
 
-/// The shipped cluster configuration for `node`, with this test's ports and folders
-/// and its gateway block copied once per gateway (`gateways`: id and credentials).
-fn shipped_node_config(node: &NatsNode, gateways: &[(&str, PathBuf)]) -> String {
-    let shipped =
-        std::fs::read_to_string(workspace_root().join("deploy/brokers/nats/cluster.conf")).unwrap();
-    let passwords: Vec<(&str, String)> = gateways
-        .iter()
-        .map(|(gw, creds)| (*gw, mqtt_password(creds)))
-        .collect();
-    let routes = "[nats-route://nats-1:6222, nats-route://nats-2:6222, nats-route://nats-3:6222]";
-    assert!(shipped.contains(routes), "the shipped routes line changed");
-    let text = with_nats_gateways(&shipped, "north-yard", &passwords)
-        .replace(
-            "server_name: NODE",
-            &format!("server_name: n{}", node.index),
-        )
-        .replace(
-            "listen: 0.0.0.0:4222",
-            &format!("listen: 127.0.0.1:{}", node.ports.client),
-        )
-        .replace("0.0.0.0:1883", &format!("127.0.0.1:{}", node.ports.mqtt))
-        .replace("0.0.0.0:6222", &format!("127.0.0.1:{}", node.ports.route))
-        .replace(routes, &format!("[{}]", node.routes.join(", ")))
-        .replace("/var/lib/nats", &node.store.display().to_string())
-        .replace("HUB_PASSWORD", HUB_PASSWORD);
-    let settings: String = text
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .collect();
-    for placeholder in ["NODE", "0.0.0.0", "HUB_PASSWORD", "SITE/", "/var/lib"] {
-        assert!(
-            !settings.contains(placeholder),
-            "{placeholder} left in\n{text}"
-        );
-    }
-    text
-}
-
 /// `GET /readyz` answers 200.
 fn ready(http: std::net::SocketAddr) -> bool {
     ureq::get(format!("http://{http}/readyz"))
@@ -113,7 +75,11 @@ async fn hub_replicas_on_a_nats_cluster_lose_nothing_when_a_replica_and_a_broker
         .collect();
     let mut cluster =
         NatsCluster::start_with(dir.path(), 3, Some(("chitti-hub", HUB_PASSWORD)), |node| {
-            shipped_node_config(node, &credentials)
+            let passwords: Vec<(&str, String)> = credentials
+                .iter()
+                .map(|(gw, creds)| (*gw, mqtt_password(creds)))
+                .collect();
+            shipped_nats_node_config(node, "north-yard", &passwords, HUB_PASSWORD)
         });
     let login = Some(("chitti-hub", HUB_PASSWORD));
     let nodes = || (cluster.nats_urls(), cluster.mqtt_urls());

@@ -326,6 +326,10 @@ impl NatsBus {
         let mut options = async_nats::ConnectOptions::new()
             .name(format!("{} (chitti-hub)", settings.client_id))
             .retry_on_initial_connect()
+            // The configured nodes are the ones to use: addresses a node gossips (its
+            // own view of the network) would bypass a load balancer or proxy the
+            // operator put in between, and a hub cut off from it would reach round it.
+            .ignore_discovered_servers()
             .connection_timeout(Duration::from_secs(5))
             .ping_interval(Duration::from_secs(10));
         if let Some(user) = &settings.username {
