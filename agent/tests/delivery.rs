@@ -393,3 +393,51 @@ async fn a_broker_restart_mid_stream_loses_nothing() {
     );
     assert!(agent.terminate().success());
 }
+
+/// A link that answers nothing: connected, subscribed, sending and resending, and not
+/// one `/ack` for several resend periods. A clustered broker can keep a subscription
+/// that delivers nothing (seen on NATS after a node restart, in the fault runner); here
+/// the hub stand-in stops answering. The agent drops the connection and connects again
+/// rather than waiting for ever, and once answers come its outbox empties, each finding
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_hearing_no_acknowledgement_for_several_resend_periods_connects_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = format!("mosq-silent-{}", std::process::id());
+    let mut hub = TestHub::start(1883, &site).await;
+    hub.acking.store(false, std::sync::atomic::Ordering::SeqCst);
+    let config_text = simulated_config(&site, "gw-1", 1883, &dir.path().join("outbox"), 60)
+        .replace("resend_after_s = 5", "resend_after_s = 1");
+    assert!(config_text.contains("resend_after_s = 1"));
+    let expected = expected_shapes(&config_text);
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, &config_text).unwrap();
+    let log = dir.path().join("agent.log");
+    let agent = AgentProcess::start(&config, &log);
+    let deadline = std::time::Instant::now() + HANG_GUARD;
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let silent = text.contains("no acknowledgement from the hub for several resend periods");
+        if silent && text.matches("mqtt connected").count() >= 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent did not connect again after hearing nothing:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(hub.ledger().findings.len() <= expected.len());
+    hub.acking.store(true, std::sync::atomic::Ordering::SeqCst);
+    let ledger = hub
+        .wait_for("every finding and an empty outbox", |l| {
+            l.findings.len() >= expected.len()
+                && l.status
+                    .as_ref()
+                    .and_then(|s| s.buffer.as_ref())
+                    .is_some_and(|b| b.depth == 0)
+        })
+        .await;
+    assert_eq!(ledger_shapes(&ledger), expected, "none lost, none invented");
+    assert!(agent.terminate().success());
+}

@@ -25,6 +25,10 @@
 //!   (SUBACK failure: a NATS node while its cluster elects) counts as a failure too —
 //!   without the `/ack` subscription nothing would ever leave the outbox — and the
 //!   backoff starts over only once subscriptions are accepted, not at CONNACK.
+//! - **Silence is a failure too**: connected and subscribed, batches waiting, and nothing
+//!   on `/ack` for [`ACK_SILENCE_PERIODS`] resend periods: the sink drops the connection
+//!   and connects again (a clustered broker can keep a subscription that delivers
+//!   nothing; with the hub itself down it costs one reconnect per such period).
 //! - **Slow start** ([`SendWindow`]): after every ConnAck one batch may be in flight;
 //!   each verified ack widens the window by a batch, up to `outbox.max_inflight`. A
 //!   fleet reconnecting at once (a cellular network recovering) opens with one batch per
@@ -177,6 +181,11 @@ pub struct SentBatches {
 impl SentBatches {
     /// Most batches remembered.
     pub const CAPACITY: usize = 4096;
+
+    /// Whether no batch waits for its answer.
+    pub fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+    }
 
     /// Remembers a sent batch.
     pub fn sent(&mut self, batch_id: Uuid, ids: Vec<Uuid>) {
@@ -378,12 +387,18 @@ impl MqttSink {
     pub async fn run(self, shutdown: Shutdown) {
         let (client, eventloop) = AsyncClient::new(self.brokers[0].clone(), 64);
         let (events_tx, mut events) = mpsc::channel(256);
+        let relink = Arc::new(Notify::new());
         let poller = tokio::spawn(poll_events(
             eventloop,
             self.brokers.clone(),
             events_tx,
             self.reconnect,
+            Arc::clone(&relink),
         ));
+        // When the link last proved that answers reach us (connected, or anything on
+        // `/ack`): see `ack_silence`.
+        let mut heard = tokio::time::Instant::now();
+        let ack_silence = self.limits.resend_after * ACK_SILENCE_PERIODS;
         let mut broker = self.brokers[0].broker_address();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -397,6 +412,7 @@ impl MqttSink {
                 () = shutdown.triggered() => break,
                 event = events.recv() => match event {
                     Some(LinkEvent::Connected(address)) => {
+                        heard = tokio::time::Instant::now();
                         self.link.set(true);
                         last_reason = None;
                         broker = address;
@@ -439,6 +455,7 @@ impl MqttSink {
                     }
                     Some(LinkEvent::Publish(topic, payload)) => {
                         if topic == self.topics.ack {
+                            heard = tokio::time::Instant::now();
                             self.on_ack(&payload).await;
                             self.send_due(&client).await;
                         } else if topic == self.topics.config_set {
@@ -460,7 +477,22 @@ impl MqttSink {
                         self.publish_model_state(&client, &state).await;
                     }
                 }
-                _ = tick.tick() => self.send_due(&client).await,
+                _ = tick.tick() => {
+                    // Connected, subscribed, batches sent and resent, and not one
+                    // answer for several resend periods: a clustered broker can keep a
+                    // subscription that delivers nothing (seen on NATS after a node
+                    // restart). Connecting again makes a new one; with the hub itself
+                    // down it costs one reconnect per silence period.
+                    let waiting = !self.sent.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
+                    if self.link.is_up() && waiting && heard.elapsed() >= ack_silence {
+                        tracing::warn!(broker = ?broker, silent_s = heard.elapsed().as_secs(),
+                            pending = self.outbox.status().depth,
+                            "no acknowledgement from the hub for several resend periods; connecting again");
+                        heard = tokio::time::Instant::now();
+                        relink.notify_one();
+                    }
+                    self.send_due(&client).await;
+                }
                 _ = status_tick.tick() => {
                     if self.link.is_up() {
                         self.publish_status(&client).await;
@@ -712,6 +744,10 @@ impl MqttSink {
     }
 }
 
+/// Resend periods without any answer on `/ack`, while batches wait for one, after
+/// which the agent drops its connection and connects again.
+pub const ACK_SILENCE_PERIODS: u32 = 3;
+
 /// Share of the resend period added at random, once per sink.
 const RESEND_SPREAD: f64 = 0.25;
 
@@ -787,11 +823,33 @@ async fn poll_events(
     brokers: Vec<MqttOptions>,
     tx: mpsc::Sender<LinkEvent>,
     reconnect: Backoff,
+    relink: Arc<Notify>,
 ) {
     let mut retries = reconnect.retries();
     let mut current = 0usize;
     loop {
-        let failure = match eventloop.poll().await {
+        let polled = tokio::select! {
+            polled = eventloop.poll() => polled,
+            // The sink gave up on this connection (no acknowledgement for too long):
+            // dropped like after a failure (an interrupted read goes with it).
+            () = relink.notified() => {
+                eventloop.clean();
+                if tx
+                    .send(LinkEvent::Disconnected("no acknowledgement for several resend periods".into()))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                tokio::time::sleep(retries.next_delay()).await;
+                if brokers.len() > 1 {
+                    current = (current + 1) % brokers.len();
+                    eventloop.mqtt_options = brokers[current].clone();
+                }
+                continue;
+            }
+        };
+        let failure = match polled {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 if ack.code == rumqttc::ConnectReturnCode::Success
                     && tx
