@@ -33,6 +33,10 @@ fn main() {
     println!(
         "ed25519 verify of {PAYLOAD_BYTES} bytes: {:.3} ms each ({ROUNDS} rounds, {} build)",
         each.as_secs_f64() * 1000.0,
-        if cfg!(debug_assertions) { "debug" } else { "release" }
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
     );
 }
