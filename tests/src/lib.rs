@@ -683,3 +683,37 @@ pub fn shipped_nats_node_config(
     }
     text
 }
+
+/// A hub's `[notifications]` section: every hotspot and cool-exception alert to a
+/// webhook `scada` (signed with `secret`) and PagerDuty `on-call`, both at the given
+/// receiver URLs; the notifier polls every `poll_ms` and leases claims for `lease_s`.
+pub fn webhook_and_pagerduty(
+    webhook: &str,
+    pagerduty: &str,
+    secret: &str,
+    poll_ms: u64,
+    lease_s: u64,
+) -> String {
+    format!(
+        r#"[notifications]
+poll_interval_ms = {poll_ms}
+claim_lease_s = {lease_s}
+send_timeout_s = 2
+[[notifications.channels]]
+id = "scada"
+kind = "webhook"
+url = "{webhook}"
+secret = "{secret}"
+[[notifications.channels]]
+id = "on-call"
+kind = "pagerduty"
+url = "{pagerduty}"
+routing_key = "R0UT1NGK3Y"
+[[notifications.rules]]
+id = "everything"
+min_level = 0
+kinds = ["hotspot", "cool_exception"]
+channels = ["scada", "on-call"]
+"#
+    )
+}

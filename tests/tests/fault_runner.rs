@@ -38,7 +38,6 @@ use chitti_hub::store::prelude::*;
 use chitti_hub::store::{AlertQuery, AnyStore, NewGateway, NotificationStatus};
 use chitti_test_support::HttpReceiver;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use sqlx::Connection;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -363,15 +362,7 @@ async fn the_fleet_loses_and_duplicates_nothing_through_each_fault_in_turn() {
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let ha = tokio::task::block_in_place(|| PostgresHa::start(2));
-    let mut admin = sqlx::PgConnection::connect(&ha.url("postgres"))
-        .await
-        .unwrap();
-    sqlx::query("CREATE DATABASE chitti")
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    admin.close().await.ok();
-    let url = ha.url("chitti");
+    let url = ha.create_database("chitti").await;
 
     // The gateways, enrolled with their keys; the hub's key made before the hubs start
     // (they load it from the shared data directory).
@@ -435,29 +426,12 @@ async fn the_fleet_loses_and_duplicates_nothing_through_each_fault_in_turn() {
     // Every alert notified to a webhook and PagerDuty.
     let secret = hub_command(&["notify", "new-secret"]).trim().to_string();
     let receiver = HttpReceiver::start("webhook", Arc::new(|_, _| true)).await;
-    let notifications = format!(
-        r#"[notifications]
-poll_interval_ms = 200
-claim_lease_s = 5
-send_timeout_s = 2
-[[notifications.channels]]
-id = "scada"
-kind = "webhook"
-url = "{webhook}"
-secret = "{secret}"
-[[notifications.channels]]
-id = "on-call"
-kind = "pagerduty"
-url = "{pagerduty}"
-routing_key = "R0UT1NGK3Y"
-[[notifications.rules]]
-id = "everything"
-min_level = 0
-kinds = ["hotspot", "cool_exception"]
-channels = ["scada", "on-call"]
-"#,
-        webhook = receiver.url("webhook"),
-        pagerduty = receiver.url("pagerduty"),
+    let notifications = webhook_and_pagerduty(
+        &receiver.url("webhook"),
+        &receiver.url("pagerduty"),
+        &secret,
+        200,
+        5,
     );
     let with_notifications = |path: std::path::PathBuf| {
         let mut text = std::fs::read_to_string(&path)

@@ -11,7 +11,6 @@
 use chitti_e2e::*;
 use chitti_hub::store::prelude::*;
 use chitti_hub::store::AnyStore;
-use sqlx::Connection;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -28,15 +27,7 @@ fn readyz(http: std::net::SocketAddr) -> u16 {
 async fn the_hub_rides_through_a_postgres_failover_losing_no_acknowledged_finding() {
     let dir = tempfile::tempdir().unwrap();
     let ha = tokio::task::block_in_place(|| PostgresHa::start(2));
-    let mut admin = sqlx::PgConnection::connect(&ha.url("postgres"))
-        .await
-        .unwrap();
-    sqlx::query("CREATE DATABASE chitti")
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    admin.close().await.ok();
-    let url = ha.url("chitti");
+    let url = ha.create_database("chitti").await;
     let config = postgres_hub_config(dir.path(), &url);
     let config_s = config.display().to_string();
     let creds = dir.path().join("gw1");

@@ -95,29 +95,12 @@ async fn two_replicas_stream_every_change_and_a_killed_one_loses_no_finding() {
     let secret = hub_command(&["notify", "new-secret"]).trim().to_string();
     let receiver = HttpReceiver::start("webhook", std::sync::Arc::new(|_, _| true)).await;
     let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&format!(
-        r#"[notifications]
-poll_interval_ms = 100
-claim_lease_s = 3
-send_timeout_s = 2
-[[notifications.channels]]
-id = "scada"
-kind = "webhook"
-url = "{webhook}"
-secret = "{secret}"
-[[notifications.channels]]
-id = "on-call"
-kind = "pagerduty"
-url = "{pagerduty}"
-routing_key = "R0UT1NGK3Y"
-[[notifications.rules]]
-id = "everything"
-min_level = 0
-kinds = ["hotspot", "cool_exception"]
-channels = ["scada", "on-call"]
-"#,
-        webhook = receiver.url("webhook"),
-        pagerduty = receiver.url("pagerduty"),
+    text.push_str(&webhook_and_pagerduty(
+        &receiver.url("webhook"),
+        &receiver.url("pagerduty"),
+        &secret,
+        100,
+        3,
     ));
     std::fs::write(&config, text).unwrap();
     let config_s = config.display().to_string();

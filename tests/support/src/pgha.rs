@@ -253,6 +253,20 @@ impl PostgresHa {
         )
     }
 
+    /// Creates database `name` through HAProxy; its URL.
+    pub async fn create_database(&self, name: &str) -> String {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(&self.url("postgres"))
+            .await
+            .expect("connect through HAProxy");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create the database");
+        admin.close().await.ok();
+        self.url(name)
+    }
+
     /// The last `lines` lines of every log (etcd, each node, HAProxy).
     pub fn log_tail(&self, lines: usize) -> String {
         let mut out = String::new();
