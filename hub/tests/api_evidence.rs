@@ -2,7 +2,8 @@
 //! uploads (accepted once, idempotent, refused for bad, foreign or revoked signatures,
 //! wrong hashes, foreign content and oversize bodies through the real HTTP router),
 //! reading the original back, and thermograms and temperature grids recomputed from
-//! real FLIR evidence — an agent-style radiometric PNG and an R-JPEG as it is.
+//! real FLIR evidence — an agent-style radiometric PNG and an R-JPEG as it is. And the
+//! evidence store on S3 shared by two replicas, against a real S3 server (moto).
 
 mod support;
 
@@ -21,10 +22,13 @@ use chitti_common::signing::{
 use chitti_hub::evidence::EvidenceStore;
 use chitti_hub::store::prelude::*;
 use chitti_hub::store::AnyStore;
-use chitti_test_support::read_fixture;
+use chitti_test_support::{read_fixture, S3Server};
 use ed25519_dalek::SigningKey;
 use std::sync::Arc;
 use support::{assert_error, enrol, ingested, Api, Reply, TestDb, Users};
+
+/// The bucket of the S3 test.
+const BUCKET: &str = "chitti-evidence";
 use uuid::Uuid;
 
 const SITE: &str = "north-yard";
@@ -582,6 +586,102 @@ async fn the_endpoints_are_described_in_openapi(backend: &str) {
     assert!(png["responses"]["200"]["content"]["image/png"].is_object());
     let grid = &paths["/api/v1/findings/{id}/temperatures"]["get"]["responses"]["200"]["content"];
     assert!(grid["application/json"].is_object() && grid["application/octet-stream"].is_object());
+}
+
+/// The evidence store on S3 for every replica, against moto's S3 server started here:
+/// evidence a gateway uploaded through replica A is read back through replica B, which
+/// has an S3 client of its own; a repeat upload through B answers with A's record (one
+/// blob, one record, whichever replica); with the S3 server gone an upload and a read
+/// answer 503 `unavailable` — the process goes on, and the record of what was stored
+/// stays.
+#[test]
+fn replicas_share_the_evidence_store_on_s3() {
+    // object_store takes its credentials from the environment; moto accepts any. Set
+    // before the runtime starts (nextest runs each test in a process of its own).
+    std::env::set_var("AWS_ACCESS_KEY_ID", "chitti-test");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "chitti-test-secret");
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let mut s3 = S3Server::start(dir.path());
+            s3.create_bucket(BUCKET);
+            let endpoint = s3.endpoint();
+            let client = || {
+                let store = EvidenceStore::s3(BUCKET, Some("us-east-1"), Some(&endpoint), 64 << 20)
+                    .unwrap();
+                assert_eq!(store.backend(), "s3");
+                Arc::new(store)
+            };
+            let (a, _db) = Api::with("postgres", Users::Sessions, |state| {
+                state.with_evidence(client())
+            })
+            .await;
+            enrol_gateways(&a.store).await;
+            let b = a.replica(|state| state.with_evidence(client()));
+            let (png, _) = agent_png("flir_ax8_png_80x60.jpg");
+            let name = sha256_hex(&png);
+
+            let first = a.upload(&png).await;
+            assert_eq!(
+                first.status,
+                StatusCode::CREATED,
+                "{:?}\n{}",
+                first.body,
+                s3.log_text()
+            );
+            assert_eq!(
+                b.evidence.get(&name).await.unwrap().unwrap(),
+                png,
+                "in the bucket"
+            );
+            let read = b
+                .get(&format!("/api/v1/evidence/{name}"), Some(&b.viewer), None)
+                .await;
+            assert_eq!(read.status, StatusCode::OK);
+            assert_eq!(read.bytes, png, "B serves what A stored");
+            let again = b.upload(&png).await;
+            assert_eq!(again.status, StatusCode::OK, "{:?}", again.body);
+            assert_eq!(again.body, first.body, "one record, whichever replica");
+            assert!(
+                s3.log_text().contains(&format!("PUT /{BUCKET}/")),
+                "the blob went to the S3 server:\n{}",
+                s3.log_text()
+            );
+
+            // The S3 server goes away: clear answers, nothing lost from the database.
+            s3.kill();
+            let other = read_fixture("flir_t640_png.jpg");
+            let m = assert_error(
+                &b.send(signed_put(
+                    &sha256_hex(&other),
+                    GATEWAY,
+                    GATEWAY,
+                    other.clone(),
+                ))
+                .await,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+            );
+            assert!(m.contains("evidence storage"), "{m}");
+            let m = assert_error(
+                &a.get(&format!("/api/v1/evidence/{name}"), Some(&a.viewer), None)
+                    .await,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+            );
+            assert!(m.contains("evidence storage"), "{m}");
+            assert!(a.store.evidence(&name).await.unwrap().is_some());
+            assert!(a
+                .store
+                .evidence(&sha256_hex(&other))
+                .await
+                .unwrap()
+                .is_none());
+        });
 }
 
 support::on_both!(

@@ -156,6 +156,23 @@ impl Api {
         (api, db)
     }
 
+    /// Another replica of this hub: a state and router of its own (`configure` gives
+    /// it, say, its own evidence-store client) on the same database, so the same
+    /// users and sessions.
+    pub fn replica(&self, configure: impl FnOnce(ApiState) -> ApiState) -> Self {
+        let state = configure(ApiState::new(self.store.clone(), false));
+        Self {
+            app: router(state.clone()),
+            live: state.live.clone(),
+            evidence: state.evidence.clone(),
+            state,
+            store: self.store.clone(),
+            viewer: self.viewer.clone(),
+            operator: self.operator.clone(),
+            admin: self.admin.clone(),
+        }
+    }
+
     /// Runs the live-event publisher (it takes the change queue, which tests that read
     /// the changes themselves keep).
     pub fn spawn_publisher(&self) {

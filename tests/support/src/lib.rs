@@ -3,7 +3,7 @@
 //! free ports ([`free_port`]), a TCP proxy the test can cut ([`CuttableProxy`]),
 //! brokers of the test's own ([`Mosquitto`], [`NatsServer`], a [`NatsCluster`]), a scratch Postgres
 //! database per test ([`ScratchPostgres`]), a Patroni cluster behind HAProxy
-//! ([`PostgresHa`]), an HTTP receiver for notifications
+//! ([`PostgresHa`]), an S3 server ([`S3Server`], moto), an HTTP receiver for notifications
 //! ([`HttpReceiver`]), and the FLIR fixtures ([`fixture`], [`read_fixture`]).
 
 mod brokers;
@@ -11,12 +11,14 @@ mod pgha;
 mod postgres;
 mod proxy;
 mod receiver;
+mod s3;
 
 pub use brokers::{Mosquitto, NatsCluster, NatsNode, NatsNodePorts, NatsServer};
 pub use pgha::{http_get, PatroniNode, PostgresHa, PG_HA_PASSWORD};
 pub use postgres::{database_url, postgres_admin_url, ScratchPostgres};
 pub use proxy::CuttableProxy;
 pub use receiver::{HttpReceiver, Received, SignatureCheck};
+pub use s3::S3Server;
 
 use std::path::PathBuf;
 
