@@ -10,33 +10,7 @@ const AIOSMTPD: &str = "aiosmtpd==1.4.6";
 
 /// The venv's python, made when missing.
 fn python() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| chitti_test_support::workspace_root().join("target"));
-    let venv = target.join("aiosmtpd-1.4.6");
-    let python = venv.join("bin/python");
-    std::fs::create_dir_all(&target).unwrap();
-    let lock = std::fs::File::create(target.join("aiosmtpd.lock")).unwrap();
-    // Held until this function returns (the guard unlocks when dropped).
-    let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| e)
-        .unwrap();
-    if !venv.join("ready").exists() {
-        let _ = std::fs::remove_dir_all(&venv);
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 -m venv (python3-venv) to make the SMTP server's environment");
-        assert!(made.success(), "python3 -m venv failed");
-        let installed = Command::new(&python)
-            .args(["-m", "pip", "install", "-q", AIOSMTPD])
-            .status()
-            .unwrap();
-        assert!(installed.success(), "pip install {AIOSMTPD} failed");
-        std::fs::write(venv.join("ready"), AIOSMTPD).unwrap();
-    }
-    python
+    chitti_test_support::python_venv("aiosmtpd-1.4.6", AIOSMTPD).join("bin/python")
 }
 
 /// A running SMTP server on 127.0.0.1.

@@ -14,7 +14,7 @@ mod receiver;
 mod s3;
 
 pub use brokers::{Mosquitto, NatsCluster, NatsNode, NatsNodePorts, NatsServer};
-pub use pgha::{http_get, PatroniNode, PostgresHa, PG_HA_PASSWORD};
+pub use pgha::{http_get, PatroniNode, PostgresHa};
 pub use postgres::{database_url, postgres_admin_url, ScratchPostgres};
 pub use proxy::CuttableProxy;
 pub use receiver::{HttpReceiver, Received, SignatureCheck};
@@ -54,4 +54,39 @@ pub fn fixture(name: &str) -> PathBuf {
 pub fn read_fixture(name: &str) -> Vec<u8> {
     let path = fixture(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A Python virtual environment under the target folder, `target/{name}`, with
+/// `requirement` installed from PyPI: made once (behind a lock, so tests running at once
+/// make it once) and reused while its `ready` file names the same requirement. Its
+/// folder.
+pub fn python_venv(name: &str, requirement: &str) -> PathBuf {
+    use std::process::Command;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let venv = target.join(name);
+    std::fs::create_dir_all(&target).unwrap();
+    let lock = std::fs::File::create(target.join(format!("{name}.lock"))).unwrap();
+    // Held until this function returns (the guard unlocks when dropped).
+    let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .unwrap();
+    let ready = venv.join("ready");
+    if std::fs::read_to_string(&ready).ok().as_deref() != Some(requirement) {
+        let _ = std::fs::remove_dir_all(&venv);
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 -m venv (Debian: python3-venv)");
+        assert!(made.success(), "python3 -m venv {} failed", venv.display());
+        let installed = Command::new(venv.join("bin/python"))
+            .args(["-m", "pip", "install", "-q", requirement])
+            .status()
+            .unwrap();
+        assert!(installed.success(), "pip install {requirement} failed");
+        std::fs::write(&ready, requirement).unwrap();
+    }
+    venv
 }

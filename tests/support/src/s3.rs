@@ -9,36 +9,6 @@ use std::time::{Duration, Instant};
 
 const MOTO: &str = "moto[server]==5.2.6";
 
-/// The venv's `moto_server`, made when missing.
-fn moto_server() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::workspace_root().join("target"));
-    let venv = target.join("moto-5.2.6");
-    std::fs::create_dir_all(&target).unwrap();
-    let lock = std::fs::File::create(target.join("moto.lock")).unwrap();
-    // Held until this function returns (the guard unlocks when dropped).
-    let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| e)
-        .unwrap();
-    if !venv.join("ready").exists() {
-        let _ = std::fs::remove_dir_all(&venv);
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 -m venv (python3-venv) to make the S3 server's environment");
-        assert!(made.success(), "python3 -m venv failed");
-        let installed = Command::new(venv.join("bin/python"))
-            .args(["-m", "pip", "install", "-q", MOTO])
-            .status()
-            .unwrap();
-        assert!(installed.success(), "pip install {MOTO} failed");
-        std::fs::write(venv.join("ready"), MOTO).unwrap();
-    }
-    venv.join("bin/moto_server")
-}
-
 /// A running S3 server on 127.0.0.1.
 pub struct S3Server {
     /// Its port.
@@ -50,7 +20,7 @@ pub struct S3Server {
 impl S3Server {
     /// Starts one, its log in `dir`; returns once it answers.
     pub fn start(dir: &Path) -> Self {
-        let server = moto_server();
+        let server = crate::python_venv("moto-5.2.6", MOTO).join("bin/moto_server");
         let port = crate::free_port();
         let log = dir.join("moto.log");
         let out = std::fs::File::create(&log).unwrap();
