@@ -717,3 +717,97 @@ channels = ["scada", "on-call"]
 "#
     )
 }
+
+/// A simulated agent configuration made a paced camera (40 frames/s, `frames` frames),
+/// so that a fault lands in the middle of its stream.
+pub fn paced(text: String, frames: u64) -> String {
+    let paced = text
+        .replace("fps = 1.0\nspeed = 20.0", "fps = 40.0\nspeed = 800.0")
+        .replace("unpaced = true", "unpaced = false")
+        .replace("frames = 60", &format!("frames = {frames}"));
+    assert!(paced.contains("unpaced = false"), "{paced}");
+    paced
+}
+
+/// `GET /readyz`: its status code (0 when nothing answers).
+pub fn readyz(http: std::net::SocketAddr) -> u16 {
+    match ureq::get(format!("http://{http}/readyz")).call() {
+        Ok(r) => r.status().as_u16(),
+        Err(ureq::Error::StatusCode(code)) => code,
+        Err(_) => 0,
+    }
+}
+
+/// `GET /readyz` answers 200.
+pub fn ready(http: std::net::SocketAddr) -> bool {
+    readyz(http) == 200
+}
+
+/// Whether `gateway` of north-yard is done: its camera finished, the store holds at
+/// least as many findings as `agent` logged making, and its outbox is empty (all
+/// acknowledged).
+pub async fn agent_drained(
+    store: &chitti_hub::store::AnyStore,
+    gateway: &str,
+    agent: &Process,
+) -> bool {
+    use chitti_hub::store::prelude::*;
+    let (Ok(cameras), Ok(stored), Ok(Some(g))) = (
+        store.list_cameras("north-yard", gateway).await,
+        store.count_findings().await,
+        store.gateway("north-yard", gateway).await,
+    ) else {
+        return false;
+    };
+    let made = logged_finding_ids(&agent.log_text()).len();
+    cameras.iter().any(|c| c.state == "finished")
+        && made > 0
+        && stored as usize >= made
+        && g.buffer.is_some_and(|b| b.depth == 0)
+}
+
+/// Waits until every notification of the store is sent, then asserts each went out
+/// once per id: every webhook message (channel `scada`) delivered to `receiver` under
+/// its id, and one PagerDuty incident (`on-call`) per alert of `alerts`. The
+/// notifications and how many webhook deliveries arrived (a repeat of an id counts).
+pub async fn assert_notified_once(
+    store: &chitti_hub::store::AnyStore,
+    receiver: &chitti_test_support::HttpReceiver,
+    alerts: &[chitti_hub::store::AlertRecord],
+    context: impl Fn() -> String,
+) -> (Vec<chitti_hub::store::NotificationRecord>, usize) {
+    use chitti_hub::store::prelude::*;
+    use std::collections::HashSet;
+    eventually("every notification sent", context, || async {
+        let log = store.list_notifications(None, false, 5000).await.ok()?;
+        (log.len() >= 2 * alerts.len()
+            && log
+                .iter()
+                .all(|n| n.status == chitti_hub::store::NotificationStatus::Sent))
+        .then_some(())
+    })
+    .await;
+    let log = store.list_notifications(None, false, 5000).await.unwrap();
+    let webhooks = receiver.taken("webhook");
+    let delivered: HashSet<String> = webhooks
+        .iter()
+        .map(|r| r.headers["webhook-id"].clone())
+        .collect();
+    let sent: HashSet<String> = log
+        .iter()
+        .filter(|n| n.channel == "scada")
+        .map(|n| n.id.to_string())
+        .collect();
+    assert_eq!(
+        delivered, sent,
+        "every webhook message delivered, under its id"
+    );
+    let keys: HashSet<String> = receiver
+        .taken("pagerduty")
+        .iter()
+        .map(|r| r.body["dedup_key"].as_str().unwrap().to_string())
+        .collect();
+    let ids: HashSet<String> = alerts.iter().map(|a| a.id.to_string()).collect();
+    assert_eq!(keys, ids, "one PagerDuty incident per alert");
+    (log, webhooks.len())
+}

@@ -236,10 +236,9 @@ async fn while_postgres_is_unreachable_nothing_is_acknowledged_and_everything_la
         &format!("mqtt://{}", addrs.mqtt.unwrap()),
         &dir.path().join("gw1"),
         &dir.path().join("outbox"),
-        200,
-    )
-    .replace("fps = 1.0\nspeed = 20.0", "fps = 40.0\nspeed = 800.0")
-    .replace("unpaced = true", "unpaced = false");
+        60,
+    );
+    let text = paced(text, 200);
     std::fs::write(dir.path().join("agent.toml"), &text).unwrap();
     let agent = start_agent(
         &dir.path().join("agent.toml"),

@@ -17,13 +17,6 @@ use std::path::PathBuf;
 /// The hub's password on the broker.
 const HUB_PASSWORD: &str = "hub-secret";
 
-/// `GET /readyz` answers 200.
-fn ready(http: std::net::SocketAddr) -> bool {
-    ureq::get(format!("http://{http}/readyz"))
-        .call()
-        .is_ok_and(|r| r.status() == 200)
-}
-
 /// An agent for `gateway` whose broker addresses are `urls` (the first is its own
 /// node, the rest its failover order), streaming 200 frames at its own pace.
 fn agent(dir: &std::path::Path, gateway: &str, urls: &[String]) -> Process {
@@ -295,14 +288,7 @@ async fn an_agent_whose_ack_subscription_is_refused_connects_again_until_it_is_a
     eventually(
         "every finding made stored and the outbox empty",
         context,
-        || async {
-            let cameras = store.list_cameras("north-yard", "gw-1").await.ok()?;
-            let finished = cameras.iter().any(|c| c.state == "finished");
-            let made = logged_finding_ids(&agent.log_text()).len();
-            let stored = store.count_findings().await.ok()? as usize;
-            let g = store.gateway("north-yard", "gw-1").await.ok()??;
-            (finished && made > 0 && stored >= made && g.buffer?.depth == 0).then_some(())
-        },
+        || async { agent_drained(&store, "gw-1", &agent).await.then_some(()) },
     )
     .await;
     let stored: BTreeSet<uuid::Uuid> = all_stored_findings(&store)

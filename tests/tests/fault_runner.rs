@@ -35,7 +35,7 @@ use chitti_common::protocol::{FindingBatch, Topic, TopicKind};
 use chitti_common::signing::{open_ack, sign_batch, signing_key_from_seed};
 use chitti_e2e::*;
 use chitti_hub::store::prelude::*;
-use chitti_hub::store::{AlertQuery, AnyStore, NewGateway, NotificationStatus};
+use chitti_hub::store::{AlertQuery, AnyStore, NewGateway};
 use chitti_test_support::HttpReceiver;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -319,13 +319,6 @@ async fn recovered(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// `GET /readyz` is 200.
-fn ready(http: std::net::SocketAddr) -> bool {
-    ureq::get(format!("http://{http}/readyz"))
-        .call()
-        .is_ok_and(|r| r.status() == 200)
 }
 
 /// Ack latencies (first publish → signed ack) of batches acknowledged between `from`
@@ -700,35 +693,8 @@ async fn the_fleet_loses_and_duplicates_nothing_through_each_fault_in_turn() {
     }
 
     // Every alert notified: one PagerDuty incident each, every message delivered.
-    eventually("every notification sent", context, || async {
-        let log = store.list_notifications(None, false, 5000).await.ok()?;
-        (log.len() >= 2 * alerts.len() && log.iter().all(|n| n.status == NotificationStatus::Sent))
-            .then_some(())
-    })
-    .await;
-    let log = store.list_notifications(None, false, 5000).await.unwrap();
-    let webhook_ids: Vec<String> = receiver
-        .taken("webhook")
-        .iter()
-        .map(|r| r.headers["webhook-id"].clone())
-        .collect();
-    let delivered: HashSet<String> = webhook_ids.iter().cloned().collect();
-    let sent: HashSet<String> = log
-        .iter()
-        .filter(|n| n.channel == "scada")
-        .map(|n| n.id.to_string())
-        .collect();
-    assert_eq!(
-        delivered, sent,
-        "every webhook message delivered, under its id"
-    );
-    let keys: HashSet<String> = receiver
-        .taken("pagerduty")
-        .iter()
-        .map(|r| r.body["dedup_key"].as_str().unwrap().to_string())
-        .collect();
-    let alert_ids: HashSet<String> = alerts.iter().map(|al| al.id.to_string()).collect();
-    assert_eq!(keys, alert_ids, "one PagerDuty incident per alert");
+    let (log, webhook_deliveries) = assert_notified_once(&store, &receiver, &alerts, context).await;
+    let sent = log.iter().filter(|n| n.channel == "scada").count();
 
     let connects: usize = ledgers.iter().map(|l| l.lock().unwrap().connects).sum();
     eprintln!(
@@ -738,8 +704,8 @@ async fn the_fleet_loses_and_duplicates_nothing_through_each_fault_in_turn() {
         made.len(),
         alerts.len(),
         log.len(),
-        webhook_ids.len(),
-        sent.len(),
+        webhook_deliveries,
+        sent,
         setup.as_secs_f64(),
         load_started.elapsed().as_secs_f64(),
         baseline,

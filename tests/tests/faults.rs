@@ -57,14 +57,6 @@ async fn all_made_stored_once(
     stored
 }
 
-/// A paced camera (40 frames/s, 400 frames: ten seconds of stream), so that a fault
-/// lands in the middle of it.
-fn paced(text: String, frames: u64) -> String {
-    text.replace("fps = 1.0\nspeed = 20.0", "fps = 40.0\nspeed = 800.0")
-        .replace("unpaced = true", "unpaced = false")
-        .replace("frames = 60", &format!("frames = {frames}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_link_buffers_and_replays_as_historical_with_nothing_lost_or_twice() {
     let dir = tempfile::tempdir().unwrap();

@@ -92,10 +92,9 @@ async fn forged_acks_during_a_database_outage_lose_nothing() {
         &format!("mqtt://{mqtt}"),
         &creds_b,
         &dir.path().join("outbox"),
-        200,
-    )
-    .replace("fps = 1.0\nspeed = 20.0", "fps = 40.0\nspeed = 800.0")
-    .replace("unpaced = true", "unpaced = false");
+        60,
+    );
+    let text = paced(text, 200);
     std::fs::write(dir.path().join("agent.toml"), &text).unwrap();
     let agent = start_agent(
         &dir.path().join("agent.toml"),
