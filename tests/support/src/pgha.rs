@@ -47,7 +47,6 @@ pub struct PostgresHa {
     pub nodes: Vec<PatroniNode>,
     dir: PathBuf,
     etcd: Child,
-    etcd_port: u16,
     haproxy: Child,
 }
 
@@ -158,7 +157,6 @@ impl PostgresHa {
             nodes,
             dir,
             etcd,
-            etcd_port,
             haproxy,
         };
         ha.start_node(0);
@@ -253,6 +251,14 @@ impl PostgresHa {
         )
     }
 
+    /// A URL of database `db` on node `i` itself, not through HAProxy.
+    pub fn node_url(&self, i: usize, db: &str) -> String {
+        format!(
+            "postgres://postgres:{PG_HA_PASSWORD}@127.0.0.1:{}/{db}",
+            self.nodes[i].pg_port
+        )
+    }
+
     /// Creates database `name` through HAProxy; its URL.
     pub async fn create_database(&self, name: &str) -> String {
         use sqlx::Connection;
@@ -282,11 +288,6 @@ impl PostgresHa {
             }
         }
         out
-    }
-
-    /// etcd's client port.
-    pub fn etcd_port(&self) -> u16 {
-        self.etcd_port
     }
 }
 
