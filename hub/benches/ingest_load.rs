@@ -6,7 +6,17 @@
 //! GATEWAYS=1000 FINDINGS=200000 BATCH=50 WINDOW=2 cargo bench -p chitti-hub --bench ingest_load
 //! # the fleet at a steady rate (issue #6): 1000 gateways × 1 finding/s for 3 minutes
 //! GATEWAYS=1000 FINDINGS=180000 BATCH=1 RATE=1 RAMP_MS=1000 cargo bench -p chitti-hub --bench ingest_load
+//! # the hub as a process of its own; two replicas on a 3-node NATS cluster (issue #20)
+//! HUBS=1 cargo bench -p chitti-hub --bench ingest_load
+//! HUBS=2 BROKER=nats cargo bench -p chitti-hub --bench ingest_load
 //! ```
+//!
+//! `HUBS=0` (the default) runs the hub inside this process; `HUBS=n` runs `n`
+//! `chitti-hub serve` processes (this build's binary), whose CPU time and resident
+//! memory are then read apart from the load generator's. `BROKER=embedded` (default,
+//! one hub) or `BROKER=nats`: a NATS cluster of `NATS_NODES` (3) nodes started by the
+//! benchmark from the shipped `deploy/brokers/nats/cluster.conf`, the gateways spread
+//! over its nodes' MQTT listeners, the hubs sharing the JetStream work-queue consumer.
 //!
 //! With `RATE` (batches per second per gateway) each gateway publishes on a fixed
 //! schedule instead of as fast as its window allows; the figures are then ack latency
@@ -37,6 +47,8 @@
 
 #[path = "support/copy_rows.rs"]
 mod copy_rows;
+#[path = "support/hubs_under_test.rs"]
+mod hubs_under_test;
 #[path = "support/simulated_gateways.rs"]
 mod simulated_gateways;
 
@@ -45,12 +57,13 @@ use chitti_common::signing::open_ack;
 use chitti_common::signing::sign_batch;
 use chitti_hub::config::HubConfig;
 use chitti_hub::credentials::hash_password;
-use chitti_hub::serve::{serve, Running};
 use chitti_hub::store::prelude::*;
 use chitti_hub::store::{gateway_username, IngestedFinding, NewGateway, PgStore, StoreOptions};
+use chitti_test_support::NatsGatewayLogin;
 use chrono::Utc;
 use copy_rows::{copy_batches, sample};
 use ed25519_dalek::VerifyingKey;
+use hubs_under_test::{status_kib, Broker, HubsUnderTest, Placement};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use simulated_gateways::GatewaySpec;
 use sqlx::Connection;
@@ -60,7 +73,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use uuid::Uuid;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -87,6 +100,13 @@ struct Settings {
     ramp: Duration,
     /// Batches per second per gateway (0: as fast as the window allows).
     rate: f64,
+    /// Where the hubs run (`HUBS`).
+    placement: Placement,
+    /// The broker (`BROKER`, `NATS_NODES`).
+    broker: Broker,
+    /// The embedded broker's log per filter, MiB (`LOG_MIB`; default: sized from
+    /// `max_connections`).
+    log_mib: Option<usize>,
 }
 
 fn env_usize(name: &str, default: usize) -> Result<usize, BoxError> {
@@ -114,7 +134,29 @@ impl Settings {
                 Ok(v) => v.trim().parse().map_err(|e| format!("RATE={v:?}: {e}"))?,
                 Err(_) => 0.0,
             },
+            placement: match env_usize("HUBS", 0)? {
+                0 => Placement::InProcess,
+                n => Placement::Processes(n),
+            },
+            broker: match std::env::var("BROKER").as_deref() {
+                Err(_) | Ok("embedded") => Broker::Embedded,
+                Ok("nats") => Broker::Nats {
+                    nodes: env_usize("NATS_NODES", 3)?,
+                },
+                Ok(other) => return Err(format!("BROKER={other:?}: embedded or nats").into()),
+            },
+            log_mib: match std::env::var("LOG_MIB") {
+                Ok(_) => Some(env_usize("LOG_MIB", 0)?),
+                Err(_) => None,
+            },
         };
+        match (s.placement, s.broker) {
+            (Placement::Processes(n), Broker::Embedded) if n > 1 => {
+                return Err("HUBS > 1 needs BROKER=nats (each embedded broker is its own)".into())
+            }
+            (_, Broker::Nats { nodes: 0 }) => return Err("NATS_NODES must be at least 1".into()),
+            _ => {}
+        }
         if !(s.rate >= 0.0 && s.rate.is_finite()) {
             return Err("RATE must be a number ≥ 0 (batches per second per gateway)".into());
         }
@@ -138,8 +180,20 @@ impl Settings {
         } else {
             ramp
         };
+        let hubs = match self.placement {
+            Placement::InProcess => String::new(),
+            Placement::Processes(n) => format!("HUBS={n} "),
+        };
+        let broker = match self.broker {
+            Broker::Embedded => String::new(),
+            Broker::Nats { nodes } => format!("BROKER=nats NATS_NODES={nodes} "),
+        };
+        let broker = match self.log_mib {
+            Some(mib) => format!("{broker}LOG_MIB={mib} "),
+            None => broker,
+        };
         format!(
-            "GATEWAYS={} FINDINGS={} BATCH={} WINDOW={} {ramp}cargo bench -p chitti-hub --bench ingest_load",
+            "{hubs}{broker}GATEWAYS={} FINDINGS={} BATCH={} WINDOW={} {ramp}cargo bench -p chitti-hub --bench ingest_load",
             self.gateways, self.findings, self.batch, self.window
         )
     }
@@ -407,12 +461,28 @@ async fn scrape(http: SocketAddr) -> Result<HashMap<String, f64>, BoxError> {
         .collect())
 }
 
-/// CPU time (clock ticks) of this process' threads by name, of Postgres' processes, and
-/// of the whole machine.
+/// Seconds since the start signal, and each hub process's resident memory then (KiB).
+type RssSample = (f64, Vec<usize>);
+
+/// Every hub's `/metrics`, summed by name.
+async fn scrape_all(hubs: &[SocketAddr]) -> Result<HashMap<String, f64>, BoxError> {
+    let mut sum = HashMap::new();
+    for h in hubs {
+        for (name, v) in scrape(*h).await? {
+            *sum.entry(name).or_insert(0.0) += v;
+        }
+    }
+    Ok(sum)
+}
+
+/// CPU time (clock ticks) of this process' threads by name, of the hub processes, of
+/// Postgres' processes and the benchmark's NATS nodes, and of the whole machine.
 #[derive(Default, Clone)]
 struct CpuSnapshot {
     threads: HashMap<u32, (String, u64)>,
+    hubs: Vec<u64>,
     postgres: HashMap<u32, u64>,
+    nats: HashMap<u32, u64>,
     process: u64,
     machine_busy: u64,
 }
@@ -440,8 +510,13 @@ fn numeric_entries(dir: &str) -> Vec<u32> {
 }
 
 impl CpuSnapshot {
-    fn take() -> Self {
-        let mut s = Self::default();
+    fn take(hub_pids: &[u32], nats_pids: &[u32]) -> Self {
+        let ticks = |p: &u32| proc_stat(&format!("/proc/{p}/stat")).map_or(0, |v| v.1);
+        let mut s = Self {
+            hubs: hub_pids.iter().map(ticks).collect(),
+            nats: nats_pids.iter().map(|p| (*p, ticks(p))).collect(),
+            ..Self::default()
+        };
         for tid in numeric_entries("/proc/self/task") {
             if let Some(v) = proc_stat(&format!("/proc/self/task/{tid}/stat")) {
                 s.threads.insert(tid, v);
@@ -490,15 +565,25 @@ impl CpuSnapshot {
             let t0 = before.threads.get(tid).map_or(0, |v| v.1);
             *groups.entry(Self::group(comm)).or_default() += t.saturating_sub(t0) as f64 / tick;
         }
-        let postgres: u64 = self
-            .postgres
+        let sum_since = |now: &HashMap<u32, u64>, then: &HashMap<u32, u64>| -> u64 {
+            now.iter()
+                .map(|(pid, t)| t.saturating_sub(then.get(pid).copied().unwrap_or(0)))
+                .sum()
+        };
+        let postgres = sum_since(&self.postgres, &before.postgres);
+        let nats = sum_since(&self.nats, &before.nats);
+        let hubs = self
+            .hubs
             .iter()
-            .map(|(pid, t)| t.saturating_sub(before.postgres.get(pid).copied().unwrap_or(0)))
-            .sum();
+            .zip(&before.hubs)
+            .map(|(now, then)| now.saturating_sub(*then) as f64 / tick)
+            .collect();
         let mut groups: Vec<(&'static str, f64)> = groups.into_iter().collect();
         groups.sort_by(|a, b| b.1.total_cmp(&a.1));
         CpuReport {
             groups,
+            hubs,
+            nats: nats as f64 / tick,
             postgres: postgres as f64 / tick,
             process: self.process.saturating_sub(before.process) as f64 / tick,
             machine: self.machine_busy.saturating_sub(before.machine_busy) as f64 / tick,
@@ -508,6 +593,9 @@ impl CpuSnapshot {
 
 struct CpuReport {
     groups: Vec<(&'static str, f64)>,
+    /// Each hub process, in order.
+    hubs: Vec<f64>,
+    nats: f64,
     postgres: f64,
     process: f64,
     machine: f64,
@@ -525,10 +613,17 @@ impl CpuReport {
             row(g, *s);
         }
         row("= this process", self.process);
+        for (i, h) in self.hubs.iter().enumerate() {
+            row(&format!("hub process {i}"), *h);
+        }
+        if self.nats > 0.0 {
+            row("nats-server (all nodes)", self.nats);
+        }
         row("postgres (all its processes)", self.postgres);
+        let known = self.process + self.hubs.iter().sum::<f64>() + self.nats + self.postgres;
         row(
             "rest of the machine (other processes)",
-            (self.machine - self.process - self.postgres).max(0.0),
+            (self.machine - known).max(0.0),
         );
         row("= machine busy", self.machine);
     }
@@ -557,17 +652,7 @@ fn cpu_model() -> String {
 
 /// This process's resident memory, KiB (`VmRSS`).
 fn rss_kib() -> usize {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("VmRSS:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
+    status_kib("self", "VmRSS:")
 }
 
 fn mem_total_gib() -> f64 {
@@ -661,10 +746,14 @@ async fn run(
     // file), so that the gateways verify every ack as agents do.
     let hub_key =
         chitti_hub::hub_key::load_or_create(&chitti_hub::hub_key::path(&config))?.verifying_key();
-    // The embedded broker's in-memory log per filter (hub/src/broker/embedded.rs: four
-    // segments of at least 4 MiB and two largest packets).
-    let max_packet = config.broker.embedded.max_payload_bytes.0 as usize + 512;
-    let log_bytes = 4 * (2 * max_packet).max(4 << 20);
+    // The embedded broker's in-memory log per filter (hub/src/broker/embedded.rs).
+    if let Some(mib) = settings.log_mib {
+        config.broker.embedded.log_bytes = Some(chitti_hub::config::ByteSize((mib as u64) << 20));
+    }
+    let log_bytes = config.broker.embedded.log_bytes.map_or_else(
+        || chitti_hub::broker::embedded::log_bytes_for(config.broker.embedded.max_connections),
+        |b| b.0 as usize,
+    );
     let hub_settings = format!(
         "commit_max_findings={} commit_max_wait_ms={} queue={} pool={}",
         config.ingest.commit_max_findings,
@@ -673,21 +762,34 @@ async fn run(
         config.store.max_connections
     );
 
-    // 1. The hub.
+    // 1. The hubs (and the NATS cluster, which must know every gateway's login).
+    let specs: Vec<GatewaySpec> = (0..settings.gateways)
+        .map(|i| GatewaySpec::new(i, 0xC4))
+        .collect();
+    let logins: Vec<NatsGatewayLogin> = specs
+        .iter()
+        .map(|s| NatsGatewayLogin::new(&s.site, &s.gateway, PASSWORD))
+        .collect();
     let rss_before_hub = rss_kib();
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (started_tx, started_rx) = oneshot::channel::<Running>();
-    let hub = hub_rt.spawn(serve(config, stop_rx, Some(started_tx)));
-    let running = match started_rx.await {
-        Ok(r) => r,
-        Err(_) => {
-            return Err(format!("the hub did not start: {:?}", hub.await).into());
-        }
-    };
-    let mqtt = *running
-        .mqtt
-        .first()
-        .ok_or("the hub reports no MQTT listener")?;
+    let mut hubs = HubsUnderTest::start(
+        settings.placement,
+        settings.broker,
+        config,
+        &logins,
+        hub_rt,
+        data_dir.path(),
+    )
+    .await?;
+    if hubs.mqtt.is_empty() {
+        return Err("the hubs report no MQTT listener".into());
+    }
+    let mqtt = Arc::new(hubs.mqtt.clone());
+    let hub_pids: Vec<u32> = hubs.processes.iter().map(|p| p.pid).collect();
+    let nats_pids = hubs.nats_pids.clone();
+    let rss_hubs_started: Vec<usize> = hub_pids
+        .iter()
+        .map(|p| status_kib(&p.to_string(), "VmRSS:"))
+        .collect();
 
     let store = PgStore::connect(url, &StoreOptions::default()).await?;
     let server: String = sqlx::query_scalar("SHOW server_version")
@@ -698,9 +800,6 @@ async fn run(
         .await?;
 
     // 2. Enrolment.
-    let specs: Vec<GatewaySpec> = (0..settings.gateways)
-        .map(|i| GatewaySpec::new(i, 0xC4))
-        .collect();
     let t = Instant::now();
     let password_hash = hash_password(PASSWORD)?;
     let hash_s = t.elapsed().as_secs_f64();
@@ -761,14 +860,19 @@ async fn run(
     let prepare_s = t.elapsed().as_secs_f64();
 
     // 4. Connect.
-    let cpu_before_connect = CpuSnapshot::take();
+    let cpu_before_connect = CpuSnapshot::take(&hub_pids, &nats_pids);
     let handshakes = Arc::new(Semaphore::new(settings.connect_concurrency));
     let retries = Arc::new(AtomicUsize::new(0));
     let specs = Arc::new(specs);
     let t = Instant::now();
     let connecting: Vec<_> = (0..settings.gateways)
         .map(|g| {
-            let (handshakes, retries, specs) = (handshakes.clone(), retries.clone(), specs.clone());
+            let (handshakes, retries, specs, mqtt) = (
+                handshakes.clone(),
+                retries.clone(),
+                specs.clone(),
+                mqtt.clone(),
+            );
             tokio::spawn(async move {
                 let _turn = handshakes.acquire_owned().await.expect("semaphore open");
                 let mut last = String::new();
@@ -778,7 +882,7 @@ async fn run(
                     }
                     match tokio::time::timeout(
                         Duration::from_secs(30),
-                        connect_gateway(mqtt, &specs[g]),
+                        connect_gateway(mqtt[g % mqtt.len()], &specs[g]),
                     )
                     .await
                     {
@@ -807,11 +911,11 @@ async fn run(
         }
     }
     let connect_s = t.elapsed().as_secs_f64();
-    let cpu_connect = CpuSnapshot::take().since(&cpu_before_connect, tick);
+    let cpu_connect = CpuSnapshot::take(&hub_pids, &nats_pids).since(&cpu_before_connect, tick);
     let connected_n = connected.iter().filter(|c| c.is_some()).count();
 
     // 5. Publish.
-    let metrics_before = scrape(running.http).await?;
+    let metrics_before = scrape_all(&hubs.http).await?;
     let (go_tx, go_rx) = watch::channel(false);
     let mut publishers = Vec::new();
     let mut drivers = Vec::new();
@@ -838,17 +942,41 @@ async fn run(
             None => unconnected_batches += batches.len(),
         }
     }
-    let cpu_before = CpuSnapshot::take();
+    let cpu_before = CpuSnapshot::take(&hub_pids, &nats_pids);
     let cpu_since = Instant::now();
     let load_before = load_average();
     let rss_connected = rss_kib();
-    // Resident memory every 250 ms while the fleet publishes.
-    let rss_peak = Arc::new(AtomicUsize::new(rss_connected));
+    let rss_hubs_connected: Vec<usize> = hub_pids
+        .iter()
+        .map(|p| status_kib(&p.to_string(), "VmRSS:"))
+        .collect();
+    // Resident memory every 250 ms while the fleet publishes: this process, then each
+    // hub process.
+    let rss_peaks: Arc<Vec<AtomicUsize>> = Arc::new(
+        std::iter::once(rss_connected)
+            .chain(rss_hubs_connected.iter().copied())
+            .map(AtomicUsize::new)
+            .collect(),
+    );
+    // The hub processes' resident memory over time: (seconds since the start, KiB each).
+    let rss_timeline: Arc<std::sync::Mutex<Vec<RssSample>>> = Arc::default();
     let sampler = {
-        let peak = Arc::clone(&rss_peak);
+        let peak = Arc::clone(&rss_peaks);
+        let timeline = Arc::clone(&rss_timeline);
+        let pids: Vec<String> = std::iter::once("self".to_string())
+            .chain(hub_pids.iter().map(u32::to_string))
+            .collect();
         tokio::spawn(async move {
+            let since = Instant::now();
             loop {
-                peak.fetch_max(rss_kib(), Ordering::Relaxed);
+                let now: Vec<usize> = pids.iter().map(|pid| status_kib(pid, "VmRSS:")).collect();
+                for (p, kib) in peak.iter().zip(&now) {
+                    p.fetch_max(*kib, Ordering::Relaxed);
+                }
+                timeline
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((since.elapsed().as_secs_f64(), now[1..].to_vec()));
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         })
@@ -859,10 +987,29 @@ async fn run(
         results.push(p.await?);
     }
     sampler.abort();
-    let rss_peak = rss_peak.load(Ordering::Relaxed).max(rss_kib());
-    let cpu_publish = CpuSnapshot::take();
+    let rss_peak = rss_peaks[0].load(Ordering::Relaxed).max(rss_kib());
+    let rss_hubs_peak: Vec<usize> = hub_pids
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            rss_peaks[i + 1]
+                .load(Ordering::Relaxed)
+                .max(status_kib(&p.to_string(), "VmRSS:"))
+        })
+        .collect();
+    let rss_hubs_hwm: Vec<usize> = hub_pids
+        .iter()
+        .map(|p| status_kib(&p.to_string(), "VmHWM:"))
+        .collect();
+    let rss_nats: Option<usize> = (!nats_pids.is_empty()).then(|| {
+        nats_pids
+            .iter()
+            .map(|p| status_kib(&p.to_string(), "VmRSS:"))
+            .sum()
+    });
+    let cpu_publish = CpuSnapshot::take(&hub_pids, &nats_pids);
     let cpu_s = cpu_since.elapsed().as_secs_f64();
-    let metrics_after = scrape(running.http).await?;
+    let metrics_after = scrape_all(&hubs.http).await?;
     let load_after = load_average();
     for d in &drivers {
         d.abort();
@@ -918,12 +1065,10 @@ async fn run(
         .filter(|(k, _)| k.starts_with("chitti_hub_dead_letters_total"))
         .fold(0.0, |a, (_, v)| a + v);
 
-    // Stop the hub before the COPY so that it has the machine to itself.
-    let _ = stop_tx.send(true);
-    match tokio::time::timeout(Duration::from_secs(15), hub).await {
-        Ok(Ok(Ok(()))) => {}
-        other => eprintln!("hub did not stop cleanly: {other:?}"),
-    }
+    // Stop the hubs before the COPY so that it has the machine to itself.
+    hubs.stop().await;
+    let hubs_description = hubs.description.clone();
+    drop(hubs);
 
     // 6. The physical limit: one COPY stream of the same rows.
     sqlx::query("CREATE TABLE findings_copy (LIKE findings INCLUDING ALL)")
@@ -959,7 +1104,9 @@ async fn run(
         s.window,
         s.ramp.as_millis()
     );
-    println!("hub:     embedded broker, Postgres store, require_signatures=true, {hub_settings}");
+    println!(
+        "hub:     {hubs_description}; Postgres store, require_signatures=true, {hub_settings}"
+    );
     println!("rerun:   {}", s.rerun());
     println!();
     println!("setup (not timed in the rates):");
@@ -1045,13 +1192,50 @@ async fn run(
         }
     );
     cpu_publish.print(cpu_s);
-    println!(
-        "  memory (this process: hub, embedded broker and the load generator's clients): {:.0} MiB before the hub started, {:.0} MiB with every gateway connected, {:.0} MiB peak while publishing → the hub and broker grew by at most {:.0} MiB under load",
-        rss_before_hub as f64 / 1024.0,
-        rss_connected as f64 / 1024.0,
-        rss_peak as f64 / 1024.0,
-        rss_peak.saturating_sub(rss_connected) as f64 / 1024.0
-    );
+    let mib = |kib: usize| kib as f64 / 1024.0;
+    if hub_pids.is_empty() {
+        println!(
+            "  memory (this process: hub, embedded broker and the load generator's clients): {:.0} MiB before the hub started, {:.0} MiB with every gateway connected, {:.0} MiB peak while publishing → the hub and broker grew by at most {:.0} MiB under load",
+            mib(rss_before_hub),
+            mib(rss_connected),
+            mib(rss_peak),
+            mib(rss_peak.saturating_sub(rss_connected))
+        );
+    } else {
+        for (i, pid) in hub_pids.iter().enumerate() {
+            println!(
+                "  memory of hub process {i} (pid {pid}, resident): {:.0} MiB started, {:.0} MiB with every gateway connected, {:.0} MiB peak while publishing (sampled every 250 ms), {:.0} MiB high-water mark (VmHWM)",
+                mib(rss_hubs_started[i]),
+                mib(rss_hubs_connected[i]),
+                mib(rss_hubs_peak[i]),
+                mib(rss_hubs_hwm[i])
+            );
+        }
+        // Ten points along the run: does it level off?
+        let timeline = rss_timeline.lock().unwrap_or_else(|e| e.into_inner());
+        for i in 0..hub_pids.len() {
+            let points: Vec<String> = (0..=10)
+                .filter_map(|k| timeline.get((timeline.len().saturating_sub(1)) * k / 10))
+                .map(|(t, kib)| format!("{t:.0} s {:.0}", mib(kib[i])))
+                .collect();
+            println!(
+                "  memory of hub process {i} over the run (MiB): {}",
+                points.join(" · ")
+            );
+        }
+        println!(
+            "  memory of the load generator (this process, {} clients and the pre-signed batches): {:.0} MiB connected, {:.0} MiB peak",
+            settings.gateways,
+            mib(rss_connected),
+            mib(rss_peak)
+        );
+    }
+    if let Some(nats) = rss_nats {
+        println!(
+            "  memory of the NATS nodes (resident, all together, after publishing): {:.0} MiB",
+            mib(nats)
+        );
+    }
     println!();
     println!(
         "COPY:    {copied} rows into findings_copy in one stream in {copy_s:.2} s → {copy_rate:.0} findings/s (text built and sent by this process)"
@@ -1085,7 +1269,7 @@ async fn run(
             verdict(ratio >= TARGET_COPY_RATIO)
         );
         println!(
-            "  {TARGET_GATEWAYS} gateways on the embedded broker:      {connected_n:>8} connected → {}",
+            "  {TARGET_GATEWAYS} gateways on the broker:               {connected_n:>8} connected → {}",
             verdict(connected_n >= TARGET_GATEWAYS)
         );
         println!(

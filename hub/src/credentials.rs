@@ -203,6 +203,62 @@ impl IssuedCredentials {
     }
 }
 
+/// Password checks waiting for a thread of the [`PasswordChecker`], beyond which
+/// callers wait for room (a reconnect storm queues, it is not refused).
+const PASSWORD_CHECK_QUEUE: usize = 256;
+
+type PasswordCheck = (String, String, tokio::sync::oneshot::Sender<bool>);
+
+/// Checks passwords against argon2id hashes on a few threads of its own.
+///
+/// One check costs ~20 ms of CPU and 19 MiB. On tokio's blocking pool a burst of
+/// logins spreads over many threads, and the allocator keeps a freed 19 MiB block in
+/// each thread's arena: after 1 000 gateways connected, the hub held ~450 MiB it no
+/// longer used (BENCHMARKS.md, "The hub alone at 1 000 gateways"). A fixed set of
+/// threads bounds both the CPU (no more checks at once than cores) and that memory.
+#[derive(Clone)]
+pub struct PasswordChecker {
+    checks: tokio::sync::mpsc::Sender<PasswordCheck>,
+}
+
+impl PasswordChecker {
+    /// Starts `threads` checking threads (`chitti-argon2`); they end when the last
+    /// clone is dropped.
+    pub fn start(threads: usize) -> std::io::Result<Self> {
+        let (tx, rx) = tokio::sync::mpsc::channel::<PasswordCheck>(PASSWORD_CHECK_QUEUE);
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..threads.max(1) {
+            let rx = std::sync::Arc::clone(&rx);
+            std::thread::Builder::new()
+                .name(format!("chitti-argon2-{i}"))
+                .spawn(move || loop {
+                    // The lock is held only while waiting for the next check.
+                    let next = rx.lock().unwrap_or_else(|e| e.into_inner()).blocking_recv();
+                    let Some((hash, password, answer)) = next else {
+                        return;
+                    };
+                    let _ = answer.send(verify_password(&hash, &password));
+                })?;
+        }
+        Ok(Self { checks: tx })
+    }
+
+    /// One thread per core.
+    pub fn per_core() -> std::io::Result<Self> {
+        Self::start(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    }
+
+    /// True when `password` matches `hash` (see [`verify_password`]); false also when
+    /// the checker's threads are gone.
+    pub async fn verify(&self, hash: String, password: String) -> bool {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        if self.checks.send((hash, password, answer)).await.is_err() {
+            return false;
+        }
+        answered.await.unwrap_or(false)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,5 +328,29 @@ mod tests {
         let own = issue("north", "gw-2", "north/gw-2", Some(a.public_key)).unwrap();
         assert!(own.signing_seed.is_none());
         assert_eq!(own.public_key, a.public_key);
+    }
+
+    #[tokio::test]
+    async fn the_password_checker_answers_every_queued_check_on_its_own_threads() {
+        let hash = hash_password("right horse battery").unwrap();
+        let checker = PasswordChecker::start(1).unwrap();
+        // More checks at once than the one thread: they queue, each gets its answer.
+        let checks = (0..8).map(|i| {
+            let checker = checker.clone();
+            let hash = hash.clone();
+            let password = if i % 2 == 0 {
+                "right horse battery"
+            } else {
+                "wrong"
+            };
+            async move { checker.verify(hash, password.to_owned()).await }
+        });
+        let answers = futures_util::future::join_all(checks).await;
+        assert_eq!(
+            answers,
+            [true, false, true, false, true, false, true, false],
+            "right passwords accepted, wrong ones refused, in order"
+        );
+        assert!(!checker.verify("not a PHC string".into(), "x".into()).await);
     }
 }

@@ -12,7 +12,7 @@ use crate::broker::{
     NatsSettings, TlsListener,
 };
 use crate::config::{BrokerMode, EvidenceBackend, HubConfig};
-use crate::credentials::verify_password;
+use crate::credentials::PasswordChecker;
 use crate::evidence::EvidenceStore;
 use crate::ingest::{
     AckError, AckPublisher, InboundMessage, Ingest, IngestMetrics, IngestSettings,
@@ -145,18 +145,16 @@ fn certificate_check(store: Arc<AnyStore>) -> AuthHandler {
     )
 }
 
-fn auth_handler(store: Arc<AnyStore>) -> AuthHandler {
+fn auth_handler(store: Arc<AnyStore>, passwords: PasswordChecker) -> AuthHandler {
     let cache: Arc<Mutex<LoginCache>> = Arc::default();
     // argon2 costs ~20 ms of CPU and 19 MiB per check: a reconnect storm of a whole
-    // fleet must queue for the cores, not run a thousand hashes at once.
-    let hashing = Arc::new(tokio::sync::Semaphore::new(
-        std::thread::available_parallelism().map_or(2, |n| n.get()),
-    ));
+    // fleet queues for the checker's threads (one per core), it does not run a
+    // thousand hashes at once.
     Arc::new(
         move |_client_id: String, username: String, password: String| {
             let store = Arc::clone(&store);
             let cache = Arc::clone(&cache);
-            let hashing = Arc::clone(&hashing);
+            let passwords = passwords.clone();
             Box::pin(async move {
                 let key = (username.clone(), Sha256::digest(password.as_bytes()).into());
                 if cache
@@ -179,12 +177,7 @@ fn auth_handler(store: Arc<AnyStore>) -> AuthHandler {
                     }
                 };
                 let hash = record.password_hash.clone();
-                let Ok(_permit) = hashing.acquire().await else {
-                    return false;
-                };
-                let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
-                    .await
-                    .unwrap_or(false);
+                let ok = passwords.verify(hash, password).await;
                 if ok {
                     cache
                         .lock()
@@ -244,7 +237,10 @@ async fn start_bus(config: &HubConfig, store: Arc<AnyStore>) -> Result<HubBus, S
                     .log_bytes
                     .map(|b| usize::try_from(b.0).unwrap_or(usize::MAX)),
                 inbound_capacity: config.ingest.queue,
-                auth: Some(auth_handler(Arc::clone(&store))),
+                auth: Some(auth_handler(
+                    Arc::clone(&store),
+                    PasswordChecker::per_core()?,
+                )),
                 certificate_check: Some(certificate_check(store)),
                 ..EmbeddedSettings::default()
             };

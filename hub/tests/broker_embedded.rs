@@ -774,3 +774,78 @@ async fn a_reconnect_storm_of_1000_gateways_loses_no_batch_at_the_broker() {
     );
     eprintln!("fixed 16 MiB log: {fixed} of 600 batches reached the hub");
 }
+
+/// A gateway that stops reading its `/ack` while the hub keeps acknowledging does not
+/// make the hub hold every ack: each gateway-bound filter's log is small (64 KiB),
+/// so the broker keeps the newest and skips the reader ahead. With the fleet-sized log
+/// every filter used to get, a thousand gateways' ack logs grew the hub by ~1 MiB/s
+/// without end (BENCHMARKS.md, "The hub alone at 1 000 gateways").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_that_stops_reading_its_acks_gets_the_newest_and_the_hub_keeps_few() {
+    const ACKS: u32 = 2000;
+    let (bus, port) = start(settings()).await;
+    // The stalled gateway: subscribed, then its event loop is not polled (no PUBACKs,
+    // nothing read), as an agent whose link hangs.
+    let (stalled, mut stalled_loop) = connect(agent_options("gw-stalled", port)).await.unwrap();
+    stalled
+        .subscribe("chitti/v1/s/gw-stalled/ack", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    loop {
+        if let rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_)) =
+            stalled_loop.poll().await.unwrap()
+        {
+            break;
+        }
+    }
+    // A second gateway that reads: its marker, published after every ack through the
+    // same link, says the broker has taken them all (the router keeps the link's order).
+    let (watcher, events) = connect(agent_options("gw-watcher", port)).await.unwrap();
+    let mut events = drive(events);
+    watcher
+        .subscribe("chitti/v1/s/gw-watcher/ack", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    next_suback(&mut events).await;
+
+    // 2 000 acks of ~300 bytes: 600 KB, ten times the gateway-bound log.
+    for i in 0..ACKS {
+        let mut ack = format!("{{\"seq\":{i:08}}}").into_bytes();
+        ack.resize(300, b' ');
+        bus.publish("chitti/v1/s/gw-stalled/ack", ack, false)
+            .await
+            .unwrap();
+    }
+    bus.publish("chitti/v1/s/gw-watcher/ack", b"marker".to_vec(), false)
+        .await
+        .unwrap();
+    assert_eq!(&next_message(&mut events).await.payload[..], b"marker");
+
+    // The stalled gateway reads again: the first in-flight window, then the newest.
+    let mut events = drive(stalled_loop);
+    let mut seen = Vec::new();
+    loop {
+        let m = next_message(&mut events).await;
+        let text = String::from_utf8_lossy(&m.payload).trim().to_owned();
+        let seq: u32 = text["{\"seq\":".len()..text.len() - 1].parse().unwrap();
+        seen.push(seq);
+        if seq == ACKS - 1 {
+            break;
+        }
+    }
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "in order, none twice: {seen:?}"
+    );
+    assert!(
+        seen.len() < (ACKS / 2) as usize,
+        "the broker held {} of {ACKS} acks for one stalled gateway: the gateway-bound log is not bounded",
+        seen.len()
+    );
+    eprintln!(
+        "stalled gateway got {} of {ACKS} acks, the newest last",
+        seen.len()
+    );
+    drop(stalled);
+    bus.shutdown().await;
+}

@@ -14,8 +14,9 @@
 //! FLIR [`fixture`]s) comes from `chitti-test-support` and is re-exported here.
 
 pub use chitti_test_support::{
-    fixture, free_port, http_get, workspace_root, CuttableProxy, Mosquitto, NatsCluster, NatsNode,
-    NatsNodePorts, NatsServer, PostgresHa, ScratchPostgres,
+    fixture, free_port, http_get, shipped_nats_node_config, with_nats_gateways, workspace_root,
+    CuttableProxy, Mosquitto, NatsCluster, NatsGatewayLogin, NatsNode, NatsNodePorts, NatsServer,
+    PostgresHa, ScratchPostgres,
 };
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -534,29 +535,6 @@ pub fn nats_hub_config(
     config
 }
 
-/// A shipped NATS configuration (`deploy/brokers/nats/…`) with its gateway block (the
-/// lines between `# BEGIN gateway` and `# END gateway`) copied once per gateway of
-/// `site`, as an operator would: `gateways` are (gateway id, MQTT password).
-pub fn with_nats_gateways(shipped: &str, site: &str, gateways: &[(&str, String)]) -> String {
-    let begin = shipped.find("    # BEGIN gateway").expect("BEGIN gateway");
-    let end = shipped.find("    # END gateway").expect("END gateway");
-    let template: String = shipped[begin..end]
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let blocks: String = gateways
-        .iter()
-        .map(|(gw, password)| {
-            template
-                .replace("SITE", site)
-                .replace("GATEWAY", gw)
-                .replace("PASSWORD", password)
-        })
-        .collect();
-    format!("{}{blocks}{}", &shipped[..begin], &shipped[end..])
-}
-
 /// A counter or gauge on a hub's `/metrics` (0 when absent).
 pub fn metric(http: std::net::SocketAddr, name: &str) -> f64 {
     let text = ureq::get(format!("http://{http}/metrics"))
@@ -642,46 +620,6 @@ pub fn upload_model(
     let text = r.body_mut().read_to_string().unwrap_or_default();
     assert_eq!(r.status(), 201, "{text}");
     serde_json::from_str(&text).expect("registry answer")
-}
-
-/// The shipped cluster configuration (`deploy/brokers/nats/cluster.conf`) for `node`,
-/// with the test's ports and folders, the hub's password, and its gateway block copied
-/// once per gateway of `site` (`gateways`: id and MQTT password).
-pub fn shipped_nats_node_config(
-    node: &NatsNode,
-    site: &str,
-    gateways: &[(&str, String)],
-    hub_password: &str,
-) -> String {
-    let shipped =
-        std::fs::read_to_string(workspace_root().join("deploy/brokers/nats/cluster.conf")).unwrap();
-    let routes = "[nats-route://nats-1:6222, nats-route://nats-2:6222, nats-route://nats-3:6222]";
-    assert!(shipped.contains(routes), "the shipped routes line changed");
-    let text = with_nats_gateways(&shipped, site, gateways)
-        .replace(
-            "server_name: NODE",
-            &format!("server_name: n{}", node.index),
-        )
-        .replace(
-            "listen: 0.0.0.0:4222",
-            &format!("listen: 127.0.0.1:{}", node.ports.client),
-        )
-        .replace("0.0.0.0:1883", &format!("127.0.0.1:{}", node.ports.mqtt))
-        .replace("0.0.0.0:6222", &format!("127.0.0.1:{}", node.ports.route))
-        .replace(routes, &format!("[{}]", node.routes.join(", ")))
-        .replace("/var/lib/nats", &node.store.display().to_string())
-        .replace("HUB_PASSWORD", hub_password);
-    let settings: String = text
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .collect();
-    for placeholder in ["NODE", "0.0.0.0", "HUB_PASSWORD", "SITE/", "/var/lib"] {
-        assert!(
-            !settings.contains(placeholder),
-            "{placeholder} left in\n{text}"
-        );
-    }
-    text
 }
 
 /// A hub's `[notifications]` section: every hotspot and cool-exception alert to a

@@ -68,11 +68,11 @@ async fn hub_replicas_on_a_nats_cluster_lose_nothing_when_a_replica_and_a_broker
         .collect();
     let mut cluster =
         NatsCluster::start_with(dir.path(), 3, Some(("chitti-hub", HUB_PASSWORD)), |node| {
-            let passwords: Vec<(&str, String)> = credentials
+            let logins: Vec<NatsGatewayLogin> = credentials
                 .iter()
-                .map(|(gw, creds)| (*gw, mqtt_password(creds)))
+                .map(|(gw, creds)| NatsGatewayLogin::new("north-yard", gw, &mqtt_password(creds)))
                 .collect();
-            shipped_nats_node_config(node, "north-yard", &passwords, HUB_PASSWORD)
+            shipped_nats_node_config(node, &logins, HUB_PASSWORD)
         });
     let login = Some(("chitti-hub", HUB_PASSWORD));
     let nodes = || (cluster.nats_urls(), cluster.mqtt_urls());

@@ -384,14 +384,12 @@ async fn the_fleet_loses_and_duplicates_nothing_through_each_fault_in_turn() {
     .unwrap()
     .verifying_key();
 
-    let names: Vec<String> = (0..GATEWAYS).map(|i| format!("gw-{i}")).collect();
-    let passwords: Vec<(&str, String)> = names
-        .iter()
-        .map(|n| (n.as_str(), GATEWAY_PASSWORD.to_string()))
+    let logins: Vec<NatsGatewayLogin> = (0..GATEWAYS)
+        .map(|i| NatsGatewayLogin::new(SITE, &format!("gw-{i}"), GATEWAY_PASSWORD))
         .collect();
     let cluster =
         NatsCluster::start_with(dir.path(), 3, Some(("chitti-hub", HUB_PASSWORD)), |node| {
-            shipped_nats_node_config(node, SITE, &passwords, HUB_PASSWORD)
+            shipped_nats_node_config(node, &logins, HUB_PASSWORD)
         });
     let login = Some(("chitti-hub", HUB_PASSWORD));
     let (node_ports, nats_urls, mqtt_urls) = (

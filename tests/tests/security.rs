@@ -953,10 +953,10 @@ async fn the_shipped_nats_permissions_confine_each_gateway() {
     let shipped =
         std::fs::read_to_string(workspace_root().join("deploy/brokers/nats/chitti.conf")).unwrap();
     let gateways = [
-        ("gw-a", mqtt_password(&creds_a)),
-        ("gw-b", mqtt_password(&creds_b)),
+        NatsGatewayLogin::new("north-yard", "gw-a", &mqtt_password(&creds_a)),
+        NatsGatewayLogin::new("north-yard", "gw-b", &mqtt_password(&creds_b)),
     ];
-    let config = with_nats_gateways(&shipped, "north-yard", &gateways)
+    let config = with_nats_gateways(&shipped, &gateways)
         .replace("HUB_PASSWORD", "hub-secret")
         .replace("listen: 127.0.0.1:4222", "listen: 127.0.0.1:NATS_PORT")
         .replace("store_dir: \"/var/lib/nats\"", "store_dir: \"STORE_DIR\"")

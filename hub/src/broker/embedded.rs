@@ -74,7 +74,17 @@
 //! `broker.embedded.log_bytes` sets it. Memory: a busy filter's log fills and stays
 //! full (rumqttd drops a segment only when a new one is needed), so the hub's resident
 //! set grows by up to `log_bytes` under steady ingest — 250 MiB at the default 2 000
-//! connections. The agents keep their side of the bargain: after a (re)connect each
+//! connections — plus about 0.7 KB of bookkeeping per message held (1.45 KB findings
+//! held ~2.2 KB each in the benchmark).
+//!
+//! rumqttd gives every subscribed filter such a log, and each gateway subscribes to its
+//! own `/ack`, `/config/set` and `/model/set`: at the fleet's log size, a thousand
+//! gateways' ack logs alone could hold 250 GiB, and the hub grew by ~1 MiB/s at 1 000
+//! acks/s without end. Those filters carry few, small messages for one reader each, so
+//! their logs are [`GATEWAY_LOG_SEGMENTS`] × [`GATEWAY_LOG_SEGMENT_BYTES`] (64 KiB,
+//! ~200 acks; a reader further behind skips ahead and is answered again on its resend,
+//! acks being idempotent; retained `/config/set` and `/model/set` live in rumqttd's
+//! retained store, not in the log). The agents keep their side of the bargain: after a (re)connect each
 //! opens with one batch in flight and widens on acks (slow start), and resends and
 //! reconnects are jittered (`agent/src/sinks/mqtt`), so the opening burst of a fleet is
 //! one batch per gateway. Measured in BENCHMARKS.md, "Reconnect storms".
@@ -84,10 +94,12 @@ use super::{
     HUB_FILTERS,
 };
 use bytes::Bytes;
+use chitti_common::protocol::{Topic, TopicKind};
 use rumqttd::local::{LinkRx, LinkTx};
 use rumqttd::protocol::{Disconnect, DisconnectReasonCode, Packet, Publish};
 use rumqttd::{
-    Broker, Config, ConnectionSettings, Notification, RouterConfig, ServerSettings, TlsConfig,
+    Broker, Config, ConnectionSettings, Notification, RouterConfig, SegmentConfig, ServerSettings,
+    TlsConfig,
 };
 use std::collections::HashMap;
 use std::fmt;
@@ -123,6 +135,16 @@ const TOPIC_ALLOWANCE_BYTES: usize = 512;
 /// Each filter's in-memory commit log is kept in this many segments; a slow subscriber
 /// that falls behind by more than the log skips ahead.
 const LOG_SEGMENTS: usize = 4;
+
+/// Segments of each gateway-bound filter's log (`/ack`, `/config/set`, `/model/set`).
+pub const GATEWAY_LOG_SEGMENTS: usize = 4;
+
+/// Size of a gateway-bound filter's log segment (a larger message overflows its
+/// segment; it is still delivered).
+pub const GATEWAY_LOG_SEGMENT_BYTES: usize = 16 << 10;
+
+/// The topics the hub publishes to gateways, one subscriber each.
+const GATEWAY_BOUND: [TopicKind; 3] = [TopicKind::Ack, TopicKind::ConfigSet, TopicKind::ModelSet];
 
 /// Smallest log: 16 MiB, what rumqttd was given before the log was sized from the fleet.
 const MIN_LOG_BYTES: usize = 16 << 20;
@@ -524,6 +546,20 @@ fn start_blocking(
             max_outgoing_packet_count: 200,
             max_segment_size: (settings.log_bytes() / LOG_SEGMENTS).max(2 * max_packet),
             max_segment_count: LOG_SEGMENTS,
+            custom_segment: Some(
+                GATEWAY_BOUND
+                    .iter()
+                    .map(|kind| {
+                        (
+                            Topic::filter_all(*kind),
+                            SegmentConfig {
+                                max_segment_size: GATEWAY_LOG_SEGMENT_BYTES,
+                                max_segment_count: GATEWAY_LOG_SEGMENTS,
+                            },
+                        )
+                    })
+                    .collect(),
+            ),
             ..RouterConfig::default()
         },
         v4: Some(v4),

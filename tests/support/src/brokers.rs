@@ -1,7 +1,7 @@
 //! Brokers of the test's own on free ports, killed on drop: [`Mosquitto`] and
 //! [`NatsServer`] (the machine's binaries, which `tests/run-all.sh` installs).
 
-use crate::free_port;
+use crate::{free_port, workspace_root};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -507,4 +507,90 @@ impl Drop for NatsCluster {
             self.kill(i);
         }
     }
+}
+
+/// One gateway's login as the shipped NATS configurations spell it (`SITE/GATEWAY`
+/// with its MQTT password, from `chitti-hub gateway add`).
+#[derive(Debug, Clone)]
+pub struct NatsGatewayLogin {
+    /// Its site id.
+    pub site: String,
+    /// Its gateway id.
+    pub gateway: String,
+    /// Its MQTT password.
+    pub password: String,
+}
+
+impl NatsGatewayLogin {
+    /// Gateway `gateway` of `site` with `password`.
+    pub fn new(site: &str, gateway: &str, password: &str) -> Self {
+        Self {
+            site: site.to_owned(),
+            gateway: gateway.to_owned(),
+            password: password.to_owned(),
+        }
+    }
+}
+
+/// A shipped NATS configuration (`deploy/brokers/nats/…`) with its gateway block (the
+/// lines between `# BEGIN gateway` and `# END gateway`) copied once per gateway, as an
+/// operator would.
+pub fn with_nats_gateways(shipped: &str, gateways: &[NatsGatewayLogin]) -> String {
+    let begin = shipped.find("    # BEGIN gateway").expect("BEGIN gateway");
+    let end = shipped.find("    # END gateway").expect("END gateway");
+    let template: String = shipped[begin..end]
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let blocks: String = gateways
+        .iter()
+        .map(|g| {
+            template
+                .replace("SITE", &g.site)
+                .replace("GATEWAY", &g.gateway)
+                .replace("PASSWORD", &g.password)
+        })
+        .collect();
+    format!("{}{blocks}{}", &shipped[..begin], &shipped[end..])
+}
+
+/// The shipped cluster configuration (`deploy/brokers/nats/cluster.conf`) for `node`,
+/// with this cluster's ports and folders, the hub's password, and its gateway block
+/// copied once per gateway.
+pub fn shipped_nats_node_config(
+    node: &NatsNode,
+    gateways: &[NatsGatewayLogin],
+    hub_password: &str,
+) -> String {
+    let shipped =
+        std::fs::read_to_string(workspace_root().join("deploy/brokers/nats/cluster.conf"))
+            .expect("deploy/brokers/nats/cluster.conf");
+    let routes = "[nats-route://nats-1:6222, nats-route://nats-2:6222, nats-route://nats-3:6222]";
+    assert!(shipped.contains(routes), "the shipped routes line changed");
+    let text = with_nats_gateways(&shipped, gateways)
+        .replace(
+            "server_name: NODE",
+            &format!("server_name: n{}", node.index),
+        )
+        .replace(
+            "listen: 0.0.0.0:4222",
+            &format!("listen: 127.0.0.1:{}", node.ports.client),
+        )
+        .replace("0.0.0.0:1883", &format!("127.0.0.1:{}", node.ports.mqtt))
+        .replace("0.0.0.0:6222", &format!("127.0.0.1:{}", node.ports.route))
+        .replace(routes, &format!("[{}]", node.routes.join(", ")))
+        .replace("/var/lib/nats", &node.store.display().to_string())
+        .replace("HUB_PASSWORD", hub_password);
+    let settings: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect();
+    for placeholder in ["NODE", "0.0.0.0", "HUB_PASSWORD", "SITE/", "/var/lib"] {
+        assert!(
+            !settings.contains(placeholder),
+            "{placeholder} left in\n{text}"
+        );
+    }
+    text
 }

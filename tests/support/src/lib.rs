@@ -13,7 +13,10 @@ mod proxy;
 mod receiver;
 mod s3;
 
-pub use brokers::{Mosquitto, NatsCluster, NatsNode, NatsNodePorts, NatsServer};
+pub use brokers::{
+    shipped_nats_node_config, with_nats_gateways, Mosquitto, NatsCluster, NatsGatewayLogin,
+    NatsNode, NatsNodePorts, NatsServer,
+};
 pub use pgha::{http_get, PatroniNode, PostgresHa};
 pub use postgres::{database_url, postgres_admin_url, ScratchPostgres};
 pub use proxy::CuttableProxy;
