@@ -7,6 +7,7 @@ mod support;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chitti_hub::store::prelude::*;
+use chitti_hub::store::DeadLetter;
 use serde_json::{json, Value};
 use support::{assert_error, cool_finding, finding, ingested, Api};
 use tower::ServiceExt;
@@ -1175,6 +1176,162 @@ async fn alerts_say_when_their_track_is_a_cool_exception(backend: &str) {
     assert_eq!(r.body["history"][0]["cool_exception"], false);
 }
 
+async fn dead_letters_are_listed_escaped_filtered_and_downloadable_by_role(backend: &str) {
+    let (api, _db) = Api::new(backend).await;
+    let hostile = b"<script>alert(1)</script>\x00\xff".to_vec();
+    for (topic, reason, payload) in [
+        (
+            "chitti/v1/north-yard/gw-07/findings",
+            "signature: no valid signature",
+            hostile.clone(),
+        ),
+        (
+            "chitti/v1/north-yard/gw-08/findings",
+            "schema: missing field `id`",
+            b"{}".to_vec(),
+        ),
+        (
+            "chitti/v1/north-yard/gw-07/findings",
+            "signature: no valid signature",
+            vec![b'x'; 2000],
+        ),
+    ] {
+        api.store
+            .record_dead_letter(&DeadLetter {
+                received_at: chrono::Utc::now(),
+                topic: topic.into(),
+                reason: reason.into(),
+                payload,
+            })
+            .await
+            .unwrap();
+    }
+    let (vera, otto, ada) = (
+        api.bearer("vera").await,
+        api.bearer("otto").await,
+        api.bearer("ada").await,
+    );
+    assert_error(
+        &api.get("/api/v1/dead-letters", Some(&vera), None).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    let all = api
+        .ok(StatusCode::OK, "GET", "/api/v1/dead-letters", &otto, None)
+        .await;
+    let items = all["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3);
+    let long = &items[0];
+    assert_eq!(long["payload_bytes"], 2000);
+    assert_eq!(long["payload_truncated"], true);
+    assert_eq!(long["payload_preview"].as_str().unwrap().len(), 500);
+    let escaped = &items[2];
+    assert_eq!(
+        escaped["payload_preview"], "<script>alert(1)</script>\\u{0}\\xff",
+        "control and invalid bytes escaped (the dashboard escapes the HTML)"
+    );
+    assert_eq!(
+        (&escaped["class"], &escaped["site"], &escaped["gateway"]),
+        (&json!("signature"), &json!("north-yard"), &json!("gw-07"))
+    );
+
+    let gw07 = api
+        .ok(
+            StatusCode::OK,
+            "GET",
+            "/api/v1/dead-letters?gateway=gw-07&class=signature&limit=1",
+            &otto,
+            None,
+        )
+        .await;
+    assert_eq!(gw07["items"].as_array().unwrap().len(), 1);
+    let next = gw07["next_cursor"].as_str().unwrap();
+    let rest = api
+        .ok(
+            StatusCode::OK,
+            "GET",
+            &format!("/api/v1/dead-letters?gateway=gw-07&class=signature&limit=1&after={next}"),
+            &otto,
+            None,
+        )
+        .await;
+    assert_eq!(rest["items"][0]["id"], escaped["id"]);
+    assert!(rest["next_cursor"].is_null());
+    assert_error(
+        &api.get("/api/v1/dead-letters?after=zz", Some(&otto), None)
+            .await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+    assert_error(
+        &api.get("/api/v1/dead-letters?reason=x", Some(&otto), None)
+            .await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+
+    let groups = api
+        .ok(
+            StatusCode::OK,
+            "GET",
+            "/api/v1/dead-letters/groups",
+            &otto,
+            None,
+        )
+        .await;
+    assert_eq!(
+        groups["items"][0],
+        json!({"class": "signature", "site": "north-yard", "gateway": "gw-07", "count": 2,
+               "last_at": groups["items"][0]["last_at"]})
+    );
+    assert_eq!(groups["items"][1]["count"], 1);
+
+    // The raw bytes: an admin's download, never inline.
+    let id = escaped["id"].as_i64().unwrap();
+    let uri = format!("/api/v1/dead-letters/{id}/payload");
+    assert_error(
+        &api.get(&uri, Some(&otto), None).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    let raw = api.get(&uri, Some(&ada), None).await;
+    assert_eq!(raw.status, StatusCode::OK);
+    assert_eq!(raw.bytes, hostile);
+    assert_eq!(raw.content_type(), "application/octet-stream");
+    assert!(raw
+        .header("content-disposition")
+        .unwrap()
+        .starts_with("attachment"));
+    assert_error(
+        &api.get("/api/v1/dead-letters/999999/payload", Some(&ada), None)
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_error(
+        &api.get("/api/v1/dead-letters/x/payload", Some(&ada), None)
+            .await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+
+    // The page: counts, then letters with the payload escaped as HTML too; the
+    // download link for admins only; viewers are refused.
+    let (_, _, otto_cookie) = api.login("otto").await;
+    let html = api.page("/dead-letters?gateway=gw-07", &otto_cookie).await;
+    assert!(html.contains("id=\"group-table\""), "{html}");
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;\\u{0}\\xff"));
+    assert!(!html.contains("<script>alert(1)"));
+    assert!(!html.contains("gw-08/findings"), "filtered by gateway");
+    assert!(!html.contains("/payload\""), "no download for operators");
+    let (_, _, ada_cookie) = api.login("ada").await;
+    let html = api.page("/dead-letters", &ada_cookie).await;
+    assert!(html.contains(&format!("/api/v1/dead-letters/{id}/payload")));
+    let (_, _, vera_cookie) = api.login("vera").await;
+    let (status, _) = api.page_reply("/dead-letters", &vera_cookie).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
 support::on_both!(
     each_role_may_do_exactly_what_it_should,
     the_lifecycle_refuses_invalid_transitions_with_409,
@@ -1188,5 +1345,6 @@ support::on_both!(
     admins_change_roles_and_disable_users_but_not_themselves,
     alert_orders_page_stably_while_alerts_arrive,
     search_and_track_filters_reach_the_store,
-    alerts_say_when_their_track_is_a_cool_exception
+    alerts_say_when_their_track_is_a_cool_exception,
+    dead_letters_are_listed_escaped_filtered_and_downloadable_by_role
 );

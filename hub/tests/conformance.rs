@@ -63,6 +63,8 @@ conformance! {
         status_updates_gateway_and_cameras,
         telemetry_is_downsampled_to_minutes,
         dead_letters_are_kept_byte_exact,
+        dead_letters_filter_page_and_group,
+        dead_letters_stored_before_their_class_and_gateway_columns_are_backfilled,
         users_are_added_looked_up_disabled_and_promoted,
         sessions_authenticate_until_they_expire,
         api_tokens_authenticate_until_revoked,
@@ -1528,6 +1530,202 @@ async fn dead_letters_are_kept_byte_exact<S: Store>(s: &S) {
     assert_eq!(listed[0].letter.received_at, at(2000));
     assert_eq!(listed[0].letter.reason, "invalid json at byte 2\u{FFFD}");
     assert_eq!(s.list_dead_letters(2).await.unwrap().len(), 2);
+}
+
+/// Letters: (seconds, topic, reason).
+async fn record_letters<S: Store>(s: &S, letters: &[(i64, &str, &str)]) {
+    for (t, topic, reason) in letters {
+        s.record_dead_letter(&DeadLetter {
+            received_at: at(t * 1000),
+            topic: (*topic).into(),
+            reason: (*reason).into(),
+            payload: b"{}".to_vec(),
+        })
+        .await
+        .unwrap();
+    }
+}
+
+const LETTERS: [(i64, &str, &str); 6] = [
+    (
+        1,
+        "chitti/v1/north-yard/gw-07/findings",
+        "signature: no valid signature",
+    ),
+    (
+        2,
+        "chitti/v1/north-yard/gw-07/findings",
+        "schema: missing field `id`",
+    ),
+    (
+        3,
+        "chitti/v1/north-yard/gw-08/findings",
+        "signature: no valid signature",
+    ),
+    (
+        4,
+        "chitti/v1/south/gw-07/telemetry",
+        "json: expected value at line 1",
+    ),
+    (
+        5,
+        "(refused by the database)",
+        "store: finding 0190…: NUL in text",
+    ),
+    (
+        6,
+        "chitti/v1/north-yard/gw-07/findings",
+        "signature: no valid signature",
+    ),
+];
+
+async fn dead_letters_filter_page_and_group<S: Store>(s: &S) {
+    record_letters(s, &LETTERS).await;
+    let ids = |p: &Page<DeadLetterRecord>| -> Vec<i64> {
+        p.items
+            .iter()
+            .map(|d| (d.letter.received_at - at(0)).num_seconds())
+            .collect()
+    };
+    let q = |f: fn(&mut DeadLetterQuery)| {
+        let mut q = DeadLetterQuery {
+            limit: 100,
+            ..DeadLetterQuery::default()
+        };
+        f(&mut q);
+        q
+    };
+    let all = s.dead_letters(&q(|_| {})).await.unwrap();
+    assert_eq!(ids(&all), [6, 5, 4, 3, 2, 1], "newest first");
+    let newest = &all.items[0];
+    assert_eq!(newest.class, "signature");
+    assert_eq!(
+        (newest.site.as_deref(), newest.gateway.as_deref()),
+        (Some("north-yard"), Some("gw-07"))
+    );
+    let store = &all.items[1];
+    assert_eq!(
+        (store.class.as_str(), store.site.as_deref()),
+        ("store", None)
+    );
+
+    let signature = s
+        .dead_letters(&q(|q| q.class = Some("signature".into())))
+        .await
+        .unwrap();
+    assert_eq!(ids(&signature), [6, 3, 1]);
+    let gw07 = s
+        .dead_letters(&q(|q| q.gateway = Some("gw-07".into())))
+        .await
+        .unwrap();
+    assert_eq!(ids(&gw07), [6, 4, 2, 1], "gw-07 of every site");
+    let north_gw07 = s
+        .dead_letters(&q(|q| {
+            q.site = Some("north-yard".into());
+            q.gateway = Some("gw-07".into());
+            q.since = Some(at(2000));
+            q.until = Some(at(6000));
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&north_gw07),
+        [2],
+        "site, gateway and [since, until) combine"
+    );
+
+    // Pages of two: every letter once, in order, then no cursor.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s
+            .dead_letters(&DeadLetterQuery {
+                limit: 2,
+                after,
+                ..DeadLetterQuery::default()
+            })
+            .await
+            .unwrap();
+        seen.extend(ids(&page));
+        match page.next_cursor {
+            Some(c) => after = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, [6, 5, 4, 3, 2, 1]);
+    let groups = s.dead_letter_groups(&q(|_| {})).await.unwrap();
+    let first = &groups[0];
+    assert_eq!(
+        (
+            first.class.as_str(),
+            first.site.as_deref(),
+            first.gateway.as_deref(),
+            first.count,
+            first.last_at
+        ),
+        ("signature", Some("north-yard"), Some("gw-07"), 2, at(6000)),
+        "the biggest group first"
+    );
+    assert_eq!(groups.len(), 5);
+    assert_eq!(groups.iter().map(|g| g.count).sum::<u64>(), 6);
+    let since_4 = s
+        .dead_letter_groups(&q(|q| q.since = Some(at(4000))))
+        .await
+        .unwrap();
+    assert_eq!(since_4.iter().map(|g| g.count).sum::<u64>(), 3);
+}
+
+async fn dead_letters_stored_before_their_class_and_gateway_columns_are_backfilled(s: &AnyStore) {
+    const VERSION: i64 = 20270108000000;
+    record_letters(s, &LETTERS).await;
+    let before = s.migration_status().await.unwrap();
+    let undo = [
+        "DROP INDEX dead_letters_class".to_string(),
+        "DROP INDEX dead_letters_gateway".to_string(),
+        "ALTER TABLE dead_letters DROP COLUMN class".to_string(),
+        "ALTER TABLE dead_letters DROP COLUMN site".to_string(),
+        "ALTER TABLE dead_letters DROP COLUMN gateway".to_string(),
+        format!("DELETE FROM _sqlx_migrations WHERE version = {VERSION}"),
+    ];
+    for sql in &undo {
+        match s {
+            AnyStore::Sqlite(db) => sqlx::query(sql).execute(db.pool()).await.map(drop),
+            AnyStore::Postgres(db) => sqlx::query(sql).execute(db.pool()).await.map(drop),
+        }
+        .unwrap();
+    }
+    s.migrate().await.unwrap();
+    assert_eq!(s.migration_status().await.unwrap(), before);
+    let got: Vec<(String, Option<String>, Option<String>)> = s
+        .list_dead_letters(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.class, d.site, d.gateway))
+        .collect();
+    let want: Vec<(String, Option<String>, Option<String>)> = LETTERS
+        .iter()
+        .rev()
+        .map(|(_, topic, reason)| {
+            let letter = DeadLetter {
+                received_at: at(0),
+                topic: (*topic).into(),
+                reason: (*reason).into(),
+                payload: Vec::new(),
+            };
+            let g = letter.gateway();
+            (
+                letter.class().to_owned(),
+                g.map(|g| g.0.to_owned()),
+                g.map(|g| g.1.to_owned()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got, want,
+        "the migration fills old rows as the hub fills new ones"
+    );
+    assert_eq!(got[1], ("store".into(), None, None));
 }
 
 // ---------------------------------------------------------------------------------

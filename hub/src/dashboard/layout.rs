@@ -20,6 +20,7 @@ pub(crate) enum Nav {
     Upload,
     Reports,
     Notifications,
+    DeadLetters,
     None,
 }
 
@@ -114,6 +115,9 @@ pub(crate) fn page(
                             }
                             (link(Nav::Reports, "/reports", "Reports"))
                             (link(Nav::Notifications, "/notifications", "Notifications"))
+                            @if role >= Role::Operator {
+                                (link(Nav::DeadLetters, "/dead-letters", "Dead letters"))
+                            }
                         }
                     }
                     div.who {

@@ -52,6 +52,7 @@
 mod alerts;
 mod assets;
 mod chart;
+mod dead_letters;
 mod gateway_config;
 pub(crate) mod layout;
 mod models;
@@ -76,6 +77,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/alerts", get(alerts::queue))
         .route("/alerts/{id}", get(alerts::detail))
         .route("/fleet", get(pages::fleet))
+        .route("/dead-letters", get(dead_letters::page))
         .route("/fleet/{site}/{gateway}", get(gateway_config::page))
         .route("/models", get(models::page))
         .route("/models/rollouts/{id}", get(models::rollout))

@@ -29,6 +29,9 @@ pub(crate) enum Listing {
     AlertsByWorstLevel = 3,
     /// Alerts by (updated_at, id) descending.
     AlertsByUpdated = 4,
+    /// Dead letters by (received_at, id) descending (the numeric id in the last 8
+    /// bytes of the id field).
+    DeadLetters = 5,
 }
 
 impl Listing {
@@ -38,6 +41,7 @@ impl Listing {
             2 => Self::Alerts,
             3 => Self::AlertsByWorstLevel,
             4 => Self::AlertsByUpdated,
+            5 => Self::DeadLetters,
             _ => return None,
         })
     }

@@ -125,14 +125,18 @@ pub trait IngestStore: Backed {
         letter: &DeadLetter,
     ) -> impl Future<Output = Result<i64, StoreError>> + Send {
         async move {
+            let gateway = letter.gateway();
             let sql = Sql::new(
-                "INSERT INTO dead_letters (received_at, topic, reason, payload) \
-                 VALUES ($1, $2, $3, $4) RETURNING id",
+                "INSERT INTO dead_letters (received_at, topic, reason, payload, class, site, gateway) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
             )
             .bind(letter.received_at)
             .bind(text_without_nul(&letter.topic))
             .bind(text_without_nul(&letter.reason))
-            .bind(letter.payload.as_slice());
+            .bind(letter.payload.as_slice())
+            .bind(text_without_nul(letter.class()))
+            .bind(gateway.map(|g| text_without_nul(g.0).into_owned()))
+            .bind(gateway.map(|g| text_without_nul(g.1).into_owned()));
             self.db().fetch_one(sql).await?.get("id")
         }
     }
@@ -151,22 +155,96 @@ pub trait IngestStore: Backed {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<DeadLetterRecord>, StoreError>> + Send {
         async move {
-            let sql = Sql::new(
-                "SELECT id, received_at, topic, reason, payload FROM dead_letters \
-                 ORDER BY received_at DESC, id DESC LIMIT $1",
+            let q = DeadLetterQuery {
+                limit,
+                ..DeadLetterQuery::default()
+            };
+            Ok(self.dead_letters(&q).await?.items)
+        }
+    }
+
+    /// A page of dead letters, newest first: keyset pagination on (`received_at`,
+    /// `id`) descending.
+    fn dead_letters(
+        &self,
+        q: &DeadLetterQuery,
+    ) -> impl Future<Output = Result<Page<DeadLetterRecord>, StoreError>> + Send {
+        async move {
+            let limit = page_limit(q.limit);
+            let mut sql = Sql::new(format!(
+                "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE 1 = 1"
+            ));
+            push_dead_letter_filters(&mut sql, q);
+            if let Some(after) = &q.after {
+                let (at, id) = after.key(Listing::DeadLetters)?;
+                sql.push(" AND (received_at, id) < (")
+                    .push_bind(cursor_time(at)?)
+                    .push(", ")
+                    .push_bind(id.as_u64_pair().1 as i64)
+                    .push(")");
+            }
+            sql.push(" ORDER BY received_at DESC, id DESC LIMIT ")
+                .push_bind(limit as i64 + 1);
+            let items = self
+                .db()
+                .fetch_all(sql)
+                .await?
+                .iter()
+                .map(dead_letter_from_row)
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            Ok(into_page(items, limit, |d| {
+                Cursor::new(
+                    Listing::DeadLetters,
+                    d.letter.received_at,
+                    Uuid::from_u64_pair(0, d.id as u64),
+                )
+            }))
+        }
+    }
+
+    /// One dead letter by id.
+    fn dead_letter(
+        &self,
+        id: i64,
+    ) -> impl Future<Output = Result<Option<DeadLetterRecord>, StoreError>> + Send {
+        async move {
+            let sql = Sql::new(format!(
+                "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE id = $1"
+            ))
+            .bind(id);
+            let row = self.db().fetch_optional(sql).await?;
+            row.as_ref().map(dead_letter_from_row).transpose()
+        }
+    }
+
+    /// The dead letters the filters of `q` select (its page and cursor aside),
+    /// counted by (class, site, gateway), most first.
+    fn dead_letter_groups(
+        &self,
+        q: &DeadLetterQuery,
+    ) -> impl Future<Output = Result<Vec<DeadLetterGroup>, StoreError>> + Send {
+        async move {
+            let mut sql = Sql::new(
+                "SELECT class, site, gateway, count(*) AS n, max(received_at) AS last_at \
+                 FROM dead_letters WHERE 1 = 1",
+            );
+            push_dead_letter_filters(&mut sql, q);
+            sql.push(
+                " GROUP BY class, site, gateway \
+                 ORDER BY n DESC, last_at DESC LIMIT ",
             )
-            .bind(page_limit(limit) as i64);
-            let rows = self.db().fetch_all(sql).await?;
-            rows.iter()
+            .push_bind(MAX_PAGE_LIMIT as i64);
+            self.db()
+                .fetch_all(sql)
+                .await?
+                .iter()
                 .map(|row| {
-                    Ok(DeadLetterRecord {
-                        id: row.get("id")?,
-                        letter: DeadLetter {
-                            received_at: row.time("received_at")?,
-                            topic: row.get("topic")?,
-                            reason: row.get("reason")?,
-                            payload: row.get("payload")?,
-                        },
+                    Ok(DeadLetterGroup {
+                        class: row.get("class")?,
+                        site: row.get("site")?,
+                        gateway: row.get("gateway")?,
+                        count: row.count("n")?,
+                        last_at: row.time("last_at")?,
                     })
                 })
                 .collect()
@@ -216,5 +294,36 @@ fn stored_finding(row: &Row) -> Result<StoredFinding, StoreError> {
         finding: row.json::<Finding>("doc", "finding")?,
         received_at: row.time("received_at")?,
         batch_id: row.get("batch_id")?,
+    })
+}
+
+/// The `WHERE` filters of a [`DeadLetterQuery`] (one place for the list and the groups).
+fn push_dead_letter_filters(sql: &mut Sql, q: &DeadLetterQuery) {
+    push_equal(sql, "class", q.class.as_deref());
+    push_equal(sql, "site", q.site.as_deref());
+    push_equal(sql, "gateway", q.gateway.as_deref());
+    if let Some(since) = q.since {
+        sql.push(" AND received_at >= ").push_bind(since);
+    }
+    if let Some(until) = q.until {
+        sql.push(" AND received_at < ").push_bind(until);
+    }
+}
+
+/// The columns [`dead_letter_from_row`] reads.
+const DEAD_LETTER_COLUMNS: &str = "id, received_at, topic, reason, payload, class, site, gateway";
+
+fn dead_letter_from_row(row: &Row) -> Result<DeadLetterRecord, StoreError> {
+    Ok(DeadLetterRecord {
+        id: row.get("id")?,
+        letter: DeadLetter {
+            received_at: row.time("received_at")?,
+            topic: row.get("topic")?,
+            reason: row.get("reason")?,
+            payload: row.get("payload")?,
+        },
+        class: row.get("class")?,
+        site: row.get("site")?,
+        gateway: row.get("gateway")?,
     })
 }

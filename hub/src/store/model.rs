@@ -820,6 +820,64 @@ pub struct DeadLetterRecord {
     pub id: i64,
     /// The message.
     pub letter: DeadLetter,
+    /// Why, in one word: the reason's text before its first colon (`signature`,
+    /// `schema`, `store`, …).
+    pub class: String,
+    /// The site the topic names (`None`: not a `chitti/v1/{site}/{gateway}/…` topic).
+    pub site: Option<String>,
+    /// The gateway the topic names.
+    pub gateway: Option<String>,
+}
+
+impl DeadLetter {
+    /// Its class: the reason's text before the first colon (all of it when none).
+    pub fn class(&self) -> &str {
+        self.reason
+            .split_once(':')
+            .map_or(self.reason.as_str(), |(class, _)| class)
+    }
+
+    /// (site, gateway) when the topic is `chitti/v1/{site}/{gateway}/…`.
+    pub fn gateway(&self) -> Option<(&str, &str)> {
+        let mut parts = self.topic.strip_prefix("chitti/v1/")?.splitn(3, '/');
+        let (site, gateway) = (parts.next()?, parts.next()?);
+        parts.next()?;
+        (!site.is_empty() && !gateway.is_empty()).then_some((site, gateway))
+    }
+}
+
+/// Which dead letters to list, newest first; the filters combine.
+#[derive(Debug, Clone, Default)]
+pub struct DeadLetterQuery {
+    /// Only this class ([`DeadLetterRecord::class`]).
+    pub class: Option<String>,
+    /// Only this site.
+    pub site: Option<String>,
+    /// Only this gateway id (in every site, unless `site` is set too).
+    pub gateway: Option<String>,
+    /// Only letters received at or after this.
+    pub since: Option<DateTime<Utc>>,
+    /// Only letters received before this.
+    pub until: Option<DateTime<Utc>>,
+    /// Page size, clamped to `1..=`[`MAX_PAGE_LIMIT`] (0 reads as 1).
+    pub limit: u32,
+    /// Continue after this cursor (a previous page's `next_cursor`).
+    pub after: Option<Cursor>,
+}
+
+/// How many dead letters one (class, site, gateway) has, and the newest one's time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterGroup {
+    /// Class.
+    pub class: String,
+    /// Site (`None` for topics outside `chitti/v1/`).
+    pub site: Option<String>,
+    /// Gateway.
+    pub gateway: Option<String>,
+    /// How many.
+    pub count: u64,
+    /// When the newest arrived.
+    pub last_at: DateTime<Utc>,
 }
 
 /// A stored or parsed name that is not one of an enum's values.

@@ -299,6 +299,13 @@ impl Api {
     /// A dashboard page's HTML, signed in with a session cookie (`name=value`); it must
     /// answer 200.
     pub async fn page(&self, uri: &str, cookie: &str) -> String {
+        let (status, html) = self.page_reply(uri, cookie).await;
+        assert_eq!(status, StatusCode::OK, "{uri}");
+        html
+    }
+
+    /// A dashboard page's status and HTML, signed in with a session cookie.
+    pub async fn page_reply(&self, uri: &str, cookie: &str) -> (StatusCode, String) {
         use tower::ServiceExt;
         let request = Request::get(uri)
             .header("cookie", cookie)
@@ -308,11 +315,11 @@ impl Api {
             .oneshot(request)
             .await
             .unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "{uri}");
+        let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
             .await
             .unwrap();
-        String::from_utf8(bytes.to_vec()).unwrap()
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
     }
 
     /// The audit log, oldest first.
