@@ -285,7 +285,7 @@ mod tests {
         let (text, cut) = preview(&long);
         assert!(cut);
         assert_eq!(text.len(), PREVIEW_CHARS);
-        assert_eq!(preview(&long[..PREVIEW_CHARS]).1, false);
+        assert!(!preview(&long[..PREVIEW_CHARS]).1);
         // An escape is never cut in half.
         let mut edge = vec![b'x'; PREVIEW_CHARS - 2];
         edge.push(0xff);
