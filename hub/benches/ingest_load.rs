@@ -302,6 +302,15 @@ async fn connect_gateway(
         .map_err(|e| format!("subscribe: {e}"))?;
     loop {
         match events.poll().await {
+            // A clustered broker may refuse a QoS 1 subscription while JetStream is
+            // busy (NATS: "Unable to add JetStream consumer"): without it no ack would
+            // ever arrive. Agents drop such a link and connect again; so does this.
+            Ok(Event::Incoming(Packet::SubAck(a)))
+                if a.return_codes
+                    .contains(&rumqttc::SubscribeReasonCode::Failure) =>
+            {
+                return Err(format!("subscribe refused: {:?}", a.return_codes))
+            }
             Ok(Event::Incoming(Packet::SubAck(_))) => return Ok((client, events)),
             Ok(_) => {}
             Err(e) => return Err(format!("subscribe: {e}")),

@@ -776,7 +776,7 @@ async fn a_reconnect_storm_of_1000_gateways_loses_no_batch_at_the_broker() {
 }
 
 /// A gateway that stops reading its `/ack` while the hub keeps acknowledging does not
-/// make the hub hold every ack: each gateway-bound filter's log is small (64 KiB),
+/// make the hub hold every ack: each gateway-bound filter's log is small (16 KiB),
 /// so the broker keeps the newest and skips the reader ahead. With the fleet-sized log
 /// every filter used to get, a thousand gateways' ack logs grew the hub by ~1 MiB/s
 /// without end (BENCHMARKS.md, "The hub alone at 1 000 gateways").

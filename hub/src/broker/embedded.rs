@@ -81,8 +81,8 @@
 //! own `/ack`, `/config/set` and `/model/set`: at the fleet's log size, a thousand
 //! gateways' ack logs alone could hold 250 GiB, and the hub grew by ~1 MiB/s at 1 000
 //! acks/s without end. Those filters carry few, small messages for one reader each, so
-//! their logs are [`GATEWAY_LOG_SEGMENTS`] × [`GATEWAY_LOG_SEGMENT_BYTES`] (64 KiB,
-//! ~200 acks; a reader further behind skips ahead and is answered again on its resend,
+//! their logs are [`GATEWAY_LOG_SEGMENTS`] × [`GATEWAY_LOG_SEGMENT_BYTES`] (16 KiB,
+//! ~45 acks; a reader further behind skips ahead and is answered again on its resend,
 //! acks being idempotent; retained `/config/set` and `/model/set` live in rumqttd's
 //! retained store, not in the log). The agents keep their side of the bargain: after a (re)connect each
 //! opens with one batch in flight and widens on acks (slow start), and resends and
@@ -141,7 +141,7 @@ pub const GATEWAY_LOG_SEGMENTS: usize = 4;
 
 /// Size of a gateway-bound filter's log segment (a larger message overflows its
 /// segment; it is still delivered).
-pub const GATEWAY_LOG_SEGMENT_BYTES: usize = 16 << 10;
+pub const GATEWAY_LOG_SEGMENT_BYTES: usize = 4 << 10;
 
 /// The topics the hub publishes to gateways, one subscriber each.
 const GATEWAY_BOUND: [TopicKind; 3] = [TopicKind::Ack, TopicKind::ConfigSet, TopicKind::ModelSet];
