@@ -332,6 +332,18 @@ async fn a_cool_exception_marks_its_alert<S: Store>(s: &S) {
 /// The migration that adds `alerts.cool_exception` fills it in from the findings: put
 /// a database back to before it (the column dropped, the migration unrecorded) and
 /// migrate again.
+/// Runs `statements` on the store's own pool: a migration undone by hand, to see
+/// that migrating again fills what was there before it.
+async fn undo_migration(s: &AnyStore, statements: &[String]) {
+    for sql in statements {
+        match s {
+            AnyStore::Sqlite(db) => sqlx::query(sql).execute(db.pool()).await.map(drop),
+            AnyStore::Postgres(db) => sqlx::query(sql).execute(db.pool()).await.map(drop),
+        }
+        .unwrap();
+    }
+}
+
 async fn alerts_stored_before_the_cool_exception_column_are_backfilled(s: &AnyStore) {
     const VERSION: i64 = 20261220000000;
     let (cool, hot) = (Uuid::now_v7(), Uuid::now_v7());
@@ -351,13 +363,7 @@ async fn alerts_stored_before_the_cool_exception_column_are_backfilled(s: &AnySt
         "ALTER TABLE alerts DROP COLUMN cool_exception".to_string(),
         format!("DELETE FROM _sqlx_migrations WHERE version = {VERSION}"),
     ];
-    for sql in &undo {
-        match s {
-            AnyStore::Sqlite(db) => sqlx::query(sql).execute(db.pool()).await.map(drop),
-            AnyStore::Postgres(db) => sqlx::query(sql).execute(db.pool()).await.map(drop),
-        }
-        .unwrap();
-    }
+    undo_migration(s, &undo).await;
     assert!(s
         .migration_status()
         .await
@@ -1687,13 +1693,7 @@ async fn dead_letters_stored_before_their_class_and_gateway_columns_are_backfill
         "ALTER TABLE dead_letters DROP COLUMN gateway".to_string(),
         format!("DELETE FROM _sqlx_migrations WHERE version = {VERSION}"),
     ];
-    for sql in &undo {
-        match s {
-            AnyStore::Sqlite(db) => sqlx::query(sql).execute(db.pool()).await.map(drop),
-            AnyStore::Postgres(db) => sqlx::query(sql).execute(db.pool()).await.map(drop),
-        }
-        .unwrap();
-    }
+    undo_migration(s, &undo).await;
     s.migrate().await.unwrap();
     assert_eq!(s.migration_status().await.unwrap(), before);
     let got: Vec<(String, Option<String>, Option<String>)> = s
