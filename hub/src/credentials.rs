@@ -213,7 +213,7 @@ type PasswordCheck = (String, String, tokio::sync::oneshot::Sender<bool>);
 ///
 /// One check costs ~20 ms of CPU and 19 MiB. On tokio's blocking pool a burst of
 /// logins spreads over many threads, and the allocator keeps a freed 19 MiB block in
-/// each thread's arena: after 1 000 gateways connected, the hub held ~450 MiB it no
+/// each thread's arena: after 1 000 gateways connected, the hub held ~280 MiB it no
 /// longer used (BENCHMARKS.md, "The hub alone at 1 000 gateways"). A fixed set of
 /// threads bounds both the CPU (no more checks at once than cores) and that memory.
 #[derive(Clone)]
