@@ -79,6 +79,25 @@ pub enum Command {
     /// Notification channels: secrets, test messages, channels turned off.
     #[command(subcommand)]
     Notify(NotifyCommand),
+    /// The audit trail's hash chain.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Back the hub up while it runs: `backup --to DIR` (database snapshot, evidence,
+    /// configuration, a manifest of counts and hashes), or check one: `backup verify DIR`.
+    Backup(BackupArgs),
+    /// Restore a backup into the configured store and evidence folder (the hub
+    /// stopped). Refuses a store that holds data unless `--force`.
+    Restore {
+        /// Configuration.
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The backup folder.
+        #[arg(long)]
+        from: PathBuf,
+        /// Overwrite a store that holds data.
+        #[arg(long)]
+        force: bool,
+    },
     /// Run a demonstration: the hub on embedded defaults with a seeded substation and
     /// line, an admin account, and simulated gateways in this process.
     #[cfg(feature = "demo")]
@@ -126,6 +145,46 @@ pub enum NotifyCommand {
     },
 }
 
+/// `backup …`.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BackupArgs {
+    /// `verify DIR`.
+    #[command(subcommand)]
+    pub command: Option<BackupCommand>,
+    /// Configuration.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The folder to write the backup into (new, or empty).
+    #[arg(long)]
+    pub to: Option<PathBuf>,
+}
+
+/// `backup verify`.
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Check a backup against its manifest: every file's size and hash, the evidence,
+    /// and (SQLite) the copy's row counts and audit chain. Exits 1 when anything is
+    /// wrong.
+    Verify {
+        /// The backup folder.
+        dir: PathBuf,
+    },
+}
+
+/// `audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the audit log's hash chain and report every edited, inserted or
+    /// deleted row; exits 1 when anything is wrong. Prints the head's hash: keep it
+    /// elsewhere to detect a rewrite of the whole chain later.
+    Verify {
+        /// Configuration.
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
 /// `user …`.
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
@@ -150,6 +209,17 @@ pub enum UserCommand {
         /// Configuration.
         #[command(flatten)]
         config: ConfigArgs,
+    },
+    /// Pseudonymise a departed user (GDPR): the account (disabled first) is renamed to a
+    /// pseudonym, and the audit log and alert trails name the pseudonym instead; the
+    /// audit chain stays valid.
+    Pseudonymise {
+        /// Configuration.
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// User name.
+        #[arg(long)]
+        username: String,
     },
 }
 
@@ -328,6 +398,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User(cmd) => runtime()?.block_on(user(cmd)),
         Command::Notify(cmd) => runtime()?.block_on(notify(cmd)),
+        Command::Backup(args) => runtime()?.block_on(backup(args)),
+        Command::Restore {
+            config,
+            from,
+            force,
+        } => runtime()?.block_on(restore(config, from, force)),
+        Command::Audit(AuditCommand::Verify { config }) => {
+            runtime()?.block_on(audit_verify(config))
+        }
     }
 }
 
@@ -403,6 +482,7 @@ async fn gateway(cmd: GatewayCommand) -> anyhow::Result<()> {
                     public_key: issued.public_key.to_bytes(),
                 })
                 .await?;
+            cli_audit(&store, "gateway.enrol", &username, serde_json::Value::Null).await?;
             let hub_key = crate::hub_key::load_or_create(&crate::hub_key::path(&config))?;
             let files = issued.write_to(&out, &broker_url, &hub_key.verifying_key())?;
             println!("gateway {site}/{gateway} enrolled; MQTT user name {username}");
@@ -442,6 +522,13 @@ async fn gateway(cmd: GatewayCommand) -> anyhow::Result<()> {
         } => {
             let store = crate::serve::open_store(&load(&config)?).await?;
             if store.revoke_gateway(&site, &gateway).await? {
+                cli_audit(
+                    &store,
+                    "gateway.revoke",
+                    &gateway_username(&site, &gateway),
+                    serde_json::Value::Null,
+                )
+                .await?;
                 println!("gateway {site}/{gateway} revoked");
                 Ok(())
             } else {
@@ -486,10 +573,44 @@ async fn user(cmd: UserCommand) -> anyhow::Result<()> {
                     role,
                 })
                 .await?;
+            cli_audit(
+                &store,
+                "user.add",
+                &user.username,
+                serde_json::json!({ "role": user.role.as_str() }),
+            )
+            .await?;
             println!("user {} ({}) created", user.username, user.role.as_str());
             if generated {
                 println!("password: {password}");
             }
+            Ok(())
+        }
+        UserCommand::Pseudonymise { config, username } => {
+            use crate::store::AuditLog as _;
+            let store = crate::serve::open_store(&load(&config)?).await?;
+            let user = store
+                .user_by_username(&username)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no user {username:?}"))?;
+            if user.disabled_at.is_none() {
+                store.set_user_disabled(user.id, true).await?;
+                cli_audit(
+                    &store,
+                    "user.update",
+                    &username,
+                    serde_json::json!({"after": {"disabled": true}}),
+                )
+                .await?;
+                println!("user {username} disabled (sessions ended, tokens revoked)");
+            }
+            let done = store
+                .pseudonymise_user(user.id, CLI_ACTOR, chrono::Utc::now())
+                .await?;
+            println!(
+                "user {username} is now {}: {} audit fields and {} alert-trail entries rewritten",
+                done.pseudonym, done.audit_rows, done.alert_events
+            );
             Ok(())
         }
         UserCommand::List { config } => {
@@ -508,6 +629,131 @@ async fn user(cmd: UserCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+async fn backup(args: BackupArgs) -> anyhow::Result<()> {
+    if let Some(BackupCommand::Verify { dir }) = args.command {
+        let verified = crate::backup::verify(&dir).await?;
+        for line in &verified.checked {
+            println!("{line}");
+        }
+        println!(
+            "backup {} of {} intact",
+            dir.display(),
+            verified.manifest.created_at.to_rfc3339()
+        );
+        return Ok(());
+    }
+    let to = args
+        .to
+        .ok_or_else(|| anyhow::anyhow!("backup needs --to DIR (or: backup verify DIR)"))?;
+    let config = load(&args.config)?;
+    let started = std::time::Instant::now();
+    let manifest = crate::backup::create(&config, args.config.config.as_deref(), &to).await?;
+    let store = crate::serve::open_store_unmigrated(&config).await?;
+    cli_audit(
+        &store,
+        "backup.create",
+        &to.display().to_string(),
+        serde_json::json!({
+            "database_bytes": manifest.database.bytes,
+            "findings": manifest.counts.get("findings"),
+            "evidence_files": manifest.evidence_files,
+        }),
+    )
+    .await?;
+    println!(
+        "backup written to {} in {:.1} s: database {} bytes ({} findings, {} audit entries), \
+         evidence {} files ({} bytes)",
+        to.display(),
+        started.elapsed().as_secs_f64(),
+        manifest.database.bytes,
+        manifest.counts.get("findings").unwrap_or(&0),
+        manifest.counts.get("audit_log").unwrap_or(&0),
+        manifest.evidence_files,
+        manifest.evidence_bytes
+    );
+    Ok(())
+}
+
+async fn restore(config: ConfigArgs, from: PathBuf, force: bool) -> anyhow::Result<()> {
+    let config = load(&config)?;
+    let restored = crate::backup::restore(&config, &from, force).await?;
+    for line in &restored.done {
+        println!("{line}");
+    }
+    let store = crate::serve::open_store(&config).await?;
+    cli_audit(
+        &store,
+        "backup.restore",
+        &from.display().to_string(),
+        serde_json::json!({
+            "backup_created_at": restored.manifest.created_at,
+            "forced": force,
+        }),
+    )
+    .await?;
+    println!(
+        "restored the backup of {} from {}",
+        restored.manifest.created_at.to_rfc3339(),
+        from.display()
+    );
+    Ok(())
+}
+
+/// The audit log's actor for what this command line did (on the server, as whoever can
+/// read its configuration).
+const CLI_ACTOR: &str = "cli";
+
+/// Records what a command did in the audit log.
+async fn cli_audit(
+    store: &impl crate::store::AuditLog,
+    action: &str,
+    target: &str,
+    detail: serde_json::Value,
+) -> anyhow::Result<()> {
+    store
+        .audit(&crate::store::AuditEvent {
+            at: chrono::Utc::now(),
+            actor: CLI_ACTOR.into(),
+            action: action.into(),
+            target: target.into(),
+            from_address: None,
+            detail,
+        })
+        .await?;
+    Ok(())
+}
+
+async fn audit_verify(config: ConfigArgs) -> anyhow::Result<()> {
+    use crate::store::AuditLog as _;
+    let store = crate::serve::open_store(&load(&config)?).await?;
+    let report = store.verify_audit_chain().await?;
+    for p in &report.problems {
+        match p.seq {
+            Some(seq) => println!("seq {seq}: {}", p.what),
+            None => println!("chain: {}", p.what),
+        }
+    }
+    if report.problem_count > report.problems.len() as u64 {
+        println!(
+            "… and {} more problems",
+            report.problem_count - report.problems.len() as u64
+        );
+    }
+    println!(
+        "{} rows checked; head seq {} hash {}",
+        report.rows, report.head_seq, report.head_hash
+    );
+    if report.is_intact() {
+        println!("audit chain intact");
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "audit chain broken: {} problems (listed above)",
+            report.problem_count
+        )
     }
 }
 

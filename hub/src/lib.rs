@@ -4,6 +4,7 @@
 
 pub mod alarms;
 pub mod api;
+pub mod backup;
 pub mod broker;
 pub mod cli;
 pub mod config;

@@ -7,7 +7,7 @@ mod support;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chitti_hub::store::prelude::*;
-use chitti_hub::store::DeadLetter;
+use chitti_hub::store::{AuditEvent, DeadLetter};
 use serde_json::{json, Value};
 use support::{assert_error, cool_finding, finding, ingested, Api};
 use tower::ServiceExt;
@@ -1333,6 +1333,8 @@ async fn dead_letters_are_listed_escaped_filtered_and_downloadable_by_role(backe
 }
 
 support::on_both!(
+    the_audit_trail_records_sign_ins_and_is_filtered_exported_and_admin_only,
+    a_departed_user_is_pseudonymised_and_the_chain_still_verifies,
     each_role_may_do_exactly_what_it_should,
     the_lifecycle_refuses_invalid_transitions_with_409,
     cookie_sessions_need_csrf_tokens_and_logout_ends_them,
@@ -1348,3 +1350,301 @@ support::on_both!(
     alerts_say_when_their_track_is_a_cool_exception,
     dead_letters_are_listed_escaped_filtered_and_downloadable_by_role
 );
+
+async fn the_audit_trail_records_sign_ins_and_is_filtered_exported_and_admin_only(backend: &str) {
+    let (api, _db) = Api::new(backend).await;
+    let (otto, ada) = (api.bearer("otto").await, api.bearer("ada").await);
+    // A wrong password, an unknown name and a name no account can have: all recorded.
+    for (username, reason) in [
+        ("otto", "wrong password"),
+        ("=cmd|calc!A0", "unknown user"),
+        ("no such name", "not a possible user name"),
+    ] {
+        let r = api
+            .call(
+                "POST",
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"username": username, "password": "wrong"})),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{username}");
+        let last = api.last_audited().await.event;
+        assert_eq!(
+            (last.action.as_str(), last.detail["reason"].as_str()),
+            ("auth.login_failed", Some(reason))
+        );
+    }
+    let created = api
+        .ok(
+            StatusCode::CREATED,
+            "POST",
+            "/api/v1/users",
+            &ada,
+            Some(json!({"username": "eve", "password": "correct horse battery", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(created["username"], "eve");
+
+    assert_error(
+        &api.get("/api/v1/audit", Some(&otto), None).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    let all = api
+        .ok(StatusCode::OK, "GET", "/api/v1/audit", &ada, None)
+        .await;
+    let items = all["items"].as_array().unwrap();
+    let actions: Vec<&str> = items
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "user.add",
+            "auth.login_failed",
+            "auth.login_failed",
+            "auth.login_failed",
+            "auth.login",
+            "auth.login"
+        ]
+    );
+    let newest = &items[0];
+    assert_eq!(
+        (
+            &newest["actor"],
+            &newest["target"],
+            &newest["detail"]["role"]
+        ),
+        (&json!("ada"), &json!("eve"), &json!("viewer"))
+    );
+    assert_eq!(newest["seq"], 6);
+    assert_eq!(newest["hash"].as_str().unwrap().len(), 64);
+    assert_eq!(newest["pseudonymised"], false);
+
+    let failed = api
+        .ok(
+            StatusCode::OK,
+            "GET",
+            "/api/v1/audit?action=auth.login_failed&target=otto",
+            &ada,
+            None,
+        )
+        .await;
+    assert_eq!(failed["items"].as_array().unwrap().len(), 1);
+    let family = api
+        .ok(
+            StatusCode::OK,
+            "GET",
+            "/api/v1/audit?action=auth.*&limit=2",
+            &ada,
+            None,
+        )
+        .await;
+    assert_eq!(family["items"].as_array().unwrap().len(), 2);
+    let next = family["next_cursor"].as_str().unwrap();
+    let rest = api
+        .ok(
+            StatusCode::OK,
+            "GET",
+            &format!("/api/v1/audit?action=auth.*&limit=2&after={next}"),
+            &ada,
+            None,
+        )
+        .await;
+    let seqs: Vec<i64> = family["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(rest["items"].as_array().unwrap())
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, [5, 4, 3, 2]);
+    let none = api
+        .ok(
+            StatusCode::OK,
+            "GET",
+            "/api/v1/audit?actor=ada&until=2000-01-01T00:00:00Z",
+            &ada,
+            None,
+        )
+        .await;
+    assert!(none["items"].as_array().unwrap().is_empty());
+    for bad in [
+        "/api/v1/audit?after=zz",
+        "/api/v1/audit?who=ada",
+        "/api/v1/audit?since=yesterday",
+    ] {
+        assert_error(
+            &api.get(bad, Some(&ada), None).await,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        );
+    }
+
+    // CSV: a header, every matching row, a formula-looking name defused.
+    let csv = api
+        .get(
+            "/api/v1/audit/export.csv?action=auth.login_failed",
+            Some(&ada),
+            None,
+        )
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(csv.header("content-type").unwrap().starts_with("text/csv"));
+    let mut reader = ::csv::Reader::from_reader(csv.bytes.as_slice());
+    assert_eq!(
+        reader.headers().unwrap().iter().collect::<Vec<_>>(),
+        chitti_hub::api::audit::AUDIT_COLUMNS
+    );
+    let rows: Vec<::csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(
+        &rows[0][2], "",
+        "a name no account can have is not recorded"
+    );
+    assert_eq!(&rows[1][2], "'=cmd|calc!A0");
+    assert_eq!(&rows[1][3], "auth.login_failed");
+    let detail: serde_json::Value = serde_json::from_str(&rows[2][6]).unwrap();
+    assert_eq!(detail["reason"], "wrong password");
+    assert_eq!(
+        api.get("/api/v1/audit/export.csv", Some(&otto), None)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+
+    // The page: admins only, what it shows escaped, in the navigation for admins.
+    api.store
+        .audit(&AuditEvent {
+            at: chrono::Utc::now(),
+            actor: "system".into(),
+            action: "user.note".into(),
+            target: "<b>eve</b>".into(),
+            from_address: None,
+            detail: json!({"html": "<i>x</i>"}),
+        })
+        .await
+        .unwrap();
+    let (_, _, ada_cookie) = api.login("ada").await;
+    let html = api.page("/audit?action=user.*", &ada_cookie).await;
+    assert!(html.contains("id=\"audit-table\""), "{html}");
+    assert!(html.contains("&lt;b&gt;eve&lt;/b&gt;"));
+    assert!(!html.contains("<b>eve</b>") && !html.contains("<i>x</i>"));
+    assert!(
+        !html.contains("auth.login_failed</code>"),
+        "filtered by action family"
+    );
+    assert!(
+        html.contains("href=\"/api/v1/audit/export.csv?action=user.*\"")
+            || html.contains("export.csv?action=user.%2A"),
+        "{html}"
+    );
+    let (_, _, otto_cookie) = api.login("otto").await;
+    let (status, _) = api.page_reply("/audit", &otto_cookie).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!api
+        .page("/alerts", &otto_cookie)
+        .await
+        .contains("href=\"/audit\""));
+    assert!(api
+        .page("/alerts", &ada_cookie)
+        .await
+        .contains("href=\"/audit\""));
+
+    // Signing out is recorded too; the chain holds.
+    api.ok(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "/api/v1/auth/logout",
+        &otto,
+        None,
+    )
+    .await;
+    assert_eq!(api.last_audited().await.event.action, "auth.logout");
+    assert!(api.store.verify_audit_chain().await.unwrap().is_intact());
+}
+
+async fn a_departed_user_is_pseudonymised_and_the_chain_still_verifies(backend: &str) {
+    let (api, _db) = Api::new(backend).await;
+    let (vera, ada) = (api.bearer("vera").await, api.bearer("ada").await);
+    let vera_id = api
+        .store
+        .user_by_username("vera")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let uri = format!("/api/v1/users/{vera_id}/pseudonymise");
+    assert_error(
+        &api.call("POST", &uri, Some(&vera), None, &[]).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    assert_error(
+        &api.call("POST", &uri, Some(&ada), None, &[]).await,
+        StatusCode::CONFLICT,
+        "conflict",
+    );
+    api.ok(
+        StatusCode::OK,
+        "PATCH",
+        &format!("/api/v1/users/{vera_id}"),
+        &ada,
+        Some(json!({"disabled": true})),
+    )
+    .await;
+    let done = api.ok(StatusCode::OK, "POST", &uri, &ada, None).await;
+    let pseudonym = done["pseudonym"].as_str().unwrap().to_string();
+    assert!(pseudonym.starts_with("former-user-"), "{done}");
+    // Her sign-in (actor and target) and the disabling (target).
+    assert_eq!(done["audit_rows"], 3);
+    let log = api
+        .ok(StatusCode::OK, "GET", "/api/v1/audit?limit=100", &ada, None)
+        .await;
+    let text = log.to_string();
+    assert!(!text.contains("\"vera\""), "{text}");
+    let hers = api
+        .ok(
+            StatusCode::OK,
+            "GET",
+            &format!("/api/v1/audit?actor={pseudonym}"),
+            &ada,
+            None,
+        )
+        .await;
+    let hers = hers["items"].as_array().unwrap();
+    assert_eq!(hers.len(), 1);
+    assert_eq!(
+        (&hers[0]["pseudonymised"], &hers[0]["from_address"]),
+        (&json!(true), &json!(null))
+    );
+    assert_eq!(log["items"][0]["action"], "user.pseudonymise");
+    assert!(api.store.verify_audit_chain().await.unwrap().is_intact());
+    assert_error(
+        &api.call(
+            "POST",
+            "/api/v1/users/not-a-uuid/pseudonymise",
+            Some(&ada),
+            None,
+            &[],
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+    assert_error(
+        &api.call(
+            "POST",
+            &format!("/api/v1/users/{}/pseudonymise", Uuid::nil()),
+            Some(&ada),
+            None,
+            &[],
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+}

@@ -74,6 +74,11 @@ conformance! {
         invalid_ids_are_rejected,
         evidence_is_recorded_once,
         the_audit_log_appends_and_lists_newest_first,
+        the_audit_log_filters_and_pages,
+        the_audit_chain_detects_edits_inserts_and_deletes,
+        concurrent_appends_make_one_chain,
+        pseudonymising_a_user_keeps_the_chain,
+        audit_rows_written_before_the_chain_are_chained_on_migrate,
     ],
 }
 
@@ -2756,4 +2761,333 @@ fn secrets_are_redacted_from_debug() {
         assert!(!debug.contains("csrf-secret-token"), "{debug}");
         assert!(debug.contains("<redacted>"), "{debug}");
     }
+}
+
+/// An audit event by `actor` on `target` at `ms`.
+fn audit_event(ms: i64, actor: &str, action: &str, target: &str) -> AuditEvent {
+    AuditEvent {
+        at: at(ms),
+        actor: actor.into(),
+        action: action.into(),
+        target: target.into(),
+        from_address: Some("10.1.2.3".into()),
+        detail: serde_json::json!({"n": ms, "f": 0.1 + 0.2, "z": {"b": [1, null], "a": "x\u{7}"}}),
+    }
+}
+
+/// A time literal `secs` after the epoch, as each engine stores times.
+fn sql_time(s: &AnyStore, secs: i64) -> String {
+    match s {
+        AnyStore::Sqlite(_) => (secs * 1_000_000).to_string(),
+        AnyStore::Postgres(_) => format!("to_timestamp({secs})"),
+    }
+}
+
+/// Runs a statement on the store's own pool, as someone with database access would.
+async fn raw_sql(s: &AnyStore, sql: &str) {
+    undo_migration(s, &[sql.to_string()]).await;
+}
+
+async fn the_audit_log_filters_and_pages(s: &AnyStore) {
+    let events = [
+        audit_event(1000, "alice", "user.add", "bob"),
+        audit_event(2000, "alice", "user.update", "bob"),
+        audit_event(3000, "bob", "token.add", "ci"),
+        audit_event(4000, "alice", "site.create", "north"),
+        audit_event(5000, "carol", "user.updates", "dave"),
+    ];
+    for e in &events {
+        s.audit(e).await.unwrap();
+    }
+    let seqs = |q: AuditQuery| async move {
+        let page = s.audit_page(&q).await.unwrap();
+        page.items.iter().map(|r| r.seq).collect::<Vec<_>>()
+    };
+    let q = |f: fn(&mut AuditQuery)| {
+        let mut q = AuditQuery {
+            limit: 100,
+            ..AuditQuery::default()
+        };
+        f(&mut q);
+        q
+    };
+    assert_eq!(seqs(q(|_| {})).await, [5, 4, 3, 2, 1]);
+    assert_eq!(seqs(q(|q| q.actor = Some("alice".into()))).await, [4, 2, 1]);
+    assert_eq!(seqs(q(|q| q.target = Some("bob".into()))).await, [2, 1]);
+    assert_eq!(
+        seqs(q(|q| q.action = Some("user.update".into()))).await,
+        [2]
+    );
+    // A family: `user.*` is every action starting `user.`; `user.update*` a prefix.
+    assert_eq!(
+        seqs(q(|q| q.action = Some("user.*".into()))).await,
+        [5, 2, 1]
+    );
+    assert_eq!(
+        seqs(q(|q| q.action = Some("user.update*".into()))).await,
+        [5, 2]
+    );
+    assert_eq!(
+        seqs(q(|q| {
+            q.since = Some(at(2000));
+            q.until = Some(at(4000));
+        }))
+        .await,
+        [3, 2]
+    );
+    // Keyset pages of 2 cover everything once, newest first.
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s
+            .audit_page(&AuditQuery {
+                limit: 2,
+                after,
+                ..AuditQuery::default()
+            })
+            .await
+            .unwrap();
+        all.extend(page.items.iter().map(|r| r.event.action.clone()));
+        match page.next_cursor {
+            Some(c) => after = Some(c),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = events.iter().rev().map(|e| e.action.clone()).collect();
+    assert_eq!(all, expected);
+    // What was read is what was written (µs time, detail with its key order irrelevant).
+    let newest = s.list_audit(1).await.unwrap().remove(0);
+    assert_eq!(newest.event, events[4]);
+    assert_eq!(newest.hash.len(), 64);
+    assert!(!newest.pseudonymised);
+}
+
+async fn the_audit_chain_detects_edits_inserts_and_deletes(s: &AnyStore) {
+    let empty = s.verify_audit_chain().await.unwrap();
+    assert!(empty.is_intact(), "{empty:?}");
+    assert_eq!((empty.rows, empty.head_seq), (0, 0));
+    assert_eq!(empty.head_hash, GENESIS_HASH);
+    for i in 1..=8 {
+        s.audit(&audit_event(i * 1000, "alice", "user.update", "bob"))
+            .await
+            .unwrap();
+    }
+    let intact = s.verify_audit_chain().await.unwrap();
+    assert!(intact.is_intact(), "{intact:?}");
+    assert_eq!((intact.rows, intact.head_seq), (8, 8));
+    assert_eq!(intact.head_hash, s.list_audit(1).await.unwrap()[0].hash);
+
+    // Tampering as someone with write access to the database would.
+    raw_sql(s, "UPDATE audit_log SET action = 'user.view' WHERE seq = 2").await;
+    raw_sql(s, "UPDATE audit_log SET actor = 'mallory' WHERE seq = 3").await;
+    raw_sql(s, "DELETE FROM audit_log WHERE seq = 5").await;
+    raw_sql(s, "DELETE FROM audit_log WHERE seq = 8").await;
+    raw_sql(
+        s,
+        &format!(
+            "INSERT INTO audit_log (at, actor, action, target, detail) \
+             VALUES ({}, 'mallory', 'user.add', 'mallory', 'null')",
+            sql_time(s, 1_700_000_000)
+        ),
+    )
+    .await;
+    let broken = s.verify_audit_chain().await.unwrap();
+    assert!(!broken.is_intact());
+    assert_eq!(broken.rows, 6);
+    let found: Vec<(Option<i64>, &str)> = broken
+        .problems
+        .iter()
+        .map(|p| (p.seq, p.what.as_str()))
+        .collect();
+    assert_eq!(found.len(), 6, "{found:#?}");
+    assert_eq!(broken.problem_count, 6);
+    assert!(found[0].0 == Some(2) && found[0].1.contains("content was edited"));
+    assert!(found[1].0 == Some(3) && found[1].1.contains("actor was edited"));
+    assert!(found[2].0 == Some(6) && found[2].1.contains("seq jumps from 4 to 6"));
+    assert!(found[3].0 == Some(6) && found[3].1.contains("prev_hash"));
+    assert!(found[4].0.is_none() && found[4].1.contains("1 rows are not in the chain"));
+    assert!(found[5].0.is_none() && found[5].1.contains("head says seq 8"));
+}
+
+async fn concurrent_appends_make_one_chain(s: &AnyStore) {
+    let events: Vec<AuditEvent> = (0..24)
+        .map(|i| audit_event(i, "alice", "user.update", "bob"))
+        .collect();
+    let writes = events.iter().map(|e| s.audit(e));
+    for r in futures_util::future::join_all(writes).await {
+        r.unwrap();
+    }
+    let report = s.verify_audit_chain().await.unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!((report.rows, report.head_seq), (24, 24));
+}
+
+async fn pseudonymising_a_user_keeps_the_chain(s: &AnyStore) {
+    let alice = s
+        .add_user(&new_user("alice", Role::Operator))
+        .await
+        .unwrap();
+    s.audit(&audit_event(1000, "admin", "user.add", "alice"))
+        .await
+        .unwrap();
+    s.audit(&audit_event(2000, "alice", "site.create", "north"))
+        .await
+        .unwrap();
+    s.audit(&audit_event(3000, "alice", "auth.login", "alice"))
+        .await
+        .unwrap();
+    s.audit(&audit_event(4000, "bob", "site.update", "north"))
+        .await
+        .unwrap();
+    let track = Uuid::now_v7();
+    s.insert_findings(&ingested(&[finding(track, 2, 60.0, 0)], at(0)))
+        .await
+        .unwrap();
+    let alert = alert_of(s, track).await;
+    for (kind, actor, detail) in [
+        (AlertEventKind::Acknowledge, "alice", None),
+        (
+            AlertEventKind::Assign,
+            "bob",
+            Some(serde_json::json!({"assignee": "alice"})),
+        ),
+    ] {
+        s.record_alert_event(&NewAlertEvent {
+            alert_id: alert.id,
+            kind,
+            actor: actor.into(),
+            at: at(5000),
+            from_address: Some("10.0.0.7".into()),
+            note: None,
+            detail,
+        })
+        .await
+        .unwrap();
+    }
+
+    // Only a disabled account.
+    let refused = s.pseudonymise_user(alice.id, "admin", at(6000)).await;
+    assert!(
+        matches!(refused, Err(StoreError::InvalidInput { what: "user", .. })),
+        "{refused:?}"
+    );
+    s.set_user_disabled(alice.id, true).await.unwrap();
+    let done = s
+        .pseudonymise_user(alice.id, "admin", at(6000))
+        .await
+        .unwrap();
+    assert!(done.pseudonym.starts_with(PSEUDONYM_PREFIX), "{done:?}");
+    // Actor of 2 rows, target of 2 rows; the acknowledgement's actor.
+    assert_eq!((done.audit_rows, done.alert_events), (4, 1));
+    assert_eq!(
+        s.user(alice.id).await.unwrap().unwrap().username,
+        done.pseudonym
+    );
+    assert!(s.user_by_username("alice").await.unwrap().is_none());
+
+    let log = s.list_audit(100).await.unwrap();
+    let text = format!("{log:?}");
+    assert!(!text.contains("\"alice\""), "{text}");
+    let announced = &log[0];
+    assert_eq!(announced.event.action, "user.pseudonymise");
+    assert_eq!(announced.event.detail["pseudonym"], done.pseudonym.as_str());
+    let by_her: Vec<_> = log
+        .iter()
+        .filter(|r| r.event.actor == done.pseudonym)
+        .collect();
+    assert_eq!(by_her.len(), 2);
+    assert!(by_her
+        .iter()
+        .all(|r| r.event.from_address.is_none() && r.pseudonymised));
+    let bobs = log.iter().find(|r| r.event.actor == "bob").unwrap();
+    assert_eq!(bobs.event.from_address.as_deref(), Some("10.1.2.3"));
+    assert!(!bobs.pseudonymised);
+    let trail = s.alert_events(alert.id).await.unwrap();
+    let trail_text = format!("{trail:?}");
+    assert!(!trail_text.contains("\"alice\""), "{trail_text}");
+    assert!(trail_text.contains(&done.pseudonym));
+
+    let report = s.verify_audit_chain().await.unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.rows, 5);
+
+    // A name swapped for a pseudonym nobody announced is caught.
+    raw_sql(
+        s,
+        "UPDATE audit_log SET actor = 'former-user-00000000', actor_salt = NULL \
+         WHERE actor = 'bob'",
+    )
+    .await;
+    let report = s.verify_audit_chain().await.unwrap();
+    assert_eq!(report.problem_count, 1, "{report:?}");
+    assert!(
+        report.problems[0].what.contains("no pseudonym"),
+        "{report:?}"
+    );
+}
+
+async fn audit_rows_written_before_the_chain_are_chained_on_migrate(s: &AnyStore) {
+    const VERSION: i64 = 20270109000000;
+    let mut undo: Vec<String> = [
+        "audit_log_seq",
+        "audit_log_actor",
+        "audit_log_action",
+        "audit_log_target",
+    ]
+    .iter()
+    .map(|i| format!("DROP INDEX {i}"))
+    .collect();
+    for column in [
+        "seq",
+        "prev_hash",
+        "hash",
+        "actor_salt",
+        "actor_digest",
+        "target_salt",
+        "target_digest",
+        "address_salt",
+        "address_digest",
+    ] {
+        undo.push(format!("ALTER TABLE audit_log DROP COLUMN {column}"));
+    }
+    undo.push("DROP TABLE audit_chain_head".into());
+    undo.push(format!(
+        "DELETE FROM _sqlx_migrations WHERE version = {VERSION}"
+    ));
+    undo_migration(s, &undo).await;
+    for (i, actor) in ["alice", "bob", "carol"].iter().enumerate() {
+        raw_sql(
+            s,
+            &format!(
+                "INSERT INTO audit_log (at, actor, action, target, from_address, detail) \
+                 VALUES ({}, '{actor}', 'user.add', 'x', NULL, \
+                 '{{\"role\": \"viewer\", \"i\": {i}}}')",
+                sql_time(s, 1_700_000_000 + i as i64)
+            ),
+        )
+        .await;
+    }
+    s.migrate().await.unwrap();
+    let report = s.verify_audit_chain().await.unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!((report.rows, report.head_seq), (3, 3));
+    let log = s.list_audit(10).await.unwrap();
+    let actors: Vec<(i64, &str)> = log
+        .iter()
+        .map(|r| (r.seq, r.event.actor.as_str()))
+        .collect();
+    assert_eq!(actors, [(3, "carol"), (2, "bob"), (1, "alice")]);
+    assert_eq!(
+        log[0].event.detail,
+        serde_json::json!({"role": "viewer", "i": 2})
+    );
+    // New rows continue the same chain.
+    s.audit(&audit_event(1, "dave", "user.add", "y"))
+        .await
+        .unwrap();
+    let report = s.verify_audit_chain().await.unwrap();
+    assert!(report.is_intact() && report.rows == 4, "{report:?}");
+    // Migrating again seals nothing twice.
+    s.migrate().await.unwrap();
+    assert!(s.verify_audit_chain().await.unwrap().is_intact());
 }

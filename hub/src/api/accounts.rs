@@ -18,7 +18,7 @@ use super::auth::{self, new_token, token_hash, Principal, SESSION_COOKIE, SESSIO
 use super::error::{ApiError, ErrorBody, ErrorCode};
 use super::{audit, enum_schema, ApiJson, ApiState, ClientAddr, ListPage};
 use crate::credentials::{hash_password, verify_password};
-use crate::store::AccountStore;
+use crate::store::{AccountStore, AuditLog};
 use crate::store::{NewApiToken, NewSession, NewUser, Role};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -44,6 +44,7 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(me))
         .routes(routes!(list_users, add_user))
         .routes(routes!(update_user))
+        .routes(routes!(pseudonymise_user))
         .routes(routes!(list_tokens, add_token))
         .routes(routes!(revoke_token))
 }
@@ -155,6 +156,7 @@ async fn login(
     }
     if !valid_name {
         s.logins.failed("", ip);
+        audit_sign_in(&s, "auth.login_failed", "", ip, "not a possible user name").await?;
         tracing::warn!(username = ?req.username.chars().take(80).collect::<String>(),
             bytes = req.username.len(), from = ?ip, "sign-in refused: not a possible user name");
         return Err(ApiError::new(
@@ -179,8 +181,14 @@ async fn login(
         .await
         .unwrap_or(false)
         && usable;
+    let why = match &user {
+        None => "unknown user",
+        Some(u) if u.disabled_at.is_some() => "account disabled",
+        Some(_) => "wrong password",
+    };
     let Some(user) = user.filter(|_| ok) else {
         s.logins.failed(&req.username, ip);
+        audit_sign_in(&s, "auth.login_failed", &req.username, ip, why).await?;
         // `?`: newlines and control characters in a user name are escaped, never written
         // raw into the log (a forged "signed in" line).
         tracing::warn!(username = ?req.username, from = ?ip, "sign-in refused");
@@ -204,6 +212,7 @@ async fn login(
         })
         .await?;
     tracing::info!(username = ?user.username, from = ?ip, "signed in");
+    audit_sign_in(&s, "auth.login", &user.username, ip, "password").await?;
     let cookie = format!(
         "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
         SESSION_LIFETIME.as_secs(),
@@ -216,6 +225,28 @@ async fn login(
         user: UserView::from(&user),
     };
     Ok(([(header::SET_COOKIE, cookie)], Json(body)).into_response())
+}
+
+/// Records a sign-in or a refused one (the actor is the name given: nobody is signed in
+/// yet).
+async fn audit_sign_in(
+    s: &ApiState,
+    action: &str,
+    username: &str,
+    from: Option<std::net::IpAddr>,
+    how: &str,
+) -> Result<(), ApiError> {
+    s.store
+        .audit(&crate::store::AuditEvent {
+            at: Utc::now(),
+            actor: username.to_string(),
+            action: action.to_string(),
+            target: username.to_string(),
+            from_address: from.map(|ip| ip.to_string()),
+            detail: serde_json::json!({ "reason": how }),
+        })
+        .await?;
+    Ok(())
 }
 
 /// Ends the session that authenticated the call.
@@ -259,6 +290,14 @@ async fn logout(
         s.auth_cache.forget(&hash);
     }
     tracing::info!(username = ?p.user.username, "signed out");
+    audit(
+        &s,
+        &p,
+        "auth.logout",
+        &p.user.username,
+        serde_json::Value::Null,
+    )
+    .await?;
     let clear = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     Ok(([(header::SET_COOKIE, clear)], StatusCode::NO_CONTENT).into_response())
 }
@@ -476,6 +515,64 @@ async fn update_user(
     )
     .await?;
     Ok(Json(UserView::from(&after)))
+}
+
+/// What pseudonymising a user changed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PseudonymisedView {
+    /// The account's new name, which the audit log and alert trails now show.
+    pub pseudonym: String,
+    /// Audit fields replaced (actor and target count apart).
+    pub audit_rows: u64,
+    /// Alert-trail entries whose actor was replaced.
+    pub alert_events: u64,
+}
+
+/// Pseudonymises a departed (disabled) user.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{id}/pseudonymise",
+    tag = "admin",
+    description = "GDPR: renames a disabled account to a pseudonym (`former-user-…`) and replaces its name in the audit log (actor and target; the addresses of its own actions are removed) and in alert trails. The audit chain stays valid: the chain holds salted digests of personal fields, and the salts of the replaced values are dropped. A `user.pseudonymise` entry announces the pseudonym. Irreversible.",
+    params(("id" = Uuid, Path, description = "User id")),
+    responses(
+        (status = 200, description = "Pseudonymised", body = PseudonymisedView),
+        (status = 400, description = "An invalid id", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Needs the admin role", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 409, description = "The account is not disabled", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
+async fn pseudonymise_user(
+    State(s): State<ApiState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<PseudonymisedView>, ApiError> {
+    p.require(Role::Admin)?;
+    let id = parse_uuid("user", &id)?;
+    let user = s
+        .store
+        .user(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("user {id}")))?;
+    if user.disabled_at.is_none() {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "disable the account before pseudonymising it",
+        ));
+    }
+    let done = s
+        .store
+        .pseudonymise_user(id, &p.actor(), Utc::now())
+        .await?;
+    s.auth_cache.clear();
+    Ok(Json(PseudonymisedView {
+        pseudonym: done.pseudonym,
+        audit_rows: done.audit_rows,
+        alert_events: done.alert_events,
+    }))
 }
 
 /// A UUID from a path, or a 400 naming what it should have been.

@@ -18,6 +18,7 @@
 //! | `GET /api/v1/sites`, `GET /api/v1/sites/{site}` and its `structures`, `assets` (lists and items) | viewer | [`sites`] |
 //! | `POST`, `PATCH`, `DELETE` of sites, structures and assets | admin | [`sites`] |
 //! | `GET /api/v1/gateways`, `GET /api/v1/gateways/{site}/{gateway}`, `GET /api/v1/cameras` | viewer | [`fleet`] |
+//! | `GET /api/v1/audit` (`?actor=&action=&target=&since=&until=`), `…/export.csv` | admin | [`audit`] |
 //! | `GET /api/v1/dead-letters` (`?class=&site=&gateway=&since=&until=`), `…/groups` | operator | [`dead_letters`] |
 //! | `GET /api/v1/dead-letters/{id}/payload` | admin | [`dead_letters`] |
 //! | `POST /api/v1/gateways/{site}/{gateway}/revoke` | admin | [`fleet`] |
@@ -53,6 +54,7 @@
 
 pub mod accounts;
 pub mod alerts;
+pub mod audit;
 pub mod auth;
 pub mod dead_letters;
 pub mod error;
@@ -225,6 +227,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(sites::routes())
         .merge(fleet::routes())
         .merge(dead_letters::routes())
+        .merge(audit::routes())
         .merge(evidence::routes())
         .merge(uploads::routes())
         .merge(stream::routes())

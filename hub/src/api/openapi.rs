@@ -42,7 +42,7 @@ pub const DOCS_PATH: &str = "/api/docs";
         (name = "reports", description = "CSV exports and the PDF inspection report"),
         (name = "notifications", description = "Delivery logs, the outbox and notification channels"),
         (name = "models", description = "The model registry and staged rollouts to gateways"),
-        (name = "admin", description = "Users"),
+        (name = "admin", description = "Users and the audit trail"),
     )
 )]
 struct ApiDoc;

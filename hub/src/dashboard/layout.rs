@@ -21,6 +21,7 @@ pub(crate) enum Nav {
     Reports,
     Notifications,
     DeadLetters,
+    Audit,
     None,
 }
 
@@ -117,6 +118,9 @@ pub(crate) fn page(
                             (link(Nav::Notifications, "/notifications", "Notifications"))
                             @if role >= Role::Operator {
                                 (link(Nav::DeadLetters, "/dead-letters", "Dead letters"))
+                            }
+                            @if role >= Role::Admin {
+                                (link(Nav::Audit, "/audit", "Audit"))
                             }
                         }
                     }

@@ -51,6 +51,7 @@
 
 mod alerts;
 mod assets;
+mod audit;
 mod chart;
 mod dead_letters;
 mod gateway_config;
@@ -78,6 +79,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/alerts/{id}", get(alerts::detail))
         .route("/fleet", get(pages::fleet))
         .route("/dead-letters", get(dead_letters::page))
+        .route("/audit", get(audit::page))
         .route("/fleet/{site}/{gateway}", get(gateway_config::page))
         .route("/models", get(models::page))
         .route("/models/rollouts/{id}", get(models::rollout))

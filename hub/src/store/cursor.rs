@@ -32,6 +32,8 @@ pub(crate) enum Listing {
     /// Dead letters by (received_at, id) descending (the numeric id in the last 8
     /// bytes of the id field).
     DeadLetters = 5,
+    /// The audit log by seq descending (seq in the last 8 bytes of the id field).
+    Audit = 6,
 }
 
 impl Listing {
@@ -42,6 +44,7 @@ impl Listing {
             3 => Self::AlertsByWorstLevel,
             4 => Self::AlertsByUpdated,
             5 => Self::DeadLetters,
+            6 => Self::Audit,
             _ => return None,
         })
     }

@@ -6,7 +6,6 @@
 //! twice.
 
 use super::alerts::{cursor_time, push_contains, push_equal, TEXT_COLUMNS};
-use super::records::audit_insert;
 use super::rows::PreparedBatch;
 use super::sql::{Row, Sql};
 use super::*;
@@ -283,7 +282,7 @@ async fn insert_findings_with(
         notifications::record_level_transitions(&mut tx, &unannounced, at).await?;
     }
     if let Some(event) = audit {
-        tx.execute(audit_insert(event)).await?;
+        super::audit::append(&mut tx, event).await?;
     }
     tx.commit().await?;
     Ok(batch.report(&inserted, alerts))

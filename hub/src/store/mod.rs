@@ -58,6 +58,7 @@ mod accounts;
 mod alarms;
 mod alerts;
 mod any;
+mod audit;
 mod cursor;
 mod error;
 mod fleet;
@@ -77,6 +78,9 @@ pub use accounts::AccountStore;
 pub use alarms::{FleetAlarmStore, FleetCondition, HUB_ACTOR};
 pub use alerts::AlertStore;
 pub use any::AnyStore;
+pub use audit::{
+    entry_hash, personal_digest, AuditLog, GENESIS_HASH, MAX_REPORTED_PROBLEMS, PSEUDONYM_PREFIX,
+};
 pub use cursor::Cursor;
 use cursor::Listing;
 pub use error::StoreError;
@@ -92,7 +96,7 @@ pub use notifications::{
     PlannedEscalation, PlannedNotification, RoutePlan, StoredSettings, TransitionKind,
 };
 pub use postgres::PgStore;
-pub use records::{AuditLog, EvidenceIndex};
+pub use records::EvidenceIndex;
 pub use rollouts::{
     DesiredModelRecord, GatewayKey, GatewayRolloutState, ModelFailure, ModelRecord, ReportedModel,
     RolloutGatewayRecord, RolloutPlan, RolloutRecord, RolloutSnapshot, RolloutState, RolloutStore,
@@ -187,6 +191,11 @@ pub trait Store:
             match self.db() {
                 Db::Sqlite(pool) => sqlite::MIGRATOR.run(pool).await?,
                 Db::Postgres(pool) => postgres::MIGRATOR.run(pool).await?,
+            }
+            // Rows written before the audit chain existed (or by an older replica).
+            let sealed = self.seal_audit_rows().await?;
+            if sealed > 0 {
+                tracing::info!(sealed, "audit rows chained");
             }
             Ok(())
         }
@@ -411,6 +420,42 @@ fn alert_cursor(sort: AlertSort, a: &AlertRecord) -> Cursor {
             Cursor::ranked(listing, i64::from(a.worst_level), a.created_at, a.id)
         }
     }
+}
+
+impl Db<'_> {
+    /// Rows in `table`: a name from the code, never from input (checked: lowercase
+    /// letters and `_` only).
+    pub async fn count_rows(self, table: &str) -> Result<u64, StoreError> {
+        check_table_name(table)?;
+        self.fetch_one(Sql::new(format!("SELECT count(*) AS n FROM {table}")))
+            .await?
+            .count("n")
+    }
+
+    /// Whether `table` exists.
+    pub async fn has_table(self, table: &str) -> Result<bool, StoreError> {
+        check_table_name(table)?;
+        let sql = match self.backend() {
+            Backend::Sqlite => {
+                "SELECT count(*) > 0 AS present FROM sqlite_master \
+                 WHERE type = 'table' AND name = $1"
+            }
+            Backend::Postgres => "SELECT to_regclass($1) IS NOT NULL AS present",
+        };
+        self.fetch_one(Sql::new(sql).bind(table))
+            .await?
+            .get("present")
+    }
+}
+
+fn check_table_name(table: &str) -> Result<(), StoreError> {
+    if table.is_empty() || !table.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+        return Err(StoreError::InvalidInput {
+            what: "table name",
+            reason: "lowercase letters and _ only",
+        });
+    }
+    Ok(())
 }
 
 /// Clamps a requested page size.

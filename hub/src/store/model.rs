@@ -1274,8 +1274,77 @@ pub struct AuditEvent {
 /// A recorded audit event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditRecord {
-    /// Sequence number (increasing in append order).
+    /// Row id (increasing in insert order).
     pub id: i64,
+    /// Place in the hash chain: 1, 2, 3 … in append order, no gaps.
+    pub seq: i64,
+    /// The row's hash in the chain (hex SHA-256).
+    pub hash: String,
+    /// Whether a person named in it was pseudonymised (its actor or target is a
+    /// pseudonym).
+    pub pseudonymised: bool,
     /// What was recorded.
     pub event: AuditEvent,
+}
+
+/// Filters and page of the audit log; they combine.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Only this actor.
+    pub actor: Option<String>,
+    /// Only this action; `user.*` is every action starting `user.`.
+    pub action: Option<String>,
+    /// Only this target (object).
+    pub target: Option<String>,
+    /// Only entries at or after this.
+    pub since: Option<DateTime<Utc>>,
+    /// Only entries before this.
+    pub until: Option<DateTime<Utc>>,
+    /// Page size, clamped to `1..=`[`MAX_PAGE_LIMIT`] (0 reads as 1).
+    pub limit: u32,
+    /// Continue after this cursor (a previous page's `next_cursor`).
+    pub after: Option<Cursor>,
+}
+
+/// What `audit verify` found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditVerification {
+    /// Chained rows checked.
+    pub rows: u64,
+    /// The chain head's seq.
+    pub head_seq: i64,
+    /// The chain head's hash (record it elsewhere to detect a rewrite of the whole
+    /// chain later).
+    pub head_hash: String,
+    /// How many problems there were.
+    pub problem_count: u64,
+    /// The first problems, in chain order (at most 100).
+    pub problems: Vec<AuditProblem>,
+}
+
+impl AuditVerification {
+    /// Whether the chain is intact.
+    pub fn is_intact(&self) -> bool {
+        self.problem_count == 0
+    }
+}
+
+/// What pseudonymising a user changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pseudonymised {
+    /// The user's new name (`former-user-…`).
+    pub pseudonym: String,
+    /// Audit fields replaced (actor and target count apart).
+    pub audit_rows: u64,
+    /// Alert-trail entries whose actor was replaced.
+    pub alert_events: u64,
+}
+
+/// One thing wrong with the audit chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditProblem {
+    /// The row's seq (`None`: the chain as a whole, e.g. its head).
+    pub seq: Option<i64>,
+    /// What is wrong, in words.
+    pub what: String,
 }

@@ -652,14 +652,17 @@ pub trait NotificationStore: Backed {
                     .await?;
                 if newly > 0 {
                     // Admins read it in the audit log and on the notifications page.
-                    tx.execute(super::records::audit_insert(&AuditEvent {
-                        at: now,
-                        actor: "system".into(),
-                        action: "notification.channel_disabled".into(),
-                        target: channel.clone(),
-                        from_address: None,
-                        detail: serde_json::json!({ "reason": error, "notification": id }),
-                    }))
+                    super::audit::append(
+                        &mut tx,
+                        &AuditEvent {
+                            at: now,
+                            actor: "system".into(),
+                            action: "notification.channel_disabled".into(),
+                            target: channel.clone(),
+                            from_address: None,
+                            detail: serde_json::json!({ "reason": error, "notification": id }),
+                        },
+                    )
                     .await?;
                 }
                 tx.execute(

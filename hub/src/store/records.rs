@@ -1,7 +1,4 @@
-//! The evidence index (metadata of stored blobs, by SHA-256) and the audit log.
-//!
-//! Every state change other than an alert action (which has its own trail) belongs in
-//! the audit log; the caller writes it, the store does not.
+//! The evidence index (metadata of stored blobs, by SHA-256).
 
 use super::sql::Sql;
 use super::*;
@@ -57,64 +54,3 @@ pub trait EvidenceIndex: Backed {
 }
 
 impl<T: Backed> EvidenceIndex for T {}
-
-/// The audit log.
-pub trait AuditLog: Backed {
-    /// Appends to the audit log. NUL characters in text (and JSON strings) become
-    /// U+FFFD, as for alert events.
-    fn audit(&self, event: &AuditEvent) -> impl Future<Output = Result<(), StoreError>> + Send {
-        async move {
-            self.db().execute(audit_insert(event)).await?;
-            Ok(())
-        }
-    }
-
-    /// The newest audit records, newest (highest id) first (at most
-    /// [`MAX_PAGE_LIMIT`]).
-    fn list_audit(
-        &self,
-        limit: u32,
-    ) -> impl Future<Output = Result<Vec<AuditRecord>, StoreError>> + Send {
-        async move {
-            let sql = Sql::new(
-                "SELECT id, at, actor, action, target, from_address, detail FROM audit_log \
-                 ORDER BY id DESC LIMIT $1",
-            )
-            .bind(page_limit(limit) as i64);
-            let rows = self.db().fetch_all(sql).await?;
-            rows.iter()
-                .map(|row| {
-                    Ok(AuditRecord {
-                        id: row.get("id")?,
-                        event: AuditEvent {
-                            at: row.time("at")?,
-                            actor: row.get("actor")?,
-                            action: row.get("action")?,
-                            target: row.get("target")?,
-                            from_address: row.get("from_address")?,
-                            detail: row.json("detail", "audit detail")?,
-                        },
-                    })
-                })
-                .collect()
-        }
-    }
-}
-
-impl<T: Backed> AuditLog for T {}
-
-/// The statement that appends `event` (on a pool, or inside a transaction).
-pub(crate) fn audit_insert(event: &AuditEvent) -> Sql {
-    Sql::new(
-        "INSERT INTO audit_log (at, actor, action, target, from_address, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(rows::to_micros(event.at))
-    .bind(text_without_nul(&event.actor))
-    .bind(text_without_nul(&event.action))
-    .bind(text_without_nul(&event.target))
-    .bind(event.from_address.as_deref().map(text_without_nul))
-    .bind(sql::json_arg(Some(rows::json_without_nul(
-        event.detail.to_string(),
-    ))))
-}

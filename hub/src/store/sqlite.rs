@@ -88,6 +88,21 @@ impl SqliteStore {
         Self::connect_with(connect, options).await
     }
 
+    /// Opens the database file at `path` for reading only, as an immutable file (no
+    /// locks, no journal, nothing written): for a backup's copy, which must not change
+    /// by being read.
+    pub async fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let connect = SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true)
+            .immutable(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(connect)
+            .await?;
+        Ok(Self { pool })
+    }
+
     async fn connect_with(
         connect: SqliteConnectOptions,
         options: &StoreOptions,

@@ -131,14 +131,14 @@ impl Structures {
 }
 
 /// The rows a CSV export writes, a page at a time.
-trait Export: Send + 'static {
+pub(crate) trait Export: Send + 'static {
     /// The next page's CSV (the header row before the first); `None` when done.
     fn next_chunk(
         &mut self,
     ) -> impl std::future::Future<Output = Result<Option<Bytes>, ApiError>> + Send;
 }
 
-fn csv_bytes(rows: &[Vec<String>]) -> Result<Bytes, ApiError> {
+pub(crate) fn csv_bytes(rows: &[Vec<String>]) -> Result<Bytes, ApiError> {
     let mut w = csv::Writer::from_writer(Vec::new());
     for row in rows {
         w.write_record(row.iter().map(|cell| spreadsheet_safe(cell).into_owned()))
@@ -159,7 +159,7 @@ fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-fn header_row(columns: &[&str]) -> Vec<String> {
+pub(crate) fn header_row(columns: &[&str]) -> Vec<String> {
     columns.iter().map(|c| (*c).to_string()).collect()
 }
 
@@ -337,7 +337,10 @@ impl Export for FindingExport {
 
 /// A streamed CSV answer. The first page is read before answering, so that a failing
 /// store is an error status; a failure later ends the body early (logged).
-async fn csv_response(mut export: impl Export, name: &str) -> Result<Response, ApiError> {
+pub(crate) async fn csv_response(
+    mut export: impl Export,
+    name: &str,
+) -> Result<Response, ApiError> {
     let first = export.next_chunk().await?;
     let rest = futures_util::stream::unfold(Some(export), |state| async move {
         let mut export = state?;

@@ -27,6 +27,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use chitti_common::flir::jpeg_geometry;
+pub(crate) use csv::{csv_bytes, csv_response, header_row, Export};
 pub use csv::{ALERT_COLUMNS, FINDING_COLUMNS};
 pub use inspection::{
     InspectionParams, MAX_REPORT_IMAGE_BYTES, MAX_REPORT_SCANNED_ALERTS,
