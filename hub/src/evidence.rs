@@ -224,6 +224,17 @@ impl EvidenceStore {
         }
     }
 
+    /// Removes a blob (retention, once no finding refers to it). `false` when there was
+    /// none.
+    pub async fn delete(&self, sha256: &str) -> Result<bool, EvidenceError> {
+        validate_sha256(sha256)?;
+        match self.store.delete(&location(sha256)).await {
+            Ok(()) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(EvidenceError::Backend(e.to_string())),
+        }
+    }
+
     /// Stores a model file under `models/<sha256>.onnx` after checking its hash (model
     /// files share the evidence store's backend, local or S3, not its size limit or
     /// content check: the registry checks them).

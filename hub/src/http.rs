@@ -10,8 +10,8 @@
 
 use crate::broker::HubBus;
 use crate::ingest::IngestMetrics;
-use crate::store::FleetStore;
 use crate::store::{AnyStore, Store};
+use crate::store::{FleetStore, RetentionStore};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -49,6 +49,8 @@ pub struct HttpState {
     pub metrics_token: Option<[u8; 32]>,
     /// The model registry's limits and runtime.
     pub models: crate::config::ModelsConfig,
+    /// What is kept and for how long.
+    pub retention: crate::retention::RetentionConfig,
 }
 
 /// Reads `http.metrics_token_file` (trimmed; at least 16 characters) into what
@@ -82,6 +84,7 @@ pub fn router(state: HttpState) -> Router {
                 state.dashboard_url.clone(),
             )
             .with_models(state.models.clone())
+            .with_retention(state.retention.clone())
             .with_max_upload_bytes(state.settings.max_upload_bytes.0)
             .with_token_max_days(state.settings.token_max_days)
             .with_analysis_limits(
@@ -239,6 +242,15 @@ async fn metrics(State(s): State<HttpState>, headers: axum::http::HeaderMap) -> 
             gateways.iter().filter(|g| !g.is_revoked()).count() as f64,
         );
     }
+    // Whichever replica ran it: the store's record of the newest run.
+    if let Ok(Some(run)) = s
+        .store
+        .retention_runs(1)
+        .await
+        .map(|r| r.into_iter().next())
+    {
+        render_retention(&mut out, &run);
+    }
     out.gauge(
         "chitti_hub_uptime_seconds",
         "Seconds since the hub started.",
@@ -253,4 +265,50 @@ async fn metrics(State(s): State<HttpState>, headers: axum::http::HeaderMap) -> 
         out.finish(),
     )
         .into_response()
+}
+
+/// The newest retention run as gauges.
+fn render_retention(out: &mut MetricsWriter, run: &crate::store::RetentionRun) {
+    out.gauge(
+        "chitti_hub_retention_last_run_timestamp_seconds",
+        "When the newest retention run finished (any replica).",
+        &[],
+        run.finished_at.timestamp() as f64,
+    );
+    out.gauge(
+        "chitti_hub_retention_last_run_failed",
+        "1 when the newest retention run failed (its error is at GET /api/v1/retention).",
+        &[],
+        if run.error.is_some() { 1.0 } else { 0.0 },
+    );
+    let r = &run.removed;
+    for (kind, n) in [
+        ("findings", r.findings),
+        ("alerts", r.alerts),
+        ("telemetry_minutes", r.telemetry_minutes),
+        ("telemetry_hours", r.telemetry_hours),
+        ("dead_letters", r.dead_letters),
+        ("evidence", r.evidence),
+    ] {
+        out.gauge(
+            "chitti_hub_retention_last_run_removed",
+            "Rows the newest retention run removed (minutes: rolled up into hours), per kind.",
+            &[("kind", kind)],
+            n as f64,
+        );
+    }
+    out.gauge(
+        "chitti_hub_retention_last_run_kept_findings",
+        "Findings past their retention the newest run kept (open alert, hold, kept report).",
+        &[],
+        r.findings_kept as f64,
+    );
+    for u in &run.usage {
+        out.gauge(
+            "chitti_hub_storage_bytes",
+            "Bytes per kind of data as of the newest retention run.",
+            &[("kind", u.kind.as_str())],
+            u.bytes as f64,
+        );
+    }
 }

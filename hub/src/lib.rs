@@ -22,6 +22,7 @@ pub mod live;
 pub mod live_relay;
 pub mod notify;
 pub mod remote_config;
+pub mod retention;
 pub mod rollouts;
 pub mod serve;
 pub mod store;

@@ -429,6 +429,18 @@ pub async fn serve(
     let watch_task = tokio::spawn(fleet_watch.run(async move {
         let _ = watch_stop.wait_for(|s| *s).await;
     }));
+    let retention_task = config.retention.enabled.then(|| {
+        let job = crate::retention::RetentionJob::new(
+            Arc::clone(&store),
+            Arc::clone(&evidence),
+            config.retention.clone(),
+            crate::retention::RetentionJob::<AnyStore>::holder_name(),
+        );
+        let mut retention_stop = shutdown.clone();
+        tokio::spawn(job.run(async move {
+            let _ = retention_stop.wait_for(|s| *s).await;
+        }))
+    });
     let http_addr = http.local_addr()?;
     let app = crate::http::router(crate::http::HttpState {
         store: Arc::clone(&store),
@@ -443,6 +455,7 @@ pub async fn serve(
         settings: config.http.clone(),
         metrics_token,
         models: config.models.clone(),
+        retention: config.retention.clone(),
     });
     let (http_stop_tx, http_stop_rx) = watch::channel(false);
     let limits = crate::listener::ListenerLimits {
@@ -467,6 +480,10 @@ pub async fn serve(
         relay.abort();
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), watch_task).await;
+    if let Some(task) = retention_task {
+        // A batch in flight commits or rolls back; the next run goes on from there.
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     let _ = tokio::time::timeout(Duration::from_secs(2), config_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), rollout_task).await;
     // Ingest finishes what it holds (its channel closes with the bridge).

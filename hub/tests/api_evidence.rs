@@ -271,6 +271,7 @@ async fn evidence_limits_apply_through_the_http_router(backend: &str) {
         settings: Default::default(),
         metrics_token: None,
         models: Default::default(),
+        retention: Default::default(),
     });
     let png_of = |len: usize| {
         let mut b = b"\x89PNG\r\n\x1a\n".to_vec();

@@ -79,6 +79,10 @@ conformance! {
         concurrent_appends_make_one_chain,
         pseudonymising_a_user_keeps_the_chain,
         audit_rows_written_before_the_chain_are_chained_on_migrate,
+        retention_removes_expired_findings_but_never_open_held_or_kept_ones,
+        retention_collects_only_evidence_nothing_refers_to,
+        retention_rolls_telemetry_minutes_into_hours_and_expires_them,
+        retention_expires_dead_letters_and_one_holder_has_the_lease,
     ],
 }
 
@@ -3090,4 +3094,341 @@ async fn audit_rows_written_before_the_chain_are_chained_on_migrate(s: &AnyStore
     // Migrating again seals nothing twice.
     s.migrate().await.unwrap();
     assert!(s.verify_audit_chain().await.unwrap().is_intact());
+}
+
+/// Resolves the alert of `track` (as an operator would).
+async fn resolve(s: &AnyStore, track: Uuid, detail: Option<serde_json::Value>) {
+    let alert = alert_of(s, track).await;
+    s.record_alert_event(&NewAlertEvent {
+        alert_id: alert.id,
+        kind: AlertEventKind::Resolve,
+        actor: "otto".into(),
+        at: at(2000),
+        from_address: None,
+        note: Some("fixed".into()),
+        detail,
+    })
+    .await
+    .unwrap();
+}
+
+/// Runs the findings pass to the end in batches of `batch`: (removed, kept).
+async fn expire_findings(s: &AnyStore, cutoff: DateTime<Utc>, batch: u32) -> (u64, u64) {
+    let (mut removed, mut kept, mut after) = (0, 0, None);
+    loop {
+        let (r, k, last) = s
+            .remove_expired_findings(cutoff, after, batch)
+            .await
+            .unwrap();
+        removed += r;
+        kept += k;
+        match last {
+            Some(key) => after = Some(key),
+            None => return (removed, kept),
+        }
+    }
+}
+
+fn hold(
+    kind: HoldKind,
+    asset: Option<&str>,
+    from: Option<i64>,
+    until: Option<i64>,
+) -> NewRetentionHold {
+    NewRetentionHold {
+        kind,
+        site: Some("north-yard".into()),
+        asset: asset.map(str::to_owned),
+        from: from.map(at),
+        until: until.map(at),
+        reason: "case 2026-118".into(),
+        created_by: "ada".into(),
+        created_at: at(0),
+    }
+}
+
+async fn retention_removes_expired_findings_but_never_open_held_or_kept_ones(s: &AnyStore) {
+    let [open, done, held, reported, recent] = [(); 5].map(|_| Uuid::now_v7());
+    let mut f_open = finding(open, 2, 60.0, 0);
+    f_open.asset = Some("bay1-a".into());
+    let f_done = finding(done, 2, 60.0, 0);
+    let mut f_held = finding(held, 2, 60.0, 1000);
+    f_held.asset = Some("bay4-ct-a".into());
+    let mut f_reported = finding(reported, 2, 60.0, 5000);
+    f_reported.asset = Some("bay5-ct-b".into());
+    // Received long ago, all of them.
+    s.insert_findings(&ingested(
+        &[f_open, f_done.clone(), f_held, f_reported],
+        at(0),
+    ))
+    .await
+    .unwrap();
+    s.insert_findings(&ingested(
+        &[finding(recent, 2, 60.0, 0)],
+        at(0) + Duration::days(30),
+    ))
+    .await
+    .unwrap();
+    for track in [done, held, reported, recent] {
+        resolve(s, track, None).await;
+    }
+    let legal = s
+        .add_retention_hold(&hold(HoldKind::LegalHold, Some("bay4-ct-a"), None, None))
+        .await
+        .unwrap();
+    // A kept report of the window around `reported` only (not `done`, observed at 0).
+    s.add_retention_hold(&hold(HoldKind::KeptReport, None, Some(4000), Some(6000)))
+        .await
+        .unwrap();
+    let cutoff = at(0) + Duration::days(10);
+
+    assert_eq!(expire_findings(s, cutoff, 2).await, (1, 3));
+    assert!(s.finding(f_done.id).await.unwrap().is_none());
+    assert_eq!(s.count_findings().await.unwrap(), 4);
+    // Its resolved alert, with its trail, goes; the others stay (open, or findings left).
+    assert_eq!(s.remove_finished_alerts(cutoff, 100).await.unwrap(), 1);
+    assert_eq!(s.remove_finished_alerts(cutoff, 100).await.unwrap(), 0);
+    let alerts = s
+        .list_alerts(&AlertQuery {
+            limit: 100,
+            ..AlertQuery::default()
+        })
+        .await
+        .unwrap();
+    let tracks: HashSet<Uuid> = alerts.items.iter().map(|a| a.track_id).collect();
+    assert_eq!(tracks, HashSet::from([open, held, reported, recent]));
+
+    // Released, the hold keeps nothing: the next run removes its finding and alert.
+    assert!(s
+        .release_retention_hold(legal.id, "ada", at(3000))
+        .await
+        .unwrap());
+    assert!(!s
+        .release_retention_hold(legal.id, "ada", at(3000))
+        .await
+        .unwrap());
+    assert_eq!(expire_findings(s, cutoff, 100).await, (1, 2));
+    assert_eq!(s.remove_finished_alerts(cutoff, 100).await.unwrap(), 1);
+    let holds = s.retention_holds().await.unwrap();
+    assert_eq!(holds.len(), 2);
+    let released = holds.iter().find(|h| h.id == legal.id).unwrap();
+    assert_eq!(released.released, Some(("ada".to_string(), at(3000))));
+    assert_eq!(released.hold.asset.as_deref(), Some("bay4-ct-a"));
+    assert_eq!(released.hold.kind, HoldKind::LegalHold);
+
+    // Reopened between the scan and the delete: the delete re-checks and keeps it.
+    let alert = alert_of(s, reported).await;
+    s.record_alert_event(&NewAlertEvent {
+        alert_id: alert.id,
+        kind: AlertEventKind::Reopen,
+        actor: "otto".into(),
+        at: at(4000),
+        from_address: None,
+        note: None,
+        detail: None,
+    })
+    .await
+    .unwrap();
+    for h in s.retention_holds().await.unwrap() {
+        s.release_retention_hold(h.id, "ada", at(5000))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        expire_findings(s, cutoff, 100).await,
+        (0, 2),
+        "open alerts keep theirs"
+    );
+    assert_eq!(s.count_findings().await.unwrap(), 3);
+}
+
+async fn retention_collects_only_evidence_nothing_refers_to(s: &AnyStore) {
+    let sha = |c: &str| c.repeat(64);
+    let record = |hash: String, ms: i64| EvidenceRecord {
+        sha256: hash.clone(),
+        size: 1000,
+        content_type: "image/jpeg".into(),
+        location: hash,
+        created_at: at(ms),
+    };
+    // "ab…" is the template finding's evidence; "cd…" a resolution's "verified fixed".
+    let referenced = "ab".repeat(32);
+    for (hash, ms) in [
+        (referenced.clone(), 0),
+        ("cd".repeat(32), 0),
+        (sha("e"), 0),
+        (sha("f"), 20 * 86_400_000),
+    ] {
+        s.record_evidence(&record(hash, ms)).await.unwrap();
+    }
+    let track = Uuid::now_v7();
+    s.insert_findings(&ingested(&[finding(track, 2, 60.0, 0)], at(0)))
+        .await
+        .unwrap();
+    resolve(
+        s,
+        track,
+        Some(serde_json::json!({"verified_fixed_sha256": "cd".repeat(32)})),
+    )
+    .await;
+    let cutoff = at(0) + Duration::days(10);
+    let gone = s.remove_unreferenced_evidence(cutoff, 100).await.unwrap();
+    assert_eq!(gone, [(sha("e"), 1000)]);
+    assert!(s
+        .remove_unreferenced_evidence(cutoff, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    for kept in [referenced.clone(), "cd".repeat(32), sha("f")] {
+        assert!(s.evidence(&kept).await.unwrap().is_some(), "{kept}");
+    }
+    // Its finding gone, the template's evidence goes too.
+    assert_eq!(expire_findings(s, cutoff, 100).await.0, 1);
+    let gone = s.remove_unreferenced_evidence(cutoff, 100).await.unwrap();
+    assert_eq!(gone, [(referenced, 1000)]);
+}
+
+async fn retention_rolls_telemetry_minutes_into_hours_and_expires_them(s: &AnyStore) {
+    let hour = Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap();
+    let t = |min: i64, cpu: f64, disk: u64| {
+        sample(
+            hour + Duration::minutes(min),
+            Some(cpu),
+            None,
+            Some(disk),
+            Some(10.0),
+            1,
+        )
+    };
+    for sample in [
+        t(0, 50.0, 900),
+        t(1, 70.0, 800),
+        t(59, 60.0, 950),
+        t(60, 40.0, 100),
+    ] {
+        assert!(s
+            .insert_telemetry("north-yard", "gw-07", &sample)
+            .await
+            .unwrap());
+    }
+    s.insert_telemetry("north-yard", "gw-08", &t(5, 30.0, 10))
+        .await
+        .unwrap();
+    let cutoff = hour + Duration::hours(1);
+    let oldest = s.oldest_telemetry_minute(cutoff).await.unwrap();
+    assert_eq!(oldest, Some(hour));
+    assert_eq!(
+        s.roll_up_telemetry_hour(hour).await.unwrap(),
+        4,
+        "3 + 1 minutes"
+    );
+    assert_eq!(s.oldest_telemetry_minute(cutoff).await.unwrap(), None);
+    let hours = s
+        .telemetry_hours("north-yard", "gw-07", hour, cutoff)
+        .await
+        .unwrap();
+    assert_eq!(hours.len(), 1);
+    let h = &hours[0];
+    assert_eq!((h.bucket_start, h.samples, h.frame_drops), (hour, 3, 3));
+    assert_eq!(h.cpu_temp_avg_c, Some(60.0));
+    assert_eq!(h.cpu_temp_max_c, Some(70.0));
+    assert_eq!(h.gpu_temp_max_c, None);
+    assert_eq!(h.disk_free_min_bytes, Some(800));
+    assert_eq!(
+        (h.first_ts, h.last_ts),
+        (hour, hour + Duration::minutes(59))
+    );
+    // The next hour's minute is untouched; a late minute of a rolled hour merges in.
+    let minutes = s
+        .telemetry("north-yard", "gw-07", hour, cutoff + Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(minutes.len(), 1);
+    s.insert_telemetry("north-yard", "gw-09", &t(30, 90.0, 5))
+        .await
+        .unwrap();
+    s.roll_up_telemetry_hour(hour).await.unwrap();
+    let gw9 = s
+        .telemetry_hours("north-yard", "gw-09", hour, cutoff)
+        .await
+        .unwrap();
+    assert_eq!(gw9[0].cpu_temp_max_c, Some(90.0));
+    assert_eq!(
+        s.telemetry_hours("north-yard", "gw-08", hour, cutoff)
+            .await
+            .unwrap()[0]
+            .samples,
+        1
+    );
+    // Hours expire in batches.
+    assert_eq!(
+        s.remove_expired_telemetry_hours(cutoff, 2).await.unwrap(),
+        2
+    );
+    assert_eq!(
+        s.remove_expired_telemetry_hours(cutoff, 2).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        s.remove_expired_telemetry_hours(cutoff, 2).await.unwrap(),
+        0
+    );
+}
+
+async fn retention_expires_dead_letters_and_one_holder_has_the_lease(s: &AnyStore) {
+    for ms in [0, 1000, 20 * 86_400_000] {
+        s.record_dead_letter(&DeadLetter {
+            received_at: at(ms),
+            topic: "chitti/v1/north-yard/gw-07/findings".into(),
+            reason: "json: eof".into(),
+            payload: b"{".to_vec(),
+        })
+        .await
+        .unwrap();
+    }
+    let cutoff = at(0) + Duration::days(10);
+    assert_eq!(s.remove_expired_dead_letters(cutoff, 1).await.unwrap(), 1);
+    assert_eq!(s.remove_expired_dead_letters(cutoff, 10).await.unwrap(), 1);
+    assert_eq!(s.remove_expired_dead_letters(cutoff, 10).await.unwrap(), 0);
+    assert_eq!(s.dead_letter_count().await.unwrap(), 1);
+
+    let (t0, lease) = (at(0), Duration::seconds(600));
+    assert!(s
+        .take_job_lease("retention", "hub-a", t0, t0 + lease)
+        .await
+        .unwrap());
+    assert!(!s
+        .take_job_lease("retention", "hub-b", t0, t0 + lease)
+        .await
+        .unwrap());
+    // The holder renews; another gets it only once it lapsed, or was given back.
+    let t1 = t0 + Duration::seconds(300);
+    assert!(s
+        .take_job_lease("retention", "hub-a", t1, t1 + lease)
+        .await
+        .unwrap());
+    let t2 = t0 + Duration::seconds(700);
+    assert!(!s
+        .take_job_lease("retention", "hub-b", t2, t2 + lease)
+        .await
+        .unwrap());
+    let t3 = t1 + lease + Duration::seconds(1);
+    assert!(s
+        .take_job_lease("retention", "hub-b", t3, t3 + lease)
+        .await
+        .unwrap());
+    s.release_job_lease("retention", "hub-a").await.unwrap();
+    assert!(!s
+        .take_job_lease("retention", "hub-a", t3, t3 + lease)
+        .await
+        .unwrap());
+    s.release_job_lease("retention", "hub-b").await.unwrap();
+    assert!(s
+        .take_job_lease("retention", "hub-a", t3, t3 + lease)
+        .await
+        .unwrap());
+    assert!(s
+        .take_job_lease("other-job", "hub-b", t3, t3 + lease)
+        .await
+        .unwrap());
 }

@@ -41,6 +41,7 @@ async fn app_with_metrics_token(
         settings,
         metrics_token,
         models: Default::default(),
+        retention: Default::default(),
     });
     (app, db)
 }

@@ -19,6 +19,7 @@
 //! | `POST`, `PATCH`, `DELETE` of sites, structures and assets | admin | [`sites`] |
 //! | `GET /api/v1/gateways`, `GET /api/v1/gateways/{site}/{gateway}`, `GET /api/v1/cameras` | viewer | [`fleet`] |
 //! | `GET /api/v1/audit` (`?actor=&action=&target=&since=&until=`), `…/export.csv` | admin | [`audit`] |
+//! | `GET /api/v1/retention`, `GET/POST /api/v1/retention/holds`, `POST …/holds/{id}/release` | admin | [`retention`] |
 //! | `GET /api/v1/dead-letters` (`?class=&site=&gateway=&since=&until=`), `…/groups` | operator | [`dead_letters`] |
 //! | `GET /api/v1/dead-letters/{id}/payload` | admin | [`dead_letters`] |
 //! | `POST /api/v1/gateways/{site}/{gateway}/revoke` | admin | [`fleet`] |
@@ -66,6 +67,7 @@ pub mod models;
 pub mod notifications;
 pub mod openapi;
 pub mod reports;
+pub mod retention;
 pub mod sites;
 pub mod stream;
 pub mod uploads;
@@ -121,6 +123,8 @@ pub struct ApiState {
     pub dashboard_url: Option<String>,
     /// The model registry's limits and runtime (`[models]`).
     pub models: Arc<crate::config::ModelsConfig>,
+    /// What is kept and for how long (`[retention]`).
+    pub retention: Arc<crate::retention::RetentionConfig>,
 }
 
 impl ApiState {
@@ -147,12 +151,19 @@ impl ApiState {
             notifications: Arc::default(),
             dashboard_url: None,
             models: Arc::default(),
+            retention: Arc::default(),
         }
     }
 
     /// The same state with these model-registry settings.
     pub fn with_models(mut self, models: crate::config::ModelsConfig) -> Self {
         self.models = Arc::new(models);
+        self
+    }
+
+    /// The same state with this retention policy.
+    pub fn with_retention(mut self, retention: crate::retention::RetentionConfig) -> Self {
+        self.retention = Arc::new(retention);
         self
     }
 
@@ -228,6 +239,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(fleet::routes())
         .merge(dead_letters::routes())
         .merge(audit::routes())
+        .merge(retention::routes())
         .merge(evidence::routes())
         .merge(uploads::routes())
         .merge(stream::routes())

@@ -52,6 +52,9 @@ pub struct HubConfig {
     /// The model registry and rollouts.
     #[serde(default)]
     pub models: ModelsConfig,
+    /// How long each kind of data is kept.
+    #[serde(default)]
+    pub retention: crate::retention::RetentionConfig,
 }
 
 /// The model registry (`POST /api/v1/models`) and rollouts.
@@ -478,6 +481,7 @@ impl Default for HubConfig {
             notifications: NotificationsConfig::default(),
             alarms: crate::alarms::AlarmsConfig::default(),
             models: ModelsConfig::default(),
+            retention: crate::retention::RetentionConfig::default(),
         }
     }
 }
@@ -508,11 +512,12 @@ impl HubConfig {
             take("alarms"),
         );
         let models = take("models");
+        let retention = take("retention");
         for key in table.keys() {
             p.push(
                 key.as_str(),
                 "unknown key (expected version, data_dir, store, broker, http, evidence, \
-                 ingest, notifications, alarms, models)",
+                 ingest, notifications, alarms, models, retention)",
             );
         }
         let or_empty = |v: Option<toml::Value>| v.unwrap_or_else(|| toml::Table::new().into());
@@ -536,6 +541,8 @@ impl HubConfig {
             p.decode::<NotificationsConfig>("notifications", or_empty(notifications));
         let alarms = p.decode::<crate::alarms::AlarmsConfig>("alarms", or_empty(alarms));
         let models = p.decode::<ModelsConfig>("models", or_empty(models));
+        let retention =
+            p.decode::<crate::retention::RetentionConfig>("retention", or_empty(retention));
         if let (
             Some(version),
             Some(data_dir),
@@ -547,6 +554,7 @@ impl HubConfig {
             Some(notifications),
             Some(alarms),
             Some(models),
+            Some(retention),
         ) = (
             version,
             data_dir,
@@ -558,6 +566,7 @@ impl HubConfig {
             notifications,
             alarms,
             models,
+            retention,
         ) {
             let mut config = HubConfig {
                 version,
@@ -570,6 +579,7 @@ impl HubConfig {
                 notifications,
                 alarms,
                 models,
+                retention,
             };
             config.resolve_paths(base);
             config.validate_into(&mut p);
@@ -809,6 +819,7 @@ impl HubConfig {
         }
         self.notifications.validate_into(p);
         self.alarms.validate_into(p);
+        self.retention.validate_into(p);
     }
 
     /// The dashboard's base URL for links in notifications: the configured one, else

@@ -8,8 +8,8 @@ use crate::api::error::ApiError;
 use crate::api::fleet::{list_cameras, CameraParams, GatewayView};
 use crate::api::sites::{list_sites, site, SiteDetail};
 use crate::api::{ApiQuery, ApiState};
-use crate::store::FleetStore;
 use crate::store::Role;
+use crate::store::{FleetStore, RetentionStore};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use chrono::{Duration, SecondsFormat, Utc};
@@ -151,6 +151,14 @@ pub(crate) async fn fleet(State(s): State<ApiState>, PageUser(p): PageUser) -> P
         temps.push(minutes.last().map(|m| (m.cpu_temp_max_c, m.gpu_temp_max_c)));
     }
     let offline = gateways.iter().filter(|g| !g.online && !g.revoked).count();
+    // Measured by the retention job (on SQLite it reads every page: not per request).
+    let last_run = s
+        .store
+        .retention_runs(1)
+        .await
+        .map_err(|e| error_page(Some(&p), ApiError::from(e)))?
+        .into_iter()
+        .next();
     let body = html! {
         section.card #gateways data-live-section aria-labelledby="gw-h" {
             h2 #gw-h { "Gateways" }
@@ -170,6 +178,35 @@ pub(crate) async fn fleet(State(s): State<ApiState>, PageUser(p): PageUser) -> P
                     }
                     tbody {
                         @for (g, t) in gateways.iter().zip(temps) { (gateway_row(g, t)) }
+                    }
+                }
+            }
+        }
+        section.card #storage aria-labelledby="storage-h" {
+            h2 #storage-h { "Storage" }
+            @match &last_run {
+                None => { p.muted { "Measured by the first retention run (an hour after the hub starts)." } }
+                Some(run) => {
+                    p.muted {
+                        "As of the retention run of " (layout::time(run.finished_at))
+                        @if let Some(err) = &run.error { " — " span.bad-text { "it failed: " (err) } }
+                        @else { ": removed " (run.removed.findings) " findings, " (run.removed.evidence) " evidence files, "
+                            (run.removed.telemetry_minutes) " telemetry minutes rolled into hours; kept "
+                            (run.removed.findings_kept) " expired findings (open alert, hold or kept report)." }
+                    }
+                    div.scroll {
+                        table #storage-table {
+                            thead { tr { th scope="col" { "Kind" } th scope="col" { "Rows" } th scope="col" { "Size" } } }
+                            tbody {
+                                @for u in &run.usage {
+                                    tr data-kind=(u.kind) {
+                                        th scope="row" { (u.kind.replace('_', " ")) }
+                                        td.num { (u.rows) }
+                                        td.num { (human_bytes(u.bytes)) }
+                                    }
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -630,9 +667,34 @@ fn settings_editor(settings: &crate::api::notifications::SettingsView) -> Markup
     }
 }
 
+/// `bytes` in B, KiB, MiB, GiB or TiB, one decimal.
+fn human_bytes(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(5 << 30), "5.0 GiB");
+        assert_eq!(human_bytes(u64::MAX), "16777216.0 TiB");
+    }
 
     fn gateway(detector: Option<&str>) -> GatewayView {
         GatewayView {

@@ -393,6 +393,33 @@ pub trait FleetStore: Backed {
                 .collect()
         }
     }
+
+    /// A gateway's hourly telemetry (minutes rolled up by retention) with
+    /// `since <= bucket_start < until`, oldest first; the same shape as minutes.
+    fn telemetry_hours(
+        &self,
+        site: &str,
+        gateway: &str,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<TelemetryMinute>, StoreError>> + Send {
+        async move {
+            let sql = Sql::new(
+                "SELECT * FROM telemetry_hours WHERE site = $1 AND gateway = $2 \
+                 AND bucket_start >= $3 AND bucket_start < $4 ORDER BY bucket_start",
+            )
+            .bind(site)
+            .bind(gateway)
+            .bind(since)
+            .bind(until);
+            self.db()
+                .fetch_all(sql)
+                .await?
+                .iter()
+                .map(telemetry_from_row)
+                .collect()
+        }
+    }
 }
 
 impl<T: Backed> FleetStore for T {}

@@ -68,6 +68,7 @@ mod model;
 mod notifications;
 mod postgres;
 mod records;
+mod retention;
 mod rollouts;
 mod rows;
 mod sites;
@@ -97,6 +98,7 @@ pub use notifications::{
 };
 pub use postgres::PgStore;
 pub use records::EvidenceIndex;
+pub use retention::{FindingKey, RetentionStore};
 pub use rollouts::{
     DesiredModelRecord, GatewayKey, GatewayRolloutState, ModelFailure, ModelRecord, ReportedModel,
     RolloutGatewayRecord, RolloutPlan, RolloutRecord, RolloutSnapshot, RolloutState, RolloutStore,
@@ -156,6 +158,7 @@ pub trait Store:
     + FleetAlarmStore
     + GatewayConfigStore
     + RolloutStore
+    + RetentionStore
 {
     /// Which database this is.
     fn backend(&self) -> Backend {
@@ -504,6 +507,7 @@ fn to_u64(v: i64) -> u64 {
 pub mod prelude {
     pub use super::{
         AccountStore, AlertStore, AuditLog, Backed, EvidenceIndex, FleetAlarmStore, FleetStore,
-        GatewayConfigStore, IngestStore, NotificationStore, RolloutStore, SiteStore, Store,
+        GatewayConfigStore, IngestStore, NotificationStore, RetentionStore, RolloutStore,
+        SiteStore, Store,
     };
 }

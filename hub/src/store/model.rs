@@ -1348,3 +1348,120 @@ pub struct AuditProblem {
     /// What is wrong, in words.
     pub what: String,
 }
+
+/// What keeps findings past their retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HoldKind {
+    /// A legal hold (litigation, an investigation, an insurer's request).
+    LegalHold,
+    /// An inspection report marked as kept: its inputs must stay reproducible.
+    KeptReport,
+}
+
+impl HoldKind {
+    /// Every kind's name.
+    pub const NAMES: &'static [&'static str] = &["legal_hold", "kept_report"];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LegalHold => "legal_hold",
+            Self::KeptReport => "kept_report",
+        }
+    }
+}
+
+impl std::str::FromStr for HoldKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "legal_hold" => Ok(Self::LegalHold),
+            "kept_report" => Ok(Self::KeptReport),
+            other => Err(format!(
+                "unknown hold kind {other:?} (legal_hold or kept_report)"
+            )),
+        }
+    }
+}
+
+/// A hold to create: the findings it covers are kept while it is not released. Every
+/// field of the scope is optional; none set covers every finding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRetentionHold {
+    /// Legal hold or kept report.
+    pub kind: HoldKind,
+    /// Only this site's findings.
+    pub site: Option<String>,
+    /// Only this asset's findings.
+    pub asset: Option<String>,
+    /// Only findings observed at or after this.
+    pub from: Option<DateTime<Utc>>,
+    /// Only findings observed before this.
+    pub until: Option<DateTime<Utc>>,
+    /// Why (case number, report title …).
+    pub reason: String,
+    /// Who placed it.
+    pub created_by: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A stored hold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetentionHold {
+    /// Its id.
+    pub id: Uuid,
+    /// What was placed.
+    pub hold: NewRetentionHold,
+    /// Who released it, and when (`None` while it holds).
+    pub released: Option<(String, DateTime<Utc>)>,
+}
+
+/// What one retention run removed, per kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RetentionRemoved {
+    /// Findings past their retention (not held, alert not open).
+    pub findings: u64,
+    /// Resolved alerts with no finding left (with their trails and notifications).
+    pub alerts: u64,
+    /// Telemetry minutes rolled up into hours.
+    pub telemetry_minutes: u64,
+    /// Telemetry hours past their retention.
+    pub telemetry_hours: u64,
+    /// Dead letters past their retention.
+    pub dead_letters: u64,
+    /// Evidence no finding or resolution refers to (index rows; blobs deleted too).
+    pub evidence: u64,
+    /// Their bytes.
+    pub evidence_bytes: u64,
+    /// Findings past their retention that were kept (open alert, hold, kept report).
+    pub findings_kept: u64,
+}
+
+/// How much one kind of data takes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StorageUsage {
+    /// `findings`, `alerts`, `telemetry`, `dead_letters`, `audit_log`, `evidence` …
+    pub kind: String,
+    /// Rows (files, for evidence).
+    pub rows: u64,
+    /// Bytes on disk (tables with their indexes; evidence: the blobs' sizes).
+    pub bytes: u64,
+}
+
+/// A recorded retention run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetentionRun {
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it finished.
+    pub finished_at: DateTime<Utc>,
+    /// Which replica ran it.
+    pub holder: String,
+    /// What it removed (up to the failure, when it failed).
+    pub removed: RetentionRemoved,
+    /// Storage per kind after it.
+    pub usage: Vec<StorageUsage>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
