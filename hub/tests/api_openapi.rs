@@ -25,6 +25,13 @@ const OPERATIONS: &[&str] = &[
     "POST /api/v1/users",
     "PATCH /api/v1/users/{id}",
     "POST /api/v1/users/{id}/pseudonymise",
+    "GET /api/v1/users/{id}/sessions",
+    "DELETE /api/v1/users/{id}/sessions",
+    "POST /api/v1/users/{id}/reset-link",
+    "GET /api/v1/users/{id}/export",
+    "POST /api/v1/me/password",
+    "GET /api/v1/me/sessions",
+    "DELETE /api/v1/me/sessions/{id}",
     "GET /api/v1/tokens",
     "POST /api/v1/tokens",
     "DELETE /api/v1/tokens/{id}",
@@ -54,6 +61,7 @@ const OPERATIONS: &[&str] = &[
     "GET /api/v1/sites/{site}/assets/{asset}",
     "PATCH /api/v1/sites/{site}/assets/{asset}",
     "DELETE /api/v1/sites/{site}/assets/{asset}",
+    "POST /api/v1/auth/reset",
     "GET /api/v1/audit",
     "GET /api/v1/retention",
     "GET /api/v1/retention/holds",
@@ -99,7 +107,7 @@ const OPERATIONS: &[&str] = &[
 ];
 
 /// Operations anyone may call: no `security`, no 401 for a missing sign-in.
-const PUBLIC: &[&str] = &["POST /api/v1/auth/login"];
+const PUBLIC: &[&str] = &["POST /api/v1/auth/login", "POST /api/v1/auth/reset"];
 
 /// Operations authenticated otherwise than by a user (a gateway's signature): they
 /// document 401 but not the user security schemes.

@@ -69,6 +69,52 @@
     });
   }
 
+  // ---- A password reset link (/reset#token=…) -------------------------------------
+  // The token stays in the fragment: never in a request line, a log or a Referer.
+  const reset = $("#reset-form");
+  if (reset) {
+    reset.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const err = $("#reset-error");
+      err.textContent = "";
+      const token = new URLSearchParams(location.hash.slice(1)).get("token") || "";
+      const r = await api("POST", "/api/v1/auth/reset", {
+        token,
+        new_password: $("#reset-password").value,
+      });
+      if (r.ok) {
+        history.replaceState(null, "", "/reset");
+        $("#reset-done").innerHTML = 'Your password is set. <a href="/login">Sign in</a>.';
+        $("#reset-submit").disabled = true;
+      } else {
+        err.textContent = errorText(r);
+      }
+    });
+  }
+
+  // ---- API tokens (/account): scopes as a list, the token shown once -------------
+  const tokenForm = $("#token-form");
+  if (tokenForm) {
+    tokenForm.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const err = $(".form-error", tokenForm);
+      err.textContent = "";
+      const body = {
+        name: $("#token-name").value,
+        scopes: $$("input[name='scopes']:checked", tokenForm).map((c) => c.value),
+      };
+      const days = $("#token-days").value;
+      if (days !== "") body.expires_in_days = Number(days);
+      const r = await api("POST", "/api/v1/tokens", body);
+      if (r.ok) {
+        $("#token-result").textContent =
+          `Token ${r.json.name}, shown only now: ${r.json.token}`;
+      } else {
+        err.textContent = errorText(r);
+      }
+    });
+  }
+
   // ---- Action forms (sent to the API) -------------------------------------------
   async function uploadVerified(form, file) {
     const data = new FormData();

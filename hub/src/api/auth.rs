@@ -56,7 +56,7 @@ pub enum Scope {
     Alerts,
     /// Sites, structures and assets: create, change, delete.
     Sites,
-    /// Gateways: revoke.
+    /// Gateways: revoke, configure; models and rollouts.
     Gateways,
     /// Handheld inspections: upload.
     Uploads,
@@ -84,6 +84,22 @@ impl Scope {
             Self::Gateways => "gateways",
             Self::Uploads => "uploads",
             Self::Users => "users",
+        }
+    }
+
+    /// What the scope allows, in a sentence (the dashboard's token page).
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Self::Read => {
+                "every read: findings, alerts, sites, fleet, evidence, exports, the stream"
+            }
+            Self::Alerts => "alert actions: acknowledge, assign, comment, resolve, reopen",
+            Self::Sites => "sites, structures and assets: create, change, delete",
+            Self::Gateways => "gateways, their configuration, models and rollouts",
+            Self::Uploads => "handheld inspections: upload",
+            Self::Users => {
+                "users, tokens, holds, retention, the audit trail and anything else an admin does"
+            }
         }
     }
 
@@ -130,9 +146,14 @@ pub enum AuthVia {
     SessionCookie {
         /// The session's CSRF token.
         csrf: String,
+        /// The session's id.
+        session: uuid::Uuid,
     },
     /// A session token sent as a bearer token.
-    SessionBearer,
+    SessionBearer {
+        /// The session's id.
+        session: uuid::Uuid,
+    },
     /// An API token, with its scopes.
     ApiToken {
         /// The token's name.
@@ -164,6 +185,16 @@ impl Principal {
                 role.as_str(),
                 self.user.role.as_str()
             )))
+        }
+    }
+
+    /// The session that authenticated the call (`None` for an API token).
+    pub fn session(&self) -> Option<uuid::Uuid> {
+        match &self.via {
+            AuthVia::SessionCookie { session, .. } | AuthVia::SessionBearer { session } => {
+                Some(*session)
+            }
+            AuthVia::ApiToken { .. } => None,
         }
     }
 
@@ -214,9 +245,9 @@ where
         if let Some(token) = bearer {
             let hash = token_hash(&token);
             return match resolve(&state, &hash, now).await? {
-                Some(Resolved::Session { user, .. }) => Ok(Self {
+                Some(Resolved::Session { user, session, .. }) => Ok(Self {
                     user,
-                    via: AuthVia::SessionBearer,
+                    via: AuthVia::SessionBearer { session },
                     from,
                 }),
                 Some(Resolved::ApiToken {
@@ -250,8 +281,12 @@ where
             return Err(ApiError::unauthorized());
         };
         // A cookie is a session's, never an API token's.
-        let Some(Resolved::Session { user, csrf, .. }) =
-            resolve(&state, &token_hash(&token), now).await?
+        let Some(Resolved::Session {
+            user,
+            csrf,
+            session,
+            ..
+        }) = resolve(&state, &token_hash(&token), now).await?
         else {
             return Err(ApiError::unauthorized());
         };
@@ -266,7 +301,7 @@ where
         }
         Ok(Self {
             user,
-            via: AuthVia::SessionCookie { csrf },
+            via: AuthVia::SessionCookie { csrf, session },
             from,
         })
     }
@@ -286,6 +321,7 @@ async fn resolve(
             Resolved::Session {
                 user,
                 csrf: session.csrf_token,
+                session: session.id,
                 expires_at: session.expires_at,
             }
         } else if let Some((t, user)) = state.store.api_token_by_hash(hash, now).await? {
@@ -313,6 +349,7 @@ enum Resolved {
     Session {
         user: UserRecord,
         csrf: String,
+        session: uuid::Uuid,
         expires_at: chrono::DateTime<chrono::Utc>,
     },
     ApiToken {
@@ -521,6 +558,7 @@ mod tests {
                 disabled_at: None,
             },
             csrf: "c".into(),
+            session: uuid::Uuid::now_v7(),
             expires_at: chrono::Utc::now() + expires_in,
         }
     }

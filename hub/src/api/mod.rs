@@ -19,6 +19,8 @@
 //! | `POST`, `PATCH`, `DELETE` of sites, structures and assets | admin | [`sites`] |
 //! | `GET /api/v1/gateways`, `GET /api/v1/gateways/{site}/{gateway}`, `GET /api/v1/cameras` | viewer | [`fleet`] |
 //! | `GET /api/v1/audit` (`?actor=&action=&target=&since=&until=`), `…/export.csv` | admin | [`audit`] |
+//! | `POST /api/v1/me/password`, `GET /api/v1/me/sessions`, `DELETE …/me/sessions/{id}`, `POST /api/v1/auth/reset` | the caller / anyone with a reset link | [`security`] |
+//! | `GET`/`DELETE /api/v1/users/{id}/sessions`, `POST …/{id}/reset-link`, `GET …/{id}/export` | admin | [`security`] |
 //! | `GET /api/v1/retention`, `GET/POST /api/v1/retention/holds`, `POST …/holds/{id}/release` | admin | [`retention`] |
 //! | `GET /api/v1/dead-letters` (`?class=&site=&gateway=&since=&until=`), `…/groups` | operator | [`dead_letters`] |
 //! | `GET /api/v1/dead-letters/{id}/payload` | admin | [`dead_letters`] |
@@ -68,6 +70,7 @@ pub mod notifications;
 pub mod openapi;
 pub mod reports;
 pub mod retention;
+pub mod security;
 pub mod sites;
 pub mod stream;
 pub mod uploads;
@@ -240,6 +243,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(dead_letters::routes())
         .merge(audit::routes())
         .merge(retention::routes())
+        .merge(security::routes())
         .merge(evidence::routes())
         .merge(uploads::routes())
         .merge(stream::routes())

@@ -22,6 +22,7 @@ pub(crate) enum Nav {
     Notifications,
     DeadLetters,
     Audit,
+    Account,
     None,
 }
 
@@ -83,7 +84,7 @@ pub(crate) fn page(
     body: Markup,
 ) -> Html<String> {
     let csrf = match &user.via {
-        AuthVia::SessionCookie { csrf } => csrf.as_str(),
+        AuthVia::SessionCookie { csrf, .. } => csrf.as_str(),
         _ => "",
     };
     let role = user.user.role;
@@ -129,7 +130,7 @@ pub(crate) fn page(
                             span.dot aria-hidden="true" {}
                             span.live-text { "connecting" }
                         }
-                        span #user-name { (user.user.username) }
+                        a #user-name href="/account" title="Your account" { (user.user.username) }
                         span #user-role.role { (role.as_str()) }
                         button #logout.secondary type="button" { "Sign out" }
                     }

@@ -49,6 +49,7 @@
 //! #upload-list li[data-name][data-result=ok|error] li.finding`; reports `#export-csv
 //! #report-form #report-site #report-from #report-to`. Renaming one breaks those tests.
 
+mod account;
 mod alerts;
 mod assets;
 mod audit;
@@ -75,6 +76,8 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/", get(overview::overview))
         .route("/login", get(pages::login))
+        .route("/reset", get(account::reset))
+        .route("/account", get(account::page))
         .route("/alerts", get(alerts::queue))
         .route("/alerts/{id}", get(alerts::detail))
         .route("/fleet", get(pages::fleet))

@@ -381,6 +381,152 @@ pub trait AccountStore: Backed {
             Ok(self.db().execute(sql).await? > 0)
         }
     }
+
+    /// Sets a user's password hash and ends the user's sessions, all but `keep` (the
+    /// one that changed it). `false` when there is no such user.
+    fn set_password(
+        &self,
+        id: Uuid,
+        password_hash: &str,
+        keep: Option<Uuid>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        async move {
+            let mut tx = self.db().begin_write().await?;
+            let done = tx
+                .execute(
+                    Sql::new("UPDATE users SET password_hash = $1 WHERE id = $2")
+                        .bind(password_hash)
+                        .bind(id),
+                )
+                .await?;
+            let mut end = Sql::new("DELETE FROM sessions WHERE user_id = $1").bind(id);
+            if let Some(keep) = keep {
+                end = Sql::new("DELETE FROM sessions WHERE user_id = $1 AND id <> $2")
+                    .bind(id)
+                    .bind(keep);
+            }
+            tx.execute(end).await?;
+            tx.commit().await?;
+            Ok(done > 0)
+        }
+    }
+
+    /// A user's sessions that have not expired at `now`, newest first.
+    fn user_sessions(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<SessionRecord>, StoreError>> + Send {
+        async move {
+            let sql = Sql::new(format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = $1 AND expires_at > $2 \
+                 ORDER BY created_at DESC, id DESC"
+            ))
+            .bind(user_id)
+            .bind(rows::to_micros(now));
+            self.db()
+                .fetch_all(sql)
+                .await?
+                .iter()
+                .map(session_from_row)
+                .collect()
+        }
+    }
+
+    /// Ends one of a user's sessions (`Some`) or all of them (`None`); returns how many.
+    fn end_user_sessions(
+        &self,
+        user_id: Uuid,
+        session: Option<Uuid>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        async move {
+            let sql = match session {
+                Some(s) => Sql::new("DELETE FROM sessions WHERE user_id = $1 AND id = $2")
+                    .bind(user_id)
+                    .bind(s),
+                None => Sql::new("DELETE FROM sessions WHERE user_id = $1").bind(user_id),
+            };
+            self.db().execute(sql).await
+        }
+    }
+
+    /// Records a one-time password reset link (by its token's SHA-256).
+    fn create_password_reset(
+        &self,
+        token_hash: &str,
+        user_id: Uuid,
+        created_by: &str,
+        created_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move {
+            check_sha256("reset token hash", token_hash)?;
+            let sql = Sql::new(
+                "INSERT INTO password_resets (token_hash, user_id, created_by, created_at, \
+                 expires_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(token_hash)
+            .bind(user_id)
+            .bind(text_without_nul(created_by))
+            .bind(rows::to_micros(created_at))
+            .bind(rows::to_micros(expires_at));
+            self.db().execute(sql).await?;
+            Ok(())
+        }
+    }
+
+    /// Uses a reset link: when it exists, is unused and unexpired at `now`, and its
+    /// user is not disabled, marks it used, sets the password hash and ends every
+    /// session of the user, in one transaction; the user. `None` otherwise (and nothing
+    /// changes).
+    fn use_password_reset(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+        password_hash: &str,
+    ) -> impl Future<Output = Result<Option<UserRecord>, StoreError>> + Send {
+        async move {
+            let now = rows::to_micros(now);
+            let mut tx = self.db().begin_write().await?;
+            let claimed = tx
+                .fetch_optional(
+                    Sql::new(
+                        "UPDATE password_resets SET used_at = $1 WHERE token_hash = $2 \
+                         AND used_at IS NULL AND expires_at > $1 \
+                         AND user_id IN (SELECT id FROM users WHERE disabled_at IS NULL) \
+                         RETURNING user_id",
+                    )
+                    .bind(now)
+                    .bind(token_hash),
+                )
+                .await?;
+            let Some(claimed) = claimed else {
+                return Ok(None);
+            };
+            let user_id: Uuid = claimed.get("user_id")?;
+            tx.execute(
+                Sql::new("UPDATE users SET password_hash = $1 WHERE id = $2")
+                    .bind(password_hash)
+                    .bind(user_id),
+            )
+            .await?;
+            tx.execute(Sql::new("DELETE FROM sessions WHERE user_id = $1").bind(user_id))
+                .await?;
+            // Other links of the same user die with this one.
+            tx.execute(
+                Sql::new(
+                    "UPDATE password_resets SET used_at = $1 WHERE user_id = $2 \
+                     AND used_at IS NULL",
+                )
+                .bind(now)
+                .bind(user_id),
+            )
+            .await?;
+            let user = user_in(&mut tx, user_id).await?;
+            tx.commit().await?;
+            Ok(Some(user))
+        }
+    }
 }
 
 impl<T: Backed> AccountStore for T {}

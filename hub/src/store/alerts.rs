@@ -167,24 +167,40 @@ pub trait AlertStore: Backed {
             )
             .bind(alert_id);
             let rows = self.db().fetch_all(sql).await?;
-            rows.iter()
-                .map(|row| {
-                    Ok(AlertEvent {
-                        id: row.get("id")?,
-                        event: NewAlertEvent {
-                            alert_id: row.get("alert_id")?,
-                            kind: AlertEventKind::parse(&row.get::<String>("kind")?)?,
-                            actor: row.get("actor")?,
-                            at: row.time("at")?,
-                            from_address: row.get("from_address")?,
-                            note: row.get("note")?,
-                            detail: row.opt_json("detail", "alert event detail")?,
-                        },
-                    })
-                })
-                .collect()
+            rows.iter().map(alert_event_from_row).collect()
         }
     }
+
+    /// Every alert action `actor` took, oldest first (a personal-data export).
+    fn alert_events_by_actor(
+        &self,
+        actor: &str,
+    ) -> impl Future<Output = Result<Vec<AlertEvent>, StoreError>> + Send {
+        async move {
+            let sql = Sql::new(
+                "SELECT id, alert_id, kind, actor, at, from_address, note, detail \
+                 FROM alert_events WHERE actor = $1 ORDER BY id",
+            )
+            .bind(actor);
+            let rows = self.db().fetch_all(sql).await?;
+            rows.iter().map(alert_event_from_row).collect()
+        }
+    }
+}
+
+fn alert_event_from_row(row: &Row) -> Result<AlertEvent, StoreError> {
+    Ok(AlertEvent {
+        id: row.get("id")?,
+        event: NewAlertEvent {
+            alert_id: row.get("alert_id")?,
+            kind: AlertEventKind::parse(&row.get::<String>("kind")?)?,
+            actor: row.get("actor")?,
+            at: row.time("at")?,
+            from_address: row.get("from_address")?,
+            note: row.get("note")?,
+            detail: row.opt_json("detail", "alert event detail")?,
+        },
+    })
 }
 
 impl<T: Backed> AlertStore for T {}

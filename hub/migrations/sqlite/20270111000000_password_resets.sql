@@ -1,0 +1,12 @@
+-- One-time password reset links an admin issues (#21): only the token's SHA-256 is kept;
+-- a link works once, until it expires, for an account that is not disabled.
+CREATE TABLE password_resets (
+    token_hash TEXT PRIMARY KEY CHECK (length(token_hash) = 64),
+    user_id    BLOB NOT NULL REFERENCES users (id),
+    created_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at    INTEGER
+) STRICT;
+
+CREATE INDEX password_resets_user ON password_resets (user_id);
