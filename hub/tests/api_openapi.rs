@@ -61,6 +61,8 @@ const OPERATIONS: &[&str] = &[
     "GET /api/v1/sites/{site}/assets/{asset}",
     "PATCH /api/v1/sites/{site}/assets/{asset}",
     "DELETE /api/v1/sites/{site}/assets/{asset}",
+    "GET /api/v1/sites/{site}/assets/{asset}/trend",
+    "GET /api/v1/sites/{site}/assets/{asset}/trend.csv",
     "POST /api/v1/auth/reset",
     "GET /api/v1/audit",
     "GET /api/v1/retention",

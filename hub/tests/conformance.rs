@@ -83,6 +83,7 @@ conformance! {
         retention_collects_only_evidence_nothing_refers_to,
         retention_rolls_telemetry_minutes_into_hours_and_expires_them,
         retention_expires_dead_letters_and_one_holder_has_the_lease,
+        an_asset_trend_buckets_max_delta_level_and_inspections,
     ],
 }
 
@@ -3431,4 +3432,81 @@ async fn retention_expires_dead_letters_and_one_holder_has_the_lease(s: &AnyStor
         .take_job_lease("other-job", "hub-b", t3, t3 + lease)
         .await
         .unwrap());
+}
+
+async fn an_asset_trend_buckets_max_delta_level_and_inspections(s: &AnyStore) {
+    let hour = 3_600_000;
+    let mk = |asset: &str, ms: i64, level: u8, max_c: f64, delta: Option<f64>, upload: bool| {
+        let mut f = finding(Uuid::now_v7(), level, max_c, ms);
+        f.asset = Some(asset.into());
+        f.severity.inputs.delta_c = delta;
+        if upload {
+            f.source = FindingSource::Upload;
+        }
+        f
+    };
+    let findings = [
+        mk("bay3-a", 0, 1, 50.0, Some(10.0), false),
+        mk("bay3-a", 10 * 60_000, 3, 80.0, Some(35.5), true),
+        mk("bay3-a", hour + 60_000, 2, 60.0, None, false),
+        mk("bay3-b", 5 * 60_000, 1, 40.0, Some(4.0), false),
+        mk("bay3-c", 0, 4, 99.0, Some(60.0), false),
+        // Outside the period.
+        mk("bay3-a", 5 * hour, 4, 120.0, Some(80.0), false),
+    ];
+    s.insert_findings(&ingested(&findings, at(0)))
+        .await
+        .unwrap();
+    let assets = vec!["bay3-a".to_string(), "bay3-b".to_string()];
+    let points = s
+        .asset_trend(
+            "north-yard",
+            &assets,
+            at(0),
+            at(2 * hour),
+            Duration::hours(1),
+        )
+        .await
+        .unwrap();
+    let summary: Vec<(&str, u64, f64, Option<f64>, u8, u64)> = points
+        .iter()
+        .map(|p| {
+            (
+                p.asset.as_str(),
+                p.findings,
+                p.max_c,
+                p.max_delta_c,
+                p.worst_level,
+                p.uploads,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("bay3-a", 2, 80.0, Some(35.5), 3, 1),
+            ("bay3-a", 1, 60.0, None, 2, 0),
+            ("bay3-b", 1, 40.0, Some(4.0), 1, 0),
+        ]
+    );
+    // Buckets start on whole multiples of the bucket length (UTC).
+    let first = points[0].bucket_start;
+    assert_eq!(first.timestamp() % 3600, 0);
+    assert!(first <= at(0) && at(0) < first + Duration::hours(1));
+    assert!(s
+        .asset_trend("north-yard", &[], at(0), at(hour), Duration::hours(1))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        s.asset_severity_table("north-yard", "bay3-a")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(findings[5].severity.table.as_str())
+    );
+    assert_eq!(
+        s.asset_severity_table("north-yard", "none").await.unwrap(),
+        None
+    );
 }

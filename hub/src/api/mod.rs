@@ -21,6 +21,7 @@
 //! | `GET /api/v1/audit` (`?actor=&action=&target=&since=&until=`), `…/export.csv` | admin | [`audit`] |
 //! | `POST /api/v1/me/password`, `GET /api/v1/me/sessions`, `DELETE …/me/sessions/{id}`, `POST /api/v1/auth/reset` | the caller / anyone with a reset link | [`security`] |
 //! | `GET`/`DELETE /api/v1/users/{id}/sessions`, `POST …/{id}/reset-link`, `GET …/{id}/export` | admin | [`security`] |
+//! | `GET /api/v1/sites/{site}/assets/{asset}/trend` (`?since=&until=&points=`), `…/trend.csv` | viewer | [`trends`] |
 //! | `GET /api/v1/retention`, `GET/POST /api/v1/retention/holds`, `POST …/holds/{id}/release` | admin | [`retention`] |
 //! | `GET /api/v1/dead-letters` (`?class=&site=&gateway=&since=&until=`), `…/groups` | operator | [`dead_letters`] |
 //! | `GET /api/v1/dead-letters/{id}/payload` | admin | [`dead_letters`] |
@@ -73,6 +74,7 @@ pub mod retention;
 pub mod security;
 pub mod sites;
 pub mod stream;
+pub mod trends;
 pub mod uploads;
 
 pub use accounts::validate_new_user;
@@ -244,6 +246,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(audit::routes())
         .merge(retention::routes())
         .merge(security::routes())
+        .merge(trends::routes())
         .merge(evidence::routes())
         .merge(uploads::routes())
         .merge(stream::routes())

@@ -945,7 +945,11 @@ async fn create_asset(
 }
 
 /// The asset, or a 404 naming it (or its site).
-async fn existing_asset(s: &ApiState, site: &str, id: &str) -> Result<AssetRecord, ApiError> {
+pub(crate) async fn existing_asset(
+    s: &ApiState,
+    site: &str,
+    id: &str,
+) -> Result<AssetRecord, ApiError> {
     check_id("site", site)?;
     check_id("asset", id)?;
     match s.store.asset(site, id).await? {

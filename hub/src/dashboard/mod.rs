@@ -51,6 +51,7 @@
 
 mod account;
 mod alerts;
+mod asset;
 mod assets;
 mod audit;
 mod chart;
@@ -87,6 +88,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/models", get(models::page))
         .route("/models/rollouts/{id}", get(models::rollout))
         .route("/sites", get(pages::sites))
+        .route("/sites/{site}/assets/{asset}", get(asset::page))
         .route("/upload", get(pages::upload))
         .route("/reports", get(pages::reports))
         .route("/notifications", get(pages::notifications))

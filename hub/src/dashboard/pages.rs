@@ -260,7 +260,7 @@ pub(crate) async fn sites(State(s): State<ApiState>, PageUser(p): PageUser) -> P
         let base = format!("/api/v1/sites/{}/assets/{}", a.site, a.id);
         html! {
             li.asset {
-                span.node { (a.name) " " code { (a.id) } }
+                span.node { a href=(format!("/sites/{}/assets/{}", a.site, a.id)) { (a.name) } " " code { (a.id) } }
                 @if let Some(ph) = &a.phase { " · phase " (format!("{ph:?}")) }
                 @if let Some(c) = &a.component_class { " · " (c) }
                 @if admin {

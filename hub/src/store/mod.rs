@@ -74,6 +74,7 @@ mod rows;
 mod sites;
 mod sql;
 mod sqlite;
+mod trends;
 
 pub use accounts::AccountStore;
 pub use alarms::{FleetAlarmStore, FleetCondition, HUB_ACTOR};
@@ -107,6 +108,7 @@ pub use sites::SiteStore;
 pub use sql::Db;
 use sql::{Sql, Tx};
 pub use sqlite::SqliteStore;
+pub use trends::TrendStore;
 
 use chitti_common::protocol::{AgentStatus, Telemetry};
 use chrono::{DateTime, Utc};
@@ -159,6 +161,7 @@ pub trait Store:
     + GatewayConfigStore
     + RolloutStore
     + RetentionStore
+    + TrendStore
 {
     /// Which database this is.
     fn backend(&self) -> Backend {
@@ -508,6 +511,6 @@ pub mod prelude {
     pub use super::{
         AccountStore, AlertStore, AuditLog, Backed, EvidenceIndex, FleetAlarmStore, FleetStore,
         GatewayConfigStore, IngestStore, NotificationStore, RetentionStore, RolloutStore,
-        SiteStore, Store,
+        SiteStore, Store, TrendStore,
     };
 }

@@ -1465,3 +1465,22 @@ pub struct RetentionRun {
     /// Why it failed.
     pub error: Option<String>,
 }
+
+/// One time bucket of an asset's findings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrendPoint {
+    /// The asset.
+    pub asset: String,
+    /// The bucket's start.
+    pub bucket_start: DateTime<Utc>,
+    /// Findings in it.
+    pub findings: u64,
+    /// The hottest, °C.
+    pub max_c: f64,
+    /// The largest ΔT, when any finding had a reference.
+    pub max_delta_c: Option<f64>,
+    /// The worst severity level.
+    pub worst_level: u8,
+    /// How many came from handheld inspections (uploads).
+    pub uploads: u64,
+}
