@@ -19,7 +19,9 @@
 //! 3. The retention job's first run (`finding_days` 180, `telemetry_minute_days` 30:
 //!    half the findings and 11 of 12 months of minutes go) with the same ingest beside
 //!    it: the job's time and what it removed; ingest's rate and latency meanwhile.
-//! 4. SQLite only: `backup::create` (while nothing writes), `backup::verify`,
+//! 4. `TREND_FINDINGS` (default 1 000 000) findings over a year on three phases of one
+//!    bay, then the trend query of that year (500 buckets per asset) 200 times: p50, p99.
+//! 5. SQLite only: `backup::create` (while nothing writes), `backup::verify`,
 //!    `backup::restore` into a new folder; seconds and MB/s of the database file.
 
 #[allow(dead_code)]
@@ -169,6 +171,57 @@ async fn fill(
     .expect("fill telemetry");
 }
 
+/// `n` findings over the year before `end` on three phases of one bay (site `trend`),
+/// then the trend query of a year (three assets, 500 buckets each) 200 times.
+async fn trend(store: &AnyStore, end: DateTime<Utc>, n: u64) {
+    let t = Instant::now();
+    let step_ms = (365 * 86_400_000 / n.max(1)) as i64;
+    let assets = ["bay1-breaker-a", "bay1-breaker-b", "bay1-breaker-c"];
+    let mut batch = Vec::with_capacity(5000);
+    let track = Uuid::now_v7();
+    for i in 0..n as usize {
+        let mut f = copy_rows::sample(i, track);
+        f.site = "trend".into();
+        f.asset = Some(assets[i % 3].into());
+        f.observed_at = end - Duration::days(365) + Duration::milliseconds(step_ms * i as i64);
+        batch.push(IngestedFinding {
+            finding: f,
+            received_at: end,
+            batch_id: Uuid::now_v7(),
+        });
+        if batch.len() == 5000 {
+            store.insert_findings(&batch).await.expect("trend fill");
+            batch.clear();
+        }
+    }
+    if !batch.is_empty() {
+        store.insert_findings(&batch).await.expect("trend fill");
+    }
+    println!(
+        "trend data: {n} findings on 3 assets over a year, filled in {:.0} s",
+        t.elapsed().as_secs_f64()
+    );
+    let ids: Vec<String> = assets.iter().map(|a| a.to_string()).collect();
+    let since = end - Duration::days(365);
+    let bucket = Duration::seconds(365 * 86_400 / 500 + 1);
+    let mut times = Vec::new();
+    let mut points = 0;
+    for _ in 0..200 {
+        let t = Instant::now();
+        points = store
+            .asset_trend("trend", &ids, since, end, bucket)
+            .await
+            .expect("trend")
+            .len();
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "trend of a year ({points} buckets, 3 assets): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (200 queries)",
+        times[100], times[197], times[199]
+    );
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -240,6 +293,11 @@ async fn run() {
         );
     }
 
+    let trend_findings = env("TREND_FINDINGS", 1_000_000);
+    if trend_findings > 0 {
+        trend(&store, end, trend_findings).await;
+    }
+
     if store.backend().name() == "sqlite" {
         let backup = folder.path().join("backup");
         let t = Instant::now();
@@ -270,6 +328,6 @@ async fn run() {
         );
     }
     println!(
-        "rerun: GATEWAYS={gateways} DAYS={days} FINDINGS_PER_GATEWAY_DAY={per_day} TELEMETRY_ROWS_PER_GATEWAY_DAY={telemetry} PHASE_S={phase_s} cargo bench -p chitti-hub --bench retention_backup"
+        "rerun: GATEWAYS={gateways} DAYS={days} FINDINGS_PER_GATEWAY_DAY={per_day} TELEMETRY_ROWS_PER_GATEWAY_DAY={telemetry} PHASE_S={phase_s} TREND_FINDINGS={trend_findings} cargo bench -p chitti-hub --bench retention_backup"
     );
 }

@@ -474,26 +474,22 @@ fn rel_text(rel: &Path) -> String {
 
 /// Copies `from` to `to`, returning (bytes, SHA-256 hex) of what was copied.
 fn copy_hashing(from: &Path, to: &Path) -> Result<(u64, String), BackupError> {
-    let mut input = std::fs::File::open(from).map_err(io(from))?;
     let mut output = std::fs::File::create(to).map_err(io(to))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut total = 0u64;
-    loop {
-        let n = input.read(&mut buf).map_err(io(from))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        output.write_all(&buf[..n]).map_err(io(to))?;
-        total += n as u64;
-    }
+    let hashed = read_hashing(from, |chunk| output.write_all(chunk).map_err(io(to)))?;
     output.sync_all().map_err(io(to))?;
-    Ok((total, hex::encode(hasher.finalize())))
+    Ok(hashed)
 }
 
 /// (bytes, SHA-256 hex) of a file.
 fn hash_file(path: &Path) -> Result<(u64, String), BackupError> {
+    read_hashing(path, |_| Ok(()))
+}
+
+/// Reads `path` through, handing each chunk to `each`; (bytes, SHA-256 hex).
+fn read_hashing(
+    path: &Path,
+    mut each: impl FnMut(&[u8]) -> Result<(), BackupError>,
+) -> Result<(u64, String), BackupError> {
     let mut input = std::fs::File::open(path).map_err(io(path))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
@@ -504,6 +500,7 @@ fn hash_file(path: &Path) -> Result<(u64, String), BackupError> {
             break;
         }
         hasher.update(&buf[..n]);
+        each(&buf[..n])?;
         total += n as u64;
     }
     Ok((total, hex::encode(hasher.finalize())))

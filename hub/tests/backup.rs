@@ -56,6 +56,35 @@ fn write_config(dir: &Path, url: Option<&str>) -> PathBuf {
     path
 }
 
+/// A hub's data folder, configuration and migrated store (Postgres: a scratch database).
+struct Drill {
+    dir: tempfile::TempDir,
+    _scratch: Option<ScratchPostgres>,
+    config_file: PathBuf,
+    config: HubConfig,
+    store: AnyStore,
+}
+
+impl Drill {
+    async fn new(backend: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let scratch = match backend {
+            "postgres" => Some(ScratchPostgres::create("chitti_drill").await),
+            _ => None,
+        };
+        let config_file = write_config(dir.path(), scratch.as_ref().map(|s| s.url.as_str()));
+        let config = HubConfig::load(&config_file).unwrap();
+        let store = chitti_hub::serve::open_store(&config).await.unwrap();
+        Self {
+            dir,
+            _scratch: scratch,
+            config_file,
+            config,
+            store,
+        }
+    }
+}
+
 async fn seed(store: &AnyStore, config: &HubConfig) -> Vec<(String, Vec<u8>)> {
     store
         .add_user(&NewUser {
@@ -134,14 +163,13 @@ async fn all_finding_ids(store: &AnyStore) -> HashSet<Uuid> {
 }
 
 async fn a_backup_taken_while_ingesting_restores_everything_acknowledged_before_it(backend: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let scratch = match backend {
-        "postgres" => Some(ScratchPostgres::create("chitti_drill").await),
-        _ => None,
-    };
-    let config_file = write_config(dir.path(), scratch.as_ref().map(|s| s.url.as_str()));
-    let config = HubConfig::load(&config_file).unwrap();
-    let store = chitti_hub::serve::open_store(&config).await.unwrap();
+    let Drill {
+        dir,
+        _scratch,
+        config_file,
+        config,
+        store,
+    } = Drill::new(backend).await;
     let blobs = seed(&store, &config).await;
 
     // Ingest runs until told to stop; each batch's ids are "acknowledged" once the
@@ -257,14 +285,13 @@ async fn a_backup_taken_while_ingesting_restores_everything_acknowledged_before_
 }
 
 async fn a_damaged_or_unfinished_backup_is_refused(backend: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let scratch = match backend {
-        "postgres" => Some(ScratchPostgres::create("chitti_drill").await),
-        _ => None,
-    };
-    let config_file = write_config(dir.path(), scratch.as_ref().map(|s| s.url.as_str()));
-    let config = HubConfig::load(&config_file).unwrap();
-    let store = chitti_hub::serve::open_store(&config).await.unwrap();
+    let Drill {
+        dir,
+        _scratch,
+        config_file,
+        config,
+        store,
+    } = Drill::new(backend).await;
     let blobs = seed(&store, &config).await;
     store.close().await;
     let backup = dir.path().join("backup");

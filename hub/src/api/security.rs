@@ -178,14 +178,7 @@ async fn my_sessions(
     State(s): State<ApiState>,
     p: Principal,
 ) -> Result<Json<ListPage<SessionView>>, ApiError> {
-    let sessions = s.store.user_sessions(p.user.id, Utc::now()).await?;
-    let current = p.session();
-    Ok(Json(ListPage::whole(
-        sessions
-            .into_iter()
-            .map(|x| session_view(x, current))
-            .collect(),
-    )))
+    sessions_page(&s, p.user.id, p.session()).await
 }
 
 /// Ends one of the caller's sessions (another browser, a lost laptop).
@@ -254,8 +247,16 @@ async fn user_sessions(
 ) -> Result<Json<ListPage<SessionView>>, ApiError> {
     p.require(Role::Admin)?;
     let user = user_or_404(&s, &id).await?;
-    let sessions = s.store.user_sessions(user.id, Utc::now()).await?;
-    let current = p.session();
+    sessions_page(&s, user.id, p.session()).await
+}
+
+/// A user's live sessions, `current` marked.
+async fn sessions_page(
+    s: &ApiState,
+    user: Uuid,
+    current: Option<Uuid>,
+) -> Result<Json<ListPage<SessionView>>, ApiError> {
+    let sessions = s.store.user_sessions(user, Utc::now()).await?;
     Ok(Json(ListPage::whole(
         sessions
             .into_iter()

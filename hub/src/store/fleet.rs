@@ -376,22 +376,7 @@ pub trait FleetStore: Backed {
         since: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> impl Future<Output = Result<Vec<TelemetryMinute>, StoreError>> + Send {
-        async move {
-            let sql = Sql::new(
-                "SELECT * FROM telemetry_minutes WHERE site = $1 AND gateway = $2 \
-                 AND bucket_start >= $3 AND bucket_start < $4 ORDER BY bucket_start",
-            )
-            .bind(site)
-            .bind(gateway)
-            .bind(since)
-            .bind(until);
-            self.db()
-                .fetch_all(sql)
-                .await?
-                .iter()
-                .map(telemetry_from_row)
-                .collect()
-        }
+        telemetry_rows(self.db(), "telemetry_minutes", site, gateway, since, until)
     }
 
     /// A gateway's hourly telemetry (minutes rolled up by retention) with
@@ -403,22 +388,7 @@ pub trait FleetStore: Backed {
         since: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> impl Future<Output = Result<Vec<TelemetryMinute>, StoreError>> + Send {
-        async move {
-            let sql = Sql::new(
-                "SELECT * FROM telemetry_hours WHERE site = $1 AND gateway = $2 \
-                 AND bucket_start >= $3 AND bucket_start < $4 ORDER BY bucket_start",
-            )
-            .bind(site)
-            .bind(gateway)
-            .bind(since)
-            .bind(until);
-            self.db()
-                .fetch_all(sql)
-                .await?
-                .iter()
-                .map(telemetry_from_row)
-                .collect()
-        }
+        telemetry_rows(self.db(), "telemetry_hours", site, gateway, since, until)
     }
 }
 
@@ -476,6 +446,30 @@ const TELEMETRY_INSERT_POSTGRES: &str = "INSERT INTO telemetry_minutes AS m (sit
     frame_drops = m.frame_drops + EXCLUDED.frame_drops, \
     first_ts = LEAST(m.first_ts, EXCLUDED.first_ts), \
     last_ts = GREATEST(m.last_ts, EXCLUDED.last_ts)";
+
+/// A gateway's rows of `table` (minutes or hours) in `since..until`, oldest first.
+async fn telemetry_rows(
+    db: Db<'_>,
+    table: &'static str,
+    site: &str,
+    gateway: &str,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<TelemetryMinute>, StoreError> {
+    let sql = Sql::new(format!(
+        "SELECT * FROM {table} WHERE site = $1 AND gateway = $2 \
+         AND bucket_start >= $3 AND bucket_start < $4 ORDER BY bucket_start"
+    ))
+    .bind(site)
+    .bind(gateway)
+    .bind(since)
+    .bind(until);
+    db.fetch_all(sql)
+        .await?
+        .iter()
+        .map(telemetry_from_row)
+        .collect()
+}
 
 /// The gateway's clock against the hub's: its message's `ts` minus the hub's receipt, in
 /// milliseconds (transit time makes it read slightly behind).
