@@ -168,7 +168,7 @@ pub(crate) async fn trend(
             .await?;
         alerts.extend(page.items.into_iter().map(AlertView::from));
     }
-    alerts.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    alerts.sort_by_key(|a| std::cmp::Reverse(a.created_at));
     Ok(AssetTrend {
         site: site.to_string(),
         asset: asset.to_string(),
