@@ -3468,7 +3468,8 @@ async fn an_asset_trend_buckets_max_delta_level_and_inspections(s: &AnyStore) {
         )
         .await
         .unwrap();
-    let summary: Vec<(&str, u64, f64, Option<f64>, u8, u64)> = points
+    type Summary<'a> = (&'a str, u64, f64, Option<f64>, u8, u64);
+    let summary: Vec<Summary> = points
         .iter()
         .map(|p| {
             (
