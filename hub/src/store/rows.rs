@@ -32,12 +32,15 @@ pub(crate) struct FindingRow {
     pub track_state: &'static str,
     pub historical: bool,
     pub evidence_sha256: Option<String>,
+    /// ΔT against the reference (SQLite stores it for the asset-trend index; Postgres
+    /// generates it from `doc`).
+    pub delta_c: Option<f64>,
     /// The finding as JSON.
     pub doc: String,
 }
 
 /// Columns per finding row (the SQLite chunking depends on it).
-pub(crate) const FINDING_COLUMNS: usize = 22;
+pub(crate) const FINDING_COLUMNS: usize = 23;
 
 /// A batch ready to insert: unique rows sorted by id, and how to report the outcome.
 pub(crate) struct PreparedBatch {
@@ -148,6 +151,7 @@ fn row(ingested: &IngestedFinding) -> Result<FindingRow, StoreError> {
         cool_exception: f.severity.cool_exception,
         component_class: f.component.as_ref().map(|c| c.class.clone()),
         max_c: f.hotspot.max_c,
+        delta_c: f.severity.inputs.delta_c,
         track_id: f.track.id,
         track_state: track_state_name(f.track.state),
         historical: f.historical,

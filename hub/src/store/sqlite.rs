@@ -27,7 +27,7 @@ const _: () = assert!(FINDING_ROWS_PER_STATEMENT * FINDING_COLUMNS < 32_766);
 const FINDING_INSERT: &str = "INSERT INTO findings (id, site, gateway, camera, asset, preset, \
     captured_at, captured_offset_s, observed_at, received_at, batch_id, source, \
     severity_level, severity_table, cool_exception, component_class, max_c, track_id, \
-    track_state, historical, evidence_sha256, doc) ";
+    track_state, historical, evidence_sha256, delta_c, doc) ";
 
 const ALERT_INSERT: &str = "INSERT INTO alerts (id, site, gateway, camera, track_id, asset, \
     component_class, severity_table, worst_level, worst_max_c, last_level, last_max_c, \
@@ -169,6 +169,7 @@ pub(super) async fn insert_finding_rows(
                 .push_bind(r.track_state)
                 .push_bind(r.historical)
                 .push_bind(&r.evidence_sha256)
+                .push_bind(r.delta_c)
                 .push_bind(&r.doc);
         });
         qb.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
