@@ -316,6 +316,19 @@ async fn a_reset_link_works_once_for_an_enabled_account(backend: &str) {
     );
     // Never the token itself.
     assert!(!format!("{:?}", api.store.list_audit(100).await.unwrap()).contains(&token));
+
+    // Guessing is limited (per address): ten failed uses a minute (three above), then 429.
+    let guess = |n: usize| reset(&format!("chr_guess{n}"), "a long enough guess");
+    let mut statuses = Vec::new();
+    for n in 0..9 {
+        let r = api
+            .call("POST", "/api/v1/auth/reset", None, Some(guess(n)), &[])
+            .await;
+        statuses.push(r.status);
+    }
+    let mut expected = vec![StatusCode::UNAUTHORIZED; 7];
+    expected.extend([StatusCode::TOO_MANY_REQUESTS; 2]);
+    assert_eq!(statuses, expected);
 }
 
 async fn an_admin_exports_a_persons_data(backend: &str) {

@@ -97,7 +97,13 @@ async fn change_password(
         ));
     }
     check_new_password(&p.user.username, &req.new_password)?;
-    let hash = p.user.password_hash.clone();
+    // The stored hash, not the one remembered with the session (it may be seconds old).
+    let user = s
+        .store
+        .user(p.user.id)
+        .await?
+        .ok_or_else(ApiError::unauthorized)?;
+    let hash = user.password_hash;
     let current = req.current_password.clone();
     let ok = current.chars().count() <= MAX_PASSWORD_CHARS
         && tokio::task::spawn_blocking(move || verify_password(&hash, &current))
@@ -394,7 +400,13 @@ async fn reset_password(
     ClientAddr(ip): ClientAddr,
     ApiJson(req): ApiJson<PasswordReset>,
 ) -> Result<StatusCode, ApiError> {
-    if !s.logins.allowed("", ip) {
+    // Counted per address only (a name no account can have): an unknown token from one
+    // address must not lock out everyone else's links.
+    let limited_as = format!(
+        "\u{1}reset {}",
+        ip.map(|a| a.to_string()).unwrap_or_default()
+    );
+    if !s.logins.allowed(&limited_as, ip) {
         return Err(ApiError::new(
             ErrorCode::RateLimited,
             "too many failed attempts; wait a minute",
@@ -417,7 +429,7 @@ async fn reset_password(
         .use_password_reset(&token_hash(req.token.trim()), Utc::now(), &new_hash)
         .await?;
     let Some(user) = used else {
-        s.logins.failed("", ip);
+        s.logins.failed(&limited_as, ip);
         return Err(ApiError::new(
             ErrorCode::Unauthorized,
             "this reset link is unknown, used or expired",
