@@ -10,7 +10,7 @@
 //! in the same transaction as the insert (and as the change it records, where the
 //! caller has one), under that row's lock: appends from several replicas serialise, and
 //! a rolled-back change leaves no row. [`AuditLog::verify_audit_chain`] recomputes
-//! everything; pseudonymising ([`AuditLog::pseudonymise_audit`]) replaces a value and
+//! everything; pseudonymising ([`AuditLog::pseudonymise_user`]) replaces a value and
 //! drops its salt, which keeps the digest (and so the chain) valid but makes guessing
 //! the old value from it impossible.
 //!
@@ -32,7 +32,7 @@ const CHAIN_BATCH: i64 = 1000;
 /// Problems a verification lists before it stops listing (it still counts rows).
 pub const MAX_REPORTED_PROBLEMS: usize = 100;
 
-/// Prefix of the pseudonyms [`AuditLog::pseudonymise_audit`] gives.
+/// Prefix of the pseudonyms [`AuditLog::pseudonymise_user`] gives.
 pub const PSEUDONYM_PREFIX: &str = "former-user-";
 
 const AUDIT_COLUMNS: &str = "id, seq, at, actor, action, target, from_address, detail, \
@@ -171,7 +171,7 @@ pub trait AuditLog: Backed {
 
     /// Recomputes the whole chain: every digest whose salt is kept, every hash, every
     /// link, the head; pseudonymised values must be pseudonyms a later
-    /// `user.pseudonymise` row announced. Reads [`CHAIN_BATCH`] rows a query.
+    /// `user.pseudonymise` row announced. Reads a thousand rows a query.
     fn verify_audit_chain(
         &self,
     ) -> impl Future<Output = Result<AuditVerification, StoreError>> + Send {
