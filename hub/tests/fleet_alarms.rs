@@ -650,6 +650,14 @@ async fn a_store_with_alerts_migrates_keeping_every_alert_and_its_trail(backend:
         Db::Sqlite(pool) => before.run(pool).await.unwrap(),
         Db::Postgres(pool) => before.run(pool).await.unwrap(),
     }
+    // On SQLite today's insert writes `delta_c`, which a later migration adds: give the
+    // old schema the column for the insert and take it away again before migrating.
+    let delta_column = |sql: &'static str| async move {
+        if let Db::Sqlite(pool) = store.db() {
+            sqlx::query(sql).execute(pool).await.unwrap();
+        }
+    };
+    delta_column("ALTER TABLE findings ADD COLUMN delta_c REAL").await;
     let (cool, hot) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
     store
         .insert_findings(&ingested(
@@ -662,6 +670,7 @@ async fn a_store_with_alerts_migrates_keeping_every_alert_and_its_trail(backend:
         ))
         .await
         .unwrap();
+    delta_column("ALTER TABLE findings DROP COLUMN delta_c").await;
     // The store's own queries know the new columns: the old schema is written raw.
     let count = |table: &'static str| async move {
         let sql = format!("SELECT count(*) FROM {table}");
