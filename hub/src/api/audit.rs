@@ -86,7 +86,7 @@ pub struct AuditEntryView {
     /// From where (client address), when known.
     pub from_address: Option<String>,
     /// Structured detail (`null` when none).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub detail: serde_json::Value,
     /// The entry's hash in the chain (hex SHA-256).
     pub hash: String,

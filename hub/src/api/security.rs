@@ -75,6 +75,8 @@ fn check_new_password(username: &str, password: &str) -> Result<(), ApiError> {
         (status = 400, description = "A new password of the wrong length, or an unknown field", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "The current password is wrong, the call came with an API token, or a cookie session without X-CSRF-Token", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
         (status = 429, description = "Too many wrong passwords; wait a minute", body = ErrorBody),
     ),
     security(("bearer" = []), ("session" = []))
@@ -391,6 +393,8 @@ pub struct PasswordReset {
         (status = 204, description = "The password is set; sign in with it"),
         (status = 400, description = "A new password of the wrong length, or an unknown field", body = ErrorBody),
         (status = 401, description = "The link is unknown, used, expired, or its account disabled", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
         (status = 429, description = "Too many failed attempts from this address; wait a minute", body = ErrorBody),
     ),
     security(())
