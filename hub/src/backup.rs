@@ -199,15 +199,7 @@ pub async fn create(
     }
     std::fs::create_dir_all(to).map_err(io(to))?;
     let created_at = Utc::now();
-    let store = crate::serve::open_store_unmigrated(config)
-        .await
-        .map_err(|e| match e {
-            crate::serve::ServeError::Store(s) => BackupError::Store(s),
-            other => BackupError::Tool {
-                tool: "store",
-                detail: other.to_string(),
-            },
-        })?;
+    let store = open(config, false).await?;
     let (database, counts, audit_head) = match &store {
         AnyStore::Sqlite(db) => sqlite_snapshot(db, &to.join(SQLITE_FILE)).await?,
         AnyStore::Postgres(db) => {
@@ -276,6 +268,22 @@ pub async fn create(
     write_file(&partial, &text)?;
     std::fs::rename(&partial, to.join(MANIFEST)).map_err(io(to))?;
     Ok(manifest)
+}
+
+/// The configured store, migrated or as it is.
+async fn open(config: &HubConfig, migrate: bool) -> Result<AnyStore, BackupError> {
+    let opened = if migrate {
+        crate::serve::open_store(config).await
+    } else {
+        crate::serve::open_store_unmigrated(config).await
+    };
+    opened.map_err(|e| match e {
+        crate::serve::ServeError::Store(s) => BackupError::Store(s),
+        other => BackupError::Tool {
+            tool: "store",
+            detail: other.to_string(),
+        },
+    })
 }
 
 fn engine_of(store: &AnyStore) -> &'static str {
@@ -760,15 +768,7 @@ pub async fn restore(
         });
     }
     let mut done = Vec::new();
-    let store = crate::serve::open_store_unmigrated(config)
-        .await
-        .map_err(|e| match e {
-            crate::serve::ServeError::Store(s) => BackupError::Store(s),
-            other => BackupError::Tool {
-                tool: "store",
-                detail: other.to_string(),
-            },
-        })?;
+    let store = open(config, false).await?;
     let held = precious_rows(store.db()).await?;
     if !held.is_empty() && !force {
         return Err(BackupError::StoreNotEmpty {
@@ -843,15 +843,7 @@ pub async fn restore(
         }
     }
     // The restored store as the hub will see it.
-    let store = crate::serve::open_store(config)
-        .await
-        .map_err(|e| match e {
-            crate::serve::ServeError::Store(s) => BackupError::Store(s),
-            other => BackupError::Tool {
-                tool: "store",
-                detail: other.to_string(),
-            },
-        })?;
+    let store = open(config, true).await?;
     let (counts, _) = counts_and_head(store.db()).await?;
     let chain = store.verify_audit_chain().await?;
     store.close().await;

@@ -136,3 +136,34 @@ impl RetentionConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::HubConfig;
+    use std::path::Path;
+
+    #[test]
+    fn bad_retention_settings_are_each_named() {
+        let text = "version = 1\n[retention]\ninterval_s = 5\nbatch_rows = 200000\n\
+                    telemetry_minute_days = 90\ntelemetry_hour_days = 30\nfinding_days = 99999\n";
+        let err = HubConfig::from_toml(text, "hub.toml", Path::new(".")).unwrap_err();
+        let text = err.to_string();
+        for key in [
+            "retention.interval_s: must be at least 60",
+            "retention.batch_rows: must be at most 100000",
+            "retention.telemetry_hour_days: must be at least telemetry_minute_days",
+            "retention.finding_days: must be at most 36500",
+        ] {
+            assert!(text.contains(key), "{key} missing from: {text}");
+        }
+        let unknown = "version = 1\n[retention]\nkeep_forever = true\n";
+        let err = HubConfig::from_toml(unknown, "hub.toml", Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("keep_forever"), "{err}");
+        assert!(
+            HubConfig::from_toml("version = 1\n", "hub.toml", Path::new("."))
+                .unwrap()
+                .retention
+                .enabled
+        );
+    }
+}
